@@ -1,0 +1,30 @@
+# The README's commands. Each installs what is missing first (scripts/deps.sh:
+# Debian packages only), then builds with CMake.
+#   make        build build/holdfast (optimised, asserts on)
+#   make demo   build, then serve the demo shop on 127.0.0.1:8080
+#   make test   build with address+undefined sanitizers in build/asan, run every test
+#   make bench  build, run the benchmarks, print the figures
+.PHONY: all deps demo test bench clean
+
+JOBS ?= $(shell nproc)
+
+all: deps
+	cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_TESTING=OFF >/dev/null
+	cmake --build build -j $(JOBS)
+
+deps:
+	@./scripts/deps.sh
+
+demo: all
+	./scripts/demo.sh
+
+test: deps
+	cmake -S . -B build/asan -DCMAKE_BUILD_TYPE=Debug -DHF_SANITIZE=ON -DBUILD_TESTING=ON >/dev/null
+	cmake --build build/asan -j $(JOBS)
+	cd build/asan && ctest --output-on-failure --timeout 300
+
+bench: all
+	./bench/run.sh
+
+clean:
+	rm -rf build

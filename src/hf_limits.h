@@ -1,0 +1,74 @@
+/*
+ * holdfast's limits, all in one place.
+ *
+ * Everything has a maximum (DESIGN.md, "Limits"). Each is checked at the edge
+ * with a clear error and asserted inside. A limit's comment says where its
+ * number comes from. Capacities marked "default" are configuration; the rest
+ * are fixed by the API contract (API.md) or by the wire format.
+ */
+#ifndef HF_LIMITS_H
+#define HF_LIMITS_H
+
+/* API.md: a sku is 1-64 bytes of [A-Za-z0-9._:-]. */
+#define HF_SKU_BYTES_MAX 64
+/* API.md: customer, fingerprint and order_ref are 1-128 bytes of UTF-8. */
+#define HF_NAME_BYTES_MAX 128
+/* API.md: Idempotency-Key is 1-64 bytes. */
+#define HF_IDEM_KEY_BYTES_MAX 64
+/* API.md: 1-64 lines per hold, one per SKU. */
+#define HF_LINES_PER_HOLD_MAX 64
+/* API.md: 1 <= qty <= 1,000,000. */
+#define HF_QTY_MAX 1000000LL
+/* API.md: 0 <= stock <= 2^40; held and sold never exceed stock. */
+#define HF_STOCK_MAX (1LL << 40)
+/* A TTL longer than a day is a forgotten cart, not a hold. */
+#define HF_TTL_MS_MAX (24LL * 3600 * 1000)
+/* Below a second a hold cannot survive a client's round trip. */
+#define HF_TTL_MS_MIN 1000LL
+/* Used when a request names no ttl_ms: ten minutes, a cart's usual life. */
+#define HF_TTL_MS_DEFAULT (10LL * 60 * 1000)
+/* Idempotency keys are remembered for a day (the usual retry horizon). */
+#define HF_IDEM_RETENTION_MS (24LL * 3600 * 1000)
+/* Finished holds stay readable for a day, unless their slot is needed. */
+#define HF_FINISHED_RETENTION_MS (24LL * 3600 * 1000)
+/* GET /v1/skus pages: large enough to page a big catalog, small enough
+ * that one reply stays well under a megabyte. */
+#define HF_SKU_PAGE_MAX 1000
+#define HF_SKU_PAGE_DEFAULT 100
+
+/* Defaults sized for a large shop. Memory is reserved, not touched, until
+ * used, so an idle server with these capacities stays small. */
+#define HF_SKUS_MAX_DEFAULT 1000000u
+#define HF_HOLDS_MAX_DEFAULT 10000000u
+#define HF_IDEM_KEYS_MAX_DEFAULT 1000000u
+/* Hard ceilings for the configuration: ids carry a 32-bit slot. */
+#define HF_SKUS_MAX_LIMIT 50000000u
+#define HF_HOLDS_MAX_LIMIT 200000000u
+#define HF_IDEM_KEYS_MAX_LIMIT 50000000u
+
+/* HTTP edge. API.md: a 64 KiB body is 413. 64 lines of the longest SKU
+ * and a 128-byte customer need under 8 KiB, so 64 KiB is generous. */
+#define HF_BODY_BYTES_MAX (64 * 1024)
+/* Header block: a browser sends about 1-2 KiB; 16 KiB leaves room for
+ * cookies yet stops a client from pinning memory with junk headers. */
+#define HF_HEADER_BYTES_MAX (16 * 1024)
+#define HF_HEADER_COUNT_MAX 64
+/* Open connections: one loop thread serves them all; past this a new
+ * connection is refused rather than starving the ones in flight. */
+#define HF_CONNECTIONS_MAX_DEFAULT 4096u
+#define HF_CONNECTIONS_MAX_LIMIT 60000u
+/* Replies waiting for the journal's group commit; beyond this a request
+ * is answered 503 overloaded instead of queueing without bound. */
+#define HF_PENDING_REPLIES_MAX 65536u
+
+/* Journal. In relaxed mode an acknowledged change reaches the disk within
+ * this bound (the documented worst-case loss on a crash). */
+#define HF_RELAXED_FLUSH_MS 100
+/* A group commit holds at most this many records, so that one commit's
+ * latency stays bounded under a burst. */
+#define HF_BATCH_RECORDS_MAX 8192u
+/* After this many journaled records the live state is snapshotted and the
+ * journal before it deleted, so recovery never replays a year of traffic. */
+#define HF_COMPACT_RECORDS_DEFAULT 1000000u
+
+#endif

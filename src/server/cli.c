@@ -1,0 +1,313 @@
+/*
+ * cli.c - `holdfast` command line and configuration file.
+ *
+ * The configuration file is JSON; flags given on the command line override
+ * it. An unknown key, an unknown flag or a bad value stops the start with a
+ * message that names it, so a typo never runs silently with a default.
+ */
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server_internal.h"
+
+#ifndef HF_VERSION
+#define HF_VERSION "dev"
+#endif
+
+static const char usage_main[] =
+    "holdfast - inventory holds that are correct, fast and hard to hoard\n"
+    "\n"
+    "usage:\n"
+    "  holdfast serve [options]   serve the HTTP API (holdfast serve --help)\n"
+    "  holdfast --version         print the version\n"
+    "  holdfast --help            print this help\n";
+
+static const char usage_serve[] =
+    "usage: holdfast serve [options]\n"
+    "\n"
+    "  --listen HOST:PORT        address to listen on (default 127.0.0.1:8080; port 0 picks one)\n"
+    "  --data DIR                data directory (default ./data)\n"
+    "  --config FILE             JSON configuration; flags override it\n"
+    "  --api-key KEY             a key with the shop role (repeatable)\n"
+    "  --admin-key KEY           the key with the admin role\n"
+    "  --durability MODE         durable (default): reply after fsync;\n"
+    "                            relaxed: reply before fsync, lose at most 100 ms on a crash\n"
+    "\n"
+    "configuration file keys: listen, data, api_keys, admin_key, durability, skus_max,\n"
+    "holds_max, idempotency_keys_max, connections_max, threads, compact_records\n"
+    "\n"
+    "Without keys, every request is allowed, so the server refuses to listen on\n"
+    "anything but a loopback address unless keys are given.\n";
+
+void server_config_default(server_config_t *c)
+{
+    memset(c, 0, sizeof *c);
+    snprintf(c->host, sizeof c->host, "127.0.0.1");
+    c->port = 8080;
+    snprintf(c->data_dir, sizeof c->data_dir, "./data");
+    c->durability = STORE_DURABLE;
+    c->engine = engine_config_default();
+    c->connections_max = HF_CONNECTIONS_MAX_DEFAULT;
+    c->threads = 1;
+    c->compact_records = HF_COMPACT_RECORDS_DEFAULT;
+}
+
+/* ---------------------------------------------------------------- values */
+
+static int bad(const char *what, const char *value, const char *why)
+{
+    fprintf(stderr, "holdfast: %s \"%s\": %s\n", what, value, why);
+    return -1;
+}
+
+static int set_listen(server_config_t *c, const char *v)
+{
+    const char *colon = strrchr(v, ':');
+    if (colon == NULL || colon == v) {
+        return bad("--listen", v, "expected HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080");
+    }
+    const char *host = v;
+    size_t host_len = (size_t)(colon - v);
+    if (host[0] == '[' && host_len >= 2 && host[host_len - 1] == ']') {
+        host++;
+        host_len -= 2;
+    }
+    char *end;
+    errno = 0;
+    unsigned long port = strtoul(colon + 1, &end, 10);
+    if (colon[1] == '\0' || *end != '\0' || errno != 0 || port > 65535) {
+        return bad("--listen", v, "the port must be a number from 0 to 65535");
+    }
+    if (host_len == 0 || host_len >= sizeof c->host) {
+        return bad("--listen", v, "the host is empty or too long");
+    }
+    memcpy(c->host, host, host_len);
+    c->host[host_len] = '\0';
+    c->port = (uint16_t)port;
+    return 0;
+}
+
+static int set_text(char *out, size_t size, const char *what, const char *v)
+{
+    if (v[0] == '\0' || strlen(v) >= size) {
+        return bad(what, v, "must be non-empty and shorter");
+    }
+    snprintf(out, size, "%s", v);
+    return 0;
+}
+
+static int add_api_key(server_config_t *c, const char *v)
+{
+    if (c->api_key_count == SERVER_API_KEYS_MAX) {
+        return bad("--api-key", v, "at most 16 shop keys");
+    }
+    return set_text(c->api_keys[c->api_key_count++], SERVER_KEY_BYTES_MAX, "--api-key", v);
+}
+
+static int set_durability(server_config_t *c, const char *v)
+{
+    if (strcmp(v, "durable") == 0) {
+        c->durability = STORE_DURABLE;
+    } else if (strcmp(v, "relaxed") == 0) {
+        c->durability = STORE_RELAXED;
+    } else {
+        return bad("--durability", v, "must be durable or relaxed");
+    }
+    return 0;
+}
+
+/* -------------------------------------------------------------- the file */
+
+static int file_uint(json_t *v, const char *key, uint32_t lo, uint32_t hi, uint32_t *out)
+{
+    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi) {
+        fprintf(stderr, "holdfast: config key \"%s\" must be an integer from %u to %u\n", key, lo,
+                hi);
+        return -1;
+    }
+    *out = (uint32_t)json_integer_value(v);
+    return 0;
+}
+
+static int file_string(json_t *v, const char *key, const char **out)
+{
+    if (!json_is_string(v)) {
+        fprintf(stderr, "holdfast: config key \"%s\" must be a string\n", key);
+        return -1;
+    }
+    *out = json_string_value(v);
+    return 0;
+}
+
+static int file_api_keys(server_config_t *c, json_t *v)
+{
+    size_t i;
+    json_t *k;
+    if (!json_is_array(v)) {
+        fprintf(stderr, "holdfast: config key \"api_keys\" must be an array of strings\n");
+        return -1;
+    }
+    json_array_foreach(v, i, k) {
+        const char *text;
+        if (file_string(k, "api_keys", &text) != 0 || add_api_key(c, text) != 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int file_key(server_config_t *c, const char *key, json_t *v)
+{
+    const char *s;
+    if (strcmp(key, "api_keys") == 0) {
+        return file_api_keys(c, v);
+    }
+    if (strcmp(key, "skus_max") == 0) {
+        return file_uint(v, key, 1, HF_SKUS_MAX_LIMIT, &c->engine.skus_max);
+    }
+    if (strcmp(key, "holds_max") == 0) {
+        return file_uint(v, key, 1, HF_HOLDS_MAX_LIMIT, &c->engine.holds_max);
+    }
+    if (strcmp(key, "idempotency_keys_max") == 0) {
+        return file_uint(v, key, 1, HF_IDEM_KEYS_MAX_LIMIT, &c->engine.idem_keys_max);
+    }
+    if (strcmp(key, "connections_max") == 0) {
+        return file_uint(v, key, 1, HF_CONNECTIONS_MAX_LIMIT, &c->connections_max);
+    }
+    if (strcmp(key, "threads") == 0) {
+        return file_uint(v, key, 1, 64, &c->threads);
+    }
+    if (strcmp(key, "compact_records") == 0) {
+        return file_uint(v, key, 0, UINT32_MAX, &c->compact_records);
+    }
+    if (file_string(v, key, &s) != 0) {
+        return -1;
+    }
+    if (strcmp(key, "listen") == 0) {
+        return set_listen(c, s);
+    }
+    if (strcmp(key, "data") == 0) {
+        return set_text(c->data_dir, sizeof c->data_dir, "data", s);
+    }
+    if (strcmp(key, "admin_key") == 0) {
+        return set_text(c->admin_key, sizeof c->admin_key, "admin_key", s);
+    }
+    if (strcmp(key, "durability") == 0) {
+        return set_durability(c, s);
+    }
+    fprintf(stderr, "holdfast: unknown config key \"%s\"\n", key);
+    return -1;
+}
+
+static int load_file(server_config_t *c, const char *path)
+{
+    json_error_t err;
+    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &err);
+    if (root == NULL) {
+        fprintf(stderr, "holdfast: config %s:%d: %s\n", path, err.line, err.text);
+        return -1;
+    }
+    int rc = 0;
+    if (!json_is_object(root)) {
+        fprintf(stderr, "holdfast: config %s: must be a JSON object\n", path);
+        rc = -1;
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach(root, key, v) {
+        if (rc == 0) {
+            rc = file_key(c, key, v);
+        }
+    }
+    json_decref(root);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ flags */
+
+static int apply_flag(server_config_t *c, const char *flag, const char *v)
+{
+    if (strcmp(flag, "--listen") == 0) {
+        return set_listen(c, v);
+    }
+    if (strcmp(flag, "--data") == 0) {
+        return set_text(c->data_dir, sizeof c->data_dir, "--data", v);
+    }
+    if (strcmp(flag, "--api-key") == 0) {
+        return add_api_key(c, v);
+    }
+    if (strcmp(flag, "--admin-key") == 0) {
+        return set_text(c->admin_key, sizeof c->admin_key, "--admin-key", v);
+    }
+    if (strcmp(flag, "--durability") == 0) {
+        return set_durability(c, v);
+    }
+    if (strcmp(flag, "--config") == 0) {
+        return 0; /* read first, in parse_serve */
+    }
+    fprintf(stderr, "holdfast: unknown option %s (see holdfast serve --help)\n", flag);
+    return -1;
+}
+
+static int parse_serve(server_config_t *c, int argc, char **argv)
+{
+    for (int i = 0; i < argc; i += 2) {
+        if (strncmp(argv[i], "--", 2) != 0) {
+            fprintf(stderr, "holdfast: unexpected argument %s\n", argv[i]);
+            return -1;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "holdfast: %s needs a value\n", argv[i]);
+            return -1;
+        }
+        if (strcmp(argv[i], "--config") == 0 && load_file(c, argv[i + 1]) != 0) {
+            return -1;
+        }
+    }
+    /* Flags override the file; api keys from both add up. */
+    for (int i = 0; i + 1 < argc; i += 2) {
+        if (apply_flag(c, argv[i], argv[i + 1]) != 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static bool wants_help(int argc, char **argv)
+{
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+int server_main(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        fputs(usage_main, argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("holdfast %s\n", HF_VERSION);
+        return 0;
+    }
+    if (strcmp(argv[1], "serve") != 0) {
+        fprintf(stderr, "holdfast: unknown command %s\n\n%s", argv[1], usage_main);
+        return 2;
+    }
+    if (wants_help(argc - 2, argv + 2)) {
+        fputs(usage_serve, stdout);
+        return 0;
+    }
+    server_config_t c;
+    server_config_default(&c);
+    if (parse_serve(&c, argc - 2, argv + 2) != 0) {
+        return 2;
+    }
+    return server_run(&c);
+}

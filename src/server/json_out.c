@@ -1,0 +1,199 @@
+/*
+ * json_out.c - the reply writer.
+ */
+#include "json_out.h"
+
+#include <assert.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+void json_out_init(json_out_t *j)
+{
+    memset(j, 0, sizeof *j);
+}
+
+void json_out_free(json_out_t *j)
+{
+    free(j->data);
+    memset(j, 0, sizeof *j);
+}
+
+void json_out_reset(json_out_t *j)
+{
+    j->size = 0;
+    j->depth = 0;
+    j->has_member[0] = false;
+    j->after_key = false;
+}
+
+static void reserve(json_out_t *j, size_t more)
+{
+    if (j->size + more + 1 <= j->capacity) {
+        return;
+    }
+    size_t capacity = j->capacity < 1024 ? 1024 : j->capacity;
+    while (capacity < j->size + more + 1) {
+        capacity *= 2;
+    }
+    char *data = realloc(j->data, capacity);
+    if (data == NULL) {
+        fprintf(stderr, "level=fatal msg=\"out of memory writing a reply\"\n");
+        abort();
+    }
+    j->data = data;
+    j->capacity = capacity;
+}
+
+void jw_raw(json_out_t *j, const char *s, size_t len)
+{
+    reserve(j, len);
+    memcpy(j->data + j->size, s, len);
+    j->size += len;
+    j->data[j->size] = '\0';
+}
+
+void jw_rawf(json_out_t *j, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    assert(n >= 0);
+    reserve(j, (size_t)n);
+    va_start(ap, fmt);
+    vsnprintf(j->data + j->size, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    j->size += (size_t)n;
+}
+
+/* Writes the comma that separates this value from the previous one; a value
+ * right after its key needs none. */
+static void separate(json_out_t *j)
+{
+    if (j->after_key) {
+        j->after_key = false;
+        return;
+    }
+    if (j->depth > 0 && j->has_member[j->depth]) {
+        jw_raw(j, ",", 1);
+    }
+    j->has_member[j->depth] = true;
+}
+
+static void open_(json_out_t *j, const char *c)
+{
+    separate(j);
+    jw_raw(j, c, 1);
+    assert(j->depth + 1 < JSON_OUT_DEPTH_MAX);
+    j->has_member[++j->depth] = false;
+}
+
+static void close_(json_out_t *j, const char *c)
+{
+    assert(j->depth > 0);
+    j->depth--;
+    jw_raw(j, c, 1);
+}
+
+void jw_obj_begin(json_out_t *j)
+{
+    open_(j, "{");
+}
+
+void jw_obj_end(json_out_t *j)
+{
+    close_(j, "}");
+}
+
+void jw_arr_begin(json_out_t *j)
+{
+    open_(j, "[");
+}
+
+void jw_arr_end(json_out_t *j)
+{
+    close_(j, "]");
+}
+
+static void escaped(json_out_t *j, const char *s, size_t len)
+{
+    reserve(j, len + 2);
+    jw_raw(j, "\"", 1);
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') {
+            char pair[2] = {'\\', (char)c};
+            jw_raw(j, pair, 2);
+        } else if (c < 0x20 || c == 0x7f) {
+            char u[8];
+            snprintf(u, sizeof u, "\\u%04x", c);
+            jw_raw(j, u, 6);
+        } else {
+            jw_raw(j, (const char *)&c, 1);
+        }
+    }
+    jw_raw(j, "\"", 1);
+}
+
+void jw_key(json_out_t *j, const char *key)
+{
+    separate(j);
+    escaped(j, key, strlen(key));
+    jw_raw(j, ":", 1);
+    j->after_key = true;
+}
+
+void jw_str(json_out_t *j, const char *s, size_t len)
+{
+    separate(j);
+    escaped(j, s, len);
+}
+
+void jw_cstr(json_out_t *j, const char *s)
+{
+    jw_str(j, s, strlen(s));
+}
+
+void jw_int(json_out_t *j, int64_t v)
+{
+    separate(j);
+    jw_rawf(j, "%lld", (long long)v);
+}
+
+void jw_null(json_out_t *j)
+{
+    separate(j);
+    jw_raw(j, "null", 4);
+}
+
+void jw_time(json_out_t *j, int64_t epoch_ms)
+{
+    time_t secs = (time_t)(epoch_ms / 1000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    char text[40];
+    size_t n = strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(text + n, sizeof text - n, ".%03dZ", (int)(epoch_ms % 1000));
+    jw_cstr(j, text);
+}
+
+void jw_kstr(json_out_t *j, const char *key, const char *s, size_t len)
+{
+    jw_key(j, key);
+    jw_str(j, s, len);
+}
+
+void jw_kcstr(json_out_t *j, const char *key, const char *s)
+{
+    jw_key(j, key);
+    jw_cstr(j, s);
+}
+
+void jw_kint(json_out_t *j, const char *key, int64_t v)
+{
+    jw_key(j, key);
+    jw_int(j, v);
+}

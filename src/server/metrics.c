@@ -1,0 +1,148 @@
+/*
+ * metrics.c - /metrics in the Prometheus text format.
+ *
+ * Counters are bumped with relaxed atomics on the request path; the page is
+ * rendered on demand. Engine figures are read under the engine lock, journal
+ * figures under the store's.
+ */
+#include <stdio.h>
+
+#include "server_internal.h"
+
+static const int statuses[SERVER_STATUS_COUNT] = {
+#define STATUS_VALUE(code) code,
+    SERVER_STATUSES(STATUS_VALUE)
+#undef STATUS_VALUE
+};
+
+int metrics_status_index(int status)
+{
+    for (int i = 0; i < SERVER_STATUS_COUNT; i++) {
+        if (statuses[i] == status) {
+            return i;
+        }
+    }
+    return SERVER_STATUS_COUNT - 2; /* 500: a status this table lacks is a bug */
+}
+
+void metrics_count(server_t *s, int route, int status)
+{
+    int r = route < 0 ? SERVER_ROUTE_COUNT_MAX : route;
+    __atomic_fetch_add(&s->metrics.requests[r][metrics_status_index(status)], 1,
+                       __ATOMIC_RELAXED);
+}
+
+static void render_requests(server_t *s, json_out_t *o)
+{
+    jw_rawf(o, "# HELP holdfast_http_requests_total HTTP requests by route and status.\n"
+                 "# TYPE holdfast_http_requests_total counter\n");
+    for (int r = 0; r <= SERVER_ROUTE_COUNT_MAX; r++) {
+        if (r >= routes_count() && r != SERVER_ROUTE_COUNT_MAX) {
+            continue;
+        }
+        for (int i = 0; i < SERVER_STATUS_COUNT; i++) {
+            uint64_t n = __atomic_load_n(&s->metrics.requests[r][i], __ATOMIC_RELAXED);
+            if (n > 0) {
+                jw_rawf(o, "holdfast_http_requests_total{route=\"%s\",status=\"%d\"} %llu\n",
+                          routes_label(r == SERVER_ROUTE_COUNT_MAX ? -1 : r), statuses[i],
+                          (unsigned long long)n);
+            }
+        }
+    }
+    jw_rawf(o, "# HELP holdfast_hold_requests_total Hold requests by engine result.\n"
+                 "# TYPE holdfast_hold_requests_total counter\n");
+    for (int i = 0; i < ENGINE_RESULT_COUNT; i++) {
+        uint64_t n = __atomic_load_n(&s->metrics.hold_results[i], __ATOMIC_RELAXED);
+        jw_rawf(o, "holdfast_hold_requests_total{result=\"%s\"} %llu\n",
+                  engine_result_name((engine_result_t)i), (unsigned long long)n);
+    }
+}
+
+static void render_engine(const engine_stats_t *e, json_out_t *o)
+{
+    jw_rawf(o,
+              "# HELP holdfast_holds_total Holds by outcome.\n"
+              "# TYPE holdfast_holds_total counter\n"
+              "holdfast_holds_total{outcome=\"created\"} %llu\n"
+              "holdfast_holds_total{outcome=\"committed\"} %llu\n"
+              "holdfast_holds_total{outcome=\"released\"} %llu\n"
+              "holdfast_holds_total{outcome=\"expired\"} %llu\n"
+              "holdfast_holds_total{outcome=\"forgotten\"} %llu\n"
+              "# HELP holdfast_holds Holds in memory by state.\n"
+              "# TYPE holdfast_holds gauge\n"
+              "holdfast_holds{state=\"active\"} %u\n"
+              "holdfast_holds{state=\"finished\"} %u\n"
+              "# HELP holdfast_units Units across all skus.\n"
+              "# TYPE holdfast_units gauge\n"
+              "holdfast_units{state=\"stock\"} %lld\n"
+              "holdfast_units{state=\"held\"} %lld\n"
+              "holdfast_units{state=\"sold\"} %lld\n"
+              "holdfast_units{state=\"available\"} %lld\n"
+              "# HELP holdfast_skus SKUs.\n# TYPE holdfast_skus gauge\nholdfast_skus %u\n"
+              "# HELP holdfast_idempotency_keys Idempotency keys remembered.\n"
+              "# TYPE holdfast_idempotency_keys gauge\nholdfast_idempotency_keys %u\n"
+              "# HELP holdfast_idempotent_replays_total Requests answered from a key.\n"
+              "# TYPE holdfast_idempotent_replays_total counter\n"
+              "holdfast_idempotent_replays_total %llu\n",
+              (unsigned long long)e->holds_created, (unsigned long long)e->holds_committed,
+              (unsigned long long)e->holds_released, (unsigned long long)e->holds_expired,
+              (unsigned long long)e->holds_evicted, e->holds_active, e->holds_retained,
+              (long long)e->units_stock, (long long)e->units_held, (long long)e->units_sold,
+              (long long)(e->units_stock - e->units_held - e->units_sold), e->skus, e->idem_keys,
+              (unsigned long long)e->idem_replays);
+}
+
+static void render_journal(server_t *s, json_out_t *o)
+{
+    store_stats_t st = store_stats(&s->store);
+    jw_rawf(o, "# HELP holdfast_journal_commit_seconds Group commit latency.\n"
+                 "# TYPE holdfast_journal_commit_seconds histogram\n");
+    uint64_t cumulative = 0;
+    for (int i = 0; i <= STORE_LATENCY_BUCKETS; i++) {
+        cumulative += st.latency_count[i];
+        if (i < STORE_LATENCY_BUCKETS) {
+            jw_rawf(o, "holdfast_journal_commit_seconds_bucket{le=\"%g\"} %llu\n",
+                      store_latency_bucket_us[i] / 1e6, (unsigned long long)cumulative);
+        } else {
+            jw_rawf(o, "holdfast_journal_commit_seconds_bucket{le=\"+Inf\"} %llu\n",
+                      (unsigned long long)cumulative);
+        }
+    }
+    jw_rawf(o,
+              "holdfast_journal_commit_seconds_sum %.6f\n"
+              "holdfast_journal_commit_seconds_count %llu\n"
+              "# TYPE holdfast_journal_records_total counter\n"
+              "holdfast_journal_records_total %llu\n"
+              "# TYPE holdfast_journal_bytes_total counter\n"
+              "holdfast_journal_bytes_total %llu\n"
+              "# TYPE holdfast_journal_snapshots_total counter\n"
+              "holdfast_journal_snapshots_total %llu\n"
+              "# HELP holdfast_journal_failed 1 once the journal has failed (writes refused).\n"
+              "# TYPE holdfast_journal_failed gauge\nholdfast_journal_failed %d\n"
+              "# HELP holdfast_recovery_seconds How long the last start-up recovery took.\n"
+              "# TYPE holdfast_recovery_seconds gauge\nholdfast_recovery_seconds %.3f\n"
+              "# TYPE holdfast_recovery_records gauge\nholdfast_recovery_records %llu\n"
+              "# HELP holdfast_recovery_timestamp_seconds When the last recovery ran.\n"
+              "# TYPE holdfast_recovery_timestamp_seconds gauge\n"
+              "holdfast_recovery_timestamp_seconds %.3f\n",
+              st.latency_sum_s, (unsigned long long)cumulative, (unsigned long long)st.records,
+              (unsigned long long)st.bytes, (unsigned long long)st.snapshots,
+              store_failed(&s->store) ? 1 : 0, (double)s->recovery.duration_ms / 1000.0,
+              (unsigned long long)(s->recovery.snapshot_records + s->recovery.journal_records),
+              (double)s->started_epoch_ms / 1000.0);
+}
+
+void metrics_render(server_t *s, json_out_t *o)
+{
+    pthread_mutex_lock(&s->engine_lock);
+    engine_advance(&s->engine, server_now_ms(s));
+    engine_stats_t e = engine_stats(&s->engine);
+    pthread_mutex_unlock(&s->engine_lock);
+    render_requests(s, o);
+    render_engine(&e, o);
+    render_journal(s, o);
+    const union MHD_DaemonInfo *info =
+        MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+    jw_rawf(o, "# TYPE holdfast_connections gauge\nholdfast_connections %u\n",
+              info ? info->num_connections : 0);
+}

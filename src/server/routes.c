@@ -1,0 +1,810 @@
+/*
+ * routes.c - API v1: the route table, its handlers, and the one table that
+ * maps engine results to HTTP statuses and error codes.
+ *
+ * Handlers are thin: validate, reply with a clear error and return early;
+ * then take the engine lock, apply or read, and write the reply while the
+ * engine's memory is stable. The reply is sent later, by server.c, once the
+ * journal has made durable everything up to r->seq.
+ */
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server_internal.h"
+
+#define PATH_SEGMENTS_MAX 6
+
+typedef struct {
+    const char *value[2];
+    size_t len[2];
+} route_args_t;
+
+typedef void (*handler_fn)(request_t *r, const route_args_t *a);
+
+typedef struct {
+    const char *method;
+    const char *pattern; /* '*' matches one path segment */
+    role_t role;
+    handler_fn fn;
+} route_t;
+
+/* ----------------------------------------------------------------- replies */
+
+static const struct {
+    int status;
+    const char *code;
+} result_http[ENGINE_RESULT_COUNT] = {
+    [ENGINE_OK] = {200, "ok"},
+    [ENGINE_SKU_NOT_FOUND] = {404, "not_found"},
+    [ENGINE_HOLD_NOT_FOUND] = {404, "not_found"},
+    [ENGINE_INSUFFICIENT_STOCK] = {409, "insufficient_stock"},
+    [ENGINE_STOCK_BELOW_COMMITTED] = {409, "stock_below_committed"},
+    [ENGINE_HOLD_EXPIRED] = {410, "hold_expired"},
+    [ENGINE_HOLD_RELEASED] = {410, "hold_released"},
+    [ENGINE_HOLD_COMMITTED] = {409, "hold_committed"},
+    [ENGINE_DUPLICATE_LINE] = {400, "invalid_field"},
+    [ENGINE_IDEMPOTENCY_MISMATCH] = {422, "idempotency_mismatch"},
+    [ENGINE_SKUS_FULL] = {503, "overloaded"},
+    [ENGINE_HOLDS_FULL] = {503, "overloaded"},
+    [ENGINE_LINES_FULL] = {503, "overloaded"},
+    [ENGINE_IDEM_FULL] = {503, "overloaded"},
+};
+
+/* Opens {"error": {"code": ..., "message": ...; the caller may add fields. */
+static void error_begin(request_t *r, int status, const char *code, const char *message)
+{
+    json_out_reset(&r->out);
+    r->status = status;
+    jw_obj_begin(&r->out);
+    jw_key(&r->out, "error");
+    jw_obj_begin(&r->out);
+    jw_kcstr(&r->out, "code", code);
+    jw_kcstr(&r->out, "message", message);
+}
+
+static void error_end(request_t *r)
+{
+    jw_obj_end(&r->out);
+    jw_obj_end(&r->out);
+}
+
+void reply_error(request_t *r, int status, const char *code, const char *message)
+{
+    error_begin(r, status, code, message);
+    error_end(r);
+}
+
+void reply_error_field(request_t *r, int status, const char *code, const char *field,
+                       const char *message)
+{
+    error_begin(r, status, code, message);
+    jw_kcstr(&r->out, "field", field);
+    error_end(r);
+}
+
+static void invalid_field(request_t *r, const char *field, const char *message)
+{
+    reply_error_field(r, 400, "invalid_field", field, message);
+}
+
+/* An engine result other than OK, with the numbers behind it. */
+static void reply_result(request_t *r, const engine_outcome_t *o, const char *sku, size_t sku_len)
+{
+    char message[256];
+    int status = result_http[o->result].status;
+    const char *code = result_http[o->result].code;
+    if (o->result == ENGINE_INSUFFICIENT_STOCK) {
+        snprintf(message, sizeof message, "%.*s: %lld available", (int)sku_len, sku,
+                 (long long)o->available);
+    } else if (sku != NULL) {
+        snprintf(message, sizeof message, "%.*s: %s", (int)sku_len, sku,
+                 engine_result_message(o->result));
+    } else {
+        snprintf(message, sizeof message, "%s", engine_result_message(o->result));
+    }
+    error_begin(r, status, code, message);
+    if (sku != NULL) {
+        jw_kstr(&r->out, "sku", sku, sku_len);
+    }
+    if (o->result == ENGINE_INSUFFICIENT_STOCK) {
+        jw_kint(&r->out, "available", o->available);
+    }
+    if (o->result == ENGINE_DUPLICATE_LINE) {
+        jw_kcstr(&r->out, "field", "lines");
+    }
+    if (status == 503) {
+        jw_kcstr(&r->out, "reason", engine_result_name(o->result));
+    }
+    error_end(r);
+}
+
+static void write_sku(json_out_t *j, const engine_sku_view_t *v)
+{
+    jw_obj_begin(j);
+    jw_kstr(j, "sku", v->sku, v->sku_len);
+    jw_kint(j, "stock", v->stock);
+    jw_kint(j, "held", v->held);
+    jw_kint(j, "sold", v->sold);
+    jw_kint(j, "available", v->available);
+    jw_obj_end(j);
+}
+
+static void write_hold(request_t *r, const engine_hold_view_t *h, int64_t now_ms)
+{
+    const engine_t *e = &r->server->engine;
+    json_out_t *j = &r->out;
+    char id[ENGINE_HOLD_ID_TEXT_MAX + 1];
+    size_t id_len = engine_hold_id_format(h->id, id);
+    jw_obj_begin(j);
+    jw_kstr(j, "id", id, id_len);
+    jw_kstr(j, "customer", h->customer, h->customer_len);
+    jw_kcstr(j, "state", engine_hold_state_name(h->state));
+    jw_key(j, "lines");
+    jw_arr_begin(j);
+    for (uint16_t i = 0; i < h->line_count; i++) {
+        engine_sku_view_t v;
+        engine_sku_view(e, h->lines[i].sku_index, &v);
+        jw_obj_begin(j);
+        jw_kstr(j, "sku", v.sku, v.sku_len);
+        jw_kint(j, "qty", h->lines[i].qty);
+        jw_obj_end(j);
+    }
+    jw_arr_end(j);
+    jw_key(j, "created_at");
+    jw_time(j, h->created_ms);
+    jw_key(j, "expires_at");
+    jw_time(j, h->expires_ms);
+    bool active = h->state == ENGINE_HOLD_ACTIVE;
+    jw_kint(j, "expires_in_ms", active ? h->expires_ms - now_ms : 0);
+    if (!active) {
+        jw_key(j, "finished_at");
+        jw_time(j, h->finished_ms);
+    }
+    jw_obj_end(j);
+}
+
+/* Replies with the hold, or 404 if it is gone. Under the engine lock. */
+static void reply_hold(request_t *r, uint64_t id, int status, int64_t now_ms)
+{
+    engine_hold_view_t h;
+    if (engine_hold_view(&r->server->engine, id, &h) != ENGINE_OK) {
+        reply_error(r, 404, "not_found", "no such hold (or it finished more than a day ago)");
+        return;
+    }
+    json_out_reset(&r->out);
+    r->status = status;
+    write_hold(r, &h, now_ms);
+}
+
+/* ------------------------------------------------------------ request body */
+
+static bool field_allowed(const char *key, const char *const *allowed)
+{
+    for (size_t i = 0; allowed[i] != NULL; i++) {
+        if (strcmp(key, allowed[i]) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The body as a JSON object whose keys are all in allowed (NULL-terminated).
+ * An empty body is an empty object unless required. On error replies and
+ * returns NULL. */
+static json_t *parse_body(request_t *r, const char *const *allowed, bool required)
+{
+    if (r->body_size == 0 && !required) {
+        return json_object();
+    }
+    if (r->body_size == 0) {
+        reply_error(r, 400, "invalid_json", "a JSON object body is required");
+        return NULL;
+    }
+    json_error_t err;
+    json_t *root = json_loadb(r->body, r->body_size, JSON_REJECT_DUPLICATES, &err);
+    if (root == NULL) {
+        char message[200];
+        bool overflow = json_error_code(&err) == json_error_numeric_overflow;
+        snprintf(message, sizeof message, "%s at byte %d",
+                 overflow ? "number out of range" : err.text, err.position);
+        reply_error(r, 400, "invalid_json", message);
+        return NULL;
+    }
+    if (!json_is_object(root)) {
+        json_decref(root);
+        reply_error(r, 400, "invalid_json", "the body must be a JSON object");
+        return NULL;
+    }
+    const char *key;
+    json_t *value;
+    json_object_foreach(root, key, value) {
+        if (!field_allowed(key, allowed)) {
+            char message[300];
+            snprintf(message, sizeof message, "unknown field \"%.200s\"", key);
+            reply_error_field(r, 400, "unknown_field", key, message);
+            json_decref(root);
+            return NULL;
+        }
+    }
+    return root;
+}
+
+/* Reads an integer member in [lo, hi]; absent is fine unless required. */
+static bool get_int(request_t *r, json_t *obj, const char *key, const char *field, int64_t lo,
+                    int64_t hi, bool required, int64_t *out)
+{
+    json_t *v = json_object_get(obj, key);
+    if (v == NULL && !required) {
+        return true;
+    }
+    if (v == NULL || !json_is_integer(v) || json_integer_value(v) < lo ||
+        json_integer_value(v) > hi) {
+        char message[200];
+        snprintf(message, sizeof message, "%s must be an integer from %lld to %lld", field,
+                 (long long)lo, (long long)hi);
+        invalid_field(r, field, message);
+        return false;
+    }
+    *out = json_integer_value(v);
+    return true;
+}
+
+/* Reads a name member (customer, fingerprint, order_ref). */
+static bool get_name(request_t *r, json_t *obj, const char *key, bool required, const char **out,
+                     size_t *len_out)
+{
+    json_t *v = json_object_get(obj, key);
+    if (v == NULL && !required) {
+        *out = NULL;
+        *len_out = 0;
+        return true;
+    }
+    if (v == NULL || !json_is_string(v) ||
+        !valid_name(json_string_value(v), json_string_length(v))) {
+        char message[200];
+        snprintf(message, sizeof message,
+                 "%s must be 1-128 bytes of UTF-8 without control characters", key);
+        invalid_field(r, key, message);
+        return false;
+    }
+    *out = json_string_value(v);
+    *len_out = json_string_length(v);
+    return true;
+}
+
+/* ------------------------------------------------------------- engine calls */
+
+static void lock(request_t *r)
+{
+    pthread_mutex_lock(&r->server->engine_lock);
+}
+
+/* Every reply waits for the journal to cover all that was applied before it
+ * was written, reads and errors included: none may reveal what a crash could
+ * take back. */
+static void unlock(request_t *r)
+{
+    r->seq = store_appended_seq(&r->server->store);
+    pthread_mutex_unlock(&r->server->engine_lock);
+}
+
+/* Applies op at the current time and journals it if it changed anything.
+ * Under the engine lock. False (and a 503 reply) if the journal refused it. */
+static bool apply_op(request_t *r, engine_op_t *op, engine_outcome_t *o)
+{
+    server_t *s = r->server;
+    op->now_ms = server_now_ms(s);
+    *o = engine_apply(&s->engine, op);
+    if (!o->changed) {
+        return true;
+    }
+    if (op->kind == ENGINE_OP_HOLD_CREATE) {
+        op->u.hold_create.hold_id = o->hold_id;
+    }
+    if (store_append(&s->store, op, server_mono_ms()) == 0) {
+        reply_error(r, 503, "storage_unavailable", "the journal cannot be written");
+        return false;
+    }
+    return true;
+}
+
+/* -------------------------------------------------------------------- skus */
+
+static bool path_sku(request_t *r, const route_args_t *a)
+{
+    if (!valid_sku(a->value[0], a->len[0])) {
+        invalid_field(r, "sku", "sku must be 1-64 bytes of [A-Za-z0-9._:-]");
+        return false;
+    }
+    return true;
+}
+
+static void h_sku_put(request_t *r, const route_args_t *a)
+{
+    static const char *const fields[] = {"stock", NULL};
+    if (!path_sku(r, a)) {
+        return;
+    }
+    json_t *body = parse_body(r, fields, true);
+    engine_op_t op = {.kind = ENGINE_OP_SKU_PUT};
+    if (body == NULL || !get_int(r, body, "stock", "stock", 0, HF_STOCK_MAX, true,
+                                 &op.u.sku_put.stock)) {
+        json_decref(body);
+        return;
+    }
+    json_decref(body);
+    memcpy(op.u.sku_put.sku, a->value[0], a->len[0]);
+    op.u.sku_put.sku_len = (uint8_t)a->len[0];
+    engine_outcome_t o;
+    lock(r);
+    if (apply_op(r, &op, &o)) {
+        if (o.result != ENGINE_OK) {
+            reply_result(r, &o, a->value[0], a->len[0]);
+        } else {
+            engine_sku_view_t v;
+            engine_sku_view(&r->server->engine, o.sku_index, &v);
+            r->status = o.created ? 201 : 200;
+            write_sku(&r->out, &v);
+        }
+    }
+    unlock(r);
+}
+
+static void h_sku_get(request_t *r, const route_args_t *a)
+{
+    if (!path_sku(r, a)) {
+        return;
+    }
+    server_t *s = r->server;
+    uint32_t i;
+    lock(r);
+    engine_advance(&s->engine, server_now_ms(s));
+    if (!engine_sku_find(&s->engine, a->value[0], a->len[0], &i)) {
+        reply_error(r, 404, "not_found", "no such sku");
+    } else {
+        engine_sku_view_t v;
+        engine_sku_view(&s->engine, i, &v);
+        r->status = 200;
+        write_sku(&r->out, &v);
+    }
+    unlock(r);
+}
+
+/* Parses ?after=SKU&limit=N. */
+static bool list_args(request_t *r, const char **after, int64_t *limit)
+{
+    *after = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "after");
+    const char *text = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "limit");
+    *limit = HF_SKU_PAGE_DEFAULT;
+    if (text != NULL) {
+        char *end;
+        long long v = strtoll(text, &end, 10);
+        if (*text == '\0' || *end != '\0' || v < 1 || v > HF_SKU_PAGE_MAX) {
+            invalid_field(r, "limit", "limit must be an integer from 1 to 1000");
+            return false;
+        }
+        *limit = v;
+    }
+    if (*after != NULL && !valid_sku(*after, strlen(*after))) {
+        invalid_field(r, "after", "after must be a sku");
+        return false;
+    }
+    return true;
+}
+
+static void h_sku_list(request_t *r, const route_args_t *a)
+{
+    (void)a;
+    const char *after;
+    int64_t limit;
+    if (!list_args(r, &after, &limit)) {
+        return;
+    }
+    server_t *s = r->server;
+    uint32_t start = 0;
+    lock(r);
+    engine_advance(&s->engine, server_now_ms(s));
+    if (after != NULL && !engine_sku_find(&s->engine, after, strlen(after), &start)) {
+        invalid_field(r, "after", "after names no sku");
+        unlock(r);
+        return;
+    }
+    start += after != NULL;
+    uint32_t count = engine_sku_count(&s->engine);
+    uint32_t end = count - start < (uint64_t)limit ? count : start + (uint32_t)limit;
+    r->status = 200;
+    jw_obj_begin(&r->out);
+    jw_key(&r->out, "skus");
+    jw_arr_begin(&r->out);
+    engine_sku_view_t v;
+    for (uint32_t i = start; i < end; i++) {
+        engine_sku_view(&s->engine, i, &v);
+        write_sku(&r->out, &v);
+    }
+    jw_arr_end(&r->out);
+    jw_key(&r->out, "next");
+    if (end < count) {
+        jw_str(&r->out, v.sku, v.sku_len);
+    } else {
+        jw_null(&r->out);
+    }
+    jw_obj_end(&r->out);
+    unlock(r);
+}
+
+/* ------------------------------------------------------------------- holds */
+
+static bool parse_line(request_t *r, json_t *line, size_t i, engine_line_t *out)
+{
+    static const char *const fields[] = {"sku", "qty", NULL};
+    char field[32];
+    if (!json_is_object(line)) {
+        snprintf(field, sizeof field, "lines[%zu]", i);
+        invalid_field(r, field, "each line must be an object {\"sku\": ..., \"qty\": ...}");
+        return false;
+    }
+    const char *key;
+    json_t *value;
+    json_object_foreach(line, key, value) {
+        if (!field_allowed(key, fields)) {
+            snprintf(field, sizeof field, "lines[%zu].%.16s", i, key);
+            reply_error_field(r, 400, "unknown_field", field, "a line has only sku and qty");
+            return false;
+        }
+    }
+    json_t *sku = json_object_get(line, "sku");
+    if (sku == NULL || !json_is_string(sku) ||
+        !valid_sku(json_string_value(sku), json_string_length(sku))) {
+        snprintf(field, sizeof field, "lines[%zu].sku", i);
+        invalid_field(r, field, "sku must be 1-64 bytes of [A-Za-z0-9._:-]");
+        return false;
+    }
+    snprintf(field, sizeof field, "lines[%zu].qty", i);
+    int64_t qty;
+    if (!get_int(r, line, "qty", field, 1, HF_QTY_MAX, true, &qty)) {
+        return false;
+    }
+    out->sku_len = (uint8_t)json_string_length(sku);
+    memcpy(out->sku, json_string_value(sku), out->sku_len);
+    out->qty = (uint32_t)qty;
+    return true;
+}
+
+static bool parse_lines(request_t *r, json_t *lines, engine_hold_create_t *c)
+{
+    if (!json_is_array(lines) || json_array_size(lines) < 1 ||
+        json_array_size(lines) > HF_LINES_PER_HOLD_MAX) {
+        invalid_field(r, "lines", "lines must be an array of 1 to 64 lines");
+        return false;
+    }
+    c->line_count = (uint16_t)json_array_size(lines);
+    for (size_t i = 0; i < c->line_count; i++) {
+        if (!parse_line(r, json_array_get(lines, i), i, &c->lines[i])) {
+            return false;
+        }
+        for (size_t k = 0; k < i; k++) {
+            if (c->lines[k].sku_len == c->lines[i].sku_len &&
+                memcmp(c->lines[k].sku, c->lines[i].sku, c->lines[i].sku_len) == 0) {
+                invalid_field(r, "lines", "a hold names each sku at most once");
+                return false;
+            }
+        }
+    }
+    return true;
+}
+
+static bool parse_idem_key(request_t *r, engine_hold_create_t *c)
+{
+    const char *key = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Idempotency-Key");
+    if (key == NULL) {
+        return true;
+    }
+    size_t len = strlen(key);
+    if (!valid_idem_key(key, len)) {
+        invalid_field(r, "Idempotency-Key", "Idempotency-Key must be 1-64 printable bytes");
+        return false;
+    }
+    memcpy(c->idem_key, key, len);
+    c->idem_key_len = (uint8_t)len;
+    return true;
+}
+
+/* Fills c from the body; on error replies and returns false. */
+static bool parse_hold_create(request_t *r, json_t *body, engine_hold_create_t *c)
+{
+    const char *customer, *fingerprint;
+    size_t customer_len, fingerprint_len;
+    json_t *ip = json_object_get(body, "ip");
+    c->ttl_ms = HF_TTL_MS_DEFAULT;
+    if (!get_name(r, body, "customer", true, &customer, &customer_len) ||
+        !get_name(r, body, "fingerprint", false, &fingerprint, &fingerprint_len)) {
+        return false;
+    }
+    if (ip != NULL && (!json_is_string(ip) || !valid_ip(json_string_value(ip)))) {
+        invalid_field(r, "ip", "ip must be an IPv4 or IPv6 address");
+        return false;
+    }
+    if (json_object_get(body, "lines") == NULL) {
+        invalid_field(r, "lines", "lines is required");
+        return false;
+    }
+    if (!parse_lines(r, json_object_get(body, "lines"), c) ||
+        !get_int(r, body, "ttl_ms", "ttl_ms", HF_TTL_MS_MIN, HF_TTL_MS_MAX, false, &c->ttl_ms) ||
+        !parse_idem_key(r, c)) {
+        return false;
+    }
+    memcpy(c->customer, customer, customer_len);
+    c->customer_len = (uint8_t)customer_len;
+    return true;
+}
+
+/* Names the sku a failed create is about: the unknown one or the short one. */
+static void reply_create_error(request_t *r, const engine_outcome_t *o,
+                               const engine_hold_create_t *c)
+{
+    if (o->result == ENGINE_SKU_NOT_FOUND) {
+        const engine_line_t *l = &c->lines[o->sku_index];
+        reply_result(r, o, l->sku, l->sku_len);
+    } else if (o->result == ENGINE_INSUFFICIENT_STOCK || o->result == ENGINE_DUPLICATE_LINE) {
+        engine_sku_view_t v;
+        engine_sku_view(&r->server->engine, o->sku_index, &v);
+        reply_result(r, o, v.sku, v.sku_len);
+    } else {
+        reply_result(r, o, NULL, 0);
+    }
+}
+
+static void h_hold_create(request_t *r, const route_args_t *a)
+{
+    static const char *const fields[] = {"customer", "ip", "fingerprint", "lines", "ttl_ms", NULL};
+    (void)a;
+    json_t *body = parse_body(r, fields, true);
+    engine_op_t op;
+    memset(&op, 0, offsetof(engine_op_t, u) + offsetof(engine_hold_create_t, lines));
+    op.kind = ENGINE_OP_HOLD_CREATE;
+    bool ok = body != NULL && parse_hold_create(r, body, &op.u.hold_create);
+    json_decref(body);
+    if (!ok) {
+        return;
+    }
+    server_t *s = r->server;
+    engine_outcome_t o;
+    lock(r);
+    if (apply_op(r, &op, &o)) {
+        __atomic_fetch_add(&s->metrics.hold_results[o.result], 1, __ATOMIC_RELAXED);
+        if (o.result != ENGINE_OK) {
+            reply_create_error(r, &o, &op.u.hold_create);
+        } else {
+            r->replayed = o.replayed ? "true" : NULL;
+            reply_hold(r, o.hold_id, 201, op.now_ms);
+        }
+    }
+    unlock(r);
+}
+
+/* The hold named in the path, or false after a 404. */
+static bool path_hold(request_t *r, const route_args_t *a, uint64_t *id)
+{
+    if (!engine_hold_id_parse(a->value[0], a->len[0], id)) {
+        reply_error(r, 404, "not_found", "no such hold");
+        return false;
+    }
+    return true;
+}
+
+static void h_hold_get(request_t *r, const route_args_t *a)
+{
+    uint64_t id;
+    if (!path_hold(r, a, &id)) {
+        return;
+    }
+    server_t *s = r->server;
+    lock(r);
+    int64_t now_ms = server_now_ms(s);
+    engine_advance(&s->engine, now_ms);
+    reply_hold(r, id, 200, now_ms);
+    unlock(r);
+}
+
+/* Commit, release and extend: the same shape around one op. */
+static void hold_change(request_t *r, const route_args_t *a, engine_op_t *op)
+{
+    if (!path_hold(r, a, &op->u.hold.hold_id)) {
+        return;
+    }
+    engine_outcome_t o;
+    lock(r);
+    if (apply_op(r, op, &o)) {
+        if (o.result != ENGINE_OK) {
+            reply_result(r, &o, NULL, 0);
+        } else {
+            reply_hold(r, op->u.hold.hold_id, 200, op->now_ms);
+        }
+    }
+    unlock(r);
+}
+
+static void h_hold_commit(request_t *r, const route_args_t *a)
+{
+    static const char *const fields[] = {"order_ref", NULL};
+    json_t *body = parse_body(r, fields, false);
+    const char *order_ref;
+    size_t order_ref_len;
+    bool ok = body != NULL && get_name(r, body, "order_ref", false, &order_ref, &order_ref_len);
+    json_decref(body);
+    if (ok) {
+        engine_op_t op = {.kind = ENGINE_OP_HOLD_COMMIT};
+        hold_change(r, a, &op);
+    }
+}
+
+static void h_hold_release(request_t *r, const route_args_t *a)
+{
+    static const char *const fields[] = {NULL};
+    json_t *body = parse_body(r, fields, false);
+    if (body != NULL) {
+        json_decref(body);
+        engine_op_t op = {.kind = ENGINE_OP_HOLD_RELEASE};
+        hold_change(r, a, &op);
+    }
+}
+
+static void h_hold_extend(request_t *r, const route_args_t *a)
+{
+    static const char *const fields[] = {"ttl_ms", NULL};
+    json_t *body = parse_body(r, fields, true);
+    engine_op_t op = {.kind = ENGINE_OP_HOLD_EXTEND};
+    bool ok = body != NULL && get_int(r, body, "ttl_ms", "ttl_ms", HF_TTL_MS_MIN, HF_TTL_MS_MAX,
+                                      true, &op.u.hold.ttl_ms);
+    json_decref(body);
+    if (ok) {
+        hold_change(r, a, &op);
+    }
+}
+
+/* -------------------------------------------------------------- operations */
+
+static void h_healthz(request_t *r, const route_args_t *a)
+{
+    (void)a;
+    bool failed = store_failed(&r->server->store);
+    r->status = failed ? 503 : 200;
+    jw_obj_begin(&r->out);
+    jw_kcstr(&r->out, "status", failed ? "storage_unavailable" : "ok");
+    jw_obj_end(&r->out);
+}
+
+static void h_metrics(request_t *r, const route_args_t *a)
+{
+    (void)a;
+    r->status = 200;
+    metrics_render(r->server, &r->out);
+}
+
+/* ------------------------------------------------------------------ routing */
+
+static const route_t routes[] = {
+    {"GET", "/healthz", ROLE_NONE, h_healthz},
+    {"GET", "/metrics", ROLE_ADMIN, h_metrics},
+    {"GET", "/v1/skus", ROLE_SHOP, h_sku_list},
+    {"GET", "/v1/skus/*", ROLE_SHOP, h_sku_get},
+    {"PUT", "/v1/skus/*", ROLE_ADMIN, h_sku_put},
+    {"POST", "/v1/holds", ROLE_SHOP, h_hold_create},
+    {"GET", "/v1/holds/*", ROLE_SHOP, h_hold_get},
+    {"DELETE", "/v1/holds/*", ROLE_SHOP, h_hold_release},
+    {"POST", "/v1/holds/*/commit", ROLE_SHOP, h_hold_commit},
+    {"POST", "/v1/holds/*/extend", ROLE_SHOP, h_hold_extend},
+};
+#define ROUTE_COUNT (sizeof routes / sizeof routes[0])
+_Static_assert(ROUTE_COUNT <= SERVER_ROUTE_COUNT_MAX, "metrics has room for every route");
+
+int routes_count(void)
+{
+    return (int)ROUTE_COUNT;
+}
+
+const char *routes_label(int route)
+{
+    return route >= 0 && route < (int)ROUTE_COUNT ? routes[route].pattern : "unmatched";
+}
+
+/* Matches url against a pattern, capturing the '*' segments. */
+static bool path_matches(const char *pattern, const char *url, route_args_t *a)
+{
+    int captured = 0;
+    while (*pattern != '\0') {
+        if (*pattern == '*') {
+            size_t n = strcspn(url, "/");
+            if (n == 0 || captured == 2) {
+                return false;
+            }
+            a->value[captured] = url;
+            a->len[captured++] = n;
+            url += n;
+            pattern++;
+        } else if (*pattern++ != *url++) {
+            return false;
+        }
+    }
+    return *url == '\0';
+}
+
+/* The key's role, compared in constant time against every configured key. */
+static role_t role_of(const server_config_t *c, const char *header)
+{
+    if (header == NULL || strncmp(header, "Bearer ", 7) != 0) {
+        return ROLE_NONE;
+    }
+    const char *key = header + 7;
+    size_t len = strnlen(key, SERVER_KEY_BYTES_MAX);
+    role_t role = ROLE_NONE;
+    for (uint32_t i = 0; i <= c->api_key_count; i++) {
+        const char *k = i < c->api_key_count ? c->api_keys[i] : c->admin_key;
+        size_t klen = strlen(k);
+        unsigned diff = (unsigned)(klen ^ len) | (klen == 0);
+        for (size_t b = 0; b < SERVER_KEY_BYTES_MAX - 1; b++) {
+            diff |= (unsigned)(unsigned char)(b < klen ? k[b] : 0) ^
+                    (unsigned char)(b < len ? key[b] : 0);
+        }
+        if (diff == 0) {
+            role = i < c->api_key_count ? (role == ROLE_ADMIN ? ROLE_ADMIN : ROLE_SHOP)
+                                        : ROLE_ADMIN;
+        }
+    }
+    return role;
+}
+
+static bool authorised(request_t *r, role_t needed)
+{
+    const server_config_t *c = &r->server->config;
+    if (needed == ROLE_NONE || (c->api_key_count == 0 && c->admin_key[0] == '\0')) {
+        return true;
+    }
+    const char *auth = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization");
+    role_t role = role_of(c, auth);
+    if (role == ROLE_NONE) {
+        reply_error(r, 401, "unauthorized", "send Authorization: Bearer KEY");
+        return false;
+    }
+    if (needed == ROLE_ADMIN && role != ROLE_ADMIN) {
+        reply_error(r, 403, "forbidden", "this needs the admin key");
+        return false;
+    }
+    return true;
+}
+
+void routes_handle(request_t *r, const char *method, const char *url)
+{
+    route_args_t a;
+    bool path_known = false;
+    r->route = -1;
+    for (size_t i = 0; i < ROUTE_COUNT; i++) {
+        memset(&a, 0, sizeof a);
+        if (!path_matches(routes[i].pattern, url, &a)) {
+            continue;
+        }
+        path_known = true;
+        if (strcmp(routes[i].method, method) != 0) {
+            continue;
+        }
+        r->route = (int)i;
+        if (!authorised(r, routes[i].role)) {
+            return;
+        }
+        if (r->body_too_large) {
+            reply_error(r, 413, "body_too_large", "the body is over 65536 bytes");
+        } else if (routes[i].fn != h_healthz && store_failed(&r->server->store)) {
+            reply_error(r, 503, "storage_unavailable", "the journal cannot be written");
+        } else {
+            routes[i].fn(r, &a);
+        }
+        return;
+    }
+    if (path_known) {
+        reply_error(r, 405, "method_not_allowed", "this path does not take that method");
+    } else {
+        reply_error(r, 404, "not_found", "no such route");
+    }
+}

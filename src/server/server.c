@@ -1,0 +1,462 @@
+/*
+ * server.c - the server's life: start-up and recovery, the HTTP library's
+ * callbacks, replies that wait for the journal, the clock tick, shutdown.
+ *
+ * A request goes through the library's access callback several times:
+ *   1. headers are in: check header count, Content-Length, connection limit;
+ *   2. body chunks: collect up to HF_BODY_BYTES_MAX;
+ *   3. body complete: route and handle (routes.c). If the journal already
+ *      covers r->seq the reply goes now; otherwise the connection is
+ *      suspended and the request put on the wait list;
+ *   4. resumed by the commit thread's on_durable: send the reply (or 503 if
+ *      the journal failed meanwhile).
+ * No thread ever blocks on the disk but the commit thread.
+ *
+ * Clock. The engine's time is ms since the epoch, but advanced by the
+ * monotonic clock: base + (monotonic - monotonic at start), where base is the
+ * wall clock at start or the journal's last time, whichever is later. So time
+ * never goes back within a run, and recorded times compare across restarts.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "server_internal.h"
+
+/* The clock tick: how late an expiry may be seen by the metrics, not by the
+ * API (every request expires what is due first). */
+#define TICK_MS 10
+/* Shutdown waits this long for requests in flight before closing anyway. */
+#define DRAIN_MS_MAX 10000
+
+int64_t server_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t server_now_ms(server_t *s)
+{
+    return s->clock_base_ms + (server_mono_ms() - s->mono_start_ms);
+}
+
+/* ------------------------------------------------------------------ replies */
+
+static enum MHD_Result send_reply(request_t *r)
+{
+    server_t *s = r->server;
+    bool metrics = r->route >= 0 && strcmp(routes_label(r->route), "/metrics") == 0;
+    struct MHD_Response *resp = MHD_create_response_from_buffer(
+        r->out.size, r->out.size ? r->out.data : (void *)"", MHD_RESPMEM_MUST_COPY);
+    if (resp == NULL) {
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            metrics ? "text/plain; version=0.0.4" : "application/json");
+    if (r->replayed != NULL) {
+        MHD_add_response_header(resp, "Idempotent-Replayed", r->replayed);
+    }
+    if (r->status == 405) {
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "GET, PUT, POST, DELETE");
+    }
+    if (__atomic_load_n(&s->draining, __ATOMIC_RELAXED)) {
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    }
+    metrics_count(s, r->route, r->status);
+    enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)r->status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+/* Called on the commit thread: resumes every reply the journal now covers. */
+static void on_durable(void *ctx, uint64_t durable_seq, bool failed)
+{
+    server_t *s = ctx;
+    pthread_mutex_lock(&s->wait_lock);
+    request_t **link = &s->wait_head;
+    while (*link != NULL) {
+        request_t *r = *link;
+        if (!failed && r->seq > durable_seq) {
+            link = &r->next_waiter;
+            continue;
+        }
+        *link = r->next_waiter;
+        s->wait_count--;
+        if (failed) {
+            reply_error(r, 503, "storage_unavailable",
+                        "the journal failed; this change was not kept");
+        }
+        r->waiting = false;
+        r->ready = true;
+        MHD_resume_connection(r->conn);
+    }
+    pthread_mutex_unlock(&s->wait_lock);
+}
+
+/* Sends the reply now if the journal covers it, else parks the request.
+ * The check and the parking happen under wait_lock, which on_durable also
+ * takes after publishing a new durable seq, so no wake-up is ever missed. */
+static enum MHD_Result reply_or_wait(request_t *r)
+{
+    server_t *s = r->server;
+    pthread_mutex_lock(&s->wait_lock);
+    bool go = store_reply_may_go(&s->store, r->seq, server_mono_ms());
+    if (!go && store_failed(&s->store)) {
+        reply_error(r, 503, "storage_unavailable", "the journal failed; this was not kept");
+        go = true;
+    }
+    if (go) {
+        pthread_mutex_unlock(&s->wait_lock);
+        return send_reply(r);
+    }
+    r->waiting = true;
+    r->next_waiter = s->wait_head;
+    s->wait_head = r;
+    s->wait_count++;
+    MHD_suspend_connection(r->conn);
+    pthread_mutex_unlock(&s->wait_lock);
+    return MHD_YES;
+}
+
+/* ------------------------------------------------------- library callbacks */
+
+static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                      const char *value)
+{
+    (void)cls, (void)kind, (void)key, (void)value;
+    return MHD_YES;
+}
+
+/* Checks made once the headers are in; false after writing an error. */
+static bool admit(request_t *r)
+{
+    server_t *s = r->server;
+    const char *length = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+                                                     MHD_HTTP_HEADER_CONTENT_LENGTH);
+    const union MHD_DaemonInfo *info =
+        MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+    if (MHD_get_connection_values(r->conn, MHD_HEADER_KIND, count_header, NULL) >
+        HF_HEADER_COUNT_MAX) {
+        reply_error(r, 431, "header_too_large", "more than 64 request headers");
+    } else if (length != NULL && strtoull(length, NULL, 10) > HF_BODY_BYTES_MAX) {
+        reply_error(r, 413, "body_too_large", "the body is over 65536 bytes");
+    } else if (info != NULL && info->num_connections > s->config.connections_max) {
+        reply_error(r, 503, "overloaded", "too many open connections");
+    } else if (__atomic_load_n(&s->wait_count, __ATOMIC_RELAXED) >= HF_PENDING_REPLIES_MAX) {
+        reply_error(r, 503, "overloaded", "too many replies are waiting for the journal");
+    } else {
+        return true;
+    }
+    return false;
+}
+
+static void body_append(request_t *r, const char *data, size_t size)
+{
+    if (r->body_too_large || r->body_size + size > HF_BODY_BYTES_MAX) {
+        r->body_too_large = true; /* keep reading, so the 413 can be sent */
+        return;
+    }
+    char *body = realloc(r->body, r->body_size + size + 1);
+    if (body == NULL) {
+        r->body_too_large = true;
+        return;
+    }
+    memcpy(body + r->body_size, data, size);
+    r->body = body;
+    r->body_size += size;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls)
+{
+    (void)version;
+    server_t *s = cls;
+    request_t *r = *con_cls;
+    if (r == NULL) {
+        r = calloc(1, sizeof *r);
+        if (r == NULL) {
+            return MHD_NO;
+        }
+        r->server = s;
+        r->conn = conn;
+        r->route = -1;
+        json_out_init(&r->out);
+        *con_cls = r;
+        __atomic_fetch_add(&s->inflight, 1, __ATOMIC_RELAXED);
+        r->counted = true;
+        return admit(r) ? MHD_YES : send_reply(r);
+    }
+    if (*upload_data_size > 0) {
+        body_append(r, upload_data, *upload_data_size);
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (r->ready) {
+        return send_reply(r);
+    }
+    routes_handle(r, method, url);
+    return reply_or_wait(r);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode code)
+{
+    (void)conn, (void)code;
+    server_t *s = cls;
+    request_t *r = *con_cls;
+    if (r == NULL) {
+        return;
+    }
+    if (r->counted) {
+        __atomic_fetch_sub(&s->inflight, 1, __ATOMIC_RELAXED);
+    }
+    json_out_free(&r->out);
+    free(r->body);
+    free(r);
+    *con_cls = NULL;
+}
+
+/* --------------------------------------------------------------- start-up */
+
+static bool is_loopback(const struct sockaddr_storage *a)
+{
+    if (a->ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)a;
+        return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+    }
+    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)a;
+    return IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr);
+}
+
+static bool parse_addr(const server_config_t *c, struct sockaddr_storage *a, socklen_t *len)
+{
+    memset(a, 0, sizeof *a);
+    const char *host = strcmp(c->host, "localhost") == 0 ? "127.0.0.1" : c->host;
+    struct sockaddr_in *in = (struct sockaddr_in *)a;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)a;
+    if (inet_pton(AF_INET, host, &in->sin_addr) == 1) {
+        in->sin_family = AF_INET;
+        in->sin_port = htons(c->port);
+        *len = sizeof *in;
+        return true;
+    }
+    if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons(c->port);
+        *len = sizeof *in6;
+        return true;
+    }
+    return false;
+}
+
+/* Binds the listening socket; returns it, or -1 after logging why. */
+static int listen_on(const server_config_t *c, char *addr_text, size_t addr_text_size)
+{
+    struct sockaddr_storage a;
+    socklen_t len;
+    if (!parse_addr(c, &a, &len)) {
+        fprintf(stderr, "level=error msg=\"--listen needs an IP address or localhost\" host=%s\n",
+                c->host);
+        return -1;
+    }
+    if (!is_loopback(&a) && c->api_key_count == 0 && c->admin_key[0] == '\0') {
+        fprintf(stderr, "level=error msg=\"refusing to listen on a non-loopback address without "
+                        "keys: give --api-key and --admin-key\" host=%s\n",
+                c->host);
+        return -1;
+    }
+    int fd = socket(a.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+        bind(fd, (struct sockaddr *)&a, len) != 0 || listen(fd, 1024) != 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
+        fprintf(stderr, "level=error msg=\"cannot listen\" host=%s port=%u err=\"%s\"\n", c->host,
+                c->port, strerror(errno));
+        if (fd >= 0) {
+            close(fd);
+        }
+        return -1;
+    }
+    char host[INET6_ADDRSTRLEN];
+    uint16_t port;
+    if (a.ss_family == AF_INET) {
+        inet_ntop(AF_INET, &((struct sockaddr_in *)&a)->sin_addr, host, sizeof host);
+        port = ntohs(((struct sockaddr_in *)&a)->sin_port);
+        snprintf(addr_text, addr_text_size, "%s:%u", host, port);
+    } else {
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&a)->sin6_addr, host, sizeof host);
+        port = ntohs(((struct sockaddr_in6 *)&a)->sin6_port);
+        snprintf(addr_text, addr_text_size, "[%s]:%u", host, port);
+    }
+    return fd;
+}
+
+/* Opens the journal and rebuilds the engine from it. */
+static int recover(server_t *s)
+{
+    char err[256];
+    const server_config_t *c = &s->config;
+    int64_t start_wall_ms = wall_ms();
+    if (engine_init(&s->engine, &c->engine, 0) != 0) {
+        fprintf(stderr, "level=error msg=\"cannot reserve the engine's tables\" bytes=%zu\n",
+                engine_reserved_bytes(&c->engine));
+        return -1;
+    }
+    if (store_open(&s->store, c->data_dir, c->durability, c->compact_records, err, sizeof err) !=
+            0 ||
+        store_recover(&s->store, &s->engine, start_wall_ms, &s->recovery, err, sizeof err) != 0) {
+        fprintf(stderr, "level=error msg=\"cannot recover\" data=%s err=\"%s\"\n", c->data_dir,
+                err);
+        return -1;
+    }
+    /* Time never goes back, even if the wall clock did while we were down. */
+    s->clock_base_ms = start_wall_ms > s->engine.now_ms ? start_wall_ms : s->engine.now_ms;
+    s->mono_start_ms = server_mono_ms();
+    s->started_epoch_ms = start_wall_ms;
+    engine_stats_t st = engine_stats(&s->engine);
+    fprintf(stderr,
+            "level=info msg=recovered skus=%u holds=%u finished=%u records=%llu expired=%u "
+            "ms=%lld\n",
+            st.skus, st.holds_active, st.holds_retained,
+            (unsigned long long)(s->recovery.snapshot_records + s->recovery.journal_records),
+            s->recovery.holds_expired, (long long)s->recovery.duration_ms);
+    const char *fault = getenv("HOLDFAST_FAULT_JOURNAL_AFTER");
+    if (fault != NULL) {
+        store_fail_after(&s->store, strtoull(fault, NULL, 10));
+        fprintf(stderr, "level=warn msg=\"journal fault injection on\" after=%s\n", fault);
+    }
+    if (s->recovery.journal_records > 0) {
+        store_snapshot(&s->store, &s->engine); /* replay less next time */
+    }
+    return 0;
+}
+
+static struct MHD_Daemon *start_http(server_t *s, int fd)
+{
+    const server_config_t *c = &s->config;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_ITC | MHD_USE_TURBO;
+    return MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, s, MHD_OPTION_LISTEN_SOCKET, fd,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)c->threads, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)(c->connections_max + 64), MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)(2 * HF_HEADER_BYTES_MAX), MHD_OPTION_CONNECTION_TIMEOUT, 60u,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
+}
+
+/* ------------------------------------------------------------- run, stop */
+
+/* The engine's own clock: expire what is due, and compact when it is time. */
+static void tick(server_t *s)
+{
+    pthread_mutex_lock(&s->engine_lock);
+    engine_advance(&s->engine, server_now_ms(s));
+    if (store_wants_snapshot(&s->store)) {
+        store_snapshot(&s->store, &s->engine);
+    }
+    pthread_mutex_unlock(&s->engine_lock);
+}
+
+/* Ticks until SIGTERM or SIGINT arrives. */
+static int wait_for_signal(server_t *s, const sigset_t *signals)
+{
+    struct timespec timeout = {.tv_sec = 0, .tv_nsec = TICK_MS * 1000000L};
+    for (;;) {
+        int sig = sigtimedwait(signals, NULL, &timeout);
+        if (sig == SIGTERM || sig == SIGINT) {
+            return sig;
+        }
+        tick(s);
+    }
+}
+
+/* Stop accepting, let requests in flight finish (their replies wait for the
+ * journal, which keeps committing), then commit the rest and close. */
+static void drain(server_t *s, int sig)
+{
+    fprintf(stderr, "level=info msg=stopping signal=%s inflight=%d\n",
+            sig == SIGTERM ? "SIGTERM" : "SIGINT", __atomic_load_n(&s->inflight, __ATOMIC_RELAXED));
+    __atomic_store_n(&s->draining, 1, __ATOMIC_RELAXED);
+    int fd = MHD_quiesce_daemon(s->daemon);
+    if (fd >= 0) {
+        close(fd);
+    }
+    int64_t deadline_ms = server_mono_ms() + DRAIN_MS_MAX;
+    while (__atomic_load_n(&s->inflight, __ATOMIC_RELAXED) > 0 && server_mono_ms() < deadline_ms) {
+        struct timespec pause = {.tv_sec = 0, .tv_nsec = 2000000L};
+        nanosleep(&pause, NULL);
+    }
+    pthread_mutex_lock(&s->engine_lock);
+    if (s->store.since_snapshot > 0 && !store_failed(&s->store)) {
+        store_snapshot(&s->store, &s->engine); /* a fast start next time */
+    }
+    pthread_mutex_unlock(&s->engine_lock);
+    store_close(&s->store);
+    MHD_stop_daemon(s->daemon);
+    s->daemon = NULL;
+}
+
+static void server_free(server_t *s)
+{
+    if (s->daemon != NULL) {
+        MHD_stop_daemon(s->daemon);
+    }
+    store_close(&s->store);
+    engine_deinit(&s->engine);
+    pthread_mutex_destroy(&s->engine_lock);
+    pthread_mutex_destroy(&s->wait_lock);
+    free(s);
+}
+
+int server_run(const server_config_t *c)
+{
+    server_t *s = calloc(1, sizeof *s);
+    if (s == NULL) {
+        return 1;
+    }
+    s->config = *c;
+    pthread_mutex_init(&s->engine_lock, NULL);
+    pthread_mutex_init(&s->wait_lock, NULL);
+    /* Signals are taken by sigtimedwait on this thread only. */
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &signals, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    char addr[INET6_ADDRSTRLEN + 16];
+    int fd = listen_on(c, addr, sizeof addr);
+    if (fd < 0 || recover(s) != 0 || store_start(&s->store, on_durable, s) != 0 ||
+        (s->daemon = start_http(s, fd)) == NULL) {
+        if (fd >= 0 && s->daemon == NULL) {
+            close(fd);
+        }
+        server_free(s);
+        return 1;
+    }
+    fprintf(stderr, "level=info msg=listening addr=%s durability=%s data=%s\n", addr,
+            c->durability == STORE_DURABLE ? "durable" : "relaxed", c->data_dir);
+    int sig = wait_for_signal(s, &signals);
+    drain(s, sig);
+    fprintf(stderr, "level=info msg=stopped\n");
+    server_free(s);
+    return 0;
+}

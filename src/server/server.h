@@ -1,0 +1,49 @@
+/*
+ * server.h - the front door of the server module: configuration and the
+ * `holdfast` command line.
+ *
+ * The server owns one engine and one store. Requests are handled on the
+ * HTTP library's thread(s); every engine access is under one mutex, and every
+ * reply waits (suspended, not blocking a thread) until the journal has made
+ * durable everything the reply could reveal.
+ */
+#ifndef HF_SERVER_H
+#define HF_SERVER_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "engine.h"
+#include "store.h"
+
+/* A handful of shop keys is what integrations need; 16 bounds the constant-
+ * time comparison loop. */
+#define SERVER_API_KEYS_MAX 16
+#define SERVER_KEY_BYTES_MAX 256
+#define SERVER_HOST_BYTES_MAX 256
+
+typedef struct {
+    char host[SERVER_HOST_BYTES_MAX];
+    uint16_t port; /* 0: pick a free port; the log line says which */
+    char data_dir[PATH_MAX];
+    char api_keys[SERVER_API_KEYS_MAX][SERVER_KEY_BYTES_MAX];
+    uint32_t api_key_count;
+    char admin_key[SERVER_KEY_BYTES_MAX];
+    store_durability_t durability;
+    engine_config_t engine;
+    uint32_t connections_max;
+    uint32_t threads; /* HTTP threads; the engine is behind one lock anyway */
+    uint32_t compact_records;
+} server_config_t;
+
+void server_config_default(server_config_t *c);
+
+/* Runs `holdfast ARGS...`; returns the process exit code. */
+int server_main(int argc, char **argv);
+
+/* Serves until SIGTERM or SIGINT; returns 0 after a clean shutdown, non-zero
+ * (with a logged reason) if it could not start. */
+int server_run(const server_config_t *c);
+
+#endif

@@ -1,0 +1,47 @@
+/*
+ * record.h - the byte format of journal and snapshot records (store-private).
+ *
+ * Little-endian, length-prefixed, no padding. A journal record is an engine
+ * op; a snapshot is a sequence of restore records. Decoding checks every
+ * length and range, so a damaged file is reported, never trusted: a record is
+ * checked when it is written (asserts in the encoder) and again when it is
+ * read back (the decoder's checks), the pair STYLE.md asks for.
+ */
+#ifndef HF_RECORD_H
+#define HF_RECORD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine.h"
+#include "store.h"
+
+enum {
+    RECORD_SNAP_TIME = 0x80,
+    RECORD_SNAP_SKU = 0x81,
+    RECORD_SNAP_HOLD = 0x82,
+    RECORD_SNAP_IDEM = 0x83,
+};
+
+typedef struct {
+    const uint8_t *p;
+    size_t left;
+    bool ok;
+} record_reader_t;
+
+/* Buffers grow with malloc; on allocation failure the process aborts, as the
+ * store cannot keep its promise without the memory. */
+void record_buf_reserve(store_buf_t *b, size_t more);
+void record_buf_free(store_buf_t *b);
+
+void record_encode_op(store_buf_t *b, const engine_op_t *op);
+/* Decodes one op; false if the bytes are not a valid op. */
+bool record_decode_op(record_reader_t *r, engine_op_t *op);
+
+void record_encode_snapshot(store_buf_t *b, const engine_t *e);
+/* Restores a whole snapshot into a fresh engine. */
+bool record_restore_snapshot(record_reader_t *r, engine_t *e, uint64_t *records_out,
+                             char *err, size_t err_size);
+
+#endif

@@ -1,0 +1,518 @@
+/*
+ * store.c - the SQLite journal, its commit thread, snapshots and recovery.
+ *
+ * Schema (DIR/holdfast.db):
+ *   journal(batch, first_seq, records, body)  one row per group commit; body
+ *                                             is `records` encoded ops with
+ *                                             seqs first_seq, first_seq+1, ...
+ *   snapshot(part, body)                      the newest snapshot, in parts
+ *   meta(key, value)                          format, snapshot_seq
+ *
+ * Invariants:
+ *   1. durable_seq <= appended_seq; every op with seq <= durable_seq is in a
+ *      committed transaction (journal row or snapshot).
+ *   2. The snapshot reflects exactly the ops with seq <= snapshot_seq; journal
+ *      rows that lie wholly at or below it are deleted in the transaction that
+ *      writes it, and replay skips the records at or below it in the rest.
+ *   3. Once failed, always failed: durable_seq never moves again.
+ */
+#include "store.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <limits.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "record.h"
+
+#define STORE_FORMAT 1
+/* Snapshot rows stay well under SQLite's default 1 GB blob limit. */
+#define SNAPSHOT_PART_BYTES (16u << 20)
+
+const double store_latency_bucket_us[STORE_LATENCY_BUCKETS] = {
+    100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 1000000,
+};
+
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static sqlite3 *db_of(store_t *s)
+{
+    return (sqlite3 *)s->db;
+}
+
+static int exec(store_t *s, const char *sql)
+{
+    return sqlite3_exec(db_of(s), sql, NULL, NULL, NULL);
+}
+
+static const char schema_sql[] =
+    "PRAGMA journal_mode=WAL;"
+    "PRAGMA synchronous=FULL;"
+    "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS journal(batch INTEGER PRIMARY KEY, first_seq INTEGER NOT NULL,"
+    " records INTEGER NOT NULL, body BLOB NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS snapshot(part INTEGER PRIMARY KEY, body BLOB NOT NULL);"
+    "INSERT OR IGNORE INTO meta VALUES('format', 1);"
+    "INSERT OR IGNORE INTO meta VALUES('snapshot_seq', 0);";
+
+int store_open(store_t *s, const char *dir, store_durability_t durability,
+               uint32_t compact_records, char *err, size_t err_size)
+{
+    memset(s, 0, sizeof *s);
+    s->durability = durability;
+    s->compact_records = compact_records;
+    s->pending_since_ms = INT64_MAX;
+    s->inflight_since_ms = INT64_MAX;
+    if (mkdir(dir, 0750) != 0 && errno != EEXIST) {
+        snprintf(err, err_size, "cannot create data directory %s: %s", dir, strerror(errno));
+        return -1;
+    }
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof path, "%s/holdfast.db", dir) >= (int)sizeof path) {
+        snprintf(err, err_size, "data directory path is too long");
+        return -1;
+    }
+    sqlite3 *db = NULL;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
+        SQLITE_OK) {
+        snprintf(err, err_size, "cannot open %s: %s", path, db ? sqlite3_errmsg(db) : "no memory");
+        sqlite3_close(db);
+        return -1;
+    }
+    s->db = db;
+    sqlite3_stmt *insert = NULL;
+    if (exec(s, schema_sql) != SQLITE_OK ||
+        sqlite3_prepare_v2(db, "INSERT INTO journal(first_seq, records, body) VALUES(?,?,?)", -1,
+                           &insert, NULL) != SQLITE_OK) {
+        snprintf(err, err_size, "cannot initialise %s: %s", path, sqlite3_errmsg(db));
+        sqlite3_close(db);
+        s->db = NULL;
+        return -1;
+    }
+    s->insert_stmt = insert;
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->wake, NULL);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- recovery */
+
+static int64_t meta_get(store_t *s, const char *key)
+{
+    sqlite3_stmt *st;
+    int64_t v = -1;
+    if (sqlite3_prepare_v2(db_of(s), "SELECT value FROM meta WHERE key=?", -1, &st, NULL) ==
+        SQLITE_OK) {
+        sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) == SQLITE_ROW) {
+            v = sqlite3_column_int64(st, 0);
+        }
+    }
+    sqlite3_finalize(st);
+    return v;
+}
+
+static int load_snapshot(store_t *s, engine_t *e, store_recovery_t *info, char *err,
+                         size_t err_size)
+{
+    sqlite3_stmt *st;
+    store_buf_t all = {0};
+    if (sqlite3_prepare_v2(db_of(s), "SELECT body FROM snapshot ORDER BY part", -1, &st, NULL) !=
+        SQLITE_OK) {
+        snprintf(err, err_size, "cannot read snapshot: %s", sqlite3_errmsg(db_of(s)));
+        return -1;
+    }
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        size_t n = (size_t)sqlite3_column_bytes(st, 0);
+        record_buf_reserve(&all, n);
+        memcpy(all.data + all.size, sqlite3_column_blob(st, 0), n);
+        all.size += n;
+    }
+    sqlite3_finalize(st);
+    int rc = 0;
+    if (all.size > 0) {
+        record_reader_t r = {.p = all.data, .left = all.size, .ok = true};
+        rc = record_restore_snapshot(&r, e, &info->snapshot_records, err, err_size) ? 0 : -1;
+    }
+    record_buf_free(&all);
+    return rc;
+}
+
+/* Replays one journal row's records with seq > after_seq. */
+static int replay_batch(engine_t *e, const uint8_t *body, size_t size, uint64_t first_seq,
+                        uint64_t count, uint64_t after_seq, store_recovery_t *info, char *err,
+                        size_t err_size)
+{
+    record_reader_t r = {.p = body, .left = size, .ok = true};
+    for (uint64_t i = 0; i < count; i++) {
+        engine_op_t op;
+        uint64_t seq = first_seq + i;
+        if (!record_decode_op(&r, &op) || op.now_ms < e->now_ms) {
+            snprintf(err, err_size, "journal record %llu is damaged", (unsigned long long)seq);
+            return -1;
+        }
+        if (seq <= after_seq) {
+            continue;
+        }
+        engine_outcome_t o = engine_apply(e, &op);
+        /* It was applied once with this result; the engine is deterministic,
+         * so anything else means the files or the engine are wrong. */
+        if (o.result != ENGINE_OK || !o.changed ||
+            (op.kind == ENGINE_OP_HOLD_CREATE && o.hold_id != op.u.hold_create.hold_id)) {
+            snprintf(err, err_size, "journal record %llu does not replay: %s",
+                     (unsigned long long)seq, engine_result_message(o.result));
+            return -1;
+        }
+        info->journal_records++;
+    }
+    if (r.left != 0) {
+        snprintf(err, err_size, "journal batch at %llu has trailing bytes",
+                 (unsigned long long)first_seq);
+        return -1;
+    }
+    return 0;
+}
+
+static int replay_journal(store_t *s, engine_t *e, uint64_t after_seq, store_recovery_t *info,
+                          char *err, size_t err_size)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db_of(s), "SELECT first_seq, records, body FROM journal ORDER BY batch",
+                           -1, &st, NULL) != SQLITE_OK) {
+        snprintf(err, err_size, "cannot read journal: %s", sqlite3_errmsg(db_of(s)));
+        return -1;
+    }
+    int rc = 0;
+    uint64_t next_seq = 0;
+    while (rc == 0 && sqlite3_step(st) == SQLITE_ROW) {
+        uint64_t first = (uint64_t)sqlite3_column_int64(st, 0);
+        uint64_t count = (uint64_t)sqlite3_column_int64(st, 1);
+        if (next_seq != 0 && first != next_seq) {
+            snprintf(err, err_size, "journal has a gap before record %llu",
+                     (unsigned long long)first);
+            rc = -1;
+            break;
+        }
+        rc = replay_batch(e, sqlite3_column_blob(st, 2), (size_t)sqlite3_column_bytes(st, 2),
+                          first, count, after_seq, info, err, err_size);
+        next_seq = first + count;
+        s->appended_seq = next_seq - 1;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int store_recover(store_t *s, engine_t *e, int64_t now_ms, store_recovery_t *info, char *err,
+                  size_t err_size)
+{
+    int64_t start_us = mono_us();
+    memset(info, 0, sizeof *info);
+    if (meta_get(s, "format") != STORE_FORMAT) {
+        snprintf(err, err_size, "data files are of an unknown format");
+        return -1;
+    }
+    int64_t snapshot_seq = meta_get(s, "snapshot_seq");
+    if (snapshot_seq < 0 || load_snapshot(s, e, info, err, err_size) != 0) {
+        if (snapshot_seq < 0) {
+            snprintf(err, err_size, "snapshot sequence number is missing");
+        }
+        return -1;
+    }
+    s->appended_seq = (uint64_t)snapshot_seq;
+    if (replay_journal(s, e, (uint64_t)snapshot_seq, info, err, err_size) != 0) {
+        return -1;
+    }
+    if (s->appended_seq < (uint64_t)snapshot_seq) {
+        s->appended_seq = (uint64_t)snapshot_seq;
+    }
+    s->durable_seq = s->appended_seq;
+    if (now_ms > e->now_ms) {
+        info->holds_expired = engine_advance(e, now_ms);
+    }
+    assert(engine_check(e));
+    info->duration_ms = (mono_us() - start_us) / 1000;
+    return 0;
+}
+
+/* ------------------------------------------------------------ write path */
+
+uint64_t store_append(store_t *s, const engine_op_t *op, int64_t mono_ms)
+{
+    pthread_mutex_lock(&s->lock);
+    if (s->failed) {
+        pthread_mutex_unlock(&s->lock);
+        return 0;
+    }
+    if (s->pending_count == 0) {
+        s->pending_first_seq = s->appended_seq + 1;
+        s->pending_since_ms = mono_ms;
+    }
+    record_encode_op(&s->pending, op);
+    s->pending_count++;
+    s->since_snapshot++;
+    uint64_t seq = ++s->appended_seq;
+    pthread_cond_signal(&s->wake);
+    pthread_mutex_unlock(&s->lock);
+    return seq;
+}
+
+uint64_t store_appended_seq(store_t *s)
+{
+    pthread_mutex_lock(&s->lock);
+    uint64_t v = s->appended_seq;
+    pthread_mutex_unlock(&s->lock);
+    return v;
+}
+
+uint64_t store_durable_seq(store_t *s)
+{
+    pthread_mutex_lock(&s->lock);
+    uint64_t v = s->durable_seq;
+    pthread_mutex_unlock(&s->lock);
+    return v;
+}
+
+bool store_failed(store_t *s)
+{
+    pthread_mutex_lock(&s->lock);
+    bool v = s->failed;
+    pthread_mutex_unlock(&s->lock);
+    return v;
+}
+
+bool store_reply_may_go(store_t *s, uint64_t seq, int64_t mono_ms)
+{
+    pthread_mutex_lock(&s->lock);
+    bool go = seq <= s->durable_seq;
+    if (!go && !s->failed && s->durability == STORE_RELAXED) {
+        int64_t oldest = s->inflight_since_ms < s->pending_since_ms ? s->inflight_since_ms
+                                                                    : s->pending_since_ms;
+        go = oldest == INT64_MAX || mono_ms - oldest < HF_RELAXED_FLUSH_MS / 2;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return go;
+}
+
+bool store_wants_snapshot(store_t *s)
+{
+    pthread_mutex_lock(&s->lock);
+    bool v = s->compact_records > 0 && s->since_snapshot >= s->compact_records &&
+             s->snapshot.size == 0 && !s->failed;
+    pthread_mutex_unlock(&s->lock);
+    return v;
+}
+
+void store_snapshot(store_t *s, const engine_t *e)
+{
+    store_buf_t b = {0};
+    record_encode_snapshot(&b, e);
+    pthread_mutex_lock(&s->lock);
+    record_buf_free(&s->snapshot);
+    s->snapshot = b;
+    s->snapshot_seq = s->appended_seq;
+    s->since_snapshot = 0;
+    pthread_cond_signal(&s->wake);
+    pthread_mutex_unlock(&s->lock);
+}
+
+store_stats_t store_stats(store_t *s)
+{
+    pthread_mutex_lock(&s->lock);
+    store_stats_t v = s->stats;
+    pthread_mutex_unlock(&s->lock);
+    return v;
+}
+
+void store_fail_after(store_t *s, uint64_t seq)
+{
+    pthread_mutex_lock(&s->lock);
+    s->fail_after_seq = seq;
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* --------------------------------------------------------- commit thread */
+
+typedef struct {
+    store_buf_t body;
+    uint64_t first_seq, count;
+    store_buf_t snapshot;
+    uint64_t snapshot_seq;
+} batch_t;
+
+static int write_snapshot(store_t *s, const store_buf_t *snap, uint64_t snapshot_seq)
+{
+    sqlite3 *db = db_of(s);
+    sqlite3_stmt *st = NULL;
+    int rc = exec(s, "DELETE FROM snapshot");
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_prepare_v2(db, "INSERT INTO snapshot(part, body) VALUES(?,?)", -1, &st, NULL);
+    }
+    for (size_t at = 0, part = 0; rc == SQLITE_OK && at < snap->size; part++) {
+        size_t n = snap->size - at < SNAPSHOT_PART_BYTES ? snap->size - at : SNAPSHOT_PART_BYTES;
+        sqlite3_bind_int64(st, 1, (sqlite3_int64)part);
+        sqlite3_bind_blob(st, 2, snap->data + at, (int)n, SQLITE_STATIC);
+        rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
+        sqlite3_reset(st);
+        at += n;
+    }
+    sqlite3_finalize(st);
+    if (rc == SQLITE_OK) {
+        char sql[160];
+        snprintf(sql, sizeof sql,
+                 "DELETE FROM journal WHERE first_seq + records - 1 <= %llu;"
+                 "UPDATE meta SET value=%llu WHERE key='snapshot_seq'",
+                 (unsigned long long)snapshot_seq, (unsigned long long)snapshot_seq);
+        rc = exec(s, sql);
+    }
+    return rc;
+}
+
+/* One transaction: the batch's records, then the snapshot if one waits. */
+static bool commit_batch(store_t *s, const batch_t *b)
+{
+    sqlite3_stmt *st = s->insert_stmt;
+    int rc = exec(s, "BEGIN");
+    if (rc == SQLITE_OK && b->count > 0) {
+        sqlite3_bind_int64(st, 1, (sqlite3_int64)b->first_seq);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)b->count);
+        sqlite3_bind_blob(st, 3, b->body.data, (int)b->body.size, SQLITE_STATIC);
+        rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
+        sqlite3_reset(st);
+    }
+    if (rc == SQLITE_OK && b->snapshot.size > 0) {
+        rc = write_snapshot(s, &b->snapshot, b->snapshot_seq);
+    }
+    if (rc == SQLITE_OK) {
+        rc = exec(s, "COMMIT");
+    }
+    if (rc != SQLITE_OK) {
+        fprintf(stderr, "level=error msg=\"journal commit failed; refusing writes\" err=\"%s\"\n",
+                sqlite3_errmsg(db_of(s)));
+        exec(s, "ROLLBACK");
+        return false;
+    }
+    return true;
+}
+
+static void record_latency(store_t *s, int64_t us, const batch_t *b)
+{
+    int i = 0;
+    while (i < STORE_LATENCY_BUCKETS && us > store_latency_bucket_us[i]) {
+        i++;
+    }
+    s->stats.latency_count[i]++;
+    s->stats.latency_sum_s += (double)us / 1e6;
+    s->stats.commits++;
+    s->stats.records += b->count;
+    s->stats.bytes += b->body.size;
+    s->stats.snapshots += b->snapshot.size > 0;
+}
+
+/* Takes what waits, under the lock. False when the thread should stop. */
+static bool take_batch(store_t *s, batch_t *b)
+{
+    while (!s->stopping && !s->failed && s->pending_count == 0 && s->snapshot.size == 0) {
+        pthread_cond_wait(&s->wake, &s->lock);
+    }
+    if (s->failed || (s->pending_count == 0 && s->snapshot.size == 0)) {
+        return false;
+    }
+    /* Swap buffers, so appends go on into the old batch's memory. */
+    store_buf_t spare = b->body;
+    spare.size = 0;
+    b->body = s->pending;
+    b->first_seq = s->pending_first_seq;
+    b->count = s->pending_count;
+    s->pending = spare;
+    s->pending_count = 0;
+    s->inflight_since_ms = s->pending_since_ms;
+    s->pending_since_ms = INT64_MAX;
+    record_buf_free(&b->snapshot);
+    b->snapshot = s->snapshot;
+    b->snapshot_seq = s->snapshot_seq;
+    memset(&s->snapshot, 0, sizeof s->snapshot);
+    return true;
+}
+
+static void *commit_thread(void *arg)
+{
+    store_t *s = arg;
+    batch_t b = {0};
+    pthread_mutex_lock(&s->lock);
+    while (take_batch(s, &b)) {
+        bool inject = s->fail_after_seq != 0 && b.count > 0 &&
+                      b.first_seq + b.count - 1 > s->fail_after_seq;
+        pthread_mutex_unlock(&s->lock);
+        int64_t start_us = mono_us();
+        if (inject) {
+            fprintf(stderr, "level=error msg=\"journal commit failed; refusing writes\" "
+                            "err=\"injected fault\"\n");
+        }
+        bool ok = !inject && commit_batch(s, &b);
+        int64_t took_us = mono_us() - start_us;
+        pthread_mutex_lock(&s->lock);
+        s->inflight_since_ms = INT64_MAX;
+        if (ok) {
+            if (b.count > 0) {
+                s->durable_seq = b.first_seq + b.count - 1;
+            }
+            record_latency(s, took_us, &b);
+        } else {
+            s->failed = true;
+        }
+        uint64_t durable = s->durable_seq;
+        bool failed = s->failed;
+        pthread_mutex_unlock(&s->lock);
+        if (s->on_durable != NULL) {
+            s->on_durable(s->on_durable_ctx, durable, failed);
+        }
+        pthread_mutex_lock(&s->lock);
+    }
+    pthread_mutex_unlock(&s->lock);
+    record_buf_free(&b.body);
+    record_buf_free(&b.snapshot);
+    return NULL;
+}
+
+int store_start(store_t *s, store_durable_fn on_durable, void *ctx)
+{
+    s->on_durable = on_durable;
+    s->on_durable_ctx = ctx;
+    if (pthread_create(&s->thread, NULL, commit_thread, s) != 0) {
+        return -1;
+    }
+    s->thread_running = true;
+    return 0;
+}
+
+void store_close(store_t *s)
+{
+    if (s->db == NULL) {
+        return;
+    }
+    if (s->thread_running) {
+        pthread_mutex_lock(&s->lock);
+        s->stopping = true;
+        pthread_cond_signal(&s->wake);
+        pthread_mutex_unlock(&s->lock);
+        pthread_join(s->thread, NULL);
+        s->thread_running = false;
+    }
+    sqlite3_finalize((sqlite3_stmt *)s->insert_stmt);
+    sqlite3_close(db_of(s));
+    s->db = NULL;
+    record_buf_free(&s->pending);
+    record_buf_free(&s->snapshot);
+    pthread_mutex_destroy(&s->lock);
+    pthread_cond_destroy(&s->wake);
+}

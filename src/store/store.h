@@ -1,0 +1,135 @@
+/*
+ * store.h - the front door of durability: a journal of applied engine ops in
+ * SQLite, group commit, snapshots, and recovery.
+ *
+ * Write path. The server applies an op to the engine, then store_append()s
+ * it and gets its sequence number. A commit thread takes everything appended
+ * since its last commit and writes it as one row in one transaction (WAL,
+ * synchronous=FULL), then publishes the highest durable sequence number and
+ * calls the on_durable callback. A reply that reveals state up to seq N is
+ * sent only once store_durable_seq() >= N (durable mode), so no client ever
+ * sees what a crash could take back.
+ *
+ * Relaxed mode acknowledges before the fsync, but never more than
+ * HF_RELAXED_FLUSH_MS of changes: store_reply_may_go() answers whether a reply
+ * may be sent now, and says wait once the oldest un-synced change is older
+ * than half that bound, so a slow disk applies back-pressure instead of
+ * stretching what a crash can lose.
+ *
+ * Errors. After any failed SQLite write the store is failed for good (sticky,
+ * as SQLite's pager does after an I/O error): appends are refused, nothing
+ * more becomes durable, and the server answers 503 storage_unavailable until
+ * it is restarted and recovers from what was durable.
+ *
+ * Recovery (store_recover): load the newest snapshot, replay the journal after
+ * it with each op's recorded now_ms (the engine is deterministic, so the
+ * replayed state is the acknowledged state), then advance to now: holds whose
+ * time ran out while the server was down expire, and are not resurrected.
+ *
+ * Compaction: store_snapshot() encodes the engine's live state; the commit
+ * thread writes it and deletes the journal rows it covers in one transaction.
+ */
+#ifndef HF_STORE_H
+#define HF_STORE_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "engine.h"
+
+typedef enum {
+    STORE_DURABLE = 0, /* reply after fsync */
+    STORE_RELAXED = 1, /* reply before fsync; lose at most HF_RELAXED_FLUSH_MS */
+} store_durability_t;
+
+/* Called on the commit thread after each commit (or on failure). */
+typedef void (*store_durable_fn)(void *ctx, uint64_t durable_seq, bool failed);
+
+typedef struct {
+    uint64_t snapshot_records, journal_records;
+    int64_t duration_ms;
+    uint32_t holds_expired; /* ran out while the server was down */
+} store_recovery_t;
+
+/* Commit latency histogram buckets, in microseconds (upper bounds). */
+#define STORE_LATENCY_BUCKETS 12
+extern const double store_latency_bucket_us[STORE_LATENCY_BUCKETS];
+
+typedef struct {
+    uint64_t commits, records, bytes, snapshots;
+    uint64_t latency_count[STORE_LATENCY_BUCKETS + 1]; /* last is +Inf */
+    double latency_sum_s;
+} store_stats_t;
+
+typedef struct {
+    uint8_t *data;
+    size_t size, capacity;
+} store_buf_t;
+
+typedef struct store_s {
+    void *db; /* sqlite3 */
+    void *insert_stmt;
+    store_durability_t durability;
+    uint32_t compact_records;
+
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    pthread_t thread;
+    bool thread_running, stopping, failed;
+    store_buf_t pending; /* encoded records not yet handed to the thread */
+    uint64_t pending_first_seq, pending_count;
+    int64_t pending_since_ms;  /* monotonic ms of the oldest append in pending */
+    int64_t inflight_since_ms; /* ... and in the batch being committed */
+    uint64_t fail_after_seq; /* test hook: 0, or fail commits past this seq */
+    store_buf_t snapshot;     /* a snapshot waiting to be written, or empty */
+    uint64_t snapshot_seq;
+    uint64_t appended_seq, durable_seq, since_snapshot;
+    store_durable_fn on_durable;
+    void *on_durable_ctx;
+    store_stats_t stats;
+} store_t;
+
+/* Opens (creating if need be) DIR/holdfast.db. On failure returns -1 and
+ * writes a message to err; nothing is left open. */
+int store_open(store_t *s, const char *dir, store_durability_t durability,
+               uint32_t compact_records, char *err, size_t err_size);
+
+/* Rebuilds e (freshly initialised) from disk, then advances it to now_ms if
+ * that is later than the last recorded time. Returns 0, or -1 with err set if
+ * the files are unreadable or do not fit e's capacities. */
+int store_recover(store_t *s, engine_t *e, int64_t now_ms, store_recovery_t *info, char *err,
+                  size_t err_size);
+
+/* Starts the commit thread. */
+int store_start(store_t *s, store_durable_fn on_durable, void *ctx);
+
+/* Journals an applied op (engine_outcome_t.changed was true). Returns its
+ * sequence number, or 0 if the store has failed (nothing was queued). */
+uint64_t store_append(store_t *s, const engine_op_t *op, int64_t mono_ms);
+
+/* The highest sequence number appended so far (what a reply may reveal). */
+uint64_t store_appended_seq(store_t *s);
+uint64_t store_durable_seq(store_t *s);
+bool store_failed(store_t *s);
+
+/* Whether a reply revealing state up to seq may be sent now (see above). */
+bool store_reply_may_go(store_t *s, uint64_t seq, int64_t mono_ms);
+
+/* True when enough has been journaled since the last snapshot. */
+bool store_wants_snapshot(store_t *s);
+/* Encodes e as a snapshot at the current appended seq and queues it for the
+ * commit thread. Call with the engine quiescent (under the server's lock). */
+void store_snapshot(store_t *s, const engine_t *e);
+
+store_stats_t store_stats(store_t *s);
+
+/* Commits what is pending, stops the thread and closes the database. */
+void store_close(store_t *s);
+
+/* Test hook: every commit that would make a record past seq durable fails as
+ * an I/O error would. The server sets it from HOLDFAST_FAULT_JOURNAL_AFTER,
+ * so the API tests can watch the sticky failure from outside. */
+void store_fail_after(store_t *s, uint64_t seq);
+
+#endif
