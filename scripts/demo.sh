@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# make demo: serve the demo shop on 127.0.0.1:8080 with its data in ./data.
+# The catalog is loaded once: SKUs that already exist keep their counts, so a
+# second run shows what the first one left (holds, sales) after recovery.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+addr="${HOLDFAST_DEMO_ADDR:-127.0.0.1:8080}"
+data="${HOLDFAST_DEMO_DATA:-./data}"
+url="http://$addr"
+
+build/holdfast serve --listen "$addr" --data "$data" &
+pid=$!
+trap 'kill -TERM "$pid" 2>/dev/null || true; wait "$pid" || true; exit 0' INT TERM
+
+# The server is up when /healthz answers; give up after 10 s.
+for _ in $(seq 1 100); do
+    curl -sf "$url/healthz" >/dev/null 2>&1 && break
+    kill -0 "$pid" 2>/dev/null || { echo "demo: the server did not start (is $addr in use?)" >&2; exit 1; }
+    sleep 0.1
+done
+
+while read -r sku stock; do
+    case "$sku" in ''|\#*) continue ;; esac
+    code=$(curl -s -o /dev/null -w '%{http_code}' "$url/v1/skus/$sku")
+    if [ "$code" = 404 ]; then
+        curl -sf -o /dev/null -X PUT "$url/v1/skus/$sku" -d "{\"stock\": $stock}"
+    fi
+done < scripts/demo-catalog.txt
+
+cat <<MSG
+
+holdfast demo shop is running at $url  (data in $data; Ctrl-C stops it)
+
+Try:
+  curl -s $url/v1/skus
+  curl -s -X POST $url/v1/holds -d '{"customer": "u-42", "lines": [{"sku": "cap-red", "qty": 2}, {"sku": "shirt-m", "qty": 1}], "ttl_ms": 600000}'
+  curl -s -X POST $url/v1/holds/HOLD_ID/commit -d '{"order_ref": "o-1"}'
+
+MSG
+wait "$pid"
