@@ -1,0 +1,465 @@
+/*
+ * test_store.c - the journal: record formats, group commit, snapshots,
+ * recovery, relaxed durability's bound, and the sticky failure.
+ *
+ * Each test journals ops applied to one engine, closes the store, recovers
+ * into a fresh engine and compares the two, table by table.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine.h"
+#include "record.h"
+#include "store.h"
+
+static const engine_config_t small = {.skus_max = 16, .holds_max = 64, .idem_keys_max = 16};
+
+typedef struct {
+    pthread_mutex_t lock;
+    pthread_cond_t changed;
+    uint64_t durable;
+    bool failed;
+} durable_wait_t;
+
+static void on_durable(void *ctx, uint64_t durable_seq, bool failed)
+{
+    durable_wait_t *w = ctx;
+    pthread_mutex_lock(&w->lock);
+    w->durable = durable_seq;
+    w->failed = failed;
+    pthread_cond_broadcast(&w->changed);
+    pthread_mutex_unlock(&w->lock);
+}
+
+/* Blocks until the journal covers seq or has failed. */
+static void wait_durable(durable_wait_t *w, uint64_t seq)
+{
+    pthread_mutex_lock(&w->lock);
+    while (w->durable < seq && !w->failed) {
+        pthread_cond_wait(&w->changed, &w->lock);
+    }
+    pthread_mutex_unlock(&w->lock);
+}
+
+typedef struct {
+    char dir[64];
+    engine_t engine;
+    store_t store;
+    durable_wait_t wait;
+    uint64_t last_seq;
+} fixture_t;
+
+static void fixture_open(fixture_t *f, store_durability_t durability, uint32_t compact)
+{
+    char err[256];
+    store_recovery_t info;
+    assert_int_equal(engine_init(&f->engine, &small, 0), 0);
+    assert_int_equal(store_open(&f->store, f->dir, durability, compact, err, sizeof err), 0);
+    assert_int_equal(store_recover(&f->store, &f->engine, 0, &info, err, sizeof err), 0);
+    pthread_mutex_init(&f->wait.lock, NULL);
+    pthread_cond_init(&f->wait.changed, NULL);
+    f->wait.durable = store_durable_seq(&f->store);
+    f->wait.failed = false;
+    assert_int_equal(store_start(&f->store, on_durable, &f->wait), 0);
+}
+
+static fixture_t *fixture_new(void)
+{
+    fixture_t *f = calloc(1, sizeof *f);
+    snprintf(f->dir, sizeof f->dir, "/tmp/hf-store-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    fixture_open(f, STORE_DURABLE, 0);
+    return f;
+}
+
+/* Closes the store; the engine stays, to compare with what recovers. */
+static void fixture_close(fixture_t *f)
+{
+    store_close(&f->store);
+}
+
+static void fixture_free(fixture_t *f)
+{
+    char cmd[128];
+    engine_deinit(&f->engine);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", f->dir);
+    assert_int_equal(system(cmd), 0);
+    free(f);
+}
+
+/* Applies op to the fixture's engine and journals it, as the server does. */
+static engine_outcome_t apply(fixture_t *f, engine_op_t *op)
+{
+    engine_outcome_t o = engine_apply(&f->engine, op);
+    if (o.changed) {
+        if (op->kind == ENGINE_OP_HOLD_CREATE) {
+            op->u.hold_create.hold_id = o.hold_id;
+        }
+        f->last_seq = store_append(&f->store, op, 0);
+    }
+    return o;
+}
+
+static engine_outcome_t put_sku(fixture_t *f, int64_t now_ms, const char *sku, int64_t stock)
+{
+    engine_op_t op = {.kind = ENGINE_OP_SKU_PUT, .now_ms = now_ms};
+    op.u.sku_put.sku_len = (uint8_t)strlen(sku);
+    memcpy(op.u.sku_put.sku, sku, op.u.sku_put.sku_len);
+    op.u.sku_put.stock = stock;
+    return apply(f, &op);
+}
+
+static uint64_t hold(fixture_t *f, int64_t now_ms, const char *customer, const char *sku,
+                     uint32_t qty, int64_t ttl_ms, const char *key)
+{
+    engine_op_t op = {.kind = ENGINE_OP_HOLD_CREATE, .now_ms = now_ms};
+    engine_hold_create_t *c = &op.u.hold_create;
+    c->customer_len = (uint8_t)strlen(customer);
+    memcpy(c->customer, customer, c->customer_len);
+    c->idem_key_len = key ? (uint8_t)strlen(key) : 0;
+    memcpy(c->idem_key, key ? key : "", c->idem_key_len);
+    c->ttl_ms = ttl_ms;
+    c->line_count = 1;
+    c->lines[0].sku_len = (uint8_t)strlen(sku);
+    memcpy(c->lines[0].sku, sku, c->lines[0].sku_len);
+    c->lines[0].qty = qty;
+    engine_outcome_t o = apply(f, &op);
+    assert_int_equal(o.result, ENGINE_OK);
+    return o.hold_id;
+}
+
+static void hold_op(fixture_t *f, engine_op_kind_t kind, int64_t now_ms, uint64_t id)
+{
+    engine_op_t op = {.kind = kind, .now_ms = now_ms};
+    op.u.hold.hold_id = id;
+    op.u.hold.ttl_ms = 60000;
+    assert_int_equal(apply(f, &op).result, ENGINE_OK);
+}
+
+/* Every sku and every hold of a reads the same in b. */
+static void assert_same_state(const engine_t *a, const engine_t *b)
+{
+    assert_int_equal(engine_sku_count(a), engine_sku_count(b));
+    for (uint32_t i = 0; i < engine_sku_count(a); i++) {
+        engine_sku_view_t x, y;
+        engine_sku_view(a, i, &x);
+        engine_sku_view(b, i, &y);
+        assert_memory_equal(x.sku, y.sku, x.sku_len);
+        assert_int_equal(x.stock, y.stock);
+        assert_int_equal(x.held, y.held);
+        assert_int_equal(x.sold, y.sold);
+    }
+    for (uint32_t slot = 0; slot < a->hold_hwm; slot++) {
+        if (a->holds[slot].state == ENGINE_HOLD_FREE) {
+            continue;
+        }
+        engine_hold_view_t x, y;
+        assert_int_equal(engine_hold_view(a, a->holds[slot].id, &x), ENGINE_OK);
+        assert_int_equal(engine_hold_view(b, x.id, &y), ENGINE_OK);
+        assert_int_equal(x.state, y.state);
+        assert_int_equal(x.expires_ms, y.expires_ms);
+        assert_int_equal(x.finished_ms, y.finished_ms);
+        assert_int_equal(x.line_count, y.line_count);
+        assert_memory_equal(x.customer, y.customer, x.customer_len);
+    }
+    engine_stats_t sa = engine_stats(a), sb = engine_stats(b);
+    assert_int_equal(sa.holds_active, sb.holds_active);
+    assert_int_equal(sa.holds_retained, sb.holds_retained);
+    assert_int_equal(sa.idem_keys, sb.idem_keys);
+    assert_true(engine_check(b));
+}
+
+/* Recovers f's directory into a fresh engine at now_ms and compares. */
+static void assert_recovers_same(fixture_t *f, int64_t now_ms, store_recovery_t *info)
+{
+    char err[256];
+    engine_t e;
+    store_t s;
+    assert_int_equal(engine_init(&e, &small, 0), 0);
+    assert_int_equal(store_open(&s, f->dir, STORE_DURABLE, 0, err, sizeof err), 0);
+    assert_int_equal(store_recover(&s, &e, now_ms, info, err, sizeof err), 0);
+    engine_advance(&f->engine, now_ms);
+    assert_same_state(&f->engine, &e);
+    store_close(&s);
+    engine_deinit(&e);
+}
+
+/* ------------------------------------------------------------------ tests */
+
+static void test_records_round_trip_every_op_kind(void **state)
+{
+    (void)state;
+    engine_op_t ops[5] = {
+        {.kind = ENGINE_OP_SKU_PUT, .now_ms = 7},
+        {.kind = ENGINE_OP_HOLD_CREATE, .now_ms = 8},
+        {.kind = ENGINE_OP_HOLD_COMMIT, .now_ms = 9},
+        {.kind = ENGINE_OP_HOLD_RELEASE, .now_ms = 10},
+        {.kind = ENGINE_OP_HOLD_EXTEND, .now_ms = 11},
+    };
+    memcpy(ops[0].u.sku_put.sku, "cap-red", 7);
+    ops[0].u.sku_put.sku_len = 7;
+    ops[0].u.sku_put.stock = HF_STOCK_MAX;
+    engine_hold_create_t *c = &ops[1].u.hold_create;
+    memcpy(c->customer, "u-42", 4);
+    c->customer_len = 4;
+    memcpy(c->idem_key, "key", 3);
+    c->idem_key_len = 3;
+    c->ttl_ms = 600000;
+    c->hold_id = 12345;
+    c->line_count = HF_LINES_PER_HOLD_MAX;
+    for (int i = 0; i < HF_LINES_PER_HOLD_MAX; i++) {
+        c->lines[i].sku_len = (uint8_t)snprintf(c->lines[i].sku, 8, "s%d", i);
+        c->lines[i].qty = (uint32_t)(i + 1);
+    }
+    for (int i = 2; i < 5; i++) {
+        ops[i].u.hold.hold_id = 99;
+        ops[i].u.hold.ttl_ms = i == 4 ? 1000 : 0;
+    }
+    store_buf_t b = {0};
+    for (int i = 0; i < 5; i++) {
+        record_encode_op(&b, &ops[i]);
+    }
+    record_reader_t r = {.p = b.data, .left = b.size, .ok = true};
+    for (int i = 0; i < 5; i++) {
+        engine_op_t got;
+        assert_true(record_decode_op(&r, &got));
+        assert_int_equal(got.kind, ops[i].kind);
+        assert_int_equal(got.now_ms, ops[i].now_ms);
+    }
+    assert_int_equal(r.left, 0);
+    r = (record_reader_t){.p = b.data, .left = b.size, .ok = true};
+    engine_op_t got;
+    assert_true(record_decode_op(&r, &got));
+    assert_int_equal(got.u.sku_put.stock, HF_STOCK_MAX);
+    assert_true(record_decode_op(&r, &got));
+    assert_int_equal(got.u.hold_create.hold_id, 12345);
+    assert_int_equal(got.u.hold_create.line_count, HF_LINES_PER_HOLD_MAX);
+    assert_int_equal(got.u.hold_create.lines[63].qty, 64);
+    assert_memory_equal(got.u.hold_create.idem_key, "key", 3);
+    record_buf_free(&b);
+}
+
+static void test_decoder_refuses_damaged_records(void **state)
+{
+    (void)state;
+    engine_op_t op = {.kind = ENGINE_OP_SKU_PUT, .now_ms = 1};
+    memcpy(op.u.sku_put.sku, "a", 1);
+    op.u.sku_put.sku_len = 1;
+    op.u.sku_put.stock = 5;
+    store_buf_t b = {0};
+    record_encode_op(&b, &op);
+    engine_op_t got;
+    /* Every truncation is refused. */
+    for (size_t n = 0; n < b.size; n++) {
+        record_reader_t r = {.p = b.data, .left = n, .ok = true};
+        assert_false(record_decode_op(&r, &got));
+    }
+    /* An unknown kind, an empty sku, and stock past 2^40 are refused. */
+    uint8_t saved = b.data[0];
+    b.data[0] = 77;
+    record_reader_t r = {.p = b.data, .left = b.size, .ok = true};
+    assert_false(record_decode_op(&r, &got));
+    b.data[0] = saved;
+    b.data[9] = 0; /* the sku's length byte */
+    r = (record_reader_t){.p = b.data, .left = b.size, .ok = true};
+    assert_false(record_decode_op(&r, &got));
+    b.data[9] = 1;
+    b.data[b.size - 1] = 0xff; /* top byte of stock */
+    r = (record_reader_t){.p = b.data, .left = b.size, .ok = true};
+    assert_false(record_decode_op(&r, &got));
+    record_buf_free(&b);
+}
+
+static void test_recovery_rebuilds_the_acknowledged_state(void **state)
+{
+    (void)state;
+    fixture_t *f = fixture_new();
+    put_sku(f, 1, "cap-red", 10);
+    put_sku(f, 1, "shirt-m", 5);
+    uint64_t a = hold(f, 2, "u-1", "cap-red", 3, 60000, "k1");
+    uint64_t b = hold(f, 3, "u-2", "cap-red", 2, 60000, NULL);
+    uint64_t c = hold(f, 4, "u-1", "shirt-m", 5, 60000, NULL);
+    hold_op(f, ENGINE_OP_HOLD_COMMIT, 5, a);
+    hold_op(f, ENGINE_OP_HOLD_RELEASE, 6, b);
+    hold_op(f, ENGINE_OP_HOLD_EXTEND, 7, c);
+    put_sku(f, 8, "cap-red", 12);
+    wait_durable(&f->wait, f->last_seq);
+    assert_false(f->wait.failed);
+    fixture_close(f);
+    store_recovery_t info;
+    assert_recovers_same(f, 9, &info);
+    assert_int_equal(info.journal_records, 9);
+    assert_int_equal(info.holds_expired, 0);
+    fixture_free(f);
+}
+
+static void test_recovery_expires_holds_that_ran_out_while_down(void **state)
+{
+    (void)state;
+    fixture_t *f = fixture_new();
+    put_sku(f, 0, "cap-red", 10);
+    uint64_t short_hold = hold(f, 0, "u-1", "cap-red", 4, 1000, NULL);
+    uint64_t long_hold = hold(f, 0, "u-2", "cap-red", 3, 60000, NULL);
+    wait_durable(&f->wait, f->last_seq);
+    fixture_close(f);
+    store_recovery_t info;
+    assert_recovers_same(f, 5000, &info);
+    assert_int_equal(info.holds_expired, 1);
+    engine_hold_view_t v;
+    assert_int_equal(engine_hold_view(&f->engine, short_hold, &v), ENGINE_OK);
+    assert_int_equal(v.state, ENGINE_HOLD_EXPIRED_STATE);
+    assert_int_equal(engine_hold_view(&f->engine, long_hold, &v), ENGINE_OK);
+    assert_int_equal(v.state, ENGINE_HOLD_ACTIVE);
+    fixture_free(f);
+}
+
+static int64_t count_rows(const char *dir, const char *table)
+{
+    char path[128], sql[64];
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    snprintf(path, sizeof path, "%s/holdfast.db", dir);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM %s", table);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int64_t n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return n;
+}
+
+static void test_snapshot_replaces_the_journal_it_covers(void **state)
+{
+    (void)state;
+    fixture_t *f = fixture_new();
+    put_sku(f, 0, "cap-red", 100);
+    for (int i = 0; i < 10; i++) {
+        uint64_t id = hold(f, i, "u-1", "cap-red", 1, 60000, NULL);
+        hold_op(f, i % 2 ? ENGINE_OP_HOLD_COMMIT : ENGINE_OP_HOLD_RELEASE, i, id);
+    }
+    hold(f, 20, "u-9", "cap-red", 7, 60000, "key-9");
+    wait_durable(&f->wait, f->last_seq);
+    store_snapshot(&f->store, &f->engine);
+    /* Ops after the snapshot are replayed on top of it. */
+    uint64_t after = hold(f, 30, "u-3", "cap-red", 2, 60000, NULL);
+    hold_op(f, ENGINE_OP_HOLD_COMMIT, 31, after);
+    wait_durable(&f->wait, f->last_seq);
+    fixture_close(f);
+    assert_int_equal(count_rows(f->dir, "journal") >= 1, 1);
+    store_recovery_t info;
+    assert_recovers_same(f, 40, &info);
+    assert_true(info.snapshot_records > 0);
+    assert_int_equal(info.journal_records, 2);
+    fixture_free(f);
+}
+
+static void test_failed_journal_refuses_writes_for_good(void **state)
+{
+    (void)state;
+    fixture_t *f = fixture_new();
+    put_sku(f, 0, "cap-red", 10);
+    wait_durable(&f->wait, f->last_seq);
+    store_fail_after(&f->store, f->last_seq);
+    hold(f, 1, "u-1", "cap-red", 1, 60000, NULL);
+    wait_durable(&f->wait, f->last_seq);
+    assert_true(f->wait.failed);
+    assert_true(store_failed(&f->store));
+    assert_int_equal(f->wait.durable, 1);
+    engine_op_t op = {.kind = ENGINE_OP_HOLD_RELEASE, .now_ms = 2};
+    assert_int_equal(store_append(&f->store, &op, 0), 0);
+    assert_false(store_reply_may_go(&f->store, 2, 0));
+    fixture_close(f);
+    /* Only what was durable comes back: the hold is not there. */
+    char err[256];
+    engine_t e;
+    store_t s;
+    store_recovery_t info;
+    assert_int_equal(engine_init(&e, &small, 0), 0);
+    assert_int_equal(store_open(&s, f->dir, STORE_DURABLE, 0, err, sizeof err), 0);
+    assert_int_equal(store_recover(&s, &e, 3, &info, err, sizeof err), 0);
+    assert_int_equal(info.journal_records, 1);
+    assert_int_equal(engine_stats(&e).holds_created, 0);
+    store_close(&s);
+    engine_deinit(&e);
+    fixture_free(f);
+}
+
+static void test_relaxed_replies_wait_once_the_journal_lags_50_ms(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/hf-relaxed-XXXXXX";
+    char err[256];
+    assert_non_null(mkdtemp(dir));
+    store_t s;
+    assert_int_equal(store_open(&s, dir, STORE_RELAXED, 0, err, sizeof err), 0);
+    /* No commit thread: nothing becomes durable, so only the bound decides. */
+    engine_op_t op = {.kind = ENGINE_OP_HOLD_RELEASE, .now_ms = 1};
+    op.u.hold.hold_id = 1;
+    uint64_t seq = store_append(&s, &op, 1000);
+    assert_true(store_reply_may_go(&s, seq, 1000));
+    assert_true(store_reply_may_go(&s, seq, 1000 + HF_RELAXED_FLUSH_MS / 2 - 1));
+    assert_false(store_reply_may_go(&s, seq, 1000 + HF_RELAXED_FLUSH_MS / 2));
+    store_close(&s);
+    /* Durable mode never replies before the commit. */
+    assert_int_equal(store_open(&s, dir, STORE_DURABLE, 0, err, sizeof err), 0);
+    seq = store_append(&s, &op, 1000);
+    assert_false(store_reply_may_go(&s, seq, 1000));
+    store_close(&s);
+    char cmd[64];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+static void test_recovery_refuses_a_damaged_journal(void **state)
+{
+    (void)state;
+    fixture_t *f = fixture_new();
+    put_sku(f, 0, "cap-red", 10);
+    hold(f, 1, "u-1", "cap-red", 1, 60000, NULL);
+    wait_durable(&f->wait, f->last_seq);
+    fixture_close(f);
+    char path[128];
+    sqlite3 *db;
+    snprintf(path, sizeof path, "%s/holdfast.db", f->dir);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "UPDATE journal SET body = substr(body, 1, 5)", NULL, NULL,
+                                  NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    char err[256] = "";
+    engine_t e;
+    store_t s;
+    store_recovery_t info;
+    assert_int_equal(engine_init(&e, &small, 0), 0);
+    assert_int_equal(store_open(&s, f->dir, STORE_DURABLE, 0, err, sizeof err), 0);
+    assert_int_equal(store_recover(&s, &e, 3, &info, err, sizeof err), -1);
+    assert_non_null(strstr(err, "damaged"));
+    store_close(&s);
+    engine_deinit(&e);
+    fixture_free(f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_records_round_trip_every_op_kind),
+        cmocka_unit_test(test_decoder_refuses_damaged_records),
+        cmocka_unit_test(test_recovery_rebuilds_the_acknowledged_state),
+        cmocka_unit_test(test_recovery_expires_holds_that_ran_out_while_down),
+        cmocka_unit_test(test_snapshot_replaces_the_journal_it_covers),
+        cmocka_unit_test(test_failed_journal_refuses_writes_for_good),
+        cmocka_unit_test(test_relaxed_replies_wait_once_the_journal_lags_50_ms),
+        cmocka_unit_test(test_recovery_refuses_a_damaged_journal),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
