@@ -588,6 +588,7 @@ static void evict_oldest_finished(engine_t *e)
         e->finished_tail = ENGINE_NONE;
     }
     name_unref(e, h->customer);
+    e->finished_chunks -= chunks_needed(h->line_count);
     chunks_free(e, h->chunk);
     h->chunk = ENGINE_NONE;
     free_list_push(e, slot);
@@ -684,6 +685,7 @@ static void hold_finish(engine_t *e, engine_hold_t *h, engine_hold_state_t to, i
     e->finished_tail = slot;
     e->stats.holds_active--;
     e->stats.holds_retained++;
+    e->finished_chunks += chunks_needed(h->line_count);
 }
 
 /* ------------------------------------------------------- idempotency keys */
@@ -822,12 +824,14 @@ static engine_result_t create_check_lines(const engine_t *e, const engine_hold_c
     return ENGINE_OK;
 }
 
+/* Finished holds give up their slot and lines when a new hold needs them,
+ * so room counts what evicting every finished hold would free. */
 static engine_result_t create_check_room(const engine_t *e, const engine_hold_create_t *r)
 {
     if (r->hold_id == 0 && !slot_available(e)) {
         return ENGINE_HOLDS_FULL;
     }
-    if (chunks_available(e) < chunks_needed(r->line_count)) {
+    if (chunks_available(e) + e->finished_chunks < chunks_needed(r->line_count)) {
         return ENGINE_LINES_FULL;
     }
     if (r->idem_key_len > 0 && e->idem_count == e->config.idem_keys_max) {
@@ -836,11 +840,21 @@ static engine_result_t create_check_room(const engine_t *e, const engine_hold_cr
     return ENGINE_OK;
 }
 
+/* Evicts the oldest finished holds until the lines fit (room was checked).
+ * Deterministic, so a replay evicts exactly what the original did. */
+static void make_room_for_lines(engine_t *e, uint16_t line_count)
+{
+    while (chunks_available(e) < chunks_needed(line_count)) {
+        evict_oldest_finished(e);
+    }
+}
+
 static uint64_t create_place(engine_t *e, const engine_hold_create_t *r,
                              const engine_line_view_t *lines, int64_t now_ms)
 {
     uint32_t slot;
     uint64_t id;
+    make_room_for_lines(e, r->line_count);
     if (r->hold_id != 0) {
         slot = slot_take_exact(e, (uint32_t)(r->hold_id & SLOT_MASK));
         id = r->hold_id;
@@ -1138,7 +1152,7 @@ engine_result_t engine_restore_hold(engine_t *e, const engine_hold_view_t *v)
         return ENGINE_HOLDS_FULL;
     }
     if (chunks_available(e) < chunks_needed(v->line_count)) {
-        return ENGINE_LINES_FULL;
+        return ENGINE_LINES_FULL; /* a snapshot restores no finished hold early */
     }
     slot_take_exact(e, slot);
     engine_hold_t *h = &e->holds[slot];
@@ -1311,7 +1325,7 @@ bool engine_check(const engine_t *e)
     int64_t *held_sum = calloc(e->sku_count + 1, sizeof *held_sum);
     uint32_t *name_refs = calloc(e->name_hwm + 1, sizeof *name_refs);
     CHECK(held_sum != NULL && name_refs != NULL);
-    uint32_t active = 0, finished = 0, free_count = 0;
+    uint32_t active = 0, finished = 0, free_count = 0, chunks_kept = 0;
     for (uint32_t slot = 0; slot < e->hold_hwm; slot++) {
         const engine_hold_t *h = &e->holds[slot];
         if (h->state == ENGINE_HOLD_FREE) {
@@ -1322,7 +1336,9 @@ bool engine_check(const engine_t *e)
         CHECK(check_hold(e, h, held_sum, name_refs));
         active += h->state == ENGINE_HOLD_ACTIVE;
         finished += h->state != ENGINE_HOLD_ACTIVE;
+        chunks_kept += h->state != ENGINE_HOLD_ACTIVE ? chunks_needed(h->line_count) : 0;
     }
+    CHECK(chunks_kept == e->finished_chunks);
     CHECK(check_lists(e, active, finished, free_count));
     CHECK(check_heap(e));
     CHECK(check_skus(e, held_sum));

@@ -149,7 +149,9 @@ typedef struct {
     bool replayed; /* an Idempotency-Key seen before: nothing was applied */
     bool created;  /* SKU_PUT made a new sku */
     uint64_t hold_id;
-    uint32_t sku_index; /* the sku concerned (put, or the short line) */
+    /* The sku concerned (put, short line, duplicate); for SKU_NOT_FOUND the
+     * index of the line that names an unknown sku. */
+    uint32_t sku_index;
     int64_t available;  /* INSUFFICIENT_STOCK: what the short sku had */
 } engine_outcome_t;
 
@@ -253,6 +255,7 @@ typedef struct engine_s {
 
     engine_chunk_t *chunks;
     uint32_t chunks_max, chunk_hwm, chunk_free, chunk_free_count;
+    uint32_t finished_chunks; /* chunks that finished holds keep */
 
     int64_t *heap_ms; /* the timer: a binary min-heap of active holds */
     uint32_t *heap_slot;
