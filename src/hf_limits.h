@@ -13,6 +13,8 @@
 #define HF_SKU_BYTES_MAX 64
 /* API.md: customer, fingerprint and order_ref are 1-128 bytes of UTF-8. */
 #define HF_NAME_BYTES_MAX 128
+/* The longest IPv6 literal (with an embedded IPv4 address) is 45 bytes. */
+#define HF_IP_TEXT_BYTES_MAX 45
 /* API.md: Idempotency-Key is 1-64 bytes. */
 #define HF_IDEM_KEY_BYTES_MAX 64
 /* API.md: 1-64 lines per hold, one per SKU. */

@@ -746,6 +746,10 @@ uint64_t engine_hold_request_hash(const engine_hold_create_t *req)
     uint64_t h = hash_init();
     h = hash_u64(h, req->customer_len);
     h = hash_bytes(h, req->customer, req->customer_len);
+    h = hash_u64(h, req->ip_len);
+    h = hash_bytes(h, req->ip, req->ip_len);
+    h = hash_u64(h, req->fingerprint_len);
+    h = hash_bytes(h, req->fingerprint, req->fingerprint_len);
     h = hash_u64(h, (uint64_t)req->ttl_ms);
     h = hash_u64(h, req->line_count);
     for (uint16_t i = 0; i < req->line_count; i++) {
@@ -785,6 +789,7 @@ static void assert_create_valid(const engine_hold_create_t *r)
 {
     assert(r->customer_len >= 1 && r->customer_len <= HF_NAME_BYTES_MAX);
     assert(r->idem_key_len <= HF_IDEM_KEY_BYTES_MAX);
+    assert(r->ip_len <= HF_IP_TEXT_BYTES_MAX && r->fingerprint_len <= HF_NAME_BYTES_MAX);
     assert(r->ttl_ms >= 1 && r->ttl_ms <= HF_TTL_MS_MAX);
     assert(r->line_count >= 1 && r->line_count <= HF_LINES_PER_HOLD_MAX);
     for (uint16_t i = 0; i < r->line_count; i++) {

@@ -117,6 +117,12 @@ typedef struct {
     uint8_t customer_len;
     char idem_key[HF_IDEM_KEY_BYTES_MAX];
     uint8_t idem_key_len; /* 0: no Idempotency-Key */
+    /* Who asked, as the client said: part of the request (and so of its
+     * idempotency hash), kept for the defenses; 0 length when absent. */
+    char ip[HF_IP_TEXT_BYTES_MAX];
+    uint8_t ip_len;
+    char fingerprint[HF_NAME_BYTES_MAX];
+    uint8_t fingerprint_len;
     int64_t ttl_ms;
     /* 0: the engine picks the id. Recovery passes the id that was recorded,
      * so a replayed hold keeps the id its client was given. */

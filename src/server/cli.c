@@ -5,6 +5,7 @@
  * it. An unknown key, an unknown flag or a bad value stops the start with a
  * message that names it, so a typo never runs silently with a default.
  */
+#include <assert.h>
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -159,9 +160,28 @@ static int file_api_keys(server_config_t *c, json_t *v)
     return 0;
 }
 
+static bool known_key(const char *key)
+{
+    static const char *const keys[] = {
+        "listen",    "data",    "api_keys",        "admin_key",       "durability",
+        "skus_max",  "holds_max", "idempotency_keys_max", "connections_max", "threads",
+        "compact_records", NULL,
+    };
+    for (size_t i = 0; keys[i] != NULL; i++) {
+        if (strcmp(key, keys[i]) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static int file_key(server_config_t *c, const char *key, json_t *v)
 {
     const char *s;
+    if (!known_key(key)) {
+        fprintf(stderr, "holdfast: unknown config key \"%s\"\n", key);
+        return -1;
+    }
     if (strcmp(key, "api_keys") == 0) {
         return file_api_keys(c, v);
     }
@@ -195,11 +215,8 @@ static int file_key(server_config_t *c, const char *key, json_t *v)
     if (strcmp(key, "admin_key") == 0) {
         return set_text(c->admin_key, sizeof c->admin_key, "admin_key", s);
     }
-    if (strcmp(key, "durability") == 0) {
-        return set_durability(c, s);
-    }
-    fprintf(stderr, "holdfast: unknown config key \"%s\"\n", key);
-    return -1;
+    assert(strcmp(key, "durability") == 0);
+    return set_durability(c, s);
 }
 
 static int load_file(server_config_t *c, const char *path)

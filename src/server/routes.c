@@ -170,7 +170,14 @@ static void reply_hold(request_t *r, uint64_t id, int status, int64_t now_ms)
 {
     engine_hold_view_t h;
     if (engine_hold_view(&r->server->engine, id, &h) != ENGINE_OK) {
-        reply_error(r, 404, "not_found", "no such hold (or it finished more than a day ago)");
+        char text[ENGINE_HOLD_ID_TEXT_MAX + 1];
+        engine_hold_id_format(id, text);
+        error_begin(r, 404, "not_found", r->replayed != NULL
+                                             ? "this Idempotency-Key made a hold that is no "
+                                               "longer kept (finished over a day ago)"
+                                             : "no such hold (or it finished over a day ago)");
+        jw_kcstr(&r->out, "id", text);
+        error_end(r);
         return;
     }
     json_out_reset(&r->out);
@@ -526,6 +533,14 @@ static bool parse_hold_create(request_t *r, json_t *body, engine_hold_create_t *
         invalid_field(r, "ip", "ip must be an IPv4 or IPv6 address");
         return false;
     }
+    if (ip != NULL) {
+        c->ip_len = (uint8_t)json_string_length(ip);
+        memcpy(c->ip, json_string_value(ip), c->ip_len);
+    }
+    if (fingerprint != NULL) {
+        c->fingerprint_len = (uint8_t)fingerprint_len;
+        memcpy(c->fingerprint, fingerprint, fingerprint_len);
+    }
     if (json_object_get(body, "lines") == NULL) {
         invalid_field(r, "lines", "lines is required");
         return false;
@@ -680,6 +695,7 @@ static void h_metrics(request_t *r, const route_args_t *a)
 {
     (void)a;
     r->status = 200;
+    r->text = true;
     metrics_render(r->server, &r->out);
 }
 
@@ -778,15 +794,16 @@ static bool authorised(request_t *r, role_t needed)
 void routes_handle(request_t *r, const char *method, const char *url)
 {
     route_args_t a;
-    bool path_known = false;
     r->route = -1;
+    r->allow[0] = '\0';
     for (size_t i = 0; i < ROUTE_COUNT; i++) {
         memset(&a, 0, sizeof a);
         if (!path_matches(routes[i].pattern, url, &a)) {
             continue;
         }
-        path_known = true;
         if (strcmp(routes[i].method, method) != 0) {
+            size_t n = strlen(r->allow);
+            snprintf(r->allow + n, sizeof r->allow - n, "%s%s", n ? ", " : "", routes[i].method);
             continue;
         }
         r->route = (int)i;
@@ -802,7 +819,7 @@ void routes_handle(request_t *r, const char *method, const char *url)
         }
         return;
     }
-    if (path_known) {
+    if (r->allow[0] != '\0') {
         reply_error(r, 405, "method_not_allowed", "this path does not take that method");
     } else {
         reply_error(r, 404, "not_found", "no such route");

@@ -60,19 +60,18 @@ int64_t server_now_ms(server_t *s)
 static enum MHD_Result send_reply(request_t *r)
 {
     server_t *s = r->server;
-    bool metrics = r->route >= 0 && strcmp(routes_label(r->route), "/metrics") == 0;
     struct MHD_Response *resp = MHD_create_response_from_buffer(
         r->out.size, r->out.size ? r->out.data : (void *)"", MHD_RESPMEM_MUST_COPY);
     if (resp == NULL) {
         return MHD_NO;
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
-                            metrics ? "text/plain; version=0.0.4" : "application/json");
+                            r->text ? "text/plain; version=0.0.4" : "application/json");
     if (r->replayed != NULL) {
         MHD_add_response_header(resp, "Idempotent-Replayed", r->replayed);
     }
     if (r->status == 405) {
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "GET, PUT, POST, DELETE");
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
     }
     if (__atomic_load_n(&s->draining, __ATOMIC_RELAXED)) {
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
@@ -135,10 +134,13 @@ static enum MHD_Result reply_or_wait(request_t *r)
 
 /* ------------------------------------------------------- library callbacks */
 
+/* Adds up the header block as the client sent it ("Key: value\r\n"). */
 static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key,
                                       const char *value)
 {
-    (void)cls, (void)kind, (void)key, (void)value;
+    (void)kind;
+    size_t *bytes = cls;
+    *bytes += strlen(key) + (value ? strlen(value) : 0) + 4;
     return MHD_YES;
 }
 
@@ -150,9 +152,12 @@ static bool admit(request_t *r)
                                                      MHD_HTTP_HEADER_CONTENT_LENGTH);
     const union MHD_DaemonInfo *info =
         MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
-    if (MHD_get_connection_values(r->conn, MHD_HEADER_KIND, count_header, NULL) >
-        HF_HEADER_COUNT_MAX) {
+    size_t header_bytes = 0;
+    int headers = MHD_get_connection_values(r->conn, MHD_HEADER_KIND, count_header, &header_bytes);
+    if (headers > HF_HEADER_COUNT_MAX) {
         reply_error(r, 431, "header_too_large", "more than 64 request headers");
+    } else if (header_bytes > HF_HEADER_BYTES_MAX) {
+        reply_error(r, 431, "header_too_large", "the request headers are over 16384 bytes");
     } else if (length != NULL && strtoull(length, NULL, 10) > HF_BODY_BYTES_MAX) {
         reply_error(r, 413, "body_too_large", "the body is over 65536 bytes");
     } else if (info != NULL && info->num_connections > s->config.connections_max) {
@@ -327,9 +332,10 @@ static int recover(server_t *s)
         return -1;
     }
     /* Time never goes back, even if the wall clock did while we were down. */
-    s->clock_base_ms = start_wall_ms > s->engine.now_ms ? start_wall_ms : s->engine.now_ms;
+    int64_t now_wall_ms = wall_ms(); /* read both clocks at one moment */
     s->mono_start_ms = server_mono_ms();
-    s->started_epoch_ms = start_wall_ms;
+    s->clock_base_ms = now_wall_ms > s->engine.now_ms ? now_wall_ms : s->engine.now_ms;
+    s->started_epoch_ms = now_wall_ms;
     engine_stats_t st = engine_stats(&s->engine);
     fprintf(stderr,
             "level=info msg=recovered skus=%u holds=%u finished=%u records=%llu expired=%u "

@@ -59,6 +59,8 @@ struct request_s {
     int status;
     json_out_t out;
     const char *replayed; /* Idempotent-Replayed header value, or NULL */
+    bool text;            /* the body is text/plain (metrics), not JSON */
+    char allow[32];       /* for a 405: the methods the path takes */
     uint64_t seq;         /* the journal must reach this before the reply goes */
     bool waiting, ready;
     request_t *next_waiter;

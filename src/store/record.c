@@ -123,6 +123,8 @@ static void encode_create(store_buf_t *b, const engine_hold_create_t *c)
     put_u64(b, (uint64_t)c->ttl_ms);
     put_text(b, c->customer, c->customer_len);
     put_text(b, c->idem_key, c->idem_key_len);
+    put_text(b, c->ip, c->ip_len);
+    put_text(b, c->fingerprint, c->fingerprint_len);
     put_u8(b, (uint8_t)c->line_count);
     for (uint16_t i = 0; i < c->line_count; i++) {
         put_text(b, c->lines[i].sku, c->lines[i].sku_len);
@@ -163,6 +165,8 @@ static bool decode_create(record_reader_t *r, engine_hold_create_t *c)
     c->ttl_ms = (int64_t)get_u64(r);
     c->customer_len = get_text(r, c->customer, HF_NAME_BYTES_MAX);
     c->idem_key_len = get_text0(r, c->idem_key, HF_IDEM_KEY_BYTES_MAX);
+    c->ip_len = get_text0(r, c->ip, HF_IP_TEXT_BYTES_MAX);
+    c->fingerprint_len = get_text0(r, c->fingerprint, HF_NAME_BYTES_MAX);
     c->line_count = get_u8(r);
     if (!r->ok || c->hold_id == 0 || !in_range(c->ttl_ms, 1, HF_TTL_MS_MAX) ||
         !in_range(c->line_count, 1, HF_LINES_PER_HOLD_MAX)) {

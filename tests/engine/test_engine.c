@@ -1289,6 +1289,8 @@ static void test_request_hash_ignores_bytes_past_the_lengths(void **state)
     c->customer_len = 2;
     memcpy(c->idem_key, "k", 1);
     c->idem_key_len = 1;
+    c->ip_len = 0;
+    c->fingerprint_len = 0;
     c->ttl_ms = 5000;
     c->hold_id = 0;
     c->line_count = 2;
