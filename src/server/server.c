@@ -372,6 +372,7 @@ static struct MHD_Daemon *start_http(server_t *s, int fd)
 /* The engine's own clock: expire what is due, and compact when it is time. */
 static void tick(server_t *s)
 {
+    store_snapshot_poll(&s->store, false);
     pthread_mutex_lock(&s->engine_lock);
     engine_advance(&s->engine, server_now_ms(s));
     if (store_wants_snapshot(&s->store)) {

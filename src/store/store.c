@@ -5,8 +5,8 @@
  *   journal(batch, first_seq, records, body)  one row per group commit; body
  *                                             is `records` encoded ops with
  *                                             seqs first_seq, first_seq+1, ...
- *   snapshot(part, body)                      the newest snapshot, in parts
  *   meta(key, value)                          format, snapshot_seq
+ * and DIR/snapshot-<snapshot_seq>.bin, the snapshot it names (snapshot.h).
  *
  * Invariants:
  *   1. durable_seq <= appended_seq; every op with seq <= durable_seq is in a
@@ -29,10 +29,10 @@
 #include <time.h>
 
 #include "record.h"
+#include "snapshot.h"
+#include <sys/wait.h>
 
 #define STORE_FORMAT 1
-/* Snapshot rows stay well under SQLite's default 1 GB blob limit. */
-#define SNAPSHOT_PART_BYTES (16u << 20)
 
 const double store_latency_bucket_us[STORE_LATENCY_BUCKETS] = {
     100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 1000000,
@@ -61,7 +61,6 @@ static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
     "CREATE TABLE IF NOT EXISTS journal(batch INTEGER PRIMARY KEY, first_seq INTEGER NOT NULL,"
     " records INTEGER NOT NULL, body BLOB NOT NULL);"
-    "CREATE TABLE IF NOT EXISTS snapshot(part INTEGER PRIMARY KEY, body BLOB NOT NULL);"
     "INSERT OR IGNORE INTO meta VALUES('format', 1);"
     "INSERT OR IGNORE INTO meta VALUES('snapshot_seq', 0);";
 
@@ -73,6 +72,10 @@ int store_open(store_t *s, const char *dir, store_durability_t durability,
     s->compact_records = compact_records;
     s->pending_since_ms = INT64_MAX;
     s->inflight_since_ms = INT64_MAX;
+    if (snprintf(s->dir, sizeof s->dir, "%s", dir) >= (int)sizeof s->dir) {
+        snprintf(err, err_size, "data directory path is too long");
+        return -1;
+    }
     if (mkdir(dir, 0750) != 0 && errno != EEXIST) {
         snprintf(err, err_size, "cannot create data directory %s: %s", dir, strerror(errno));
         return -1;
@@ -120,32 +123,6 @@ static int64_t meta_get(store_t *s, const char *key)
     }
     sqlite3_finalize(st);
     return v;
-}
-
-static int load_snapshot(store_t *s, engine_t *e, store_recovery_t *info, char *err,
-                         size_t err_size)
-{
-    sqlite3_stmt *st;
-    store_buf_t all = {0};
-    if (sqlite3_prepare_v2(db_of(s), "SELECT body FROM snapshot ORDER BY part", -1, &st, NULL) !=
-        SQLITE_OK) {
-        snprintf(err, err_size, "cannot read snapshot: %s", sqlite3_errmsg(db_of(s)));
-        return -1;
-    }
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        size_t n = (size_t)sqlite3_column_bytes(st, 0);
-        record_buf_reserve(&all, n);
-        memcpy(all.data + all.size, sqlite3_column_blob(st, 0), n);
-        all.size += n;
-    }
-    sqlite3_finalize(st);
-    int rc = 0;
-    if (all.size > 0) {
-        record_reader_t r = {.p = all.data, .left = all.size, .ok = true};
-        rc = record_restore_snapshot(&r, e, &info->snapshot_records, err, err_size) ? 0 : -1;
-    }
-    record_buf_free(&all);
-    return rc;
 }
 
 /* Replays one journal row's records with seq > after_seq. */
@@ -222,12 +199,15 @@ int store_recover(store_t *s, engine_t *e, int64_t now_ms, store_recovery_t *inf
         return -1;
     }
     int64_t snapshot_seq = meta_get(s, "snapshot_seq");
-    if (snapshot_seq < 0 || load_snapshot(s, e, info, err, err_size) != 0) {
-        if (snapshot_seq < 0) {
-            snprintf(err, err_size, "snapshot sequence number is missing");
-        }
+    if (snapshot_seq < 0) {
+        snprintf(err, err_size, "snapshot sequence number is missing");
         return -1;
     }
+    if (snapshot_seq > 0 && snapshot_load(s->dir, (uint64_t)snapshot_seq, e,
+                                          &info->snapshot_records, err, err_size) != 0) {
+        return -1;
+    }
+    snapshot_remove_others(s->dir, (uint64_t)snapshot_seq); /* leftovers of a crash */
     s->appended_seq = (uint64_t)snapshot_seq;
     if (replay_journal(s, e, (uint64_t)snapshot_seq, info, err, err_size) != 0) {
         return -1;
@@ -307,22 +287,56 @@ bool store_wants_snapshot(store_t *s)
 {
     pthread_mutex_lock(&s->lock);
     bool v = s->compact_records > 0 && s->since_snapshot >= s->compact_records &&
-             s->snapshot.size == 0 && !s->failed;
+             s->snapshot_pid == 0 && s->snapshot_ready_seq == 0 && !s->failed;
     pthread_mutex_unlock(&s->lock);
     return v;
 }
 
 void store_snapshot(store_t *s, const engine_t *e)
 {
-    store_buf_t b = {0};
-    record_encode_snapshot(&b, e);
     pthread_mutex_lock(&s->lock);
-    record_buf_free(&s->snapshot);
-    s->snapshot = b;
-    s->snapshot_seq = s->appended_seq;
-    s->since_snapshot = 0;
-    pthread_cond_signal(&s->wake);
+    bool busy = s->snapshot_pid != 0 || s->snapshot_ready_seq != 0 || s->failed;
+    uint64_t seq = s->appended_seq;
     pthread_mutex_unlock(&s->lock);
+    if (busy || seq == 0) {
+        return;
+    }
+    pid_t pid = snapshot_fork(s->dir, e, seq);
+    if (pid < 0) {
+        fprintf(stderr, "level=warn msg=\"cannot fork to snapshot; the journal keeps growing\" "
+                        "err=\"%s\"\n",
+                strerror(errno));
+        return;
+    }
+    pthread_mutex_lock(&s->lock);
+    s->snapshot_pid = pid;
+    s->snapshot_forked_seq = seq;
+    s->since_snapshot = 0;
+    pthread_mutex_unlock(&s->lock);
+}
+
+void store_snapshot_poll(store_t *s, bool wait)
+{
+    pthread_mutex_lock(&s->lock);
+    pid_t pid = s->snapshot_pid;
+    pthread_mutex_unlock(&s->lock);
+    int status;
+    if (pid == 0 || waitpid(pid, &status, wait ? 0 : WNOHANG) != pid) {
+        return;
+    }
+    bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    pthread_mutex_lock(&s->lock);
+    s->snapshot_pid = 0;
+    if (ok) {
+        s->snapshot_ready_seq = s->snapshot_forked_seq;
+        pthread_cond_signal(&s->wake);
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (!ok) {
+        fprintf(stderr, "level=warn msg=\"snapshot failed; the journal keeps everything\" "
+                        "status=0x%x\n",
+                status);
+    }
 }
 
 store_stats_t store_stats(store_t *s)
@@ -345,36 +359,18 @@ void store_fail_after(store_t *s, uint64_t seq)
 typedef struct {
     store_buf_t body;
     uint64_t first_seq, count;
-    store_buf_t snapshot;
-    uint64_t snapshot_seq;
+    uint64_t snapshot_seq; /* a written snapshot to adopt, or 0 */
 } batch_t;
 
-static int write_snapshot(store_t *s, const store_buf_t *snap, uint64_t snapshot_seq)
+/* Points the journal at snapshot seq and drops the rows it covers. */
+static int adopt_snapshot(store_t *s, uint64_t seq)
 {
-    sqlite3 *db = db_of(s);
-    sqlite3_stmt *st = NULL;
-    int rc = exec(s, "DELETE FROM snapshot");
-    if (rc == SQLITE_OK) {
-        rc = sqlite3_prepare_v2(db, "INSERT INTO snapshot(part, body) VALUES(?,?)", -1, &st, NULL);
-    }
-    for (size_t at = 0, part = 0; rc == SQLITE_OK && at < snap->size; part++) {
-        size_t n = snap->size - at < SNAPSHOT_PART_BYTES ? snap->size - at : SNAPSHOT_PART_BYTES;
-        sqlite3_bind_int64(st, 1, (sqlite3_int64)part);
-        sqlite3_bind_blob(st, 2, snap->data + at, (int)n, SQLITE_STATIC);
-        rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
-        sqlite3_reset(st);
-        at += n;
-    }
-    sqlite3_finalize(st);
-    if (rc == SQLITE_OK) {
-        char sql[160];
-        snprintf(sql, sizeof sql,
-                 "DELETE FROM journal WHERE first_seq + records - 1 <= %llu;"
-                 "UPDATE meta SET value=%llu WHERE key='snapshot_seq'",
-                 (unsigned long long)snapshot_seq, (unsigned long long)snapshot_seq);
-        rc = exec(s, sql);
-    }
-    return rc;
+    char sql[160];
+    snprintf(sql, sizeof sql,
+             "DELETE FROM journal WHERE first_seq + records - 1 <= %llu;"
+             "UPDATE meta SET value=%llu WHERE key='snapshot_seq'",
+             (unsigned long long)seq, (unsigned long long)seq);
+    return exec(s, sql);
 }
 
 /* One transaction: the batch's records, then the snapshot if one waits. */
@@ -389,8 +385,8 @@ static bool commit_batch(store_t *s, const batch_t *b)
         rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
         sqlite3_reset(st);
     }
-    if (rc == SQLITE_OK && b->snapshot.size > 0) {
-        rc = write_snapshot(s, &b->snapshot, b->snapshot_seq);
+    if (rc == SQLITE_OK && b->snapshot_seq > 0) {
+        rc = adopt_snapshot(s, b->snapshot_seq);
     }
     if (rc == SQLITE_OK) {
         rc = exec(s, "COMMIT");
@@ -415,16 +411,16 @@ static void record_latency(store_t *s, int64_t us, const batch_t *b)
     s->stats.commits++;
     s->stats.records += b->count;
     s->stats.bytes += b->body.size;
-    s->stats.snapshots += b->snapshot.size > 0;
+    s->stats.snapshots += b->snapshot_seq > 0;
 }
 
 /* Takes what waits, under the lock. False when the thread should stop. */
 static bool take_batch(store_t *s, batch_t *b)
 {
-    while (!s->stopping && !s->failed && s->pending_count == 0 && s->snapshot.size == 0) {
+    while (!s->stopping && !s->failed && s->pending_count == 0 && s->snapshot_ready_seq == 0) {
         pthread_cond_wait(&s->wake, &s->lock);
     }
-    if (s->failed || (s->pending_count == 0 && s->snapshot.size == 0)) {
+    if (s->failed || (s->pending_count == 0 && s->snapshot_ready_seq == 0)) {
         return false;
     }
     /* Swap buffers, so appends go on into the old batch's memory. */
@@ -437,10 +433,8 @@ static bool take_batch(store_t *s, batch_t *b)
     s->pending_count = 0;
     s->inflight_since_ms = s->pending_since_ms;
     s->pending_since_ms = INT64_MAX;
-    record_buf_free(&b->snapshot);
-    b->snapshot = s->snapshot;
-    b->snapshot_seq = s->snapshot_seq;
-    memset(&s->snapshot, 0, sizeof s->snapshot);
+    b->snapshot_seq = s->snapshot_ready_seq;
+    s->snapshot_ready_seq = 0;
     return true;
 }
 
@@ -467,6 +461,9 @@ static void *commit_thread(void *arg)
                 s->durable_seq = b.first_seq + b.count - 1;
             }
             record_latency(s, took_us, &b);
+            if (b.snapshot_seq > 0) {
+                snapshot_remove_others(s->dir, b.snapshot_seq);
+            }
         } else {
             s->failed = true;
         }
@@ -480,7 +477,6 @@ static void *commit_thread(void *arg)
     }
     pthread_mutex_unlock(&s->lock);
     record_buf_free(&b.body);
-    record_buf_free(&b.snapshot);
     return NULL;
 }
 
@@ -500,6 +496,7 @@ void store_close(store_t *s)
     if (s->db == NULL) {
         return;
     }
+    store_snapshot_poll(s, true); /* never leave a child behind */
     if (s->thread_running) {
         pthread_mutex_lock(&s->lock);
         s->stopping = true;
@@ -512,7 +509,6 @@ void store_close(store_t *s)
     sqlite3_close(db_of(s));
     s->db = NULL;
     record_buf_free(&s->pending);
-    record_buf_free(&s->snapshot);
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->wake);
 }

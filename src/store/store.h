@@ -26,15 +26,19 @@
  * replayed state is the acknowledged state), then advance to now: holds whose
  * time ran out while the server was down expire, and are not resurrected.
  *
- * Compaction: store_snapshot() encodes the engine's live state; the commit
- * thread writes it and deletes the journal rows it covers in one transaction.
+ * Compaction: store_snapshot() forks a child that writes the engine's live
+ * state to a file from its copy-on-write view (snapshot.h), so the server
+ * pauses only for the fork; once the file is safely on disk the commit thread
+ * points the journal at it and deletes the rows it covers, in one transaction.
  */
 #ifndef HF_STORE_H
 #define HF_STORE_H
 
+#include <limits.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "engine.h"
 
@@ -82,8 +86,10 @@ typedef struct store_s {
     int64_t pending_since_ms;  /* monotonic ms of the oldest append in pending */
     int64_t inflight_since_ms; /* ... and in the batch being committed */
     uint64_t fail_after_seq; /* test hook: 0, or fail commits past this seq */
-    store_buf_t snapshot;     /* a snapshot waiting to be written, or empty */
-    uint64_t snapshot_seq;
+    char dir[PATH_MAX];
+    pid_t snapshot_pid;         /* the child writing a snapshot, or 0 */
+    uint64_t snapshot_forked_seq;
+    uint64_t snapshot_ready_seq; /* written, waiting for the journal to adopt it */
     uint64_t appended_seq, durable_seq, since_snapshot;
     store_durable_fn on_durable;
     void *on_durable_ctx;
@@ -116,11 +122,15 @@ bool store_failed(store_t *s);
 /* Whether a reply revealing state up to seq may be sent now (see above). */
 bool store_reply_may_go(store_t *s, uint64_t seq, int64_t mono_ms);
 
-/* True when enough has been journaled since the last snapshot. */
+/* True when enough has been journaled since the last snapshot and none is
+ * being written. */
 bool store_wants_snapshot(store_t *s);
-/* Encodes e as a snapshot at the current appended seq and queues it for the
- * commit thread. Call with the engine quiescent (under the server's lock). */
+/* Starts writing e as a snapshot at the current appended seq (unless one is
+ * being written). Call with the engine quiescent (under the server's lock). */
 void store_snapshot(store_t *s, const engine_t *e);
+/* Collects a finished snapshot child and hands its file to the commit thread;
+ * with wait, blocks until the child is done. Safe to call at any time. */
+void store_snapshot_poll(store_t *s, bool wait);
 
 store_stats_t store_stats(store_t *s);
 

@@ -350,6 +350,7 @@ static void test_snapshot_replaces_the_journal_it_covers(void **state)
     hold(f, 20, "u-9", "cap-red", 7, 60000, "key-9");
     wait_durable(&f->wait, f->last_seq);
     store_snapshot(&f->store, &f->engine);
+    store_snapshot_poll(&f->store, true);
     /* Ops after the snapshot are replayed on top of it. */
     uint64_t after = hold(f, 30, "u-3", "cap-red", 2, 60000, NULL);
     hold_op(f, ENGINE_OP_HOLD_COMMIT, 31, after);
@@ -360,6 +361,34 @@ static void test_snapshot_replaces_the_journal_it_covers(void **state)
     assert_recovers_same(f, 40, &info);
     assert_true(info.snapshot_records > 0);
     assert_int_equal(info.journal_records, 2);
+    fixture_free(f);
+}
+
+static void test_recovery_refuses_a_damaged_snapshot(void **state)
+{
+    (void)state;
+    fixture_t *f = fixture_new();
+    put_sku(f, 0, "cap-red", 100);
+    hold(f, 1, "u-1", "cap-red", 1, 60000, NULL);
+    wait_durable(&f->wait, f->last_seq);
+    store_snapshot(&f->store, &f->engine);
+    fixture_close(f); /* waits for the child, adopts its file */
+    char cmd[256];
+    snprintf(cmd, sizeof cmd,
+             "f=$(ls %s/snapshot-*.bin) && printf X | dd of=$f bs=1 seek=40 conv=notrunc "
+             "status=none",
+             f->dir);
+    assert_int_equal(system(cmd), 0);
+    char err[256] = "";
+    engine_t e;
+    store_t s;
+    store_recovery_t info;
+    assert_int_equal(engine_init(&e, &small, 0), 0);
+    assert_int_equal(store_open(&s, f->dir, STORE_DURABLE, 0, err, sizeof err), 0);
+    assert_int_equal(store_recover(&s, &e, 3, &info, err, sizeof err), -1);
+    assert_non_null(strstr(err, "damaged"));
+    store_close(&s);
+    engine_deinit(&e);
     fixture_free(f);
 }
 
@@ -457,6 +486,7 @@ int main(void)
         cmocka_unit_test(test_recovery_rebuilds_the_acknowledged_state),
         cmocka_unit_test(test_recovery_expires_holds_that_ran_out_while_down),
         cmocka_unit_test(test_snapshot_replaces_the_journal_it_covers),
+        cmocka_unit_test(test_recovery_refuses_a_damaged_snapshot),
         cmocka_unit_test(test_failed_journal_refuses_writes_for_good),
         cmocka_unit_test(test_relaxed_replies_wait_once_the_journal_lags_50_ms),
         cmocka_unit_test(test_recovery_refuses_a_damaged_journal),

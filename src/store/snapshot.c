@@ -1,0 +1,168 @@
+/*
+ * snapshot.c - writing snapshot files from a forked child, and reading them.
+ */
+#define _GNU_SOURCE /* close_range */
+#include "snapshot.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "record.h"
+
+#define MAGIC "HFSNAP01"
+#define HEADER_BYTES 32
+
+static uint64_t checksum(const uint8_t *p, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++) {
+        h = (h ^ p[i]) * 0x100000001b3ull;
+    }
+    return h;
+}
+
+static void le64(uint8_t *out, uint64_t v)
+{
+    for (int i = 0; i < 8; i++) {
+        out[i] = (uint8_t)(v >> (8 * i));
+    }
+}
+
+static uint64_t get_le64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) {
+        v |= (uint64_t)p[i] << (8 * i);
+    }
+    return v;
+}
+
+static void path_of(char *out, size_t size, const char *dir, uint64_t seq, const char *ext)
+{
+    snprintf(out, size, "%s/snapshot-%020llu.%s", dir, (unsigned long long)seq, ext);
+}
+
+static int write_all(int fd, const uint8_t *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR) {
+            continue;
+        }
+        if (w <= 0) {
+            return -1;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* The child's whole job; returns its exit status. */
+static int write_snapshot_file(const char *dir, const engine_t *e, uint64_t seq)
+{
+    char tmp[PATH_MAX], final[PATH_MAX];
+    path_of(tmp, sizeof tmp, dir, seq, "tmp");
+    path_of(final, sizeof final, dir, seq, "bin");
+    store_buf_t body = {0};
+    record_encode_snapshot(&body, e);
+    uint8_t header[HEADER_BYTES];
+    memcpy(header, MAGIC, 8);
+    le64(header + 8, seq);
+    le64(header + 16, body.size);
+    le64(header + 24, checksum(body.data, body.size));
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int ok = fd >= 0 && dirfd >= 0 && write_all(fd, header, sizeof header) == 0 &&
+             write_all(fd, body.data, body.size) == 0 && fsync(fd) == 0 &&
+             rename(tmp, final) == 0 && fsync(dirfd) == 0;
+    return ok ? 0 : 1;
+}
+
+pid_t snapshot_fork(const char *dir, const engine_t *e, uint64_t seq)
+{
+    pid_t pid = fork();
+    if (pid != 0) {
+        return pid; /* the parent, or -1 */
+    }
+    /* The child holds no sockets open for the server's clients. */
+    close_range(3, UINT_MAX, 0);
+    _exit(write_snapshot_file(dir, e, seq));
+}
+
+static int read_file(const char *path, store_buf_t *out, char *err, size_t err_size)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        snprintf(err, err_size, "cannot open %s: %s", path, strerror(errno));
+        if (fd >= 0) {
+            close(fd);
+        }
+        return -1;
+    }
+    record_buf_reserve(out, (size_t)st.st_size);
+    size_t got = 0;
+    while (got < (size_t)st.st_size) {
+        ssize_t n = read(fd, out->data + got, (size_t)st.st_size - got);
+        if (n <= 0 && !(n < 0 && errno == EINTR)) {
+            break;
+        }
+        got += n > 0 ? (size_t)n : 0;
+    }
+    close(fd);
+    out->size = got;
+    if (got != (size_t)st.st_size) {
+        snprintf(err, err_size, "cannot read %s", path);
+        return -1;
+    }
+    return 0;
+}
+
+int snapshot_load(const char *dir, uint64_t seq, engine_t *e, uint64_t *records_out, char *err,
+                  size_t err_size)
+{
+    char path[PATH_MAX];
+    path_of(path, sizeof path, dir, seq, "bin");
+    store_buf_t file = {0};
+    int rc = read_file(path, &file, err, err_size);
+    if (rc == 0 && (file.size < HEADER_BYTES || memcmp(file.data, MAGIC, 8) != 0 ||
+                    get_le64(file.data + 8) != seq ||
+                    get_le64(file.data + 16) != file.size - HEADER_BYTES ||
+                    get_le64(file.data + 24) !=
+                        checksum(file.data + HEADER_BYTES, file.size - HEADER_BYTES))) {
+        snprintf(err, err_size, "snapshot %s is damaged (header or checksum)", path);
+        rc = -1;
+    }
+    if (rc == 0) {
+        record_reader_t r = {.p = file.data + HEADER_BYTES, .left = file.size - HEADER_BYTES,
+                             .ok = true};
+        rc = record_restore_snapshot(&r, e, records_out, err, err_size) ? 0 : -1;
+    }
+    record_buf_free(&file);
+    return rc;
+}
+
+void snapshot_remove_others(const char *dir, uint64_t keep_seq)
+{
+    char keep[64];
+    snprintf(keep, sizeof keep, "snapshot-%020llu.bin", (unsigned long long)keep_seq);
+    DIR *d = opendir(dir);
+    if (d == NULL) {
+        return;
+    }
+    struct dirent *ent;
+    while ((ent = readdir(d)) != NULL) {
+        if (strncmp(ent->d_name, "snapshot-", 9) == 0 && strcmp(ent->d_name, keep) != 0) {
+            unlinkat(dirfd(d), ent->d_name, 0);
+        }
+    }
+    closedir(d);
+}

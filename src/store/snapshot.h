@@ -1,0 +1,36 @@
+/*
+ * snapshot.h - snapshot files (store-private).
+ *
+ * A snapshot is the engine's live state at a journal sequence number S,
+ * written by a forked child from its copy-on-write view of the engine, so
+ * the server stalls only for the fork (page tables), never for encoding or
+ * writing. The file DIR/snapshot-S.bin is written as .tmp, fsynced, renamed
+ * and the directory fsynced; only then does the journal's meta table point at
+ * it (and drop the journal rows it covers), in one transaction. A crash at any
+ * point leaves either the old snapshot with its journal, or the new one.
+ *
+ * File: "HFSNAP01", u64 seq, u64 body bytes, u64 FNV-1a of the body, body
+ * (restore records, see record.h), all little-endian.
+ */
+#ifndef HF_SNAPSHOT_H
+#define HF_SNAPSHOT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "engine.h"
+
+/* Forks a child that writes e's state as snapshot seq. Call with e
+ * quiescent (under the server's engine lock). Returns the child's pid, or -1
+ * if fork failed (nothing else happened). */
+pid_t snapshot_fork(const char *dir, const engine_t *e, uint64_t seq);
+
+/* Restores snapshot seq into a fresh engine. On failure returns -1 with err. */
+int snapshot_load(const char *dir, uint64_t seq, engine_t *e, uint64_t *records_out, char *err,
+                  size_t err_size);
+
+/* Deletes every snapshot file in dir but the one for keep_seq. */
+void snapshot_remove_others(const char *dir, uint64_t keep_seq);
+
+#endif
