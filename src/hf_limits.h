@@ -66,9 +66,8 @@
 /* Journal. In relaxed mode an acknowledged change reaches the disk within
  * this bound (the documented worst-case loss on a crash). */
 #define HF_RELAXED_FLUSH_MS 100
-/* A group commit holds at most this many records, so that one commit's
- * latency stays bounded under a burst. */
-#define HF_BATCH_RECORDS_MAX 8192u
+/* Relaxed mode commits at most this often: a tenth of what it may lose. */
+#define HF_RELAXED_COMMIT_MS 10
 /* After this many journaled records the live state is snapshotted and the
  * journal before it deleted, so recovery never replays a year of traffic. */
 #define HF_COMPACT_RECORDS_DEFAULT 1000000u
