@@ -1,0 +1,422 @@
+#!/usr/bin/env bash
+# bench/run.sh - holdfast's benchmarks (docs/BENCHMARKS.md). `make bench`
+# builds, then runs this. It builds nothing itself.
+#
+# It starts servers on ephemeral 127.0.0.1 ports with fresh data directories
+# under build/ (on the project's disk, so fdatasync is real), drives them with
+# wrk and build/bench/hf_load, stops them with SIGTERM, runs the in-process
+# engine benchmark, and prints a summary table. Everything it prints also
+# goes to build/bench/results-DATE.txt.
+#
+# Environment:
+#   HF_BENCH_SECONDS=10        seconds per load run; the whole run takes about
+#                              37 times this, plus loading and the engine
+#                              (7-8 minutes at the default)
+#   HF_BENCH_ENGINE_SECONDS=2  seconds per engine throughput case
+#   HF_BENCH_WRK_THREADS=2     wrk threads for runs with more than 1 connection
+#   HF_BENCH_ONLY=...          space-separated groups to run (default all):
+#                              durable-hot durable-100k relaxed-hot relaxed-100k
+#                              threads2 rates compaction engine
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BIN=$ROOT/build/holdfast
+LOAD=$ROOT/build/bench/hf_load
+ENGINE=$ROOT/build/bench/bench_engine
+LUA=$ROOT/bench
+SECS=${HF_BENCH_SECONDS:-10}
+ENGINE_SECS=${HF_BENCH_ENGINE_SECONDS:-2}
+WRK_THREADS=${HF_BENCH_WRK_THREADS:-2}
+ONLY=${HF_BENCH_ONLY:-durable-hot durable-100k relaxed-hot relaxed-100k threads2 rates compaction engine}
+SKUS=100000
+TTL_MS=5000
+STOCK=1099511627776 # 2^40, the API's maximum: holds never run out
+
+for f in "$BIN" "$LOAD" "$ENGINE"; do
+    [ -x "$f" ] || { echo "run.sh: $f is missing; run make first (make bench does)" >&2; exit 2; }
+done
+command -v wrk >/dev/null || { echo "run.sh: wrk is not installed (apt-get install wrk)" >&2; exit 2; }
+
+STAMP=$(date -u +%Y%m%d-%H%M%S)
+OUT=$ROOT/build/bench/results-$STAMP.txt
+WORK=$(mktemp -d "$ROOT/build/bench-run.XXXXXX")
+SUMMARY=$WORK/summary.tsv
+SERVER_PID=
+PORT=
+GROUP=
+exec > >(tee "$OUT") 2>&1
+
+cleanup() {
+    if [ -n "$SERVER_PID" ]; then
+        kill -TERM "$SERVER_PID" 2>/dev/null
+        wait "$SERVER_PID" 2>/dev/null
+    fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+want() { [[ " $ONLY " == *" $1 "* ]]; }
+
+# kv LINE KEY: the value of key=value in LINE.
+kv() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<" $1"; }
+
+ms() { awk -v us="$1" 'BEGIN { if (us == "") print "-"; else printf "%.2f", us / 1000 }'; }
+
+# row SCENARIO TOOL CONNS DURABILITY THREADS REQ/S P50_US P99_US CHECK, plus
+# the CPU figures of the last measure_end.
+row() {
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "$5" "$6" \
+        "$7" "$8" "$SRV_US_PER_REQ" "$SRV_CPU_PCT" "$GEN_CPU_PCT" "$9" >>"$SUMMARY"
+}
+
+# CPU accounting: the server's from /proc, the load generator's from
+# /usr/bin/time, both over the run's wall time.
+TICKS=$(getconf CLK_TCK)
+server_ticks() { awk '{ print $14 + $15 }' /proc/"$SERVER_PID"/stat; }
+thread_ticks() { # "tid name ticks" per server thread
+    local t
+    for t in /proc/"$SERVER_PID"/task/*; do
+        printf '%s %s %s\n' "${t##*/}" "$(tr ' ' _ <"$t/comm")" "$(sed 's/^.*) //' "$t/stat" | awk '{ print $12 + $13 }')"
+    done 2>/dev/null
+}
+measure_start() { M_TICKS=$(server_ticks); thread_ticks >"$WORK/threads.start"; M_T0=$(date +%s%N); }
+# measure_end REQUESTS: sets SRV_US_PER_REQ, SRV_CPU_PCT, GEN_CPU_PCT.
+measure_end() {
+    local ticks wall gen
+    ticks=$(($(server_ticks) - M_TICKS))
+    wall=$(($(date +%s%N) - M_T0))
+    gen=$(cat "$WORK/gen.time" 2>/dev/null)
+    SRV_US_PER_REQ=$(awk -v t="$ticks" -v hz="$TICKS" -v n="$1" 'BEGIN { if (n > 0) printf "%.1f", t / hz * 1e6 / n; else print "-" }')
+    SRV_CPU_PCT=$(awk -v t="$ticks" -v hz="$TICKS" -v w="$wall" 'BEGIN { printf "%.0f", t / hz / (w / 1e9) * 100 }')
+    GEN_CPU_PCT=$(awk -v g="$gen" -v w="$wall" 'BEGIN { split(g, a, " "); printf "%.0f", (a[1] + a[2]) / (w / 1e9) * 100 }')
+    # Per thread: the main thread is the clock tick, the other unnamed one
+    # the journal's commit thread, MHD-* the HTTP threads.
+    THREADS_NOTE=$(thread_ticks | awk -v hz="$TICKS" -v w="$wall" -v pid="$SERVER_PID" -v f="$WORK/threads.start" '
+        BEGIN { while ((getline l < f) > 0) { split(l, a, " "); start[a[1]] = a[3] } }
+        { name = $1 == pid ? "tick" : ($2 == "holdfast" ? "journal" : $2)
+          pct = ($3 - start[$1]) / hz / (w / 1e9) * 100
+          if (pct >= 1) out = out sprintf("%s%s %.0f%%", out == "" ? "" : ", ", name, pct) }
+        END { print out }')
+}
+# gen COMMAND...: runs the load generator, timing its CPU.
+gen() { /usr/bin/time -f '%U %S' -o "$WORK/gen.time" "$@"; }
+cpu_note() { echo "server CPU ${SRV_US_PER_REQ} us/request (${SRV_CPU_PCT}% of a core: ${THREADS_NOTE}), load generator ${GEN_CPU_PCT}%"; }
+
+# ------------------------------------------------------------------ machine
+
+fsync_latency_us() {
+    local f=$WORK/fsync.probe n=500
+    local t0 t1
+    t0=$(date +%s%N)
+    dd if=/dev/zero of="$f" bs=4096 count=$n oflag=dsync conv=notrunc status=none 2>/dev/null || return
+    t1=$(date +%s%N)
+    rm -f "$f"
+    echo $(((t1 - t0) / n / 1000))
+}
+
+echo "holdfast benchmarks, $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+echo "command:  make bench  (bench/run.sh; HF_BENCH_SECONDS=$SECS HF_BENCH_ENGINE_SECONDS=$ENGINE_SECS HF_BENCH_WRK_THREADS=$WRK_THREADS)"
+echo "commit:   $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)')"
+echo "machine:  $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo) RAM"
+echo "kernel:   $(uname -srm)"
+echo "disk:     data under $WORK ($(df -T "$WORK" | awk 'NR == 2 {print $1 ", " $2}')); 4 KiB write+fdatasync (dd oflag=dsync): $(fsync_latency_us) us"
+echo "tools:    $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2), libmicrohttpd $(pkg-config --modversion libmicrohttpd 2>/dev/null), sqlite $(pkg-config --modversion sqlite3 2>/dev/null)"
+echo "load:     $(cut -d' ' -f1-3 /proc/loadavg) (load average at start; the load generator shares the CPUs with the server)"
+echo
+
+# ------------------------------------------------------------------ servers
+
+# start_server DURABILITY THREADS [COMPACT_RECORDS]: a fresh server; sets
+# SERVER_PID and PORT. Compaction (a snapshot every COMPACT_RECORDS journal
+# records) is off unless asked for: its stalls are measured on their own.
+start_server() {
+    local dir=$WORK/$GROUP
+    mkdir -p "$dir"
+    cat >"$dir/config.json" <<EOF
+{"durability": "$1", "threads": $2, "holds_max": 10000000, "skus_max": 1000000,
+ "compact_records": ${3:-0}}
+EOF
+    "$BIN" serve --listen 127.0.0.1:0 --data "$dir/data" --config "$dir/config.json" \
+        2>"$dir/server.log" &
+    SERVER_PID=$!
+    for _ in $(seq 300); do
+        PORT=$(sed -n 's/.*msg=listening addr=127\.0\.0\.1:\([0-9]*\).*/\1/p' "$dir/server.log")
+        [ -n "$PORT" ] && break
+        kill -0 "$SERVER_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    if [ -z "$PORT" ]; then
+        echo "run.sh: the server did not start:" >&2
+        cat "$dir/server.log" >&2
+        exit 1
+    fi
+    echo "== $GROUP: server pid $SERVER_PID on 127.0.0.1:$PORT, durability=$1 threads=$2"
+}
+
+metric() { # metric NAME_AND_LABELS: its value from /metrics (0 if absent)
+    curl -s "http://127.0.0.1:$PORT/metrics" | awk -v m="$1" 'index($0, m " ") == 1 { v = $2 } END { print v + 0 }'
+}
+
+holds_201() { metric 'holdfast_http_requests_total{route="/v1/holds",status="201"}'; }
+
+# The journal's group commits so far: count, mean, p50 and p99 (bucket upper
+# bounds), records per commit, snapshots.
+journal_report() {
+    curl -s "http://127.0.0.1:$PORT/metrics" | awk '
+        /^holdfast_journal_commit_seconds_bucket/ {
+            match($0, /le="[^"]*"/); le = substr($0, RSTART + 4, RLENGTH - 5)
+            n++; les[n] = le; cum[n] = $2 }
+        /^holdfast_journal_commit_seconds_sum/ { sum = $2 }
+        /^holdfast_journal_commit_seconds_count/ { count = $2 }
+        /^holdfast_journal_records_total/ { records = $2 }
+        /^holdfast_journal_snapshots_total/ { snaps = $2 }
+        function q(p,   i) { for (i = 1; i <= n; i++) if (cum[i] >= p * count) return les[i]; return "+Inf" }
+        END {
+            if (count == 0) { print "   journal: no commits"; exit }
+            printf "   journal: %d group commits, mean %.3f ms, p50 <= %s ms, p99 <= %s ms, max <= %s ms, %.1f records/commit, %d snapshots\n",
+                count, sum / count * 1000, (q(0.5) == "+Inf" ? "inf" : q(0.5) * 1000),
+                (q(0.99) == "+Inf" ? "inf" : q(0.99) * 1000), (q(1) == "+Inf" ? "inf" : q(1) * 1000),
+                records / count, snaps }'
+}
+
+stop_server() {
+    journal_report
+    echo "   server RSS at the end: $(awk '/VmRSS/ {printf "%.0f MiB", $2 / 1024}' /proc/"$SERVER_PID"/status)"
+    kill -TERM "$SERVER_PID"
+    wait "$SERVER_PID"
+    echo "   stopped (exit $?)"
+    SERVER_PID=
+    echo
+}
+
+load_skus() {
+    local line
+    line=$("$LOAD" skus --port "$PORT" --count $SKUS --stock $STOCK -c 16 2>&1 | grep 'type=all')
+    echo "   loaded $SKUS skus: $(kv "$line" rps) PUT/s, bad_status=$(kv "$line" bad_status) errors=$(kv "$line" errors)"
+}
+
+# ------------------------------------------------------------------ runs
+
+PEAK_HOLDS= # holds/s of the last wrk hold run at 32 connections
+
+# wrk_holds SCENARIO DURABILITY THREADS CONNS SKUS(0=hot)
+wrk_holds() {
+    local scenario=$1 dur=$2 threads=$3 conns=$4 skus=$5
+    local t=$WRK_THREADS
+    [ "$conns" -lt "$t" ] && t=$conns
+    local before after line created check
+    before=$(holds_201)
+    measure_start
+    line=$(gen wrk -t"$t" -c"$conns" -d"${SECS}s" --latency -s "$LUA/holds.lua" \
+        "http://127.0.0.1:$PORT" -- "$skus" $TTL_MS s- | grep '^HF_WRK')
+    measure_end "$(kv "$line" requests)"
+    after=$(holds_201)
+    created=$((after - before))
+    local requests non2xx errors
+    requests=$(kv "$line" requests)
+    non2xx=$(kv "$line" non2xx)
+    errors=$(($(kv "$line" connect_errors) + $(kv "$line" read_errors) + $(kv "$line" write_errors) + $(kv "$line" timeouts)))
+    # wrk counts completed requests; the server may have answered a few more
+    # whose replies were in flight when wrk stopped.
+    if [ "$non2xx" = 0 ] && [ "$errors" = 0 ] && [ "$created" -ge "$requests" ]; then
+        check="ok: $created x 201"
+    else
+        check="BAD: non-2xx=$non2xx errors=$errors 201s=$created of $requests"
+    fi
+    echo "   wrk $scenario c=$conns: $(kv "$line" rps) holds/s, p50 $(ms "$(kv "$line" p50_us)") ms, p99 $(ms "$(kv "$line" p99_us)") ms, p99.9 $(ms "$(kv "$line" p999_us)") ms, max $(ms "$(kv "$line" max_us)") ms ($check)"
+    echo "      $(cpu_note)"
+    row "$scenario" wrk "$conns" "$dur" "$threads" "$(kv "$line" rps)" "$(kv "$line" p50_us)" "$(kv "$line" p99_us)" "$check"
+    [ "$conns" = 32 ] && PEAK_HOLDS=$(kv "$line" rps)
+    sleep 1
+}
+
+wrk_healthz() {
+    local dur=$1 threads=$2 conns=$3 t=$WRK_THREADS line check
+    [ "$conns" -lt "$t" ] && t=$conns
+    measure_start
+    line=$(gen wrk -t"$t" -c"$conns" -d"${SECS}s" --latency -s "$LUA/healthz.lua" \
+        "http://127.0.0.1:$PORT" | grep '^HF_WRK')
+    measure_end "$(kv "$line" requests)"
+    check=ok
+    [ "$(kv "$line" non2xx)" = 0 ] || check="BAD: non-2xx=$(kv "$line" non2xx)"
+    echo "   wrk GET /healthz c=$conns: $(kv "$line" rps) req/s, p50 $(ms "$(kv "$line" p50_us)") ms, p99 $(ms "$(kv "$line" p99_us)") ms ($check)"
+    echo "      $(cpu_note)"
+    row "GET /healthz (baseline)" wrk "$conns" "$dur" "$threads" "$(kv "$line" rps)" "$(kv "$line" p50_us)" "$(kv "$line" p99_us)" "$check"
+    sleep 1
+}
+
+# load_run SCENARIO DURABILITY THREADS -- hf_load arguments...
+load_run() {
+    local scenario=$1 dur=$2 threads=$3
+    shift 4
+    local out all check
+    measure_start
+    out=$(gen "$LOAD" "$@" --port "$PORT" -d "$SECS" 2>"$WORK/load.err")
+    all=$(grep 'type=all' <<<"$out")
+    measure_end "$(kv "$all" requests)"
+    [ -s "$WORK/load.err" ] && sort "$WORK/load.err" | uniq -c | sed 's/^/      hf_load said: /' 
+    if [ "$(kv "$all" bad_status)" = 0 ] && [ "$(kv "$all" errors)" = 0 ]; then
+        check=ok
+    else
+        check="BAD: bad_status=$(kv "$all" bad_status) errors=$(kv "$all" errors)"
+    fi
+    local conns rate
+    conns=$(kv "$all" conns)
+    rate=$(kv "$all" rate_target)
+    [ "$rate" = 0 ] && rate=
+    echo "   hf_load $scenario c=$conns${rate:+ rate=$rate/s}: $(kv "$all" holds_per_s) holds/s ($(kv "$all" rps) requests/s), all requests p50 $(ms "$(kv "$all" p50_us)") ms, p99 $(ms "$(kv "$all" p99_us)") ms ($check)"
+    while read -r l; do
+        [ -n "$l" ] || continue
+        echo "      $(kv "$l" type): $(kv "$l" rps)/s p50 $(ms "$(kv "$l" p50_us)") ms p99 $(ms "$(kv "$l" p99_us)") ms p99.9 $(ms "$(kv "$l" p999_us)") ms ok=$(kv "$l" ok) bad=$(kv "$l" bad_status)$(sed -n 's/.*\( other_statuses=[^ ]*\).*/\1/p' <<<"$l")"
+    done < <(grep -v 'type=all' <<<"$out")
+    echo "      $(cpu_note)"
+    row "$scenario" hf_load "$conns" "$dur" "$threads" "$(kv "$all" holds_per_s)" "$(kv "$all" p50_us)" "$(kv "$all" p99_us)" "$check"
+    LAST_HOLDS=$(kv "$all" holds_per_s)
+    sleep 1
+}
+
+half() { awk -v r="$1" 'BEGIN { printf "%d", r / 2 }'; }
+
+# ------------------------------------------------------------------ groups
+
+put_hot() {
+    curl -s -o /dev/null -X PUT "http://127.0.0.1:$PORT/v1/skus/hot" -d "{\"stock\": $STOCK}"
+}
+
+# paced SCENARIO DURABILITY THREADS PEAK -- hf_load arguments...: a run paced
+# at half of PEAK, skipped if no peak was measured.
+paced() {
+    local scenario=$1 dur=$2 threads=$3 peak=$4
+    shift 5
+    if [ -z "$peak" ] || [ "$peak" = 0 ]; then
+        echo "   (skipped $scenario: no peak measured)"
+        return
+    fi
+    load_run "$scenario" "$dur" "$threads" -- "$@" --rate "$(half "$peak")"
+}
+
+if want durable-hot; then
+    GROUP=durable-hot
+    start_server durable 1
+    put_hot
+    wrk_healthz durable 1 1
+    wrk_healthz durable 1 32
+    wrk_healthz durable 1 256
+    wrk_healthz durable 1 255
+    wrk_holds "holds, hot sku" durable 1 1 0
+    wrk_holds "holds, hot sku" durable 1 256 0
+    wrk_holds "holds, hot sku" durable 1 32 0
+    peak=$PEAK_HOLDS
+    load_run "mix 50/50, hot sku" durable 1 -- mix -c 32 --skus 0 --ttl $TTL_MS --commit-pct 50
+    paced "holds, hot sku, paced at half the c=32 peak" durable 1 "$peak" -- holds -c 32 --skus 0 --ttl $TTL_MS
+    stop_server
+fi
+
+if want durable-100k; then
+    GROUP=durable-100k
+    start_server durable 1
+    load_skus
+    wrk_holds "holds, 100k skus" durable 1 1 $SKUS
+    wrk_holds "holds, 100k skus" durable 1 256 $SKUS
+    wrk_holds "holds, 100k skus" durable 1 32 $SKUS
+    load_run "mix 50/50, 100k skus" durable 1 -- mix -c 32 --skus $SKUS --ttl $TTL_MS --commit-pct 50
+    paced "mix 50/50, 100k skus, paced at half its peak" durable 1 "$LAST_HOLDS" -- mix -c 32 --skus $SKUS --ttl $TTL_MS --commit-pct 50
+    stop_server
+fi
+
+if want relaxed-hot; then
+    GROUP=relaxed-hot
+    start_server relaxed 1
+    put_hot
+    wrk_holds "holds, hot sku" relaxed 1 1 0
+    wrk_holds "holds, hot sku" relaxed 1 256 0
+    wrk_holds "holds, hot sku" relaxed 1 255 0
+    wrk_holds "holds, hot sku" relaxed 1 32 0
+    peak=$PEAK_HOLDS
+    load_run "mix 50/50, hot sku" relaxed 1 -- mix -c 32 --skus 0 --ttl $TTL_MS --commit-pct 50
+    paced "holds, hot sku, paced at half the c=32 peak" relaxed 1 "$peak" -- holds -c 32 --skus 0 --ttl $TTL_MS
+    stop_server
+fi
+
+if want relaxed-100k; then
+    GROUP=relaxed-100k
+    start_server relaxed 1
+    load_skus
+    wrk_holds "holds, 100k skus" relaxed 1 1 $SKUS
+    wrk_holds "holds, 100k skus" relaxed 1 256 $SKUS
+    wrk_holds "holds, 100k skus" relaxed 1 32 $SKUS
+    load_run "mix 50/50, 100k skus" relaxed 1 -- mix -c 32 --skus $SKUS --ttl $TTL_MS --commit-pct 50
+    stop_server
+fi
+
+if want threads2; then
+    GROUP=durable-hot-threads2
+    start_server durable 2
+    put_hot
+    wrk_healthz durable 2 32
+    wrk_healthz durable 2 256
+    wrk_holds "holds, hot sku" durable 2 256 0
+    wrk_holds "holds, hot sku" durable 2 32 0
+    stop_server
+    GROUP=relaxed-hot-threads2
+    start_server relaxed 2
+    put_hot
+    wrk_holds "holds, hot sku" relaxed 2 256 0
+    wrk_holds "holds, hot sku" relaxed 2 32 0
+    stop_server
+fi
+
+if want rates; then
+    # Latency against offered load: fixed rates well below the peak, to see
+    # where p99 crosses 1 ms. Half as long as the other runs.
+    for mode in durable relaxed; do
+        GROUP=$mode-hot-rates
+        start_server $mode 1
+        put_hot
+        SECS_SAVED=$SECS
+        SECS=$(((SECS + 1) / 2))
+        for rate in 2000 5000 10000; do
+            load_run "holds, hot sku, paced at $rate/s" $mode 1 -- holds -c 32 --skus 0 --ttl $TTL_MS --rate $rate
+        done
+        SECS=$SECS_SAVED
+        stop_server
+    done
+fi
+
+if want compaction; then
+    # The default compacts every 1,000,000 records; a quarter of that makes
+    # several snapshots happen within one run. Each snapshot is encoded under
+    # the engine lock and written in the journal's commit transaction.
+    GROUP=durable-hot-compaction
+    start_server durable 1 250000
+    put_hot
+    SECS_SAVED=$SECS
+    SECS=$((SECS * 3))
+    wrk_holds "holds, hot sku, snapshot every 250k records" durable 1 32 0
+    SECS=$SECS_SAVED
+    stop_server
+fi
+
+if want engine; then
+    echo "== engine (in process, one core)"
+    "$ENGINE" "$ENGINE_SECS" | grep -v '^HF_ENGINE'
+    echo
+fi
+
+# ------------------------------------------------------------------ summary
+
+if [ -s "$SUMMARY" ]; then
+    echo "== summary"
+    echo "   holds/s: holds created per second (for GET /healthz: requests per second). In the"
+    echo "   mix each hold is followed by its commit or release, so requests/s is twice that."
+    echo "   p50/p99 over all requests. srv us/req: server CPU (all threads) per request;"
+    echo "   srv/gen %: CPU of the server and of the load generator, in % of one core (2 in all)."
+    {
+        printf 'scenario\ttool\tconns\tdurability\tthreads\tholds/s\tp50 ms\tp99 ms\tsrv us/req\tsrv %%\tgen %%\treplies\n'
+        awk -F'\t' 'BEGIN { OFS = "\t" } { $7 = sprintf("%.2f", $7 / 1000); $8 = sprintf("%.2f", $8 / 1000); print }' "$SUMMARY"
+    } | column -t -s $'\t'
+fi
+echo
+echo "load:     $(cut -d' ' -f1-3 /proc/loadavg) (load average at the end)"
+echo "results:  $OUT"
