@@ -12,15 +12,16 @@
  *   - holds[] by slot. A hold id is (sequence << 28 | slot): reading a hold is
  *     an array access plus a check that the slot still holds that sequence,
  *     and no id is ever issued twice, even after its slot is reused.
- *     A one-line hold fits in one 64-byte record; lines 2..64 go in chunks.
+ *     A one-line hold fits in one 96-byte record (with its customer's name
+ *     if that is up to 36 bytes, a UUID's length); lines 2..64 go in chunks.
  *   - a binary min-heap of active holds ordered by (expires_ms, id), so that
  *     expiry is O(log n) per hold and the order of expiry is a function of the
  *     holds alone (recovery must expire in the same order the server did).
  *   - finished holds form a FIFO in the order they finished; it is sorted by
  *     finished_ms because time never goes back, so forgetting old ones and
  *     evicting the oldest to make room are both O(1) at the head.
- *   - customer names are interned with a reference count: a shop's buyers
- *     make many holds, and a hold then carries 4 bytes, not 128.
+ *   - longer customer names are interned with a reference count, so a hold
+ *     carries 4 bytes for them, not 128.
  *   - idempotency keys form a ring in arrival order (again sorted by time).
  *
  * Determinism: every result depends only on the sequence of ops and their
@@ -32,6 +33,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+
+/* Budget: at most 128 bytes of engine memory per active one-line hold
+ * (record plus timer entry), whoever its customer is. */
+_Static_assert(sizeof(engine_hold_t) == 96, "a hold record is 96 bytes");
+_Static_assert(sizeof(engine_hold_t) + sizeof(int64_t) + sizeof(uint32_t) <= 128,
+               "an active one-line hold costs at most 128 bytes");
 
 #define SLOT_BITS 28
 #define SLOT_MASK ((1ull << SLOT_BITS) - 1)
@@ -384,6 +391,18 @@ static void name_unref(engine_t *e, uint32_t i)
     e->name_count--;
 }
 
+/* A hold's customer: in the record if short, else interned. */
+static void hold_set_customer(engine_t *e, engine_hold_t *h, const char *name, size_t len)
+{
+    assert(len >= 1 && len <= HF_NAME_BYTES_MAX);
+    h->customer_len = (uint8_t)len;
+    if (len <= ENGINE_INLINE_NAME_BYTES) {
+        memcpy(h->customer.text, name, len);
+    } else {
+        h->customer.name = name_ref(e, name, len);
+    }
+}
+
 /* ------------------------------------------------------------- timer heap */
 
 static bool heap_before(const engine_t *e, uint32_t a, uint32_t b)
@@ -587,7 +606,9 @@ static void evict_oldest_finished(engine_t *e)
     if (e->finished_head == ENGINE_NONE) {
         e->finished_tail = ENGINE_NONE;
     }
-    name_unref(e, h->customer);
+    if (h->customer_len > ENGINE_INLINE_NAME_BYTES) {
+        name_unref(e, h->customer.name);
+    }
     e->finished_chunks -= chunks_needed(h->line_count);
     chunks_free(e, h->chunk);
     h->chunk = ENGINE_NONE;
@@ -876,7 +897,7 @@ static uint64_t create_place(engine_t *e, const engine_hold_create_t *r,
     h->created_ms = now_ms;
     h->expires_ms = now_ms + r->ttl_ms;
     h->finished_ms = 0;
-    h->customer = name_ref(e, r->customer, r->customer_len);
+    hold_set_customer(e, h, r->customer, r->customer_len);
     h->next = ENGINE_NONE;
     h->prev = ENGINE_NONE;
     h->line_count = r->line_count;
@@ -1028,11 +1049,11 @@ engine_outcome_t engine_apply(engine_t *e, const engine_op_t *op)
 
 static void hold_view_fill(const engine_t *e, const engine_hold_t *h, engine_hold_view_t *out)
 {
-    const engine_name_t *n = &e->names[h->customer];
     out->id = h->id;
     out->state = (engine_hold_state_t)h->state;
-    out->customer = n->text;
-    out->customer_len = n->len;
+    out->customer = h->customer_len <= ENGINE_INLINE_NAME_BYTES ? h->customer.text
+                                                                : e->names[h->customer.name].text;
+    out->customer_len = h->customer_len;
     out->created_ms = h->created_ms;
     out->expires_ms = h->expires_ms;
     out->finished_ms = h->state == ENGINE_HOLD_ACTIVE ? 0 : h->finished_ms;
@@ -1165,7 +1186,7 @@ engine_result_t engine_restore_hold(engine_t *e, const engine_hold_view_t *v)
     h->created_ms = v->created_ms;
     h->expires_ms = v->expires_ms;
     h->finished_ms = v->finished_ms;
-    h->customer = name_ref(e, v->customer, v->customer_len);
+    hold_set_customer(e, h, v->customer, v->customer_len);
     h->next = ENGINE_NONE;
     h->prev = ENGINE_NONE;
     h->line_count = v->line_count;
@@ -1240,8 +1261,14 @@ static bool check_hold(const engine_t *e, const engine_hold_t *h, int64_t *held_
     engine_line_view_t lines[HF_LINES_PER_HOLD_MAX];
     if (h->line_count < 1 || h->line_count > HF_LINES_PER_HOLD_MAX ||
         (h->id & SLOT_MASK) != (uint64_t)slot_of(e, h) || (h->id >> SLOT_BITS) > e->hold_seq ||
-        h->customer >= e->name_hwm) {
+        h->customer_len < 1 || h->customer_len > HF_NAME_BYTES_MAX) {
         return false;
+    }
+    if (h->customer_len > ENGINE_INLINE_NAME_BYTES) {
+        if (h->customer.name >= e->name_hwm || e->names[h->customer.name].len != h->customer_len) {
+            return false;
+        }
+        name_refs[h->customer.name]++;
     }
     uint16_t n = hold_lines(e, h, lines);
     for (uint16_t i = 0; i < n; i++) {
@@ -1257,7 +1284,6 @@ static bool check_hold(const engine_t *e, const engine_hold_t *h, int64_t *held_
             held_sum[lines[i].sku_index] += lines[i].qty;
         }
     }
-    name_refs[h->customer]++;
     if (h->state == ENGINE_HOLD_ACTIVE) {
         return h->heap_index < e->heap_count && e->heap_slot[h->heap_index] == slot_of(e, h) &&
                e->heap_ms[h->heap_index] == h->expires_ms && h->expires_ms > e->now_ms;

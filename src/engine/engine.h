@@ -33,8 +33,8 @@
  *   3. Every active hold is in the timer heap exactly once, at heap_index, and
  *      the heap is ordered by expires_ms; no other hold is in it.
  *   4. A hold has 1..64 lines, on distinct SKUs, each 1 <= qty <= 10^6.
- *   5. A customer name's reference count equals the number of holds (active
- *      or retained) that name it.
+ *   5. An interned customer name's reference count equals the number of
+ *      holds (active or retained) that name it; short names are not interned.
  *   6. Every slot is exactly one of: free, active, finished-and-retained.
  *
  * Fields of the structs below are private to engine.c; they are in this
@@ -207,16 +207,25 @@ typedef struct {
     char text[HF_NAME_BYTES_MAX];
 } engine_name_t;
 
+/* Customer names up to this long live in the hold itself: a UUID (36) fits,
+ * and a shop whose every buyer is new pays no name table. Longer names are
+ * interned and shared. The number fills the record to 96 bytes. */
+#define ENGINE_INLINE_NAME_BYTES 36
+
 typedef struct {
     uint64_t id;
     int64_t created_ms, expires_ms, finished_ms;
-    uint32_t customer;   /* name index */
     uint32_t heap_index; /* active only */
     uint32_t next, prev; /* free list (both) or finished FIFO (next) */
     uint32_t chunk;      /* lines after the first, ENGINE_NONE if none */
     uint32_t sku0, qty0; /* the first line, inline: most holds have one */
     uint16_t line_count;
     uint8_t state;
+    uint8_t customer_len;
+    union {
+        char text[ENGINE_INLINE_NAME_BYTES]; /* customer_len <= ENGINE_INLINE_NAME_BYTES */
+        uint32_t name;                       /* otherwise: an interned name's index */
+    } customer;
 } engine_hold_t;
 
 /* Lines 2..64 of a hold live in chunks from a pool. */

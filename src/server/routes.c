@@ -756,13 +756,15 @@ static role_t role_of(const server_config_t *c, const char *header)
     const char *key = header + 7;
     size_t len = strnlen(key, SERVER_KEY_BYTES_MAX);
     role_t role = ROLE_NONE;
+    /* Every key is compared in full, whatever matches first; the time taken
+     * depends on the configured keys' lengths, never on how much of one the
+     * client guessed right. */
     for (uint32_t i = 0; i <= c->api_key_count; i++) {
         const char *k = i < c->api_key_count ? c->api_keys[i] : c->admin_key;
         size_t klen = strlen(k);
-        unsigned diff = (unsigned)(klen ^ len) | (klen == 0);
-        for (size_t b = 0; b < SERVER_KEY_BYTES_MAX - 1; b++) {
-            diff |= (unsigned)(unsigned char)(b < klen ? k[b] : 0) ^
-                    (unsigned char)(b < len ? key[b] : 0);
+        unsigned diff = (unsigned)(klen != len) | (klen == 0);
+        for (size_t b = 0; b < klen; b++) {
+            diff |= (unsigned)(unsigned char)k[b] ^ (unsigned char)(b < len ? key[b] : 0);
         }
         if (diff == 0) {
             role = i < c->api_key_count ? (role == ROLE_ADMIN ? ROLE_ADMIN : ROLE_SHOP)

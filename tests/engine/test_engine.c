@@ -345,6 +345,38 @@ static void test_result_names_and_messages_come_from_one_table(void **state)
     assert_string_equal(engine_result_message(ENGINE_OK), "ok");
 }
 
+/* Names up to 36 bytes live in the hold; longer ones are interned once and
+ * forgotten with the last hold that names them. */
+static void test_long_customer_names_are_shared_and_forgotten(void **state)
+{
+    engine_t *e = *state;
+    char long_name[HF_NAME_BYTES_MAX + 1];
+    memset(long_name, 'x', HF_NAME_BYTES_MAX);
+    long_name[HF_NAME_BYTES_MAX] = '\0';
+    const char *inline_name = "0123456789abcdef0123456789abcdef0123"; /* 36 bytes */
+    put(e, T0, "a", 100);
+    uint64_t a = hold_ok(e, T0, long_name, TTL_LONG_MS, NULL, LINES({"a", 1}));
+    uint64_t b = hold_ok(e, T0, long_name, TTL_LONG_MS, NULL, LINES({"a", 1}));
+    uint64_t c = hold_ok(e, T0, inline_name, TTL_LONG_MS, NULL, LINES({"a", 1}));
+    assert_int_equal(e->name_count, 1); /* one interned name, shared */
+    engine_hold_view_t v;
+    assert_int_equal(engine_hold_view(e, b, &v), ENGINE_OK);
+    assert_int_equal(v.customer_len, HF_NAME_BYTES_MAX);
+    assert_memory_equal(v.customer, long_name, HF_NAME_BYTES_MAX);
+    assert_int_equal(engine_hold_view(e, c, &v), ENGINE_OK);
+    assert_int_equal(v.customer_len, 36);
+    assert_memory_equal(v.customer, inline_name, 36);
+    engine_op_t release = op_on_hold(ENGINE_OP_HOLD_RELEASE, T0 + 1, a, 0);
+    apply(e, &release);
+    release.u.hold.hold_id = b;
+    apply(e, &release);
+    /* Retained finished holds still name it; forgetting them frees it. */
+    assert_int_equal(e->name_count, 1);
+    advance(e, T0 + 1 + HF_FINISHED_RETENTION_MS);
+    assert_int_equal(e->name_count, 0);
+    assert_int_equal(engine_hold_view(e, a, &v), ENGINE_HOLD_NOT_FOUND);
+}
+
 static void test_hold_state_names_are_the_api_states(void **state)
 {
     (void)state;
@@ -1787,6 +1819,7 @@ int main(void)
         cmocka_unit_test(test_default_config_is_the_documented_default),
         cmocka_unit_test(test_result_names_and_messages_come_from_one_table),
         cmocka_unit_test(test_hold_state_names_are_the_api_states),
+        SMALL(test_long_customer_names_are_shared_and_forgotten),
         SMALL(test_sku_put_creates_then_updates),
         SMALL(test_sku_stock_takes_its_edge_values),
         SMALL(test_stock_below_committed_is_refused_and_changes_nothing),

@@ -68,7 +68,15 @@
 static const char *const sku_names[SKU_NAMES] = {"sku-0", "sku-1", "sku-2", "sku-3",
                                                  "sku-4", "sku-5", "sku-6", "sku-7",
                                                  "sku-8", "sku-9", "ghost"};
-static const char *const customer_names[CUSTOMERS] = {"c0", "c1", "c2", "c3"};
+/* Two names short enough to live in the hold record, one just past that
+ * (37 bytes) and one of the longest allowed (128), which are interned. */
+static const char *const customer_names[CUSTOMERS] = {
+    "c0",
+    "c1",
+    "c2-0123456789-0123456789-0123456789ab",
+    "c3-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+    "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abc",
+};
 static const char *const key_names[KEYS] = {"key-0", "key-1", "key-2", "key-3", "key-4",  "key-5",
                                             "key-6", "key-7", "key-8", "key-9", "key-10", "key-11"};
 
