@@ -49,10 +49,22 @@ static void path_of(char *out, size_t size, const char *dir, uint64_t seq, const
     snprintf(out, size, "%s/snapshot-%020llu.%s", dir, (unsigned long long)seq, ext);
 }
 
+/* The snapshot goes to disk in steps of this size, each made durable before
+ * the next: one large fsync at the end would queue the journal's small
+ * fsyncs behind tens of megabytes (measured: 50-75 ms pauses). */
+#define SYNC_STEP_BYTES (4u << 20)
+
 static int write_all(int fd, const uint8_t *p, size_t n)
 {
+    size_t since_sync = 0;
     while (n > 0) {
-        ssize_t w = write(fd, p, n);
+        if (since_sync >= SYNC_STEP_BYTES) {
+            if (fdatasync(fd) != 0) {
+                return -1;
+            }
+            since_sync = 0;
+        }
+        ssize_t w = write(fd, p, n < SYNC_STEP_BYTES ? n : SYNC_STEP_BYTES);
         if (w < 0 && errno == EINTR) {
             continue;
         }
@@ -61,6 +73,7 @@ static int write_all(int fd, const uint8_t *p, size_t n)
         }
         p += w;
         n -= (size_t)w;
+        since_sync += (size_t)w;
     }
     return 0;
 }

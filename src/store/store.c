@@ -251,7 +251,11 @@ uint64_t store_append(store_t *s, const engine_op_t *op, int64_t mono_ms)
     s->pending_count++;
     s->since_snapshot++;
     uint64_t seq = ++s->appended_seq;
-    pthread_cond_signal(&s->wake);
+    if (s->thread_idle) {
+        /* Only an idle thread needs waking: a busy one takes this batch when
+         * its commit ends, and a gathering one when its interval does. */
+        pthread_cond_signal(&s->wake);
+    }
     pthread_mutex_unlock(&s->lock);
     return seq;
 }
@@ -428,7 +432,9 @@ static void record_latency(store_t *s, int64_t us, const batch_t *b)
 static bool take_batch(store_t *s, batch_t *b)
 {
     while (!s->stopping && !s->failed && s->pending_count == 0 && s->snapshot_ready_seq == 0) {
+        s->thread_idle = true;
         pthread_cond_wait(&s->wake, &s->lock);
+        s->thread_idle = false;
     }
     if (s->failed || (s->pending_count == 0 && s->snapshot_ready_seq == 0)) {
         return false;

@@ -81,6 +81,7 @@ typedef struct store_s {
     pthread_cond_t wake;
     pthread_t thread;
     bool thread_running, stopping, failed;
+    bool thread_idle; /* the commit thread waits for work: appends must wake it */
     store_buf_t pending; /* encoded records not yet handed to the thread */
     uint64_t pending_first_seq, pending_count;
     int64_t pending_since_ms;  /* monotonic ms of the oldest append in pending */
