@@ -92,6 +92,7 @@ typedef struct store_s {
     uint64_t snapshot_forked_seq;
     uint64_t snapshot_ready_seq; /* written, waiting for the journal to adopt it */
     uint64_t appended_seq, durable_seq, since_snapshot;
+    uint64_t trim_seq; /* commit thread: journal rows up to here may be deleted */
     store_durable_fn on_durable;
     void *on_durable_ctx;
     store_stats_t stats;

@@ -324,7 +324,7 @@ static void test_recovery_expires_holds_that_ran_out_while_down(void **state)
 
 static int64_t count_rows(const char *dir, const char *table)
 {
-    char path[128], sql[64];
+    char path[128], sql[256];
     sqlite3 *db;
     sqlite3_stmt *st;
     snprintf(path, sizeof path, "%s/holdfast.db", dir);
@@ -357,6 +357,10 @@ static void test_snapshot_replaces_the_journal_it_covers(void **state)
     wait_durable(&f->wait, f->last_seq);
     fixture_close(f);
     assert_int_equal(count_rows(f->dir, "journal") >= 1, 1);
+    /* The rows the snapshot covers were trimmed; the ones after it stay. */
+    assert_int_equal(count_rows(f->dir, "journal WHERE first_seq + records - 1 <= "
+                                        "(SELECT value FROM meta WHERE key='snapshot_seq')"),
+                     0);
     store_recovery_t info;
     assert_recovers_same(f, 40, &info);
     assert_true(info.snapshot_records > 0);
