@@ -52,8 +52,9 @@ void server_config_default(server_config_t *c)
     c->durability = STORE_DURABLE;
     c->engine = engine_config_default();
     c->connections_max = HF_CONNECTIONS_MAX_DEFAULT;
-    /* Two: one per core here (measured up to 50% faster than one on /healthz
-     * and relaxed holds, equal on durable holds). */
+    /* Two: one per core here. Throughput is about equal with one, but a
+     * single worker accepts a burst of new connections slowly (a 200-400 ms
+     * tail when 256 arrive at once, 15-25 ms with two; docs/BENCHMARKS.md). */
     c->threads = 2;
     c->compact_records = HF_COMPACT_RECORDS_DEFAULT;
 }
