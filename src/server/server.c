@@ -100,7 +100,6 @@ static void on_durable(void *ctx, uint64_t durable_seq, bool failed)
             reply_error(r, 503, "storage_unavailable",
                         "the journal failed; this change was not kept");
         }
-        r->waiting = false;
         r->ready = true;
         MHD_resume_connection(r->conn);
     }
@@ -123,7 +122,6 @@ static enum MHD_Result reply_or_wait(request_t *r)
         pthread_mutex_unlock(&s->wait_lock);
         return send_reply(r);
     }
-    r->waiting = true;
     r->next_waiter = s->wait_head;
     s->wait_head = r;
     s->wait_count++;
