@@ -440,6 +440,42 @@ static void test_relaxed_from_the_config_file_keeps_state(void **state)
     ack_free(&h);
 }
 
+/* With journal commits failing past record 2 (HOLDFAST_FAULT_JOURNAL_AFTER,
+ * the server's fault hook), the store fails for good: the change it could not
+ * keep is refused, every later request is 503 storage_unavailable, /healthz
+ * says so, and after a restart exactly what was acknowledged is there. */
+static void test_a_failed_journal_refuses_everything_until_restart(void **state)
+{
+    fx_t *fx = *state;
+    assert_int_equal(setenv("HOLDFAST_FAULT_JOURNAL_AFTER", "2", 1), 0);
+    start(fx, NULL);
+    assert_int_equal(unsetenv("HOLDFAST_FAULT_JOURNAL_AFTER"), 0);
+    put(fx, "cap", 10, 201); /* record 1 */
+    const char *body = "{\"customer\": \"u-1\", \"lines\": [{\"sku\": \"cap\", \"qty\": 2}]}";
+    char kept[HF_TEST_ID_MAX];
+    assert_int_equal(hf_hold_create(&fx->cl, body, NULL, kept, NULL), 201); /* record 2 */
+    hf_response_t r;
+    assert_int_equal(hf_call(&fx->cl, "POST", "/v1/holds", NULL, body, &r), 0); /* record 3 */
+    assert_true(hf_expect_error(&r, 503, "storage_unavailable", NULL));
+    hf_response_free(&r);
+    assert_int_equal(hf_call(&fx->cl, "GET", "/v1/skus/cap", NULL, NULL, &r), 0);
+    assert_true(hf_expect_error(&r, 503, "storage_unavailable", NULL));
+    hf_response_free(&r);
+    assert_int_equal(hf_sku_put(&fx->cl, "other", 5), 503);
+    assert_int_equal(hf_call(&fx->cl, "GET", "/healthz", NULL, NULL, &r), 0);
+    assert_true(hf_expect_status(&r, 503));
+    assert_string_equal(or_missing(hf_json_str(r.json, "status")), "storage_unavailable");
+    hf_response_free(&r);
+    assert_int_equal(hf_server_stop(&fx->srv, SIGTERM), 0);
+    start(fx, NULL);
+    char st[32];
+    assert_int_equal(hf_hold_state(&fx->cl, kept, st), 200);
+    assert_string_equal(st, "active");
+    assert_true(hf_expect_sku(&fx->cl, "cap", 10, 2, 0)); /* the refused hold is not there */
+    hf_sku_counts_t none;
+    assert_int_equal(hf_sku_get(&fx->cl, "other", &none), 404);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -453,6 +489,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_instants_follow_the_wall_clock_after_recovery, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_sigterm_exits_zero_and_keeps_state, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_failed_journal_refuses_everything_until_restart,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_relaxed_durability_keeps_state_after_sigterm, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_relaxed_from_the_config_file_keeps_state, setup,
