@@ -11,9 +11,10 @@
  * Invariants:
  *   1. durable_seq <= appended_seq; every op with seq <= durable_seq is in a
  *      committed transaction (journal row or snapshot).
- *   2. The snapshot reflects exactly the ops with seq <= snapshot_seq; journal
- *      rows that lie wholly at or below it are deleted in the transaction that
- *      writes it, and replay skips the records at or below it in the rest.
+ *   2. The snapshot meta names reflects exactly the ops with seq <=
+ *      snapshot_seq, and its file was durable before meta named it. Journal
+ *      rows at or below it are deleted a few per commit after that; replay
+ *      skips the records at or below it in whatever rows remain.
  *   3. Once failed, always failed: durable_seq never moves again.
  */
 #include "store.h"
