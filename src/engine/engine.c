@@ -128,6 +128,12 @@ typedef struct {
         idem_index, total;
 } layout_t;
 
+/* A hold names at most two interned names: a long customer and an order_ref. */
+static uint32_t names_max(const engine_config_t *c)
+{
+    return 2 * c->holds_max;
+}
+
 static layout_t layout_for(const engine_config_t *c)
 {
     layout_t l;
@@ -137,8 +143,8 @@ static layout_t layout_for(const engine_config_t *c)
     at += align_up(bytes)
     PLACE(skus, (size_t)c->skus_max * sizeof(engine_sku_t));
     PLACE(sku_index, (size_t)index_capacity(c->skus_max) * sizeof(uint32_t));
-    PLACE(names, (size_t)c->holds_max * sizeof(engine_name_t));
-    PLACE(name_index, (size_t)index_capacity(c->holds_max) * sizeof(uint32_t));
+    PLACE(names, (size_t)names_max(c) * sizeof(engine_name_t));
+    PLACE(name_index, (size_t)index_capacity(names_max(c)) * sizeof(uint32_t));
     PLACE(holds, (size_t)c->holds_max * sizeof(engine_hold_t));
     PLACE(chunks, (size_t)c->holds_max * sizeof(engine_chunk_t));
     PLACE(heap_ms, (size_t)c->holds_max * sizeof(int64_t));
@@ -184,7 +190,7 @@ int engine_init(engine_t *e, const engine_config_t *config, int64_t now_ms)
     e->sku_index_mask = index_capacity(config->skus_max) - 1;
     e->names = (engine_name_t *)(base + l.names);
     e->name_index = (uint32_t *)(base + l.name_index);
-    e->name_index_mask = index_capacity(config->holds_max) - 1;
+    e->name_index_mask = index_capacity(names_max(config)) - 1;
     e->name_free = ENGINE_NONE;
     e->holds = (engine_hold_t *)(base + l.holds);
     e->hold_free = ENGINE_NONE;
@@ -358,9 +364,9 @@ static uint32_t name_ref(engine_t *e, const char *text, size_t len)
         i = e->name_free;
         e->name_free = e->names[i].refs; /* a free name's refs is the next free */
     } else {
-        /* Each name is held by at least one hold, so names never outnumber
-         * the hold slots the table was sized for. */
-        assert(e->name_hwm < e->config.holds_max);
+        /* Each name is held by at least one hold, as its customer or its
+         * order_ref, so names never outnumber twice the hold slots. */
+        assert(e->name_hwm < names_max(&e->config));
         i = e->name_hwm++;
     }
     engine_name_t *n = &e->names[i];
@@ -400,6 +406,16 @@ static void hold_set_customer(engine_t *e, engine_hold_t *h, const char *name, s
         memcpy(h->customer.text, name, len);
     } else {
         h->customer.name = name_ref(e, name, len);
+    }
+}
+
+/* A committed hold's order_ref (hold_finish left ENGINE_NONE in its place). */
+static void hold_set_order_ref(engine_t *e, engine_hold_t *h, const char *ref, size_t len)
+{
+    assert(h->state == ENGINE_HOLD_COMMITTED_STATE && h->order_ref == ENGINE_NONE);
+    assert(len <= HF_NAME_BYTES_MAX);
+    if (len > 0) {
+        h->order_ref = name_ref(e, ref, len);
     }
 }
 
@@ -608,6 +624,9 @@ static void evict_oldest_finished(engine_t *e)
     }
     if (h->customer_len > ENGINE_INLINE_NAME_BYTES) {
         name_unref(e, h->customer.name);
+    }
+    if (h->state == ENGINE_HOLD_COMMITTED_STATE && h->order_ref != ENGINE_NONE) {
+        name_unref(e, h->order_ref);
     }
     e->finished_chunks -= chunks_needed(h->line_count);
     chunks_free(e, h->chunk);
@@ -972,6 +991,7 @@ static engine_outcome_t apply_hold_commit(engine_t *e, const engine_op_t *op)
         o.result = ENGINE_HOLD_NOT_FOUND;
     } else if (h->state == ENGINE_HOLD_ACTIVE) {
         hold_finish(e, h, ENGINE_HOLD_COMMITTED_STATE, op->now_ms);
+        hold_set_order_ref(e, h, op->u.hold.order_ref, op->u.hold.order_ref_len);
         e->stats.holds_committed++;
         o.changed = true;
     } else if (h->state != ENGINE_HOLD_COMMITTED_STATE) {
@@ -1057,6 +1077,9 @@ static void hold_view_fill(const engine_t *e, const engine_hold_t *h, engine_hol
     out->created_ms = h->created_ms;
     out->expires_ms = h->expires_ms;
     out->finished_ms = h->state == ENGINE_HOLD_ACTIVE ? 0 : h->finished_ms;
+    bool has_ref = h->state == ENGINE_HOLD_COMMITTED_STATE && h->order_ref != ENGINE_NONE;
+    out->order_ref = has_ref ? e->names[h->order_ref].text : NULL;
+    out->order_ref_len = has_ref ? e->names[h->order_ref].len : 0;
     out->line_count = hold_lines(e, h, out->lines);
 }
 
@@ -1206,6 +1229,7 @@ engine_result_t engine_restore_hold(engine_t *e, const engine_hold_view_t *v)
          * and the hold at the FIFO's tail. */
         hold_finish(e, h, v->state, v->finished_ms);
         if (v->state == ENGINE_HOLD_COMMITTED_STATE) {
+            hold_set_order_ref(e, h, v->order_ref, v->order_ref_len);
             /* restore_sku already counted the sold units. */
             for (uint16_t i = 0; i < v->line_count; i++) {
                 e->skus[v->lines[i].sku_index].sold -= v->lines[i].qty;
@@ -1283,6 +1307,12 @@ static bool check_hold(const engine_t *e, const engine_hold_t *h, int64_t *held_
         if (h->state == ENGINE_HOLD_ACTIVE) {
             held_sum[lines[i].sku_index] += lines[i].qty;
         }
+    }
+    if (h->state == ENGINE_HOLD_COMMITTED_STATE && h->order_ref != ENGINE_NONE) {
+        if (h->order_ref >= e->name_hwm || e->names[h->order_ref].len == 0) {
+            return false;
+        }
+        name_refs[h->order_ref]++;
     }
     if (h->state == ENGINE_HOLD_ACTIVE) {
         return h->heap_index < e->heap_count && e->heap_slot[h->heap_index] == slot_of(e, h) &&

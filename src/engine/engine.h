@@ -33,8 +33,9 @@
  *   3. Every active hold is in the timer heap exactly once, at heap_index, and
  *      the heap is ordered by expires_ms; no other hold is in it.
  *   4. A hold has 1..64 lines, on distinct SKUs, each 1 <= qty <= 10^6.
- *   5. An interned customer name's reference count equals the number of
- *      holds (active or retained) that name it; short names are not interned.
+ *   5. An interned name's reference count equals the number of holds (active
+ *      or retained) that name it as their customer (short customer names are
+ *      not interned) or as their order_ref (committed holds only).
  *   6. Every slot is exactly one of: free, active, finished-and-retained.
  *
  * Fields of the structs below are private to engine.c; they are in this
@@ -144,6 +145,10 @@ typedef struct {
         struct {
             uint64_t hold_id;
             int64_t ttl_ms; /* HOLD_EXTEND only */
+            /* HOLD_COMMIT only: the shop's order, kept with the sale; 0 length
+             * when none was given. */
+            char order_ref[HF_NAME_BYTES_MAX];
+            uint8_t order_ref_len;
         } hold;
     } u;
 } engine_op_t;
@@ -181,6 +186,8 @@ typedef struct {
     uint8_t customer_len;
     int64_t created_ms, expires_ms;
     int64_t finished_ms; /* when it left active; 0 while active */
+    const char *order_ref; /* committed with one: the order; else NULL */
+    uint8_t order_ref_len;
     uint16_t line_count;
     engine_line_view_t lines[HF_LINES_PER_HOLD_MAX];
 } engine_hold_view_t;
@@ -215,7 +222,10 @@ typedef struct {
 typedef struct {
     uint64_t id;
     int64_t created_ms, expires_ms, finished_ms;
-    uint32_t heap_index; /* active only */
+    union {
+        uint32_t heap_index; /* active: its place in the timer heap */
+        uint32_t order_ref;  /* committed: an interned order_ref, or ENGINE_NONE */
+    };
     uint32_t next, prev; /* free list (both) or finished FIFO (next) */
     uint32_t chunk;      /* lines after the first, ENGINE_NONE if none */
     uint32_t sku0, qty0; /* the first line, inline: most holds have one */

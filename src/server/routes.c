@@ -162,6 +162,9 @@ static void write_hold(request_t *r, const engine_hold_view_t *h, int64_t now_ms
         jw_key(j, "finished_at");
         jw_time(j, h->finished_ms);
     }
+    if (h->order_ref != NULL) {
+        jw_kstr(j, "order_ref", h->order_ref, h->order_ref_len);
+    }
     jw_obj_end(j);
 }
 
@@ -647,10 +650,14 @@ static void h_hold_commit(request_t *r, const route_args_t *a)
     json_t *body = parse_body(r, fields, false);
     const char *order_ref;
     size_t order_ref_len;
+    engine_op_t op = {.kind = ENGINE_OP_HOLD_COMMIT};
     bool ok = body != NULL && get_name(r, body, "order_ref", false, &order_ref, &order_ref_len);
+    if (ok && order_ref != NULL) {
+        memcpy(op.u.hold.order_ref, order_ref, order_ref_len); /* before the body goes */
+        op.u.hold.order_ref_len = (uint8_t)order_ref_len;
+    }
     json_decref(body);
     if (ok) {
-        engine_op_t op = {.kind = ENGINE_OP_HOLD_COMMIT};
         hold_change(r, a, &op);
     }
 }

@@ -34,6 +34,9 @@ void record_buf_free(store_buf_t *b)
 
 static void put_bytes(store_buf_t *b, const void *p, size_t n)
 {
+    if (n == 0) {
+        return; /* p may be NULL then (an absent order_ref) */
+    }
     record_buf_reserve(b, n);
     memcpy(b->data + b->size, p, n);
     b->size += n;
@@ -151,6 +154,9 @@ void record_encode_op(store_buf_t *b, const engine_op_t *op)
         put_u64(b, (uint64_t)op->u.hold.ttl_ms);
         break;
     case ENGINE_OP_HOLD_COMMIT:
+        put_u64(b, op->u.hold.hold_id);
+        put_text(b, op->u.hold.order_ref, op->u.hold.order_ref_len);
+        break;
     case ENGINE_OP_HOLD_RELEASE:
         put_u64(b, op->u.hold.hold_id);
         break;
@@ -203,8 +209,12 @@ bool record_decode_op(record_reader_t *r, engine_op_t *op)
         op->u.hold.ttl_ms = (int64_t)get_u64(r);
         return r->ok && in_range(op->u.hold.ttl_ms, 1, HF_TTL_MS_MAX);
     case ENGINE_OP_HOLD_COMMIT:
+        op->u.hold.hold_id = get_u64(r);
+        op->u.hold.order_ref_len = get_text0(r, op->u.hold.order_ref, HF_NAME_BYTES_MAX);
+        return r->ok;
     case ENGINE_OP_HOLD_RELEASE:
         op->u.hold.hold_id = get_u64(r);
+        op->u.hold.order_ref_len = 0;
         return r->ok;
     default:
         return false;
@@ -223,6 +233,7 @@ static void encode_hold(void *ctx, const engine_hold_view_t *h)
     put_u64(b, (uint64_t)h->created_ms);
     put_u64(b, (uint64_t)h->expires_ms);
     put_u64(b, (uint64_t)h->finished_ms);
+    put_text(b, h->order_ref, h->order_ref_len);
     put_u8(b, (uint8_t)h->line_count);
     for (uint16_t i = 0; i < h->line_count; i++) {
         put_u64(b, h->lines[i].sku_index);
@@ -258,7 +269,7 @@ void record_encode_snapshot(store_buf_t *b, const engine_t *e)
 }
 
 static bool decode_hold(record_reader_t *r, const engine_t *e, engine_hold_view_t *h,
-                        char *customer)
+                        char *customer, char *order_ref)
 {
     h->id = get_u64(r);
     h->state = (engine_hold_state_t)get_u8(r);
@@ -267,9 +278,12 @@ static bool decode_hold(record_reader_t *r, const engine_t *e, engine_hold_view_
     h->created_ms = (int64_t)get_u64(r);
     h->expires_ms = (int64_t)get_u64(r);
     h->finished_ms = (int64_t)get_u64(r);
+    h->order_ref_len = get_text0(r, order_ref, HF_NAME_BYTES_MAX);
+    h->order_ref = h->order_ref_len > 0 ? order_ref : NULL;
     h->line_count = get_u8(r);
     if (!r->ok || h->state < ENGINE_HOLD_ACTIVE || h->state > ENGINE_HOLD_EXPIRED_STATE ||
-        !in_range(h->line_count, 1, HF_LINES_PER_HOLD_MAX)) {
+        !in_range(h->line_count, 1, HF_LINES_PER_HOLD_MAX) ||
+        (h->order_ref_len > 0 && h->state != ENGINE_HOLD_COMMITTED_STATE)) {
         return false;
     }
     for (uint16_t i = 0; i < h->line_count; i++) {
@@ -287,6 +301,7 @@ static bool decode_hold(record_reader_t *r, const engine_t *e, engine_hold_view_
 static engine_result_t restore_one(record_reader_t *r, engine_t *e, uint8_t kind)
 {
     char text[HF_NAME_BYTES_MAX];
+    char order_ref[HF_NAME_BYTES_MAX];
     switch (kind) {
     case RECORD_SNAP_SKU: {
         uint8_t len = get_text(r, text, HF_SKU_BYTES_MAX);
@@ -302,7 +317,7 @@ static engine_result_t restore_one(record_reader_t *r, engine_t *e, uint8_t kind
     }
     case RECORD_SNAP_HOLD: {
         engine_hold_view_t h;
-        if (!decode_hold(r, e, &h, text)) {
+        if (!decode_hold(r, e, &h, text, order_ref)) {
             r->ok = false;
             return ENGINE_OK;
         }

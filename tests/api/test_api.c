@@ -1058,6 +1058,7 @@ static void test_hold_commit_moves_units_to_sold(void **state)
         hold_call(fx, "POST", a, "commit", "{\"order_ref\": \"o-9\"}", 200, "committed");
     long long finished = instant_of(&r, "finished_at");
     assert_true(finished > 0);
+    assert_string_equal(or_missing(hf_json_str(r.json, "order_ref")), "o-9");
     const char *lines_a = "[{\"sku\": \"cap-red\", \"qty\": 2}]";
     json_t *want = json_loads(lines_a, 0, NULL);
     assert_true(json_equal(json_object_get(r.json, "lines"), want));
@@ -1065,7 +1066,8 @@ static void test_hold_commit_moves_units_to_sold(void **state)
     assert_true(hf_expect_sku(&fx->cl, "cap-red", 10, 4, 2));
     /* Again: the same hold, unchanged, and nothing moves. */
     hf_response_t again =
-        hold_call(fx, "POST", a, "commit", "{\"order_ref\": \"o-9\"}", 200, "committed");
+        hold_call(fx, "POST", a, "commit", "{\"order_ref\": \"o-10\"}", 200, "committed");
+    assert_string_equal(or_missing(hf_json_str(again.json, "order_ref")), "o-9"); /* kept */
     assert_string_equal(or_missing(hf_json_str(again.json, "finished_at")),
                         or_missing(hf_json_str(r.json, "finished_at")));
     hf_response_free(&again);

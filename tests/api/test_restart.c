@@ -137,6 +137,10 @@ static void expect_hold(fx_t *fx, const ack_t *a, const char *state)
                             or_missing(hf_json_str(a->reply, same[i])));
     }
     assert_true(json_equal(json_object_get(r.json, "lines"), json_object_get(a->reply, "lines")));
+    if (hf_json_str(a->reply, "order_ref") != NULL) { /* a sale keeps its order */
+        assert_string_equal(or_missing(hf_json_str(r.json, "order_ref")),
+                            hf_json_str(a->reply, "order_ref"));
+    }
     const char *acked_state = hf_json_str(a->reply, "state");
     if (acked_state != NULL && strcmp(acked_state, state) == 0 && strcmp(state, "active") != 0) {
         assert_string_equal(or_missing(hf_json_str(r.json, "finished_at")),

@@ -773,6 +773,35 @@ static void test_commit_moves_held_units_to_sold(void **state)
     ASSERT_SKU(e, "a", 10, 0, 3);
 }
 
+/* The order a sale belongs to stays with the hold, and goes when it does;
+ * committing again does not replace it. */
+static void test_commit_keeps_its_order_ref_until_the_hold_is_forgotten(void **state)
+{
+    engine_t *e = *state;
+    put(e, T0, "a", 10);
+    uint64_t id = hold_ok(e, T0, "u", TTL_LONG_MS, NULL, LINES({"a", 2}));
+    engine_op_t commit = op_on_hold(ENGINE_OP_HOLD_COMMIT, T0 + 1, id, 0);
+    memcpy(commit.u.hold.order_ref, "o-9", 3);
+    commit.u.hold.order_ref_len = 3;
+    assert_true(apply(e, &commit).changed);
+    assert_int_equal(e->name_count, 1);
+    memcpy(commit.u.hold.order_ref, "o-X", 3);
+    assert_false(apply(e, &commit).changed);
+    engine_hold_view_t v;
+    assert_int_equal(engine_hold_view(e, id, &v), ENGINE_OK);
+    assert_int_equal(v.order_ref_len, 3);
+    assert_memory_equal(v.order_ref, "o-9", 3);
+    /* A commit without one shows none. */
+    uint64_t plain = hold_ok(e, T0 + 2, "u", TTL_LONG_MS, NULL, LINES({"a", 1}));
+    engine_op_t bare = op_on_hold(ENGINE_OP_HOLD_COMMIT, T0 + 3, plain, 0);
+    apply(e, &bare);
+    assert_int_equal(engine_hold_view(e, plain, &v), ENGINE_OK);
+    assert_null(v.order_ref);
+    assert_int_equal(v.order_ref_len, 0);
+    advance(e, T0 + 3 + HF_FINISHED_RETENTION_MS);
+    assert_int_equal(e->name_count, 0);
+}
+
 static void test_commit_twice_is_ok_and_changes_nothing(void **state)
 {
     engine_t *e = *state;
@@ -1820,6 +1849,7 @@ int main(void)
         cmocka_unit_test(test_result_names_and_messages_come_from_one_table),
         cmocka_unit_test(test_hold_state_names_are_the_api_states),
         SMALL(test_long_customer_names_are_shared_and_forgotten),
+        SMALL(test_commit_keeps_its_order_ref_until_the_hold_is_forgotten),
         SMALL(test_sku_put_creates_then_updates),
         SMALL(test_sku_stock_takes_its_edge_values),
         SMALL(test_stock_below_committed_is_refused_and_changes_nothing),

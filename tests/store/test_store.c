@@ -142,6 +142,10 @@ static void hold_op(fixture_t *f, engine_op_kind_t kind, int64_t now_ms, uint64_
     engine_op_t op = {.kind = kind, .now_ms = now_ms};
     op.u.hold.hold_id = id;
     op.u.hold.ttl_ms = 60000;
+    if (kind == ENGINE_OP_HOLD_COMMIT) {
+        op.u.hold.order_ref_len = (uint8_t)snprintf(op.u.hold.order_ref, HF_NAME_BYTES_MAX,
+                                                    "order-%llu", (unsigned long long)id);
+    }
     assert_int_equal(apply(f, &op).result, ENGINE_OK);
 }
 
@@ -170,6 +174,10 @@ static void assert_same_state(const engine_t *a, const engine_t *b)
         assert_int_equal(x.finished_ms, y.finished_ms);
         assert_int_equal(x.line_count, y.line_count);
         assert_memory_equal(x.customer, y.customer, x.customer_len);
+        assert_int_equal(x.order_ref_len, y.order_ref_len);
+        if (x.order_ref_len > 0) {
+            assert_memory_equal(x.order_ref, y.order_ref, x.order_ref_len);
+        }
     }
     engine_stats_t sa = engine_stats(a), sb = engine_stats(b);
     assert_int_equal(sa.holds_active, sb.holds_active);
@@ -224,6 +232,8 @@ static void test_records_round_trip_every_op_kind(void **state)
         ops[i].u.hold.hold_id = 99;
         ops[i].u.hold.ttl_ms = i == 4 ? 1000 : 0;
     }
+    memcpy(ops[2].u.hold.order_ref, "o-9", 3);
+    ops[2].u.hold.order_ref_len = 3;
     store_buf_t b = {0};
     for (int i = 0; i < 5; i++) {
         record_encode_op(&b, &ops[i]);
@@ -245,6 +255,10 @@ static void test_records_round_trip_every_op_kind(void **state)
     assert_int_equal(got.u.hold_create.line_count, HF_LINES_PER_HOLD_MAX);
     assert_int_equal(got.u.hold_create.lines[63].qty, 64);
     assert_memory_equal(got.u.hold_create.idem_key, "key", 3);
+    assert_true(record_decode_op(&r, &got));
+    assert_int_equal(got.kind, ENGINE_OP_HOLD_COMMIT);
+    assert_int_equal(got.u.hold.order_ref_len, 3);
+    assert_memory_equal(got.u.hold.order_ref, "o-9", 3);
     record_buf_free(&b);
 }
 
@@ -299,6 +313,13 @@ static void test_recovery_rebuilds_the_acknowledged_state(void **state)
     assert_recovers_same(f, 9, &info);
     assert_int_equal(info.journal_records, 9);
     assert_int_equal(info.holds_expired, 0);
+    /* The sale keeps its order reference. */
+    engine_hold_view_t v;
+    char ref[64];
+    snprintf(ref, sizeof ref, "order-%llu", (unsigned long long)a);
+    assert_int_equal(engine_hold_view(&f->engine, a, &v), ENGINE_OK);
+    assert_int_equal(v.order_ref_len, strlen(ref));
+    assert_memory_equal(v.order_ref, ref, v.order_ref_len);
     fixture_free(f);
 }
 
