@@ -96,6 +96,7 @@ static void on_durable(void *ctx, uint64_t durable_seq, bool failed)
         }
         *link = r->next_waiter;
         s->wait_count--;
+        r->parked = false;
         if (failed) {
             reply_error(r, 503, "storage_unavailable",
                         "the journal failed; this change was not kept");
@@ -122,6 +123,7 @@ static enum MHD_Result reply_or_wait(request_t *r)
         pthread_mutex_unlock(&s->wait_lock);
         return send_reply(r);
     }
+    r->parked = true;
     r->next_waiter = s->wait_head;
     s->wait_head = r;
     s->wait_count++;
@@ -152,7 +154,11 @@ static bool admit(request_t *r)
         MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
     size_t header_bytes = 0;
     int headers = MHD_get_connection_values(r->conn, MHD_HEADER_KIND, count_header, &header_bytes);
-    if (headers > HF_HEADER_COUNT_MAX) {
+    if (__atomic_load_n(&s->draining, __ATOMIC_SEQ_CST)) {
+        /* A new request on a kept-alive connection during shutdown: the
+         * journal may already be closed, so it must not reach the engine. */
+        reply_error(r, 503, "overloaded", "the server is shutting down");
+    } else if (headers > HF_HEADER_COUNT_MAX) {
         reply_error(r, 431, "header_too_large", "more than 64 request headers");
     } else if (header_bytes > HF_HEADER_BYTES_MAX) {
         reply_error(r, 431, "header_too_large", "the request headers are over 16384 bytes");
@@ -202,7 +208,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->route = -1;
         json_out_init(&r->out);
         *con_cls = r;
-        __atomic_fetch_add(&s->inflight, 1, __ATOMIC_RELAXED);
+        /* Counted before admit() reads draining, and drain() sets draining
+         * before it waits for the count: no request slips between them. */
+        __atomic_fetch_add(&s->inflight, 1, __ATOMIC_SEQ_CST);
         r->counted = true;
         return admit(r) ? MHD_YES : send_reply(r);
     }
@@ -228,8 +236,21 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         return;
     }
     if (r->counted) {
-        __atomic_fetch_sub(&s->inflight, 1, __ATOMIC_RELAXED);
+        __atomic_fetch_sub(&s->inflight, 1, __ATOMIC_SEQ_CST);
     }
+    /* A connection closed while its reply waited (only at shutdown, after
+     * the drain timed out) must leave the wait list before it is freed. */
+    pthread_mutex_lock(&s->wait_lock);
+    for (request_t **link = &s->wait_head; r->parked && *link != NULL;
+         link = &(*link)->next_waiter) {
+        if (*link == r) {
+            *link = r->next_waiter;
+            s->wait_count--;
+            r->parked = false;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&s->wait_lock);
     json_out_free(&r->out);
     free(r->body);
     free(r);
@@ -401,24 +422,23 @@ static void drain(server_t *s, int sig)
 {
     fprintf(stderr, "level=info msg=stopping signal=%s inflight=%d\n",
             sig == SIGTERM ? "SIGTERM" : "SIGINT", __atomic_load_n(&s->inflight, __ATOMIC_RELAXED));
-    __atomic_store_n(&s->draining, 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&s->draining, 1, __ATOMIC_SEQ_CST);
     int fd = MHD_quiesce_daemon(s->daemon);
     if (fd >= 0) {
         close(fd);
     }
     int64_t deadline_ms = server_mono_ms() + DRAIN_MS_MAX;
-    while (__atomic_load_n(&s->inflight, __ATOMIC_RELAXED) > 0 && server_mono_ms() < deadline_ms) {
+    while (__atomic_load_n(&s->inflight, __ATOMIC_SEQ_CST) > 0 && server_mono_ms() < deadline_ms) {
         struct timespec pause = {.tv_sec = 0, .tv_nsec = 2000000L};
         nanosleep(&pause, NULL);
     }
-    pthread_mutex_lock(&s->engine_lock);
+    /* No handler may run once the journal is closed: stop HTTP first. */
+    MHD_stop_daemon(s->daemon);
+    s->daemon = NULL;
     if (s->store.since_snapshot > 0 && !store_failed(&s->store)) {
         store_snapshot(&s->store, &s->engine); /* a fast start next time */
     }
-    pthread_mutex_unlock(&s->engine_lock);
     store_close(&s->store);
-    MHD_stop_daemon(s->daemon);
-    s->daemon = NULL;
 }
 
 static void server_free(server_t *s)

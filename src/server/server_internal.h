@@ -62,7 +62,8 @@ struct request_s {
     bool text;            /* the body is text/plain (metrics), not JSON */
     char allow[32];       /* for a 405: the methods the path takes */
     uint64_t seq;         /* the journal must reach this before the reply goes */
-    bool ready; /* resumed: the reply is written, send it */
+    bool ready;  /* resumed: the reply is written, send it */
+    bool parked; /* on the wait list (changed under wait_lock) */
     request_t *next_waiter;
 };
 
