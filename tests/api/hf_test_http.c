@@ -1090,3 +1090,41 @@ int hf_run(const char *const *argv, int timeout_ms, hf_run_result_t *res)
     }
     return res->status = code;
 }
+
+/* ---- fixtures ---- */
+
+int hf_fixture_setup(void **state, const char *config, bool start)
+{
+    hf_fixture_t *fx = calloc(1, sizeof *fx);
+    if (fx == NULL || hf_server_init(&fx->srv) != 0) {
+        free(fx);
+        return -1;
+    }
+    if ((config != NULL && hf_server_write_config(&fx->srv, config) != 0) ||
+        (start && hf_server_start(&fx->srv, NULL) != 0)) {
+        hf_server_deinit(&fx->srv);
+        free(fx);
+        return -1;
+    }
+    fx->cl.port = fx->srv.port;
+    *state = fx;
+    return 0;
+}
+
+int hf_fixture_teardown(void **state)
+{
+    hf_fixture_t *fx = *state;
+    int rc = 0;
+    if (fx->srv.pid != 0) {
+        int code = hf_server_stop(&fx->srv, SIGTERM);
+        if (code != 0) {
+            fprintf(stderr, "teardown: SIGTERM ended the server with %d, not 0\n", code);
+            rc = -1;
+        }
+    }
+    if (hf_server_deinit(&fx->srv) != 0) {
+        rc = -1;
+    }
+    free(fx);
+    return rc;
+}

@@ -163,6 +163,20 @@ void hf_server_dump_log(const hf_server_t *s);
  * had died on its own or a log holds a sanitizer report. */
 int hf_server_deinit(hf_server_t *s);
 
+/* ---- a test's fixture: one server and a client of it ---- */
+
+typedef struct {
+    hf_server_t srv;
+    hf_client_t cl;
+} hf_fixture_t;
+
+/* cmocka setup: a fresh server directory, config written when not NULL, the
+ * server started when start is true. Returns 0, or -1 with nothing left. */
+int hf_fixture_setup(void **state, const char *config, bool start);
+/* cmocka teardown: SIGTERM must end a running server with 0, and no log may
+ * hold a sanitizer report. Returns 0 or -1. */
+int hf_fixture_teardown(void **state);
+
 /* ---- the command line ---- */
 
 typedef struct {

@@ -27,51 +27,21 @@
 /* 2^40: the contract's largest stock. */
 #define STOCK_MAX 1099511627776LL
 
-typedef struct {
-    hf_server_t srv;
-    hf_client_t cl;
-} fx_t;
+typedef hf_fixture_t fx_t;
 
 static int setup_idle(void **state)
 {
-    fx_t *fx = calloc(1, sizeof *fx);
-    if (fx == NULL || hf_server_init(&fx->srv) != 0) {
-        free(fx);
-        return -1;
-    }
-    *state = fx;
-    return 0;
+    return hf_fixture_setup(state, NULL, false);
 }
 
 static int setup_started(void **state)
 {
-    if (setup_idle(state) != 0) {
-        return -1;
-    }
-    fx_t *fx = *state;
-    if (hf_server_start(&fx->srv, NULL) != 0) {
-        return -1;
-    }
-    fx->cl.port = fx->srv.port;
-    return 0;
+    return hf_fixture_setup(state, NULL, true);
 }
 
 static int teardown(void **state)
 {
-    fx_t *fx = *state;
-    int rc = 0;
-    if (fx->srv.pid != 0) {
-        int code = hf_server_stop(&fx->srv, SIGTERM);
-        if (code != 0) {
-            fprintf(stderr, "teardown: SIGTERM ended the server with %d, not 0\n", code);
-            rc = -1;
-        }
-    }
-    if (hf_server_deinit(&fx->srv) != 0) {
-        rc = -1;
-    }
-    free(fx);
-    return rc;
+    return hf_fixture_teardown(state);
 }
 
 static void start(fx_t *fx, const char *const *extra)

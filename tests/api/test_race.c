@@ -24,30 +24,14 @@
 
 #define THREADS 16
 
-typedef struct {
-    hf_server_t srv;
-    hf_client_t cl;
-} fx_t;
+typedef hf_fixture_t fx_t;
 
 static int setup_with(void **state, const char *config)
 {
-    fx_t *fx = calloc(1, sizeof *fx);
-    if (fx == NULL || hf_server_init(&fx->srv) != 0 ||
-        (config != NULL && hf_server_write_config(&fx->srv, config) != 0) ||
-        hf_server_start(&fx->srv, NULL) != 0) {
-        if (fx != NULL) {
-            hf_server_deinit(&fx->srv);
-        }
-        free(fx);
-        return -1;
-    }
-    fx->cl.port = fx->srv.port;
-    *state = fx;
-    return 0;
+    return hf_fixture_setup(state, config, true);
 }
 
-/* The server's defaults: one HTTP thread, so requests interleave only
- * between the library's callbacks and the journal's commit thread. */
+/* The server's defaults (two HTTP threads). */
 static int setup(void **state)
 {
     return setup_with(state, NULL);
@@ -62,17 +46,7 @@ static int setup_threads(void **state)
 
 static int teardown(void **state)
 {
-    fx_t *fx = *state;
-    int rc = 0;
-    if (fx->srv.pid != 0 && hf_server_stop(&fx->srv, SIGTERM) != 0) {
-        fprintf(stderr, "teardown: SIGTERM did not end the server with 0\n");
-        rc = -1;
-    }
-    if (hf_server_deinit(&fx->srv) != 0) {
-        rc = -1;
-    }
-    free(fx);
-    return rc;
+    return hf_fixture_teardown(state);
 }
 
 /* ---- a worker's connection ---- */

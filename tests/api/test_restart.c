@@ -23,35 +23,16 @@
 
 #include "hf_test_http.h"
 
-typedef struct {
-    hf_server_t srv;
-    hf_client_t cl;
-} fx_t;
+typedef hf_fixture_t fx_t;
 
 static int setup(void **state)
 {
-    fx_t *fx = calloc(1, sizeof *fx);
-    if (fx == NULL || hf_server_init(&fx->srv) != 0) {
-        free(fx);
-        return -1;
-    }
-    *state = fx;
-    return 0;
+    return hf_fixture_setup(state, NULL, false);
 }
 
 static int teardown(void **state)
 {
-    fx_t *fx = *state;
-    int rc = 0;
-    if (fx->srv.pid != 0 && hf_server_stop(&fx->srv, SIGTERM) != 0) {
-        fprintf(stderr, "teardown: SIGTERM did not end the server with 0\n");
-        rc = -1;
-    }
-    if (hf_server_deinit(&fx->srv) != 0) {
-        rc = -1;
-    }
-    free(fx);
-    return rc;
+    return hf_fixture_teardown(state);
 }
 
 static void start(fx_t *fx, const char *const *extra)

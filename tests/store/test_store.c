@@ -201,6 +201,21 @@ static void assert_recovers_same(fixture_t *f, int64_t now_ms, store_recovery_t 
     engine_deinit(&e);
 }
 
+/* Recovery from dir must fail with an error that says why. */
+static void assert_recovery_refused(const char *dir, const char *why)
+{
+    char err[256] = "";
+    engine_t e;
+    store_t s;
+    store_recovery_t info;
+    assert_int_equal(engine_init(&e, &small, 0), 0);
+    assert_int_equal(store_open(&s, dir, STORE_DURABLE, 0, err, sizeof err), 0);
+    assert_int_equal(store_recover(&s, &e, 3, &info, err, sizeof err), -1);
+    assert_non_null(strstr(err, why));
+    store_close(&s);
+    engine_deinit(&e);
+}
+
 /* ------------------------------------------------------------------ tests */
 
 static void test_records_round_trip_every_op_kind(void **state)
@@ -404,16 +419,7 @@ static void test_recovery_refuses_a_damaged_snapshot(void **state)
              "status=none",
              f->dir);
     assert_int_equal(system(cmd), 0);
-    char err[256] = "";
-    engine_t e;
-    store_t s;
-    store_recovery_t info;
-    assert_int_equal(engine_init(&e, &small, 0), 0);
-    assert_int_equal(store_open(&s, f->dir, STORE_DURABLE, 0, err, sizeof err), 0);
-    assert_int_equal(store_recover(&s, &e, 3, &info, err, sizeof err), -1);
-    assert_non_null(strstr(err, "damaged"));
-    store_close(&s);
-    engine_deinit(&e);
+    assert_recovery_refused(f->dir, "damaged");
     fixture_free(f);
 }
 
@@ -490,16 +496,7 @@ static void test_recovery_refuses_a_damaged_journal(void **state)
                                   NULL),
                      SQLITE_OK);
     sqlite3_close(db);
-    char err[256] = "";
-    engine_t e;
-    store_t s;
-    store_recovery_t info;
-    assert_int_equal(engine_init(&e, &small, 0), 0);
-    assert_int_equal(store_open(&s, f->dir, STORE_DURABLE, 0, err, sizeof err), 0);
-    assert_int_equal(store_recover(&s, &e, 3, &info, err, sizeof err), -1);
-    assert_non_null(strstr(err, "damaged"));
-    store_close(&s);
-    engine_deinit(&e);
+    assert_recovery_refused(f->dir, "damaged");
     fixture_free(f);
 }
 
