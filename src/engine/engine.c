@@ -409,10 +409,18 @@ static void hold_set_customer(engine_t *e, engine_hold_t *h, const char *name, s
     }
 }
 
-/* A committed hold's order_ref (hold_finish left ENGINE_NONE in its place). */
+/* Whether a finished hold's order_ref slot may name a text: the order of a
+ * committed hold, or the reason a released one was released for. */
+static bool has_ref_slot(const engine_hold_t *h)
+{
+    return h->state == ENGINE_HOLD_COMMITTED_STATE || h->state == ENGINE_HOLD_RELEASED_STATE;
+}
+
+/* A committed hold's order_ref or a released one's reason (hold_finish left
+ * ENGINE_NONE in its place). */
 static void hold_set_order_ref(engine_t *e, engine_hold_t *h, const char *ref, size_t len)
 {
-    assert(h->state == ENGINE_HOLD_COMMITTED_STATE && h->order_ref == ENGINE_NONE);
+    assert(has_ref_slot(h) && h->order_ref == ENGINE_NONE);
     assert(len <= HF_NAME_BYTES_MAX);
     if (len > 0) {
         h->order_ref = name_ref(e, ref, len);
@@ -625,7 +633,7 @@ static void evict_oldest_finished(engine_t *e)
     if (h->customer_len > ENGINE_INLINE_NAME_BYTES) {
         name_unref(e, h->customer.name);
     }
-    if (h->state == ENGINE_HOLD_COMMITTED_STATE && h->order_ref != ENGINE_NONE) {
+    if (has_ref_slot(h) && h->order_ref != ENGINE_NONE) {
         name_unref(e, h->order_ref);
     }
     e->finished_chunks -= chunks_needed(h->line_count);
@@ -692,6 +700,8 @@ static uint32_t slot_of(const engine_t *e, const engine_hold_t *h)
 {
     return (uint32_t)(h - e->holds);
 }
+
+static void hold_view_fill(const engine_t *e, const engine_hold_t *h, engine_hold_view_t *out);
 
 /* Moves an active hold to a final state and returns its units. */
 static void hold_finish(engine_t *e, engine_hold_t *h, engine_hold_state_t to, int64_t at_ms)
@@ -823,6 +833,34 @@ uint32_t engine_advance(engine_t *e, int64_t now_ms)
     return expired;
 }
 
+bool engine_expire_next(engine_t *e, int64_t now_ms, engine_hold_view_t *out)
+{
+    assert(now_ms >= e->now_ms);
+    if (e->heap_count == 0 || e->heap_ms[0] > now_ms) {
+        return false;
+    }
+    engine_hold_t *h = &e->holds[e->heap_slot[0]];
+    if (h->expires_ms > e->now_ms) {
+        e->now_ms = h->expires_ms;
+    }
+    hold_finish(e, h, ENGINE_HOLD_EXPIRED_STATE, h->expires_ms);
+    e->stats.holds_expired++;
+    hold_view_fill(e, h, out);
+    return true;
+}
+
+bool engine_idem_lookup(const engine_t *e, const char *key, size_t key_len,
+                        uint64_t *request_hash_out, uint64_t *hold_id_out)
+{
+    const engine_idem_t *k = idem_find(e, key, key_len);
+    if (k == NULL) {
+        return false;
+    }
+    *request_hash_out = k->request_hash;
+    *hold_id_out = k->hold_id;
+    return true;
+}
+
 /* ------------------------------------------------------------------ holds */
 
 static void assert_create_valid(const engine_hold_create_t *r)
@@ -941,7 +979,7 @@ static engine_outcome_t apply_hold_create(engine_t *e, const engine_op_t *op)
     assert_create_valid(r);
     uint64_t request_hash = 0;
     if (r->idem_key_len > 0) {
-        request_hash = engine_hold_request_hash(r);
+        request_hash = r->request_hash != 0 ? r->request_hash : engine_hold_request_hash(r);
         const engine_idem_t *k = idem_find(e, r->idem_key, r->idem_key_len);
         if (k != NULL) {
             o.result = k->request_hash == request_hash ? ENGINE_OK : ENGINE_IDEMPOTENCY_MISMATCH;
@@ -1008,6 +1046,7 @@ static engine_outcome_t apply_hold_release(engine_t *e, const engine_op_t *op)
         o.result = ENGINE_HOLD_NOT_FOUND;
     } else if (h->state == ENGINE_HOLD_ACTIVE) {
         hold_finish(e, h, ENGINE_HOLD_RELEASED_STATE, op->now_ms);
+        hold_set_order_ref(e, h, op->u.hold.order_ref, op->u.hold.order_ref_len);
         e->stats.holds_released++;
         o.changed = true;
     } else if (h->state == ENGINE_HOLD_COMMITTED_STATE) {
@@ -1077,7 +1116,7 @@ static void hold_view_fill(const engine_t *e, const engine_hold_t *h, engine_hol
     out->created_ms = h->created_ms;
     out->expires_ms = h->expires_ms;
     out->finished_ms = h->state == ENGINE_HOLD_ACTIVE ? 0 : h->finished_ms;
-    bool has_ref = h->state == ENGINE_HOLD_COMMITTED_STATE && h->order_ref != ENGINE_NONE;
+    bool has_ref = has_ref_slot(h) && h->order_ref != ENGINE_NONE;
     out->order_ref = has_ref ? e->names[h->order_ref].text : NULL;
     out->order_ref_len = has_ref ? e->names[h->order_ref].len : 0;
     out->line_count = hold_lines(e, h, out->lines);
@@ -1116,6 +1155,11 @@ size_t engine_hold_id_format(uint64_t id, char *out)
     out[2 + n] = '\0';
     assert(2 + n <= ENGINE_HOLD_ID_TEXT_MAX);
     return 2 + n;
+}
+
+uint32_t engine_hold_slot(uint64_t hold_id)
+{
+    return (uint32_t)(hold_id & SLOT_MASK);
 }
 
 bool engine_hold_id_parse(const char *text, size_t len, uint64_t *id_out)
@@ -1228,8 +1272,10 @@ engine_result_t engine_restore_hold(engine_t *e, const engine_hold_view_t *v)
         /* Finishing it again puts the units where they were (sold or free)
          * and the hold at the FIFO's tail. */
         hold_finish(e, h, v->state, v->finished_ms);
-        if (v->state == ENGINE_HOLD_COMMITTED_STATE) {
+        if (has_ref_slot(h)) {
             hold_set_order_ref(e, h, v->order_ref, v->order_ref_len);
+        }
+        if (v->state == ENGINE_HOLD_COMMITTED_STATE) {
             /* restore_sku already counted the sold units. */
             for (uint16_t i = 0; i < v->line_count; i++) {
                 e->skus[v->lines[i].sku_index].sold -= v->lines[i].qty;
@@ -1308,7 +1354,7 @@ static bool check_hold(const engine_t *e, const engine_hold_t *h, int64_t *held_
             held_sum[lines[i].sku_index] += lines[i].qty;
         }
     }
-    if (h->state == ENGINE_HOLD_COMMITTED_STATE && h->order_ref != ENGINE_NONE) {
+    if (has_ref_slot(h) && h->order_ref != ENGINE_NONE) {
         if (h->order_ref >= e->name_hwm || e->names[h->order_ref].len == 0) {
             return false;
         }

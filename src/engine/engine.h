@@ -35,7 +35,8 @@
  *   4. A hold has 1..64 lines, on distinct SKUs, each 1 <= qty <= 10^6.
  *   5. An interned name's reference count equals the number of holds (active
  *      or retained) that name it as their customer (short customer names are
- *      not interned) or as their order_ref (committed holds only).
+ *      not interned) or as their order_ref (committed holds: the order;
+ *      released ones: the reason they were released for).
  *   6. Every slot is exactly one of: free, active, finished-and-retained.
  *
  * Fields of the structs below are private to engine.c; they are in this
@@ -125,6 +126,10 @@ typedef struct {
     char fingerprint[HF_NAME_BYTES_MAX];
     uint8_t fingerprint_len;
     int64_t ttl_ms;
+    /* The caller's hash of the request as its client sent it, for the
+     * Idempotency-Key check (a policy may have changed ttl_ms since); 0: the
+     * engine hashes this struct. */
+    uint64_t request_hash;
     /* 0: the engine picks the id. Recovery passes the id that was recorded,
      * so a replayed hold keeps the id its client was given. */
     uint64_t hold_id;
@@ -145,8 +150,9 @@ typedef struct {
         struct {
             uint64_t hold_id;
             int64_t ttl_ms; /* HOLD_EXTEND only */
-            /* HOLD_COMMIT only: the shop's order, kept with the sale; 0 length
-             * when none was given. */
+            /* HOLD_COMMIT: the shop's order, kept with the sale; HOLD_RELEASE:
+             * why it was released (an operator's revocation); 0 length when
+             * none was given. */
             char order_ref[HF_NAME_BYTES_MAX];
             uint8_t order_ref_len;
         } hold;
@@ -186,7 +192,7 @@ typedef struct {
     uint8_t customer_len;
     int64_t created_ms, expires_ms;
     int64_t finished_ms; /* when it left active; 0 while active */
-    const char *order_ref; /* committed with one: the order; else NULL */
+    const char *order_ref; /* the order (committed) or reason (released); or NULL */
     uint8_t order_ref_len;
     uint16_t line_count;
     engine_line_view_t lines[HF_LINES_PER_HOLD_MAX];
@@ -224,7 +230,7 @@ typedef struct {
     int64_t created_ms, expires_ms, finished_ms;
     union {
         uint32_t heap_index; /* active: its place in the timer heap */
-        uint32_t order_ref;  /* committed: an interned order_ref, or ENGINE_NONE */
+        uint32_t order_ref;  /* committed, released: interned text, or ENGINE_NONE */
     };
     uint32_t next, prev; /* free list (both) or finished FIFO (next) */
     uint32_t chunk;      /* lines after the first, ENGINE_NONE if none */
@@ -312,6 +318,16 @@ engine_outcome_t engine_apply(engine_t *e, const engine_op_t *op);
  * outlived its retention. Returns the number of holds expired. */
 uint32_t engine_advance(engine_t *e, int64_t now_ms);
 
+/* Expires the earliest active hold if it is due at now_ms, moving the
+ * engine's time to that hold's expiry (not to now_ms), and describes it in
+ * out. False if none is due. A caller that must act on each expiry at its own
+ * instant (the guard's waitlist) steps with this before engine_advance(). */
+bool engine_expire_next(engine_t *e, int64_t now_ms, engine_hold_view_t *out);
+
+/* The hold an Idempotency-Key was used for, and that request's hash. */
+bool engine_idem_lookup(const engine_t *e, const char *key, size_t key_len,
+                        uint64_t *request_hash_out, uint64_t *hold_id_out);
+
 /* Reads. They expire nothing: call engine_advance() first for a current view. */
 bool engine_sku_find(const engine_t *e, const char *sku, size_t sku_len, uint32_t *index_out);
 void engine_sku_view(const engine_t *e, uint32_t index, engine_sku_view_t *out);
@@ -330,6 +346,9 @@ uint64_t engine_hold_request_hash(const engine_hold_create_t *req);
 #define ENGINE_HOLD_ID_TEXT_MAX 16
 size_t engine_hold_id_format(uint64_t id, char *out);
 bool engine_hold_id_parse(const char *text, size_t len, uint64_t *id_out);
+/* The slot a hold id names (below config.holds_max): callers that keep
+ * their own per-hold records index them by it. */
+uint32_t engine_hold_slot(uint64_t hold_id);
 
 /* Walks every table and checks the invariants above; true if all hold.
  * For tests and asserts: it allocates and is O(everything). */
