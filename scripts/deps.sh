@@ -9,9 +9,11 @@ packages=(
     libmicrohttpd-dev                  # HTTP server
     libjansson-dev                     # JSON parsing
     libsqlite3-dev                     # the journal
+    libssl-dev                         # SHA-256 for the proof of work (libcrypto)
     libcmocka-dev                      # unit tests
     curl                               # the demo's example requests
     wrk                                # make bench
+    nodejs                             # the JS reference solver's test
 )
 
 missing=()

@@ -48,6 +48,31 @@
 #define HF_HOLDS_MAX_LIMIT 200000000u
 #define HF_IDEM_KEYS_MAX_LIMIT 50000000u
 
+/* Defenses. Identities (customers, IP prefixes, fingerprints) and
+ * customer-and-sku pairs with units: a flash sale of a million buyers fits
+ * the defaults; idle entries are swept, so these bound the live ones. */
+#define HF_IDENTITIES_MAX_DEFAULT 2000000u
+#define HF_IDENTITIES_MAX_LIMIT 50000000u
+#define HF_CUSTOMER_SKUS_MAX_DEFAULT 4000000u
+#define HF_CUSTOMER_SKUS_MAX_LIMIT 200000000u
+/* Waitlist entries, waiting or finished (finished ones are reused oldest
+ * first); ids carry a 28-bit slot. */
+#define HF_WAITLIST_MAX_DEFAULT 1000000u
+#define HF_WAITLIST_MAX_LIMIT ((1u << 28) - 1)
+/* One sku's waitlist: a position is counted by walking it, and a hundred
+ * thousand people in one queue is a sale, not a waitlist. */
+#define HF_WAITLIST_PER_SKU_MAX 100000u
+/* Skus with their own policy: the interesting few of a catalog. */
+#define HF_SKU_POLICIES_MAX_DEFAULT 65536u
+#define HF_SKU_POLICIES_MAX_LIMIT 1000000u
+/* Spent proofs of work remembered until they expire (a challenge lives two
+ * minutes by default: a million covers 8,000 proofs a second). */
+#define HF_PROOFS_MAX_DEFAULT 1000000u
+#define HF_PROOFS_MAX_LIMIT 50000000u
+/* GET /v1/identities/top?limit=N. */
+#define HF_TOP_IDENTITIES_MAX 1000u
+#define HF_TOP_IDENTITIES_DEFAULT 20u
+
 /* HTTP edge. API.md: a 64 KiB body is 413. 64 lines of the longest SKU
  * and a 128-byte customer need under 8 KiB, so 64 KiB is generous. */
 #define HF_BODY_BYTES_MAX (64 * 1024)

@@ -8,10 +8,13 @@
 #include <assert.h>
 #include <errno.h>
 #include <jansson.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "policy_json.h"
+#include "pow.h"
 #include "server_internal.h"
 
 #ifndef HF_VERSION
@@ -23,6 +26,7 @@ static const char usage_main[] =
     "\n"
     "usage:\n"
     "  holdfast serve [options]   serve the HTTP API (holdfast serve --help)\n"
+    "  holdfast solve PREFIX BITS solve a proof-of-work challenge (prints PREFIX:NONCE)\n"
     "  holdfast --version         print the version\n"
     "  holdfast --help            print this help\n";
 
@@ -38,7 +42,9 @@ static const char usage_serve[] =
     "                            relaxed: reply before fsync, lose at most 100 ms on a crash\n"
     "\n"
     "configuration file keys: listen, data, api_keys, admin_key, durability, skus_max,\n"
-    "holds_max, idempotency_keys_max, connections_max, threads, compact_records\n"
+    "holds_max, idempotency_keys_max, identities_max, customer_skus_max, waitlist_max,\n"
+    "sku_policies_max, proofs_max, connections_max, threads, compact_records, policy\n"
+    "(policy: the shop-wide policy document of docs/POLICIES.md, applied at start)\n"
     "\n"
     "Without keys, every request is allowed, so the server refuses to listen on\n"
     "anything but a loopback address unless keys are given.\n";
@@ -50,7 +56,7 @@ void server_config_default(server_config_t *c)
     c->port = 8080;
     snprintf(c->data_dir, sizeof c->data_dir, "./data");
     c->durability = STORE_DURABLE;
-    c->engine = engine_config_default();
+    c->guard = guard_config_default();
     c->connections_max = HF_CONNECTIONS_MAX_DEFAULT;
     /* Two: one per core here. Throughput is about equal with one, but a
      * single worker accepts a burst of new connections slowly (a 200-400 ms
@@ -166,9 +172,11 @@ static int file_api_keys(server_config_t *c, json_t *v)
 static bool known_key(const char *key)
 {
     static const char *const keys[] = {
-        "listen",    "data",    "api_keys",        "admin_key",       "durability",
-        "skus_max",  "holds_max", "idempotency_keys_max", "connections_max", "threads",
-        "compact_records", NULL,
+        "listen",         "data",           "api_keys",          "admin_key",
+        "durability",     "skus_max",       "holds_max",         "idempotency_keys_max",
+        "identities_max", "customer_skus_max", "waitlist_max",   "sku_policies_max",
+        "proofs_max",     "connections_max", "threads",          "compact_records",
+        "policy",         NULL,
     };
     for (size_t i = 0; keys[i] != NULL; i++) {
         if (strcmp(key, keys[i]) == 0) {
@@ -178,9 +186,62 @@ static bool known_key(const char *key)
     return false;
 }
 
+/* The table capacities. Sets *handled when key is one of them. */
+static int file_capacity(server_config_t *c, const char *key, json_t *v, bool *handled)
+{
+    static const struct {
+        const char *key;
+        size_t offset;
+        uint32_t max;
+    } caps[] = {
+        {"skus_max", offsetof(guard_config_t, engine.skus_max), HF_SKUS_MAX_LIMIT},
+        {"holds_max", offsetof(guard_config_t, engine.holds_max), HF_HOLDS_MAX_LIMIT},
+        {"idempotency_keys_max", offsetof(guard_config_t, engine.idem_keys_max),
+         HF_IDEM_KEYS_MAX_LIMIT},
+        {"identities_max", offsetof(guard_config_t, identities_max), HF_IDENTITIES_MAX_LIMIT},
+        {"customer_skus_max", offsetof(guard_config_t, customer_skus_max),
+         HF_CUSTOMER_SKUS_MAX_LIMIT},
+        {"waitlist_max", offsetof(guard_config_t, waitlist_max), HF_WAITLIST_MAX_LIMIT},
+        {"sku_policies_max", offsetof(guard_config_t, sku_policies_max),
+         HF_SKU_POLICIES_MAX_LIMIT},
+        {"proofs_max", offsetof(guard_config_t, proofs_max), HF_PROOFS_MAX_LIMIT},
+    };
+    *handled = false;
+    for (size_t i = 0; i < sizeof caps / sizeof caps[0]; i++) {
+        if (strcmp(key, caps[i].key) == 0) {
+            *handled = true;
+            uint32_t *field = (uint32_t *)((char *)&c->guard + caps[i].offset);
+            return file_uint(v, key, 1, caps[i].max, field);
+        }
+    }
+    return 0;
+}
+
+/* The policy to start with: validated now, so a bad file stops the start. */
+static int file_policy(server_config_t *c, json_t *v)
+{
+    policy_config_t p = policy_config_default();
+    policy_json_error_t err;
+    uint64_t mask;
+    policy_field_t bad;
+    if (!policy_json_read(v, POLICY_MASK_ALL, &p, &mask, &err)) {
+        fprintf(stderr, "holdfast: config key \"policy\": %s\n", err.message);
+        return -1;
+    }
+    if (!policy_config_valid(&p, &bad)) {
+        fprintf(stderr, "holdfast: config key \"policy\": %s.%s conflicts with another setting\n",
+                policy_field_info(bad)->section, policy_field_info(bad)->key);
+        return -1;
+    }
+    c->policy = p;
+    c->has_policy = true;
+    return 0;
+}
+
 static int file_key(server_config_t *c, const char *key, json_t *v)
 {
     const char *s;
+    bool handled;
     if (!known_key(key)) {
         fprintf(stderr, "holdfast: unknown config key \"%s\"\n", key);
         return -1;
@@ -188,14 +249,12 @@ static int file_key(server_config_t *c, const char *key, json_t *v)
     if (strcmp(key, "api_keys") == 0) {
         return file_api_keys(c, v);
     }
-    if (strcmp(key, "skus_max") == 0) {
-        return file_uint(v, key, 1, HF_SKUS_MAX_LIMIT, &c->engine.skus_max);
+    if (strcmp(key, "policy") == 0) {
+        return file_policy(c, v);
     }
-    if (strcmp(key, "holds_max") == 0) {
-        return file_uint(v, key, 1, HF_HOLDS_MAX_LIMIT, &c->engine.holds_max);
-    }
-    if (strcmp(key, "idempotency_keys_max") == 0) {
-        return file_uint(v, key, 1, HF_IDEM_KEYS_MAX_LIMIT, &c->engine.idem_keys_max);
+    int rc = file_capacity(c, key, v, &handled);
+    if (handled) {
+        return rc;
     }
     if (strcmp(key, "connections_max") == 0) {
         return file_uint(v, key, 1, HF_CONNECTIONS_MAX_LIMIT, &c->connections_max);
@@ -315,6 +374,9 @@ int server_main(int argc, char **argv)
     if (strcmp(argv[1], "--version") == 0) {
         printf("holdfast %s\n", HF_VERSION);
         return 0;
+    }
+    if (strcmp(argv[1], "solve") == 0) {
+        return pow_cli_solve(argc - 1, argv + 1);
     }
     if (strcmp(argv[1], "serve") != 0) {
         fprintf(stderr, "holdfast: unknown command %s\n\n%s", argv[1], usage_main);

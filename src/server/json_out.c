@@ -98,6 +98,20 @@ static void close_(json_out_t *j, const char *c)
     jw_raw(j, c, 1);
 }
 
+void jw_value_raw(json_out_t *j, const char *s, size_t len)
+{
+    separate(j);
+    jw_raw(j, s, len);
+}
+
+/* Ratios for people: four decimals say all that a rate needs. */
+void jw_double(json_out_t *j, double v)
+{
+    assert(v == v && v > -1e15 && v < 1e15); /* finite: JSON has no NaN */
+    separate(j);
+    jw_rawf(j, "%.4f", v);
+}
+
 void jw_obj_begin(json_out_t *j)
 {
     open_(j, "{");

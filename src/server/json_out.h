@@ -48,6 +48,9 @@ void jw_kint(json_out_t *j, const char *key, int64_t v);
 
 /* Plain text appends (for the metrics page). */
 void jw_raw(json_out_t *j, const char *s, size_t len);
+/* A value already in JSON (a member's value or an array element). */
+void jw_value_raw(json_out_t *j, const char *s, size_t len);
+void jw_double(json_out_t *j, double v);
 void jw_rawf(json_out_t *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #endif

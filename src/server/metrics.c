@@ -7,6 +7,7 @@
  */
 #include <assert.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "server_internal.h"
 
@@ -135,14 +136,112 @@ static void render_journal(server_t *s, json_out_t *o)
               (double)s->started_epoch_ms / 1000.0);
 }
 
+/* Per-sku conversion for this many skus at most (the first with recent
+ * holds, in creation order): enough for a dashboard, bounded for a catalog. */
+#define METRICS_SKUS_MAX 100
+
+typedef struct {
+    char sku[HF_SKU_BYTES_MAX + 1];
+    double conversion;
+    bool escalated;
+} sku_line_t;
+
+typedef struct {
+    guard_stats_t g;
+    uint32_t sku_count;
+    sku_line_t skus[METRICS_SKUS_MAX];
+} defense_figures_t;
+
+static void collect_defenses(const guard_t *g, defense_figures_t *d)
+{
+    d->g = guard_stats(g);
+    d->sku_count = 0;
+    for (uint32_t i = 0; i < engine_sku_count(&g->engine) && d->sku_count < METRICS_SKUS_MAX;
+         i++) {
+        guard_sku_view_t v;
+        guard_sku_view(g, i, &v);
+        if (v.conversion < 0 && !v.escalated) {
+            continue;
+        }
+        engine_sku_view_t e;
+        engine_sku_view(&g->engine, i, &e);
+        sku_line_t *l = &d->skus[d->sku_count++];
+        snprintf(l->sku, sizeof l->sku, "%.*s", (int)e.sku_len, e.sku);
+        l->conversion = v.conversion < 0 ? 0.0 : v.conversion;
+        l->escalated = v.escalated;
+    }
+}
+
+static void render_rules(const uint64_t *counts, const char *name, json_out_t *o)
+{
+    for (int r = 1; r < POLICY_RULE_COUNT; r++) {
+        if (counts[r] > 0) {
+            jw_rawf(o, "%s{rule=\"%s\"} %llu\n", name, policy_rule_name((policy_rule_t)r),
+                    (unsigned long long)counts[r]);
+        }
+    }
+}
+
+static void render_defenses(const defense_figures_t *d, json_out_t *o)
+{
+    const guard_stats_t *g = &d->g;
+    jw_rawf(o, "# HELP holdfast_policy_denials_total Holds denied (429) by rule.\n"
+               "# TYPE holdfast_policy_denials_total counter\n");
+    render_rules(g->denials, "holdfast_policy_denials_total", o);
+    jw_rawf(o, "# HELP holdfast_policy_challenges_total Holds challenged (428) by rule.\n"
+               "# TYPE holdfast_policy_challenges_total counter\n");
+    render_rules(g->challenges, "holdfast_policy_challenges_total", o);
+    jw_rawf(o,
+            "# TYPE holdfast_proofs_total counter\n"
+            "holdfast_proofs_total{outcome=\"accepted\"} %llu\n"
+            "holdfast_proofs_total{outcome=\"refused\"} %llu\n"
+            "# HELP holdfast_escalations_total SKUs switched to stricter settings and back.\n"
+            "# TYPE holdfast_escalations_total counter\n"
+            "holdfast_escalations_total{to=\"escalated\"} %llu\n"
+            "holdfast_escalations_total{to=\"normal\"} %llu\n"
+            "# TYPE holdfast_skus_escalated gauge\nholdfast_skus_escalated %u\n"
+            "# HELP holdfast_waitlist_total Waitlist entries by event.\n"
+            "# TYPE holdfast_waitlist_total counter\n"
+            "holdfast_waitlist_total{event=\"joined\"} %llu\n"
+            "holdfast_waitlist_total{event=\"offered\"} %llu\n"
+            "holdfast_waitlist_total{event=\"fulfilled\"} %llu\n"
+            "holdfast_waitlist_total{event=\"expired\"} %llu\n"
+            "holdfast_waitlist_total{event=\"cancelled\"} %llu\n"
+            "# TYPE holdfast_waitlist_waiting gauge\nholdfast_waitlist_waiting %u\n"
+            "# TYPE holdfast_revoked_holds_total counter\nholdfast_revoked_holds_total %llu\n"
+            "# TYPE holdfast_buy_now_total counter\nholdfast_buy_now_total %llu\n"
+            "# TYPE holdfast_identities gauge\nholdfast_identities %u\n",
+            (unsigned long long)g->proofs_accepted, (unsigned long long)g->proofs_refused,
+            (unsigned long long)g->escalations_on, (unsigned long long)g->escalations_off,
+            g->skus_escalated, (unsigned long long)g->wait_joined,
+            (unsigned long long)g->wait_offered, (unsigned long long)g->wait_fulfilled,
+            (unsigned long long)g->wait_expired, (unsigned long long)g->wait_cancelled,
+            g->waiting, (unsigned long long)g->revoked_holds, (unsigned long long)g->buy_now,
+            g->identities);
+    jw_rawf(o, "# HELP holdfast_sku_conversion Recent hold-to-purchase conversion per sku.\n"
+               "# TYPE holdfast_sku_conversion gauge\n");
+    for (uint32_t i = 0; i < d->sku_count; i++) {
+        jw_rawf(o, "holdfast_sku_conversion{sku=\"%s\",escalated=\"%s\"} %.4f\n",
+                d->skus[i].sku, d->skus[i].escalated ? "true" : "false", d->skus[i].conversion);
+    }
+}
+
 void metrics_render(server_t *s, json_out_t *o)
 {
+    defense_figures_t *d = malloc(sizeof *d);
     pthread_mutex_lock(&s->engine_lock);
-    engine_advance(&s->engine, server_now_ms(s));
-    engine_stats_t e = engine_stats(&s->engine);
+    guard_advance(&s->guard, server_now_ms(s));
+    engine_stats_t e = engine_stats(&s->guard.engine);
+    if (d != NULL) {
+        collect_defenses(&s->guard, d);
+    }
     pthread_mutex_unlock(&s->engine_lock);
     render_requests(s, o);
     render_engine(&e, o);
+    if (d != NULL) {
+        render_defenses(d, o);
+    }
+    free(d);
     render_journal(s, o);
     const union MHD_DaemonInfo *info =
         MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);

@@ -16,11 +16,6 @@
 
 #define PATH_SEGMENTS_MAX 6
 
-typedef struct {
-    const char *value[2];
-    size_t len[2];
-} route_args_t;
-
 typedef void (*handler_fn)(request_t *r, const route_args_t *a);
 
 typedef struct {
@@ -53,7 +48,7 @@ static const struct {
 };
 
 /* Opens {"error": {"code": ..., "message": ...; the caller may add fields. */
-static void error_begin(request_t *r, int status, const char *code, const char *message)
+void error_begin(request_t *r, int status, const char *code, const char *message)
 {
     json_out_reset(&r->out);
     r->status = status;
@@ -64,7 +59,7 @@ static void error_begin(request_t *r, int status, const char *code, const char *
     jw_kcstr(&r->out, "message", message);
 }
 
-static void error_end(request_t *r)
+void error_end(request_t *r)
 {
     jw_obj_end(&r->out);
     jw_obj_end(&r->out);
@@ -84,7 +79,7 @@ void reply_error_field(request_t *r, int status, const char *code, const char *f
     error_end(r);
 }
 
-static void invalid_field(request_t *r, const char *field, const char *message)
+void invalid_field(request_t *r, const char *field, const char *message)
 {
     reply_error_field(r, 400, "invalid_field", field, message);
 }
@@ -120,20 +115,24 @@ static void reply_result(request_t *r, const engine_outcome_t *o, const char *sk
     error_end(r);
 }
 
-static void write_sku(json_out_t *j, const engine_sku_view_t *v)
+static void write_sku(request_t *r, uint32_t index)
 {
+    json_out_t *j = &r->out;
+    engine_sku_view_t v;
+    engine_sku_view(&r->server->guard.engine, index, &v);
     jw_obj_begin(j);
-    jw_kstr(j, "sku", v->sku, v->sku_len);
-    jw_kint(j, "stock", v->stock);
-    jw_kint(j, "held", v->held);
-    jw_kint(j, "sold", v->sold);
-    jw_kint(j, "available", v->available);
+    jw_kstr(j, "sku", v.sku, v.sku_len);
+    jw_kint(j, "stock", v.stock);
+    jw_kint(j, "held", v.held);
+    jw_kint(j, "sold", v.sold);
+    jw_kint(j, "available", v.available);
+    write_sku_defenses(r, j, index);
     jw_obj_end(j);
 }
 
-static void write_hold(request_t *r, const engine_hold_view_t *h, int64_t now_ms)
+void write_hold(request_t *r, const engine_hold_view_t *h, int64_t now_ms)
 {
-    const engine_t *e = &r->server->engine;
+    const engine_t *e = &r->server->guard.engine;
     json_out_t *j = &r->out;
     char id[ENGINE_HOLD_ID_TEXT_MAX + 1];
     size_t id_len = engine_hold_id_format(h->id, id);
@@ -163,7 +162,8 @@ static void write_hold(request_t *r, const engine_hold_view_t *h, int64_t now_ms
         jw_time(j, h->finished_ms);
     }
     if (h->order_ref != NULL) {
-        jw_kstr(j, "order_ref", h->order_ref, h->order_ref_len);
+        bool sale = h->state == ENGINE_HOLD_COMMITTED_STATE;
+        jw_kstr(j, sale ? "order_ref" : "reason", h->order_ref, h->order_ref_len);
     }
     jw_obj_end(j);
 }
@@ -172,7 +172,7 @@ static void write_hold(request_t *r, const engine_hold_view_t *h, int64_t now_ms
 static void reply_hold(request_t *r, uint64_t id, int status, int64_t now_ms)
 {
     engine_hold_view_t h;
-    if (engine_hold_view(&r->server->engine, id, &h) != ENGINE_OK) {
+    if (engine_hold_view(&r->server->guard.engine, id, &h) != ENGINE_OK) {
         char text[ENGINE_HOLD_ID_TEXT_MAX + 1];
         engine_hold_id_format(id, text);
         error_begin(r, 404, "not_found", r->replayed != NULL
@@ -186,6 +186,89 @@ static void reply_hold(request_t *r, uint64_t id, int status, int64_t now_ms)
     json_out_reset(&r->out);
     r->status = status;
     write_hold(r, &h, now_ms);
+}
+
+static bool rule_is_per_sku(policy_rule_t rule)
+{
+    return rule == POLICY_RULE_LINE_QTY || rule == POLICY_RULE_CUSTOMER_UNITS_PER_SKU ||
+           rule == POLICY_RULE_HOLD_SHARE || rule == POLICY_RULE_SCARCITY_CHALLENGE ||
+           rule == POLICY_RULE_ESCALATION_CHALLENGE;
+}
+
+/* 429 policy_denied or 428 challenge_required, with the numbers behind it.
+ * req is the hold request (NULL for an extension, which is never
+ * challenged). */
+void reply_decision(request_t *r, const policy_decision_t *d, uint64_t request_hash,
+                    const guard_hold_request_t *req, int64_t now_ms)
+{
+    char message[200];
+    const char *rule = policy_rule_name(d->rule);
+    bool challenge = d->verdict == POLICY_CHALLENGE;
+    assert(d->verdict != POLICY_ALLOW && (req != NULL || !challenge));
+    if (challenge) {
+        snprintf(message, sizeof message,
+                 "%s: send the request again with Holdfast-Proof: PREFIX:NONCE (%u bits)", rule,
+                 d->bits);
+    } else {
+        snprintf(message, sizeof message, "%s: limit %lld, current %lld", rule,
+                 (long long)d->limit, (long long)d->current);
+    }
+    error_begin(r, challenge ? 428 : 429, challenge ? "challenge_required" : "policy_denied",
+                message);
+    jw_kcstr(&r->out, "rule", rule);
+    if (req != NULL && rule_is_per_sku(d->rule)) {
+        const engine_line_t *l = &req->create.lines[d->line_index];
+        jw_kstr(&r->out, "sku", l->sku, l->sku_len);
+    }
+    if (challenge) {
+        char prefix[GUARD_PREFIX_TEXT_MAX + 1];
+        int64_t expires_ms =
+            guard_challenge_make(&r->server->guard, request_hash, d->bits, now_ms, prefix);
+        jw_key(&r->out, "challenge");
+        jw_obj_begin(&r->out);
+        jw_kcstr(&r->out, "alg", "sha256");
+        jw_kcstr(&r->out, "prefix", prefix);
+        jw_kint(&r->out, "bits", d->bits);
+        jw_key(&r->out, "expires_at");
+        jw_time(&r->out, expires_ms);
+        jw_obj_end(&r->out);
+    } else {
+        jw_kint(&r->out, "limit", d->limit);
+        jw_kint(&r->out, "current", d->current);
+        if (d->retry_after_ms >= 0) {
+            jw_kint(&r->out, "retry_after_ms", d->retry_after_ms);
+        }
+    }
+    error_end(r);
+}
+
+void reply_guard_result(request_t *r, const guard_outcome_t *o)
+{
+    switch (o->result) {
+    case GUARD_ENGINE:
+        reply_result(r, &o->engine, NULL, 0);
+        return;
+    case GUARD_NOT_FOUND:
+        reply_error(r, 404, "not_found", guard_result_message(o->result));
+        return;
+    case GUARD_WAITLIST_OFF:
+    case GUARD_WAIT_FINISHED:
+    case GUARD_WAIT_OVER_STOCK:
+        reply_error(r, 409, guard_result_name(o->result), guard_result_message(o->result));
+        return;
+    case GUARD_IDENTITIES_FULL:
+    case GUARD_CUSTOMER_SKUS_FULL:
+    case GUARD_WAITLIST_FULL:
+    case GUARD_SKU_POLICIES_FULL:
+    case GUARD_PROOFS_FULL:
+        error_begin(r, 503, "overloaded", guard_result_message(o->result));
+        jw_kcstr(&r->out, "reason", guard_result_name(o->result));
+        error_end(r);
+        return;
+    default:
+        assert(0 && "a result with its own reply");
+        reply_error(r, 500, "internal", "unexpected result");
+    }
 }
 
 /* ------------------------------------------------------------ request body */
@@ -203,7 +286,7 @@ static bool field_allowed(const char *key, const char *const *allowed)
 /* The body as a JSON object whose keys are all in allowed (NULL-terminated).
  * An empty body is an empty object unless required. On error replies and
  * returns NULL. */
-static json_t *parse_body(request_t *r, const char *const *allowed, bool required)
+json_t *parse_body(request_t *r, const char *const *allowed, bool required)
 {
     if (r->body_size == 0 && !required) {
         return json_object();
@@ -242,8 +325,8 @@ static json_t *parse_body(request_t *r, const char *const *allowed, bool require
 }
 
 /* Reads an integer member in [lo, hi]; absent is fine unless required. */
-static bool get_int(request_t *r, json_t *obj, const char *key, const char *field, int64_t lo,
-                    int64_t hi, bool required, int64_t *out)
+bool get_int(request_t *r, json_t *obj, const char *key, const char *field, int64_t lo,
+             int64_t hi, bool required, int64_t *out)
 {
     json_t *v = json_object_get(obj, key);
     if (v == NULL && !required) {
@@ -262,8 +345,8 @@ static bool get_int(request_t *r, json_t *obj, const char *key, const char *fiel
 }
 
 /* Reads a name member (customer, fingerprint, order_ref). */
-static bool get_name(request_t *r, json_t *obj, const char *key, bool required, const char **out,
-                     size_t *len_out)
+bool get_name(request_t *r, json_t *obj, const char *key, bool required, const char **out,
+              size_t *len_out)
 {
     json_t *v = json_object_get(obj, key);
     if (v == NULL && !required) {
@@ -286,38 +369,57 @@ static bool get_name(request_t *r, json_t *obj, const char *key, bool required, 
 
 /* ------------------------------------------------------------- engine calls */
 
-static void lock(request_t *r)
+void lock(request_t *r)
 {
     pthread_mutex_lock(&r->server->engine_lock);
+}
+
+/* Escalations switched since the last look go to the log, one line each. */
+static void log_escalations(server_t *s)
+{
+    const guard_t *g = &s->guard;
+    if (g->event_seq - s->events_logged > GUARD_EVENTS_MAX) {
+        s->events_logged = g->event_seq - GUARD_EVENTS_MAX; /* older ones were overwritten */
+    }
+    for (; s->events_logged < g->event_seq; s->events_logged++) {
+        const guard_event_t *ev = &g->events[s->events_logged % GUARD_EVENTS_MAX];
+        engine_sku_view_t v;
+        engine_sku_view(&g->engine, ev->sku, &v);
+        fprintf(stderr, "level=warn msg=\"sku %s\" sku=%.*s at_ms=%lld\n",
+                ev->on ? "escalated: conversion collapsed while stock ran out"
+                       : "back to normal: conversion recovered",
+                (int)v.sku_len, v.sku, (long long)ev->at_ms);
+    }
 }
 
 /* Every reply waits for the journal to cover all that was applied before it
  * was written, reads and errors included: none may reveal what a crash could
  * take back. */
-static void unlock(request_t *r)
-{
-    r->seq = store_appended_seq(&r->server->store);
-    pthread_mutex_unlock(&r->server->engine_lock);
-}
-
-/* Applies op at the current time and journals it if it changed anything.
- * Under the engine lock. False (and a 503 reply) if the journal refused it. */
-static bool apply_op(request_t *r, engine_op_t *op, engine_outcome_t *o)
+void unlock(request_t *r)
 {
     server_t *s = r->server;
-    op->now_ms = server_now_ms(s);
-    *o = engine_apply(&s->engine, op);
+    r->seq = store_appended_seq(&s->store);
+    log_escalations(s);
+    pthread_mutex_unlock(&s->engine_lock);
+}
+
+bool journal(request_t *r, const guard_op_t *op, const guard_outcome_t *o)
+{
     if (!o->changed) {
         return true;
     }
-    if (op->kind == ENGINE_OP_HOLD_CREATE) {
-        op->u.hold_create.hold_id = o->hold_id;
-    }
-    if (store_append(&s->store, op, server_mono_ms()) == 0) {
+    if (store_append(&r->server->store, op, server_mono_ms()) == 0) {
         reply_error(r, 503, "storage_unavailable", "the journal cannot be written");
         return false;
     }
     return true;
+}
+
+bool apply_op(request_t *r, guard_op_t *op, guard_outcome_t *o)
+{
+    op->engine.now_ms = server_now_ms(r->server);
+    *o = guard_apply(&r->server->guard, op);
+    return journal(r, op, o);
 }
 
 /* -------------------------------------------------------------------- skus */
@@ -331,35 +433,76 @@ static bool path_sku(request_t *r, const route_args_t *a)
     return true;
 }
 
+/* Applies one op of a PUT; false after writing its error. */
+static bool sku_put_step(request_t *r, guard_op_t *op, guard_outcome_t *o)
+{
+    if (!apply_op(r, op, o)) {
+        return false; /* the journal refused it: the 503 is written */
+    }
+    if (o->result != GUARD_OK) {
+        reply_guard_result(r, o);
+        return false;
+    }
+    return true;
+}
+
+/* PUT /v1/skus/{sku}: the stock, and the sku's own policy if given. Stock
+ * may be left out only to change the policy of a sku that exists. */
+static void sku_put_apply(request_t *r, const route_args_t *a, guard_op_t *put, bool has_stock,
+                          guard_op_t *policy)
+{
+    server_t *s = r->server;
+    guard_outcome_t o = {.result = GUARD_OK};
+    uint32_t index;
+    bool created = false;
+    lock(r);
+    bool exists = engine_sku_find(&s->guard.engine, a->value[0], a->len[0], &index);
+    bool ok = has_stock || (exists && policy->kind == GUARD_OP_SKU_POLICY);
+    if (!ok) {
+        invalid_field(r, "stock",
+                      "stock is required (only a sku's policy may be changed without it)");
+    }
+    if (ok && has_stock) {
+        ok = sku_put_step(r, put, &o);
+        created = o.engine.created;
+    }
+    if (ok && policy->kind == GUARD_OP_SKU_POLICY) {
+        ok = sku_policy_check(r, policy) && sku_put_step(r, policy, &o);
+    }
+    if (ok) {
+        engine_sku_find(&s->guard.engine, a->value[0], a->len[0], &index);
+        r->status = created ? 201 : 200;
+        write_sku(r, index);
+    }
+    unlock(r);
+}
+
 static void h_sku_put(request_t *r, const route_args_t *a)
 {
-    static const char *const fields[] = {"stock", NULL};
+    static const char *const fields[] = {"stock", "policy", NULL};
     if (!path_sku(r, a)) {
         return;
     }
     json_t *body = parse_body(r, fields, true);
-    engine_op_t op = {.kind = ENGINE_OP_SKU_PUT};
-    if (body == NULL || !get_int(r, body, "stock", "stock", 0, HF_STOCK_MAX, true,
-                                 &op.u.sku_put.stock)) {
-        json_decref(body);
-        return;
+    guard_op_t put = {.kind = GUARD_OP_ENGINE};
+    guard_op_t policy = {.kind = GUARD_OP_ENGINE}; /* not a policy op unless one is given */
+    put.engine.kind = ENGINE_OP_SKU_PUT;
+    put.engine.u.sku_put.stock = -1;
+    bool ok = body != NULL && get_int(r, body, "stock", "stock", 0, HF_STOCK_MAX, false,
+                                      &put.engine.u.sku_put.stock);
+    json_t *doc = ok ? json_object_get(body, "policy") : NULL;
+    if (ok && doc != NULL) {
+        memcpy(policy.u.sku_policy.sku, a->value[0], a->len[0]);
+        policy.u.sku_policy.sku_len = (uint8_t)a->len[0];
+        ok = sku_policy_parse(r, doc, &policy);
     }
     json_decref(body);
-    memcpy(op.u.sku_put.sku, a->value[0], a->len[0]);
-    op.u.sku_put.sku_len = (uint8_t)a->len[0];
-    engine_outcome_t o;
-    lock(r);
-    if (apply_op(r, &op, &o)) {
-        if (o.result != ENGINE_OK) {
-            reply_result(r, &o, a->value[0], a->len[0]);
-        } else {
-            engine_sku_view_t v;
-            engine_sku_view(&r->server->engine, o.sku_index, &v);
-            r->status = o.created ? 201 : 200;
-            write_sku(&r->out, &v);
-        }
+    if (!ok) {
+        return;
     }
-    unlock(r);
+    memcpy(put.engine.u.sku_put.sku, a->value[0], a->len[0]);
+    put.engine.u.sku_put.sku_len = (uint8_t)a->len[0];
+    sku_put_apply(r, a, &put, put.engine.u.sku_put.stock >= 0, &policy);
 }
 
 static void h_sku_get(request_t *r, const route_args_t *a)
@@ -370,14 +513,12 @@ static void h_sku_get(request_t *r, const route_args_t *a)
     server_t *s = r->server;
     uint32_t i;
     lock(r);
-    engine_advance(&s->engine, server_now_ms(s));
-    if (!engine_sku_find(&s->engine, a->value[0], a->len[0], &i)) {
+    guard_advance(&s->guard, server_now_ms(s));
+    if (!engine_sku_find(&s->guard.engine, a->value[0], a->len[0], &i)) {
         reply_error(r, 404, "not_found", "no such sku");
     } else {
-        engine_sku_view_t v;
-        engine_sku_view(&s->engine, i, &v);
         r->status = 200;
-        write_sku(&r->out, &v);
+        write_sku(r, i);
     }
     unlock(r);
 }
@@ -413,29 +554,30 @@ static void h_sku_list(request_t *r, const route_args_t *a)
         return;
     }
     server_t *s = r->server;
+    const engine_t *e = &s->guard.engine;
     uint32_t start = 0;
     lock(r);
-    engine_advance(&s->engine, server_now_ms(s));
-    if (after != NULL && !engine_sku_find(&s->engine, after, strlen(after), &start)) {
+    guard_advance(&s->guard, server_now_ms(s));
+    if (after != NULL && !engine_sku_find(e, after, strlen(after), &start)) {
         invalid_field(r, "after", "after names no sku");
         unlock(r);
         return;
     }
     start += after != NULL;
-    uint32_t count = engine_sku_count(&s->engine);
+    uint32_t count = engine_sku_count(e);
     uint32_t end = count - start < (uint64_t)limit ? count : start + (uint32_t)limit;
     r->status = 200;
     jw_obj_begin(&r->out);
     jw_key(&r->out, "skus");
     jw_arr_begin(&r->out);
-    engine_sku_view_t v;
     for (uint32_t i = start; i < end; i++) {
-        engine_sku_view(&s->engine, i, &v);
-        write_sku(&r->out, &v);
+        write_sku(r, i);
     }
     jw_arr_end(&r->out);
     jw_key(&r->out, "next");
     if (end < count) {
+        engine_sku_view_t v;
+        engine_sku_view(e, end - 1, &v);
         jw_str(&r->out, v.sku, v.sku_len);
     } else {
         jw_null(&r->out);
@@ -521,13 +663,11 @@ static bool parse_idem_key(request_t *r, engine_hold_create_t *c)
     return true;
 }
 
-/* Fills c from the body; on error replies and returns false. */
-static bool parse_hold_create(request_t *r, json_t *body, engine_hold_create_t *c)
+static bool parse_who(request_t *r, json_t *body, engine_hold_create_t *c)
 {
     const char *customer, *fingerprint;
     size_t customer_len, fingerprint_len;
     json_t *ip = json_object_get(body, "ip");
-    c->ttl_ms = HF_TTL_MS_DEFAULT;
     if (!get_name(r, body, "customer", true, &customer, &customer_len) ||
         !get_name(r, body, "fingerprint", false, &fingerprint, &fingerprint_len)) {
         return false;
@@ -544,62 +684,127 @@ static bool parse_hold_create(request_t *r, json_t *body, engine_hold_create_t *
         c->fingerprint_len = (uint8_t)fingerprint_len;
         memcpy(c->fingerprint, fingerprint, fingerprint_len);
     }
-    if (json_object_get(body, "lines") == NULL) {
-        invalid_field(r, "lines", "lines is required");
-        return false;
-    }
-    if (!parse_lines(r, json_object_get(body, "lines"), c) ||
-        !get_int(r, body, "ttl_ms", "ttl_ms", HF_TTL_MS_MIN, HF_TTL_MS_MAX, false, &c->ttl_ms) ||
-        !parse_idem_key(r, c)) {
-        return false;
-    }
     memcpy(c->customer, customer, customer_len);
     c->customer_len = (uint8_t)customer_len;
     return true;
 }
 
+/* Buy now: "commit": true holds and commits in one step, with an order_ref. */
+static bool parse_buy_now(request_t *r, json_t *body, guard_hold_request_t *req)
+{
+    json_t *commit = json_object_get(body, "commit");
+    const char *order_ref;
+    size_t order_ref_len;
+    if (commit != NULL && !json_is_boolean(commit)) {
+        invalid_field(r, "commit", "commit must be true or false");
+        return false;
+    }
+    if (!get_name(r, body, "order_ref", false, &order_ref, &order_ref_len)) {
+        return false;
+    }
+    req->buy_now = commit != NULL && json_is_true(commit);
+    if (order_ref != NULL && !req->buy_now) {
+        invalid_field(r, "order_ref", "order_ref goes with \"commit\": true (buy now)");
+        return false;
+    }
+    if (order_ref != NULL) {
+        memcpy(req->order_ref, order_ref, order_ref_len);
+        req->order_ref_len = (uint8_t)order_ref_len;
+    }
+    return true;
+}
+
+/* Fills req from the body; on error replies and returns false. ttl_ms stays
+ * 0 when not asked for: the policy then picks it. */
+static bool parse_hold_create(request_t *r, json_t *body, guard_hold_request_t *req)
+{
+    engine_hold_create_t *c = &req->create;
+    c->ttl_ms = 0;
+    if (!parse_who(r, body, c) || !parse_buy_now(r, body, req)) {
+        return false;
+    }
+    if (json_object_get(body, "lines") == NULL) {
+        invalid_field(r, "lines", "lines is required");
+        return false;
+    }
+    return parse_lines(r, json_object_get(body, "lines"), c) &&
+           get_int(r, body, "ttl_ms", "ttl_ms", HF_TTL_MS_MIN, HF_TTL_MS_MAX, false,
+                   &c->ttl_ms) &&
+           parse_idem_key(r, c);
+}
+
 /* Names the sku a failed create is about: the unknown one or the short one. */
-static void reply_create_error(request_t *r, const engine_outcome_t *o,
+static void reply_create_error(request_t *r, const guard_outcome_t *o,
                                const engine_hold_create_t *c)
 {
-    if (o->result == ENGINE_SKU_NOT_FOUND) {
-        const engine_line_t *l = &c->lines[o->sku_index];
-        reply_result(r, o, l->sku, l->sku_len);
-    } else if (o->result == ENGINE_INSUFFICIENT_STOCK || o->result == ENGINE_DUPLICATE_LINE) {
+    const engine_outcome_t *e = &o->engine;
+    if (o->result == GUARD_ENGINE && e->result == ENGINE_SKU_NOT_FOUND) {
+        const engine_line_t *l = &c->lines[e->sku_index];
+        reply_result(r, e, l->sku, l->sku_len);
+    } else if (o->result == GUARD_ENGINE && (e->result == ENGINE_INSUFFICIENT_STOCK ||
+                                             e->result == ENGINE_DUPLICATE_LINE)) {
         engine_sku_view_t v;
-        engine_sku_view(&r->server->engine, o->sku_index, &v);
-        reply_result(r, o, v.sku, v.sku_len);
+        engine_sku_view(&r->server->guard.engine, e->sku_index, &v);
+        reply_result(r, e, v.sku, v.sku_len);
     } else {
-        reply_result(r, o, NULL, 0);
+        reply_guard_result(r, o);
     }
+}
+
+/* The proof sent with the request, if any and if good for it. */
+static void read_proof(request_t *r, guard_hold_request_t *req, int64_t now_ms)
+{
+    const char *proof = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Holdfast-Proof");
+    if (proof == NULL) {
+        return;
+    }
+    if (!guard_challenge_verify(&r->server->guard, guard_request_hash(req), proof,
+                                strlen(proof), now_ms, &req->proof_tag,
+                                &req->proof_expires_ms)) {
+        req->proof_tag = 0; /* a bad proof is no proof: the rule asks again */
+    }
+}
+
+static void hold_create_apply(request_t *r, guard_hold_request_t *req)
+{
+    server_t *s = r->server;
+    guard_op_t op;
+    lock(r);
+    int64_t now_ms = server_now_ms(s);
+    read_proof(r, req, now_ms);
+    guard_outcome_t o = guard_hold(&s->guard, req, now_ms, &op);
+    if (journal(r, &op, &o)) {
+        if (o.result == GUARD_OK || o.result == GUARD_ENGINE) { /* the policy counts its own */
+            __atomic_fetch_add(&s->metrics.hold_results[o.engine.result], 1, __ATOMIC_RELAXED);
+        }
+        if (o.result == GUARD_DENIED || o.result == GUARD_CHALLENGED) {
+            reply_decision(r, &o.decision, guard_request_hash(req), req, now_ms);
+        } else if (o.result != GUARD_OK) {
+            reply_create_error(r, &o, &req->create);
+        } else {
+            r->replayed = o.engine.replayed ? "true" : NULL;
+            reply_hold(r, o.engine.hold_id, 201, now_ms);
+        }
+    }
+    unlock(r);
 }
 
 static void h_hold_create(request_t *r, const route_args_t *a)
 {
-    static const char *const fields[] = {"customer", "ip", "fingerprint", "lines", "ttl_ms", NULL};
+    static const char *const fields[] = {"customer", "ip",     "fingerprint", "lines",
+                                         "ttl_ms",   "commit", "order_ref",   NULL};
     (void)a;
     json_t *body = parse_body(r, fields, true);
-    engine_op_t op;
-    memset(&op, 0, offsetof(engine_op_t, u) + offsetof(engine_hold_create_t, lines));
-    op.kind = ENGINE_OP_HOLD_CREATE;
-    bool ok = body != NULL && parse_hold_create(r, body, &op.u.hold_create);
+    guard_hold_request_t req;
+    memset(&req, 0, offsetof(guard_hold_request_t, create) +
+                        offsetof(engine_hold_create_t, lines));
+    memset((char *)&req + offsetof(guard_hold_request_t, buy_now), 0,
+           sizeof req - offsetof(guard_hold_request_t, buy_now));
+    bool ok = body != NULL && parse_hold_create(r, body, &req);
     json_decref(body);
-    if (!ok) {
-        return;
+    if (ok) {
+        hold_create_apply(r, &req);
     }
-    server_t *s = r->server;
-    engine_outcome_t o;
-    lock(r);
-    if (apply_op(r, &op, &o)) {
-        __atomic_fetch_add(&s->metrics.hold_results[o.result], 1, __ATOMIC_RELAXED);
-        if (o.result != ENGINE_OK) {
-            reply_create_error(r, &o, &op.u.hold_create);
-        } else {
-            r->replayed = o.replayed ? "true" : NULL;
-            reply_hold(r, o.hold_id, 201, op.now_ms);
-        }
-    }
-    unlock(r);
 }
 
 /* The hold named in the path, or false after a 404. */
@@ -621,24 +826,24 @@ static void h_hold_get(request_t *r, const route_args_t *a)
     server_t *s = r->server;
     lock(r);
     int64_t now_ms = server_now_ms(s);
-    engine_advance(&s->engine, now_ms);
+    guard_advance(&s->guard, now_ms);
     reply_hold(r, id, 200, now_ms);
     unlock(r);
 }
 
-/* Commit, release and extend: the same shape around one op. */
-static void hold_change(request_t *r, const route_args_t *a, engine_op_t *op)
+/* Commit and release: the same shape around one op. */
+static void hold_change(request_t *r, const route_args_t *a, guard_op_t *op)
 {
-    if (!path_hold(r, a, &op->u.hold.hold_id)) {
+    if (!path_hold(r, a, &op->engine.u.hold.hold_id)) {
         return;
     }
-    engine_outcome_t o;
+    guard_outcome_t o;
     lock(r);
     if (apply_op(r, op, &o)) {
-        if (o.result != ENGINE_OK) {
-            reply_result(r, &o, NULL, 0);
+        if (o.result != GUARD_OK) {
+            reply_guard_result(r, &o);
         } else {
-            reply_hold(r, op->u.hold.hold_id, 200, op->now_ms);
+            reply_hold(r, op->engine.u.hold.hold_id, 200, op->engine.now_ms);
         }
     }
     unlock(r);
@@ -650,11 +855,12 @@ static void h_hold_commit(request_t *r, const route_args_t *a)
     json_t *body = parse_body(r, fields, false);
     const char *order_ref;
     size_t order_ref_len;
-    engine_op_t op = {.kind = ENGINE_OP_HOLD_COMMIT};
+    guard_op_t op = {.kind = GUARD_OP_ENGINE};
+    op.engine.kind = ENGINE_OP_HOLD_COMMIT;
     bool ok = body != NULL && get_name(r, body, "order_ref", false, &order_ref, &order_ref_len);
     if (ok && order_ref != NULL) {
-        memcpy(op.u.hold.order_ref, order_ref, order_ref_len); /* before the body goes */
-        op.u.hold.order_ref_len = (uint8_t)order_ref_len;
+        memcpy(op.engine.u.hold.order_ref, order_ref, order_ref_len); /* before the body goes */
+        op.engine.u.hold.order_ref_len = (uint8_t)order_ref_len;
     }
     json_decref(body);
     if (ok) {
@@ -662,13 +868,26 @@ static void h_hold_commit(request_t *r, const route_args_t *a)
     }
 }
 
+/* DELETE: an operator (admin key) may say why, and the hold keeps it. */
 static void h_hold_release(request_t *r, const route_args_t *a)
 {
-    static const char *const fields[] = {NULL};
+    static const char *const fields[] = {"reason", NULL};
     json_t *body = parse_body(r, fields, false);
-    if (body != NULL) {
-        json_decref(body);
-        engine_op_t op = {.kind = ENGINE_OP_HOLD_RELEASE};
+    const char *reason;
+    size_t reason_len;
+    guard_op_t op = {.kind = GUARD_OP_ENGINE};
+    op.engine.kind = ENGINE_OP_HOLD_RELEASE;
+    bool ok = body != NULL && get_name(r, body, "reason", false, &reason, &reason_len);
+    if (ok && reason != NULL && r->role != ROLE_ADMIN) {
+        reply_error(r, 403, "forbidden", "a reason is for an operator: it needs the admin key");
+        ok = false;
+    }
+    if (ok && reason != NULL) {
+        memcpy(op.reason, reason, reason_len);
+        op.reason_len = (uint8_t)reason_len;
+    }
+    json_decref(body);
+    if (ok) {
         hold_change(r, a, &op);
     }
 }
@@ -677,13 +896,29 @@ static void h_hold_extend(request_t *r, const route_args_t *a)
 {
     static const char *const fields[] = {"ttl_ms", NULL};
     json_t *body = parse_body(r, fields, true);
-    engine_op_t op = {.kind = ENGINE_OP_HOLD_EXTEND};
-    bool ok = body != NULL && get_int(r, body, "ttl_ms", "ttl_ms", HF_TTL_MS_MIN, HF_TTL_MS_MAX,
-                                      true, &op.u.hold.ttl_ms);
+    int64_t ttl_ms = 0;
+    uint64_t id;
+    bool ok = body != NULL &&
+              get_int(r, body, "ttl_ms", "ttl_ms", HF_TTL_MS_MIN, HF_TTL_MS_MAX, true, &ttl_ms);
     json_decref(body);
-    if (ok) {
-        hold_change(r, a, &op);
+    if (!ok || !path_hold(r, a, &id)) {
+        return;
     }
+    server_t *s = r->server;
+    guard_op_t op;
+    lock(r);
+    int64_t now_ms = server_now_ms(s);
+    guard_outcome_t o = guard_extend(&s->guard, id, ttl_ms, now_ms, &op);
+    if (journal(r, &op, &o)) {
+        if (o.result == GUARD_DENIED) {
+            reply_decision(r, &o.decision, 0, NULL, now_ms);
+        } else if (o.result != GUARD_OK) {
+            reply_guard_result(r, &o);
+        } else {
+            reply_hold(r, id, 200, now_ms);
+        }
+    }
+    unlock(r);
 }
 
 /* -------------------------------------------------------------- operations */
@@ -719,6 +954,14 @@ static const route_t routes[] = {
     {"DELETE", "/v1/holds/*", ROLE_SHOP, h_hold_release},
     {"POST", "/v1/holds/*/commit", ROLE_SHOP, h_hold_commit},
     {"POST", "/v1/holds/*/extend", ROLE_SHOP, h_hold_extend},
+    {"GET", "/v1/policy", ROLE_ADMIN, h_policy_get},
+    {"PUT", "/v1/policy", ROLE_ADMIN, h_policy_put},
+    {"POST", "/v1/skus/*/waitlist", ROLE_SHOP, h_wait_join},
+    {"GET", "/v1/waitlist/*", ROLE_SHOP, h_wait_get},
+    {"DELETE", "/v1/waitlist/*", ROLE_SHOP, h_wait_cancel},
+    {"GET", "/v1/identities/top", ROLE_ADMIN, h_identities_top},
+    /* '+' takes the rest up to the literal suffix: an IP prefix has a '/' */
+    {"POST", "/v1/identities/*/+/revoke", ROLE_ADMIN, h_identity_revoke},
 };
 #define ROUTE_COUNT (sizeof routes / sizeof routes[0])
 _Static_assert(ROUTE_COUNT <= SERVER_ROUTE_COUNT_MAX, "metrics has room for every route");
@@ -738,6 +981,16 @@ static bool path_matches(const char *pattern, const char *url, route_args_t *a)
 {
     int captured = 0;
     while (*pattern != '\0') {
+        if (*pattern == '+') {
+            /* The rest of the pattern is a literal suffix of the url. */
+            size_t rest = strlen(pattern + 1), left = strlen(url);
+            if (left <= rest || captured == 2 || strcmp(url + left - rest, pattern + 1) != 0) {
+                return false;
+            }
+            a->value[captured] = url;
+            a->len[captured++] = left - rest;
+            return true;
+        }
         if (*pattern == '*') {
             size_t n = strcspn(url, "/");
             if (n == 0 || captured == 2) {
@@ -784,11 +1037,16 @@ static role_t role_of(const server_config_t *c, const char *header)
 static bool authorised(request_t *r, role_t needed)
 {
     const server_config_t *c = &r->server->config;
-    if (needed == ROLE_NONE || (c->api_key_count == 0 && c->admin_key[0] == '\0')) {
+    if (c->api_key_count == 0 && c->admin_key[0] == '\0') {
+        r->role = ROLE_ADMIN; /* no keys: loopback only, and everything is allowed */
         return true;
     }
     const char *auth = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization");
     role_t role = role_of(c, auth);
+    r->role = role;
+    if (needed == ROLE_NONE) {
+        return true;
+    }
     if (role == ROLE_NONE) {
         reply_error(r, 401, "unauthorized", "send Authorization: Bearer KEY");
         return false;

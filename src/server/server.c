@@ -18,7 +18,9 @@
  * never goes back within a run, and recorded times compare across restarts.
  */
 #include <arpa/inet.h>
+#include <assert.h>
 #include <errno.h>
+#include <openssl/rand.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -332,20 +334,67 @@ static int listen_on(const server_config_t *c, char *addr_text, size_t addr_text
     return fd;
 }
 
-/* Opens the journal and rebuilds the engine from it. */
+/* Applies and journals an op of the server's own (not a client's). */
+static int apply_own(server_t *s, guard_op_t *op)
+{
+    op->engine.now_ms = s->guard.engine.now_ms;
+    guard_outcome_t o = guard_apply(&s->guard, op);
+    assert(o.result == GUARD_OK);
+    return o.changed && store_append(&s->store, op, server_mono_ms()) == 0 ? -1 : 0;
+}
+
+/* A data directory gets its challenge secret once; it is journaled, so
+ * challenges issued before a restart still verify after it. The policy of
+ * the configuration file is applied (and journaled) if it differs. */
+static int start_defenses(server_t *s)
+{
+    guard_op_t op;
+    if (!s->guard.has_secret) {
+        op = (guard_op_t){.kind = GUARD_OP_SECRET};
+        if (RAND_bytes(op.u.secret, GUARD_SECRET_BYTES) != 1 || apply_own(s, &op) != 0) {
+            fprintf(stderr, "level=error msg=\"cannot make the challenge secret\"\n");
+            return -1;
+        }
+    }
+    if (s->config.has_policy &&
+        memcmp(&s->config.policy, &s->guard.policy, sizeof s->guard.policy) != 0) {
+        op = (guard_op_t){.kind = GUARD_OP_POLICY_PUT, .u.policy = s->config.policy};
+        if (apply_own(s, &op) != 0) {
+            fprintf(stderr, "level=error msg=\"cannot journal the configured policy\"\n");
+            return -1;
+        }
+        fprintf(stderr, "level=info msg=\"policy from the configuration file applied\"\n");
+    }
+    return 0;
+}
+
+/* Test hook: HOLDFAST_FAULT_JOURNAL_AFTER=N makes journal commits fail past
+ * the Nth record written after start-up (the server's own records, such as a
+ * new challenge secret, come before and do not count). */
+static int arm_fault(server_t *s)
+{
+    const char *fault = getenv("HOLDFAST_FAULT_JOURNAL_AFTER");
+    if (fault != NULL) {
+        store_fail_after(&s->store, store_appended_seq(&s->store) + strtoull(fault, NULL, 10));
+        fprintf(stderr, "level=warn msg=\"journal fault injection on\" after=%s\n", fault);
+    }
+    return 0;
+}
+
+/* Opens the journal and rebuilds the guard (engine and defenses) from it. */
 static int recover(server_t *s)
 {
     char err[256];
     const server_config_t *c = &s->config;
     int64_t start_wall_ms = wall_ms();
-    if (engine_init(&s->engine, &c->engine, 0) != 0) {
-        fprintf(stderr, "level=error msg=\"cannot reserve the engine's tables\" bytes=%zu\n",
-                engine_reserved_bytes(&c->engine));
+    if (guard_init(&s->guard, &c->guard, 0) != 0) {
+        fprintf(stderr, "level=error msg=\"cannot reserve the tables\" bytes=%zu\n",
+                guard_reserved_bytes(&c->guard));
         return -1;
     }
     if (store_open(&s->store, c->data_dir, c->durability, c->compact_records, err, sizeof err) !=
             0 ||
-        store_recover(&s->store, &s->engine, start_wall_ms, &s->recovery, err, sizeof err) != 0) {
+        store_recover(&s->store, &s->guard, start_wall_ms, &s->recovery, err, sizeof err) != 0) {
         fprintf(stderr, "level=error msg=\"cannot recover\" data=%s err=\"%s\"\n", c->data_dir,
                 err);
         return -1;
@@ -353,22 +402,18 @@ static int recover(server_t *s)
     /* Time never goes back, even if the wall clock did while we were down. */
     int64_t now_wall_ms = wall_ms(); /* read both clocks at one moment */
     s->mono_start_ms = server_mono_ms();
-    s->clock_base_ms = now_wall_ms > s->engine.now_ms ? now_wall_ms : s->engine.now_ms;
+    s->clock_base_ms = now_wall_ms > s->guard.engine.now_ms ? now_wall_ms : s->guard.engine.now_ms;
     s->started_epoch_ms = now_wall_ms;
-    engine_stats_t st = engine_stats(&s->engine);
+    s->events_logged = s->guard.event_seq; /* logged by the run that switched them */
+    engine_stats_t st = engine_stats(&s->guard.engine);
     fprintf(stderr,
             "level=info msg=recovered skus=%u holds=%u finished=%u records=%llu expired=%u "
             "ms=%lld\n",
             st.skus, st.holds_active, st.holds_retained,
             (unsigned long long)(s->recovery.snapshot_records + s->recovery.journal_records),
             s->recovery.holds_expired, (long long)s->recovery.duration_ms);
-    const char *fault = getenv("HOLDFAST_FAULT_JOURNAL_AFTER");
-    if (fault != NULL) {
-        store_fail_after(&s->store, strtoull(fault, NULL, 10));
-        fprintf(stderr, "level=warn msg=\"journal fault injection on\" after=%s\n", fault);
-    }
     if (s->recovery.journal_records > 0) {
-        store_snapshot(&s->store, &s->engine); /* replay less next time */
+        store_snapshot(&s->store, &s->guard); /* replay less next time */
     }
     return 0;
 }
@@ -396,9 +441,9 @@ static void tick(server_t *s)
 {
     store_snapshot_poll(&s->store, false);
     pthread_mutex_lock(&s->engine_lock);
-    engine_advance(&s->engine, server_now_ms(s));
+    guard_advance(&s->guard, server_now_ms(s));
     if (store_wants_snapshot(&s->store)) {
-        store_snapshot(&s->store, &s->engine);
+        store_snapshot(&s->store, &s->guard);
     }
     pthread_mutex_unlock(&s->engine_lock);
 }
@@ -436,7 +481,7 @@ static void drain(server_t *s, int sig)
     MHD_stop_daemon(s->daemon);
     s->daemon = NULL;
     if (s->store.since_snapshot > 0 && !store_failed(&s->store)) {
-        store_snapshot(&s->store, &s->engine); /* a fast start next time */
+        store_snapshot(&s->store, &s->guard); /* a fast start next time */
     }
     store_close(&s->store);
 }
@@ -447,7 +492,7 @@ static void server_free(server_t *s)
         MHD_stop_daemon(s->daemon);
     }
     store_close(&s->store);
-    engine_deinit(&s->engine);
+    guard_deinit(&s->guard);
     pthread_mutex_destroy(&s->engine_lock);
     pthread_mutex_destroy(&s->wait_lock);
     free(s);
@@ -473,7 +518,7 @@ int server_run(const server_config_t *c)
     char addr[INET6_ADDRSTRLEN + 16];
     int fd = listen_on(c, addr, sizeof addr);
     if (fd < 0 || recover(s) != 0 || store_start(&s->store, on_durable, s) != 0 ||
-        (s->daemon = start_http(s, fd)) == NULL) {
+        start_defenses(s) != 0 || arm_fault(s) != 0 || (s->daemon = start_http(s, fd)) == NULL) {
         if (fd >= 0 && s->daemon == NULL) {
             close(fd);
         }

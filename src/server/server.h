@@ -2,7 +2,7 @@
  * server.h - the front door of the server module: configuration and the
  * `holdfast` command line.
  *
- * The server owns one engine and one store. Requests are handled on the
+ * The server owns one guard (the engine with its defenses) and one store. Requests are handled on the
  * HTTP library's thread(s); every engine access is under one mutex, and every
  * reply waits (suspended, not blocking a thread) until the journal has made
  * durable everything the reply could reveal.
@@ -14,7 +14,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "engine.h"
+#include "guard.h"
 #include "store.h"
 
 /* A handful of shop keys is what integrations need; 16 bounds the constant-
@@ -31,7 +31,9 @@ typedef struct {
     uint32_t api_key_count;
     char admin_key[SERVER_KEY_BYTES_MAX];
     store_durability_t durability;
-    engine_config_t engine;
+    guard_config_t guard; /* the engine's tables and the defenses' */
+    policy_config_t policy; /* with has_policy: applied at start if it differs */
+    bool has_policy;
     uint32_t connections_max;
     uint32_t threads; /* HTTP threads; the engine is behind one lock anyway */
     uint32_t compact_records;

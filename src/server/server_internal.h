@@ -15,10 +15,10 @@ typedef enum { ROLE_NONE = 0, ROLE_SHOP = 1, ROLE_ADMIN = 2 } role_t;
 
 /* One table of HTTP statuses the server sends, for the metrics' labels. */
 #define SERVER_STATUSES(X)                                                                     \
-    X(200) X(201) X(400) X(401) X(403) X(404) X(405) X(409) X(410) X(413) X(422) X(431)       \
-        X(500) X(503)
-#define SERVER_STATUS_COUNT 14
-#define SERVER_ROUTE_COUNT_MAX 16
+    X(200) X(201) X(400) X(401) X(403) X(404) X(405) X(409) X(410) X(413) X(422) X(428)       \
+        X(429) X(431) X(500) X(503)
+#define SERVER_STATUS_COUNT 16
+#define SERVER_ROUTE_COUNT_MAX 24
 
 typedef struct {
     uint64_t requests[SERVER_ROUTE_COUNT_MAX + 1][SERVER_STATUS_COUNT];
@@ -29,9 +29,10 @@ typedef struct request_s request_t;
 
 typedef struct server_s {
     server_config_t config;
-    engine_t engine;
+    guard_t guard; /* the engine with its defenses */
     store_t store;
     pthread_mutex_t engine_lock;
+    uint64_t events_logged; /* escalation events already logged */
     struct MHD_Daemon *daemon;
     int64_t clock_base_ms; /* engine time = base + monotonic ms since start */
     int64_t mono_start_ms;
@@ -56,6 +57,7 @@ struct request_s {
     bool body_too_large;
     bool counted; /* in inflight */
     int route; /* index into the route table, or -1 */
+    role_t role; /* what the key allows (ROLE_ADMIN without keys configured) */
     int status;
     json_out_t out;
     const char *replayed; /* Idempotent-Replayed header value, or NULL */
@@ -80,6 +82,48 @@ int routes_count(void);
 void reply_error(request_t *r, int status, const char *code, const char *message);
 void reply_error_field(request_t *r, int status, const char *code, const char *field,
                        const char *message);
+void error_begin(request_t *r, int status, const char *code, const char *message);
+void error_end(request_t *r);
+void invalid_field(request_t *r, const char *field, const char *message);
+/* A guard result other than OK (or GUARD_ENGINE's engine result). */
+void reply_guard_result(request_t *r, const guard_outcome_t *o);
+void reply_decision(request_t *r, const policy_decision_t *d, uint64_t request_hash,
+                    const guard_hold_request_t *req, int64_t now_ms);
+
+/* request bodies (routes.c) */
+json_t *parse_body(request_t *r, const char *const *allowed, bool required);
+bool get_int(request_t *r, json_t *obj, const char *key, const char *field, int64_t lo,
+             int64_t hi, bool required, int64_t *out);
+bool get_name(request_t *r, json_t *obj, const char *key, bool required, const char **out,
+              size_t *len_out);
+
+/* the guard, under the engine lock (routes.c) */
+void lock(request_t *r);
+void unlock(request_t *r);
+/* Journals a changed op; false (and a 503 reply) if the journal refused it. */
+bool journal(request_t *r, const guard_op_t *op, const guard_outcome_t *o);
+/* Applies op at the current time and journals it if it changed anything. */
+bool apply_op(request_t *r, guard_op_t *op, guard_outcome_t *o);
+void write_hold(request_t *r, const engine_hold_view_t *h, int64_t now_ms);
+void write_policy_doc(json_out_t *j, const policy_config_t *c, uint64_t mask);
+
+/* defense.c: policy, waitlist and identity handlers */
+typedef struct {
+    const char *value[2];
+    size_t len[2];
+} route_args_t;
+void h_policy_get(request_t *r, const route_args_t *a);
+void h_policy_put(request_t *r, const route_args_t *a);
+void h_wait_join(request_t *r, const route_args_t *a);
+void h_wait_get(request_t *r, const route_args_t *a);
+void h_wait_cancel(request_t *r, const route_args_t *a);
+void h_identities_top(request_t *r, const route_args_t *a);
+void h_identity_revoke(request_t *r, const route_args_t *a);
+/* The sku's own policy from PUT /v1/skus/{sku}'s "policy" member: parsed
+ * without the lock, checked against the shop's policy under it. */
+bool sku_policy_parse(request_t *r, json_t *doc, guard_op_t *op);
+bool sku_policy_check(request_t *r, const guard_op_t *op);
+void write_sku_defenses(request_t *r, json_out_t *j, uint32_t sku_index);
 
 /* metrics.c */
 void metrics_count(server_t *s, int route, int status);

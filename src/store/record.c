@@ -135,11 +135,36 @@ static void encode_create(store_buf_t *b, const engine_hold_create_t *c)
     }
 }
 
-void record_encode_op(store_buf_t *b, const engine_op_t *op)
+/* Journal record kinds. The engine's own kinds (1-5) keep their numbers;
+ * HOLD_CREATE and HOLD_RELEASE are written in their fuller forms and read
+ * in both, so a journal from before the defenses still replays. */
+enum {
+    KIND_SKU_PUT = ENGINE_OP_SKU_PUT,
+    KIND_HOLD_CREATE_V1 = ENGINE_OP_HOLD_CREATE,
+    KIND_HOLD_COMMIT = ENGINE_OP_HOLD_COMMIT,
+    KIND_HOLD_RELEASE_V1 = ENGINE_OP_HOLD_RELEASE,
+    KIND_HOLD_EXTEND = ENGINE_OP_HOLD_EXTEND,
+    KIND_HOLD_CREATE = 8,  /* + request hash, buy now, order_ref, proof */
+    KIND_HOLD_RELEASE = 9, /* + reason */
+    KIND_POLICY_PUT = 16,
+    KIND_SKU_POLICY = 17,
+    KIND_REVOKE = 18,
+    KIND_WAIT_JOIN = 19,
+    KIND_WAIT_CANCEL = 20,
+    KIND_SECRET = 21,
+};
+
+static void encode_policy(store_buf_t *b, const policy_config_t *c)
 {
-    assert(op->now_ms >= 0);
-    put_u8(b, (uint8_t)op->kind);
-    put_u64(b, (uint64_t)op->now_ms);
+    put_u8(b, POLICY_FIELD_COUNT);
+    for (int f = 0; f < POLICY_FIELD_COUNT; f++) {
+        put_u64(b, (uint64_t)policy_field_get(c, (policy_field_t)f));
+    }
+}
+
+static void encode_engine_op(store_buf_t *b, const guard_op_t *g)
+{
+    const engine_op_t *op = &g->engine;
     switch (op->kind) {
     case ENGINE_OP_SKU_PUT:
         assert(in_range(op->u.sku_put.stock, 0, HF_STOCK_MAX));
@@ -148,6 +173,11 @@ void record_encode_op(store_buf_t *b, const engine_op_t *op)
         break;
     case ENGINE_OP_HOLD_CREATE:
         encode_create(b, &op->u.hold_create);
+        put_u64(b, op->u.hold_create.request_hash);
+        put_u8(b, g->buy_now);
+        put_text(b, g->order_ref, g->order_ref_len);
+        put_u64(b, g->proof_tag);
+        put_u64(b, (uint64_t)g->proof_expires_ms);
         break;
     case ENGINE_OP_HOLD_EXTEND:
         put_u64(b, op->u.hold.hold_id);
@@ -159,9 +189,62 @@ void record_encode_op(store_buf_t *b, const engine_op_t *op)
         break;
     case ENGINE_OP_HOLD_RELEASE:
         put_u64(b, op->u.hold.hold_id);
+        put_text(b, g->reason, g->reason_len);
         break;
     default:
         assert(0 && "unknown op kind");
+    }
+}
+
+static uint8_t kind_of(const guard_op_t *op)
+{
+    static const uint8_t engine_kinds[] = {0, KIND_SKU_PUT, KIND_HOLD_CREATE, KIND_HOLD_COMMIT,
+                                           KIND_HOLD_RELEASE, KIND_HOLD_EXTEND};
+    static const uint8_t guard_kinds[] = {0, 0, KIND_POLICY_PUT, KIND_SKU_POLICY, KIND_REVOKE,
+                                          KIND_WAIT_JOIN, KIND_WAIT_CANCEL, KIND_SECRET};
+    if (op->kind == GUARD_OP_ENGINE) {
+        assert(op->engine.kind >= ENGINE_OP_SKU_PUT && op->engine.kind <= ENGINE_OP_HOLD_EXTEND);
+        return engine_kinds[op->engine.kind];
+    }
+    assert(op->kind >= GUARD_OP_POLICY_PUT && op->kind <= GUARD_OP_SECRET);
+    return guard_kinds[op->kind];
+}
+
+void record_encode_op(store_buf_t *b, const guard_op_t *op)
+{
+    assert(op->engine.now_ms >= 0);
+    put_u8(b, kind_of(op));
+    put_u64(b, (uint64_t)op->engine.now_ms);
+    switch (op->kind) {
+    case GUARD_OP_ENGINE:
+        encode_engine_op(b, op);
+        break;
+    case GUARD_OP_POLICY_PUT:
+        encode_policy(b, &op->u.policy);
+        break;
+    case GUARD_OP_SKU_POLICY:
+        put_text(b, op->u.sku_policy.sku, op->u.sku_policy.sku_len);
+        put_u64(b, op->u.sku_policy.mask);
+        encode_policy(b, &op->u.sku_policy.values);
+        break;
+    case GUARD_OP_REVOKE:
+        put_u8(b, (uint8_t)op->u.revoke.kind);
+        put_text(b, op->u.revoke.value, op->u.revoke.value_len);
+        put_text(b, op->reason, op->reason_len);
+        break;
+    case GUARD_OP_WAIT_JOIN:
+        assert(op->u.wait_join.id != 0);
+        put_u64(b, op->u.wait_join.id);
+        put_text(b, op->u.wait_join.sku, op->u.wait_join.sku_len);
+        put_text(b, op->u.wait_join.customer, op->u.wait_join.customer_len);
+        put_u64(b, op->u.wait_join.qty);
+        break;
+    case GUARD_OP_WAIT_CANCEL:
+        put_u64(b, op->u.wait_id);
+        break;
+    case GUARD_OP_SECRET:
+        put_bytes(b, op->u.secret, GUARD_SECRET_BYTES);
+        break;
     }
 }
 
@@ -189,36 +272,126 @@ static bool decode_create(record_reader_t *r, engine_hold_create_t *c)
     return true;
 }
 
-bool record_decode_op(record_reader_t *r, engine_op_t *op)
+static bool decode_policy(record_reader_t *r, policy_config_t *c)
 {
-    memset(op, 0, offsetof(engine_op_t, u));
-    op->kind = (engine_op_kind_t)get_u8(r);
-    op->now_ms = (int64_t)get_u64(r);
-    if (!r->ok || op->now_ms < 0) {
+    if (get_u8(r) != POLICY_FIELD_COUNT) {
+        r->ok = false; /* written by a build with other settings */
         return false;
     }
-    switch (op->kind) {
-    case ENGINE_OP_SKU_PUT:
+    for (int f = 0; f < POLICY_FIELD_COUNT; f++) {
+        *policy_field_ptr(c, (policy_field_t)f) = (int64_t)get_u64(r);
+    }
+    return r->ok;
+}
+
+static bool decode_create_extras(record_reader_t *r, guard_op_t *op)
+{
+    op->engine.u.hold_create.request_hash = get_u64(r);
+    op->buy_now = get_u8(r) != 0;
+    op->order_ref_len = get_text0(r, op->order_ref, HF_NAME_BYTES_MAX);
+    op->proof_tag = get_u64(r);
+    op->proof_expires_ms = (int64_t)get_u64(r);
+    return r->ok;
+}
+
+static bool decode_engine_op(record_reader_t *r, uint8_t kind, guard_op_t *g)
+{
+    engine_op_t *op = &g->engine;
+    switch (kind) {
+    case KIND_SKU_PUT:
+        op->kind = ENGINE_OP_SKU_PUT;
         op->u.sku_put.sku_len = get_text(r, op->u.sku_put.sku, HF_SKU_BYTES_MAX);
         op->u.sku_put.stock = (int64_t)get_u64(r);
         return r->ok && in_range(op->u.sku_put.stock, 0, HF_STOCK_MAX);
-    case ENGINE_OP_HOLD_CREATE:
-        return decode_create(r, &op->u.hold_create);
-    case ENGINE_OP_HOLD_EXTEND:
+    case KIND_HOLD_CREATE_V1:
+    case KIND_HOLD_CREATE:
+        op->kind = ENGINE_OP_HOLD_CREATE;
+        return decode_create(r, &op->u.hold_create) &&
+               (kind == KIND_HOLD_CREATE_V1 || decode_create_extras(r, g));
+    case KIND_HOLD_EXTEND:
+        op->kind = ENGINE_OP_HOLD_EXTEND;
         op->u.hold.hold_id = get_u64(r);
         op->u.hold.ttl_ms = (int64_t)get_u64(r);
         return r->ok && in_range(op->u.hold.ttl_ms, 1, HF_TTL_MS_MAX);
-    case ENGINE_OP_HOLD_COMMIT:
+    case KIND_HOLD_COMMIT:
+        op->kind = ENGINE_OP_HOLD_COMMIT;
         op->u.hold.hold_id = get_u64(r);
         op->u.hold.order_ref_len = get_text0(r, op->u.hold.order_ref, HF_NAME_BYTES_MAX);
         return r->ok;
-    case ENGINE_OP_HOLD_RELEASE:
+    case KIND_HOLD_RELEASE_V1:
+    case KIND_HOLD_RELEASE:
+        op->kind = ENGINE_OP_HOLD_RELEASE;
         op->u.hold.hold_id = get_u64(r);
-        op->u.hold.order_ref_len = 0;
+        if (kind == KIND_HOLD_RELEASE) {
+            g->reason_len = get_text0(r, g->reason, HF_NAME_BYTES_MAX);
+        }
         return r->ok;
     default:
         return false;
     }
+}
+
+static bool decode_guard_op(record_reader_t *r, uint8_t kind, guard_op_t *op)
+{
+    switch (kind) {
+    case KIND_POLICY_PUT:
+        op->kind = GUARD_OP_POLICY_PUT;
+        return decode_policy(r, &op->u.policy);
+    case KIND_SKU_POLICY:
+        op->kind = GUARD_OP_SKU_POLICY;
+        op->u.sku_policy.sku_len = get_text(r, op->u.sku_policy.sku, HF_SKU_BYTES_MAX);
+        op->u.sku_policy.mask = get_u64(r);
+        return decode_policy(r, &op->u.sku_policy.values);
+    case KIND_REVOKE:
+        op->kind = GUARD_OP_REVOKE;
+        op->u.revoke.kind = (policy_id_kind_t)get_u8(r);
+        op->u.revoke.value_len = get_text(r, op->u.revoke.value, HF_NAME_BYTES_MAX);
+        op->reason_len = get_text0(r, op->reason, HF_NAME_BYTES_MAX);
+        return r->ok && op->u.revoke.kind < POLICY_ID_KINDS;
+    case KIND_WAIT_JOIN: {
+        op->kind = GUARD_OP_WAIT_JOIN;
+        op->u.wait_join.id = get_u64(r);
+        op->u.wait_join.sku_len = get_text(r, op->u.wait_join.sku, HF_SKU_BYTES_MAX);
+        op->u.wait_join.customer_len =
+            get_text(r, op->u.wait_join.customer, HF_NAME_BYTES_MAX);
+        uint64_t qty = get_u64(r);
+        op->u.wait_join.qty = (uint32_t)qty;
+        return r->ok && op->u.wait_join.id != 0 && in_range((int64_t)qty, 1, HF_QTY_MAX);
+    }
+    case KIND_WAIT_CANCEL:
+        op->kind = GUARD_OP_WAIT_CANCEL;
+        op->u.wait_id = get_u64(r);
+        return r->ok;
+    case KIND_SECRET:
+        op->kind = GUARD_OP_SECRET;
+        for (int i = 0; i < GUARD_SECRET_BYTES; i++) {
+            op->u.secret[i] = get_u8(r);
+        }
+        return r->ok;
+    default:
+        return false;
+    }
+}
+
+bool record_decode_op(record_reader_t *r, guard_op_t *op)
+{
+    memset(op, 0, offsetof(guard_op_t, engine) + offsetof(engine_op_t, u));
+    op->buy_now = false;
+    op->order_ref_len = 0;
+    op->proof_tag = 0;
+    op->proof_expires_ms = 0;
+    op->reason_len = 0;
+    uint8_t kind = get_u8(r);
+    op->engine.now_ms = (int64_t)get_u64(r);
+    if (!r->ok || op->engine.now_ms < 0) {
+        return false;
+    }
+    if (kind <= KIND_HOLD_RELEASE) {
+        op->kind = GUARD_OP_ENGINE;
+        memset(&op->engine.u, 0, offsetof(engine_hold_create_t, lines));
+        return decode_engine_op(r, kind, op);
+    }
+    return decode_guard_op(r, kind, op);
 }
 
 /* --------------------------------------------------------------- snapshot */
@@ -251,8 +424,28 @@ static void encode_idem(void *ctx, const engine_idem_t *k)
     put_u64(b, (uint64_t)k->at_ms);
 }
 
-void record_encode_snapshot(store_buf_t *b, const engine_t *e)
+static void put_guard_bytes(void *ctx, const void *data, size_t size)
 {
+    put_bytes(ctx, data, size);
+}
+
+/* The guard's state goes last, as one record: it refers to the engine's
+ * skus and hold slots, which must be restored first. */
+static void encode_guard(store_buf_t *b, const guard_t *g)
+{
+    put_u8(b, RECORD_SNAP_GUARD);
+    size_t at = b->size;
+    put_u64(b, 0); /* its length, filled in below */
+    guard_snapshot_write(g, put_guard_bytes, b);
+    uint64_t len = b->size - at - 8;
+    for (int i = 0; i < 8; i++) {
+        b->data[at + (size_t)i] = (uint8_t)(len >> (8 * i));
+    }
+}
+
+void record_encode_snapshot(store_buf_t *b, const guard_t *g)
+{
+    const engine_t *e = &g->engine;
     put_u8(b, RECORD_SNAP_TIME);
     put_u64(b, (uint64_t)e->now_ms);
     put_u64(b, e->hold_seq);
@@ -266,6 +459,7 @@ void record_encode_snapshot(store_buf_t *b, const engine_t *e)
     }
     engine_each_hold(e, encode_hold, b);
     engine_each_idem(e, encode_idem, b);
+    encode_guard(b, g);
 }
 
 static bool decode_hold(record_reader_t *r, const engine_t *e, engine_hold_view_t *h,
@@ -283,7 +477,8 @@ static bool decode_hold(record_reader_t *r, const engine_t *e, engine_hold_view_
     h->line_count = get_u8(r);
     if (!r->ok || h->state < ENGINE_HOLD_ACTIVE || h->state > ENGINE_HOLD_EXPIRED_STATE ||
         !in_range(h->line_count, 1, HF_LINES_PER_HOLD_MAX) ||
-        (h->order_ref_len > 0 && h->state != ENGINE_HOLD_COMMITTED_STATE)) {
+        (h->order_ref_len > 0 && h->state != ENGINE_HOLD_COMMITTED_STATE &&
+         h->state != ENGINE_HOLD_RELEASED_STATE)) {
         return false;
     }
     for (uint16_t i = 0; i < h->line_count; i++) {
@@ -340,9 +535,23 @@ static engine_result_t restore_one(record_reader_t *r, engine_t *e, uint8_t kind
     }
 }
 
-bool record_restore_snapshot(record_reader_t *r, engine_t *e, uint64_t *records_out, char *err,
+static bool restore_guard(record_reader_t *r, guard_t *g, char *err, size_t err_size)
+{
+    uint64_t len = get_u64(r);
+    if (!r->ok || len != r->left) {
+        snprintf(err, err_size, "snapshot's guard record is damaged");
+        return false;
+    }
+    bool ok = guard_snapshot_read(g, r->p, (size_t)len, err, err_size);
+    r->p += len;
+    r->left = 0;
+    return ok;
+}
+
+bool record_restore_snapshot(record_reader_t *r, guard_t *g, uint64_t *records_out, char *err,
                              size_t err_size)
 {
+    engine_t *e = &g->engine;
     uint64_t records = 0;
     if (get_u8(r) != RECORD_SNAP_TIME) {
         snprintf(err, err_size, "snapshot does not start with its time");
@@ -356,7 +565,12 @@ bool record_restore_snapshot(record_reader_t *r, engine_t *e, uint64_t *records_
     }
     engine_restore_time(e, now_ms, hold_seq);
     while (r->ok && r->left > 0) {
-        engine_result_t res = restore_one(r, e, get_u8(r));
+        uint8_t kind = get_u8(r);
+        if (kind == RECORD_SNAP_GUARD) {
+            *records_out = records + 1;
+            return restore_guard(r, g, err, err_size);
+        }
+        engine_result_t res = restore_one(r, e, kind);
         if (res != ENGINE_OK) {
             snprintf(err, err_size, "snapshot does not fit the configured capacity: %s",
                      engine_result_message(res));

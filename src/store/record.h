@@ -1,7 +1,7 @@
 /*
  * record.h - the byte format of journal and snapshot records (store-private).
  *
- * Little-endian, length-prefixed, no padding. A journal record is an engine
+ * Little-endian, length-prefixed, no padding. A journal record is a guard
  * op; a snapshot is a sequence of restore records. Decoding checks every
  * length and range, so a damaged file is reported, never trusted: a record is
  * checked when it is written (asserts in the encoder) and again when it is
@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "engine.h"
+#include "guard.h"
 #include "store.h"
 
 enum {
@@ -22,6 +23,7 @@ enum {
     RECORD_SNAP_SKU = 0x81,
     RECORD_SNAP_HOLD = 0x82,
     RECORD_SNAP_IDEM = 0x83,
+    RECORD_SNAP_GUARD = 0x84, /* the guard's own state, last */
 };
 
 typedef struct {
@@ -35,13 +37,13 @@ typedef struct {
 void record_buf_reserve(store_buf_t *b, size_t more);
 void record_buf_free(store_buf_t *b);
 
-void record_encode_op(store_buf_t *b, const engine_op_t *op);
+void record_encode_op(store_buf_t *b, const guard_op_t *op);
 /* Decodes one op; false if the bytes are not a valid op. */
-bool record_decode_op(record_reader_t *r, engine_op_t *op);
+bool record_decode_op(record_reader_t *r, guard_op_t *op);
 
-void record_encode_snapshot(store_buf_t *b, const engine_t *e);
-/* Restores a whole snapshot into a fresh engine. */
-bool record_restore_snapshot(record_reader_t *r, engine_t *e, uint64_t *records_out,
+void record_encode_snapshot(store_buf_t *b, const guard_t *g);
+/* Restores a whole snapshot into a fresh guard (and its engine). */
+bool record_restore_snapshot(record_reader_t *r, guard_t *g, uint64_t *records_out,
                              char *err, size_t err_size);
 
 #endif

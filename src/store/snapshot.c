@@ -79,13 +79,13 @@ static int write_all(int fd, const uint8_t *p, size_t n)
 }
 
 /* The child's whole job; returns its exit status. */
-static int write_snapshot_file(const char *dir, const engine_t *e, uint64_t seq)
+static int write_snapshot_file(const char *dir, const guard_t *g, uint64_t seq)
 {
     char tmp[PATH_MAX], final[PATH_MAX];
     path_of(tmp, sizeof tmp, dir, seq, "tmp");
     path_of(final, sizeof final, dir, seq, "bin");
     store_buf_t body = {0};
-    record_encode_snapshot(&body, e);
+    record_encode_snapshot(&body, g);
     uint8_t header[HEADER_BYTES];
     memcpy(header, MAGIC, 8);
     le64(header + 8, seq);
@@ -99,7 +99,7 @@ static int write_snapshot_file(const char *dir, const engine_t *e, uint64_t seq)
     return ok ? 0 : 1;
 }
 
-pid_t snapshot_fork(const char *dir, const engine_t *e, uint64_t seq)
+pid_t snapshot_fork(const char *dir, const guard_t *g, uint64_t seq)
 {
     pid_t pid = fork();
     if (pid != 0) {
@@ -107,7 +107,7 @@ pid_t snapshot_fork(const char *dir, const engine_t *e, uint64_t seq)
     }
     /* The child holds no sockets open for the server's clients. */
     close_range(3, UINT_MAX, 0);
-    _exit(write_snapshot_file(dir, e, seq));
+    _exit(write_snapshot_file(dir, g, seq));
 }
 
 static int read_file(const char *path, store_buf_t *out, char *err, size_t err_size)
@@ -139,7 +139,7 @@ static int read_file(const char *path, store_buf_t *out, char *err, size_t err_s
     return 0;
 }
 
-int snapshot_load(const char *dir, uint64_t seq, engine_t *e, uint64_t *records_out, char *err,
+int snapshot_load(const char *dir, uint64_t seq, guard_t *g, uint64_t *records_out, char *err,
                   size_t err_size)
 {
     char path[PATH_MAX];
@@ -157,7 +157,7 @@ int snapshot_load(const char *dir, uint64_t seq, engine_t *e, uint64_t *records_
     if (rc == 0) {
         record_reader_t r = {.p = file.data + HEADER_BYTES, .left = file.size - HEADER_BYTES,
                              .ok = true};
-        rc = record_restore_snapshot(&r, e, records_out, err, err_size) ? 0 : -1;
+        rc = record_restore_snapshot(&r, g, records_out, err, err_size) ? 0 : -1;
     }
     record_buf_free(&file);
     return rc;

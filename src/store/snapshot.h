@@ -19,15 +19,15 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "engine.h"
+#include "guard.h"
 
 /* Forks a child that writes e's state as snapshot seq. Call with e
  * quiescent (under the server's engine lock). Returns the child's pid, or -1
  * if fork failed (nothing else happened). */
-pid_t snapshot_fork(const char *dir, const engine_t *e, uint64_t seq);
+pid_t snapshot_fork(const char *dir, const guard_t *g, uint64_t seq);
 
-/* Restores snapshot seq into a fresh engine. On failure returns -1 with err. */
-int snapshot_load(const char *dir, uint64_t seq, engine_t *e, uint64_t *records_out, char *err,
+/* Restores snapshot seq into a fresh guard. On failure returns -1 with err. */
+int snapshot_load(const char *dir, uint64_t seq, guard_t *g, uint64_t *records_out, char *err,
                   size_t err_size);
 
 /* Deletes every snapshot file in dir but the one for keep_seq. */

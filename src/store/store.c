@@ -141,13 +141,13 @@ static int64_t meta_get(store_t *s, const char *key)
 }
 
 /* Replays one journal row's records with seq > after_seq. */
-static int replay_batch(engine_t *e, const uint8_t *body, size_t size, uint64_t first_seq,
+static int replay_batch(guard_t *g, const uint8_t *body, size_t size, uint64_t first_seq,
                         uint64_t count, uint64_t after_seq, store_recovery_t *info, char *err,
                         size_t err_size)
 {
     record_reader_t r = {.p = body, .left = size, .ok = true};
     for (uint64_t i = 0; i < count; i++) {
-        engine_op_t op;
+        guard_op_t op;
         uint64_t seq = first_seq + i;
         if (!record_decode_op(&r, &op)) {
             snprintf(err, err_size, "journal record %llu is damaged", (unsigned long long)seq);
@@ -156,18 +156,21 @@ static int replay_batch(engine_t *e, const uint8_t *body, size_t size, uint64_t 
         if (seq <= after_seq) {
             continue; /* already in the snapshot, which may be younger than it */
         }
-        if (op.now_ms < e->now_ms) {
+        if (op.engine.now_ms < g->engine.now_ms) {
             snprintf(err, err_size, "journal record %llu goes back in time",
                      (unsigned long long)seq);
             return -1;
         }
-        engine_outcome_t o = engine_apply(e, &op);
-        /* It was applied once with this result; the engine is deterministic,
-         * so anything else means the files or the engine are wrong. */
-        if (o.result != ENGINE_OK || !o.changed ||
-            (op.kind == ENGINE_OP_HOLD_CREATE && o.hold_id != op.u.hold_create.hold_id)) {
+        uint64_t recorded_id = op.engine.u.hold_create.hold_id;
+        bool create = op.kind == GUARD_OP_ENGINE && op.engine.kind == ENGINE_OP_HOLD_CREATE;
+        guard_outcome_t o = guard_apply(g, &op);
+        /* It was applied once with this result; the guard is deterministic,
+         * so anything else means the files or the code are wrong. */
+        if (o.result != GUARD_OK || !o.changed || (create && o.engine.hold_id != recorded_id)) {
             snprintf(err, err_size, "journal record %llu does not replay: %s",
-                     (unsigned long long)seq, engine_result_message(o.result));
+                     (unsigned long long)seq,
+                     o.result == GUARD_ENGINE ? engine_result_message(o.engine.result)
+                                              : guard_result_message(o.result));
             return -1;
         }
         info->journal_records++;
@@ -180,7 +183,7 @@ static int replay_batch(engine_t *e, const uint8_t *body, size_t size, uint64_t 
     return 0;
 }
 
-static int replay_journal(store_t *s, engine_t *e, uint64_t after_seq, store_recovery_t *info,
+static int replay_journal(store_t *s, guard_t *g, uint64_t after_seq, store_recovery_t *info,
                           char *err, size_t err_size)
 {
     sqlite3_stmt *st;
@@ -200,7 +203,7 @@ static int replay_journal(store_t *s, engine_t *e, uint64_t after_seq, store_rec
             rc = -1;
             break;
         }
-        rc = replay_batch(e, sqlite3_column_blob(st, 2), (size_t)sqlite3_column_bytes(st, 2),
+        rc = replay_batch(g, sqlite3_column_blob(st, 2), (size_t)sqlite3_column_bytes(st, 2),
                           first, count, after_seq, info, err, err_size);
         next_seq = first + count;
         s->appended_seq = next_seq - 1;
@@ -209,7 +212,7 @@ static int replay_journal(store_t *s, engine_t *e, uint64_t after_seq, store_rec
     return rc;
 }
 
-int store_recover(store_t *s, engine_t *e, int64_t now_ms, store_recovery_t *info, char *err,
+int store_recover(store_t *s, guard_t *g, int64_t now_ms, store_recovery_t *info, char *err,
                   size_t err_size)
 {
     int64_t start_us = mono_us();
@@ -223,31 +226,33 @@ int store_recover(store_t *s, engine_t *e, int64_t now_ms, store_recovery_t *inf
         snprintf(err, err_size, "snapshot sequence number is missing");
         return -1;
     }
-    if (snapshot_seq > 0 && snapshot_load(s->dir, (uint64_t)snapshot_seq, e,
+    if (snapshot_seq > 0 && snapshot_load(s->dir, (uint64_t)snapshot_seq, g,
                                           &info->snapshot_records, err, err_size) != 0) {
         return -1;
     }
     snapshot_remove_others(s->dir, (uint64_t)snapshot_seq); /* leftovers of a crash */
     s->trim_seq = (uint64_t)snapshot_seq; /* rows it covers that were not trimmed yet */
     s->appended_seq = (uint64_t)snapshot_seq;
-    if (replay_journal(s, e, (uint64_t)snapshot_seq, info, err, err_size) != 0) {
+    if (replay_journal(s, g, (uint64_t)snapshot_seq, info, err, err_size) != 0) {
         return -1;
     }
     if (s->appended_seq < (uint64_t)snapshot_seq) {
         s->appended_seq = (uint64_t)snapshot_seq;
     }
     s->durable_seq = s->appended_seq;
-    if (now_ms > e->now_ms) {
-        info->holds_expired = engine_advance(e, now_ms);
+    if (now_ms > g->engine.now_ms) {
+        uint64_t expired = g->engine.stats.holds_expired;
+        guard_advance(g, now_ms);
+        info->holds_expired = (uint32_t)(g->engine.stats.holds_expired - expired);
     }
-    assert(engine_check(e));
+    assert(guard_check(g));
     info->duration_ms = (mono_us() - start_us) / 1000;
     return 0;
 }
 
 /* ------------------------------------------------------------ write path */
 
-uint64_t store_append(store_t *s, const engine_op_t *op, int64_t mono_ms)
+uint64_t store_append(store_t *s, const guard_op_t *op, int64_t mono_ms)
 {
     pthread_mutex_lock(&s->lock);
     if (s->failed) {
@@ -317,7 +322,7 @@ bool store_wants_snapshot(store_t *s)
     return v;
 }
 
-void store_snapshot(store_t *s, const engine_t *e)
+void store_snapshot(store_t *s, const guard_t *g)
 {
     pthread_mutex_lock(&s->lock);
     bool busy = s->snapshot_pid != 0 || s->snapshot_ready_seq != 0 || s->failed;
@@ -326,7 +331,7 @@ void store_snapshot(store_t *s, const engine_t *e)
     if (busy || seq == 0) {
         return;
     }
-    pid_t pid = snapshot_fork(s->dir, e, seq);
+    pid_t pid = snapshot_fork(s->dir, g, seq);
     if (pid < 0) {
         fprintf(stderr, "level=warn msg=\"cannot fork to snapshot; the journal keeps growing\" "
                         "err=\"%s\"\n",

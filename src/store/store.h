@@ -40,7 +40,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "engine.h"
+#include "guard.h"
 
 typedef enum {
     STORE_DURABLE = 0, /* reply after fsync */
@@ -103,18 +103,18 @@ typedef struct store_s {
 int store_open(store_t *s, const char *dir, store_durability_t durability,
                uint32_t compact_records, char *err, size_t err_size);
 
-/* Rebuilds e (freshly initialised) from disk, then advances it to now_ms if
+/* Rebuilds g (freshly initialised) from disk, then advances it to now_ms if
  * that is later than the last recorded time. Returns 0, or -1 with err set if
  * the files are unreadable or do not fit e's capacities. */
-int store_recover(store_t *s, engine_t *e, int64_t now_ms, store_recovery_t *info, char *err,
+int store_recover(store_t *s, guard_t *g, int64_t now_ms, store_recovery_t *info, char *err,
                   size_t err_size);
 
 /* Starts the commit thread. */
 int store_start(store_t *s, store_durable_fn on_durable, void *ctx);
 
-/* Journals an applied op (engine_outcome_t.changed was true). Returns its
+/* Journals an applied op (guard_outcome_t.changed was true). Returns its
  * sequence number, or 0 if the store has failed (nothing was queued). */
-uint64_t store_append(store_t *s, const engine_op_t *op, int64_t mono_ms);
+uint64_t store_append(store_t *s, const guard_op_t *op, int64_t mono_ms);
 
 /* The highest sequence number appended so far (what a reply may reveal). */
 uint64_t store_appended_seq(store_t *s);
@@ -129,7 +129,7 @@ bool store_reply_may_go(store_t *s, uint64_t seq, int64_t mono_ms);
 bool store_wants_snapshot(store_t *s);
 /* Starts writing e as a snapshot at the current appended seq (unless one is
  * being written). Call with the engine quiescent (under the server's lock). */
-void store_snapshot(store_t *s, const engine_t *e);
+void store_snapshot(store_t *s, const guard_t *g);
 /* Collects a finished snapshot child and hands its file to the commit thread;
  * with wait, blocks until the child is done. Safe to call at any time. */
 void store_snapshot_poll(store_t *s, bool wait);

@@ -713,10 +713,40 @@ int hf_server_init(hf_server_t *s)
         say("mkdir %s: %s", s->data_dir, strerror(errno));
         return -1;
     }
-    return 0;
+    return hf_server_write_config(s, "{}"); /* the core's contract: defenses off */
+}
+
+/* A JSON object's text with "policy": HF_POLICY_OFF as its first member. A
+ * text that is not an object (a test of bad configs) stays as it is. */
+static void write_with_policy_off(FILE *f, const char *json_text)
+{
+    const char *p = json_text;
+    while (*p == ' ' || *p == '\n') {
+        p++;
+    }
+    if (*p != '{') {
+        fputs(json_text, f);
+        return;
+    }
+    p++;
+    while (*p == ' ' || *p == '\n') {
+        p++;
+    }
+    fprintf(f, "{\"policy\": %s%s%s", HF_POLICY_OFF, *p == '}' ? "" : ", ", p);
 }
 
 int hf_server_write_config(hf_server_t *s, const char *json_text)
+{
+    snprintf(s->config_path, sizeof s->config_path, "%s/config.json", s->root);
+    FILE *f = fopen(s->config_path, "w");
+    if (f == NULL) {
+        return -1;
+    }
+    write_with_policy_off(f, json_text);
+    return fclose(f) == 0 ? 0 : -1;
+}
+
+int hf_server_write_config_raw(hf_server_t *s, const char *json_text)
 {
     snprintf(s->config_path, sizeof s->config_path, "%s/config.json", s->root);
     FILE *f = fopen(s->config_path, "w");

@@ -143,8 +143,19 @@ typedef struct {
 
 /* Makes a fresh root directory with an empty data directory. 0 or -1. */
 int hf_server_init(hf_server_t *s);
-/* Writes json_text as the config file; later starts pass --config. */
+/* Every defense switched off: the core suites test the core contract (the
+ * defenses' own suite turns them on, one at a time or all at once). */
+#define HF_POLICY_OFF                                                                          \
+    "{\"quantity\": {\"enabled\": 0}, \"identity\": {\"enabled\": 0},"                         \
+    " \"budget\": {\"enabled\": 0}, \"hold_share\": {\"held_pct_max\": 100},"                 \
+    " \"ttl\": {\"adaptive\": 0, \"max_ms\": 86400000, \"life_max_ms\": 86400000},"           \
+    " \"reputation\": {\"enabled\": 0}, \"challenge\": {\"enabled\": 0},"                    \
+    " \"waitlist\": {\"enabled\": 0}, \"escalation\": {\"enabled\": 0}}"
+/* Writes json_text as the config file, with "policy": HF_POLICY_OFF added
+ * (hf_server_init writes "{}" so); later starts pass --config. */
 int hf_server_write_config(hf_server_t *s, const char *json_text);
+/* Writes json_text exactly (the defenses' tests choose their policy). */
+int hf_server_write_config_raw(hf_server_t *s, const char *json_text);
 /* Starts `HF_BINARY serve --listen 127.0.0.1:0 --data DIR [--config F]
  * [extra...]` (extra is NULL-terminated or NULL) and waits for its
  * "msg=listening addr=127.0.0.1:PORT" line. Returns 0 with s->port set, or

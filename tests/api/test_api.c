@@ -892,11 +892,11 @@ static void refuse_long_hold_bodies(fx_t *fx, const hf_sku_counts_t *before)
     char b0[512], b1[512], b2[512];
     snprintf(b0, sizeof b0, "{\"customer\": \"%s\", " LINES "}", name);
     snprintf(b1, sizeof b1, "{" CUST ", \"fingerprint\": \"%s\", " LINES "}", name);
-    /* order_ref is not a hold-create field. */
+    /* order_ref goes only with "commit": true (buy now). */
     snprintf(b2, sizeof b2, "{" CUST ", " LINES ", \"order_ref\": \"o-1\"}");
     cases[0] = (bad_t){b0, "invalid_field", "customer"};
     cases[1] = (bad_t){b1, "invalid_field", "fingerprint"};
-    cases[2] = (bad_t){b2, "unknown_field", "order_ref"};
+    cases[2] = (bad_t){b2, "invalid_field", "order_ref"};
     refuse_all(fx, "POST", "/v1/holds", cases, 3, "cap-red", before);
     /* 65 lines of distinct skus. */
     int n = snprintf(body, sizeof body, "{" CUST ", \"lines\": [");

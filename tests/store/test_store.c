@@ -18,10 +18,18 @@
 #include <string.h>
 
 #include "engine.h"
+#include "guard.h"
 #include "record.h"
 #include "store.h"
 
-static const engine_config_t small = {.skus_max = 16, .holds_max = 64, .idem_keys_max = 16};
+static const guard_config_t small = {
+    .engine = {.skus_max = 16, .holds_max = 64, .idem_keys_max = 16},
+    .identities_max = 64,
+    .customer_skus_max = 64,
+    .waitlist_max = 16,
+    .sku_policies_max = 4,
+    .proofs_max = 16,
+};
 
 typedef struct {
     pthread_mutex_t lock;
@@ -52,7 +60,7 @@ static void wait_durable(durable_wait_t *w, uint64_t seq)
 
 typedef struct {
     char dir[64];
-    engine_t engine;
+    guard_t guard;
     store_t store;
     durable_wait_t wait;
     uint64_t last_seq;
@@ -62,9 +70,9 @@ static void fixture_open(fixture_t *f, store_durability_t durability, uint32_t c
 {
     char err[256];
     store_recovery_t info;
-    assert_int_equal(engine_init(&f->engine, &small, 0), 0);
+    assert_int_equal(guard_init(&f->guard, &small, 0), 0);
     assert_int_equal(store_open(&f->store, f->dir, durability, compact, err, sizeof err), 0);
-    assert_int_equal(store_recover(&f->store, &f->engine, 0, &info, err, sizeof err), 0);
+    assert_int_equal(store_recover(&f->store, &f->guard, 0, &info, err, sizeof err), 0);
     pthread_mutex_init(&f->wait.lock, NULL);
     pthread_cond_init(&f->wait.changed, NULL);
     f->wait.durable = store_durable_seq(&f->store);
@@ -81,7 +89,7 @@ static fixture_t *fixture_new(void)
     return f;
 }
 
-/* Closes the store; the engine stays, to compare with what recovers. */
+/* Closes the store; the guard stays, to compare with what recovers. */
 static void fixture_close(fixture_t *f)
 {
     store_close(&f->store);
@@ -90,23 +98,30 @@ static void fixture_close(fixture_t *f)
 static void fixture_free(fixture_t *f)
 {
     char cmd[128];
-    engine_deinit(&f->engine);
+    guard_deinit(&f->guard);
     snprintf(cmd, sizeof cmd, "rm -rf %s", f->dir);
     assert_int_equal(system(cmd), 0);
     free(f);
 }
 
-/* Applies op to the fixture's engine and journals it, as the server does. */
-static engine_outcome_t apply(fixture_t *f, engine_op_t *op)
+/* Applies a guard op and journals it, as the server does. */
+static guard_outcome_t apply_guard(fixture_t *f, guard_op_t *op)
 {
-    engine_outcome_t o = engine_apply(&f->engine, op);
+    guard_outcome_t o = guard_apply(&f->guard, op);
     if (o.changed) {
-        if (op->kind == ENGINE_OP_HOLD_CREATE) {
-            op->u.hold_create.hold_id = o.hold_id;
-        }
         f->last_seq = store_append(&f->store, op, 0);
     }
     return o;
+}
+
+/* An engine op, through the guard. */
+static engine_outcome_t apply(fixture_t *f, engine_op_t *op)
+{
+    guard_op_t g = {.kind = GUARD_OP_ENGINE, .engine = *op};
+    guard_outcome_t o = apply_guard(f, &g);
+    return o.result == GUARD_OK || o.result == GUARD_ENGINE
+               ? o.engine
+               : (engine_outcome_t){.result = ENGINE_HOLDS_FULL};
 }
 
 static engine_outcome_t put_sku(fixture_t *f, int64_t now_ms, const char *sku, int64_t stock)
@@ -186,34 +201,53 @@ static void assert_same_state(const engine_t *a, const engine_t *b)
     assert_true(engine_check(b));
 }
 
-/* Recovers f's directory into a fresh engine at now_ms and compares. */
+/* The defenses' state of a reads the same in b. */
+static void assert_same_guard(const guard_t *a, const guard_t *b)
+{
+    guard_stats_t sa = guard_stats(a), sb = guard_stats(b);
+    assert_memory_equal(&sa, &sb, sizeof sa);
+    assert_memory_equal(&a->policy, &b->policy, sizeof a->policy);
+    assert_int_equal(a->has_secret, b->has_secret);
+    assert_memory_equal(a->secret, b->secret, sizeof a->secret);
+    assert_int_equal(a->id_hwm, b->id_hwm);
+    assert_memory_equal(a->ids, b->ids, a->id_hwm * sizeof *a->ids);
+    assert_int_equal(a->wait_hwm, b->wait_hwm);
+    assert_memory_equal(a->waits, b->waits, a->wait_hwm * sizeof *a->waits);
+    assert_int_equal(a->sku_policy_count, b->sku_policy_count);
+    assert_true(guard_check(b));
+}
+
+/* Recovers f's directory into a fresh guard at now_ms and compares. */
 static void assert_recovers_same(fixture_t *f, int64_t now_ms, store_recovery_t *info)
 {
     char err[256];
-    engine_t e;
+    guard_t *g = calloc(1, sizeof *g);
     store_t s;
-    assert_int_equal(engine_init(&e, &small, 0), 0);
+    assert_int_equal(guard_init(g, &small, 0), 0);
     assert_int_equal(store_open(&s, f->dir, STORE_DURABLE, 0, err, sizeof err), 0);
-    assert_int_equal(store_recover(&s, &e, now_ms, info, err, sizeof err), 0);
-    engine_advance(&f->engine, now_ms);
-    assert_same_state(&f->engine, &e);
+    assert_int_equal(store_recover(&s, g, now_ms, info, err, sizeof err), 0);
+    guard_advance(&f->guard, now_ms);
+    assert_same_state(&f->guard.engine, &g->engine);
+    assert_same_guard(&f->guard, g);
     store_close(&s);
-    engine_deinit(&e);
+    guard_deinit(g);
+    free(g);
 }
 
 /* Recovery from dir must fail with an error that says why. */
 static void assert_recovery_refused(const char *dir, const char *why)
 {
     char err[256] = "";
-    engine_t e;
+    guard_t *g = calloc(1, sizeof *g);
     store_t s;
     store_recovery_t info;
-    assert_int_equal(engine_init(&e, &small, 0), 0);
+    assert_int_equal(guard_init(g, &small, 0), 0);
     assert_int_equal(store_open(&s, dir, STORE_DURABLE, 0, err, sizeof err), 0);
-    assert_int_equal(store_recover(&s, &e, 3, &info, err, sizeof err), -1);
+    assert_int_equal(store_recover(&s, g, 3, &info, err, sizeof err), -1);
     assert_non_null(strstr(err, why));
     store_close(&s);
-    engine_deinit(&e);
+    guard_deinit(g);
+    free(g);
 }
 
 /* ------------------------------------------------------------------ tests */
@@ -249,44 +283,65 @@ static void test_records_round_trip_every_op_kind(void **state)
     }
     memcpy(ops[2].u.hold.order_ref, "o-9", 3);
     ops[2].u.hold.order_ref_len = 3;
+    c->request_hash = 0xfeedULL;
     store_buf_t b = {0};
+    guard_op_t wrapped[5];
     for (int i = 0; i < 5; i++) {
-        record_encode_op(&b, &ops[i]);
+        wrapped[i] = (guard_op_t){.kind = GUARD_OP_ENGINE, .engine = ops[i]};
+    }
+    wrapped[1].buy_now = true;
+    memcpy(wrapped[1].order_ref, "o-1", 3);
+    wrapped[1].order_ref_len = 3;
+    wrapped[1].proof_tag = 77;
+    wrapped[1].proof_expires_ms = 1234;
+    memcpy(wrapped[3].reason, "troll", 5);
+    wrapped[3].reason_len = 5;
+    for (int i = 0; i < 5; i++) {
+        record_encode_op(&b, &wrapped[i]);
     }
     record_reader_t r = {.p = b.data, .left = b.size, .ok = true};
+    guard_op_t got;
     for (int i = 0; i < 5; i++) {
-        engine_op_t got;
         assert_true(record_decode_op(&r, &got));
-        assert_int_equal(got.kind, ops[i].kind);
-        assert_int_equal(got.now_ms, ops[i].now_ms);
+        assert_int_equal(got.kind, GUARD_OP_ENGINE);
+        assert_int_equal(got.engine.kind, ops[i].kind);
+        assert_int_equal(got.engine.now_ms, ops[i].now_ms);
     }
     assert_int_equal(r.left, 0);
     r = (record_reader_t){.p = b.data, .left = b.size, .ok = true};
-    engine_op_t got;
     assert_true(record_decode_op(&r, &got));
-    assert_int_equal(got.u.sku_put.stock, HF_STOCK_MAX);
+    assert_int_equal(got.engine.u.sku_put.stock, HF_STOCK_MAX);
     assert_true(record_decode_op(&r, &got));
-    assert_int_equal(got.u.hold_create.hold_id, 12345);
-    assert_int_equal(got.u.hold_create.line_count, HF_LINES_PER_HOLD_MAX);
-    assert_int_equal(got.u.hold_create.lines[63].qty, 64);
-    assert_memory_equal(got.u.hold_create.idem_key, "key", 3);
+    assert_int_equal(got.engine.u.hold_create.hold_id, 12345);
+    assert_int_equal(got.engine.u.hold_create.line_count, HF_LINES_PER_HOLD_MAX);
+    assert_int_equal(got.engine.u.hold_create.lines[63].qty, 64);
+    assert_memory_equal(got.engine.u.hold_create.idem_key, "key", 3);
+    assert_int_equal(got.engine.u.hold_create.request_hash, 0xfeed);
+    assert_true(got.buy_now);
+    assert_int_equal(got.order_ref_len, 3);
+    assert_int_equal(got.proof_tag, 77);
+    assert_int_equal(got.proof_expires_ms, 1234);
     assert_true(record_decode_op(&r, &got));
-    assert_int_equal(got.kind, ENGINE_OP_HOLD_COMMIT);
-    assert_int_equal(got.u.hold.order_ref_len, 3);
-    assert_memory_equal(got.u.hold.order_ref, "o-9", 3);
+    assert_int_equal(got.engine.kind, ENGINE_OP_HOLD_COMMIT);
+    assert_int_equal(got.engine.u.hold.order_ref_len, 3);
+    assert_memory_equal(got.engine.u.hold.order_ref, "o-9", 3);
+    assert_true(record_decode_op(&r, &got));
+    assert_int_equal(got.reason_len, 5);
+    assert_memory_equal(got.reason, "troll", 5);
     record_buf_free(&b);
 }
 
 static void test_decoder_refuses_damaged_records(void **state)
 {
     (void)state;
-    engine_op_t op = {.kind = ENGINE_OP_SKU_PUT, .now_ms = 1};
-    memcpy(op.u.sku_put.sku, "a", 1);
-    op.u.sku_put.sku_len = 1;
-    op.u.sku_put.stock = 5;
+    guard_op_t op = {.kind = GUARD_OP_ENGINE};
+    op.engine = (engine_op_t){.kind = ENGINE_OP_SKU_PUT, .now_ms = 1};
+    memcpy(op.engine.u.sku_put.sku, "a", 1);
+    op.engine.u.sku_put.sku_len = 1;
+    op.engine.u.sku_put.stock = 5;
     store_buf_t b = {0};
     record_encode_op(&b, &op);
-    engine_op_t got;
+    guard_op_t got;
     /* Every truncation is refused. */
     for (size_t n = 0; n < b.size; n++) {
         record_reader_t r = {.p = b.data, .left = n, .ok = true};
@@ -332,7 +387,7 @@ static void test_recovery_rebuilds_the_acknowledged_state(void **state)
     engine_hold_view_t v;
     char ref[64];
     snprintf(ref, sizeof ref, "order-%llu", (unsigned long long)a);
-    assert_int_equal(engine_hold_view(&f->engine, a, &v), ENGINE_OK);
+    assert_int_equal(engine_hold_view(&f->guard.engine, a, &v), ENGINE_OK);
     assert_int_equal(v.order_ref_len, strlen(ref));
     assert_memory_equal(v.order_ref, ref, v.order_ref_len);
     fixture_free(f);
@@ -351,9 +406,9 @@ static void test_recovery_expires_holds_that_ran_out_while_down(void **state)
     assert_recovers_same(f, 5000, &info);
     assert_int_equal(info.holds_expired, 1);
     engine_hold_view_t v;
-    assert_int_equal(engine_hold_view(&f->engine, short_hold, &v), ENGINE_OK);
+    assert_int_equal(engine_hold_view(&f->guard.engine, short_hold, &v), ENGINE_OK);
     assert_int_equal(v.state, ENGINE_HOLD_EXPIRED_STATE);
-    assert_int_equal(engine_hold_view(&f->engine, long_hold, &v), ENGINE_OK);
+    assert_int_equal(engine_hold_view(&f->guard.engine, long_hold, &v), ENGINE_OK);
     assert_int_equal(v.state, ENGINE_HOLD_ACTIVE);
     fixture_free(f);
 }
@@ -385,7 +440,7 @@ static void test_snapshot_replaces_the_journal_it_covers(void **state)
     }
     hold(f, 20, "u-9", "cap-red", 7, 60000, "key-9");
     wait_durable(&f->wait, f->last_seq);
-    store_snapshot(&f->store, &f->engine);
+    store_snapshot(&f->store, &f->guard);
     store_snapshot_poll(&f->store, true);
     /* Ops after the snapshot are replayed on top of it. */
     uint64_t after = hold(f, 30, "u-3", "cap-red", 2, 60000, NULL);
@@ -411,7 +466,7 @@ static void test_recovery_refuses_a_damaged_snapshot(void **state)
     put_sku(f, 0, "cap-red", 100);
     hold(f, 1, "u-1", "cap-red", 1, 60000, NULL);
     wait_durable(&f->wait, f->last_seq);
-    store_snapshot(&f->store, &f->engine);
+    store_snapshot(&f->store, &f->guard);
     fixture_close(f); /* waits for the child, adopts its file */
     char cmd[256];
     snprintf(cmd, sizeof cmd,
@@ -435,22 +490,24 @@ static void test_failed_journal_refuses_writes_for_good(void **state)
     assert_true(f->wait.failed);
     assert_true(store_failed(&f->store));
     assert_int_equal(f->wait.durable, 1);
-    engine_op_t op = {.kind = ENGINE_OP_HOLD_RELEASE, .now_ms = 2};
+    guard_op_t op = {.kind = GUARD_OP_ENGINE};
+    op.engine = (engine_op_t){.kind = ENGINE_OP_HOLD_RELEASE, .now_ms = 2};
     assert_int_equal(store_append(&f->store, &op, 0), 0);
     assert_false(store_reply_may_go(&f->store, 2, 0));
     fixture_close(f);
     /* Only what was durable comes back: the hold is not there. */
     char err[256];
-    engine_t e;
+    guard_t *g = calloc(1, sizeof *g);
     store_t s;
     store_recovery_t info;
-    assert_int_equal(engine_init(&e, &small, 0), 0);
+    assert_int_equal(guard_init(g, &small, 0), 0);
     assert_int_equal(store_open(&s, f->dir, STORE_DURABLE, 0, err, sizeof err), 0);
-    assert_int_equal(store_recover(&s, &e, 3, &info, err, sizeof err), 0);
+    assert_int_equal(store_recover(&s, g, 3, &info, err, sizeof err), 0);
     assert_int_equal(info.journal_records, 1);
-    assert_int_equal(engine_stats(&e).holds_created, 0);
+    assert_int_equal(engine_stats(&g->engine).holds_created, 0);
     store_close(&s);
-    engine_deinit(&e);
+    guard_deinit(g);
+    free(g);
     fixture_free(f);
 }
 
@@ -463,8 +520,9 @@ static void test_relaxed_replies_wait_once_the_journal_lags_50_ms(void **state)
     store_t s;
     assert_int_equal(store_open(&s, dir, STORE_RELAXED, 0, err, sizeof err), 0);
     /* No commit thread: nothing becomes durable, so only the bound decides. */
-    engine_op_t op = {.kind = ENGINE_OP_HOLD_RELEASE, .now_ms = 1};
-    op.u.hold.hold_id = 1;
+    guard_op_t op = {.kind = GUARD_OP_ENGINE};
+    op.engine = (engine_op_t){.kind = ENGINE_OP_HOLD_RELEASE, .now_ms = 1};
+    op.engine.u.hold.hold_id = 1;
     uint64_t seq = store_append(&s, &op, 1000);
     assert_true(store_reply_may_go(&s, seq, 1000));
     assert_true(store_reply_may_go(&s, seq, 1000 + HF_RELAXED_FLUSH_MS / 2 - 1));

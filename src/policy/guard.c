@@ -1,0 +1,1928 @@
+/*
+ * guard.c - the engine with its defenses (see guard.h for the design, the
+ * waitlist lifecycle and the invariants).
+ *
+ * Tables live in one reservation, like the engine's: identities and
+ * customer-and-sku entries in arrays with an open-addressing index and a free
+ * list; per-hold and per-sku side records indexed like the engine's own;
+ * waitlist entries in an array whose finished entries are reused oldest
+ * first; used proofs in a ring with an index.
+ *
+ * Entries "at rest" (nothing held, budget full, reputation decayed away, no
+ * purchases in the window) mean the same as no entry, so a sweep frees a few
+ * of them on every hold, in a fixed order: replay frees the same ones.
+ */
+#include "guard.h"
+
+#include <assert.h>
+#include <math.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "pow.h"
+
+#define NONE UINT32_MAX
+/* Entries the sweep looks at per hold created: enough to keep up with a
+ * table that fills one entry per hold, cheap enough not to show. */
+#define SWEEP_PER_HOLD 4
+/* A decayed count below this is history forgotten. */
+#define REPUTATION_FORGET 0.05
+
+static const char *const result_names[] = {
+#define GUARD_RESULT_NAME(name, text, message) text,
+    GUARD_RESULTS(GUARD_RESULT_NAME)
+#undef GUARD_RESULT_NAME
+};
+static const char *const result_messages[] = {
+#define GUARD_RESULT_MESSAGE(name, text, message) message,
+    GUARD_RESULTS(GUARD_RESULT_MESSAGE)
+#undef GUARD_RESULT_MESSAGE
+};
+
+const char *guard_result_name(guard_result_t r)
+{
+    assert(r < GUARD_RESULT_COUNT);
+    return result_names[r];
+}
+
+const char *guard_result_message(guard_result_t r)
+{
+    assert(r < GUARD_RESULT_COUNT);
+    return result_messages[r];
+}
+
+const char *guard_wait_state_name(guard_wait_state_t s)
+{
+    static const char *const names[] = {"free",    "waiting", "offered",
+                                        "fulfilled", "expired", "cancelled"};
+    assert(s <= GUARD_WAIT_CANCELLED);
+    return names[s];
+}
+
+guard_config_t guard_config_default(void)
+{
+    return (guard_config_t){
+        .engine = engine_config_default(),
+        .identities_max = HF_IDENTITIES_MAX_DEFAULT,
+        .customer_skus_max = HF_CUSTOMER_SKUS_MAX_DEFAULT,
+        .waitlist_max = HF_WAITLIST_MAX_DEFAULT,
+        .sku_policies_max = HF_SKU_POLICIES_MAX_DEFAULT,
+        .proofs_max = HF_PROOFS_MAX_DEFAULT,
+    };
+}
+
+/* ------------------------------------------------------------- hashing */
+
+static uint64_t mix64(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ull;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebull;
+    x ^= x >> 31;
+    return x;
+}
+
+static uint64_t hash_bytes(uint64_t h, const void *data, size_t len)
+{
+    const uint8_t *p = data;
+    for (size_t i = 0; i < len; i++) {
+        h = (h ^ p[i]) * 0x100000001b3ull;
+    }
+    return mix64(h);
+}
+
+static uint64_t identity_hash(policy_id_kind_t kind, const char *value, size_t len)
+{
+    return hash_bytes(0xcbf29ce484222325ull ^ (uint64_t)kind, value, len);
+}
+
+static uint64_t customer_sku_hash(uint32_t customer, uint32_t sku)
+{
+    return mix64(((uint64_t)customer << 32 | sku) + 0x9e3779b97f4a7c15ull);
+}
+
+/* ------------------------------------------------------------- layout */
+
+static uint32_t index_capacity(uint32_t count_max)
+{
+    uint64_t c = 2;
+    while (c < 2ull * count_max) {
+        c <<= 1; /* load factor at most one half keeps probes short */
+    }
+    return (uint32_t)c;
+}
+
+static size_t align_up(size_t n)
+{
+    return (n + 63) & ~(size_t)63;
+}
+
+typedef struct {
+    size_t ids, id_index, cs, cs_index, holds, skus, sku_policies, waits, proofs, proof_index,
+        scratch, total;
+} layout_t;
+
+static layout_t layout_for(const guard_config_t *c)
+{
+    layout_t l;
+    size_t at = 0;
+#define PLACE(field, bytes)                                                                    \
+    l.field = at;                                                                              \
+    at += align_up(bytes)
+    PLACE(ids, (size_t)c->identities_max * sizeof(guard_identity_t));
+    PLACE(id_index, (size_t)index_capacity(c->identities_max) * sizeof(uint32_t));
+    PLACE(cs, (size_t)c->customer_skus_max * sizeof(guard_customer_sku_t));
+    PLACE(cs_index, (size_t)index_capacity(c->customer_skus_max) * sizeof(uint32_t));
+    PLACE(holds, (size_t)c->engine.holds_max * sizeof(guard_hold_t));
+    PLACE(skus, (size_t)c->engine.skus_max * sizeof(guard_sku_t));
+    PLACE(sku_policies, (size_t)c->sku_policies_max * sizeof(guard_sku_policy_t));
+    PLACE(waits, (size_t)c->waitlist_max * sizeof(guard_wait_t));
+    PLACE(proofs, (size_t)c->proofs_max * sizeof(guard_proof_t));
+    PLACE(proof_index, (size_t)index_capacity(c->proofs_max) * sizeof(uint32_t));
+    PLACE(scratch, (size_t)c->engine.skus_max * sizeof(uint32_t));
+#undef PLACE
+    l.total = at;
+    return l;
+}
+
+size_t guard_reserved_bytes(const guard_config_t *c)
+{
+    return layout_for(c).total + engine_reserved_bytes(&c->engine);
+}
+
+static bool config_valid(const guard_config_t *c)
+{
+    return c->identities_max >= 1 && c->identities_max <= HF_IDENTITIES_MAX_LIMIT &&
+           c->customer_skus_max >= 1 && c->customer_skus_max <= HF_CUSTOMER_SKUS_MAX_LIMIT &&
+           c->waitlist_max >= 1 && c->waitlist_max <= HF_WAITLIST_MAX_LIMIT &&
+           c->sku_policies_max >= 1 && c->sku_policies_max <= HF_SKU_POLICIES_MAX_LIMIT &&
+           c->proofs_max >= 1 && c->proofs_max <= HF_PROOFS_MAX_LIMIT;
+}
+
+int guard_init(guard_t *g, const guard_config_t *c, int64_t now_ms)
+{
+    memset(g, 0, sizeof *g);
+    if (!config_valid(c) || engine_init(&g->engine, &c->engine, now_ms) != 0) {
+        return -1;
+    }
+    layout_t l = layout_for(c);
+    void *region = mmap(NULL, l.total, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (region == MAP_FAILED) {
+        engine_deinit(&g->engine);
+        return -1;
+    }
+    char *base = region;
+    g->config = *c;
+    g->policy = policy_config_default();
+    g->region = region;
+    g->region_size = l.total;
+    g->ids = (guard_identity_t *)(base + l.ids);
+    g->id_index = (uint32_t *)(base + l.id_index);
+    g->id_index_mask = index_capacity(c->identities_max) - 1;
+    g->id_free = NONE;
+    g->cs = (guard_customer_sku_t *)(base + l.cs);
+    g->cs_index = (uint32_t *)(base + l.cs_index);
+    g->cs_index_mask = index_capacity(c->customer_skus_max) - 1;
+    g->cs_free = NONE;
+    g->holds = (guard_hold_t *)(base + l.holds);
+    g->skus = (guard_sku_t *)(base + l.skus);
+    g->sku_policies = (guard_sku_policy_t *)(base + l.sku_policies);
+    g->waits = (guard_wait_t *)(base + l.waits);
+    g->proofs = (guard_proof_t *)(base + l.proofs);
+    g->proof_index = (uint32_t *)(base + l.proof_index);
+    g->proof_index_mask = index_capacity(c->proofs_max) - 1;
+    g->scratch = (uint32_t *)(base + l.scratch);
+    g->shop_at_ms = now_ms;
+    return 0;
+}
+
+void guard_deinit(guard_t *g)
+{
+    engine_deinit(&g->engine);
+    if (g->region != NULL) {
+        munmap(g->region, g->region_size);
+    }
+    memset(g, 0, sizeof *g);
+}
+
+/* ---------------------------------------------------- open-addressing index
+ * Maps a hash to (entry + 1); 0 is an empty bucket. Deletion shifts the run
+ * that follows back, so lookups never meet tombstones. */
+
+typedef uint64_t (*entry_hash_fn)(const guard_t *g, uint32_t entry);
+
+static void index_insert(uint32_t *index, uint32_t mask, uint64_t hash, uint32_t entry)
+{
+    uint32_t b = (uint32_t)hash & mask;
+    while (index[b] != 0) {
+        b = (b + 1) & mask;
+    }
+    index[b] = entry + 1;
+}
+
+static void index_delete(const guard_t *g, uint32_t *index, uint32_t mask, uint64_t hash,
+                         uint32_t entry, entry_hash_fn hash_of)
+{
+    uint32_t b = (uint32_t)hash & mask;
+    while (index[b] != entry + 1) {
+        assert(index[b] != 0 && "deleting an entry that is not indexed");
+        b = (b + 1) & mask;
+    }
+    uint32_t hole = b;
+    for (uint32_t i = (hole + 1) & mask; index[i] != 0; i = (i + 1) & mask) {
+        uint32_t home = (uint32_t)hash_of(g, index[i] - 1) & mask;
+        /* Move i into the hole unless its home lies cyclically in (hole, i]. */
+        bool stays = hole <= i ? (home > hole && home <= i) : (home > hole || home <= i);
+        if (!stays) {
+            index[hole] = index[i];
+            hole = i;
+        }
+    }
+    index[hole] = 0;
+}
+
+static uint64_t id_hash_of(const guard_t *g, uint32_t i)
+{
+    return g->ids[i].hash;
+}
+
+static uint64_t cs_hash_of(const guard_t *g, uint32_t i)
+{
+    return g->cs[i].hash;
+}
+
+static uint64_t proof_hash_of(const guard_t *g, uint32_t i)
+{
+    return mix64(g->proofs[i].tag);
+}
+
+/* ---------------------------------------------------------- identities */
+
+static uint32_t id_find(const guard_t *g, policy_id_kind_t kind, const char *value, size_t len)
+{
+    uint64_t h = identity_hash(kind, value, len);
+    for (uint32_t b = (uint32_t)h & g->id_index_mask; g->id_index[b] != 0;
+         b = (b + 1) & g->id_index_mask) {
+        const guard_identity_t *id = &g->ids[g->id_index[b] - 1];
+        if (id->hash == h && id->kind == kind && id->len == len &&
+            memcmp(id->value, value, len) == 0) {
+            return g->id_index[b] - 1;
+        }
+    }
+    return NONE;
+}
+
+static bool id_room(const guard_t *g, uint32_t needed)
+{
+    uint32_t live = g->stats.identities;
+    return live + needed <= g->config.identities_max;
+}
+
+/* Finds or adds an identity; the caller checked id_room(). A new identity
+ * starts with a full budget and no history. */
+static uint32_t id_get(guard_t *g, policy_id_kind_t kind, const char *value, size_t len,
+                       int64_t now_ms)
+{
+    assert(len >= 1 && len <= HF_NAME_BYTES_MAX);
+    uint32_t i = id_find(g, kind, value, len);
+    if (i != NONE) {
+        return i;
+    }
+    if (g->id_free != NONE) {
+        i = g->id_free;
+        g->id_free = g->ids[i].next_free;
+    } else {
+        assert(g->id_hwm < g->config.identities_max);
+        i = g->id_hwm++;
+    }
+    guard_identity_t *id = &g->ids[i];
+    memset(id, 0, sizeof *id);
+    id->hash = identity_hash(kind, value, len);
+    id->live = 1;
+    id->kind = (uint8_t)kind;
+    id->len = (uint8_t)len;
+    memcpy(id->value, value, len);
+    id->budget_unit_ms = policy_budget_capacity_unit_ms(&g->policy, kind);
+    id->budget_at_ms = now_ms;
+    id->reputation_at_ms = now_ms;
+    index_insert(g->id_index, g->id_index_mask, id->hash, i);
+    g->stats.identities++;
+    return i;
+}
+
+/* Brings an identity's budget and reputation up to now_ms. */
+static void id_bring(guard_t *g, guard_identity_t *id, int64_t now_ms)
+{
+    policy_id_kind_t kind = (policy_id_kind_t)id->kind;
+    id->budget_unit_ms =
+        policy_budget_refill(&g->policy, kind, id->budget_unit_ms, id->budget_at_ms, now_ms);
+    id->budget_at_ms = now_ms > id->budget_at_ms ? now_ms : id->budget_at_ms;
+    id->started = policy_decay(&g->policy, id->started, id->reputation_at_ms, now_ms);
+    id->committed = policy_decay(&g->policy, id->committed, id->reputation_at_ms, now_ms);
+    id->reputation_at_ms = now_ms > id->reputation_at_ms ? now_ms : id->reputation_at_ms;
+}
+
+/* The policy's view of an identity at now_ms, without changing it. */
+static policy_identity_t id_policy_view(const guard_t *g, uint32_t i, int64_t now_ms)
+{
+    policy_identity_t v = {0};
+    if (i == NONE) {
+        return v; /* absent: no caps apply to it */
+    }
+    guard_identity_t copy = g->ids[i];
+    id_bring((guard_t *)g, &copy, now_ms); /* reads g->policy only */
+    v.present = true;
+    v.holds_active = copy.holds_active;
+    v.units_held = copy.units_held;
+    v.budget_unit_ms = copy.budget_unit_ms;
+    v.started = copy.started;
+    v.committed = copy.committed;
+    return v;
+}
+
+static bool id_at_rest(guard_t *g, uint32_t i, int64_t now_ms)
+{
+    guard_identity_t *id = &g->ids[i];
+    if (!id->live || id->holds_active > 0 || id->customer_skus > 0) {
+        return false;
+    }
+    id_bring(g, id, now_ms);
+    return id->budget_unit_ms >= policy_budget_capacity_unit_ms(&g->policy, id->kind) &&
+           id->started < REPUTATION_FORGET;
+}
+
+static void id_free(guard_t *g, uint32_t i)
+{
+    guard_identity_t *id = &g->ids[i];
+    assert(id->live && id->holds_active == 0 && id->customer_skus == 0);
+    index_delete(g, g->id_index, g->id_index_mask, id->hash, i, id_hash_of);
+    id->live = 0;
+    id->next_free = g->id_free;
+    g->id_free = i;
+    g->stats.identities--;
+}
+
+/* ------------------------------------------------- customer-and-sku units */
+
+static uint32_t cs_find(const guard_t *g, uint32_t customer, uint32_t sku)
+{
+    uint64_t h = customer_sku_hash(customer, sku);
+    for (uint32_t b = (uint32_t)h & g->cs_index_mask; g->cs_index[b] != 0;
+         b = (b + 1) & g->cs_index_mask) {
+        const guard_customer_sku_t *e = &g->cs[g->cs_index[b] - 1];
+        if (e->customer == customer && e->sku == sku) {
+            return g->cs_index[b] - 1;
+        }
+    }
+    return NONE;
+}
+
+static uint32_t cs_get(guard_t *g, uint32_t customer, uint32_t sku)
+{
+    uint32_t i = cs_find(g, customer, sku);
+    if (i != NONE) {
+        return i;
+    }
+    if (g->cs_free != NONE) {
+        i = g->cs_free;
+        g->cs_free = g->cs[i].next_free;
+    } else {
+        assert(g->cs_hwm < g->config.customer_skus_max);
+        i = g->cs_hwm++;
+    }
+    guard_customer_sku_t *e = &g->cs[i];
+    memset(e, 0, sizeof *e);
+    e->hash = customer_sku_hash(customer, sku);
+    e->customer = customer;
+    e->sku = sku;
+    e->live = 1;
+    index_insert(g->cs_index, g->cs_index_mask, e->hash, i);
+    g->ids[customer].customer_skus++;
+    g->stats.customer_skus++;
+    return i;
+}
+
+/* Purchases count against the cap for one window from the first of them. */
+static int64_t cs_bought(const guard_t *g, const guard_customer_sku_t *e, int64_t now_ms)
+{
+    bool window_over = now_ms >= e->window_start_ms + g->policy.quantity_customer_sku_window_ms;
+    return window_over ? 0 : e->bought;
+}
+
+static bool cs_at_rest(const guard_t *g, uint32_t i, int64_t now_ms)
+{
+    const guard_customer_sku_t *e = &g->cs[i];
+    return e->live && e->units_active == 0 && cs_bought(g, e, now_ms) == 0;
+}
+
+static void cs_free(guard_t *g, uint32_t i)
+{
+    guard_customer_sku_t *e = &g->cs[i];
+    assert(e->live && e->units_active == 0);
+    index_delete(g, g->cs_index, g->cs_index_mask, e->hash, i, cs_hash_of);
+    assert(g->ids[e->customer].customer_skus > 0);
+    g->ids[e->customer].customer_skus--;
+    e->live = 0;
+    e->next_free = g->cs_free;
+    g->cs_free = i;
+    g->stats.customer_skus--;
+}
+
+/* Frees a few entries at rest, resuming where the last sweep stopped. */
+static void sweep(guard_t *g, int64_t now_ms)
+{
+    for (int n = 0; n < SWEEP_PER_HOLD && g->cs_hwm > 0; n++) {
+        g->cs_sweep = g->cs_sweep >= g->cs_hwm ? 0 : g->cs_sweep;
+        if (cs_at_rest(g, g->cs_sweep, now_ms)) {
+            cs_free(g, g->cs_sweep);
+        }
+        g->cs_sweep++;
+    }
+    for (int n = 0; n < SWEEP_PER_HOLD && g->id_hwm > 0; n++) {
+        g->id_sweep = g->id_sweep >= g->id_hwm ? 0 : g->id_sweep;
+        if (id_at_rest(g, g->id_sweep, now_ms)) {
+            id_free(g, g->id_sweep);
+        }
+        g->id_sweep++;
+    }
+}
+
+/* -------------------------------------------------------------- proofs */
+
+static bool proof_used(const guard_t *g, uint64_t tag)
+{
+    for (uint32_t b = (uint32_t)mix64(tag) & g->proof_index_mask; g->proof_index[b] != 0;
+         b = (b + 1) & g->proof_index_mask) {
+        if (g->proofs[g->proof_index[b] - 1].tag == tag) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static void proof_add(guard_t *g, uint64_t tag, int64_t expires_ms)
+{
+    assert(g->proof_count < g->config.proofs_max && !proof_used(g, tag));
+    uint32_t i = (g->proof_head + g->proof_count) % g->config.proofs_max;
+    g->proofs[i] = (guard_proof_t){.tag = tag, .expires_ms = expires_ms};
+    index_insert(g->proof_index, g->proof_index_mask, mix64(tag), i);
+    g->proof_count++;
+}
+
+/* A proof is remembered until it expires; after that it fails on its expiry
+ * alone. Proofs are added in about expiry order, so the head goes first. */
+static void proofs_forget(guard_t *g, int64_t now_ms)
+{
+    while (g->proof_count > 0 && g->proofs[g->proof_head].expires_ms <= now_ms) {
+        uint32_t i = g->proof_head;
+        index_delete(g, g->proof_index, g->proof_index_mask, mix64(g->proofs[i].tag), i,
+                     proof_hash_of);
+        g->proof_head = (g->proof_head + 1) % g->config.proofs_max;
+        g->proof_count--;
+    }
+}
+
+/* --------------------------------------------------------- sku policies */
+
+const policy_config_t *guard_sku_policy(const guard_t *g, uint32_t sku_index, uint64_t *mask_out)
+{
+    uint32_t p = g->skus[sku_index].policy;
+    if (mask_out != NULL) {
+        *mask_out = p == 0 ? 0 : g->sku_policies[p - 1].mask;
+    }
+    return p == 0 ? &g->policy : &g->sku_policies[p - 1].resolved;
+}
+
+static void sku_policy_resolve(const policy_config_t *global, guard_sku_policy_t *sp)
+{
+    sp->resolved = *global;
+    for (int f = 0; f < POLICY_FIELD_COUNT; f++) {
+        if (sp->mask & (1ull << f)) {
+            *policy_field_ptr(&sp->resolved, (policy_field_t)f) =
+                policy_field_get(&sp->values, (policy_field_t)f);
+        }
+    }
+}
+
+/* ------------------------------------------------------ conversion, escalation */
+
+static void sku_bring(guard_t *g, guard_sku_t *s, const policy_config_t *c, int64_t now_ms)
+{
+    /* Recent conversion: counts decay with the escalation window as half-life. */
+    if (now_ms > s->conversion_at_ms) {
+        double f = exp2(-(double)(now_ms - s->conversion_at_ms) / (double)c->escalation_window_ms);
+        s->started *= f;
+        s->committed *= f;
+        s->conversion_at_ms = now_ms;
+    }
+    (void)g;
+}
+
+static void shop_bring(guard_t *g, int64_t now_ms)
+{
+    g->shop_started = policy_decay(&g->policy, g->shop_started, g->shop_at_ms, now_ms);
+    g->shop_committed = policy_decay(&g->policy, g->shop_committed, g->shop_at_ms, now_ms);
+    g->shop_at_ms = now_ms > g->shop_at_ms ? now_ms : g->shop_at_ms;
+}
+
+static void event_add(guard_t *g, uint32_t sku, bool on, int64_t now_ms)
+{
+    guard_event_t *ev = &g->events[g->event_seq % GUARD_EVENTS_MAX];
+    *ev = (guard_event_t){.seq = g->event_seq + 1, .at_ms = now_ms, .sku = sku, .on = on};
+    g->event_seq++;
+}
+
+/* Whether a sku is escalated as of now_ms: its recorded state, unless time
+ * alone has ended it (a sku refusing every hold sees no hold to switch it
+ * back; the next applied op on it records the switch). */
+static bool sku_escalated_now(const guard_t *g, uint32_t sku, int64_t now_ms)
+{
+    guard_sku_t s = g->skus[sku];
+    if (!s.escalated) {
+        return false;
+    }
+    const policy_config_t *c = guard_sku_policy(g, sku, NULL);
+    engine_sku_view_t v;
+    engine_sku_view(&g->engine, sku, &v);
+    sku_bring((guard_t *)g, &s, c, now_ms); /* on the copy */
+    double shop_started = policy_decay(&g->policy, g->shop_started, g->shop_at_ms, now_ms);
+    double shop_committed = policy_decay(&g->policy, g->shop_committed, g->shop_at_ms, now_ms);
+    return policy_escalate(c, true, s.started, s.committed, shop_started, shop_committed, v.stock,
+                           v.available);
+}
+
+/* Switches a sku's escalation on or off when its recent conversion says so. */
+static void sku_evaluate(guard_t *g, uint32_t sku, int64_t now_ms)
+{
+    guard_sku_t *s = &g->skus[sku];
+    const policy_config_t *c = guard_sku_policy(g, sku, NULL);
+    engine_sku_view_t v;
+    engine_sku_view(&g->engine, sku, &v);
+    sku_bring(g, s, c, now_ms);
+    bool on = policy_escalate(c, s->escalated, s->started, s->committed, g->shop_started,
+                              g->shop_committed, v.stock, v.available);
+    if (on == (bool)s->escalated) {
+        return;
+    }
+    s->escalated = on;
+    s->escalated_at_ms = now_ms;
+    if (on) {
+        s->escalations++;
+        g->stats.escalations_on++;
+        g->stats.skus_escalated++;
+    } else {
+        g->stats.escalations_off++;
+        g->stats.skus_escalated--;
+    }
+    event_add(g, sku, on, now_ms);
+}
+
+/* ------------------------------------------------------------ waitlists */
+
+#define WAIT_INDEX_BITS 28
+#define WAIT_INDEX_MASK ((1ull << WAIT_INDEX_BITS) - 1)
+
+/* A slot for a new entry: never used ones first, then the oldest finished. */
+static uint32_t wait_alloc(guard_t *g)
+{
+    if (g->wait_hwm < g->config.waitlist_max) {
+        return g->wait_hwm++;
+    }
+    if (g->wait_done_head == 0) {
+        return NONE;
+    }
+    uint32_t i = g->wait_done_head - 1;
+    g->wait_done_head = g->waits[i].next;
+    if (g->wait_done_head == 0) {
+        g->wait_done_tail = 0;
+    }
+    return i;
+}
+
+static void wait_finish(guard_t *g, uint32_t i, guard_wait_state_t to, int64_t at_ms)
+{
+    guard_wait_t *w = &g->waits[i];
+    assert(w->state == GUARD_WAIT_WAITING || w->state == GUARD_WAIT_OFFERED);
+    w->state = (uint8_t)to;
+    w->finished_ms = at_ms;
+    w->next = 0;
+    if (g->wait_done_tail == 0) {
+        g->wait_done_head = i + 1;
+    } else {
+        g->waits[g->wait_done_tail - 1].next = i + 1;
+    }
+    g->wait_done_tail = i + 1;
+    g->stats.wait_fulfilled += to == GUARD_WAIT_FULFILLED;
+    g->stats.wait_expired += to == GUARD_WAIT_EXPIRED;
+    g->stats.wait_cancelled += to == GUARD_WAIT_CANCELLED;
+}
+
+/* Takes a waiting entry off its sku's list (the head, usually). */
+static void wait_unlink(guard_t *g, uint32_t i)
+{
+    guard_sku_t *s = &g->skus[g->waits[i].sku];
+    uint32_t prev = 0;
+    uint32_t at = s->wait_head;
+    while (at != i + 1) {
+        assert(at != 0 && "a waiting entry is on its sku's list");
+        prev = at;
+        at = g->waits[at - 1].next;
+    }
+    uint32_t next = g->waits[i].next;
+    if (prev == 0) {
+        s->wait_head = next;
+    } else {
+        g->waits[prev - 1].next = next;
+    }
+    if (s->wait_tail == i + 1) {
+        s->wait_tail = prev;
+    }
+    s->wait_count--;
+    g->stats.waiting--;
+}
+
+/* Offers freed units to the head of a sku's waitlist, as active holds made
+ * at at_ms, for as long as the available units cover the head's quantity. */
+static void wait_serve(guard_t *g, uint32_t sku, int64_t at_ms)
+{
+    guard_sku_t *s = &g->skus[sku];
+    while (s->wait_head != 0) {
+        uint32_t i = s->wait_head - 1;
+        guard_wait_t *w = &g->waits[i];
+        engine_sku_view_t v;
+        engine_sku_view(&g->engine, sku, &v);
+        if (w->qty > v.stock - v.sold) {
+            /* The stock was cut below what the head waits for: it would
+             * block the line for good, so its wait ends here. */
+            wait_unlink(g, i);
+            wait_finish(g, i, GUARD_WAIT_EXPIRED, at_ms);
+            continue;
+        }
+        if (v.available < w->qty) {
+            return;
+        }
+        engine_op_t op = {.kind = ENGINE_OP_HOLD_CREATE, .now_ms = at_ms};
+        engine_hold_create_t *c = &op.u.hold_create;
+        memcpy(c->customer, w->customer, w->customer_len);
+        c->customer_len = w->customer_len;
+        c->ttl_ms = guard_sku_policy(g, sku, NULL)->waitlist_offer_ttl_ms;
+        c->line_count = 1;
+        memcpy(c->lines[0].sku, v.sku, v.sku_len);
+        c->lines[0].sku_len = v.sku_len;
+        c->lines[0].qty = w->qty;
+        engine_outcome_t o = engine_apply(&g->engine, &op);
+        if (o.result != ENGINE_OK) {
+            return; /* the hold table is full: the entry keeps its place */
+        }
+        wait_unlink(g, i);
+        w->state = GUARD_WAIT_OFFERED;
+        w->hold_id = o.hold_id;
+        g->holds[engine_hold_slot(o.hold_id)] = (guard_hold_t){.wait = i + 1};
+        s->started += 1.0;
+        g->stats.wait_offered++;
+    }
+}
+
+/* --------------------------------------------------- a hold's bookkeeping */
+
+static int64_t hold_units(const engine_hold_view_t *h)
+{
+    int64_t units = 0;
+    for (uint16_t i = 0; i < h->line_count; i++) {
+        units += h->lines[i].qty;
+    }
+    return units;
+}
+
+/* Counts a new hold against its identities and skus. */
+static void on_start(guard_t *g, const engine_hold_view_t *h, const guard_hold_t *side,
+                     double cost_unit_ms, int64_t now_ms)
+{
+    int64_t units = hold_units(h);
+    g->holds[engine_hold_slot(h->id)] = *side;
+    for (int k = 0; k < POLICY_ID_KINDS; k++) {
+        if (side->ids[k] != 0) {
+            guard_identity_t *id = &g->ids[side->ids[k] - 1];
+            id_bring(g, id, now_ms);
+            id->holds_active++;
+            id->units_held += units;
+            id->budget_unit_ms -= cost_unit_ms;
+            id->started += 1.0;
+            id->holds_total++;
+        }
+    }
+    shop_bring(g, now_ms);
+    g->shop_started += 1.0;
+    for (uint16_t i = 0; i < h->line_count; i++) {
+        uint32_t sku = h->lines[i].sku_index;
+        if (side->ids[POLICY_ID_CUSTOMER] != 0) {
+            g->cs[cs_get(g, side->ids[POLICY_ID_CUSTOMER] - 1, sku)].units_active +=
+                h->lines[i].qty;
+        }
+        guard_sku_t *s = &g->skus[sku];
+        sku_bring(g, s, guard_sku_policy(g, sku, NULL), now_ms);
+        s->started += 1.0;
+    }
+}
+
+/* Returns a finished hold's units to its identities: a sale improves their
+ * reputation, and time not used is given back to their budgets. */
+static void on_finish_identities(guard_t *g, const engine_hold_view_t *h,
+                                 const guard_hold_t *side, int64_t at_ms)
+{
+    int64_t units = hold_units(h);
+    bool committed = h->state == ENGINE_HOLD_COMMITTED_STATE;
+    bool early = h->state != ENGINE_HOLD_EXPIRED_STATE && h->expires_ms > at_ms;
+    for (int k = 0; k < POLICY_ID_KINDS; k++) {
+        if (side->ids[k] == 0) {
+            continue;
+        }
+        guard_identity_t *id = &g->ids[side->ids[k] - 1];
+        id_bring(g, id, at_ms);
+        assert(id->holds_active > 0 && id->units_held >= units);
+        id->holds_active--;
+        id->units_held -= units;
+        id->committed += committed ? 1.0 : 0.0;
+        id->commits_total += committed;
+        if (early) {
+            double capacity = policy_budget_capacity_unit_ms(&g->policy, id->kind);
+            id->budget_unit_ms += (double)units * (double)(h->expires_ms - at_ms);
+            id->budget_unit_ms = id->budget_unit_ms > capacity ? capacity : id->budget_unit_ms;
+        }
+    }
+}
+
+static void on_finish_lines(guard_t *g, const engine_hold_view_t *h, const guard_hold_t *side,
+                            int64_t at_ms)
+{
+    bool committed = h->state == ENGINE_HOLD_COMMITTED_STATE;
+    for (uint16_t i = 0; i < h->line_count; i++) {
+        uint32_t sku = h->lines[i].sku_index;
+        if (side->ids[POLICY_ID_CUSTOMER] != 0) {
+            uint32_t c = cs_find(g, side->ids[POLICY_ID_CUSTOMER] - 1, sku);
+            assert(c != NONE && g->cs[c].units_active >= h->lines[i].qty);
+            guard_customer_sku_t *e = &g->cs[c];
+            e->units_active -= h->lines[i].qty;
+            if (committed) {
+                if (cs_bought(g, e, at_ms) == 0) {
+                    e->bought = 0;
+                    e->window_start_ms = at_ms;
+                }
+                e->bought += h->lines[i].qty;
+            }
+        }
+        guard_sku_t *s = &g->skus[sku];
+        sku_bring(g, s, guard_sku_policy(g, sku, NULL), at_ms);
+        s->committed += committed ? 1.0 : 0.0;
+    }
+}
+
+/* Everything a hold leaving the active state changes besides the engine. */
+static void on_finish(guard_t *g, const engine_hold_view_t *h, int64_t at_ms)
+{
+    uint32_t slot = engine_hold_slot(h->id);
+    guard_hold_t side = g->holds[slot];
+    bool committed = h->state == ENGINE_HOLD_COMMITTED_STATE;
+    on_finish_identities(g, h, &side, at_ms);
+    on_finish_lines(g, h, &side, at_ms);
+    shop_bring(g, at_ms);
+    g->shop_committed += committed ? 1.0 : 0.0;
+    if (side.wait != 0) {
+        guard_wait_t *w = &g->waits[side.wait - 1];
+        assert(w->state == GUARD_WAIT_OFFERED && w->hold_id == h->id);
+        wait_finish(g, side.wait - 1, committed ? GUARD_WAIT_FULFILLED : GUARD_WAIT_EXPIRED,
+                    at_ms);
+    }
+    g->holds[slot] = (guard_hold_t){0};
+}
+
+/* ----------------------------------------------------------------- time */
+
+/* Expires every hold due at exactly at_ms, then serves the waitlists of the
+ * skus they freed: an offer made at at_ms must not expire a tie unseen. */
+static void expire_instant(guard_t *g, int64_t at_ms)
+{
+    uint32_t marked = 0;
+    engine_hold_view_t h;
+    while (engine_next_expiry_ms(&g->engine) == at_ms &&
+           engine_expire_next(&g->engine, at_ms, &h)) {
+        on_finish(g, &h, at_ms);
+        for (uint16_t i = 0; i < h.line_count; i++) {
+            guard_sku_t *s = &g->skus[h.lines[i].sku_index];
+            if (s->wait_head != 0 && !s->marked) {
+                s->marked = 1;
+                g->scratch[marked++] = h.lines[i].sku_index;
+            }
+        }
+    }
+    for (uint32_t i = 0; i < marked; i++) {
+        g->skus[g->scratch[i]].marked = 0;
+        wait_serve(g, g->scratch[i], at_ms);
+    }
+}
+
+void guard_advance(guard_t *g, int64_t now_ms)
+{
+    assert(now_ms >= g->engine.now_ms);
+    for (int64_t t = engine_next_expiry_ms(&g->engine); t <= now_ms;
+         t = engine_next_expiry_ms(&g->engine)) {
+        expire_instant(g, t);
+    }
+    engine_advance(&g->engine, now_ms);
+    proofs_forget(g, now_ms);
+}
+
+/* -------------------------------------------------------------- applying */
+
+static guard_outcome_t engine_failed(engine_outcome_t o)
+{
+    return (guard_outcome_t){.result = o.result == ENGINE_OK ? GUARD_OK : GUARD_ENGINE,
+                             .engine = o};
+}
+
+/* The identities a hold request names, found or (with create) added. */
+static void request_identities(guard_t *g, const engine_hold_create_t *c, bool create,
+                               int64_t now_ms, uint32_t ids_out[POLICY_ID_KINDS])
+{
+    char prefix[POLICY_IP_PREFIX_TEXT_MAX];
+    uint8_t prefix_len = 0;
+    const char *value[POLICY_ID_KINDS] = {c->customer, prefix, c->fingerprint};
+    size_t len[POLICY_ID_KINDS] = {c->customer_len, 0, c->fingerprint_len};
+    if (c->ip_len > 0) {
+        char ip[HF_IP_TEXT_BYTES_MAX + 1];
+        memcpy(ip, c->ip, c->ip_len);
+        ip[c->ip_len] = '\0';
+        if (policy_ip_prefix(ip, &g->policy, prefix, &prefix_len)) {
+            len[POLICY_ID_IP_PREFIX] = prefix_len;
+        }
+    }
+    for (int k = 0; k < POLICY_ID_KINDS; k++) {
+        if (len[k] == 0) {
+            ids_out[k] = NONE;
+        } else if (create) {
+            ids_out[k] = id_get(g, (policy_id_kind_t)k, value[k], len[k], now_ms);
+        } else {
+            ids_out[k] = id_find(g, (policy_id_kind_t)k, value[k], len[k]);
+        }
+    }
+}
+
+/* Whether the tables have room for what a hold would add. */
+static guard_result_t hold_room(const guard_t *g, const guard_op_t *op)
+{
+    const engine_hold_create_t *c = &op->engine.u.hold_create;
+    uint32_t ids[POLICY_ID_KINDS];
+    request_identities((guard_t *)g, c, false, op->engine.now_ms, ids); /* finds only */
+    uint32_t new_ids = 0;
+    for (int k = 0; k < POLICY_ID_KINDS; k++) {
+        bool named = k == POLICY_ID_CUSTOMER || (k == POLICY_ID_IP_PREFIX ? c->ip_len > 0
+                                                                          : c->fingerprint_len > 0);
+        new_ids += named && ids[k] == NONE;
+    }
+    if (!id_room(g, new_ids)) {
+        return GUARD_IDENTITIES_FULL;
+    }
+    if (g->stats.customer_skus + c->line_count > g->config.customer_skus_max) {
+        return GUARD_CUSTOMER_SKUS_FULL;
+    }
+    if (op->proof_tag != 0 && g->proof_count >= g->config.proofs_max) {
+        return GUARD_PROOFS_FULL;
+    }
+    return GUARD_OK;
+}
+
+static guard_outcome_t apply_hold_create(guard_t *g, guard_op_t *op)
+{
+    int64_t now_ms = op->engine.now_ms;
+    engine_hold_create_t *c = &op->engine.u.hold_create;
+    guard_outcome_t out = {.result = hold_room(g, op)};
+    if (out.result != GUARD_OK) {
+        return out;
+    }
+    out = engine_failed(engine_apply(&g->engine, &op->engine));
+    if (out.result != GUARD_OK || out.engine.replayed) {
+        return out;
+    }
+    c->hold_id = out.engine.hold_id;
+    out.changed = true;
+    uint32_t ids[POLICY_ID_KINDS];
+    request_identities(g, c, true, now_ms, ids);
+    guard_hold_t side = {0};
+    for (int k = 0; k < POLICY_ID_KINDS; k++) {
+        side.ids[k] = ids[k] == NONE ? 0 : ids[k] + 1;
+    }
+    engine_hold_view_t h;
+    engine_result_t r = engine_hold_view(&g->engine, out.engine.hold_id, &h);
+    assert(r == ENGINE_OK);
+    bool charged = !op->buy_now && g->policy.budget_enabled;
+    double cost_unit_ms = charged ? (double)hold_units(&h) * (double)c->ttl_ms : 0.0;
+    on_start(g, &h, &side, cost_unit_ms, now_ms);
+    if (op->proof_tag != 0) {
+        proof_add(g, op->proof_tag, op->proof_expires_ms);
+        g->stats.proofs_accepted++;
+    }
+    if (op->buy_now) {
+        engine_op_t commit = {.kind = ENGINE_OP_HOLD_COMMIT, .now_ms = now_ms};
+        commit.u.hold.hold_id = h.id;
+        memcpy(commit.u.hold.order_ref, op->order_ref, op->order_ref_len);
+        commit.u.hold.order_ref_len = op->order_ref_len;
+        engine_outcome_t co = engine_apply(&g->engine, &commit);
+        assert(co.result == ENGINE_OK && co.changed);
+        r = engine_hold_view(&g->engine, h.id, &h);
+        assert(r == ENGINE_OK);
+        on_finish(g, &h, now_ms);
+        g->stats.buy_now++;
+    }
+    for (uint16_t i = 0; i < h.line_count; i++) {
+        sku_evaluate(g, h.lines[i].sku_index, now_ms);
+    }
+    sweep(g, now_ms);
+    return out;
+}
+
+/* Commit or release: the engine moves the hold, the guard settles the rest. */
+static guard_outcome_t apply_hold_finish(guard_t *g, guard_op_t *op)
+{
+    int64_t now_ms = op->engine.now_ms;
+    if (op->engine.kind == ENGINE_OP_HOLD_RELEASE) {
+        memcpy(op->engine.u.hold.order_ref, op->reason, op->reason_len);
+        op->engine.u.hold.order_ref_len = op->reason_len;
+    }
+    guard_outcome_t out = engine_failed(engine_apply(&g->engine, &op->engine));
+    if (out.result != GUARD_OK || !out.engine.changed) {
+        return out;
+    }
+    out.changed = true;
+    engine_hold_view_t h;
+    engine_result_t r = engine_hold_view(&g->engine, op->engine.u.hold.hold_id, &h);
+    assert(r == ENGINE_OK);
+    on_finish(g, &h, now_ms);
+    for (uint16_t i = 0; i < h.line_count; i++) {
+        wait_serve(g, h.lines[i].sku_index, now_ms);
+        sku_evaluate(g, h.lines[i].sku_index, now_ms);
+    }
+    return out;
+}
+
+/* An extension is charged to the budgets for the time it adds. */
+static guard_outcome_t apply_hold_extend(guard_t *g, guard_op_t *op)
+{
+    engine_hold_view_t before;
+    bool found = engine_hold_view(&g->engine, op->engine.u.hold.hold_id, &before) == ENGINE_OK;
+    guard_outcome_t out = engine_failed(engine_apply(&g->engine, &op->engine));
+    if (out.result != GUARD_OK || !out.engine.changed) {
+        return out;
+    }
+    assert(found);
+    out.changed = true;
+    engine_hold_view_t h;
+    engine_hold_view(&g->engine, before.id, &h);
+    double cost_unit_ms = (double)hold_units(&h) * (double)(h.expires_ms - before.expires_ms);
+    if (!g->policy.budget_enabled) {
+        return out; /* nothing charged, nothing to refund later either */
+    }
+    const guard_hold_t *side = &g->holds[engine_hold_slot(h.id)];
+    for (int k = 0; k < POLICY_ID_KINDS; k++) {
+        if (side->ids[k] != 0) {
+            guard_identity_t *id = &g->ids[side->ids[k] - 1];
+            id_bring(g, id, op->engine.now_ms);
+            id->budget_unit_ms -= cost_unit_ms;
+        }
+    }
+    return out;
+}
+
+static guard_outcome_t apply_sku_put(guard_t *g, guard_op_t *op)
+{
+    guard_outcome_t out = engine_failed(engine_apply(&g->engine, &op->engine));
+    if (out.result == GUARD_OK && out.engine.changed) {
+        out.changed = true;
+        wait_serve(g, out.engine.sku_index, op->engine.now_ms);
+    }
+    return out;
+}
+
+static guard_outcome_t apply_engine(guard_t *g, guard_op_t *op)
+{
+    switch (op->engine.kind) {
+    case ENGINE_OP_SKU_PUT:
+        return apply_sku_put(g, op);
+    case ENGINE_OP_HOLD_CREATE:
+        return apply_hold_create(g, op);
+    case ENGINE_OP_HOLD_COMMIT:
+    case ENGINE_OP_HOLD_RELEASE:
+        return apply_hold_finish(g, op);
+    case ENGINE_OP_HOLD_EXTEND:
+        return apply_hold_extend(g, op);
+    }
+    assert(0 && "unknown engine op");
+    return (guard_outcome_t){.result = GUARD_NOT_FOUND};
+}
+
+static guard_outcome_t apply_policy_put(guard_t *g, const guard_op_t *op)
+{
+    policy_field_t bad;
+    assert(policy_config_valid(&op->u.policy, &bad));
+    g->policy = op->u.policy;
+    for (uint32_t i = 0; i < g->sku_policy_count; i++) {
+        sku_policy_resolve(&g->policy, &g->sku_policies[i]);
+    }
+    return (guard_outcome_t){.result = GUARD_OK, .changed = true};
+}
+
+static guard_outcome_t apply_sku_policy(guard_t *g, const guard_op_t *op)
+{
+    uint32_t sku;
+    if (!engine_sku_find(&g->engine, op->u.sku_policy.sku, op->u.sku_policy.sku_len, &sku)) {
+        return (guard_outcome_t){.result = GUARD_NOT_FOUND};
+    }
+    guard_sku_t *s = &g->skus[sku];
+    if (s->policy == 0) {
+        if (op->u.sku_policy.mask == 0) {
+            return (guard_outcome_t){.result = GUARD_OK}; /* nothing to clear */
+        }
+        if (g->sku_policy_count >= g->config.sku_policies_max) {
+            return (guard_outcome_t){.result = GUARD_SKU_POLICIES_FULL};
+        }
+        s->policy = ++g->sku_policy_count;
+    }
+    guard_sku_policy_t *sp = &g->sku_policies[s->policy - 1];
+    sp->mask = op->u.sku_policy.mask;
+    sp->values = op->u.sku_policy.values;
+    sku_policy_resolve(&g->policy, sp);
+    return (guard_outcome_t){.result = GUARD_OK, .changed = true};
+}
+
+/* Releases every active hold that names the identity, with the reason. */
+static guard_outcome_t apply_revoke(guard_t *g, guard_op_t *op)
+{
+    uint32_t i = id_find(g, op->u.revoke.kind, op->u.revoke.value, op->u.revoke.value_len);
+    if (i == NONE) {
+        return (guard_outcome_t){.result = GUARD_NOT_FOUND};
+    }
+    guard_outcome_t out = {.result = GUARD_OK};
+    uint32_t slots = g->engine.hold_hwm;
+    for (uint32_t slot = 0; slot < slots && g->ids[i].holds_active > 0; slot++) {
+        if (g->holds[slot].ids[op->u.revoke.kind] != i + 1) {
+            continue;
+        }
+        guard_op_t release = {.kind = GUARD_OP_ENGINE};
+        release.engine = (engine_op_t){.kind = ENGINE_OP_HOLD_RELEASE,
+                                       .now_ms = op->engine.now_ms};
+        release.engine.u.hold.hold_id = g->engine.holds[slot].id;
+        memcpy(release.reason, op->reason, op->reason_len);
+        release.reason_len = op->reason_len;
+        guard_outcome_t o = apply_hold_finish(g, &release);
+        assert(o.result == GUARD_OK && o.changed);
+        out.revoked++;
+    }
+    g->stats.revoked_holds += out.revoked;
+    out.changed = out.revoked > 0;
+    return out;
+}
+
+static guard_outcome_t apply_wait_join(guard_t *g, guard_op_t *op)
+{
+    uint32_t sku;
+    if (!engine_sku_find(&g->engine, op->u.wait_join.sku, op->u.wait_join.sku_len, &sku)) {
+        return (guard_outcome_t){.result = GUARD_ENGINE,
+                                 .engine = {.result = ENGINE_SKU_NOT_FOUND}};
+    }
+    const policy_config_t *c = guard_sku_policy(g, sku, NULL);
+    if (!c->waitlist_enabled) {
+        return (guard_outcome_t){.result = GUARD_WAITLIST_OFF};
+    }
+    if (c->quantity_enabled && op->u.wait_join.qty > c->quantity_line_qty_max) {
+        guard_outcome_t out = {.result = GUARD_DENIED};
+        out.decision = (policy_decision_t){.verdict = POLICY_DENY, .rule = POLICY_RULE_LINE_QTY,
+                                           .limit = c->quantity_line_qty_max,
+                                           .current = op->u.wait_join.qty,
+                                           .retry_after_ms = -1};
+        return out;
+    }
+    engine_sku_view_t v;
+    engine_sku_view(&g->engine, sku, &v);
+    if (op->u.wait_join.qty > v.stock - v.sold) {
+        return (guard_outcome_t){.result = GUARD_WAIT_OVER_STOCK};
+    }
+    guard_sku_t *s = &g->skus[sku];
+    uint32_t i = s->wait_count < HF_WAITLIST_PER_SKU_MAX ? wait_alloc(g) : NONE;
+    if (i == NONE) {
+        return (guard_outcome_t){.result = GUARD_WAITLIST_FULL};
+    }
+    uint64_t id = op->u.wait_join.id;
+    if (id == 0) {
+        id = (++g->wait_seq << WAIT_INDEX_BITS) | i;
+    } else if ((id & WAIT_INDEX_MASK) != i) {
+        return (guard_outcome_t){.result = GUARD_NOT_FOUND}; /* replay diverged: refused */
+    } else {
+        g->wait_seq = id >> WAIT_INDEX_BITS;
+    }
+    op->u.wait_join.id = id;
+    guard_wait_t *w = &g->waits[i];
+    *w = (guard_wait_t){.id = id, .created_ms = op->engine.now_ms, .sku = sku,
+                        .qty = op->u.wait_join.qty, .state = GUARD_WAIT_WAITING,
+                        .customer_len = op->u.wait_join.customer_len};
+    memcpy(w->customer, op->u.wait_join.customer, w->customer_len);
+    if (s->wait_tail == 0) {
+        s->wait_head = i + 1;
+    } else {
+        g->waits[s->wait_tail - 1].next = i + 1;
+    }
+    s->wait_tail = i + 1;
+    s->wait_count++;
+    g->stats.waiting++;
+    g->stats.wait_joined++;
+    wait_serve(g, sku, op->engine.now_ms); /* units may be there already */
+    return (guard_outcome_t){.result = GUARD_OK, .changed = true, .id = id};
+}
+
+static uint32_t wait_find(const guard_t *g, uint64_t id)
+{
+    uint64_t i = id & WAIT_INDEX_MASK;
+    if (i >= g->wait_hwm || g->waits[i].id != id || g->waits[i].state == GUARD_WAIT_FREE) {
+        return NONE;
+    }
+    return (uint32_t)i;
+}
+
+/* Cancelling an offer releases its hold, whose units go to the next. */
+static guard_outcome_t apply_wait_cancel(guard_t *g, guard_op_t *op)
+{
+    uint32_t i = wait_find(g, op->u.wait_id);
+    if (i == NONE) {
+        return (guard_outcome_t){.result = GUARD_NOT_FOUND};
+    }
+    guard_wait_t *w = &g->waits[i];
+    if (w->state == GUARD_WAIT_WAITING) {
+        wait_unlink(g, i);
+        wait_finish(g, i, GUARD_WAIT_CANCELLED, op->engine.now_ms);
+    } else if (w->state == GUARD_WAIT_OFFERED) {
+        guard_op_t release = {.kind = GUARD_OP_ENGINE};
+        release.engine = (engine_op_t){.kind = ENGINE_OP_HOLD_RELEASE,
+                                       .now_ms = op->engine.now_ms};
+        release.engine.u.hold.hold_id = w->hold_id;
+        static const char reason[] = "waitlist offer cancelled";
+        memcpy(release.reason, reason, sizeof reason - 1);
+        release.reason_len = sizeof reason - 1;
+        guard_outcome_t o = apply_hold_finish(g, &release);
+        assert(o.result == GUARD_OK && o.changed);
+        w->state = GUARD_WAIT_CANCELLED; /* on_finish called it expired */
+        g->stats.wait_expired--;
+        g->stats.wait_cancelled++;
+    } else {
+        return (guard_outcome_t){.result = GUARD_WAIT_FINISHED};
+    }
+    return (guard_outcome_t){.result = GUARD_OK, .changed = true};
+}
+
+guard_outcome_t guard_apply(guard_t *g, guard_op_t *op)
+{
+    guard_advance(g, op->engine.now_ms);
+    guard_outcome_t out;
+    switch (op->kind) {
+    case GUARD_OP_ENGINE:
+        out = apply_engine(g, op);
+        break;
+    case GUARD_OP_POLICY_PUT:
+        out = apply_policy_put(g, op);
+        break;
+    case GUARD_OP_SKU_POLICY:
+        out = apply_sku_policy(g, op);
+        break;
+    case GUARD_OP_REVOKE:
+        out = apply_revoke(g, op);
+        break;
+    case GUARD_OP_WAIT_JOIN:
+        out = apply_wait_join(g, op);
+        break;
+    case GUARD_OP_WAIT_CANCEL:
+        out = apply_wait_cancel(g, op);
+        break;
+    case GUARD_OP_SECRET:
+        memcpy(g->secret, op->u.secret, GUARD_SECRET_BYTES);
+        g->has_secret = true;
+        out = (guard_outcome_t){.result = GUARD_OK, .changed = true};
+        break;
+    default:
+        assert(0 && "unknown guard op");
+        out = (guard_outcome_t){.result = GUARD_NOT_FOUND};
+    }
+    assert(out.result == GUARD_OK || !out.changed);
+    return out;
+}
+
+/* ------------------------------------------------------------- deciding */
+
+uint64_t guard_request_hash(const guard_hold_request_t *req)
+{
+    const engine_hold_create_t *c = &req->create;
+    uint64_t h = 0x6a09e667f3bcc908ull;
+    h = hash_bytes(h ^ c->customer_len, c->customer, c->customer_len);
+    h = hash_bytes(h ^ c->ip_len, c->ip, c->ip_len);
+    h = hash_bytes(h ^ c->fingerprint_len, c->fingerprint, c->fingerprint_len);
+    h = hash_bytes(h ^ (uint64_t)c->ttl_ms, &c->line_count, sizeof c->line_count);
+    for (uint16_t i = 0; i < c->line_count; i++) {
+        h = hash_bytes(h ^ c->lines[i].qty, c->lines[i].sku, c->lines[i].sku_len);
+    }
+    h = hash_bytes(h ^ (uint64_t)req->buy_now, req->order_ref, req->order_ref_len);
+    return h == 0 ? 1 : h; /* 0 tells the engine to hash on its own */
+}
+
+/* Fills one line of the policy's input; false if the sku is unknown. */
+static bool line_input(const guard_t *g, const engine_line_t *l, uint32_t customer,
+                       int64_t now_ms, policy_line_t *out)
+{
+    uint32_t sku;
+    if (!engine_sku_find(&g->engine, l->sku, l->sku_len, &sku)) {
+        return false;
+    }
+    engine_sku_view_t v;
+    engine_sku_view(&g->engine, sku, &v);
+    *out = (policy_line_t){.config = guard_sku_policy(g, sku, NULL),
+                           .escalated = sku_escalated_now(g, sku, now_ms),
+                           .stock = v.stock, .held = v.held, .available = v.available,
+                           .qty = l->qty};
+    uint32_t c = customer == NONE ? NONE : cs_find(g, customer, sku);
+    if (c != NONE) {
+        const guard_customer_sku_t *e = &g->cs[c];
+        int64_t bought = cs_bought(g, e, now_ms);
+        out->customer_units = e->units_active + bought;
+        out->customer_window_left_ms =
+            bought > 0 ? e->window_start_ms + g->policy.quantity_customer_sku_window_ms - now_ms
+                       : 0;
+    }
+    return true;
+}
+
+/* An Idempotency-Key seen before answers as the first time, undecided. */
+static bool idem_replay(const guard_t *g, const guard_hold_request_t *req, uint64_t hash,
+                        guard_outcome_t *out)
+{
+    const engine_hold_create_t *c = &req->create;
+    uint64_t seen_hash, hold_id;
+    if (c->idem_key_len == 0 ||
+        !engine_idem_lookup(&g->engine, c->idem_key, c->idem_key_len, &seen_hash, &hold_id)) {
+        return false;
+    }
+    bool same = seen_hash == hash;
+    *out = (guard_outcome_t){.result = same ? GUARD_OK : GUARD_ENGINE};
+    out->engine = (engine_outcome_t){.result = same ? ENGINE_OK : ENGINE_IDEMPOTENCY_MISMATCH,
+                                     .replayed = same, .hold_id = hold_id};
+    return true;
+}
+
+static policy_decision_t decide(guard_t *g, const guard_hold_request_t *req, int64_t now_ms,
+                                policy_hold_input_t *in, uint16_t *unknown_line)
+{
+    const engine_hold_create_t *c = &req->create;
+    uint32_t ids[POLICY_ID_KINDS];
+    request_identities(g, c, false, now_ms, ids);
+    *in = (policy_hold_input_t){.global = &g->policy, .now_ms = now_ms,
+                                .ttl_ms_requested = c->ttl_ms, .buy_now = req->buy_now,
+                                .shop_started = policy_decay(&g->policy, g->shop_started,
+                                                             g->shop_at_ms, now_ms),
+                                .shop_committed = policy_decay(&g->policy, g->shop_committed,
+                                                               g->shop_at_ms, now_ms),
+                                .line_count = c->line_count};
+    in->proof_valid = req->proof_tag != 0 && req->proof_expires_ms > now_ms &&
+                      !proof_used(g, req->proof_tag);
+    for (int k = 0; k < POLICY_ID_KINDS; k++) {
+        in->ids[k] = id_policy_view(g, ids[k], now_ms);
+    }
+    for (uint16_t i = 0; i < c->line_count; i++) {
+        if (!line_input(g, &c->lines[i], ids[POLICY_ID_CUSTOMER], now_ms, &in->lines[i])) {
+            *unknown_line = i;
+            return (policy_decision_t){.verdict = POLICY_DENY, .rule = POLICY_RULE_NONE};
+        }
+    }
+    return policy_decide_hold(in);
+}
+
+guard_outcome_t guard_hold(guard_t *g, const guard_hold_request_t *req, int64_t now_ms,
+                           guard_op_t *op)
+{
+    guard_advance(g, now_ms);
+    uint64_t hash = guard_request_hash(req);
+    guard_outcome_t out;
+    if (idem_replay(g, req, hash, &out)) {
+        g->engine.stats.idem_replays += out.engine.replayed;
+        return out;
+    }
+    policy_hold_input_t in;
+    uint16_t unknown = UINT16_MAX;
+    policy_decision_t d = decide(g, req, now_ms, &in, &unknown);
+    if (unknown != UINT16_MAX) {
+        return (guard_outcome_t){.result = GUARD_ENGINE,
+                                 .engine = {.result = ENGINE_SKU_NOT_FOUND, .sku_index = unknown}};
+    }
+    g->stats.proofs_refused += req->proof_tag != 0 && !in.proof_valid;
+    if (d.verdict != POLICY_ALLOW) {
+        bool denied = d.verdict == POLICY_DENY;
+        (denied ? g->stats.denials : g->stats.challenges)[d.rule]++;
+        uint32_t sku; /* per-sku counts: the line the rule is about, or the first */
+        const engine_line_t *l = &req->create.lines[d.line_index];
+        if (engine_sku_find(&g->engine, l->sku, l->sku_len, &sku)) {
+            uint64_t *count = denied ? &g->skus[sku].denials : &g->skus[sku].challenges;
+            (*count)++;
+        }
+        return (guard_outcome_t){.result = denied ? GUARD_DENIED : GUARD_CHALLENGED,
+                                 .decision = d};
+    }
+    *op = (guard_op_t){.kind = GUARD_OP_ENGINE, .buy_now = req->buy_now,
+                       .order_ref_len = req->order_ref_len};
+    op->engine = (engine_op_t){.kind = ENGINE_OP_HOLD_CREATE, .now_ms = now_ms};
+    op->engine.u.hold_create = req->create;
+    op->engine.u.hold_create.ttl_ms = d.ttl_ms;
+    op->engine.u.hold_create.request_hash = hash;
+    memcpy(op->order_ref, req->order_ref, req->order_ref_len);
+    if (d.bits > 0 && in.proof_valid) {
+        op->proof_tag = req->proof_tag;
+        op->proof_expires_ms = req->proof_expires_ms;
+    }
+    out = guard_apply(g, op);
+    out.decision = d;
+    return out;
+}
+
+/* The most an extension may add now: the hold's whole life within
+ * life_max_ms, and no more than each sku's scarcity TTL. */
+static int64_t extend_ttl_ms(const guard_t *g, const engine_hold_view_t *h, int64_t ttl_ms,
+                             int64_t now_ms)
+{
+    for (uint16_t i = 0; i < h->line_count; i++) {
+        uint32_t sku = h->lines[i].sku_index;
+        engine_sku_view_t v;
+        engine_sku_view(&g->engine, sku, &v);
+        int64_t line_ms = policy_extend_ttl_ms(guard_sku_policy(g, sku, NULL), ttl_ms,
+                                               h->created_ms, now_ms, v.stock, v.available);
+        ttl_ms = line_ms < ttl_ms ? line_ms : ttl_ms;
+    }
+    return ttl_ms;
+}
+
+guard_outcome_t guard_extend(guard_t *g, uint64_t hold_id, int64_t ttl_ms, int64_t now_ms,
+                             guard_op_t *op)
+{
+    guard_advance(g, now_ms);
+    *op = (guard_op_t){.kind = GUARD_OP_ENGINE};
+    op->engine = (engine_op_t){.kind = ENGINE_OP_HOLD_EXTEND, .now_ms = now_ms};
+    op->engine.u.hold.hold_id = hold_id;
+    op->engine.u.hold.ttl_ms = ttl_ms;
+    engine_hold_view_t h;
+    if (engine_hold_view(&g->engine, hold_id, &h) != ENGINE_OK ||
+        h.state != ENGINE_HOLD_ACTIVE) {
+        return guard_apply(g, op); /* the engine says why not */
+    }
+    int64_t granted_ms = extend_ttl_ms(g, &h, ttl_ms, now_ms);
+    guard_outcome_t out = {.result = GUARD_OK, .engine = {.hold_id = hold_id}};
+    out.decision = (policy_decision_t){.verdict = POLICY_ALLOW, .ttl_ms = granted_ms,
+                                       .retry_after_ms = -1};
+    if (now_ms + granted_ms <= h.expires_ms) {
+        return out; /* capped to nothing more: the hold as it is */
+    }
+    const guard_hold_t *side = &g->holds[engine_hold_slot(hold_id)];
+    policy_identity_t ids[POLICY_ID_KINDS];
+    for (int k = 0; k < POLICY_ID_KINDS; k++) {
+        ids[k] = id_policy_view(g, side->ids[k] == 0 ? NONE : side->ids[k] - 1, now_ms);
+    }
+    double cost_unit_ms = (double)hold_units(&h) * (double)(now_ms + granted_ms - h.expires_ms);
+    out.decision = policy_decide_extend(&g->policy, ids, cost_unit_ms);
+    if (out.decision.verdict != POLICY_ALLOW) {
+        g->stats.denials[out.decision.rule]++;
+        out.result = GUARD_DENIED;
+        return out;
+    }
+    op->engine.u.hold.ttl_ms = granted_ms;
+    out = guard_apply(g, op);
+    out.decision.ttl_ms = granted_ms;
+    return out;
+}
+
+/* ----------------------------------------------------------- challenges */
+
+/* The challenge's MAC binds its difficulty, its expiry and the request. */
+static uint64_t challenge_tag(const guard_t *g, uint64_t request_hash, uint32_t bits,
+                              int64_t expires_ms)
+{
+    uint8_t msg[17], mac[EVP_MAX_MD_SIZE];
+    unsigned mac_len = 0;
+    msg[0] = (uint8_t)bits;
+    for (int i = 0; i < 8; i++) {
+        msg[1 + i] = (uint8_t)((uint64_t)expires_ms >> (8 * i));
+        msg[9 + i] = (uint8_t)(request_hash >> (8 * i));
+    }
+    HMAC(EVP_sha256(), g->secret, GUARD_SECRET_BYTES, msg, sizeof msg, mac, &mac_len);
+    assert(mac_len >= 8);
+    uint64_t tag = 0;
+    for (int i = 0; i < 8; i++) {
+        tag = tag << 8 | mac[i];
+    }
+    return tag == 0 ? 1 : tag; /* 0 means "no proof" */
+}
+
+int64_t guard_challenge_make(const guard_t *g, uint64_t request_hash, uint32_t bits,
+                             int64_t now_ms, char *out)
+{
+    assert(g->has_secret && bits >= 1 && bits <= 32);
+    int64_t expires_ms = now_ms + g->policy.challenge_ttl_ms;
+    uint64_t tag = challenge_tag(g, request_hash, bits, expires_ms);
+    int n = snprintf(out, GUARD_PREFIX_TEXT_MAX + 1, "%02x%012llx%016llx", bits,
+                     (unsigned long long)expires_ms, (unsigned long long)tag);
+    assert(n == GUARD_PREFIX_TEXT_LEN);
+    return expires_ms;
+}
+
+static bool parse_hex(const char *text, size_t len, uint64_t *out)
+{
+    uint64_t v = 0;
+    for (size_t i = 0; i < len; i++) {
+        char ch = text[i];
+        int d = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+        if (d < 0) {
+            return false;
+        }
+        v = v << 4 | (uint64_t)d;
+    }
+    *out = v;
+    return true;
+}
+
+bool guard_challenge_verify(const guard_t *g, uint64_t request_hash, const char *header,
+                            size_t header_len, int64_t now_ms, uint64_t *tag_out,
+                            int64_t *expires_ms_out)
+{
+    const char *prefix, *nonce;
+    size_t prefix_len, nonce_len;
+    uint64_t bits, expires_ms, tag;
+    if (!g->has_secret ||
+        !pow_parse_header(header, header_len, &prefix, &prefix_len, &nonce, &nonce_len) ||
+        prefix_len != GUARD_PREFIX_TEXT_LEN || !parse_hex(prefix, 2, &bits) ||
+        !parse_hex(prefix + 2, 12, &expires_ms) || !parse_hex(prefix + 14, 16, &tag)) {
+        return false;
+    }
+    if (bits < 1 || bits > 32 || (int64_t)expires_ms <= now_ms ||
+        challenge_tag(g, request_hash, (uint32_t)bits, (int64_t)expires_ms) != tag) {
+        return false; /* not ours, not for this request, or too late */
+    }
+    if (!pow_check(prefix, prefix_len, nonce, nonce_len, (unsigned)bits)) {
+        return false;
+    }
+    *tag_out = tag;
+    *expires_ms_out = (int64_t)expires_ms;
+    return true;
+}
+
+/* ---------------------------------------------------------------- reads */
+
+static guard_identity_view_t id_view(const guard_t *g, uint32_t i)
+{
+    const guard_identity_t *id = &g->ids[i];
+    int64_t now_ms = g->engine.now_ms;
+    policy_identity_t p = id_policy_view(g, i, now_ms);
+    double shop_started = policy_decay(&g->policy, g->shop_started, g->shop_at_ms, now_ms);
+    double shop_committed = policy_decay(&g->policy, g->shop_committed, g->shop_at_ms, now_ms);
+    return (guard_identity_view_t){
+        .kind = (policy_id_kind_t)id->kind, .value = id->value, .value_len = id->len,
+        .holds_active = id->holds_active, .units_held = id->units_held,
+        .holds_total = id->holds_total, .commits_total = id->commits_total,
+        .budget_unit_s = p.budget_unit_ms / 1000.0,
+        .risk = policy_risk(&g->policy, &p, shop_started, shop_committed)};
+}
+
+bool guard_identity_find(const guard_t *g, policy_id_kind_t kind, const char *value,
+                         size_t len, guard_identity_view_t *out)
+{
+    uint32_t i = id_find(g, kind, value, len);
+    if (i == NONE) {
+        return false;
+    }
+    *out = id_view(g, i);
+    return true;
+}
+
+/* Larger is "more in need of a look". Conversion: those with history and few
+ * commits first. */
+static double top_score(const guard_identity_t *id, guard_top_by_t by)
+{
+    switch (by) {
+    case GUARD_TOP_HELD_UNITS:
+        return (double)id->units_held;
+    case GUARD_TOP_HOLDS:
+        return (double)id->holds_active;
+    case GUARD_TOP_CONVERSION:
+        if (id->holds_total == 0) {
+            return -1.0;
+        }
+        return (double)id->holds_total * (1.0 - (double)id->commits_total /
+                                                    (double)id->holds_total);
+    }
+    return 0.0;
+}
+
+uint32_t guard_identities_top(const guard_t *g, guard_top_by_t by, uint32_t max,
+                              guard_identity_view_t *out)
+{
+    assert(max <= HF_TOP_IDENTITIES_MAX);
+    uint32_t best[HF_TOP_IDENTITIES_MAX];
+    double score[HF_TOP_IDENTITIES_MAX];
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < g->id_hwm; i++) {
+        double s = g->ids[i].live ? top_score(&g->ids[i], by) : -1.0;
+        if (s <= 0.0 || (n == max && s <= score[n - 1])) {
+            continue;
+        }
+        uint32_t at = n < max ? n++ : max - 1; /* insertion into a short sorted list */
+        while (at > 0 && score[at - 1] < s) {
+            best[at] = best[at - 1];
+            score[at] = score[at - 1];
+            at--;
+        }
+        best[at] = i;
+        score[at] = s;
+    }
+    for (uint32_t k = 0; k < n; k++) {
+        out[k] = id_view(g, best[k]);
+    }
+    return n;
+}
+
+void guard_sku_view(const guard_t *g, uint32_t sku_index, guard_sku_view_t *out)
+{
+    const guard_sku_t *s = &g->skus[sku_index];
+    const policy_config_t *c = guard_sku_policy(g, sku_index, NULL);
+    guard_sku_t copy = *s;
+    sku_bring((guard_t *)g, &copy, c, g->engine.now_ms);
+    *out = (guard_sku_view_t){.escalated = sku_escalated_now(g, sku_index, g->engine.now_ms),
+                              .escalations = s->escalations,
+                              .escalated_at_ms = s->escalated_at_ms,
+                              .conversion = copy.started >= 1.0 ? copy.committed / copy.started
+                                                                : -1.0,
+                              .recent_holds = copy.started,
+                              .waiting = s->wait_count, .denials = s->denials,
+                              .challenges = s->challenges};
+}
+
+bool guard_wait_view(const guard_t *g, uint64_t id, guard_wait_view_t *out)
+{
+    uint32_t i = wait_find(g, id);
+    if (i == NONE) {
+        return false;
+    }
+    const guard_wait_t *w = &g->waits[i];
+    uint32_t position = 0;
+    if (w->state == GUARD_WAIT_WAITING) {
+        position = 1;
+        for (uint32_t at = g->skus[w->sku].wait_head; at != i + 1; at = g->waits[at - 1].next) {
+            assert(at != 0);
+            position++;
+        }
+    }
+    *out = (guard_wait_view_t){.id = w->id, .hold_id = w->hold_id,
+                               .state = (guard_wait_state_t)w->state, .sku_index = w->sku,
+                               .qty = w->qty, .position = position, .customer = w->customer,
+                               .customer_len = w->customer_len, .created_ms = w->created_ms,
+                               .finished_ms = w->finished_ms};
+    return true;
+}
+
+static const char base62[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+size_t guard_wait_id_format(uint64_t id, char *out)
+{
+    char digits[12];
+    size_t n = 0;
+    do {
+        digits[n++] = base62[id % 62];
+        id /= 62;
+    } while (id > 0);
+    out[0] = 'w';
+    out[1] = '_';
+    for (size_t i = 0; i < n; i++) {
+        out[2 + i] = digits[n - 1 - i];
+    }
+    out[2 + n] = '\0';
+    return 2 + n;
+}
+
+bool guard_wait_id_parse(const char *text, size_t len, uint64_t *id_out)
+{
+    if (len < 3 || len > 2 + 11 || text[0] != 'w' || text[1] != '_' ||
+        (len > 3 && text[2] == '0')) {
+        return false;
+    }
+    uint64_t id = 0;
+    for (size_t i = 2; i < len; i++) {
+        const char *p = text[i] == '\0' ? NULL : memchr(base62, text[i], 62);
+        if (p == NULL || id > (UINT64_MAX - 61) / 62) {
+            return false;
+        }
+        id = id * 62 + (uint64_t)(p - base62);
+    }
+    *id_out = id;
+    return id != 0;
+}
+
+guard_stats_t guard_stats(const guard_t *g)
+{
+    return g->stats;
+}
+
+/* ---------------------------------------------------------------- check */
+
+typedef struct {
+    uint32_t *holds;
+    int64_t *units;
+    uint32_t *cs_units;
+} check_sums_t;
+
+static bool check_hold_side(const guard_t *g, uint32_t slot, check_sums_t *sum)
+{
+    const guard_hold_t *side = &g->holds[slot];
+    const engine_hold_t *eh = &g->engine.holds[slot];
+    if (eh->state != ENGINE_HOLD_ACTIVE) {
+        return side->ids[0] == 0 && side->ids[1] == 0 && side->ids[2] == 0 && side->wait == 0;
+    }
+    engine_hold_view_t h;
+    if (engine_hold_view(&g->engine, eh->id, &h) != ENGINE_OK) {
+        return false;
+    }
+    for (int k = 0; k < POLICY_ID_KINDS; k++) {
+        uint32_t i = side->ids[k];
+        if (i != 0 && (i > g->id_hwm || !g->ids[i - 1].live || g->ids[i - 1].kind != k)) {
+            return false;
+        }
+        if (i != 0) {
+            sum->holds[i - 1]++;
+            sum->units[i - 1] += hold_units(&h);
+        }
+    }
+    for (uint16_t l = 0; side->ids[0] != 0 && l < h.line_count; l++) {
+        uint32_t c = cs_find(g, side->ids[0] - 1, h.lines[l].sku_index);
+        if (c == NONE) {
+            return false;
+        }
+        sum->cs_units[c] += h.lines[l].qty;
+    }
+    if (side->wait != 0) {
+        const guard_wait_t *w = &g->waits[side->wait - 1];
+        return side->wait <= g->wait_hwm && w->state == GUARD_WAIT_OFFERED && w->hold_id == eh->id;
+    }
+    return true;
+}
+
+static bool check_sums(const guard_t *g, const check_sums_t *sum)
+{
+    uint32_t live = 0, cs_live = 0;
+    for (uint32_t i = 0; i < g->id_hwm; i++) {
+        const guard_identity_t *id = &g->ids[i];
+        live += id->live;
+        if (id->live && (id->holds_active != sum->holds[i] || id->units_held != sum->units[i] ||
+                         id_find(g, (policy_id_kind_t)id->kind, id->value, id->len) != i)) {
+            return false;
+        }
+    }
+    for (uint32_t c = 0; c < g->cs_hwm; c++) {
+        cs_live += g->cs[c].live;
+        if (g->cs[c].live && (g->cs[c].customer >= g->id_hwm || !g->ids[g->cs[c].customer].live)) {
+            return false;
+        }
+        if (g->cs[c].live && (g->cs[c].units_active != sum->cs_units[c] ||
+                              cs_find(g, g->cs[c].customer, g->cs[c].sku) != c)) {
+            return false;
+        }
+    }
+    return live == g->stats.identities && cs_live == g->stats.customer_skus;
+}
+
+static bool check_waitlists(const guard_t *g)
+{
+    uint32_t waiting = 0;
+    for (uint32_t sku = 0; sku < engine_sku_count(&g->engine); sku++) {
+        const guard_sku_t *s = &g->skus[sku];
+        uint32_t n = 0, last = 0;
+        if (s->policy > g->sku_policy_count) {
+            return false;
+        }
+        for (uint32_t at = s->wait_head; at != 0; at = g->waits[at - 1].next) {
+            if (at > g->wait_hwm || g->waits[at - 1].state != GUARD_WAIT_WAITING ||
+                g->waits[at - 1].sku != sku || ++n > s->wait_count) {
+                return false;
+            }
+            last = at;
+        }
+        if (n != s->wait_count || last != s->wait_tail) {
+            return false;
+        }
+        engine_sku_view_t v;
+        engine_sku_view(&g->engine, sku, &v);
+        bool holds_full = g->engine.stats.holds_active >= g->engine.config.holds_max;
+        if (s->wait_head != 0 && v.available >= g->waits[s->wait_head - 1].qty && !holds_full) {
+            return false; /* units a waiting head could have been offered */
+        }
+        waiting += n;
+    }
+    return waiting == g->stats.waiting;
+}
+
+bool guard_check(const guard_t *g)
+{
+    if (!engine_check(&g->engine)) {
+        return false;
+    }
+    check_sums_t sum = {calloc(g->id_hwm + 1, sizeof(uint32_t)),
+                        calloc(g->id_hwm + 1, sizeof(int64_t)),
+                        calloc(g->cs_hwm + 1, sizeof(uint32_t))};
+    bool ok = sum.holds != NULL && sum.units != NULL && sum.cs_units != NULL;
+    for (uint32_t slot = 0; ok && slot < g->engine.hold_hwm; slot++) {
+        ok = check_hold_side(g, slot, &sum);
+    }
+    ok = ok && check_sums(g, &sum) && check_waitlists(g);
+    free(sum.holds);
+    free(sum.units);
+    free(sum.cs_units);
+    return ok;
+}
+
+/* -------------------------------------------------------------- snapshot
+ * The guard's tables as they are in memory, after a header that names the
+ * layout: a snapshot is read back by the binary that wrote it or one with
+ * the same layout, and refused (with the journal kept) by any other. */
+
+#define SNAP_MAGIC 0x31445247u /* "GRD1" */
+
+typedef struct {
+    uint32_t magic;
+    uint32_t sizes[8];
+    policy_config_t policy;
+    uint8_t secret[GUARD_SECRET_BYTES];
+    uint8_t has_secret;
+    double shop_started, shop_committed;
+    int64_t shop_at_ms;
+    uint32_t id_hwm, id_free, id_sweep, cs_hwm, cs_free, cs_sweep;
+    uint32_t sku_count, sku_policy_count, wait_hwm, wait_done_head, wait_done_tail;
+    uint64_t wait_seq;
+    uint32_t proof_count, hold_sides;
+    guard_stats_t stats;
+    uint64_t event_seq;
+    guard_event_t events[GUARD_EVENTS_MAX];
+} snap_header_t;
+
+static void snap_sizes(uint32_t sizes[8])
+{
+    const uint32_t s[8] = {sizeof(snap_header_t), sizeof(guard_identity_t),
+                           sizeof(guard_customer_sku_t), sizeof(guard_hold_t),
+                           sizeof(guard_sku_t), sizeof(guard_sku_policy_t),
+                           sizeof(guard_wait_t), sizeof(guard_proof_t)};
+    memcpy(sizes, s, sizeof s);
+}
+
+void guard_snapshot_write(const guard_t *g, guard_write_fn write, void *ctx)
+{
+    snap_header_t h;
+    memset(&h, 0, sizeof h);
+    h.magic = SNAP_MAGIC;
+    snap_sizes(h.sizes);
+    h.policy = g->policy;
+    memcpy(h.secret, g->secret, sizeof h.secret);
+    h.has_secret = g->has_secret;
+    h.shop_started = g->shop_started;
+    h.shop_committed = g->shop_committed;
+    h.shop_at_ms = g->shop_at_ms;
+    h.id_hwm = g->id_hwm, h.id_free = g->id_free, h.id_sweep = g->id_sweep;
+    h.cs_hwm = g->cs_hwm, h.cs_free = g->cs_free, h.cs_sweep = g->cs_sweep;
+    h.sku_count = engine_sku_count(&g->engine);
+    h.sku_policy_count = g->sku_policy_count;
+    h.wait_hwm = g->wait_hwm, h.wait_done_head = g->wait_done_head;
+    h.wait_done_tail = g->wait_done_tail, h.wait_seq = g->wait_seq;
+    h.proof_count = g->proof_count;
+    for (uint32_t slot = 0; slot < g->engine.hold_hwm; slot++) {
+        const guard_hold_t *s = &g->holds[slot];
+        h.hold_sides += (s->ids[0] | s->ids[1] | s->ids[2] | s->wait) != 0;
+    }
+    h.stats = g->stats;
+    h.event_seq = g->event_seq;
+    memcpy(h.events, g->events, sizeof h.events);
+    write(ctx, &h, sizeof h);
+    write(ctx, g->ids, (size_t)g->id_hwm * sizeof *g->ids);
+    write(ctx, g->cs, (size_t)g->cs_hwm * sizeof *g->cs);
+    write(ctx, g->skus, (size_t)h.sku_count * sizeof *g->skus);
+    write(ctx, g->sku_policies, (size_t)g->sku_policy_count * sizeof *g->sku_policies);
+    write(ctx, g->waits, (size_t)g->wait_hwm * sizeof *g->waits);
+    for (uint32_t k = 0; k < g->proof_count; k++) {
+        write(ctx, &g->proofs[(g->proof_head + k) % g->config.proofs_max], sizeof *g->proofs);
+    }
+    for (uint32_t slot = 0; slot < g->engine.hold_hwm; slot++) {
+        const guard_hold_t *s = &g->holds[slot];
+        if ((s->ids[0] | s->ids[1] | s->ids[2] | s->wait) != 0) {
+            write(ctx, &slot, sizeof slot);
+            write(ctx, s, sizeof *s);
+        }
+    }
+}
+
+typedef struct {
+    const uint8_t *p;
+    size_t left;
+} snap_reader_t;
+
+static bool take(snap_reader_t *r, void *out, size_t size)
+{
+    if (r->left < size) {
+        return false;
+    }
+    memcpy(out, r->p, size);
+    r->p += size;
+    r->left -= size;
+    return true;
+}
+
+static bool header_fits(const guard_t *g, const snap_header_t *h)
+{
+    uint32_t sizes[8];
+    snap_sizes(sizes);
+    policy_field_t bad;
+    return h->magic == SNAP_MAGIC && memcmp(sizes, h->sizes, sizeof sizes) == 0 &&
+           h->id_hwm <= g->config.identities_max && h->cs_hwm <= g->config.customer_skus_max &&
+           h->sku_count == engine_sku_count(&g->engine) &&
+           h->sku_policy_count <= g->config.sku_policies_max &&
+           h->wait_hwm <= g->config.waitlist_max && h->proof_count <= g->config.proofs_max &&
+           h->wait_done_head <= h->wait_hwm && h->wait_done_tail <= h->wait_hwm &&
+           policy_config_valid(&h->policy, &bad);
+}
+
+static void restore_scalars(guard_t *g, const snap_header_t *h)
+{
+    g->policy = h->policy;
+    memcpy(g->secret, h->secret, sizeof g->secret);
+    g->has_secret = h->has_secret;
+    g->shop_started = h->shop_started;
+    g->shop_committed = h->shop_committed;
+    g->shop_at_ms = h->shop_at_ms;
+    g->id_hwm = h->id_hwm, g->id_free = h->id_free, g->id_sweep = h->id_sweep;
+    g->cs_hwm = h->cs_hwm, g->cs_free = h->cs_free, g->cs_sweep = h->cs_sweep;
+    g->sku_policy_count = h->sku_policy_count;
+    g->wait_hwm = h->wait_hwm, g->wait_done_head = h->wait_done_head;
+    g->wait_done_tail = h->wait_done_tail, g->wait_seq = h->wait_seq;
+    g->stats = h->stats;
+    g->event_seq = h->event_seq;
+    memcpy(g->events, h->events, sizeof g->events);
+}
+
+static void rebuild_indexes(guard_t *g)
+{
+    for (uint32_t i = 0; i < g->id_hwm; i++) {
+        if (g->ids[i].live) {
+            index_insert(g->id_index, g->id_index_mask, g->ids[i].hash, i);
+        }
+    }
+    for (uint32_t i = 0; i < g->cs_hwm; i++) {
+        if (g->cs[i].live) {
+            index_insert(g->cs_index, g->cs_index_mask, g->cs[i].hash, i);
+        }
+    }
+    for (uint32_t i = 0; i < g->proof_count; i++) {
+        index_insert(g->proof_index, g->proof_index_mask, mix64(g->proofs[i].tag), i);
+    }
+}
+
+bool guard_snapshot_read(guard_t *g, const uint8_t *data, size_t size, char *err,
+                         size_t err_size)
+{
+    snap_reader_t r = {data, size};
+    snap_header_t h;
+    if (!take(&r, &h, sizeof h) || !header_fits(g, &h)) {
+        snprintf(err, err_size, "the guard state in the snapshot does not fit this build");
+        return false;
+    }
+    restore_scalars(g, &h);
+    bool ok = take(&r, g->ids, (size_t)h.id_hwm * sizeof *g->ids) &&
+              take(&r, g->cs, (size_t)h.cs_hwm * sizeof *g->cs) &&
+              take(&r, g->skus, (size_t)h.sku_count * sizeof *g->skus) &&
+              take(&r, g->sku_policies, (size_t)h.sku_policy_count * sizeof *g->sku_policies) &&
+              take(&r, g->waits, (size_t)h.wait_hwm * sizeof *g->waits) &&
+              take(&r, g->proofs, (size_t)h.proof_count * sizeof *g->proofs);
+    g->proof_head = 0;
+    g->proof_count = h.proof_count;
+    for (uint32_t k = 0; ok && k < h.hold_sides; k++) {
+        uint32_t slot;
+        ok = take(&r, &slot, sizeof slot) && slot < g->engine.hold_hwm &&
+             take(&r, &g->holds[slot], sizeof *g->holds);
+    }
+    if (!ok || r.left != 0) {
+        snprintf(err, err_size, "the guard state in the snapshot is truncated or damaged");
+        return false;
+    }
+    rebuild_indexes(g);
+    if (!guard_check(g)) {
+        snprintf(err, err_size, "the guard state in the snapshot breaks an invariant");
+        return false;
+    }
+    return true;
+}

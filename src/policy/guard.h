@@ -1,0 +1,392 @@
+/*
+ * guard.h - the engine with its defenses: what the server and the simulator
+ * both drive, so that they make exactly the same decisions.
+ *
+ * The guard owns an engine and the state the policies keep: per-identity
+ * counters, hold budgets and reputation; per customer-and-sku units; per-sku
+ * policies, recent conversion and escalation; waitlists; used proofs of work;
+ * the challenge secret. Like the engine it does no I/O, reads no clock and
+ * allocates nothing after guard_init().
+ *
+ * Decide, then apply. The live path calls guard_hold(): it asks policy.h for
+ * a decision on the counters as they are, and if the hold is allowed fills in
+ * what was decided (the granted TTL, the proof used) and applies it. Every
+ * change is a guard_op_t that guard_apply() applies without deciding again, so
+ * the store journals guard ops and replays them to the same state even after
+ * the policy changed. Expiry needs no op: guard_advance() expires holds one at
+ * a time, each at its own instant, and hands freed units to the waitlist in
+ * the same step, so replay at any later time gives the same result.
+ *
+ * Waitlist entry lifecycle:
+ *
+ *   waiting --(units free, in the step that frees them)--> offered (a hold)
+ *   offered --(its hold commits)--> fulfilled
+ *   offered --(its hold expires or is released)--> expired
+ *   waiting | offered --(DELETE)--> cancelled (an offered hold is released)
+ *
+ * Invariants (guard_check(), on top of engine_check()):
+ *   1. An identity's holds_active and units_held equal the sum over active
+ *      holds that name it; a customer-and-sku entry's units_active likewise.
+ *   2. A sku's waitlist is FIFO and every entry on it is waiting; after any
+ *      call returns, no sku has a waiting head that its available units cover.
+ *   3. An offered entry's hold is active and points back at the entry.
+ */
+#ifndef HF_GUARD_H
+#define HF_GUARD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine.h"
+#include "policy.h"
+
+/* A proof is good for one request; its tag (from the challenge's MAC) is
+ * remembered until it expires so it cannot be used twice. */
+#define GUARD_SECRET_BYTES 32
+
+typedef struct {
+    engine_config_t engine;
+    uint32_t identities_max;    /* customers, IP prefixes, fingerprints */
+    uint32_t customer_skus_max; /* (customer, sku) pairs with units */
+    uint32_t waitlist_max;      /* waitlist entries, waiting or finished */
+    uint32_t sku_policies_max;  /* skus with their own policy */
+    uint32_t proofs_max;        /* used proofs not yet expired */
+} guard_config_t;
+
+guard_config_t guard_config_default(void);
+size_t guard_reserved_bytes(const guard_config_t *c);
+
+typedef enum {
+    GUARD_OP_ENGINE = 1,      /* an engine op (with the extras below for holds) */
+    GUARD_OP_POLICY_PUT = 2,  /* the shop-wide policy */
+    GUARD_OP_SKU_POLICY = 3,  /* a sku's own settings (mask 0: none) */
+    GUARD_OP_REVOKE = 4,      /* release every active hold of an identity */
+    GUARD_OP_WAIT_JOIN = 5,   /* join a sku's waitlist */
+    GUARD_OP_WAIT_CANCEL = 6, /* leave it */
+    GUARD_OP_SECRET = 7,      /* the challenge secret, set once */
+} guard_op_kind_t;
+
+typedef struct {
+    guard_op_kind_t kind;
+    engine_op_t engine; /* its now_ms is the op's time, for every kind */
+    /* ENGINE HOLD_CREATE: buy now (hold and commit in one step), the order */
+    bool buy_now;
+    char order_ref[HF_NAME_BYTES_MAX];
+    uint8_t order_ref_len;
+    /* ENGINE HOLD_CREATE: the proof of work it spent (tag 0: none) */
+    uint64_t proof_tag;
+    int64_t proof_expires_ms;
+    /* ENGINE HOLD_RELEASE, REVOKE: why (shown on the hold) */
+    char reason[HF_NAME_BYTES_MAX];
+    uint8_t reason_len;
+    union {
+        policy_config_t policy; /* POLICY_PUT */
+        struct {
+            char sku[HF_SKU_BYTES_MAX];
+            uint8_t sku_len;
+            uint64_t mask; /* bit f: field f is set for this sku */
+            policy_config_t values;
+        } sku_policy;
+        struct {
+            policy_id_kind_t kind;
+            char value[HF_NAME_BYTES_MAX];
+            uint8_t value_len;
+        } revoke;
+        struct {
+            char sku[HF_SKU_BYTES_MAX];
+            uint8_t sku_len;
+            char customer[HF_NAME_BYTES_MAX];
+            uint8_t customer_len;
+            uint32_t qty;
+            uint64_t id; /* 0: the guard picks; replay passes the recorded one */
+        } wait_join;
+        uint64_t wait_id; /* WAIT_CANCEL */
+        uint8_t secret[GUARD_SECRET_BYTES];
+    } u;
+} guard_op_t;
+
+/* Results beyond the engine's. */
+#define GUARD_RESULTS(X)                                                                   \
+    X(GUARD_OK, "ok", "ok")                                                                \
+    X(GUARD_ENGINE, "engine", "see engine result")                                         \
+    X(GUARD_DENIED, "policy_denied", "denied by policy")                                   \
+    X(GUARD_CHALLENGED, "challenge_required", "a proof of work is required")               \
+    X(GUARD_NOT_FOUND, "not_found", "no such entry")                                       \
+    X(GUARD_IDENTITIES_FULL, "identities_full", "the identity table is full")              \
+    X(GUARD_CUSTOMER_SKUS_FULL, "customer_skus_full",                                      \
+      "the customer-and-sku table is full")                                                \
+    X(GUARD_WAITLIST_FULL, "waitlist_full", "the waitlist table is full")                  \
+    X(GUARD_SKU_POLICIES_FULL, "sku_policies_full", "the sku policy table is full")        \
+    X(GUARD_PROOFS_FULL, "proofs_full", "the used-proof table is full")                    \
+    X(GUARD_WAITLIST_OFF, "waitlist_off", "this sku has no waitlist")                      \
+    X(GUARD_WAIT_FINISHED, "wait_finished", "the waitlist entry is finished")               \
+    X(GUARD_WAIT_OVER_STOCK, "wait_over_stock",                                            \
+      "more units than the sku has left to sell (stock - sold)")
+
+typedef enum {
+#define GUARD_RESULT_ENUM(name, text, message) name,
+    GUARD_RESULTS(GUARD_RESULT_ENUM)
+#undef GUARD_RESULT_ENUM
+        GUARD_RESULT_COUNT
+} guard_result_t;
+
+const char *guard_result_name(guard_result_t r);
+const char *guard_result_message(guard_result_t r);
+
+typedef struct {
+    guard_result_t result;
+    engine_outcome_t engine; /* GUARD_ENGINE: what the engine said; also hold_id */
+    policy_decision_t decision; /* holds: what the policy decided */
+    bool changed;               /* journal the op */
+    uint64_t id;                /* WAIT_JOIN: the entry's id */
+    uint32_t revoked;           /* REVOKE: holds released */
+} guard_outcome_t;
+
+/* A request for a hold, as the client sent it, before any decision. */
+typedef struct {
+    engine_hold_create_t create; /* ttl_ms: asked for, 0 if not */
+    bool buy_now;
+    char order_ref[HF_NAME_BYTES_MAX];
+    uint8_t order_ref_len;
+    /* A proof whose challenge the caller verified was issued for this
+     * request (guard_challenge_verify); tag 0: none sent. */
+    uint64_t proof_tag;
+    int64_t proof_expires_ms;
+} guard_hold_request_t;
+
+/* ---- private tables (fields are guard.c's) ---- */
+
+typedef struct {
+    uint64_t hash;
+    uint32_t holds_active;
+    uint32_t customer_skus; /* entries in the customer-sku table naming it */
+    int64_t units_held;
+    double budget_unit_ms;
+    int64_t budget_at_ms;
+    double started, committed; /* decayed */
+    int64_t reputation_at_ms;
+    uint64_t holds_total, commits_total;
+    uint32_t next_free;
+    uint8_t live, kind, len;
+    char value[HF_NAME_BYTES_MAX];
+} guard_identity_t;
+
+typedef struct {
+    uint64_t hash;
+    uint32_t customer, sku;
+    uint32_t units_active;
+    uint32_t next_free;
+    int64_t bought;
+    int64_t window_start_ms;
+    uint8_t live;
+} guard_customer_sku_t;
+
+typedef struct {
+    uint32_t ids[POLICY_ID_KINDS]; /* identity index + 1, 0: absent */
+    uint32_t wait;                 /* waitlist entry index + 1, 0: none */
+} guard_hold_t;
+
+typedef struct {
+    uint32_t policy; /* sku policy index + 1, 0: the shop's */
+    uint8_t escalated;
+    uint8_t marked; /* on the list of skus to serve (guard_advance only) */
+    uint32_t escalations; /* switches on */
+    int64_t escalated_at_ms;
+    double started, committed; /* decayed over the escalation window */
+    int64_t conversion_at_ms;
+    uint32_t wait_head, wait_tail, wait_count; /* index + 1 */
+    uint64_t denials, challenges;
+} guard_sku_t;
+
+typedef struct {
+    uint64_t mask;
+    policy_config_t values;   /* the sku's own values where mask says */
+    policy_config_t resolved; /* the shop's policy with those on top */
+} guard_sku_policy_t;
+
+typedef enum {
+    GUARD_WAIT_FREE = 0,
+    GUARD_WAIT_WAITING,
+    GUARD_WAIT_OFFERED,
+    GUARD_WAIT_FULFILLED,
+    GUARD_WAIT_EXPIRED,
+    GUARD_WAIT_CANCELLED,
+} guard_wait_state_t;
+
+const char *guard_wait_state_name(guard_wait_state_t s);
+
+typedef struct {
+    uint64_t id;
+    uint64_t hold_id;
+    int64_t created_ms, finished_ms;
+    uint32_t sku, qty;
+    uint32_t next; /* index + 1: next on the sku's list, or the finished FIFO */
+    uint8_t state, customer_len;
+    char customer[HF_NAME_BYTES_MAX];
+} guard_wait_t;
+
+typedef struct {
+    uint64_t tag;
+    int64_t expires_ms;
+} guard_proof_t;
+
+typedef struct {
+    uint64_t denials[POLICY_RULE_COUNT];
+    uint64_t challenges[POLICY_RULE_COUNT];
+    uint64_t proofs_accepted, proofs_refused;
+    uint64_t escalations_on, escalations_off;
+    uint64_t wait_joined, wait_offered, wait_fulfilled, wait_expired, wait_cancelled;
+    uint64_t revoked_holds, buy_now;
+    uint32_t identities, customer_skus, skus_escalated, waiting;
+} guard_stats_t;
+
+/* Escalations switched on and off, the latest few, for the log. */
+#define GUARD_EVENTS_MAX 64
+typedef struct {
+    uint64_t seq; /* 1, 2, ...: a caller logs those it has not seen */
+    int64_t at_ms;
+    uint32_t sku;
+    bool on;
+} guard_event_t;
+
+typedef struct guard_s {
+    guard_config_t config;
+    engine_t engine;
+    policy_config_t policy;
+    uint8_t secret[GUARD_SECRET_BYTES];
+    bool has_secret;
+    double shop_started, shop_committed;
+    int64_t shop_at_ms;
+
+    void *region;
+    size_t region_size;
+    guard_identity_t *ids;
+    uint32_t *id_index, id_index_mask, id_hwm, id_free, id_sweep;
+    guard_customer_sku_t *cs;
+    uint32_t *cs_index, cs_index_mask, cs_hwm, cs_free, cs_sweep;
+    guard_hold_t *holds; /* by engine hold slot */
+    guard_sku_t *skus;   /* by engine sku index */
+    guard_sku_policy_t *sku_policies;
+    uint32_t sku_policy_count;
+    guard_wait_t *waits;
+    uint32_t wait_hwm, wait_done_head, wait_done_tail; /* finished FIFO, index + 1 */
+    uint64_t wait_seq;
+    guard_proof_t *proofs; /* a ring in about expiry order */
+    uint32_t *proof_index, proof_index_mask;
+    uint32_t proof_head, proof_count;
+    uint32_t *scratch; /* skus to serve after an instant's expiries */
+    guard_stats_t stats;
+    uint64_t event_seq;
+    guard_event_t events[GUARD_EVENTS_MAX];
+} guard_t;
+
+/* Reserves every table (address space only). -1 on failure, nothing held. */
+int guard_init(guard_t *g, const guard_config_t *c, int64_t now_ms);
+void guard_deinit(guard_t *g);
+
+/* Expires what is due, each at its own instant, handing freed units to
+ * waitlists; then forgets what outlived its retention. */
+void guard_advance(guard_t *g, int64_t now_ms);
+
+/* The live hold path: decide on req at now_ms, and if allowed apply it. On
+ * success op_out is the op to journal (out.changed). */
+guard_outcome_t guard_hold(guard_t *g, const guard_hold_request_t *req, int64_t now_ms,
+                           guard_op_t *op_out);
+
+/* The live extend path: caps the TTL (policy_extend_ttl_ms), charges the
+ * budgets for the time added, and applies. decision.ttl_ms is what was
+ * granted; a cap that leaves nothing to add answers the hold unchanged. */
+guard_outcome_t guard_extend(guard_t *g, uint64_t hold_id, int64_t ttl_ms, int64_t now_ms,
+                             guard_op_t *op_out);
+
+/* Applies op without deciding (every op but a live hold create; and every op
+ * at replay). op->engine.now_ms must not go back in time. A HOLD_CREATE's id
+ * is written back into op when the guard picked it. */
+guard_outcome_t guard_apply(guard_t *g, guard_op_t *op);
+
+/* The effective policy of a sku (its own settings over the shop's). */
+const policy_config_t *guard_sku_policy(const guard_t *g, uint32_t sku_index, uint64_t *mask_out);
+
+/* ---- challenges ---- */
+
+/* Writes the challenge prefix for a request (by its hash) at now_ms with
+ * `bits`; out holds GUARD_PREFIX_TEXT_MAX + 1 bytes. Returns its expiry. */
+#define GUARD_PREFIX_TEXT_MAX 40
+#define GUARD_PREFIX_TEXT_LEN 30 /* bits, expiry and MAC in hex */
+int64_t guard_challenge_make(const guard_t *g, uint64_t request_hash, uint32_t bits,
+                             int64_t now_ms, char *out);
+/* Checks a Holdfast-Proof header value for this request: issued by this
+ * guard for this request hash, not expired at now_ms, and solved. Fills the
+ * tag and expiry for guard_hold_request_t. */
+bool guard_challenge_verify(const guard_t *g, uint64_t request_hash, const char *header,
+                            size_t header_len, int64_t now_ms, uint64_t *tag_out,
+                            int64_t *expires_ms_out);
+
+/* The hash of a hold request as the client sent it (idempotency, proofs). */
+uint64_t guard_request_hash(const guard_hold_request_t *req);
+
+/* ---- reads ---- */
+
+typedef struct {
+    policy_id_kind_t kind;
+    const char *value;
+    uint8_t value_len;
+    uint32_t holds_active;
+    int64_t units_held;
+    uint64_t holds_total, commits_total;
+    double budget_unit_s, risk;
+} guard_identity_view_t;
+
+typedef enum {
+    GUARD_TOP_HELD_UNITS = 0,
+    GUARD_TOP_HOLDS = 1,
+    GUARD_TOP_CONVERSION = 2, /* lowest conversion first, among those with history */
+} guard_top_by_t;
+
+/* Fills up to max (<= 1000) identities, best first. Returns the count. */
+uint32_t guard_identities_top(const guard_t *g, guard_top_by_t by, uint32_t max,
+                              guard_identity_view_t *out);
+bool guard_identity_find(const guard_t *g, policy_id_kind_t kind, const char *value,
+                         size_t len, guard_identity_view_t *out);
+
+typedef struct {
+    bool escalated;
+    uint32_t escalations;
+    int64_t escalated_at_ms;
+    double conversion;   /* recent commits / holds started, -1 if none */
+    double recent_holds; /* holds started, decayed over the escalation window */
+    uint32_t waiting;
+    uint64_t denials, challenges;
+} guard_sku_view_t;
+
+void guard_sku_view(const guard_t *g, uint32_t sku_index, guard_sku_view_t *out);
+
+typedef struct {
+    uint64_t id, hold_id;
+    guard_wait_state_t state;
+    uint32_t sku_index, qty, position; /* position: 1 = next, 0 when not waiting */
+    const char *customer;
+    uint8_t customer_len;
+    int64_t created_ms, finished_ms;
+} guard_wait_view_t;
+
+bool guard_wait_view(const guard_t *g, uint64_t id, guard_wait_view_t *out);
+size_t guard_wait_id_format(uint64_t id, char *out);
+bool guard_wait_id_parse(const char *text, size_t len, uint64_t *id_out);
+
+guard_stats_t guard_stats(const guard_t *g);
+
+/* Invariants above plus engine_check(); for tests and asserts (O(all)). */
+bool guard_check(const guard_t *g);
+
+/* ---- snapshot ---- */
+
+typedef void (*guard_write_fn)(void *ctx, const void *data, size_t size);
+/* Writes the guard's own state (the engine's is written by the caller). */
+void guard_snapshot_write(const guard_t *g, guard_write_fn write, void *ctx);
+/* Reads it back into a guard whose engine was restored; false if damaged. */
+bool guard_snapshot_read(guard_t *g, const uint8_t *data, size_t size, char *err,
+                         size_t err_size);
+
+#endif

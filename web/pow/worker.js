@@ -1,0 +1,50 @@
+/*
+ * worker.js - runs solver.js in a Web Worker, so that the page stays
+ * responsive while it hashes. Start it as a module worker:
+ *
+ *   const worker = new Worker(new URL('./worker.js', import.meta.url), {type: 'module'});
+ *   worker.postMessage({prefix, bits});   // from the 428's challenge
+ *
+ * and it posts back:
+ *
+ *   {type: 'progress', tries}               after every batch that found nothing
+ *   {type: 'done', nonce, tries, header}    header is the Holdfast-Proof value
+ *   {type: 'error', message}                a bad challenge, no WebCrypto, or
+ *                                           triesMax ran out
+ *
+ * The message may also carry triesMax and batch (solver.js's options). A
+ * worker solves one challenge at a time and refuses another meanwhile; to
+ * give up on a challenge, terminate the worker.
+ */
+import { solve } from './solver.js';
+
+let busy = false;
+
+function post(message) {
+  self.postMessage(message);
+}
+
+async function onMessage(event) {
+  if (busy) {
+    post({ type: 'error', message: 'pow: this worker is already solving a challenge' });
+    return;
+  }
+  busy = true;
+  const { prefix, bits, triesMax, batch } = event.data ?? {};
+  try {
+    const onProgress = (tries) => post({ type: 'progress', tries });
+    const result = await solve(prefix, bits, { triesMax, batch, onProgress });
+    if (result === null) {
+      post({ type: 'error', message: 'pow: no nonce found within triesMax tries' });
+    } else {
+      const { nonce, tries } = result;
+      post({ type: 'done', nonce, tries, header: `${prefix}:${nonce}` });
+    }
+  } catch (err) {
+    post({ type: 'error', message: String(err?.message ?? err) });
+  } finally {
+    busy = false;
+  }
+}
+
+self.addEventListener('message', onMessage);
