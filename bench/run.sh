@@ -16,7 +16,11 @@
 #   HF_BENCH_WRK_THREADS=2     wrk threads for runs with more than 1 connection
 #   HF_BENCH_ONLY=...          space-separated groups to run (default all):
 #                              durable-hot durable-100k relaxed-hot relaxed-100k
-#                              threads1 rates compaction engine
+#                              threads1 rates compaction policy engine
+#
+# Every group but `policy` runs with the defenses off (the core's hold path,
+# comparable across versions); `policy` runs the same load with the default
+# policy and with it off, to show what the defenses cost.
 #
 # Servers run with the default HTTP threads (2) except in the threads1 group,
 # which repeats some runs with threads 1 for comparison.
@@ -30,7 +34,7 @@ LUA=$ROOT/bench
 SECS=${HF_BENCH_SECONDS:-10}
 ENGINE_SECS=${HF_BENCH_ENGINE_SECONDS:-2}
 WRK_THREADS=${HF_BENCH_WRK_THREADS:-2}
-ONLY=${HF_BENCH_ONLY:-durable-hot durable-100k relaxed-hot relaxed-100k threads1 rates compaction engine}
+ONLY=${HF_BENCH_ONLY:-durable-hot durable-100k relaxed-hot relaxed-100k threads1 rates compaction policy engine}
 T=2 # the server's default HTTP threads
 SKUS=100000
 TTL_MS=5000
@@ -133,15 +137,25 @@ echo
 
 # ------------------------------------------------------------------ servers
 
-# start_server DURABILITY THREADS [COMPACT_RECORDS]: a fresh server; sets
-# SERVER_PID and PORT. Compaction (a snapshot every COMPACT_RECORDS journal
-# records) is off unless asked for: its stalls are measured on their own.
+# Every defense switched off (docs/POLICIES.md).
+POLICY_OFF='{"quantity": {"enabled": 0}, "identity": {"enabled": 0}, "budget": {"enabled": 0},
+ "hold_share": {"held_pct_max": 100}, "ttl": {"adaptive": 0, "max_ms": 86400000,
+ "life_max_ms": 86400000}, "reputation": {"enabled": 0}, "challenge": {"enabled": 0},
+ "waitlist": {"enabled": 0}, "escalation": {"enabled": 0}}'
+
+# start_server DURABILITY THREADS [COMPACT_RECORDS [POLICY]]: a fresh server;
+# sets SERVER_PID and PORT. Compaction (a snapshot every COMPACT_RECORDS
+# journal records) is off unless asked for: its stalls are measured on their
+# own. POLICY "default" keeps the default policy; otherwise the defenses are
+# off.
 start_server() {
     local dir=$WORK/$GROUP
+    local policy=", \"policy\": $POLICY_OFF"
+    [ "${4:-off}" = default ] && policy=""
     mkdir -p "$dir"
     cat >"$dir/config.json" <<EOF
 {"durability": "$1", "threads": $2, "holds_max": 10000000, "skus_max": 1000000,
- "compact_records": ${3:-0}}
+ "compact_records": ${3:-0}$policy}
 EOF
     "$BIN" serve --listen 127.0.0.1:0 --data "$dir/data" --config "$dir/config.json" \
         2>"$dir/server.log" &
@@ -206,16 +220,16 @@ load_skus() {
 
 PEAK_HOLDS= # holds/s of the last wrk hold run at 32 connections
 
-# wrk_holds SCENARIO DURABILITY THREADS CONNS SKUS(0=hot)
+# wrk_holds SCENARIO DURABILITY THREADS CONNS SKUS(0=hot) [BUYERS]
 wrk_holds() {
-    local scenario=$1 dur=$2 threads=$3 conns=$4 skus=$5
+    local scenario=$1 dur=$2 threads=$3 conns=$4 skus=$5 buyers=${6:-0}
     local t=$WRK_THREADS
     [ "$conns" -lt "$t" ] && t=$conns
     local before after line created check
     before=$(holds_201)
     measure_start
     line=$(gen wrk -t"$t" -c"$conns" -d"${SECS}s" --latency -s "$LUA/holds.lua" \
-        "http://127.0.0.1:$PORT" -- "$skus" $TTL_MS s- | grep '^HF_WRK')
+        "http://127.0.0.1:$PORT" -- "$skus" $TTL_MS s- "$buyers" | grep '^HF_WRK')
     measure_end "$(kv "$line" requests)"
     after=$(holds_201)
     created=$((after - before))
@@ -406,6 +420,27 @@ if want compaction; then
     SECS=$SECS_SAVED
     echo "   last snapshot file: $(find "$WORK/$GROUP/data" -name 'snapshot-*.bin' -printf '%s bytes\n' 2>/dev/null | tail -1)"
     stop_server
+fi
+
+if want policy; then
+    # The same crowd of distinct buyers (each its own customer id and /24),
+    # hot sku, durable, 32 connections: first with every defense off, then
+    # with the default policy, which lets each of these holds through after
+    # checking it (caps, share, budget, reputation, challenge price).
+    BUYERS=100000
+    GROUP=durable-hot-buyers-off
+    start_server durable $T 0 off
+    put_hot
+    wrk_holds "holds, hot sku, 100k buyers, defenses off" durable $T 32 0 $BUYERS
+    OFF_HOLDS=$PEAK_HOLDS
+    stop_server
+    GROUP=durable-hot-buyers-default
+    start_server durable $T 0 default
+    put_hot
+    wrk_holds "holds, hot sku, 100k buyers, default policy" durable $T 32 0 $BUYERS
+    stop_server
+    echo "   default policy keeps $(awk -v a="$PEAK_HOLDS" -v b="$OFF_HOLDS" 'BEGIN { if (b > 0) printf "%.0f%%", 100 * a / b; else print "-" }') of the throughput without it"
+    echo
 fi
 
 if want engine; then
