@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "guard.h"
 
 #define NAMES 10000u
 #define MANY_SKUS 100000u
@@ -205,6 +206,7 @@ static double run_pairs(engine_t *e, uint32_t nskus, engine_op_kind_t second, ui
 }
 
 static const char *filter;
+static double seconds_per_case;
 
 static bool selected(const char *label)
 {
@@ -291,6 +293,99 @@ static void bench_memory(uint32_t holds_max, bool distinct)
     engine_deinit(&e);
 }
 
+/* The guard's hold path: the same pairs through guard_hold (decide, then
+ * apply) and a commit through guard_apply, with the default policy or with
+ * every defense off. Every pair is a new buyer (a flash sale's crowd) with an
+ * IPv4 address of its own /24 among 65,536, so each hold is checked against
+ * two identities as a shop's would be. They buy: under the default policy
+ * none of them is refused (an address that only ever holds and releases
+ * would, rightly, become suspect and be challenged). */
+static double run_guard_pairs(guard_t *g, double seconds)
+{
+    guard_hold_request_t *req = calloc(1, sizeof *req);
+    guard_op_t *op = calloc(1, sizeof *op);
+    guard_op_t release = {.kind = GUARD_OP_ENGINE};
+    engine_hold_create_t *c = &req->create;
+    c->line_count = 1;
+    c->lines[0].qty = 1;
+    memcpy(c->lines[0].sku, "hot", 3);
+    c->lines[0].sku_len = 3;
+    release.engine.kind = ENGINE_OP_HOLD_COMMIT;
+    int64_t base_ms = g->engine.now_ms - mono_ms();
+    uint64_t pairs = 0;
+    uint32_t name = 0;
+    double t0 = mono_s(), deadline = t0 + seconds;
+    while (mono_s() < deadline) {
+        int64_t now = base_ms + mono_ms();
+        for (int k = 0; k < 256; k++) {
+            c->customer_len = (uint8_t)snprintf(c->customer, sizeof c->customer, "b-%u", name);
+            c->ip_len = (uint8_t)snprintf(c->ip, sizeof c->ip, "10.%u.%u.7", name / 256 % 256,
+                                          name % 256);
+            name++;
+            guard_outcome_t o = guard_hold(g, req, now, op);
+            if (o.result != GUARD_OK) {
+                fprintf(stderr, "bench_engine: guard hold: %s (rule %s)\n",
+                        guard_result_name(o.result), policy_rule_name(o.decision.rule));
+                exit(1);
+            }
+            release.engine.now_ms = now;
+            release.engine.u.hold.hold_id = o.engine.hold_id;
+            o = guard_apply(g, &release);
+            if (o.result != GUARD_OK || !o.changed) {
+                fprintf(stderr, "bench_engine: guard commit failed\n");
+                exit(1);
+            }
+        }
+        pairs += 256;
+    }
+    free(req);
+    free(op);
+    return (double)pairs / (mono_s() - t0);
+}
+
+static void bench_guard(const char *label, bool defenses)
+{
+    if (!selected(label)) {
+        return;
+    }
+    guard_t *g = calloc(1, sizeof *g);
+    guard_config_t config = guard_config_default();
+    /* Every buyer is new, and stays known for the purchase window: room for
+     * a few seconds of them. */
+    config.identities_max = 16000000;
+    config.customer_skus_max = 16000000;
+    if (g == NULL || guard_init(g, &config, 1800000000000LL) != 0) {
+        fprintf(stderr, "bench_engine: guard_init failed\n");
+        exit(1);
+    }
+    guard_op_t op = {.kind = GUARD_OP_POLICY_PUT, .u.policy = policy_config_default()};
+    op.engine.now_ms = g->engine.now_ms;
+    if (!defenses) {
+        policy_config_t *p = &op.u.policy;
+        p->quantity_enabled = p->identity_enabled = p->budget_enabled = 0;
+        p->reputation_enabled = p->challenge_enabled = p->escalation_enabled = 0;
+        p->waitlist_enabled = p->ttl_adaptive = 0;
+        p->hold_share_held_pct_max = 100;
+    }
+    guard_apply(g, &op);
+    op = (guard_op_t){.kind = GUARD_OP_ENGINE};
+    op.engine = (engine_op_t){.kind = ENGINE_OP_SKU_PUT, .now_ms = g->engine.now_ms};
+    memcpy(op.engine.u.sku_put.sku, "hot", 3);
+    op.engine.u.sku_put.sku_len = 3;
+    op.engine.u.sku_put.stock = HF_STOCK_MAX;
+    guard_apply(g, &op);
+    double rate = run_guard_pairs(g, seconds_per_case);
+    if (!guard_check(g)) {
+        fprintf(stderr, "bench_engine: guard_check failed after %s\n", label);
+        exit(1);
+    }
+    printf("  %-28s %6.2f M pairs/s  (%.0f ns/pair)\n", label, rate / 1e6, 1e9 / rate);
+    printf("HF_ENGINE case=%s pairs_per_s=%.0f ns_per_pair=%.1f\n", label, rate, 1e9 / rate);
+    fflush(stdout);
+    guard_deinit(g);
+    free(g);
+}
+
 int main(int argc, char **argv)
 {
     double seconds = argc > 1 ? atof(argv[1]) : 2.0;
@@ -308,6 +403,10 @@ int main(int argc, char **argv)
     bench_pairs("hold+release_100k_skus", MANY_SKUS, ENGINE_OP_HOLD_RELEASE, seconds);
     bench_pairs("hold+commit_hot_sku", 0, ENGINE_OP_HOLD_COMMIT, seconds);
     bench_pairs("hold+commit_100k_skus", MANY_SKUS, ENGINE_OP_HOLD_COMMIT, seconds);
+    seconds_per_case = seconds;
+    printf("guard (engine + defenses) throughput, one core, hot sku, a new buyer per hold\n");
+    bench_guard("guard_hold+commit_off", false);
+    bench_guard("guard_hold+commit_default", true);
 
     printf("engine memory per active one-line hold (%u holds; record sizes: hold %zu B, "
            "heap entry %zu B, interned name %zu B)\n",

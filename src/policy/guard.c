@@ -702,7 +702,7 @@ static int64_t hold_units(const engine_hold_view_t *h)
 
 /* Counts a new hold against its identities and skus. */
 static void on_start(guard_t *g, const engine_hold_view_t *h, const guard_hold_t *side,
-                     double cost_unit_ms, int64_t now_ms)
+                     double cost_unit_ms, int64_t now_ms, const uint32_t *cs_known)
 {
     int64_t units = hold_units(h);
     g->holds[engine_hold_slot(h->id)] = *side;
@@ -722,8 +722,10 @@ static void on_start(guard_t *g, const engine_hold_view_t *h, const guard_hold_t
     for (uint16_t i = 0; i < h->line_count; i++) {
         uint32_t sku = h->lines[i].sku_index;
         if (side->ids[POLICY_ID_CUSTOMER] != 0) {
-            g->cs[cs_get(g, side->ids[POLICY_ID_CUSTOMER] - 1, sku)].units_active +=
-                h->lines[i].qty;
+            bool known = cs_known != NULL && cs_known[i] != NONE;
+            uint32_t c = known ? cs_known[i] : cs_get(g, side->ids[POLICY_ID_CUSTOMER] - 1, sku);
+            assert(g->cs[c].live && g->cs[c].sku == sku);
+            g->cs[c].units_active += h->lines[i].qty;
         }
         guard_sku_t *s = &g->skus[sku];
         sku_bring(g, s, guard_sku_policy(g, sku, NULL), now_ms);
@@ -846,44 +848,60 @@ static guard_outcome_t engine_failed(engine_outcome_t o)
                              .engine = o};
 }
 
-/* The identities a hold request names, found or (with create) added. */
-static void request_identities(guard_t *g, const engine_hold_create_t *c, bool create,
-                               int64_t now_ms, uint32_t ids_out[POLICY_ID_KINDS])
-{
+/* What a hold request names, worked out once per request: its identities'
+ * texts and where they are in the tables (NONE: absent, or not there yet),
+ * and its customer's entries for each line. The live path finds them while
+ * deciding and hands them to the apply; replay finds them in the apply. */
+typedef struct {
+    const char *value[POLICY_ID_KINDS];
+    size_t len[POLICY_ID_KINDS]; /* 0: the request does not name it */
     char prefix[POLICY_IP_PREFIX_TEXT_MAX];
-    uint8_t prefix_len = 0;
-    const char *value[POLICY_ID_KINDS] = {c->customer, prefix, c->fingerprint};
-    size_t len[POLICY_ID_KINDS] = {c->customer_len, 0, c->fingerprint_len};
+    uint32_t ids[POLICY_ID_KINDS];
+    bool cs_known;
+    uint32_t cs[HF_LINES_PER_HOLD_MAX];
+} names_t;
+
+/* Fills n for c (n must not move afterwards: value[] points into it). */
+static void names_find(const guard_t *g, const engine_hold_create_t *c, names_t *n)
+{
+    n->value[POLICY_ID_CUSTOMER] = c->customer;
+    n->len[POLICY_ID_CUSTOMER] = c->customer_len;
+    n->value[POLICY_ID_IP_PREFIX] = n->prefix;
+    n->len[POLICY_ID_IP_PREFIX] = 0;
+    n->value[POLICY_ID_FINGERPRINT] = c->fingerprint;
+    n->len[POLICY_ID_FINGERPRINT] = c->fingerprint_len;
+    n->cs_known = false;
     if (c->ip_len > 0) {
         char ip[HF_IP_TEXT_BYTES_MAX + 1];
+        uint8_t prefix_len = 0;
         memcpy(ip, c->ip, c->ip_len);
         ip[c->ip_len] = '\0';
-        if (policy_ip_prefix(ip, &g->policy, prefix, &prefix_len)) {
-            len[POLICY_ID_IP_PREFIX] = prefix_len;
+        if (policy_ip_prefix(ip, &g->policy, n->prefix, &prefix_len)) {
+            n->len[POLICY_ID_IP_PREFIX] = prefix_len;
         }
     }
     for (int k = 0; k < POLICY_ID_KINDS; k++) {
-        if (len[k] == 0) {
-            ids_out[k] = NONE;
-        } else if (create) {
-            ids_out[k] = id_get(g, (policy_id_kind_t)k, value[k], len[k], now_ms);
-        } else {
-            ids_out[k] = id_find(g, (policy_id_kind_t)k, value[k], len[k]);
+        n->ids[k] = n->len[k] == 0 ? NONE : id_find(g, (policy_id_kind_t)k, n->value[k], n->len[k]);
+    }
+}
+
+/* Adds the identities n names that are not in the table yet. */
+static void names_add(guard_t *g, names_t *n, int64_t now_ms)
+{
+    for (int k = 0; k < POLICY_ID_KINDS; k++) {
+        if (n->len[k] > 0 && n->ids[k] == NONE) {
+            n->ids[k] = id_get(g, (policy_id_kind_t)k, n->value[k], n->len[k], now_ms);
         }
     }
 }
 
 /* Whether the tables have room for what a hold would add. */
-static guard_result_t hold_room(const guard_t *g, const guard_op_t *op)
+static guard_result_t hold_room(const guard_t *g, const guard_op_t *op, const names_t *n)
 {
     const engine_hold_create_t *c = &op->engine.u.hold_create;
-    uint32_t ids[POLICY_ID_KINDS];
-    request_identities((guard_t *)g, c, false, op->engine.now_ms, ids); /* finds only */
     uint32_t new_ids = 0;
     for (int k = 0; k < POLICY_ID_KINDS; k++) {
-        bool named = k == POLICY_ID_CUSTOMER || (k == POLICY_ID_IP_PREFIX ? c->ip_len > 0
-                                                                          : c->fingerprint_len > 0);
-        new_ids += named && ids[k] == NONE;
+        new_ids += n->len[k] > 0 && n->ids[k] == NONE;
     }
     if (!id_room(g, new_ids)) {
         return GUARD_IDENTITIES_FULL;
@@ -897,11 +915,33 @@ static guard_result_t hold_room(const guard_t *g, const guard_op_t *op)
     return GUARD_OK;
 }
 
-static guard_outcome_t apply_hold_create(guard_t *g, guard_op_t *op)
+/* Buy now: the hold just made is sold in the same step. */
+static void buy_now(guard_t *g, const guard_op_t *op, engine_hold_view_t *h)
+{
+    int64_t now_ms = op->engine.now_ms;
+    engine_op_t commit = {.kind = ENGINE_OP_HOLD_COMMIT, .now_ms = now_ms};
+    commit.u.hold.hold_id = h->id;
+    memcpy(commit.u.hold.order_ref, op->order_ref, op->order_ref_len);
+    commit.u.hold.order_ref_len = op->order_ref_len;
+    engine_outcome_t co = engine_apply(&g->engine, &commit);
+    assert(co.result == ENGINE_OK && co.changed);
+    engine_result_t r = engine_hold_view(&g->engine, h->id, h);
+    assert(r == ENGINE_OK);
+    on_finish(g, h, now_ms);
+    g->stats.buy_now++;
+}
+
+/* n: what the live path found while deciding, or NULL (replay). */
+static guard_outcome_t apply_hold_create(guard_t *g, guard_op_t *op, names_t *n)
 {
     int64_t now_ms = op->engine.now_ms;
     engine_hold_create_t *c = &op->engine.u.hold_create;
-    guard_outcome_t out = {.result = hold_room(g, op)};
+    names_t found;
+    if (n == NULL) {
+        names_find(g, c, &found);
+        n = &found;
+    }
+    guard_outcome_t out = {.result = hold_room(g, op, n)};
     if (out.result != GUARD_OK) {
         return out;
     }
@@ -911,33 +951,26 @@ static guard_outcome_t apply_hold_create(guard_t *g, guard_op_t *op)
     }
     c->hold_id = out.engine.hold_id;
     out.changed = true;
-    uint32_t ids[POLICY_ID_KINDS];
-    request_identities(g, c, true, now_ms, ids);
+    if (n->ids[POLICY_ID_CUSTOMER] == NONE) {
+        n->cs_known = false; /* a new customer has no entries to reuse */
+    }
+    names_add(g, n, now_ms);
     guard_hold_t side = {0};
     for (int k = 0; k < POLICY_ID_KINDS; k++) {
-        side.ids[k] = ids[k] == NONE ? 0 : ids[k] + 1;
+        side.ids[k] = n->ids[k] == NONE ? 0 : n->ids[k] + 1;
     }
     engine_hold_view_t h;
     engine_result_t r = engine_hold_view(&g->engine, out.engine.hold_id, &h);
     assert(r == ENGINE_OK);
     bool charged = !op->buy_now && g->policy.budget_enabled;
     double cost_unit_ms = charged ? (double)hold_units(&h) * (double)c->ttl_ms : 0.0;
-    on_start(g, &h, &side, cost_unit_ms, now_ms);
+    on_start(g, &h, &side, cost_unit_ms, now_ms, n->cs_known ? n->cs : NULL);
     if (op->proof_tag != 0) {
         proof_add(g, op->proof_tag, op->proof_expires_ms);
         g->stats.proofs_accepted++;
     }
     if (op->buy_now) {
-        engine_op_t commit = {.kind = ENGINE_OP_HOLD_COMMIT, .now_ms = now_ms};
-        commit.u.hold.hold_id = h.id;
-        memcpy(commit.u.hold.order_ref, op->order_ref, op->order_ref_len);
-        commit.u.hold.order_ref_len = op->order_ref_len;
-        engine_outcome_t co = engine_apply(&g->engine, &commit);
-        assert(co.result == ENGINE_OK && co.changed);
-        r = engine_hold_view(&g->engine, h.id, &h);
-        assert(r == ENGINE_OK);
-        on_finish(g, &h, now_ms);
-        g->stats.buy_now++;
+        buy_now(g, op, &h);
     }
     for (uint16_t i = 0; i < h.line_count; i++) {
         sku_evaluate(g, h.lines[i].sku_index, now_ms);
@@ -1014,7 +1047,7 @@ static guard_outcome_t apply_engine(guard_t *g, guard_op_t *op)
     case ENGINE_OP_SKU_PUT:
         return apply_sku_put(g, op);
     case ENGINE_OP_HOLD_CREATE:
-        return apply_hold_create(g, op);
+        return apply_hold_create(g, op, NULL);
     case ENGINE_OP_HOLD_COMMIT:
     case ENGINE_OP_HOLD_RELEASE:
         return apply_hold_finish(g, op);
@@ -1237,7 +1270,7 @@ uint64_t guard_request_hash(const guard_hold_request_t *req)
 
 /* Fills one line of the policy's input; false if the sku is unknown. */
 static bool line_input(const guard_t *g, const engine_line_t *l, uint32_t customer,
-                       int64_t now_ms, policy_line_t *out)
+                       int64_t now_ms, policy_line_t *out, uint32_t *cs_out)
 {
     uint32_t sku;
     if (!engine_sku_find(&g->engine, l->sku, l->sku_len, &sku)) {
@@ -1250,6 +1283,7 @@ static bool line_input(const guard_t *g, const engine_line_t *l, uint32_t custom
                            .stock = v.stock, .held = v.held, .available = v.available,
                            .qty = l->qty};
     uint32_t c = customer == NONE ? NONE : cs_find(g, customer, sku);
+    *cs_out = c;
     if (c != NONE) {
         const guard_customer_sku_t *e = &g->cs[c];
         int64_t bought = cs_bought(g, e, now_ms);
@@ -1278,31 +1312,68 @@ static bool idem_replay(const guard_t *g, const guard_hold_request_t *req, uint6
     return true;
 }
 
+/* The policy's input for req: n is filled on the way, for the apply. */
 static policy_decision_t decide(guard_t *g, const guard_hold_request_t *req, int64_t now_ms,
-                                policy_hold_input_t *in, uint16_t *unknown_line)
+                                names_t *n, policy_hold_input_t *in, uint16_t *unknown_line)
 {
     const engine_hold_create_t *c = &req->create;
-    uint32_t ids[POLICY_ID_KINDS];
-    request_identities(g, c, false, now_ms, ids);
-    *in = (policy_hold_input_t){.global = &g->policy, .now_ms = now_ms,
-                                .ttl_ms_requested = c->ttl_ms, .buy_now = req->buy_now,
-                                .shop_started = policy_decay(&g->policy, g->shop_started,
-                                                             g->shop_at_ms, now_ms),
-                                .shop_committed = policy_decay(&g->policy, g->shop_committed,
-                                                               g->shop_at_ms, now_ms),
-                                .line_count = c->line_count};
+    names_find(g, c, n);
+    /* Field by field: the struct has room for 64 lines, a request has few. */
+    in->global = &g->policy;
+    in->now_ms = now_ms;
+    in->ttl_ms_requested = c->ttl_ms;
+    in->buy_now = req->buy_now;
+    in->shop_started = policy_decay(&g->policy, g->shop_started, g->shop_at_ms, now_ms);
+    in->shop_committed = policy_decay(&g->policy, g->shop_committed, g->shop_at_ms, now_ms);
+    in->line_count = c->line_count;
     in->proof_valid = req->proof_tag != 0 && req->proof_expires_ms > now_ms &&
                       !proof_used(g, req->proof_tag);
     for (int k = 0; k < POLICY_ID_KINDS; k++) {
-        in->ids[k] = id_policy_view(g, ids[k], now_ms);
+        in->ids[k] = id_policy_view(g, n->ids[k], now_ms);
     }
+    n->cs_known = true;
     for (uint16_t i = 0; i < c->line_count; i++) {
-        if (!line_input(g, &c->lines[i], ids[POLICY_ID_CUSTOMER], now_ms, &in->lines[i])) {
+        if (!line_input(g, &c->lines[i], n->ids[POLICY_ID_CUSTOMER], now_ms, &in->lines[i],
+                        &n->cs[i])) {
             *unknown_line = i;
             return (policy_decision_t){.verdict = POLICY_DENY, .rule = POLICY_RULE_NONE};
         }
     }
     return policy_decide_hold(in);
+}
+
+/* The op a decision to allow req makes: only the lines it has are copied
+ * (a hold create has room for 64). */
+static void hold_op_fill(guard_op_t *op, const guard_hold_request_t *req, int64_t now_ms,
+                         const policy_decision_t *d, bool proof_valid, uint64_t hash)
+{
+    op->kind = GUARD_OP_ENGINE;
+    op->buy_now = req->buy_now;
+    op->order_ref_len = req->order_ref_len;
+    memcpy(op->order_ref, req->order_ref, req->order_ref_len);
+    op->reason_len = 0;
+    op->proof_tag = d->bits > 0 && proof_valid ? req->proof_tag : 0;
+    op->proof_expires_ms = op->proof_tag != 0 ? req->proof_expires_ms : 0;
+    op->engine.kind = ENGINE_OP_HOLD_CREATE;
+    op->engine.now_ms = now_ms;
+    engine_hold_create_t *c = &op->engine.u.hold_create;
+    memcpy(c, &req->create, offsetof(engine_hold_create_t, lines) +
+                                req->create.line_count * sizeof(engine_line_t));
+    c->ttl_ms = d->ttl_ms;
+    c->request_hash = hash;
+}
+
+static void count_refusal(guard_t *g, const guard_hold_request_t *req,
+                          const policy_decision_t *d)
+{
+    bool denied = d->verdict == POLICY_DENY;
+    (denied ? g->stats.denials : g->stats.challenges)[d->rule]++;
+    uint32_t sku; /* per-sku counts: the line the rule is about, or the first */
+    const engine_line_t *l = &req->create.lines[d->line_index];
+    if (engine_sku_find(&g->engine, l->sku, l->sku_len, &sku)) {
+        uint64_t *count = denied ? &g->skus[sku].denials : &g->skus[sku].challenges;
+        (*count)++;
+    }
 }
 
 guard_outcome_t guard_hold(guard_t *g, const guard_hold_request_t *req, int64_t now_ms,
@@ -1316,37 +1387,24 @@ guard_outcome_t guard_hold(guard_t *g, const guard_hold_request_t *req, int64_t 
         return out;
     }
     policy_hold_input_t in;
+    names_t names;
     uint16_t unknown = UINT16_MAX;
-    policy_decision_t d = decide(g, req, now_ms, &in, &unknown);
+    policy_decision_t d = decide(g, req, now_ms, &names, &in, &unknown);
     if (unknown != UINT16_MAX) {
         return (guard_outcome_t){.result = GUARD_ENGINE,
                                  .engine = {.result = ENGINE_SKU_NOT_FOUND, .sku_index = unknown}};
     }
     g->stats.proofs_refused += req->proof_tag != 0 && !in.proof_valid;
     if (d.verdict != POLICY_ALLOW) {
-        bool denied = d.verdict == POLICY_DENY;
-        (denied ? g->stats.denials : g->stats.challenges)[d.rule]++;
-        uint32_t sku; /* per-sku counts: the line the rule is about, or the first */
-        const engine_line_t *l = &req->create.lines[d.line_index];
-        if (engine_sku_find(&g->engine, l->sku, l->sku_len, &sku)) {
-            uint64_t *count = denied ? &g->skus[sku].denials : &g->skus[sku].challenges;
-            (*count)++;
-        }
-        return (guard_outcome_t){.result = denied ? GUARD_DENIED : GUARD_CHALLENGED,
+        count_refusal(g, req, &d);
+        return (guard_outcome_t){.result = d.verdict == POLICY_DENY ? GUARD_DENIED
+                                                                    : GUARD_CHALLENGED,
                                  .decision = d};
     }
-    *op = (guard_op_t){.kind = GUARD_OP_ENGINE, .buy_now = req->buy_now,
-                       .order_ref_len = req->order_ref_len};
-    op->engine = (engine_op_t){.kind = ENGINE_OP_HOLD_CREATE, .now_ms = now_ms};
-    op->engine.u.hold_create = req->create;
-    op->engine.u.hold_create.ttl_ms = d.ttl_ms;
-    op->engine.u.hold_create.request_hash = hash;
-    memcpy(op->order_ref, req->order_ref, req->order_ref_len);
-    if (d.bits > 0 && in.proof_valid) {
-        op->proof_tag = req->proof_tag;
-        op->proof_expires_ms = req->proof_expires_ms;
-    }
-    out = guard_apply(g, op);
+    hold_op_fill(op, req, now_ms, &d, in.proof_valid, hash);
+    /* Applied as guard_apply would (time is already advanced), with what
+     * deciding found: the same state, without finding it all again. */
+    out = apply_hold_create(g, op, &names);
     out.decision = d;
     return out;
 }

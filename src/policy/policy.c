@@ -122,6 +122,34 @@ static void mask_bits(uint8_t *addr, size_t size, unsigned bits)
     }
 }
 
+static size_t put_decimal(char *out, unsigned v)
+{
+    char digits[4];
+    size_t n = 0;
+    do {
+        digits[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v > 0);
+    for (size_t i = 0; i < n; i++) {
+        out[i] = digits[n - 1 - i];
+    }
+    return n;
+}
+
+/* "a.b.c.d/bits", as inet_ntop and printf would write it. */
+static uint8_t format_v4_prefix(const uint8_t addr[4], unsigned bits, char *out)
+{
+    size_t n = 0;
+    for (int i = 0; i < 4; i++) {
+        n += put_decimal(out + n, addr[i]);
+        out[n++] = i < 3 ? '.' : '/';
+    }
+    n += put_decimal(out + n, bits);
+    out[n] = '\0';
+    assert(n < POLICY_IP_PREFIX_TEXT_MAX);
+    return (uint8_t)n;
+}
+
 bool policy_ip_prefix(const char *ip, const policy_config_t *c, char *out, uint8_t *len_out)
 {
     uint8_t addr[16];
@@ -140,6 +168,10 @@ bool policy_ip_prefix(const char *ip, const policy_config_t *c, char *out, uint8
     unsigned bits = (unsigned)(family == AF_INET ? c->identity_ipv4_prefix_bits
                                                  : c->identity_ipv6_prefix_bits);
     mask_bits(addr, family == AF_INET ? 4 : 16, bits);
+    if (family == AF_INET) {
+        *len_out = format_v4_prefix(addr, bits, out); /* every hold: no printf */
+        return true;
+    }
     if (inet_ntop(family, addr, text, sizeof text) == NULL) {
         return false;
     }

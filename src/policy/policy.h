@@ -75,7 +75,7 @@
     X(challenge, base_bits, 10, 1, 32, 1)                                                  \
     X(challenge, bits_max, 22, 1, 32, 1)                                                   \
     X(challenge, risk_bits, 6, 0, 16, 0)                                                   \
-    X(challenge, ttl_ms, 120000, 10000, 3600000, 0)                                        \
+    X(challenge, ttl_ms, 120000, 1000, 3600000, 0)                                         \
     X(waitlist, enabled, 1, 0, 1, 1)                                                       \
     X(waitlist, offer_ttl_ms, 120000, HF_TTL_MS_MIN, HF_TTL_MS_MAX, 1)                     \
     X(escalation, enabled, 1, 0, 1, 1)                                                     \
