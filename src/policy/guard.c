@@ -1809,128 +1809,398 @@ bool guard_check(const guard_t *g)
 }
 
 /* -------------------------------------------------------------- snapshot
- * The guard's tables as they are in memory, after a header that names the
- * layout: a snapshot is read back by the binary that wrote it or one with
- * the same layout, and refused (with the journal kept) by any other. */
+ * The guard's tables field by field, little-endian, so that a snapshot
+ * outlives the layout of the structs that wrote it. Hashes and indexes are
+ * not written: they are rebuilt from the entries. Reading checks every count
+ * and index against the configured capacities, then guard_check() checks
+ * the whole, so a damaged record is refused, never trusted. */
 
-#define SNAP_MAGIC 0x31445247u /* "GRD1" */
+#define SNAP_MAGIC 0x32445247u /* "GRD2" */
 
 typedef struct {
-    uint32_t magic;
-    uint32_t sizes[8];
-    policy_config_t policy;
-    uint8_t secret[GUARD_SECRET_BYTES];
-    uint8_t has_secret;
-    double shop_started, shop_committed;
-    int64_t shop_at_ms;
-    uint32_t id_hwm, id_free, id_sweep, cs_hwm, cs_free, cs_sweep;
-    uint32_t sku_count, sku_policy_count, wait_hwm, wait_done_head, wait_done_tail;
-    uint64_t wait_seq;
-    uint32_t proof_count, hold_sides;
-    guard_stats_t stats;
-    uint64_t event_seq;
-    guard_event_t events[GUARD_EVENTS_MAX];
-} snap_header_t;
+    guard_write_fn write;
+    void *ctx;
+} snap_writer_t;
 
-static void snap_sizes(uint32_t sizes[8])
+static void w_bytes(snap_writer_t *w, const void *p, size_t n)
 {
-    const uint32_t s[8] = {sizeof(snap_header_t), sizeof(guard_identity_t),
-                           sizeof(guard_customer_sku_t), sizeof(guard_hold_t),
-                           sizeof(guard_sku_t), sizeof(guard_sku_policy_t),
-                           sizeof(guard_wait_t), sizeof(guard_proof_t)};
-    memcpy(sizes, s, sizeof s);
+    w->write(w->ctx, p, n);
+}
+
+static void w_u64(snap_writer_t *w, uint64_t v)
+{
+    uint8_t le[8];
+    for (int i = 0; i < 8; i++) {
+        le[i] = (uint8_t)(v >> (8 * i));
+    }
+    w_bytes(w, le, 8);
+}
+
+static void w_f64(snap_writer_t *w, double v)
+{
+    uint64_t bits;
+    memcpy(&bits, &v, sizeof bits); /* the exact value: replay must match */
+    w_u64(w, bits);
+}
+
+static void w_policy(snap_writer_t *w, const policy_config_t *c)
+{
+    w_u64(w, POLICY_FIELD_COUNT);
+    for (int f = 0; f < POLICY_FIELD_COUNT; f++) {
+        w_u64(w, (uint64_t)policy_field_get(c, (policy_field_t)f));
+    }
+}
+
+static void w_stats(snap_writer_t *w, const guard_stats_t *st)
+{
+    w_u64(w, POLICY_RULE_COUNT);
+    for (int r = 0; r < POLICY_RULE_COUNT; r++) {
+        w_u64(w, st->denials[r]);
+        w_u64(w, st->challenges[r]);
+    }
+    const uint64_t counters[] = {st->proofs_accepted, st->proofs_refused, st->escalations_on,
+                                 st->escalations_off, st->wait_joined,   st->wait_offered,
+                                 st->wait_fulfilled,  st->wait_expired,  st->wait_cancelled,
+                                 st->revoked_holds,   st->buy_now,       st->identities,
+                                 st->customer_skus,   st->skus_escalated, st->waiting};
+    for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++) {
+        w_u64(w, counters[i]);
+    }
+}
+
+static void w_scalars(snap_writer_t *w, const guard_t *g)
+{
+    w_u64(w, SNAP_MAGIC);
+    w_policy(w, &g->policy);
+    w_bytes(w, g->secret, GUARD_SECRET_BYTES);
+    w_u64(w, g->has_secret);
+    w_f64(w, g->shop_started);
+    w_f64(w, g->shop_committed);
+    w_u64(w, (uint64_t)g->shop_at_ms);
+    const uint64_t v[] = {g->id_hwm,          g->id_free,          g->id_sweep,
+                          g->cs_hwm,          g->cs_free,          g->cs_sweep,
+                          engine_sku_count(&g->engine), g->sku_policy_count, g->wait_hwm,
+                          g->wait_done_head,  g->wait_done_tail,   g->wait_seq,
+                          g->proof_count,     g->event_seq};
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+        w_u64(w, v[i]);
+    }
+    w_stats(w, &g->stats);
+    for (int i = 0; i < GUARD_EVENTS_MAX; i++) {
+        const guard_event_t *ev = &g->events[i];
+        w_u64(w, ev->seq);
+        w_u64(w, (uint64_t)ev->at_ms);
+        w_u64(w, ev->sku);
+        w_u64(w, ev->on);
+    }
+}
+
+static void w_identity(snap_writer_t *w, const guard_identity_t *id)
+{
+    w_u64(w, id->live | (uint64_t)id->kind << 8 | (uint64_t)id->len << 16);
+    w_bytes(w, id->value, id->len);
+    w_u64(w, id->next_free);
+    w_u64(w, id->holds_active);
+    w_u64(w, id->customer_skus);
+    w_u64(w, (uint64_t)id->units_held);
+    w_f64(w, id->budget_unit_ms);
+    w_u64(w, (uint64_t)id->budget_at_ms);
+    w_f64(w, id->started);
+    w_f64(w, id->committed);
+    w_u64(w, (uint64_t)id->reputation_at_ms);
+    w_u64(w, id->holds_total);
+    w_u64(w, id->commits_total);
+}
+
+static void w_customer_sku(snap_writer_t *w, const guard_customer_sku_t *e)
+{
+    w_u64(w, e->live);
+    w_u64(w, e->customer);
+    w_u64(w, e->sku);
+    w_u64(w, e->units_active);
+    w_u64(w, e->next_free);
+    w_u64(w, (uint64_t)e->bought);
+    w_u64(w, (uint64_t)e->window_start_ms);
+}
+
+static void w_sku(snap_writer_t *w, const guard_sku_t *s)
+{
+    w_u64(w, s->policy);
+    w_u64(w, s->escalated);
+    w_u64(w, s->escalations);
+    w_u64(w, (uint64_t)s->escalated_at_ms);
+    w_f64(w, s->started);
+    w_f64(w, s->committed);
+    w_u64(w, (uint64_t)s->conversion_at_ms);
+    w_u64(w, s->wait_head);
+    w_u64(w, s->wait_tail);
+    w_u64(w, s->wait_count);
+    w_u64(w, s->denials);
+    w_u64(w, s->challenges);
+}
+
+static void w_wait(snap_writer_t *w, const guard_wait_t *e)
+{
+    w_u64(w, e->id);
+    w_u64(w, e->hold_id);
+    w_u64(w, (uint64_t)e->created_ms);
+    w_u64(w, (uint64_t)e->finished_ms);
+    w_u64(w, e->sku);
+    w_u64(w, e->qty);
+    w_u64(w, e->next);
+    w_u64(w, e->state | (uint64_t)e->customer_len << 8);
+    w_bytes(w, e->customer, e->customer_len);
 }
 
 void guard_snapshot_write(const guard_t *g, guard_write_fn write, void *ctx)
 {
-    snap_header_t h;
-    memset(&h, 0, sizeof h);
-    h.magic = SNAP_MAGIC;
-    snap_sizes(h.sizes);
-    h.policy = g->policy;
-    memcpy(h.secret, g->secret, sizeof h.secret);
-    h.has_secret = g->has_secret;
-    h.shop_started = g->shop_started;
-    h.shop_committed = g->shop_committed;
-    h.shop_at_ms = g->shop_at_ms;
-    h.id_hwm = g->id_hwm, h.id_free = g->id_free, h.id_sweep = g->id_sweep;
-    h.cs_hwm = g->cs_hwm, h.cs_free = g->cs_free, h.cs_sweep = g->cs_sweep;
-    h.sku_count = engine_sku_count(&g->engine);
-    h.sku_policy_count = g->sku_policy_count;
-    h.wait_hwm = g->wait_hwm, h.wait_done_head = g->wait_done_head;
-    h.wait_done_tail = g->wait_done_tail, h.wait_seq = g->wait_seq;
-    h.proof_count = g->proof_count;
-    for (uint32_t slot = 0; slot < g->engine.hold_hwm; slot++) {
-        const guard_hold_t *s = &g->holds[slot];
-        h.hold_sides += (s->ids[0] | s->ids[1] | s->ids[2] | s->wait) != 0;
+    snap_writer_t w = {write, ctx};
+    w_scalars(&w, g);
+    for (uint32_t i = 0; i < g->id_hwm; i++) {
+        w_identity(&w, &g->ids[i]);
     }
-    h.stats = g->stats;
-    h.event_seq = g->event_seq;
-    memcpy(h.events, g->events, sizeof h.events);
-    write(ctx, &h, sizeof h);
-    write(ctx, g->ids, (size_t)g->id_hwm * sizeof *g->ids);
-    write(ctx, g->cs, (size_t)g->cs_hwm * sizeof *g->cs);
-    write(ctx, g->skus, (size_t)h.sku_count * sizeof *g->skus);
-    write(ctx, g->sku_policies, (size_t)g->sku_policy_count * sizeof *g->sku_policies);
-    write(ctx, g->waits, (size_t)g->wait_hwm * sizeof *g->waits);
+    for (uint32_t i = 0; i < g->cs_hwm; i++) {
+        w_customer_sku(&w, &g->cs[i]);
+    }
+    for (uint32_t i = 0; i < engine_sku_count(&g->engine); i++) {
+        w_sku(&w, &g->skus[i]);
+    }
+    for (uint32_t i = 0; i < g->sku_policy_count; i++) {
+        w_u64(&w, g->sku_policies[i].mask);
+        w_policy(&w, &g->sku_policies[i].values);
+    }
+    for (uint32_t i = 0; i < g->wait_hwm; i++) {
+        w_wait(&w, &g->waits[i]);
+    }
     for (uint32_t k = 0; k < g->proof_count; k++) {
-        write(ctx, &g->proofs[(g->proof_head + k) % g->config.proofs_max], sizeof *g->proofs);
+        const guard_proof_t *p = &g->proofs[(g->proof_head + k) % g->config.proofs_max];
+        w_u64(&w, p->tag);
+        w_u64(&w, (uint64_t)p->expires_ms);
     }
     for (uint32_t slot = 0; slot < g->engine.hold_hwm; slot++) {
-        const guard_hold_t *s = &g->holds[slot];
-        if ((s->ids[0] | s->ids[1] | s->ids[2] | s->wait) != 0) {
-            write(ctx, &slot, sizeof slot);
-            write(ctx, s, sizeof *s);
+        const guard_hold_t *h = &g->holds[slot];
+        if ((h->ids[0] | h->ids[1] | h->ids[2] | h->wait) != 0) {
+            w_u64(&w, slot);
+            w_u64(&w, h->ids[0] | (uint64_t)h->ids[1] << 32);
+            w_u64(&w, h->ids[2] | (uint64_t)h->wait << 32);
         }
     }
+    w_u64(&w, UINT64_MAX); /* the end of the hold records */
 }
 
 typedef struct {
     const uint8_t *p;
     size_t left;
+    bool ok;
 } snap_reader_t;
 
-static bool take(snap_reader_t *r, void *out, size_t size)
+static void r_bytes(snap_reader_t *r, void *out, size_t n)
 {
-    if (r->left < size) {
-        return false;
+    if (!r->ok || r->left < n) {
+        r->ok = false;
+        memset(out, 0, n);
+        return;
     }
-    memcpy(out, r->p, size);
-    r->p += size;
-    r->left -= size;
-    return true;
+    memcpy(out, r->p, n);
+    r->p += n;
+    r->left -= n;
 }
 
-static bool header_fits(const guard_t *g, const snap_header_t *h)
+static uint64_t r_u64(snap_reader_t *r)
 {
-    uint32_t sizes[8];
-    snap_sizes(sizes);
+    uint8_t le[8];
+    r_bytes(r, le, 8);
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) {
+        v |= (uint64_t)le[i] << (8 * i);
+    }
+    return v;
+}
+
+/* A count or index that must be at most max. */
+static uint32_t r_u32_max(snap_reader_t *r, uint64_t max)
+{
+    uint64_t v = r_u64(r);
+    r->ok = r->ok && v <= max;
+    return r->ok ? (uint32_t)v : 0;
+}
+
+static double r_f64(snap_reader_t *r)
+{
+    uint64_t bits = r_u64(r);
+    double v;
+    memcpy(&v, &bits, sizeof v);
+    r->ok = r->ok && v == v; /* never NaN */
+    return v;
+}
+
+static void r_policy(snap_reader_t *r, policy_config_t *c)
+{
+    r->ok = r->ok && r_u64(r) == POLICY_FIELD_COUNT;
+    for (int f = 0; r->ok && f < POLICY_FIELD_COUNT; f++) {
+        *policy_field_ptr(c, (policy_field_t)f) = (int64_t)r_u64(r);
+    }
     policy_field_t bad;
-    return h->magic == SNAP_MAGIC && memcmp(sizes, h->sizes, sizeof sizes) == 0 &&
-           h->id_hwm <= g->config.identities_max && h->cs_hwm <= g->config.customer_skus_max &&
-           h->sku_count == engine_sku_count(&g->engine) &&
-           h->sku_policy_count <= g->config.sku_policies_max &&
-           h->wait_hwm <= g->config.waitlist_max && h->proof_count <= g->config.proofs_max &&
-           h->wait_done_head <= h->wait_hwm && h->wait_done_tail <= h->wait_hwm &&
-           policy_config_valid(&h->policy, &bad);
+    r->ok = r->ok && policy_config_valid(c, &bad);
 }
 
-static void restore_scalars(guard_t *g, const snap_header_t *h)
+static void r_stats(snap_reader_t *r, guard_stats_t *st)
 {
-    g->policy = h->policy;
-    memcpy(g->secret, h->secret, sizeof g->secret);
-    g->has_secret = h->has_secret;
-    g->shop_started = h->shop_started;
-    g->shop_committed = h->shop_committed;
-    g->shop_at_ms = h->shop_at_ms;
-    g->id_hwm = h->id_hwm, g->id_free = h->id_free, g->id_sweep = h->id_sweep;
-    g->cs_hwm = h->cs_hwm, g->cs_free = h->cs_free, g->cs_sweep = h->cs_sweep;
-    g->sku_policy_count = h->sku_policy_count;
-    g->wait_hwm = h->wait_hwm, g->wait_done_head = h->wait_done_head;
-    g->wait_done_tail = h->wait_done_tail, g->wait_seq = h->wait_seq;
-    g->stats = h->stats;
-    g->event_seq = h->event_seq;
-    memcpy(g->events, h->events, sizeof g->events);
+    r->ok = r->ok && r_u64(r) == POLICY_RULE_COUNT;
+    for (int i = 0; r->ok && i < POLICY_RULE_COUNT; i++) {
+        st->denials[i] = r_u64(r);
+        st->challenges[i] = r_u64(r);
+    }
+    uint64_t *counters[] = {&st->proofs_accepted, &st->proofs_refused, &st->escalations_on,
+                            &st->escalations_off, &st->wait_joined,    &st->wait_offered,
+                            &st->wait_fulfilled,  &st->wait_expired,   &st->wait_cancelled,
+                            &st->revoked_holds,   &st->buy_now};
+    for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++) {
+        *counters[i] = r_u64(r);
+    }
+    st->identities = r_u32_max(r, UINT32_MAX);
+    st->customer_skus = r_u32_max(r, UINT32_MAX);
+    st->skus_escalated = r_u32_max(r, UINT32_MAX);
+    st->waiting = r_u32_max(r, UINT32_MAX);
+}
+
+static void r_scalars(snap_reader_t *r, guard_t *g)
+{
+    const guard_config_t *c = &g->config;
+    r->ok = r->ok && r_u64(r) == SNAP_MAGIC;
+    r_policy(r, &g->policy);
+    r_bytes(r, g->secret, GUARD_SECRET_BYTES);
+    g->has_secret = r_u32_max(r, 1);
+    g->shop_started = r_f64(r);
+    g->shop_committed = r_f64(r);
+    g->shop_at_ms = (int64_t)r_u64(r);
+    g->id_hwm = r_u32_max(r, c->identities_max);
+    g->id_free = (uint32_t)r_u64(r); /* NONE or an index, checked with the list */
+    g->id_sweep = r_u32_max(r, c->identities_max);
+    g->cs_hwm = r_u32_max(r, c->customer_skus_max);
+    g->cs_free = (uint32_t)r_u64(r);
+    g->cs_sweep = r_u32_max(r, c->customer_skus_max);
+    r->ok = r->ok && r_u64(r) == engine_sku_count(&g->engine);
+    g->sku_policy_count = r_u32_max(r, c->sku_policies_max);
+    g->wait_hwm = r_u32_max(r, c->waitlist_max);
+    g->wait_done_head = r_u32_max(r, g->wait_hwm);
+    g->wait_done_tail = r_u32_max(r, g->wait_hwm);
+    g->wait_seq = r_u64(r);
+    g->proof_count = r_u32_max(r, c->proofs_max);
+    g->event_seq = r_u64(r);
+    r_stats(r, &g->stats);
+    for (int i = 0; i < GUARD_EVENTS_MAX; i++) {
+        guard_event_t *ev = &g->events[i];
+        ev->seq = r_u64(r);
+        ev->at_ms = (int64_t)r_u64(r);
+        uint32_t skus = engine_sku_count(&g->engine);
+        ev->sku = r_u32_max(r, skus > 0 ? skus - 1 : 0);
+        ev->on = r_u32_max(r, 1);
+    }
+}
+
+static void r_identity(snap_reader_t *r, const guard_t *g, guard_identity_t *id)
+{
+    uint64_t head = r_u64(r);
+    id->live = (uint8_t)(head & 0xff);
+    id->kind = (uint8_t)(head >> 8 & 0xff);
+    id->len = (uint8_t)(head >> 16 & 0xff);
+    r->ok = r->ok && head >> 24 == 0 && id->live <= 1 && id->kind < POLICY_ID_KINDS &&
+            id->len <= HF_NAME_BYTES_MAX && (id->len >= 1 || !id->live);
+    r_bytes(r, id->value, r->ok ? id->len : 0);
+    id->next_free = (uint32_t)r_u64(r);
+    id->holds_active = r_u32_max(r, g->engine.config.holds_max);
+    id->customer_skus = r_u32_max(r, g->config.customer_skus_max);
+    id->units_held = (int64_t)r_u64(r);
+    id->budget_unit_ms = r_f64(r);
+    id->budget_at_ms = (int64_t)r_u64(r);
+    id->started = r_f64(r);
+    id->committed = r_f64(r);
+    id->reputation_at_ms = (int64_t)r_u64(r);
+    id->holds_total = r_u64(r);
+    id->commits_total = r_u64(r);
+    id->hash = identity_hash((policy_id_kind_t)id->kind, id->value, id->len);
+}
+
+static void r_customer_sku(snap_reader_t *r, const guard_t *g, guard_customer_sku_t *e)
+{
+    e->live = (uint8_t)r_u32_max(r, 1);
+    e->customer = r_u32_max(r, g->id_hwm);
+    e->sku = r_u32_max(r, engine_sku_count(&g->engine));
+    e->units_active = r_u32_max(r, UINT32_MAX);
+    e->next_free = (uint32_t)r_u64(r);
+    e->bought = (int64_t)r_u64(r);
+    e->window_start_ms = (int64_t)r_u64(r);
+    e->hash = customer_sku_hash(e->customer, e->sku);
+}
+
+static void r_sku(snap_reader_t *r, const guard_t *g, guard_sku_t *s)
+{
+    s->policy = r_u32_max(r, g->sku_policy_count);
+    s->escalated = (uint8_t)r_u32_max(r, 1);
+    s->marked = 0;
+    s->escalations = r_u32_max(r, UINT32_MAX);
+    s->escalated_at_ms = (int64_t)r_u64(r);
+    s->started = r_f64(r);
+    s->committed = r_f64(r);
+    s->conversion_at_ms = (int64_t)r_u64(r);
+    s->wait_head = r_u32_max(r, g->wait_hwm);
+    s->wait_tail = r_u32_max(r, g->wait_hwm);
+    s->wait_count = r_u32_max(r, g->wait_hwm);
+    s->denials = r_u64(r);
+    s->challenges = r_u64(r);
+}
+
+static void r_wait(snap_reader_t *r, const guard_t *g, guard_wait_t *e)
+{
+    e->id = r_u64(r);
+    e->hold_id = r_u64(r);
+    e->created_ms = (int64_t)r_u64(r);
+    e->finished_ms = (int64_t)r_u64(r);
+    e->sku = r_u32_max(r, engine_sku_count(&g->engine));
+    e->qty = r_u32_max(r, HF_QTY_MAX);
+    e->next = r_u32_max(r, g->wait_hwm);
+    uint64_t head = r_u64(r);
+    e->state = (uint8_t)(head & 0xff);
+    e->customer_len = (uint8_t)(head >> 8 & 0xff);
+    r->ok = r->ok && head >> 16 == 0 && e->state <= GUARD_WAIT_CANCELLED &&
+            e->customer_len <= HF_NAME_BYTES_MAX;
+    r_bytes(r, e->customer, r->ok ? e->customer_len : 0);
+}
+
+static void r_tables(snap_reader_t *r, guard_t *g)
+{
+    for (uint32_t i = 0; r->ok && i < g->id_hwm; i++) {
+        r_identity(r, g, &g->ids[i]);
+    }
+    for (uint32_t i = 0; r->ok && i < g->cs_hwm; i++) {
+        r_customer_sku(r, g, &g->cs[i]);
+    }
+    for (uint32_t i = 0; r->ok && i < engine_sku_count(&g->engine); i++) {
+        r_sku(r, g, &g->skus[i]);
+    }
+    for (uint32_t i = 0; r->ok && i < g->sku_policy_count; i++) {
+        g->sku_policies[i].mask = r_u64(r);
+        r_policy(r, &g->sku_policies[i].values);
+        sku_policy_resolve(&g->policy, &g->sku_policies[i]);
+    }
+    for (uint32_t i = 0; r->ok && i < g->wait_hwm; i++) {
+        r_wait(r, g, &g->waits[i]);
+    }
+    g->proof_head = 0;
+    for (uint32_t i = 0; r->ok && i < g->proof_count; i++) {
+        g->proofs[i].tag = r_u64(r);
+        g->proofs[i].expires_ms = (int64_t)r_u64(r);
+    }
+    for (uint64_t slot = r_u64(r); r->ok && slot != UINT64_MAX; slot = r_u64(r)) {
+        uint64_t a = r_u64(r), b = r_u64(r);
+        r->ok = r->ok && slot < g->engine.hold_hwm;
+        guard_hold_t *h = &g->holds[r->ok ? slot : 0];
+        *h = (guard_hold_t){.ids = {(uint32_t)a, (uint32_t)(a >> 32), (uint32_t)b},
+                            .wait = (uint32_t)(b >> 32)};
+        r->ok = r->ok && h->ids[0] <= g->id_hwm && h->ids[1] <= g->id_hwm &&
+                h->ids[2] <= g->id_hwm && h->wait <= g->wait_hwm;
+    }
 }
 
 static void rebuild_indexes(guard_t *g)
@@ -1950,31 +2220,32 @@ static void rebuild_indexes(guard_t *g)
     }
 }
 
+/* The free lists and the waitlists' links name entries that exist. */
+static bool free_lists_fit(const guard_t *g)
+{
+    uint32_t n = 0;
+    for (uint32_t i = g->id_free; i != NONE; i = g->ids[i].next_free) {
+        if (i >= g->id_hwm || g->ids[i].live || ++n > g->id_hwm) {
+            return false;
+        }
+    }
+    n = 0;
+    for (uint32_t i = g->cs_free; i != NONE; i = g->cs[i].next_free) {
+        if (i >= g->cs_hwm || g->cs[i].live || ++n > g->cs_hwm) {
+            return false;
+        }
+    }
+    return true;
+}
+
 bool guard_snapshot_read(guard_t *g, const uint8_t *data, size_t size, char *err,
                          size_t err_size)
 {
-    snap_reader_t r = {data, size};
-    snap_header_t h;
-    if (!take(&r, &h, sizeof h) || !header_fits(g, &h)) {
-        snprintf(err, err_size, "the guard state in the snapshot does not fit this build");
-        return false;
-    }
-    restore_scalars(g, &h);
-    bool ok = take(&r, g->ids, (size_t)h.id_hwm * sizeof *g->ids) &&
-              take(&r, g->cs, (size_t)h.cs_hwm * sizeof *g->cs) &&
-              take(&r, g->skus, (size_t)h.sku_count * sizeof *g->skus) &&
-              take(&r, g->sku_policies, (size_t)h.sku_policy_count * sizeof *g->sku_policies) &&
-              take(&r, g->waits, (size_t)h.wait_hwm * sizeof *g->waits) &&
-              take(&r, g->proofs, (size_t)h.proof_count * sizeof *g->proofs);
-    g->proof_head = 0;
-    g->proof_count = h.proof_count;
-    for (uint32_t k = 0; ok && k < h.hold_sides; k++) {
-        uint32_t slot;
-        ok = take(&r, &slot, sizeof slot) && slot < g->engine.hold_hwm &&
-             take(&r, &g->holds[slot], sizeof *g->holds);
-    }
-    if (!ok || r.left != 0) {
-        snprintf(err, err_size, "the guard state in the snapshot is truncated or damaged");
+    snap_reader_t r = {data, size, true};
+    r_scalars(&r, g);
+    r_tables(&r, g);
+    if (!r.ok || r.left != 0 || !free_lists_fit(g)) {
+        snprintf(err, err_size, "the guard state in the snapshot is damaged or truncated");
         return false;
     }
     rebuild_indexes(g);
