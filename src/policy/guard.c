@@ -647,26 +647,33 @@ static void wait_unlink(guard_t *g, uint32_t i)
     g->stats.waiting--;
 }
 
-/* Offers freed units to the head of a sku's waitlist, as active holds made
- * at at_ms, for as long as the available units cover the head's quantity. */
+/* The first entry the sku could ever serve (qty within stock - sold), or
+ * NONE: an entry waiting for more than is left to sell waits for a restock
+ * without holding up those behind it. */
+static uint32_t wait_first_servable(const guard_t *g, uint32_t sku, int64_t sellable)
+{
+    for (uint32_t at = g->skus[sku].wait_head; at != 0; at = g->waits[at - 1].next) {
+        if (g->waits[at - 1].qty <= sellable) {
+            return at - 1;
+        }
+    }
+    return NONE;
+}
+
+/* Offers freed units to the first servable entry of a sku's waitlist, as an
+ * active hold made at at_ms, for as long as the available units cover it:
+ * first come, first served among those the stock can serve. */
 static void wait_serve(guard_t *g, uint32_t sku, int64_t at_ms)
 {
     guard_sku_t *s = &g->skus[sku];
-    while (s->wait_head != 0) {
-        uint32_t i = s->wait_head - 1;
-        guard_wait_t *w = &g->waits[i];
+    for (;;) {
         engine_sku_view_t v;
         engine_sku_view(&g->engine, sku, &v);
-        if (w->qty > v.stock - v.sold) {
-            /* The stock was cut below what the head waits for: it would
-             * block the line for good, so its wait ends here. */
-            wait_unlink(g, i);
-            wait_finish(g, i, GUARD_WAIT_EXPIRED, at_ms);
-            continue;
-        }
-        if (v.available < w->qty) {
+        uint32_t i = s->wait_head == 0 ? NONE : wait_first_servable(g, sku, v.stock - v.sold);
+        if (i == NONE || v.available < g->waits[i].qty) {
             return;
         }
+        guard_wait_t *w = &g->waits[i];
         engine_op_t op = {.kind = ENGINE_OP_HOLD_CREATE, .now_ms = at_ms};
         engine_hold_create_t *c = &op.u.hold_create;
         memcpy(c->customer, w->customer, w->customer_len);
@@ -1063,6 +1070,7 @@ static guard_outcome_t apply_policy_put(guard_t *g, const guard_op_t *op)
     policy_field_t bad;
     assert(policy_config_valid(&op->u.policy, &bad));
     g->policy = op->u.policy;
+    g->policy_set = true;
     for (uint32_t i = 0; i < g->sku_policy_count; i++) {
         sku_policy_resolve(&g->policy, &g->sku_policies[i]);
     }
@@ -1139,11 +1147,7 @@ static guard_outcome_t apply_wait_join(guard_t *g, guard_op_t *op)
                                            .retry_after_ms = -1};
         return out;
     }
-    engine_sku_view_t v;
-    engine_sku_view(&g->engine, sku, &v);
-    if (op->u.wait_join.qty > v.stock - v.sold) {
-        return (guard_outcome_t){.result = GUARD_WAIT_OVER_STOCK};
-    }
+
     guard_sku_t *s = &g->skus[sku];
     uint32_t i = s->wait_count < HF_WAITLIST_PER_SKU_MAX ? wait_alloc(g) : NONE;
     if (i == NONE) {
@@ -1781,8 +1785,9 @@ static bool check_waitlists(const guard_t *g)
         engine_sku_view_t v;
         engine_sku_view(&g->engine, sku, &v);
         bool holds_full = g->engine.stats.holds_active >= g->engine.config.holds_max;
-        if (s->wait_head != 0 && v.available >= g->waits[s->wait_head - 1].qty && !holds_full) {
-            return false; /* units a waiting head could have been offered */
+        uint32_t first = wait_first_servable(g, sku, v.stock - v.sold);
+        if (first != NONE && v.available >= g->waits[first].qty && !holds_full) {
+            return false; /* units the first servable entry could have been offered */
         }
         waiting += n;
     }
@@ -1872,6 +1877,7 @@ static void w_scalars(snap_writer_t *w, const guard_t *g)
 {
     w_u64(w, SNAP_MAGIC);
     w_policy(w, &g->policy);
+    w_u64(w, g->policy_set);
     w_bytes(w, g->secret, GUARD_SECRET_BYTES);
     w_u64(w, g->has_secret);
     w_f64(w, g->shop_started);
@@ -2069,6 +2075,7 @@ static void r_scalars(snap_reader_t *r, guard_t *g)
     const guard_config_t *c = &g->config;
     r->ok = r->ok && r_u64(r) == SNAP_MAGIC;
     r_policy(r, &g->policy);
+    g->policy_set = r_u32_max(r, 1);
     r_bytes(r, g->secret, GUARD_SECRET_BYTES);
     g->has_secret = r_u32_max(r, 1);
     g->shop_started = r_f64(r);

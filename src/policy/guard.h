@@ -20,6 +20,11 @@
  * Waitlist entry lifecycle:
  *
  *   waiting --(units free, in the step that frees them)--> offered (a hold)
+ *
+ * A waitlist is first come, first served among the entries the stock could
+ * serve: an entry waiting for more units than are left to sell (stock -
+ * sold) keeps its place for a restock but holds up no one behind it. A
+ * sold-out sku is what a waitlist is for, so joining one is always allowed.
  *   offered --(its hold commits)--> fulfilled
  *   offered --(its hold expires or is released)--> expired
  *   waiting | offered --(DELETE)--> cancelled (an offered hold is released)
@@ -28,7 +33,8 @@
  *   1. An identity's holds_active and units_held equal the sum over active
  *      holds that name it; a customer-and-sku entry's units_active likewise.
  *   2. A sku's waitlist is FIFO and every entry on it is waiting; after any
- *      call returns, no sku has a waiting head that its available units cover.
+ *      call returns, no sku's first servable entry (qty <= stock - sold) is
+ *      covered by its available units.
  *   3. An offered entry's hold is active and points back at the entry.
  */
 #ifndef HF_GUARD_H
@@ -120,9 +126,7 @@ typedef struct {
     X(GUARD_SKU_POLICIES_FULL, "sku_policies_full", "the sku policy table is full")        \
     X(GUARD_PROOFS_FULL, "proofs_full", "the used-proof table is full")                    \
     X(GUARD_WAITLIST_OFF, "waitlist_off", "this sku has no waitlist")                      \
-    X(GUARD_WAIT_FINISHED, "wait_finished", "the waitlist entry is finished")               \
-    X(GUARD_WAIT_OVER_STOCK, "wait_over_stock",                                            \
-      "more units than the sku has left to sell (stock - sold)")
+    X(GUARD_WAIT_FINISHED, "wait_finished", "the waitlist entry is finished")
 
 typedef enum {
 #define GUARD_RESULT_ENUM(name, text, message) name,
@@ -254,6 +258,7 @@ typedef struct guard_s {
     guard_config_t config;
     engine_t engine;
     policy_config_t policy;
+    bool policy_set; /* a POLICY_PUT was applied: the shop chose its policy */
     uint8_t secret[GUARD_SECRET_BYTES];
     bool has_secret;
     double shop_started, shop_committed;

@@ -44,7 +44,7 @@ static const char usage_serve[] =
     "configuration file keys: listen, data, api_keys, admin_key, durability, skus_max,\n"
     "holds_max, idempotency_keys_max, identities_max, customer_skus_max, waitlist_max,\n"
     "sku_policies_max, proofs_max, connections_max, threads, compact_records, policy\n"
-    "(policy: the shop-wide policy document of docs/POLICIES.md, applied at start)\n"
+    "(policy: the policy document of docs/POLICIES.md a new data directory starts with)\n"
     "\n"
     "Without keys, every request is allowed, so the server refuses to listen on\n"
     "anything but a loopback address unless keys are given.\n";

@@ -37,11 +37,13 @@ static void reply_policy_error(request_t *r, const policy_json_error_t *err)
                       err->message);
 }
 
-static void reply_relation_error(request_t *r, policy_field_t bad, const char *where)
+/* prefix: "" for the shop's document, "policy." for a sku's. */
+static void reply_relation_error(request_t *r, policy_field_t bad, const char *prefix,
+                                 const char *where)
 {
     char field[96], message[400];
     const policy_field_info_t *info = policy_field_info(bad);
-    snprintf(field, sizeof field, "%s.%s", info->section, info->key);
+    snprintf(field, sizeof field, "%s%s.%s", prefix, info->section, info->key);
     snprintf(message, sizeof message,
              "%s conflicts with another setting%s (scarce_ms <= default_ms <= max_ms, "
              "scarce_pct < plenty_pct, base_bits <= bits_max, conversion_pct <= recover_pct)",
@@ -82,7 +84,7 @@ static bool skus_fit(request_t *r, const policy_config_t *p)
             engine_sku_view(&g->engine, sku, &v);
             char where[120];
             snprintf(where, sizeof where, " with sku %.*s's own settings", (int)v.sku_len, v.sku);
-            reply_relation_error(r, bad, where);
+            reply_relation_error(r, bad, "", where);
             return false;
         }
     }
@@ -113,7 +115,7 @@ void h_policy_put(request_t *r, const route_args_t *a)
         return;
     }
     if (!policy_config_valid(&op.u.policy, &bad)) {
-        reply_relation_error(r, bad, "");
+        reply_relation_error(r, bad, "", "");
         return;
     }
     guard_outcome_t o;
@@ -145,9 +147,17 @@ bool sku_policy_parse(request_t *r, json_t *doc, guard_op_t *op)
     return true;
 }
 
-bool sku_policy_check(request_t *r, const guard_op_t *op)
+bool sku_policy_check(request_t *r, const guard_op_t *op, uint32_t sku_index)
 {
-    policy_config_t resolved = r->server->guard.policy;
+    const guard_t *g = &r->server->guard;
+    bool has_own = sku_index != UINT32_MAX && g->skus[sku_index].policy != 0;
+    if (op->u.sku_policy.mask != 0 && !has_own &&
+        g->sku_policy_count >= g->config.sku_policies_max) {
+        guard_outcome_t full = {.result = GUARD_SKU_POLICIES_FULL};
+        reply_guard_result(r, &full);
+        return false;
+    }
+    policy_config_t resolved = g->policy;
     for (int f = 0; f < POLICY_FIELD_COUNT; f++) {
         if (op->u.sku_policy.mask & (1ull << f)) {
             *policy_field_ptr(&resolved, (policy_field_t)f) =
@@ -156,7 +166,7 @@ bool sku_policy_check(request_t *r, const guard_op_t *op)
     }
     policy_field_t bad;
     if (!policy_config_valid(&resolved, &bad)) {
-        reply_relation_error(r, bad, " on top of the shop's policy");
+        reply_relation_error(r, bad, "policy.", " on top of the shop's policy");
         return false;
     }
     return true;

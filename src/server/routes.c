@@ -253,7 +253,6 @@ void reply_guard_result(request_t *r, const guard_outcome_t *o)
         return;
     case GUARD_WAITLIST_OFF:
     case GUARD_WAIT_FINISHED:
-    case GUARD_WAIT_OVER_STOCK:
         reply_error(r, 409, guard_result_name(o->result), guard_result_message(o->result));
         return;
     case GUARD_IDENTITIES_FULL:
@@ -457,17 +456,21 @@ static void sku_put_apply(request_t *r, const route_args_t *a, guard_op_t *put, 
     bool created = false;
     lock(r);
     bool exists = engine_sku_find(&s->guard.engine, a->value[0], a->len[0], &index);
-    bool ok = has_stock || (exists && policy->kind == GUARD_OP_SKU_POLICY);
+    bool with_policy = policy->kind == GUARD_OP_SKU_POLICY;
+    bool ok = has_stock || (exists && with_policy);
     if (!ok) {
         invalid_field(r, "stock",
                       "stock is required (only a sku's policy may be changed without it)");
     }
+    /* Everything that can refuse the policy is checked before the stock is
+     * applied: a refused PUT changes nothing. */
+    ok = ok && (!with_policy || sku_policy_check(r, policy, exists ? index : UINT32_MAX));
     if (ok && has_stock) {
         ok = sku_put_step(r, put, &o);
         created = o.engine.created;
     }
-    if (ok && policy->kind == GUARD_OP_SKU_POLICY) {
-        ok = sku_policy_check(r, policy) && sku_put_step(r, policy, &o);
+    if (ok && with_policy) {
+        ok = sku_put_step(r, policy, &o);
     }
     if (ok) {
         engine_sku_find(&s->guard.engine, a->value[0], a->len[0], &index);

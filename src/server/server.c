@@ -345,7 +345,9 @@ static int apply_own(server_t *s, guard_op_t *op)
 
 /* A data directory gets its challenge secret once; it is journaled, so
  * challenges issued before a restart still verify after it. The policy of
- * the configuration file is applied (and journaled) if it differs. */
+ * the configuration file is what a new data directory starts with: once a
+ * policy was applied (by PUT /v1/policy or an earlier start), the journal's
+ * is kept, so a restart never undoes an operator's change. */
 static int start_defenses(server_t *s)
 {
     guard_op_t op;
@@ -356,8 +358,12 @@ static int start_defenses(server_t *s)
             return -1;
         }
     }
-    if (s->config.has_policy &&
-        memcmp(&s->config.policy, &s->guard.policy, sizeof s->guard.policy) != 0) {
+    bool differs = s->config.has_policy &&
+                   memcmp(&s->config.policy, &s->guard.policy, sizeof s->guard.policy) != 0;
+    if (differs && s->guard.policy_set) {
+        fprintf(stderr, "level=warn msg=\"the configuration file's policy is not applied: this "
+                        "data directory has its own (GET /v1/policy; PUT /v1/policy changes it)\"\n");
+    } else if (differs) {
         op = (guard_op_t){.kind = GUARD_OP_POLICY_PUT, .u.policy = s->config.policy};
         if (apply_own(s, &op) != 0) {
             fprintf(stderr, "level=error msg=\"cannot journal the configured policy\"\n");
