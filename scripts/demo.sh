@@ -37,5 +37,10 @@ Try:
   curl -s -X POST $url/v1/holds -d '{"customer": "u-42", "lines": [{"sku": "cap-red", "qty": 2}, {"sku": "shirt-m", "qty": 1}], "ttl_ms": 600000}'
   curl -s -X POST $url/v1/holds/HOLD_ID/commit -d '{"order_ref": "o-1"}'
 
+A hoarder is asked to pay in proof of work, then capped (docs/POLICIES.md):
+  curl -s -X POST $url/v1/holds -d '{"customer": "troll-1", "ip": "203.0.113.9", "lines": [{"sku": "cap-red", "qty": 10}]}'
+  build/holdfast solve PREFIX BITS      # then send the same request with -H 'Holdfast-Proof: PREFIX:NONCE'
+  curl -s $url/v1/identities/top; curl -s $url/v1/policy
+
 MSG
 wait "$pid"
