@@ -1211,6 +1211,43 @@ void engine_each_idem(const engine_t *e, engine_idem_visit_fn visit, void *ctx)
     }
 }
 
+void engine_each_free_slot(const engine_t *e, engine_slot_visit_fn visit, void *ctx)
+{
+    for (uint32_t slot = e->hold_free; slot != ENGINE_NONE; slot = e->holds[slot].next) {
+        visit(ctx, slot);
+    }
+}
+
+bool engine_restore_free_slots(engine_t *e, uint32_t hold_hwm, const uint32_t *slots,
+                               uint32_t count)
+{
+    if (hold_hwm < e->hold_hwm || hold_hwm > e->config.holds_max) {
+        return false;
+    }
+    while (e->hold_hwm < hold_hwm) {
+        free_list_push(e, e->hold_hwm++);
+    }
+    /* Every free slot below hwm must be listed, once: count them first. */
+    uint32_t free_now = 0;
+    for (uint32_t slot = e->hold_free; slot != ENGINE_NONE; slot = e->holds[slot].next) {
+        free_now++;
+    }
+    if (free_now != count) {
+        return false;
+    }
+    for (uint32_t i = 0; i < count; i++) {
+        if (slots[i] >= e->hold_hwm || e->holds[slots[i]].state != ENGINE_HOLD_FREE) {
+            return false;
+        }
+    }
+    /* Rebuilt back to front, so the first listed is taken first again. */
+    e->hold_free = ENGINE_NONE;
+    for (uint32_t i = count; i-- > 0;) {
+        free_list_push(e, slots[i]);
+    }
+    return true;
+}
+
 void engine_restore_time(engine_t *e, int64_t now_ms, uint64_t hold_seq)
 {
     assert(now_ms >= e->now_ms);

@@ -363,7 +363,15 @@ void engine_each_hold(const engine_t *e, engine_hold_visit_fn visit, void *ctx);
 typedef void (*engine_idem_visit_fn)(void *ctx, const engine_idem_t *entry);
 void engine_each_idem(const engine_t *e, engine_idem_visit_fn visit, void *ctx);
 
-/* Restore, in order: time, skus (held 0), holds as visited, keys as visited.
+/* The free hold slots in the order they will be taken. A snapshot keeps it,
+ * so that a hold the engine places itself after a restore (a waitlist offer
+ * the guard makes) gets the slot, and so the id, it got the first time. */
+typedef void (*engine_slot_visit_fn)(void *ctx, uint32_t slot);
+void engine_each_free_slot(const engine_t *e, engine_slot_visit_fn visit, void *ctx);
+
+/* Restore, in order: time, skus (held 0), holds as visited, keys as visited,
+ * then the free slots (below hold_hwm, as visited; false if they do not
+ * match the slots the restored holds left free, or a slot repeats).
  * Each returns ENGINE_OK or the table that is full. */
 void engine_restore_time(engine_t *e, int64_t now_ms, uint64_t hold_seq);
 engine_result_t engine_restore_sku(engine_t *e, const char *sku, size_t sku_len, int64_t stock,
@@ -371,5 +379,7 @@ engine_result_t engine_restore_sku(engine_t *e, const char *sku, size_t sku_len,
 /* lines' sku_index refer to skus already restored, by index. */
 engine_result_t engine_restore_hold(engine_t *e, const engine_hold_view_t *hold);
 engine_result_t engine_restore_idem(engine_t *e, const engine_idem_t *entry);
+bool engine_restore_free_slots(engine_t *e, uint32_t hold_hwm, const uint32_t *slots,
+                               uint32_t count);
 
 #endif

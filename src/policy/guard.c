@@ -328,12 +328,20 @@ static void id_bring(guard_t *g, guard_identity_t *id, int64_t now_ms)
     id->reputation_at_ms = now_ms > id->reputation_at_ms ? now_ms : id->reputation_at_ms;
 }
 
-/* The policy's view of an identity at now_ms, without changing it. */
-static policy_identity_t id_policy_view(const guard_t *g, uint32_t i, int64_t now_ms)
+/* The policy's view of identity i at now_ms, without changing it. A named
+ * identity not in the table yet is a newcomer: present, holding nothing,
+ * with a full budget and no history, so its first hold is capped too. */
+static policy_identity_t id_policy_view(const guard_t *g, policy_id_kind_t kind, bool named,
+                                        uint32_t i, int64_t now_ms)
 {
     policy_identity_t v = {0};
+    if (!named) {
+        return v; /* the request does not name it: no caps apply to it */
+    }
     if (i == NONE) {
-        return v; /* absent: no caps apply to it */
+        v.present = true;
+        v.budget_unit_ms = policy_budget_capacity_unit_ms(&g->policy, kind);
+        return v;
     }
     guard_identity_t copy = g->ids[i];
     id_bring((guard_t *)g, &copy, now_ms); /* reads g->policy only */
@@ -434,17 +442,18 @@ static void cs_free(guard_t *g, uint32_t i)
     g->stats.customer_skus--;
 }
 
-/* Frees a few entries at rest, resuming where the last sweep stopped. */
-static void sweep(guard_t *g, int64_t now_ms)
+/* Frees entries at rest among the next `steps` of each table, resuming
+ * where the last sweep stopped. */
+static void sweep(guard_t *g, int64_t now_ms, uint32_t steps)
 {
-    for (int n = 0; n < SWEEP_PER_HOLD && g->cs_hwm > 0; n++) {
+    for (uint32_t n = 0; n < steps && g->cs_hwm > 0; n++) {
         g->cs_sweep = g->cs_sweep >= g->cs_hwm ? 0 : g->cs_sweep;
         if (cs_at_rest(g, g->cs_sweep, now_ms)) {
             cs_free(g, g->cs_sweep);
         }
         g->cs_sweep++;
     }
-    for (int n = 0; n < SWEEP_PER_HOLD && g->id_hwm > 0; n++) {
+    for (uint32_t n = 0; n < steps && g->id_hwm > 0; n++) {
         g->id_sweep = g->id_sweep >= g->id_hwm ? 0 : g->id_sweep;
         if (id_at_rest(g, g->id_sweep, now_ms)) {
             id_free(g, g->id_sweep);
@@ -508,6 +517,24 @@ static void sku_policy_resolve(const policy_config_t *global, guard_sku_policy_t
                 policy_field_get(&sp->values, (policy_field_t)f);
         }
     }
+}
+
+bool guard_policy_fits(const guard_t *g, const policy_config_t *p, uint32_t *sku_out,
+                       policy_field_t *field_out)
+{
+    for (uint32_t sku = 0; sku < engine_sku_count(&g->engine); sku++) {
+        uint32_t own = g->skus[sku].policy;
+        if (own == 0 || g->sku_policies[own - 1].mask == 0) {
+            continue;
+        }
+        guard_sku_policy_t sp = g->sku_policies[own - 1];
+        sku_policy_resolve(p, &sp);
+        if (!policy_config_valid(&sp.resolved, field_out)) {
+            *sku_out = sku;
+            return false;
+        }
+    }
+    return true;
 }
 
 /* ------------------------------------------------------ conversion, escalation */
@@ -647,6 +674,33 @@ static void wait_unlink(guard_t *g, uint32_t i)
     g->stats.waiting--;
 }
 
+static void on_start(guard_t *g, const engine_hold_view_t *h, const guard_hold_t *side,
+                     double cost_unit_ms, int64_t now_ms, const uint32_t *cs_known);
+static int64_t hold_units(const engine_hold_view_t *h);
+
+/* An offer is the entry's customer's hold: counted against it (so caps,
+ * reputation and revocation see it) and charged to its budget, when the
+ * tables have room; a full table still lets the offer go, uncounted. */
+static void offer_start(guard_t *g, uint64_t hold_id, uint32_t entry, int64_t at_ms)
+{
+    const guard_wait_t *w = &g->waits[entry];
+    guard_hold_t side = {.wait = entry + 1};
+    uint32_t id = id_find(g, POLICY_ID_CUSTOMER, w->customer, w->customer_len);
+    bool room = (id != NONE || id_room(g, 1)) &&
+                g->stats.customer_skus < g->config.customer_skus_max;
+    if (room) {
+        id = id_get(g, POLICY_ID_CUSTOMER, w->customer, w->customer_len, at_ms);
+        side.ids[POLICY_ID_CUSTOMER] = id + 1;
+    }
+    engine_hold_view_t h;
+    engine_result_t r = engine_hold_view(&g->engine, hold_id, &h);
+    assert(r == ENGINE_OK);
+    double cost_unit_ms = room && g->policy.budget_enabled
+                              ? (double)hold_units(&h) * (double)(h.expires_ms - at_ms)
+                              : 0.0;
+    on_start(g, &h, &side, cost_unit_ms, at_ms, NULL);
+}
+
 /* The first entry the sku could ever serve (qty within stock - sold), or
  * NONE: an entry waiting for more than is left to sell waits for a restock
  * without holding up those behind it. */
@@ -685,14 +739,29 @@ static void wait_serve(guard_t *g, uint32_t sku, int64_t at_ms)
         c->lines[0].qty = w->qty;
         engine_outcome_t o = engine_apply(&g->engine, &op);
         if (o.result != ENGINE_OK) {
-            return; /* the hold table is full: the entry keeps its place */
+            g->offers_starved = true; /* the hold table is full: served when it is not */
+            return;
         }
         wait_unlink(g, i);
         w->state = GUARD_WAIT_OFFERED;
         w->hold_id = o.hold_id;
-        g->holds[engine_hold_slot(o.hold_id)] = (guard_hold_t){.wait = i + 1};
-        s->started += 1.0;
+        offer_start(g, o.hold_id, i, at_ms);
         g->stats.wait_offered++;
+    }
+}
+
+/* Offers that found the hold table full are made once it has room again:
+ * every sku with a waitlist is served, in sku order (rare: an overload). */
+static void serve_starved(guard_t *g)
+{
+    if (!g->offers_starved || g->engine.stats.holds_active >= g->engine.config.holds_max) {
+        return;
+    }
+    g->offers_starved = false;
+    for (uint32_t sku = 0; sku < engine_sku_count(&g->engine); sku++) {
+        if (g->skus[sku].wait_head != 0) {
+            wait_serve(g, sku, g->engine.now_ms);
+        }
     }
 }
 
@@ -713,6 +782,7 @@ static void on_start(guard_t *g, const engine_hold_view_t *h, const guard_hold_t
 {
     int64_t units = hold_units(h);
     g->holds[engine_hold_slot(h->id)] = *side;
+    g->holds[engine_hold_slot(h->id)].charged = cost_unit_ms > 0.0;
     for (int k = 0; k < POLICY_ID_KINDS; k++) {
         if (side->ids[k] != 0) {
             guard_identity_t *id = &g->ids[side->ids[k] - 1];
@@ -747,7 +817,8 @@ static void on_finish_identities(guard_t *g, const engine_hold_view_t *h,
 {
     int64_t units = hold_units(h);
     bool committed = h->state == ENGINE_HOLD_COMMITTED_STATE;
-    bool early = h->state != ENGINE_HOLD_EXPIRED_STATE && h->expires_ms > at_ms;
+    /* Time not used is given back, to a hold that was charged for it. */
+    bool early = side->charged && h->state != ENGINE_HOLD_EXPIRED_STATE && h->expires_ms > at_ms;
     for (int k = 0; k < POLICY_ID_KINDS; k++) {
         if (side->ids[k] == 0) {
             continue;
@@ -845,6 +916,7 @@ void guard_advance(guard_t *g, int64_t now_ms)
     }
     engine_advance(&g->engine, now_ms);
     proofs_forget(g, now_ms);
+    serve_starved(g);
 }
 
 /* -------------------------------------------------------------- applying */
@@ -902,10 +974,26 @@ static void names_add(guard_t *g, names_t *n, int64_t now_ms)
     }
 }
 
-/* Whether the tables have room for what a hold would add. */
-static guard_result_t hold_room(const guard_t *g, const guard_op_t *op, const names_t *n)
+/* The customer-and-sku entries a hold would add: one per line the
+ * customer has none for yet. */
+static uint32_t cs_needed(const guard_t *g, const engine_hold_create_t *c, const names_t *n)
 {
-    const engine_hold_create_t *c = &op->engine.u.hold_create;
+    uint32_t customer = n->ids[POLICY_ID_CUSTOMER];
+    if (customer == NONE) {
+        return c->line_count;
+    }
+    uint32_t needed = 0;
+    for (uint16_t i = 0; i < c->line_count; i++) {
+        uint32_t sku;
+        bool known = engine_sku_find(&g->engine, c->lines[i].sku, c->lines[i].sku_len, &sku) &&
+                     cs_find(g, customer, sku) != NONE;
+        needed += !known;
+    }
+    return needed;
+}
+
+static guard_result_t room_now(const guard_t *g, const guard_op_t *op, const names_t *n)
+{
     uint32_t new_ids = 0;
     for (int k = 0; k < POLICY_ID_KINDS; k++) {
         new_ids += n->len[k] > 0 && n->ids[k] == NONE;
@@ -913,13 +1001,36 @@ static guard_result_t hold_room(const guard_t *g, const guard_op_t *op, const na
     if (!id_room(g, new_ids)) {
         return GUARD_IDENTITIES_FULL;
     }
-    if (g->stats.customer_skus + c->line_count > g->config.customer_skus_max) {
+    const engine_hold_create_t *c = &op->engine.u.hold_create;
+    if (g->stats.customer_skus + cs_needed(g, c, n) > g->config.customer_skus_max) {
         return GUARD_CUSTOMER_SKUS_FULL;
     }
     if (op->proof_tag != 0 && g->proof_count >= g->config.proofs_max) {
         return GUARD_PROOFS_FULL;
     }
     return GUARD_OK;
+}
+
+/* Whether the tables have room for what a hold would add. A table full of
+ * entries at rest makes room by sweeping it whole (rare: the regular sweep
+ * keeps up), at most once a GUARD_FULL_SWEEP_MS so that a full table cannot
+ * make every refused request pay for a scan. The sweep changes state even
+ * when the hold is refused after it: *swept says so, and the op is then
+ * journaled (its replay sweeps and is refused alike). n is found again, as
+ * the sweep may free what it named. */
+static guard_result_t hold_room(guard_t *g, const guard_op_t *op, names_t *n, bool *swept)
+{
+    int64_t now_ms = op->engine.now_ms;
+    guard_result_t r = room_now(g, op, n);
+    bool full = r == GUARD_IDENTITIES_FULL || r == GUARD_CUSTOMER_SKUS_FULL;
+    *swept = full && now_ms >= g->swept_at_ms + GUARD_FULL_SWEEP_MS;
+    if (*swept) {
+        sweep(g, now_ms, g->id_hwm > g->cs_hwm ? g->id_hwm : g->cs_hwm);
+        g->swept_at_ms = now_ms;
+        names_find(g, &op->engine.u.hold_create, n);
+        r = room_now(g, op, n);
+    }
+    return r;
 }
 
 /* Buy now: the hold just made is sold in the same step. */
@@ -948,11 +1059,14 @@ static guard_outcome_t apply_hold_create(guard_t *g, guard_op_t *op, names_t *n)
         names_find(g, c, &found);
         n = &found;
     }
-    guard_outcome_t out = {.result = hold_room(g, op, n)};
+    bool swept;
+    guard_outcome_t out = {.result = hold_room(g, op, n, &swept)};
     if (out.result != GUARD_OK) {
+        out.swept = swept;
         return out;
     }
     out = engine_failed(engine_apply(&g->engine, &op->engine));
+    out.swept = swept;
     if (out.result != GUARD_OK || out.engine.replayed) {
         return out;
     }
@@ -982,7 +1096,7 @@ static guard_outcome_t apply_hold_create(guard_t *g, guard_op_t *op, names_t *n)
     for (uint16_t i = 0; i < h.line_count; i++) {
         sku_evaluate(g, h.lines[i].sku_index, now_ms);
     }
-    sweep(g, now_ms);
+    sweep(g, now_ms, SWEEP_PER_HOLD);
     return out;
 }
 
@@ -1027,7 +1141,8 @@ static guard_outcome_t apply_hold_extend(guard_t *g, guard_op_t *op)
     if (!g->policy.budget_enabled) {
         return out; /* nothing charged, nothing to refund later either */
     }
-    const guard_hold_t *side = &g->holds[engine_hold_slot(h.id)];
+    guard_hold_t *side = &g->holds[engine_hold_slot(h.id)];
+    side->charged = 1;
     for (int k = 0; k < POLICY_ID_KINDS; k++) {
         if (side->ids[k] != 0) {
             guard_identity_t *id = &g->ids[side->ids[k] - 1];
@@ -1140,6 +1255,8 @@ static guard_outcome_t apply_wait_join(guard_t *g, guard_op_t *op)
         return (guard_outcome_t){.result = GUARD_WAITLIST_OFF};
     }
     if (c->quantity_enabled && op->u.wait_join.qty > c->quantity_line_qty_max) {
+        g->stats.denials[POLICY_RULE_LINE_QTY]++; /* refused: never journaled, as a hold's */
+        g->skus[sku].denials++;
         guard_outcome_t out = {.result = GUARD_DENIED};
         out.decision = (policy_decision_t){.verdict = POLICY_DENY, .rule = POLICY_RULE_LINE_QTY,
                                            .limit = c->quantity_line_qty_max,
@@ -1148,6 +1265,11 @@ static guard_outcome_t apply_wait_join(guard_t *g, guard_op_t *op)
         return out;
     }
 
+    engine_sku_view_t v;
+    engine_sku_view(&g->engine, sku, &v);
+    if (v.available >= op->u.wait_join.qty) {
+        return (guard_outcome_t){.result = GUARD_WAIT_AVAILABLE};
+    }
     guard_sku_t *s = &g->skus[sku];
     uint32_t i = s->wait_count < HF_WAITLIST_PER_SKU_MAX ? wait_alloc(g) : NONE;
     if (i == NONE) {
@@ -1200,6 +1322,7 @@ static guard_outcome_t apply_wait_cancel(guard_t *g, guard_op_t *op)
     if (w->state == GUARD_WAIT_WAITING) {
         wait_unlink(g, i);
         wait_finish(g, i, GUARD_WAIT_CANCELLED, op->engine.now_ms);
+        wait_serve(g, w->sku, op->engine.now_ms); /* it may have held up the next */
     } else if (w->state == GUARD_WAIT_OFFERED) {
         guard_op_t release = {.kind = GUARD_OP_ENGINE};
         release.engine = (engine_op_t){.kind = ENGINE_OP_HOLD_RELEASE,
@@ -1242,6 +1365,11 @@ guard_outcome_t guard_apply(guard_t *g, guard_op_t *op)
     case GUARD_OP_WAIT_CANCEL:
         out = apply_wait_cancel(g, op);
         break;
+    case GUARD_OP_SWEEP:
+        sweep(g, op->engine.now_ms, g->id_hwm > g->cs_hwm ? g->id_hwm : g->cs_hwm);
+        g->swept_at_ms = op->engine.now_ms;
+        out = (guard_outcome_t){.result = GUARD_OK, .changed = true};
+        break;
     case GUARD_OP_SECRET:
         memcpy(g->secret, op->u.secret, GUARD_SECRET_BYTES);
         g->has_secret = true;
@@ -1251,6 +1379,7 @@ guard_outcome_t guard_apply(guard_t *g, guard_op_t *op)
         assert(0 && "unknown guard op");
         out = (guard_outcome_t){.result = GUARD_NOT_FOUND};
     }
+    serve_starved(g);
     assert(out.result == GUARD_OK || !out.changed);
     return out;
 }
@@ -1333,7 +1462,7 @@ static policy_decision_t decide(guard_t *g, const guard_hold_request_t *req, int
     in->proof_valid = req->proof_tag != 0 && req->proof_expires_ms > now_ms &&
                       !proof_used(g, req->proof_tag);
     for (int k = 0; k < POLICY_ID_KINDS; k++) {
-        in->ids[k] = id_policy_view(g, n->ids[k], now_ms);
+        in->ids[k] = id_policy_view(g, (policy_id_kind_t)k, n->len[k] > 0, n->ids[k], now_ms);
     }
     n->cs_known = true;
     for (uint16_t i = 0; i < c->line_count; i++) {
@@ -1409,6 +1538,7 @@ guard_outcome_t guard_hold(guard_t *g, const guard_hold_request_t *req, int64_t 
     /* Applied as guard_apply would (time is already advanced), with what
      * deciding found: the same state, without finding it all again. */
     out = apply_hold_create(g, op, &names);
+    serve_starved(g);
     out.decision = d;
     return out;
 }
@@ -1452,7 +1582,8 @@ guard_outcome_t guard_extend(guard_t *g, uint64_t hold_id, int64_t ttl_ms, int64
     const guard_hold_t *side = &g->holds[engine_hold_slot(hold_id)];
     policy_identity_t ids[POLICY_ID_KINDS];
     for (int k = 0; k < POLICY_ID_KINDS; k++) {
-        ids[k] = id_policy_view(g, side->ids[k] == 0 ? NONE : side->ids[k] - 1, now_ms);
+        ids[k] = id_policy_view(g, (policy_id_kind_t)k, side->ids[k] != 0,
+                                side->ids[k] == 0 ? NONE : side->ids[k] - 1, now_ms);
     }
     double cost_unit_ms = (double)hold_units(&h) * (double)(now_ms + granted_ms - h.expires_ms);
     out.decision = policy_decide_extend(&g->policy, ids, cost_unit_ms);
@@ -1547,7 +1678,7 @@ static guard_identity_view_t id_view(const guard_t *g, uint32_t i)
 {
     const guard_identity_t *id = &g->ids[i];
     int64_t now_ms = g->engine.now_ms;
-    policy_identity_t p = id_policy_view(g, i, now_ms);
+    policy_identity_t p = id_policy_view(g, (policy_id_kind_t)id->kind, true, i, now_ms);
     double shop_started = policy_decay(&g->policy, g->shop_started, g->shop_at_ms, now_ms);
     double shop_committed = policy_decay(&g->policy, g->shop_committed, g->shop_at_ms, now_ms);
     return (guard_identity_view_t){
@@ -1709,7 +1840,8 @@ static bool check_hold_side(const guard_t *g, uint32_t slot, check_sums_t *sum)
     const guard_hold_t *side = &g->holds[slot];
     const engine_hold_t *eh = &g->engine.holds[slot];
     if (eh->state != ENGINE_HOLD_ACTIVE) {
-        return side->ids[0] == 0 && side->ids[1] == 0 && side->ids[2] == 0 && side->wait == 0;
+        return side->ids[0] == 0 && side->ids[1] == 0 && side->ids[2] == 0 && side->wait == 0 &&
+               side->charged == 0;
     }
     engine_hold_view_t h;
     if (engine_hold_view(&g->engine, eh->id, &h) != ENGINE_OK) {
@@ -1877,12 +2009,13 @@ static void w_scalars(snap_writer_t *w, const guard_t *g)
 {
     w_u64(w, SNAP_MAGIC);
     w_policy(w, &g->policy);
-    w_u64(w, g->policy_set);
+    w_u64(w, g->policy_set | (uint64_t)g->offers_starved << 1);
     w_bytes(w, g->secret, GUARD_SECRET_BYTES);
     w_u64(w, g->has_secret);
     w_f64(w, g->shop_started);
     w_f64(w, g->shop_committed);
     w_u64(w, (uint64_t)g->shop_at_ms);
+    w_u64(w, (uint64_t)g->swept_at_ms);
     const uint64_t v[] = {g->id_hwm,          g->id_free,          g->id_sweep,
                           g->cs_hwm,          g->cs_free,          g->cs_sweep,
                           engine_sku_count(&g->engine), g->sku_policy_count, g->wait_hwm,
@@ -1985,8 +2118,8 @@ void guard_snapshot_write(const guard_t *g, guard_write_fn write, void *ctx)
     }
     for (uint32_t slot = 0; slot < g->engine.hold_hwm; slot++) {
         const guard_hold_t *h = &g->holds[slot];
-        if ((h->ids[0] | h->ids[1] | h->ids[2] | h->wait) != 0) {
-            w_u64(&w, slot);
+        if ((h->ids[0] | h->ids[1] | h->ids[2] | h->wait | h->charged) != 0) {
+            w_u64(&w, slot | (uint64_t)h->charged << 32);
             w_u64(&w, h->ids[0] | (uint64_t)h->ids[1] << 32);
             w_u64(&w, h->ids[2] | (uint64_t)h->wait << 32);
         }
@@ -2075,12 +2208,15 @@ static void r_scalars(snap_reader_t *r, guard_t *g)
     const guard_config_t *c = &g->config;
     r->ok = r->ok && r_u64(r) == SNAP_MAGIC;
     r_policy(r, &g->policy);
-    g->policy_set = r_u32_max(r, 1);
+    uint32_t flags = r_u32_max(r, 3);
+    g->policy_set = flags & 1;
+    g->offers_starved = flags >> 1 & 1;
     r_bytes(r, g->secret, GUARD_SECRET_BYTES);
     g->has_secret = r_u32_max(r, 1);
     g->shop_started = r_f64(r);
     g->shop_committed = r_f64(r);
     g->shop_at_ms = (int64_t)r_u64(r);
+    g->swept_at_ms = (int64_t)r_u64(r);
     g->id_hwm = r_u32_max(r, c->identities_max);
     g->id_free = (uint32_t)r_u64(r); /* NONE or an index, checked with the list */
     g->id_sweep = r_u32_max(r, c->identities_max);
@@ -2199,12 +2335,13 @@ static void r_tables(snap_reader_t *r, guard_t *g)
         g->proofs[i].tag = r_u64(r);
         g->proofs[i].expires_ms = (int64_t)r_u64(r);
     }
-    for (uint64_t slot = r_u64(r); r->ok && slot != UINT64_MAX; slot = r_u64(r)) {
+    for (uint64_t head = r_u64(r); r->ok && head != UINT64_MAX; head = r_u64(r)) {
         uint64_t a = r_u64(r), b = r_u64(r);
-        r->ok = r->ok && slot < g->engine.hold_hwm;
+        uint64_t slot = head & 0xffffffffu;
+        r->ok = r->ok && slot < g->engine.hold_hwm && head >> 33 == 0;
         guard_hold_t *h = &g->holds[r->ok ? slot : 0];
         *h = (guard_hold_t){.ids = {(uint32_t)a, (uint32_t)(a >> 32), (uint32_t)b},
-                            .wait = (uint32_t)(b >> 32)};
+                            .wait = (uint32_t)(b >> 32), .charged = (uint8_t)(head >> 32)};
         r->ok = r->ok && h->ids[0] <= g->id_hwm && h->ids[1] <= g->id_hwm &&
                 h->ids[2] <= g->id_hwm && h->wait <= g->wait_hwm;
     }
@@ -2242,7 +2379,17 @@ static bool free_lists_fit(const guard_t *g)
             return false;
         }
     }
-    return true;
+    /* The finished waitlist entries (reused oldest first) are finished. */
+    n = 0;
+    uint32_t last = 0;
+    for (uint32_t at = g->wait_done_head; at != 0; at = g->waits[at - 1].next) {
+        uint8_t st = g->waits[at - 1].state;
+        if (at > g->wait_hwm || st < GUARD_WAIT_FULFILLED || ++n > g->wait_hwm) {
+            return false;
+        }
+        last = at;
+    }
+    return last == g->wait_done_tail;
 }
 
 bool guard_snapshot_read(guard_t *g, const uint8_t *data, size_t size, char *err,

@@ -20,14 +20,16 @@
  * Waitlist entry lifecycle:
  *
  *   waiting --(units free, in the step that frees them)--> offered (a hold)
- *
- * A waitlist is first come, first served among the entries the stock could
- * serve: an entry waiting for more units than are left to sell (stock -
- * sold) keeps its place for a restock but holds up no one behind it. A
- * sold-out sku is what a waitlist is for, so joining one is always allowed.
  *   offered --(its hold commits)--> fulfilled
  *   offered --(its hold expires or is released)--> expired
  *   waiting | offered --(DELETE)--> cancelled (an offered hold is released)
+ *
+ * A waitlist is first come, first served among the entries the stock could
+ * serve: an entry waiting for more units than are left to sell (stock -
+ * sold) keeps its place for a restock but holds up no one behind it. One
+ * joins only what it cannot hold now (units available: hold them instead).
+ * An offer is a hold of the entry's customer, counted, charged and
+ * revocable like any other, with the sku's waitlist.offer_ttl_ms.
  *
  * Invariants (guard_check(), on top of engine_check()):
  *   1. An identity's holds_active and units_held equal the sum over active
@@ -71,6 +73,7 @@ typedef enum {
     GUARD_OP_WAIT_JOIN = 5,   /* join a sku's waitlist */
     GUARD_OP_WAIT_CANCEL = 6, /* leave it */
     GUARD_OP_SECRET = 7,      /* the challenge secret, set once */
+    GUARD_OP_SWEEP = 8,       /* a whole-table sweep a refused hold made */
 } guard_op_kind_t;
 
 typedef struct {
@@ -126,7 +129,9 @@ typedef struct {
     X(GUARD_SKU_POLICIES_FULL, "sku_policies_full", "the sku policy table is full")        \
     X(GUARD_PROOFS_FULL, "proofs_full", "the used-proof table is full")                    \
     X(GUARD_WAITLIST_OFF, "waitlist_off", "this sku has no waitlist")                      \
-    X(GUARD_WAIT_FINISHED, "wait_finished", "the waitlist entry is finished")
+    X(GUARD_WAIT_FINISHED, "wait_finished", "the waitlist entry is finished")               \
+    X(GUARD_WAIT_AVAILABLE, "units_available",                                             \
+      "the units are available: hold them instead of waiting")
 
 typedef enum {
 #define GUARD_RESULT_ENUM(name, text, message) name,
@@ -138,11 +143,20 @@ typedef enum {
 const char *guard_result_name(guard_result_t r);
 const char *guard_result_message(guard_result_t r);
 
+/* A full identity or customer-and-sku table is swept whole before a hold is
+ * refused for it, at most this often (engine time). */
+#define GUARD_FULL_SWEEP_MS 1000
+
+
 typedef struct {
     guard_result_t result;
     engine_outcome_t engine; /* GUARD_ENGINE: what the engine said; also hold_id */
     policy_decision_t decision; /* holds: what the policy decided */
-    bool changed;               /* journal the op */
+    bool changed; /* journal the op */
+    /* A hold swept a full table whole (hold_room): a state change even when
+     * the hold was then refused. Refused and swept, the caller journals a
+     * GUARD_OP_SWEEP at the op's time, which replays the same sweep. */
+    bool swept;
     uint64_t id;                /* WAIT_JOIN: the entry's id */
     uint32_t revoked;           /* REVOKE: holds released */
 } guard_outcome_t;
@@ -189,6 +203,7 @@ typedef struct {
 typedef struct {
     uint32_t ids[POLICY_ID_KINDS]; /* identity index + 1, 0: absent */
     uint32_t wait;                 /* waitlist entry index + 1, 0: none */
+    uint8_t charged;               /* its budgets were charged: refund unused time */
 } guard_hold_t;
 
 typedef struct {
@@ -259,6 +274,8 @@ typedef struct guard_s {
     engine_t engine;
     policy_config_t policy;
     bool policy_set; /* a POLICY_PUT was applied: the shop chose its policy */
+    bool offers_starved; /* an offer found the hold table full */
+    int64_t swept_at_ms;  /* the last whole-table sweep (a table was full) */
     uint8_t secret[GUARD_SECRET_BYTES];
     bool has_secret;
     double shop_started, shop_committed;
@@ -312,6 +329,11 @@ guard_outcome_t guard_apply(guard_t *g, guard_op_t *op);
 
 /* The effective policy of a sku (its own settings over the shop's). */
 const policy_config_t *guard_sku_policy(const guard_t *g, uint32_t sku_index, uint64_t *mask_out);
+
+/* Whether every sku's own settings still make a valid policy on top of the
+ * shop-wide p; if not, names the first sku and field that do not. */
+bool guard_policy_fits(const guard_t *g, const policy_config_t *p, uint32_t *sku_out,
+                       policy_field_t *field_out);
 
 /* ---- challenges ---- */
 

@@ -209,6 +209,10 @@ double policy_decay(const policy_config_t *c, double value, int64_t at_ms, int64
     return value * exp2(-(double)(now_ms - at_ms) / (double)c->reputation_half_life_ms);
 }
 
+/* The conversion taken as normal: the shop's own, but never below the
+ * baseline, so that an attack big enough to drag the shop's rate down
+ * cannot make itself look normal. A shop whose buyers convert less than the
+ * default baseline lowers reputation.baseline_conversion_pct. */
 static double shop_conversion(const policy_config_t *c, double started, double committed)
 {
     double baseline = (double)c->reputation_baseline_conversion_pct / 100.0;
@@ -216,7 +220,7 @@ static double shop_conversion(const policy_config_t *c, double started, double c
         return baseline; /* too little history to know the shop's own rate */
     }
     double conv = committed / started;
-    return conv > 0.01 ? conv : 0.01; /* a shop under attack is still a shop */
+    return conv > baseline ? conv : baseline;
 }
 
 double policy_risk(const policy_config_t *c, const policy_identity_t *id, double shop_started,
@@ -485,6 +489,12 @@ static bool check_challenge(const policy_hold_input_t *in, double risk, policy_d
 {
     uint32_t bits = 0;
     bool escalated = false;
+    for (uint16_t i = 0; i < in->line_count; i++) {
+        if (in->lines[i].qty > in->lines[i].available) {
+            d->bits = 0;
+            return true; /* the engine refuses it (409): nothing to pay for */
+        }
+    }
     for (uint16_t i = 0; i < in->line_count; i++) {
         uint32_t b = policy_line_bits(&in->lines[i], risk);
         if (b > bits) {

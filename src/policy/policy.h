@@ -14,13 +14,16 @@
  *
  * The rules, in the order they are checked (the first that fails decides):
  *   1. quantity caps: units per line; units per customer per sku in a window;
+ *      buy now (which holds nothing) stops here: it is a sale;
  *   2. identity caps: active holds and held units per customer, IP prefix
- *      and fingerprint;
- *   3. stock share: at most held_pct_max of a sku's stock in holds at once
- *      (buy-now, which holds nothing, is exempt);
- *   4. hold budget: unit-seconds per identity, refilled over time;
- *   5. challenge: proof of work priced by units x scarcity x identity risk.
- * The TTL is then cut by scarcity and by risk.
+ *      and fingerprint (a newcomer is counted as holding nothing);
+ *   3. stock share: at most held_pct_max of a sku's stock in holds at once;
+ *   then the TTL is granted (cut by scarcity and by risk), and
+ *   4. hold budget: units x TTL, in unit-seconds per identity, refilled over
+ *      time;
+ *   5. challenge: proof of work priced by units x scarcity x identity risk,
+ *      last, so that no one pays for a hold a rule would refuse (nor for one
+ *      the stock cannot cover: that is the engine's 409).
  *
  * Each policy can be switched off (an `enabled` setting, held_pct_max 100 for
  * the stock share, ttl.adaptive 0 for a fixed TTL), so that a shop, a test or

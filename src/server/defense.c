@@ -64,31 +64,17 @@ void h_policy_get(request_t *r, const route_args_t *a)
 static bool skus_fit(request_t *r, const policy_config_t *p)
 {
     const guard_t *g = &r->server->guard;
-    for (uint32_t sku = 0; sku < engine_sku_count(&g->engine); sku++) {
-        uint64_t mask;
-        guard_sku_policy(g, sku, &mask);
-        if (mask == 0) {
-            continue;
-        }
-        guard_sku_policy_t sp = g->sku_policies[g->skus[sku].policy - 1];
-        policy_config_t resolved = *p;
-        for (int f = 0; f < POLICY_FIELD_COUNT; f++) {
-            if (mask & (1ull << f)) {
-                *policy_field_ptr(&resolved, (policy_field_t)f) =
-                    policy_field_get(&sp.values, (policy_field_t)f);
-            }
-        }
-        policy_field_t bad;
-        if (!policy_config_valid(&resolved, &bad)) {
-            engine_sku_view_t v;
-            engine_sku_view(&g->engine, sku, &v);
-            char where[120];
-            snprintf(where, sizeof where, " with sku %.*s's own settings", (int)v.sku_len, v.sku);
-            reply_relation_error(r, bad, "", where);
-            return false;
-        }
+    uint32_t sku;
+    policy_field_t bad;
+    if (guard_policy_fits(g, p, &sku, &bad)) {
+        return true;
     }
-    return true;
+    engine_sku_view_t v;
+    engine_sku_view(&g->engine, sku, &v);
+    char where[120];
+    snprintf(where, sizeof where, " with sku %.*s's own settings", (int)v.sku_len, v.sku);
+    reply_relation_error(r, bad, "", where);
+    return false;
 }
 
 /* PUT /v1/policy takes the whole document: what it leaves out is default. */

@@ -253,6 +253,7 @@ void reply_guard_result(request_t *r, const guard_outcome_t *o)
         return;
     case GUARD_WAITLIST_OFF:
     case GUARD_WAIT_FINISHED:
+    case GUARD_WAIT_AVAILABLE:
         reply_error(r, 409, guard_result_name(o->result), guard_result_message(o->result));
         return;
     case GUARD_IDENTITIES_FULL:
@@ -404,8 +405,15 @@ void unlock(request_t *r)
 
 bool journal(request_t *r, const guard_op_t *op, const guard_outcome_t *o)
 {
-    if (!o->changed) {
+    if (!o->changed && !o->swept) {
         return true;
+    }
+    guard_op_t sweep;
+    if (!o->changed) {
+        /* Refused, but a whole-table sweep changed state on the way. */
+        sweep = (guard_op_t){.kind = GUARD_OP_SWEEP};
+        sweep.engine.now_ms = op->engine.now_ms;
+        op = &sweep;
     }
     if (store_append(&r->server->store, op, server_mono_ms()) == 0) {
         reply_error(r, 503, "storage_unavailable", "the journal cannot be written");

@@ -364,6 +364,18 @@ static int start_defenses(server_t *s)
         fprintf(stderr, "level=warn msg=\"the configuration file's policy is not applied: this "
                         "data directory has its own (GET /v1/policy; PUT /v1/policy changes it)\"\n");
     } else if (differs) {
+        uint32_t sku;
+        policy_field_t bad;
+        if (!guard_policy_fits(&s->guard, &s->config.policy, &sku, &bad)) {
+            engine_sku_view_t v;
+            engine_sku_view(&s->guard.engine, sku, &v);
+            fprintf(stderr,
+                    "level=error msg=\"the configuration file's policy conflicts with a sku's "
+                    "own settings\" sku=%.*s field=%s.%s\n",
+                    (int)v.sku_len, v.sku, policy_field_info(bad)->section,
+                    policy_field_info(bad)->key);
+            return -1;
+        }
         op = (guard_op_t){.kind = GUARD_OP_POLICY_PUT, .u.policy = s->config.policy};
         if (apply_own(s, &op) != 0) {
             fprintf(stderr, "level=error msg=\"cannot journal the configured policy\"\n");

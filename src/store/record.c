@@ -152,6 +152,7 @@ enum {
     KIND_WAIT_JOIN = 19,
     KIND_WAIT_CANCEL = 20,
     KIND_SECRET = 21,
+    KIND_SWEEP = 22,
 };
 
 static void encode_policy(store_buf_t *b, const policy_config_t *c)
@@ -200,13 +201,14 @@ static uint8_t kind_of(const guard_op_t *op)
 {
     static const uint8_t engine_kinds[] = {0, KIND_SKU_PUT, KIND_HOLD_CREATE, KIND_HOLD_COMMIT,
                                            KIND_HOLD_RELEASE, KIND_HOLD_EXTEND};
-    static const uint8_t guard_kinds[] = {0, 0, KIND_POLICY_PUT, KIND_SKU_POLICY, KIND_REVOKE,
-                                          KIND_WAIT_JOIN, KIND_WAIT_CANCEL, KIND_SECRET};
+    static const uint8_t guard_kinds[] = {0,           0,           KIND_POLICY_PUT,
+                                          KIND_SKU_POLICY, KIND_REVOKE, KIND_WAIT_JOIN,
+                                          KIND_WAIT_CANCEL, KIND_SECRET, KIND_SWEEP};
     if (op->kind == GUARD_OP_ENGINE) {
         assert(op->engine.kind >= ENGINE_OP_SKU_PUT && op->engine.kind <= ENGINE_OP_HOLD_EXTEND);
         return engine_kinds[op->engine.kind];
     }
-    assert(op->kind >= GUARD_OP_POLICY_PUT && op->kind <= GUARD_OP_SECRET);
+    assert(op->kind >= GUARD_OP_POLICY_PUT && op->kind <= GUARD_OP_SWEEP);
     return guard_kinds[op->kind];
 }
 
@@ -245,6 +247,8 @@ void record_encode_op(store_buf_t *b, const guard_op_t *op)
     case GUARD_OP_SECRET:
         put_bytes(b, op->u.secret, GUARD_SECRET_BYTES);
         break;
+    case GUARD_OP_SWEEP:
+        break; /* its time says it all */
     }
 }
 
@@ -362,6 +366,9 @@ static bool decode_guard_op(record_reader_t *r, uint8_t kind, guard_op_t *op)
         op->kind = GUARD_OP_WAIT_CANCEL;
         op->u.wait_id = get_u64(r);
         return r->ok;
+    case KIND_SWEEP:
+        op->kind = GUARD_OP_SWEEP;
+        return true;
     case KIND_SECRET:
         op->kind = GUARD_OP_SECRET;
         for (int i = 0; i < GUARD_SECRET_BYTES; i++) {
@@ -443,6 +450,29 @@ static void encode_guard(store_buf_t *b, const guard_t *g)
     }
 }
 
+static void encode_free_slot(void *ctx, uint32_t slot)
+{
+    uint8_t le[4] = {(uint8_t)slot, (uint8_t)(slot >> 8), (uint8_t)(slot >> 16),
+                     (uint8_t)(slot >> 24)};
+    put_bytes(ctx, le, 4);
+}
+
+/* The free slots in their order (see engine_each_free_slot), 4 bytes each
+ * after hold_hwm and their count (filled in once counted). */
+static void encode_free_slots(store_buf_t *b, const engine_t *e)
+{
+    put_u8(b, RECORD_SNAP_FREE);
+    put_u64(b, e->hold_hwm);
+    size_t at = b->size;
+    put_u64(b, 0);
+    size_t first = b->size;
+    engine_each_free_slot(e, encode_free_slot, b);
+    uint64_t count = (b->size - first) / 4;
+    for (int i = 0; i < 8; i++) {
+        b->data[at + (size_t)i] = (uint8_t)(count >> (8 * i));
+    }
+}
+
 void record_encode_snapshot(store_buf_t *b, const guard_t *g)
 {
     const engine_t *e = &g->engine;
@@ -459,6 +489,7 @@ void record_encode_snapshot(store_buf_t *b, const guard_t *g)
     }
     engine_each_hold(e, encode_hold, b);
     engine_each_idem(e, encode_idem, b);
+    encode_free_slots(b, e);
     encode_guard(b, g);
 }
 
@@ -535,6 +566,28 @@ static engine_result_t restore_one(record_reader_t *r, engine_t *e, uint8_t kind
     }
 }
 
+static bool restore_free_slots(record_reader_t *r, engine_t *e)
+{
+    uint64_t hwm = get_u64(r), count = get_u64(r);
+    if (!r->ok || hwm > e->config.holds_max || count > hwm || r->left < count * 4) {
+        return false;
+    }
+    uint32_t *slots = malloc((size_t)(count > 0 ? count : 1) * sizeof *slots);
+    if (slots == NULL) {
+        return false;
+    }
+    for (uint64_t i = 0; i < count; i++) {
+        const uint8_t *p = r->p + 4 * i;
+        slots[i] = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+                   (uint32_t)p[3] << 24;
+    }
+    r->p += count * 4;
+    r->left -= count * 4;
+    bool ok = engine_restore_free_slots(e, (uint32_t)hwm, slots, (uint32_t)count);
+    free(slots);
+    return ok;
+}
+
 static bool restore_guard(record_reader_t *r, guard_t *g, char *err, size_t err_size)
 {
     uint64_t len = get_u64(r);
@@ -569,6 +622,14 @@ bool record_restore_snapshot(record_reader_t *r, guard_t *g, uint64_t *records_o
         if (kind == RECORD_SNAP_GUARD) {
             *records_out = records + 1;
             return restore_guard(r, g, err, err_size);
+        }
+        if (kind == RECORD_SNAP_FREE) {
+            if (!restore_free_slots(r, e)) {
+                snprintf(err, err_size, "snapshot's free hold slots are damaged");
+                return false;
+            }
+            records++;
+            continue;
         }
         engine_result_t res = restore_one(r, e, kind);
         if (res != ENGINE_OK) {

@@ -24,6 +24,7 @@ enum {
     RECORD_SNAP_HOLD = 0x82,
     RECORD_SNAP_IDEM = 0x83,
     RECORD_SNAP_GUARD = 0x84, /* the guard's own state, last */
+    RECORD_SNAP_FREE = 0x85,  /* the engine's free hold slots, in order */
 };
 
 typedef struct {

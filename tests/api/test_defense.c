@@ -1421,9 +1421,13 @@ static void test_policy_needs_the_admin_key(void **state)
     json_decref(after);
     json_decref(before);
     call_expect(&admin, "PUT", "/v1/policy", "{\"quantity\": {\"line_qty_max\": 1}}", 200);
-    /* The waitlist is the shop's. */
-    assert_int_equal(hf_sku_put(&admin, "a", 1), 201);
+    /* The waitlist is the shop's (a sold-out sku: one joins what one cannot hold). */
+    assert_int_equal(hf_sku_put(&admin, "a", 0), 201);
     call_expect(&shop, "POST", "/v1/skus/a/waitlist", "{\"customer\": \"u-1\"}", 201);
+    /* With the units there, a join is told to hold them instead. */
+    assert_int_equal(hf_sku_put(&admin, "b", 1), 201);
+    call_expect_error(&shop, "POST", "/v1/skus/b/waitlist", "{\"customer\": \"u-1\"}", 409,
+                      "units_available", NULL);
 }
 
 static void test_sku_policy_applies_to_its_sku_only_and_can_be_cleared(void **state)

@@ -608,13 +608,50 @@ static void test_identity_converting_at_the_shops_rate_has_zero_risk(void **stat
     id.committed = 30;
     assert_near(0.0, policy_risk(&c, &id, 1000, 300), 0);
     /* At exactly suspect_pct (25%) of the shop's rate it is not yet suspect:
-     * 1/16 of the shop's 1/4, in powers of two so that the ratio is exact. */
+     * 1/8 of the shop's 1/2, in powers of two so that the ratio is exact. */
     id.started = 64;
-    id.committed = 4; /* 1/16 */
-    assert_near(0.0, policy_risk(&c, &id, 64, 16 /* 1/4 */), 0);
+    id.committed = 8; /* 1/8 */
+    assert_near(0.0, policy_risk(&c, &id, 64, 32 /* 1/2 */), 0);
     /* Better than the shop is no risk either. */
     id.committed = 64;
     assert_near(0.0, policy_risk(&c, &id, 1000, 300), 0);
+}
+
+/* An attack big enough to drag the shop's own rate down must not make its
+ * identities look normal: below the baseline, the baseline is the norm. */
+static void test_a_shop_rate_dragged_below_the_baseline_counts_as_the_baseline(void **state)
+{
+    (void)state;
+    policy_config_t c = policy_config_default();
+    policy_identity_t id = newcomer(&c, POLICY_ID_CUSTOMER);
+    id.started = 100;
+    id.committed = 5; /* 5%: half the shop's 10%, but a sixth of the 30% baseline */
+    assert_true(policy_risk(&c, &id, 1000, 100) > 0.0);
+    c.reputation_baseline_conversion_pct = 10; /* a shop that says 10% is normal */
+    assert_near(0.0, policy_risk(&c, &id, 1000, 100), 0);
+}
+
+/* No one pays a proof for a hold the stock cannot cover: the engine answers
+ * 409 insufficient_stock instead. */
+static void test_a_line_over_the_available_units_is_not_challenged(void **state)
+{
+    (void)state;
+    policy_config_t c = policy_config_default();
+    policy_hold_input_t in;
+    input_init(&in, &c, 1);
+    in.lines[0].stock = 1;
+    in.lines[0].held = 1;
+    in.lines[0].available = 0;
+    in.lines[0].qty = 1;
+    policy_decision_t d = policy_decide_hold(&in);
+    assert_int_equal(d.verdict, POLICY_ALLOW);
+    assert_int_equal(d.bits, 0);
+    in.lines[0].stock = 100; /* 99 sold */
+    in.lines[0].held = 0;
+    in.lines[0].available = 1;
+    d = policy_decide_hold(&in); /* the last unit of a hundred: scarce, so priced */
+    assert_int_equal(d.verdict, POLICY_CHALLENGE);
+    assert_true(d.bits > 0);
 }
 
 static void test_identity_that_never_commits_after_many_holds_has_risk_one(void **state)
@@ -1658,6 +1695,8 @@ int main(void)
         cmocka_unit_test(test_identity_converting_at_the_shops_rate_has_zero_risk),
         cmocka_unit_test(test_identity_that_never_commits_after_many_holds_has_risk_one),
         cmocka_unit_test(test_risk_uses_the_baseline_while_the_shop_has_little_history),
+        cmocka_unit_test(test_a_shop_rate_dragged_below_the_baseline_counts_as_the_baseline),
+        cmocka_unit_test(test_a_line_over_the_available_units_is_not_challenged),
         cmocka_unit_test(test_risk_falls_as_conversion_rises_and_stays_in_zero_to_one),
         cmocka_unit_test(test_risk_is_zero_when_suspect_pct_is_zero),
 
