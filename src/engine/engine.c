@@ -1139,7 +1139,7 @@ engine_stats_t engine_stats(const engine_t *e)
 
 static const char base62[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
-size_t engine_hold_id_format(uint64_t id, char *out)
+size_t engine_id_format(char kind, uint64_t id, char *out)
 {
     char digits[16];
     size_t n = 0;
@@ -1147,7 +1147,7 @@ size_t engine_hold_id_format(uint64_t id, char *out)
         digits[n++] = base62[id % 62];
         id /= 62;
     } while (id > 0);
-    out[0] = 'h';
+    out[0] = kind;
     out[1] = '_';
     for (size_t i = 0; i < n; i++) {
         out[2 + i] = digits[n - 1 - i];
@@ -1157,14 +1157,9 @@ size_t engine_hold_id_format(uint64_t id, char *out)
     return 2 + n;
 }
 
-uint32_t engine_hold_slot(uint64_t hold_id)
+bool engine_id_parse(char kind, const char *text, size_t len, uint64_t *id_out)
 {
-    return (uint32_t)(hold_id & SLOT_MASK);
-}
-
-bool engine_hold_id_parse(const char *text, size_t len, uint64_t *id_out)
-{
-    if (len < 3 || len > 2 + 11 || text[0] != 'h' || text[1] != '_') {
+    if (len < 3 || len > 2 + 11 || text[0] != kind || text[1] != '_') {
         return false;
     }
     uint64_t id = 0;
@@ -1185,6 +1180,21 @@ bool engine_hold_id_parse(const char *text, size_t len, uint64_t *id_out)
     }
     *id_out = id;
     return true;
+}
+
+size_t engine_hold_id_format(uint64_t id, char *out)
+{
+    return engine_id_format('h', id, out);
+}
+
+bool engine_hold_id_parse(const char *text, size_t len, uint64_t *id_out)
+{
+    return engine_id_parse('h', text, len, id_out);
+}
+
+uint32_t engine_hold_slot(uint64_t hold_id)
+{
+    return (uint32_t)(hold_id & SLOT_MASK);
 }
 
 /* --------------------------------------------------------------- snapshot */

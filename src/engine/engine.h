@@ -346,6 +346,10 @@ uint64_t engine_hold_request_hash(const engine_hold_create_t *req);
 #define ENGINE_HOLD_ID_TEXT_MAX 16
 size_t engine_hold_id_format(uint64_t id, char *out);
 bool engine_hold_id_parse(const char *text, size_t len, uint64_t *id_out);
+/* The same spelling for other ids: kind, '_', base62 (waitlist entries are
+ * "w_..."). */
+size_t engine_id_format(char kind, uint64_t id, char *out);
+bool engine_id_parse(char kind, const char *text, size_t len, uint64_t *id_out);
 /* The slot a hold id names (below config.holds_max): callers that keep
  * their own per-hold records index them by it. */
 uint32_t engine_hold_slot(uint64_t hold_id);

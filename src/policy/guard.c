@@ -1785,41 +1785,14 @@ bool guard_wait_view(const guard_t *g, uint64_t id, guard_wait_view_t *out)
     return true;
 }
 
-static const char base62[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-
 size_t guard_wait_id_format(uint64_t id, char *out)
 {
-    char digits[12];
-    size_t n = 0;
-    do {
-        digits[n++] = base62[id % 62];
-        id /= 62;
-    } while (id > 0);
-    out[0] = 'w';
-    out[1] = '_';
-    for (size_t i = 0; i < n; i++) {
-        out[2 + i] = digits[n - 1 - i];
-    }
-    out[2 + n] = '\0';
-    return 2 + n;
+    return engine_id_format('w', id, out);
 }
 
 bool guard_wait_id_parse(const char *text, size_t len, uint64_t *id_out)
 {
-    if (len < 3 || len > 2 + 11 || text[0] != 'w' || text[1] != '_' ||
-        (len > 3 && text[2] == '0')) {
-        return false;
-    }
-    uint64_t id = 0;
-    for (size_t i = 2; i < len; i++) {
-        const char *p = text[i] == '\0' ? NULL : memchr(base62, text[i], 62);
-        if (p == NULL || id > (UINT64_MAX - 61) / 62) {
-            return false;
-        }
-        id = id * 62 + (uint64_t)(p - base62);
-    }
-    *id_out = id;
-    return id != 0;
+    return engine_id_parse('w', text, len, id_out);
 }
 
 guard_stats_t guard_stats(const guard_t *g)

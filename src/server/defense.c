@@ -353,9 +353,7 @@ static bool top_args(request_t *r, guard_top_by_t *by, uint32_t *limit)
 {
     static const char *const names[] = {"held_units", "holds", "conversion"};
     const char *by_text = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "by");
-    const char *limit_text = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "limit");
     *by = GUARD_TOP_HELD_UNITS;
-    *limit = HF_TOP_IDENTITIES_DEFAULT;
     if (by_text != NULL) {
         int found = -1;
         for (int i = 0; i < 3; i++) {
@@ -367,15 +365,11 @@ static bool top_args(request_t *r, guard_top_by_t *by, uint32_t *limit)
         }
         *by = (guard_top_by_t)found;
     }
-    if (limit_text != NULL) {
-        char *end;
-        long long v = strtoll(limit_text, &end, 10);
-        if (*limit_text == '\0' || *end != '\0' || v < 1 || v > HF_TOP_IDENTITIES_MAX) {
-            invalid_field(r, "limit", "limit must be an integer from 1 to 1000");
-            return false;
-        }
-        *limit = (uint32_t)v;
+    int64_t n;
+    if (!query_limit(r, HF_TOP_IDENTITIES_MAX, HF_TOP_IDENTITIES_DEFAULT, &n)) {
+        return false;
     }
+    *limit = (uint32_t)n;
     return true;
 }
 

@@ -534,20 +534,31 @@ static void h_sku_get(request_t *r, const route_args_t *a)
     unlock(r);
 }
 
+bool query_limit(request_t *r, int64_t max, int64_t def, int64_t *limit)
+{
+    const char *text = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "limit");
+    *limit = def;
+    if (text != NULL) {
+        char *end;
+        long long v = strtoll(text, &end, 10);
+        if (*text == '\0' || *end != '\0' || v < 1 || v > max) {
+            char message[80];
+            snprintf(message, sizeof message, "limit must be an integer from 1 to %lld",
+                     (long long)max);
+            invalid_field(r, "limit", message);
+            return false;
+        }
+        *limit = v;
+    }
+    return true;
+}
+
 /* Parses ?after=SKU&limit=N. */
 static bool list_args(request_t *r, const char **after, int64_t *limit)
 {
     *after = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "after");
-    const char *text = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "limit");
-    *limit = HF_SKU_PAGE_DEFAULT;
-    if (text != NULL) {
-        char *end;
-        long long v = strtoll(text, &end, 10);
-        if (*text == '\0' || *end != '\0' || v < 1 || v > HF_SKU_PAGE_MAX) {
-            invalid_field(r, "limit", "limit must be an integer from 1 to 1000");
-            return false;
-        }
-        *limit = v;
+    if (!query_limit(r, HF_SKU_PAGE_MAX, HF_SKU_PAGE_DEFAULT, limit)) {
+        return false;
     }
     if (*after != NULL && !valid_sku(*after, strlen(*after))) {
         invalid_field(r, "after", "after must be a sku");

@@ -96,6 +96,8 @@ bool get_int(request_t *r, json_t *obj, const char *key, const char *field, int6
              int64_t hi, bool required, int64_t *out);
 bool get_name(request_t *r, json_t *obj, const char *key, bool required, const char **out,
               size_t *len_out);
+/* ?limit=N in 1..max (def when absent); false after a 400. */
+bool query_limit(request_t *r, int64_t max, int64_t def, int64_t *limit);
 
 /* the guard, under the engine lock (routes.c) */
 void lock(request_t *r);
