@@ -462,6 +462,53 @@ static void sweep(guard_t *g, int64_t now_ms, uint32_t steps)
     }
 }
 
+/* What a hold request names, worked out once per request: its identities'
+ * texts and where they are in the tables (NONE: absent, or not there yet),
+ * and its customer's entries for each line. The live path finds them while
+ * deciding and hands them to the apply; replay finds them in the apply. */
+typedef struct {
+    const char *value[POLICY_ID_KINDS];
+    size_t len[POLICY_ID_KINDS]; /* 0: the request does not name it */
+    char prefix[POLICY_IP_PREFIX_TEXT_MAX];
+    uint32_t ids[POLICY_ID_KINDS];
+    bool cs_known;
+    uint32_t cs[HF_LINES_PER_HOLD_MAX];
+} names_t;
+
+/* Fills n for c (n must not move afterwards: value[] points into it). */
+static void names_find(const guard_t *g, const engine_hold_create_t *c, names_t *n)
+{
+    n->value[POLICY_ID_CUSTOMER] = c->customer;
+    n->len[POLICY_ID_CUSTOMER] = c->customer_len;
+    n->value[POLICY_ID_IP_PREFIX] = n->prefix;
+    n->len[POLICY_ID_IP_PREFIX] = 0;
+    n->value[POLICY_ID_FINGERPRINT] = c->fingerprint;
+    n->len[POLICY_ID_FINGERPRINT] = c->fingerprint_len;
+    n->cs_known = false;
+    if (c->ip_len > 0) {
+        char ip[HF_IP_TEXT_BYTES_MAX + 1];
+        uint8_t prefix_len = 0;
+        memcpy(ip, c->ip, c->ip_len);
+        ip[c->ip_len] = '\0';
+        if (policy_ip_prefix(ip, &g->policy, n->prefix, &prefix_len)) {
+            n->len[POLICY_ID_IP_PREFIX] = prefix_len;
+        }
+    }
+    for (int k = 0; k < POLICY_ID_KINDS; k++) {
+        n->ids[k] = n->len[k] == 0 ? NONE : id_find(g, (policy_id_kind_t)k, n->value[k], n->len[k]);
+    }
+}
+
+/* Adds the identities n names that are not in the table yet. */
+static void names_add(guard_t *g, names_t *n, int64_t now_ms)
+{
+    for (int k = 0; k < POLICY_ID_KINDS; k++) {
+        if (n->len[k] > 0 && n->ids[k] == NONE) {
+            n->ids[k] = id_get(g, (policy_id_kind_t)k, n->value[k], n->len[k], now_ms);
+        }
+    }
+}
+
 /* -------------------------------------------------------------- proofs */
 
 static bool proof_used(const guard_t *g, uint64_t tag)
@@ -678,19 +725,53 @@ static void on_start(guard_t *g, const engine_hold_view_t *h, const guard_hold_t
                      double cost_unit_ms, int64_t now_ms, const uint32_t *cs_known);
 static int64_t hold_units(const engine_hold_view_t *h);
 
-/* An offer is the entry's customer's hold: counted against it (so caps,
- * reputation and revocation see it) and charged to its budget, when the
- * tables have room; a full table still lets the offer go, uncounted. */
-static void offer_start(guard_t *g, uint64_t hold_id, uint32_t entry, int64_t at_ms)
+/* The identities a waitlist entry names, as a hold request would. */
+static void wait_names(const guard_t *g, const guard_wait_t *w, names_t *n)
 {
-    const guard_wait_t *w = &g->waits[entry];
+    engine_hold_create_t c; /* only the names are read */
+    memcpy(c.customer, w->customer, w->customer_len);
+    c.customer_len = w->customer_len;
+    memcpy(c.ip, w->ip, w->ip_len);
+    c.ip_len = w->ip_len;
+    memcpy(c.fingerprint, w->fingerprint, w->fingerprint_len);
+    c.fingerprint_len = w->fingerprint_len;
+    names_find(g, &c, n);
+    n->value[POLICY_ID_CUSTOMER] = w->customer; /* c goes out of scope */
+    n->value[POLICY_ID_FINGERPRINT] = w->fingerprint;
+}
+
+/* Whether an entry's identities may take an offer of its qty now: the caps
+ * and budgets a hold would meet. A refused entry's turn is over. */
+static bool offer_allowed(const guard_t *g, const guard_wait_t *w, names_t *n, int64_t ttl_ms,
+                          int64_t at_ms)
+{
+    policy_identity_t ids[POLICY_ID_KINDS];
+    for (int k = 0; k < POLICY_ID_KINDS; k++) {
+        ids[k] = id_policy_view(g, (policy_id_kind_t)k, n->len[k] > 0, n->ids[k], at_ms);
+    }
+    double shop_started = policy_decay(&g->policy, g->shop_started, g->shop_at_ms, at_ms);
+    double shop_committed = policy_decay(&g->policy, g->shop_committed, g->shop_at_ms, at_ms);
+    double risk = policy_identities_risk(&g->policy, ids, shop_started, shop_committed);
+    policy_decision_t d = policy_decide_offer(&g->policy, ids, w->qty, ttl_ms, risk);
+    return d.verdict == POLICY_ALLOW;
+}
+
+/* An offer is a hold of the entry's identities: counted against them (so
+ * caps, reputation and revocation see it) and charged to their budgets,
+ * when the tables have room; full tables still let the offer go, uncounted. */
+static void offer_start(guard_t *g, uint64_t hold_id, uint32_t entry, names_t *n, int64_t at_ms)
+{
     guard_hold_t side = {.wait = entry + 1};
-    uint32_t id = id_find(g, POLICY_ID_CUSTOMER, w->customer, w->customer_len);
-    bool room = (id != NONE || id_room(g, 1)) &&
-                g->stats.customer_skus < g->config.customer_skus_max;
+    uint32_t new_ids = 0;
+    for (int k = 0; k < POLICY_ID_KINDS; k++) {
+        new_ids += n->len[k] > 0 && n->ids[k] == NONE;
+    }
+    bool room = id_room(g, new_ids) && g->stats.customer_skus < g->config.customer_skus_max;
     if (room) {
-        id = id_get(g, POLICY_ID_CUSTOMER, w->customer, w->customer_len, at_ms);
-        side.ids[POLICY_ID_CUSTOMER] = id + 1;
+        names_add(g, n, at_ms);
+        for (int k = 0; k < POLICY_ID_KINDS; k++) {
+            side.ids[k] = n->ids[k] == NONE ? 0 : n->ids[k] + 1;
+        }
     }
     engine_hold_view_t h;
     engine_result_t r = engine_hold_view(&g->engine, hold_id, &h);
@@ -728,11 +809,20 @@ static void wait_serve(guard_t *g, uint32_t sku, int64_t at_ms)
             return;
         }
         guard_wait_t *w = &g->waits[i];
+        int64_t ttl_ms = guard_sku_policy(g, sku, NULL)->waitlist_offer_ttl_ms;
+        names_t n;
+        wait_names(g, w, &n);
+        if (!offer_allowed(g, w, &n, ttl_ms, at_ms)) {
+            wait_unlink(g, i); /* over its caps or budget: the next one's turn */
+            wait_finish(g, i, GUARD_WAIT_EXPIRED, at_ms);
+            g->stats.wait_refused++;
+            continue;
+        }
         engine_op_t op = {.kind = ENGINE_OP_HOLD_CREATE, .now_ms = at_ms};
         engine_hold_create_t *c = &op.u.hold_create;
         memcpy(c->customer, w->customer, w->customer_len);
         c->customer_len = w->customer_len;
-        c->ttl_ms = guard_sku_policy(g, sku, NULL)->waitlist_offer_ttl_ms;
+        c->ttl_ms = ttl_ms;
         c->line_count = 1;
         memcpy(c->lines[0].sku, v.sku, v.sku_len);
         c->lines[0].sku_len = v.sku_len;
@@ -745,7 +835,7 @@ static void wait_serve(guard_t *g, uint32_t sku, int64_t at_ms)
         wait_unlink(g, i);
         w->state = GUARD_WAIT_OFFERED;
         w->hold_id = o.hold_id;
-        offer_start(g, o.hold_id, i, at_ms);
+        offer_start(g, o.hold_id, i, &n, at_ms);
         g->stats.wait_offered++;
     }
 }
@@ -927,52 +1017,6 @@ static guard_outcome_t engine_failed(engine_outcome_t o)
                              .engine = o};
 }
 
-/* What a hold request names, worked out once per request: its identities'
- * texts and where they are in the tables (NONE: absent, or not there yet),
- * and its customer's entries for each line. The live path finds them while
- * deciding and hands them to the apply; replay finds them in the apply. */
-typedef struct {
-    const char *value[POLICY_ID_KINDS];
-    size_t len[POLICY_ID_KINDS]; /* 0: the request does not name it */
-    char prefix[POLICY_IP_PREFIX_TEXT_MAX];
-    uint32_t ids[POLICY_ID_KINDS];
-    bool cs_known;
-    uint32_t cs[HF_LINES_PER_HOLD_MAX];
-} names_t;
-
-/* Fills n for c (n must not move afterwards: value[] points into it). */
-static void names_find(const guard_t *g, const engine_hold_create_t *c, names_t *n)
-{
-    n->value[POLICY_ID_CUSTOMER] = c->customer;
-    n->len[POLICY_ID_CUSTOMER] = c->customer_len;
-    n->value[POLICY_ID_IP_PREFIX] = n->prefix;
-    n->len[POLICY_ID_IP_PREFIX] = 0;
-    n->value[POLICY_ID_FINGERPRINT] = c->fingerprint;
-    n->len[POLICY_ID_FINGERPRINT] = c->fingerprint_len;
-    n->cs_known = false;
-    if (c->ip_len > 0) {
-        char ip[HF_IP_TEXT_BYTES_MAX + 1];
-        uint8_t prefix_len = 0;
-        memcpy(ip, c->ip, c->ip_len);
-        ip[c->ip_len] = '\0';
-        if (policy_ip_prefix(ip, &g->policy, n->prefix, &prefix_len)) {
-            n->len[POLICY_ID_IP_PREFIX] = prefix_len;
-        }
-    }
-    for (int k = 0; k < POLICY_ID_KINDS; k++) {
-        n->ids[k] = n->len[k] == 0 ? NONE : id_find(g, (policy_id_kind_t)k, n->value[k], n->len[k]);
-    }
-}
-
-/* Adds the identities n names that are not in the table yet. */
-static void names_add(guard_t *g, names_t *n, int64_t now_ms)
-{
-    for (int k = 0; k < POLICY_ID_KINDS; k++) {
-        if (n->len[k] > 0 && n->ids[k] == NONE) {
-            n->ids[k] = id_get(g, (policy_id_kind_t)k, n->value[k], n->len[k], now_ms);
-        }
-    }
-}
 
 /* The customer-and-sku entries a hold would add: one per line the
  * customer has none for yet. */
@@ -1243,6 +1287,18 @@ static guard_outcome_t apply_revoke(guard_t *g, guard_op_t *op)
     return out;
 }
 
+/* Whether the customer already waits in this sku's line (one place each). */
+static bool wait_has_customer(const guard_t *g, uint32_t sku, const char *customer, size_t len)
+{
+    for (uint32_t at = g->skus[sku].wait_head; at != 0; at = g->waits[at - 1].next) {
+        const guard_wait_t *w = &g->waits[at - 1];
+        if (w->customer_len == len && memcmp(w->customer, customer, len) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static guard_outcome_t apply_wait_join(guard_t *g, guard_op_t *op)
 {
     uint32_t sku;
@@ -1271,6 +1327,9 @@ static guard_outcome_t apply_wait_join(guard_t *g, guard_op_t *op)
         return (guard_outcome_t){.result = GUARD_WAIT_AVAILABLE};
     }
     guard_sku_t *s = &g->skus[sku];
+    if (wait_has_customer(g, sku, op->u.wait_join.customer, op->u.wait_join.customer_len)) {
+        return (guard_outcome_t){.result = GUARD_WAIT_DUPLICATE};
+    }
     uint32_t i = s->wait_count < HF_WAITLIST_PER_SKU_MAX ? wait_alloc(g) : NONE;
     if (i == NONE) {
         return (guard_outcome_t){.result = GUARD_WAITLIST_FULL};
@@ -1286,9 +1345,13 @@ static guard_outcome_t apply_wait_join(guard_t *g, guard_op_t *op)
     op->u.wait_join.id = id;
     guard_wait_t *w = &g->waits[i];
     *w = (guard_wait_t){.id = id, .created_ms = op->engine.now_ms, .sku = sku,
+                        .ip_len = op->u.wait_join.ip_len,
+                        .fingerprint_len = op->u.wait_join.fingerprint_len,
                         .qty = op->u.wait_join.qty, .state = GUARD_WAIT_WAITING,
                         .customer_len = op->u.wait_join.customer_len};
     memcpy(w->customer, op->u.wait_join.customer, w->customer_len);
+    memcpy(w->ip, op->u.wait_join.ip, w->ip_len);
+    memcpy(w->fingerprint, op->u.wait_join.fingerprint, w->fingerprint_len);
     if (s->wait_tail == 0) {
         s->wait_head = i + 1;
     } else {
@@ -1971,6 +2034,7 @@ static void w_stats(snap_writer_t *w, const guard_stats_t *st)
     const uint64_t counters[] = {st->proofs_accepted, st->proofs_refused, st->escalations_on,
                                  st->escalations_off, st->wait_joined,   st->wait_offered,
                                  st->wait_fulfilled,  st->wait_expired,  st->wait_cancelled,
+                                 st->wait_refused,
                                  st->revoked_holds,   st->buy_now,       st->identities,
                                  st->customer_skus,   st->skus_escalated, st->waiting};
     for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++) {
@@ -2060,8 +2124,11 @@ static void w_wait(snap_writer_t *w, const guard_wait_t *e)
     w_u64(w, e->sku);
     w_u64(w, e->qty);
     w_u64(w, e->next);
-    w_u64(w, e->state | (uint64_t)e->customer_len << 8);
+    w_u64(w, e->state | (uint64_t)e->customer_len << 8 | (uint64_t)e->ip_len << 16 |
+                 (uint64_t)e->fingerprint_len << 24);
     w_bytes(w, e->customer, e->customer_len);
+    w_bytes(w, e->ip, e->ip_len);
+    w_bytes(w, e->fingerprint, e->fingerprint_len);
 }
 
 void guard_snapshot_write(const guard_t *g, guard_write_fn write, void *ctx)
@@ -2166,7 +2233,7 @@ static void r_stats(snap_reader_t *r, guard_stats_t *st)
     uint64_t *counters[] = {&st->proofs_accepted, &st->proofs_refused, &st->escalations_on,
                             &st->escalations_off, &st->wait_joined,    &st->wait_offered,
                             &st->wait_fulfilled,  &st->wait_expired,   &st->wait_cancelled,
-                            &st->revoked_holds,   &st->buy_now};
+                            &st->wait_refused,    &st->revoked_holds,  &st->buy_now};
     for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++) {
         *counters[i] = r_u64(r);
     }
@@ -2279,9 +2346,14 @@ static void r_wait(snap_reader_t *r, const guard_t *g, guard_wait_t *e)
     uint64_t head = r_u64(r);
     e->state = (uint8_t)(head & 0xff);
     e->customer_len = (uint8_t)(head >> 8 & 0xff);
-    r->ok = r->ok && head >> 16 == 0 && e->state <= GUARD_WAIT_CANCELLED &&
-            e->customer_len <= HF_NAME_BYTES_MAX;
+    e->ip_len = (uint8_t)(head >> 16 & 0xff);
+    e->fingerprint_len = (uint8_t)(head >> 24 & 0xff);
+    r->ok = r->ok && head >> 32 == 0 && e->state <= GUARD_WAIT_CANCELLED &&
+            e->customer_len <= HF_NAME_BYTES_MAX && e->ip_len <= HF_IP_TEXT_BYTES_MAX &&
+            e->fingerprint_len <= HF_NAME_BYTES_MAX;
     r_bytes(r, e->customer, r->ok ? e->customer_len : 0);
+    r_bytes(r, e->ip, r->ok ? e->ip_len : 0);
+    r_bytes(r, e->fingerprint, r->ok ? e->fingerprint_len : 0);
 }
 
 static void r_tables(snap_reader_t *r, guard_t *g)

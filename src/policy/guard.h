@@ -28,8 +28,11 @@
  * serve: an entry waiting for more units than are left to sell (stock -
  * sold) keeps its place for a restock but holds up no one behind it. One
  * joins only what it cannot hold now (units available: hold them instead).
- * An offer is a hold of the entry's customer, counted, charged and
- * revocable like any other, with the sku's waitlist.offer_ttl_ms.
+ * An offer is a hold of the entry's identities (customer, and the ip and
+ * fingerprint it joined with), counted, charged and revocable like any
+ * other, with the sku's waitlist.offer_ttl_ms; identities over their caps
+ * or budget when their turn comes lose it (expired) and the next is served.
+ * A customer waits at most once per sku.
  *
  * Invariants (guard_check(), on top of engine_check()):
  *   1. An identity's holds_active and units_held equal the sum over active
@@ -107,6 +110,10 @@ typedef struct {
             uint8_t sku_len;
             char customer[HF_NAME_BYTES_MAX];
             uint8_t customer_len;
+            char ip[HF_IP_TEXT_BYTES_MAX]; /* optional, as on a hold */
+            uint8_t ip_len;
+            char fingerprint[HF_NAME_BYTES_MAX];
+            uint8_t fingerprint_len;
             uint32_t qty;
             uint64_t id; /* 0: the guard picks; replay passes the recorded one */
         } wait_join;
@@ -131,7 +138,8 @@ typedef struct {
     X(GUARD_WAITLIST_OFF, "waitlist_off", "this sku has no waitlist")                      \
     X(GUARD_WAIT_FINISHED, "wait_finished", "the waitlist entry is finished")               \
     X(GUARD_WAIT_AVAILABLE, "units_available",                                             \
-      "the units are available: hold them instead of waiting")
+      "the units are available: hold them instead of waiting")                             \
+    X(GUARD_WAIT_DUPLICATE, "already_waiting", "this customer already waits for this sku")
 
 typedef enum {
 #define GUARD_RESULT_ENUM(name, text, message) name,
@@ -241,8 +249,10 @@ typedef struct {
     int64_t created_ms, finished_ms;
     uint32_t sku, qty;
     uint32_t next; /* index + 1: next on the sku's list, or the finished FIFO */
-    uint8_t state, customer_len;
+    uint8_t state, customer_len, ip_len, fingerprint_len;
     char customer[HF_NAME_BYTES_MAX];
+    char ip[HF_IP_TEXT_BYTES_MAX]; /* as joined: the offer's identities */
+    char fingerprint[HF_NAME_BYTES_MAX];
 } guard_wait_t;
 
 typedef struct {
@@ -256,6 +266,7 @@ typedef struct {
     uint64_t proofs_accepted, proofs_refused;
     uint64_t escalations_on, escalations_off;
     uint64_t wait_joined, wait_offered, wait_fulfilled, wait_expired, wait_cancelled;
+    uint64_t wait_refused; /* turns given up: the entry's identities were over caps or budget */
     uint64_t revoked_holds, buy_now;
     uint32_t identities, customer_skus, skus_escalated, waiting;
 } guard_stats_t;

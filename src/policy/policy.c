@@ -385,10 +385,9 @@ static bool check_quantity(const policy_hold_input_t *in, policy_decision_t *d)
     return true;
 }
 
-static bool check_identities(const policy_hold_input_t *in, int64_t units, double risk,
-                             policy_decision_t *d)
+static bool check_identities(const policy_config_t *c, const policy_identity_t *ids,
+                             int64_t units, double risk, policy_decision_t *d)
 {
-    const policy_config_t *c = in->global;
     if (!c->identity_enabled) {
         return true;
     }
@@ -399,7 +398,7 @@ static bool check_identities(const policy_hold_input_t *in, int64_t units, doubl
                                                 c->identity_ip_prefix_units_max,
                                                 c->identity_fingerprint_units_max};
     for (int k = 0; k < POLICY_ID_KINDS; k++) {
-        const policy_identity_t *id = &in->ids[k];
+        const policy_identity_t *id = &ids[k];
         if (!id->present) {
             continue;
         }
@@ -525,7 +524,7 @@ static void decide_hold(const policy_hold_input_t *in, int64_t units, double ris
         d->ttl_ms = HF_TTL_MS_MIN; /* committed in the same step: holds nothing */
         return;
     }
-    if (!check_identities(in, units, risk, d) || !check_share(in, d)) {
+    if (!check_identities(in->global, in->ids, units, risk, d) || !check_share(in, d)) {
         return;
     }
     d->ttl_ms = granted_ttl_ms(in, risk);
@@ -545,12 +544,35 @@ policy_decision_t policy_decide_hold(const policy_hold_input_t *in)
     for (uint16_t i = 0; i < in->line_count; i++) {
         units += in->lines[i].qty;
     }
-    for (int k = 0; k < POLICY_ID_KINDS; k++) {
-        double r = policy_risk(in->global, &in->ids[k], in->shop_started, in->shop_committed);
-        risk = r > risk ? r : risk;
-    }
+    risk = policy_identities_risk(in->global, in->ids, in->shop_started, in->shop_committed);
     decide_hold(in, units, risk, &d);
     d.risk = risk; /* also on a denial: the reply may say how suspect */
+    return d;
+}
+
+double policy_identities_risk(const policy_config_t *c,
+                              const policy_identity_t ids[POLICY_ID_KINDS], double shop_started,
+                              double shop_committed)
+{
+    double risk = 0.0;
+    for (int k = 0; k < POLICY_ID_KINDS; k++) {
+        double r = policy_risk(c, &ids[k], shop_started, shop_committed);
+        risk = r > risk ? r : risk;
+    }
+    return risk;
+}
+
+policy_decision_t policy_decide_offer(const policy_config_t *c,
+                                      const policy_identity_t ids[POLICY_ID_KINDS],
+                                      int64_t units, int64_t ttl_ms, double risk)
+{
+    policy_decision_t d = {.verdict = POLICY_ALLOW, .rule = POLICY_RULE_NONE,
+                           .retry_after_ms = -1, .ttl_ms = ttl_ms, .risk = risk,
+                           .cost_unit_ms = (double)units * (double)ttl_ms};
+    if (check_identities(c, ids, units, risk, &d)) {
+        check_budgets(c, ids, d.cost_unit_ms, &d);
+    }
+    d.risk = risk;
     return d;
 }
 

@@ -243,6 +243,19 @@ int64_t policy_extend_ttl_ms(const policy_config_t *c, int64_t ttl_ms_requested,
                              int64_t created_ms, int64_t now_ms, int64_t stock,
                              int64_t available);
 
+/* The highest risk among a request's identities. */
+double policy_identities_risk(const policy_config_t *c,
+                              const policy_identity_t ids[POLICY_ID_KINDS], double shop_started,
+                              double shop_committed);
+
+/* A waitlist offer of `units` for ttl_ms to the identities that joined:
+ * the identity caps and budgets a hold would meet (the shop grants offers in
+ * order, so share and challenge do not apply); denied, the entry's turn is
+ * over and the next is served. */
+policy_decision_t policy_decide_offer(const policy_config_t *c,
+                                      const policy_identity_t ids[POLICY_ID_KINDS],
+                                      int64_t units, int64_t ttl_ms, double risk);
+
 /* An extension that adds cost_unit_ms to a hold: denied only by the budgets
  * of the identities it names. */
 policy_decision_t policy_decide_extend(const policy_config_t *c,

@@ -234,9 +234,34 @@ static void reply_wait(request_t *r, uint64_t id, int status, int64_t now_ms)
     write_wait(r, &w, now_ms);
 }
 
+/* The optional ip and fingerprint of a join: its offer will count against
+ * them as a hold would. */
+static bool wait_join_who(request_t *r, json_t *body, guard_op_t *op)
+{
+    json_t *ip = json_object_get(body, "ip");
+    const char *fingerprint;
+    size_t fingerprint_len;
+    if (ip != NULL && (!json_is_string(ip) || !valid_ip(json_string_value(ip)))) {
+        invalid_field(r, "ip", "ip must be an IPv4 or IPv6 address");
+        return false;
+    }
+    if (!get_name(r, body, "fingerprint", false, &fingerprint, &fingerprint_len)) {
+        return false;
+    }
+    if (ip != NULL) {
+        op->u.wait_join.ip_len = (uint8_t)json_string_length(ip);
+        memcpy(op->u.wait_join.ip, json_string_value(ip), op->u.wait_join.ip_len);
+    }
+    if (fingerprint != NULL) {
+        op->u.wait_join.fingerprint_len = (uint8_t)fingerprint_len;
+        memcpy(op->u.wait_join.fingerprint, fingerprint, fingerprint_len);
+    }
+    return true;
+}
+
 void h_wait_join(request_t *r, const route_args_t *a)
 {
-    static const char *const fields[] = {"customer", "qty", NULL};
+    static const char *const fields[] = {"customer", "qty", "ip", "fingerprint", NULL};
     if (!valid_sku(a->value[0], a->len[0])) {
         invalid_field(r, "sku", "sku must be 1-64 bytes of [A-Za-z0-9._:-]");
         return;
@@ -247,7 +272,8 @@ void h_wait_join(request_t *r, const route_args_t *a)
     int64_t qty = 1;
     guard_op_t op = {.kind = GUARD_OP_WAIT_JOIN};
     bool ok = body != NULL && get_name(r, body, "customer", true, &customer, &customer_len) &&
-              get_int(r, body, "qty", "qty", 1, HF_QTY_MAX, false, &qty);
+              get_int(r, body, "qty", "qty", 1, HF_QTY_MAX, false, &qty) &&
+              wait_join_who(r, body, &op);
     if (ok) {
         memcpy(op.u.wait_join.customer, customer, customer_len);
         op.u.wait_join.customer_len = (uint8_t)customer_len;

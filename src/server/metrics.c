@@ -207,6 +207,7 @@ static void render_defenses(const defense_figures_t *d, json_out_t *o)
             "holdfast_waitlist_total{event=\"fulfilled\"} %llu\n"
             "holdfast_waitlist_total{event=\"expired\"} %llu\n"
             "holdfast_waitlist_total{event=\"cancelled\"} %llu\n"
+            "holdfast_waitlist_total{event=\"refused\"} %llu\n"
             "# TYPE holdfast_waitlist_waiting gauge\nholdfast_waitlist_waiting %u\n"
             "# TYPE holdfast_revoked_holds_total counter\nholdfast_revoked_holds_total %llu\n"
             "# TYPE holdfast_buy_now_total counter\nholdfast_buy_now_total %llu\n"
@@ -216,6 +217,7 @@ static void render_defenses(const defense_figures_t *d, json_out_t *o)
             g->skus_escalated, (unsigned long long)g->wait_joined,
             (unsigned long long)g->wait_offered, (unsigned long long)g->wait_fulfilled,
             (unsigned long long)g->wait_expired, (unsigned long long)g->wait_cancelled,
+            (unsigned long long)g->wait_refused,
             g->waiting, (unsigned long long)g->revoked_holds, (unsigned long long)g->buy_now,
             g->identities);
     jw_rawf(o, "# HELP holdfast_sku_conversion Recent hold-to-purchase conversion per sku.\n"

@@ -254,6 +254,7 @@ void reply_guard_result(request_t *r, const guard_outcome_t *o)
     case GUARD_WAITLIST_OFF:
     case GUARD_WAIT_FINISHED:
     case GUARD_WAIT_AVAILABLE:
+    case GUARD_WAIT_DUPLICATE:
         reply_error(r, 409, guard_result_name(o->result), guard_result_message(o->result));
         return;
     case GUARD_IDENTITIES_FULL:

@@ -239,6 +239,8 @@ void record_encode_op(store_buf_t *b, const guard_op_t *op)
         put_u64(b, op->u.wait_join.id);
         put_text(b, op->u.wait_join.sku, op->u.wait_join.sku_len);
         put_text(b, op->u.wait_join.customer, op->u.wait_join.customer_len);
+        put_text(b, op->u.wait_join.ip, op->u.wait_join.ip_len);
+        put_text(b, op->u.wait_join.fingerprint, op->u.wait_join.fingerprint_len);
         put_u64(b, op->u.wait_join.qty);
         break;
     case GUARD_OP_WAIT_CANCEL:
@@ -358,6 +360,9 @@ static bool decode_guard_op(record_reader_t *r, uint8_t kind, guard_op_t *op)
         op->u.wait_join.sku_len = get_text(r, op->u.wait_join.sku, HF_SKU_BYTES_MAX);
         op->u.wait_join.customer_len =
             get_text(r, op->u.wait_join.customer, HF_NAME_BYTES_MAX);
+        op->u.wait_join.ip_len = get_text0(r, op->u.wait_join.ip, HF_IP_TEXT_BYTES_MAX);
+        op->u.wait_join.fingerprint_len =
+            get_text0(r, op->u.wait_join.fingerprint, HF_NAME_BYTES_MAX);
         uint64_t qty = get_u64(r);
         op->u.wait_join.qty = (uint32_t)qty;
         return r->ok && op->u.wait_join.id != 0 && in_range((int64_t)qty, 1, HF_QTY_MAX);

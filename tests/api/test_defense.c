@@ -1232,6 +1232,56 @@ static void test_waitlist_entry_too_big_to_serve_does_not_block_the_line(void **
     assert_true(hf_expect_sku(&fx->cl, "mixed", 4, 3, 1));
 }
 
+/* A customer waits once per sku; when an entry's turn comes, its
+ * identities meet the caps a hold would: a network over its cap loses the
+ * turn (expired) and the next in line gets the units. */
+static void test_waitlist_turn_is_lost_by_a_network_over_its_caps(void **state)
+{
+    fx_t *fx = *state;
+    start_with(fx,
+               "{\"waitlist\": {\"enabled\": 1}, \"identity\": {\"enabled\": 1, "
+               "\"ip_prefix_holds_max\": 1}}",
+               NULL);
+    put_sku(fx, "seat", 1);
+    put_sku(fx, "other", 5);
+    char body[512], h0[HF_TEST_ID_MAX], h1[HF_TEST_ID_MAX];
+    hold_ok(fx, hold_json(body, sizeof body, "u-0", "198.51.100.1", NULL, "seat", 1, NULL), h0);
+    wait_t troll, fan, w;
+    hf_response_t r = call(&fx->cl, "POST", "/v1/skus/seat/waitlist",
+                           "{\"customer\": \"troll-1\", \"ip\": \"203.0.113.5\"}");
+    assert_true(hf_expect_status(&r, 201));
+    wait_read(r.json, &troll);
+    hf_response_free(&r);
+    call_expect_error(&fx->cl, "POST", "/v1/skus/seat/waitlist",
+                      "{\"customer\": \"troll-1\", \"ip\": \"203.0.113.5\"}", 409,
+                      "already_waiting", NULL);
+    call_expect_error(&fx->cl, "POST", "/v1/skus/seat/waitlist",
+                      "{\"customer\": \"fan-1\", \"ip\": \"not-an-ip\"}", 400,
+                      "invalid_field", "ip");
+    wait_join(fx, "seat", "fan-1", 1, 2, &fan);
+    json_t *sku = get_json(&fx->cl, "/v1/skus/seat");
+    assert_int_equal(int_of(sku, "waitlist"), 2);
+    json_decref(sku);
+    /* The troll's /24 now holds its one allowed hold elsewhere. */
+    hold_ok(fx, hold_json(body, sizeof body, "troll-2", "203.0.113.6", NULL, "other", 1, NULL),
+            h1);
+    release(fx, h0);
+    /* The troll's turn was lost; the fan is offered the seat in that step. */
+    wait_get(fx, troll.id, &w);
+    assert_string_equal(w.state, "expired");
+    assert_true(w.finished_ms > 0);
+    r = call(&fx->cl, "GET", "/v1/skus/seat", NULL);
+    assert_true(hf_expect_status(&r, 200));
+    assert_int_equal(int_of(r.json, "waitlist"), 0);
+    hf_response_free(&r);
+    wait_get(fx, fan.id, &w);
+    assert_string_equal(w.state, "offered");
+    assert_string_equal(w.hold_customer, "fan-1");
+    char *text = scrape(fx);
+    assert_true(metric(text, "holdfast_waitlist_total{event=\"refused\"}") == 1);
+    free(text);
+}
+
 static void test_waitlist_cancel_and_refusals(void **state)
 {
     fx_t *fx = *state;
@@ -2144,6 +2194,7 @@ int main(void)
         T(test_waitlist_offers_freed_units_first_in_first_out),
         T(test_waitlist_offer_that_expires_passes_to_the_next),
         T(test_waitlist_entry_too_big_to_serve_does_not_block_the_line),
+        T(test_waitlist_turn_is_lost_by_a_network_over_its_caps),
         T(test_waitlist_cancel_and_refusals),
         T(test_policy_document_has_every_setting_and_put_resets_omitted_keys),
         T(test_policy_put_refuses_unknown_out_of_range_and_conflicting_settings),
