@@ -1848,6 +1848,18 @@ bool guard_wait_view(const guard_t *g, uint64_t id, guard_wait_view_t *out)
     return true;
 }
 
+bool guard_wait_state(const guard_t *g, uint64_t id, guard_wait_state_t *state_out,
+                      uint64_t *hold_id_out)
+{
+    uint32_t i = wait_find(g, id);
+    if (i == NONE) {
+        return false;
+    }
+    *state_out = (guard_wait_state_t)g->waits[i].state;
+    *hold_id_out = g->waits[i].hold_id;
+    return true;
+}
+
 size_t guard_wait_id_format(uint64_t id, char *out)
 {
     return engine_id_format('w', id, out);

@@ -410,6 +410,10 @@ typedef struct {
 } guard_wait_view_t;
 
 bool guard_wait_view(const guard_t *g, uint64_t id, guard_wait_view_t *out);
+/* The entry's state and offered hold, without counting its position (which
+ * walks the line): for callers that poll. */
+bool guard_wait_state(const guard_t *g, uint64_t id, guard_wait_state_t *state_out,
+                      uint64_t *hold_id_out);
 size_t guard_wait_id_format(uint64_t id, char *out);
 bool guard_wait_id_parse(const char *text, size_t len, uint64_t *id_out);
 

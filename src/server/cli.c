@@ -16,6 +16,7 @@
 #include "policy_json.h"
 #include "pow.h"
 #include "server_internal.h"
+#include "sim.h"
 
 #ifndef HF_VERSION
 #define HF_VERSION "dev"
@@ -27,6 +28,7 @@ static const char usage_main[] =
     "usage:\n"
     "  holdfast serve [options]   serve the HTTP API (holdfast serve --help)\n"
     "  holdfast solve PREFIX BITS solve a proof-of-work challenge (prints PREFIX:NONCE)\n"
+    "  holdfast sim [options]     replay a denial-of-inventory attack against policies\n"
     "  holdfast --version         print the version\n"
     "  holdfast --help            print this help\n";
 
@@ -377,6 +379,9 @@ int server_main(int argc, char **argv)
     }
     if (strcmp(argv[1], "solve") == 0) {
         return pow_cli_solve(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "sim") == 0) {
+        return sim_main(argc - 1, argv + 1);
     }
     if (strcmp(argv[1], "serve") != 0) {
         fprintf(stderr, "holdfast: unknown command %s\n\n%s", argv[1], usage_main);

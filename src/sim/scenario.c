@@ -1,0 +1,226 @@
+/*
+ * scenario.c - the built-in scenarios and policies of the simulator.
+ *
+ * Numbers come from the stories they model where a number is known (a
+ * 19,000-seat arena; about 6,000 people came) and are otherwise plain
+ * assumptions stated here, so a reader can disagree with one line.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "sim.h"
+
+static void add_sku(sim_scenario_t *s, const char *sku, int64_t stock, int64_t price_cents)
+{
+    sim_sku_t *k = &s->skus[s->sku_count++];
+    snprintf(k->sku, sizeof k->sku, "%s", sku);
+    k->stock = stock;
+    k->price_cents = price_cents;
+}
+
+/* Real buyers, whatever the shop: most carts are abandoned, a few payments
+ * fail, and people give a sold-out page a couple more tries. */
+static void buyers_common(sim_scenario_t *s)
+{
+    s->qty_max = 2;
+    s->think_ms_median = 4 * 60 * 1000; /* add to cart -> pay: minutes */
+    s->think_sigma = 0.8;
+    s->abandon_pct = 60;
+    s->pay_fail_pct = 5;
+    s->retries = 2;
+    s->retry_wait_ms = 10 * 60 * 1000;
+    s->waitlist_pct = 50;
+    s->browser_hashes_per_s = 85000; /* web/pow/solver.js, one core */
+}
+
+/* July 2020: a campaign's merchandise shop (caps, cufflinks, shirts in
+ * sizes, limited runs). A crowd fills carts with the most the page allows
+ * and never pays; each troll is a person, with an address and a browser of
+ * their own, and makes a fresh account now and then. */
+static void merch_2020(sim_scenario_t *s)
+{
+    snprintf(s->name, sizeof s->name, "merch-2020");
+    s->story = "campaign merchandise shop; trolls fill carts to the maximum and never pay";
+    add_sku(s, "cap-red", 200, 4000);
+    add_sku(s, "cap-white", 150, 4000);
+    add_sku(s, "cap-blue", 150, 4000);
+    add_sku(s, "cufflinks-gold", 40, 10000);
+    add_sku(s, "cufflinks-silver", 60, 10000);
+    add_sku(s, "shirt-s", 80, 4500);
+    add_sku(s, "shirt-m", 120, 4500);
+    add_sku(s, "shirt-l", 120, 4500);
+    add_sku(s, "shirt-xl", 60, 4500);
+    s->duration_ms = 24LL * 3600 * 1000;
+    buyers_common(s);
+    s->genuine = 4000; /* fans over a day: about four times the stock */
+    s->curve = SIM_CURVE_VIRAL;
+    s->peak_ms = 8LL * 3600 * 1000;
+    s->spread_ms = 4LL * 3600 * 1000;
+    s->attackers = 400;
+    s->attack_start_ms = 2LL * 3600 * 1000; /* the post goes viral */
+    s->attack_end_ms = s->duration_ms;
+    s->rotate_ids = true;
+    s->ip_prefixes = 400;  /* a person each: their own network */
+    s->fingerprints = 400; /* and their own browser */
+    s->attacker_hashes_per_s = 85000; /* a browser tab */
+    s->attacker_cpu_s = 3600;         /* an hour of a tab's time each */
+}
+
+/* June 2020: free tickets for a 19,000-seat arena; about a million
+ * registrations were announced and about 6,000 people came. Registering is
+ * a hold with no commitment; coming is the commit. */
+static void rally_2020(sim_scenario_t *s)
+{
+    snprintf(s->name, sizeof s->name, "rally-2020");
+    s->story = "free tickets, 19,000 seats; registrations en masse by people who never come";
+    add_sku(s, "ticket", 19000, 0);
+    s->duration_ms = 24LL * 3600 * 1000;
+    buyers_common(s);
+    s->qty_max = 2;
+    s->abandon_pct = 20; /* a free ticket is mostly claimed once held */
+    s->pay_fail_pct = 0;
+    s->genuine = 15000; /* more wanted to come than did */
+    s->curve = SIM_CURVE_VIRAL;
+    s->peak_ms = 6LL * 3600 * 1000;
+    s->spread_ms = 6LL * 3600 * 1000;
+    s->attackers = 5000;
+    s->attack_start_ms = 1LL * 3600 * 1000;
+    s->attack_end_ms = s->duration_ms;
+    s->rotate_ids = true;
+    s->ip_prefixes = 5000;
+    s->fingerprints = 5000;
+    s->attacker_hashes_per_s = 85000;
+    s->attacker_cpu_s = 1800;
+}
+
+/* A limited sneaker-style drop: five sizes, a hundred pairs each, a crowd
+ * at the minute it opens, and bots on proxies with a native solver. */
+static void flash_sale(sim_scenario_t *s)
+{
+    snprintf(s->name, sizeof s->name, "flash-sale");
+    s->story = "limited drop; bots on a few proxy networks hold every size at the opening";
+    static const char *const sizes[] = {"size-8", "size-9", "size-10", "size-11", "size-12"};
+    for (int i = 0; i < 5; i++) {
+        add_sku(s, sizes[i], 100, 20000);
+    }
+    s->duration_ms = 2LL * 3600 * 1000;
+    buyers_common(s);
+    s->qty_max = 1;
+    s->think_ms_median = 90 * 1000;
+    s->abandon_pct = 20; /* people came for this */
+    s->genuine = 20000;
+    s->curve = SIM_CURVE_FLASH;
+    s->spread_ms = 10 * 60 * 1000;
+    s->attackers = 200;
+    s->attack_start_ms = 0;
+    s->attack_end_ms = s->duration_ms;
+    s->rotate_ids = true;
+    s->ip_prefixes = 20;  /* proxy pools */
+    s->fingerprints = 50; /* spoofed browsers */
+    s->attacker_hashes_per_s = 10000000; /* `holdfast solve` on a server core */
+    s->attacker_cpu_s = 7200;
+}
+
+static const struct {
+    const char *name;
+    void (*make)(sim_scenario_t *s);
+} scenarios[] = {
+    {"merch-2020", merch_2020},
+    {"rally-2020", rally_2020},
+    {"flash-sale", flash_sale},
+};
+
+const char *sim_scenario_names(void)
+{
+    return "merch-2020, rally-2020, flash-sale (each also NAME-control: no attack)";
+}
+
+bool sim_scenario_builtin(const char *name, sim_scenario_t *out)
+{
+    char base[SIM_NAME_BYTES_MAX];
+    size_t len = strlen(name);
+    bool control = len > 8 && strcmp(name + len - 8, "-control") == 0;
+    snprintf(base, sizeof base, "%.*s", (int)(control ? len - 8 : len), name);
+    for (size_t i = 0; i < sizeof scenarios / sizeof scenarios[0]; i++) {
+        if (strcmp(base, scenarios[i].name) == 0) {
+            memset(out, 0, sizeof *out);
+            scenarios[i].make(out);
+            if (control) {
+                out->attackers = 0;
+                snprintf(out->name, sizeof out->name, "%s-control", scenarios[i].name);
+            }
+            return true;
+        }
+    }
+    return false;
+}
+
+/* ------------------------------------------------------------- policies */
+
+/* Every defense off; TTL as the policy says. */
+static policy_config_t off(int64_t ttl_ms)
+{
+    policy_config_t c = policy_config_default();
+    c.quantity_enabled = 0;
+    c.identity_enabled = 0;
+    c.budget_enabled = 0;
+    c.hold_share_held_pct_max = 100;
+    c.ttl_adaptive = 0;
+    c.ttl_default_ms = ttl_ms;
+    c.ttl_max_ms = ttl_ms;
+    c.ttl_life_max_ms = HF_TTL_MS_MAX;
+    c.reputation_enabled = 0;
+    c.challenge_enabled = 0;
+    c.waitlist_enabled = 0;
+    c.escalation_enabled = 0;
+    return c;
+}
+
+static policy_config_t strict(void)
+{
+    policy_config_t c = policy_config_default();
+    c.quantity_line_qty_max = 4;
+    c.quantity_customer_sku_units_max = 4;
+    c.identity_customer_holds_max = 3;
+    c.identity_customer_units_max = 8;
+    c.identity_ip_prefix_holds_max = 50;
+    c.identity_ip_prefix_units_max = 100;
+    c.budget_customer_unit_s = 4800;
+    c.hold_share_held_pct_max = 60;
+    c.ttl_default_ms = 300000;
+    c.ttl_scarce_ms = 60000;
+    c.challenge_free_units = 1;
+    c.challenge_base_bits = 12;
+    c.escalation_min_holds = 20;
+    return c;
+}
+
+bool sim_policy_builtin(const char *name, sim_policy_t *out)
+{
+    memset(out, 0, sizeof *out);
+    snprintf(out->name, sizeof out->name, "%s", name);
+    if (strcmp(name, "none") == 0) {
+        out->no_holds = true;
+        out->config = off(HF_TTL_MS_DEFAULT);
+    } else if (strcmp(name, "naive") == 0) {
+        out->config = off(30 * 60 * 1000); /* the shop in the story: 30-minute carts */
+    } else if (strcmp(name, "quantity-cap") == 0) {
+        out->config = off(30 * 60 * 1000);
+        out->config.quantity_enabled = 1; /* what that shop did: a per-line cap */
+        out->config.quantity_line_qty_max = 5;
+        out->config.quantity_customer_sku_units_max = HF_QTY_MAX;
+    } else if (strcmp(name, "default") == 0) {
+        out->config = policy_config_default();
+    } else if (strcmp(name, "strict") == 0) {
+        out->config = strict();
+    } else {
+        return false;
+    }
+    policy_field_t bad;
+    return policy_config_valid(&out->config, &bad);
+}
+
+const char *sim_policy_names(void)
+{
+    return "none, naive, quantity-cap, default, strict";
+}

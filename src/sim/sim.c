@@ -1,0 +1,779 @@
+/*
+ * sim.c - the simulation loop (see sim.h): agents, their events, and the
+ * guard they all talk to.
+ *
+ * Events are (time, sequence, agent, kind) in a binary min-heap; the
+ * sequence breaks ties in the order events were scheduled, so a run is a
+ * function of its seed. Each event calls the guard at its instant, exactly
+ * as the server would for the request it stands for.
+ */
+#include "sim.h"
+
+#include <assert.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "guard.h"
+
+/* ------------------------------------------------------------ randomness */
+
+typedef struct {
+    uint64_t s[4];
+} rng_t;
+
+static uint64_t splitmix(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static void rng_seed(rng_t *r, uint64_t seed)
+{
+    for (int i = 0; i < 4; i++) {
+        r->s[i] = splitmix(&seed);
+    }
+}
+
+static uint64_t rotl(uint64_t x, int k)
+{
+    return (x << k) | (x >> (64 - k));
+}
+
+/* xoshiro256** */
+static uint64_t rng_next(rng_t *r)
+{
+    uint64_t result = rotl(r->s[1] * 5, 7) * 9;
+    uint64_t t = r->s[1] << 17;
+    r->s[2] ^= r->s[0];
+    r->s[3] ^= r->s[1];
+    r->s[1] ^= r->s[2];
+    r->s[0] ^= r->s[3];
+    r->s[2] ^= t;
+    r->s[3] = rotl(r->s[3], 45);
+    return result;
+}
+
+/* Uniform in [0, 1). */
+static double rng_unit(rng_t *r)
+{
+    return (double)(rng_next(r) >> 11) * 0x1.0p-53;
+}
+
+static uint32_t rng_below(rng_t *r, uint32_t n)
+{
+    return (uint32_t)(rng_unit(r) * n);
+}
+
+static bool rng_pct(rng_t *r, uint32_t pct)
+{
+    return rng_below(r, 100) < pct;
+}
+
+static double rng_normal(rng_t *r)
+{
+    double u = rng_unit(r), v = rng_unit(r);
+    return sqrt(-2.0 * log(1.0 - u)) * cos(2.0 * M_PI * v);
+}
+
+/* ---------------------------------------------------------------- events */
+
+typedef enum {
+    EV_ARRIVE = 1, /* a buyer adds to cart */
+    EV_PAY,        /* ... and goes to pay (or not) */
+    EV_RETRY,      /* ... tries again after "sold out" */
+    EV_PROOF,      /* ... has solved a proof of work */
+    EV_BUY_NOW,    /* ... pays directly (holds refused, or no holds at all) */
+    EV_WAIT_CHECK, /* ... looks at its waitlist entry */
+    EV_HOARD,      /* a hoarder holds again */
+    EV_HOARD_PROOF,
+    EV_SAMPLE,
+} event_kind_t;
+
+typedef struct {
+    int64_t at_ms;
+    uint64_t seq;
+    uint32_t agent;
+    uint8_t kind;
+} event_t;
+
+typedef struct {
+    event_t *heap;
+    uint32_t count, capacity;
+    uint64_t seq;
+} queue_t;
+
+static bool before(const event_t *a, const event_t *b)
+{
+    return a->at_ms != b->at_ms ? a->at_ms < b->at_ms : a->seq < b->seq;
+}
+
+static void push(queue_t *q, int64_t at_ms, uint32_t agent, event_kind_t kind)
+{
+    if (q->count == q->capacity) {
+        q->capacity = q->capacity == 0 ? 1024 : 2 * q->capacity;
+        q->heap = realloc(q->heap, q->capacity * sizeof *q->heap);
+        assert(q->heap != NULL);
+    }
+    event_t e = {.at_ms = at_ms, .seq = q->seq++, .agent = agent, .kind = (uint8_t)kind};
+    uint32_t i = q->count++;
+    while (i > 0 && before(&e, &q->heap[(i - 1) / 2])) {
+        q->heap[i] = q->heap[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    q->heap[i] = e;
+}
+
+static event_t pop(queue_t *q)
+{
+    assert(q->count > 0);
+    event_t top = q->heap[0], last = q->heap[--q->count];
+    uint32_t i = 0;
+    for (;;) {
+        uint32_t c = 2 * i + 1;
+        if (c >= q->count) {
+            break;
+        }
+        if (c + 1 < q->count && before(&q->heap[c + 1], &q->heap[c])) {
+            c++;
+        }
+        if (!before(&q->heap[c], &last)) {
+            break;
+        }
+        q->heap[i] = q->heap[c];
+        i = c;
+    }
+    if (q->count > 0) {
+        q->heap[i] = last;
+    }
+    return top;
+}
+
+/* ---------------------------------------------------------------- agents */
+
+enum {
+    G_CHALLENGED = 1,
+    G_DENIED = 2,
+    G_SAW_HELD = 4,
+    G_SERVED = 8,
+    G_WAITLISTED = 16,
+};
+
+typedef struct {
+    uint64_t hold_id, wait_id;
+    uint32_t proof_tag;
+    uint8_t sku, qty, tries, flags;
+} buyer_t;
+
+typedef struct {
+    uint64_t holds; /* made so far: a rotating hoarder's next customer id */
+    uint32_t proof_tag;
+    double cpu_left_s;
+    uint8_t sku;
+} hoarder_t;
+
+typedef struct {
+    const sim_scenario_t *s;
+    const sim_policy_t *p;
+    const sim_options_t *o;
+    sim_result_t *r;
+    guard_t *g;
+    rng_t rng;
+    queue_t q;
+    buyer_t *buyers;
+    hoarder_t *hoarders;
+    uint32_t proof_seq;
+    int64_t now_ms;
+    uint32_t sample_next;
+} sim_t;
+
+/* Agents 0..genuine-1 are buyers; hoarder a is agent genuine + a. */
+
+static int64_t arrival_ms(sim_t *m)
+{
+    const sim_scenario_t *s = m->s;
+    double t;
+    switch (s->curve) {
+    case SIM_CURVE_FLASH: /* exponential from the opening */
+        t = -log(1.0 - rng_unit(&m->rng)) * (double)s->spread_ms;
+        break;
+    case SIM_CURVE_VIRAL: /* a wave around the peak */
+        t = (double)s->peak_ms + rng_normal(&m->rng) * (double)s->spread_ms;
+        break;
+    default:
+        t = rng_unit(&m->rng) * (double)s->duration_ms;
+    }
+    if (t < 0) {
+        t = 0;
+    }
+    return t >= (double)s->duration_ms ? s->duration_ms - 1 : (int64_t)t;
+}
+
+/* A sku drawn in proportion to its stock: what people come for. */
+static uint8_t pick_sku(sim_t *m)
+{
+    int64_t total = 0;
+    for (uint32_t i = 0; i < m->s->sku_count; i++) {
+        total += m->s->skus[i].stock;
+    }
+    int64_t x = (int64_t)(rng_unit(&m->rng) * (double)total);
+    for (uint32_t i = 0; i < m->s->sku_count; i++) {
+        x -= m->s->skus[i].stock;
+        if (x < 0) {
+            return (uint8_t)i;
+        }
+    }
+    return (uint8_t)(m->s->sku_count - 1);
+}
+
+static int64_t think_ms(sim_t *m)
+{
+    double t = (double)m->s->think_ms_median * exp(m->s->think_sigma * rng_normal(&m->rng));
+    return t < 1000 ? 1000 : (int64_t)t;
+}
+
+/* -------------------------------------------------------- guard requests */
+
+static void set_line(const sim_t *m, engine_hold_create_t *c, uint8_t sku, uint32_t qty)
+{
+    const sim_sku_t *k = &m->s->skus[sku];
+    c->line_count = 1;
+    c->lines[0].sku_len = (uint8_t)strlen(k->sku);
+    memcpy(c->lines[0].sku, k->sku, c->lines[0].sku_len);
+    c->lines[0].qty = qty;
+}
+
+static void set_proof(sim_t *m, guard_hold_request_t *req, uint32_t *tag)
+{
+    if (*tag == 0) {
+        return;
+    }
+    /* The sim skips the hashing, not the rule: a proof is a fresh tag, good
+     * for the challenge's life, spent once, as a verified header would be. */
+    req->proof_tag = *tag;
+    req->proof_expires_ms = m->now_ms + m->p->config.challenge_ttl_ms;
+    *tag = 0;
+}
+
+/* A genuine buyer: its own account, an address shared with 15 neighbours
+ * (one /24 for 16 buyers), its own browser. */
+static void buyer_request(sim_t *m, uint32_t i, guard_hold_request_t *req, bool buy_now)
+{
+    buyer_t *b = &m->buyers[i];
+    memset(req, 0, offsetof(guard_hold_request_t, create) + offsetof(engine_hold_create_t, lines));
+    memset(&req->buy_now, 0, sizeof *req - offsetof(guard_hold_request_t, buy_now));
+    engine_hold_create_t *c = &req->create;
+    c->customer_len = (uint8_t)snprintf(c->customer, sizeof c->customer, "g%u", i);
+    uint32_t net = i / 16;
+    c->ip_len = (uint8_t)snprintf(c->ip, sizeof c->ip, "10.%u.%u.%u", net >> 8 & 255, net & 255,
+                                  i % 16 + 1);
+    c->fingerprint_len = (uint8_t)snprintf(c->fingerprint, sizeof c->fingerprint, "gf%u", i);
+    set_line(m, c, b->sku, b->qty);
+    req->buy_now = buy_now;
+    set_proof(m, req, &b->proof_tag);
+}
+
+static uint32_t hoard_qty(const sim_t *m, uint8_t sku)
+{
+    uint32_t qty = 10; /* the most a shop's page offers */
+    const policy_config_t *c = guard_sku_policy(m->g, sku, NULL);
+    if (c->quantity_enabled && qty > c->quantity_line_qty_max) {
+        qty = (uint32_t)c->quantity_line_qty_max;
+    }
+    return qty;
+}
+
+static void hoarder_request(sim_t *m, uint32_t a, guard_hold_request_t *req)
+{
+    const sim_scenario_t *s = m->s;
+    hoarder_t *h = &m->hoarders[a];
+    memset(req, 0, offsetof(guard_hold_request_t, create) + offsetof(engine_hold_create_t, lines));
+    memset(&req->buy_now, 0, sizeof *req - offsetof(guard_hold_request_t, buy_now));
+    engine_hold_create_t *c = &req->create;
+    c->customer_len =
+        (uint8_t)(s->rotate_ids
+                      ? snprintf(c->customer, sizeof c->customer, "h%u-%llu", a,
+                                 (unsigned long long)h->holds)
+                      : snprintf(c->customer, sizeof c->customer, "h%u", a));
+    if (s->ip_prefixes > 0) {
+        uint32_t p = a % s->ip_prefixes;
+        c->ip_len = (uint8_t)snprintf(c->ip, sizeof c->ip, "11.%u.%u.%u", p >> 8 & 255, p & 255,
+                                      a % 200 + 1);
+    }
+    if (s->fingerprints > 0) {
+        c->fingerprint_len =
+            (uint8_t)snprintf(c->fingerprint, sizeof c->fingerprint, "hf%u", a % s->fingerprints);
+    }
+    set_line(m, c, h->sku, hoard_qty(m, h->sku));
+    set_proof(m, req, &h->proof_tag);
+}
+
+static engine_sku_view_t sku_view(const sim_t *m, uint8_t sku)
+{
+    uint32_t index;
+    const sim_sku_t *k = &m->s->skus[sku];
+    bool found = engine_sku_find(&m->g->engine, k->sku, strlen(k->sku), &index);
+    assert(found);
+    engine_sku_view_t v;
+    engine_sku_view(&m->g->engine, index, &v);
+    return v;
+}
+
+static double proof_s(uint32_t bits, double hashes_per_s)
+{
+    return ldexp(1.0, (int)bits) / hashes_per_s;
+}
+
+/* ---------------------------------------------------------------- buyers */
+
+static void bought(sim_t *m, uint32_t i)
+{
+    buyer_t *b = &m->buyers[i];
+    m->r->genuine_units_bought += b->qty;
+    m->r->revenue_cents += m->s->skus[b->sku].price_cents * b->qty;
+    b->flags |= G_SERVED;
+}
+
+static bool waitlist_on(const sim_t *m, uint8_t sku)
+{
+    return !m->p->no_holds && guard_sku_policy(m->g, sku, NULL)->waitlist_enabled;
+}
+
+/* Told "sold out": try again later, join the waitlist, or give up. */
+static void sold_out(sim_t *m, uint32_t i)
+{
+    buyer_t *b = &m->buyers[i];
+    if (sku_view(m, b->sku).held > 0) {
+        b->flags |= G_SAW_HELD; /* sold out while stock sat in carts */
+    }
+    if (b->tries < m->s->retries) {
+        b->tries++;
+        push(&m->q, m->now_ms + m->s->retry_wait_ms, i, EV_RETRY);
+        return;
+    }
+    if (!waitlist_on(m, b->sku) || !rng_pct(&m->rng, m->s->waitlist_pct)) {
+        return;
+    }
+    guard_op_t op = {.kind = GUARD_OP_WAIT_JOIN};
+    op.engine.now_ms = m->now_ms;
+    const sim_sku_t *k = &m->s->skus[b->sku];
+    op.u.wait_join.sku_len = (uint8_t)strlen(k->sku);
+    memcpy(op.u.wait_join.sku, k->sku, op.u.wait_join.sku_len);
+    op.u.wait_join.customer_len =
+        (uint8_t)snprintf(op.u.wait_join.customer, sizeof op.u.wait_join.customer, "g%u", i);
+    op.u.wait_join.qty = b->qty;
+    guard_outcome_t o = guard_apply(m->g, &op);
+    if (o.result == GUARD_OK) {
+        b->wait_id = o.id;
+        b->flags |= G_WAITLISTED;
+        push(&m->q, m->now_ms + 60000, i, EV_WAIT_CHECK);
+    }
+}
+
+static void buyer_denied(sim_t *m, uint32_t i, const policy_decision_t *d)
+{
+    buyer_t *b = &m->buyers[i];
+    if (d->rule == POLICY_RULE_HOLD_SHARE) {
+        /* Carts are full: the shop sells the rest only by buying now. */
+        push(&m->q, m->now_ms + think_ms(m), i, EV_BUY_NOW);
+        return;
+    }
+    b->flags |= G_DENIED;
+    if (d->retry_after_ms >= 0 && b->tries < m->s->retries) {
+        b->tries++;
+        push(&m->q, m->now_ms + d->retry_after_ms + 1, i, EV_RETRY);
+    }
+}
+
+/* Add to cart: ask for a hold (or, in a shop without holds, look). */
+static void buyer_attempt(sim_t *m, uint32_t i)
+{
+    buyer_t *b = &m->buyers[i];
+    if (m->p->no_holds) {
+        if (sku_view(m, b->sku).available >= b->qty) {
+            push(&m->q, m->now_ms + think_ms(m), i, EV_BUY_NOW);
+        } else {
+            sold_out(m, i);
+        }
+        return;
+    }
+    guard_hold_request_t req;
+    guard_op_t op;
+    buyer_request(m, i, &req, false);
+    guard_outcome_t o = guard_hold(m->g, &req, m->now_ms, &op);
+    if (o.result == GUARD_OK) {
+        b->hold_id = o.engine.hold_id;
+        push(&m->q, m->now_ms + think_ms(m), i, EV_PAY);
+    } else if (o.result == GUARD_CHALLENGED) {
+        b->flags |= G_CHALLENGED;
+        double s = proof_s(o.decision.bits, m->s->browser_hashes_per_s);
+        m->r->genuine_proof_s += s;
+        b->proof_tag = ++m->proof_seq;
+        push(&m->q, m->now_ms + (int64_t)(s * 1000.0) + 1, i, EV_PROOF);
+    } else if (o.result == GUARD_DENIED) {
+        buyer_denied(m, i, &o.decision);
+    } else if (o.result == GUARD_ENGINE && o.engine.result == ENGINE_INSUFFICIENT_STOCK) {
+        sold_out(m, i);
+    }
+}
+
+/* Whether the buyer goes through with paying: most carts are abandoned,
+ * and some payments fail. */
+static bool pays(sim_t *m, bool *failed)
+{
+    *failed = false;
+    if (rng_pct(&m->rng, m->s->abandon_pct)) {
+        return false;
+    }
+    *failed = rng_pct(&m->rng, m->s->pay_fail_pct);
+    return !*failed;
+}
+
+static guard_outcome_t hold_op(sim_t *m, engine_op_kind_t kind, uint64_t hold_id)
+{
+    guard_op_t op = {.kind = GUARD_OP_ENGINE};
+    op.engine = (engine_op_t){.kind = kind, .now_ms = m->now_ms};
+    op.engine.u.hold.hold_id = hold_id;
+    return guard_apply(m->g, &op);
+}
+
+static void buyer_pay(sim_t *m, uint32_t i)
+{
+    buyer_t *b = &m->buyers[i];
+    bool failed;
+    if (!pays(m, &failed)) {
+        if (failed) {
+            hold_op(m, ENGINE_OP_HOLD_RELEASE, b->hold_id); /* the shop lets go */
+        }
+        return; /* abandoned: the hold runs out on its own */
+    }
+    guard_outcome_t o = hold_op(m, ENGINE_OP_HOLD_COMMIT, b->hold_id);
+    if (o.result == GUARD_OK) {
+        bought(m, i);
+    } else if (b->tries < m->s->retries) {
+        b->tries++; /* the cart ran out while paying: add to cart again */
+        buyer_attempt(m, i);
+    }
+}
+
+static void buyer_buy_now(sim_t *m, uint32_t i)
+{
+    buyer_t *b = &m->buyers[i];
+    bool failed;
+    if (!pays(m, &failed)) {
+        return;
+    }
+    guard_hold_request_t req;
+    guard_op_t op;
+    buyer_request(m, i, &req, true);
+    guard_outcome_t o = guard_hold(m->g, &req, m->now_ms, &op);
+    if (o.result == GUARD_OK) {
+        bought(m, i);
+    } else if (m->p->no_holds) {
+        m->r->oversells++; /* paid, then refunded: the stock was gone */
+    } else if (o.result == GUARD_ENGINE && o.engine.result == ENGINE_INSUFFICIENT_STOCK) {
+        sold_out(m, i);
+    } else if (o.result == GUARD_DENIED) {
+        b->flags |= G_DENIED;
+    }
+}
+
+static void buyer_wait_check(sim_t *m, uint32_t i)
+{
+    buyer_t *b = &m->buyers[i];
+    guard_wait_state_t state;
+    uint64_t hold_id;
+    if (!guard_wait_state(m->g, b->wait_id, &state, &hold_id)) {
+        return;
+    }
+    if (state == GUARD_WAIT_WAITING) {
+        push(&m->q, m->now_ms + 60000, i, EV_WAIT_CHECK);
+    } else if (state == GUARD_WAIT_OFFERED && !rng_pct(&m->rng, m->s->abandon_pct / 2)) {
+        guard_outcome_t o = hold_op(m, ENGINE_OP_HOLD_COMMIT, hold_id);
+        if (o.result == GUARD_OK) {
+            bought(m, i);
+            m->r->genuine_served_from_waitlist++;
+        }
+    }
+}
+
+/* -------------------------------------------------------------- hoarders */
+
+static void hoarder_next_sku(sim_t *m, hoarder_t *h)
+{
+    h->sku = (uint8_t)((h->sku + 1) % m->s->sku_count);
+}
+
+static void hoarder_held(sim_t *m, uint32_t agent, hoarder_t *h, uint64_t hold_id)
+{
+    engine_hold_view_t v;
+    engine_result_t r = engine_hold_view(&m->g->engine, hold_id, &v);
+    assert(r == ENGINE_OK);
+    int64_t until_ms = v.expires_ms < m->s->duration_ms ? v.expires_ms : m->s->duration_ms;
+    m->r->attacker_unit_hours += (double)v.lines[0].qty * (double)(until_ms - m->now_ms) / 3.6e6;
+    m->r->attacker_holds++;
+    m->r->attacker_identities += m->s->rotate_ids; /* the next hold has a new name */
+    h->holds++;
+    hoarder_next_sku(m, h);
+    push(&m->q, v.expires_ms, agent, EV_HOARD); /* hold again as it runs out */
+}
+
+/* A hoarder holds the most it may, and pays for proofs while it can. */
+static void hoarder_attempt(sim_t *m, uint32_t agent)
+{
+    hoarder_t *h = &m->hoarders[agent - m->s->genuine];
+    if (m->now_ms >= m->s->attack_end_ms || m->p->no_holds) {
+        return; /* a shop without holds has nothing to hoard */
+    }
+    guard_hold_request_t req;
+    guard_op_t op;
+    hoarder_request(m, agent - m->s->genuine, &req);
+    guard_outcome_t o = guard_hold(m->g, &req, m->now_ms, &op);
+    if (o.result == GUARD_OK) {
+        hoarder_held(m, agent, h, o.engine.hold_id);
+        return;
+    }
+    int64_t wait_ms = 60000;
+    if (o.result == GUARD_CHALLENGED) {
+        m->r->attacker_challenged++;
+        double s = proof_s(o.decision.bits, m->s->attacker_hashes_per_s);
+        if (s <= h->cpu_left_s) {
+            h->cpu_left_s -= s;
+            m->r->attacker_cpu_s += s;
+            h->proof_tag = ++m->proof_seq;
+            push(&m->q, m->now_ms + (int64_t)(s * 1000.0) + 1, agent, EV_HOARD_PROOF);
+            return;
+        }
+        wait_ms = 5 * 60000; /* out of CPU: try elsewhere, later */
+    } else if (o.result == GUARD_DENIED) {
+        m->r->attacker_denied++;
+        wait_ms = o.decision.retry_after_ms >= 0 ? o.decision.retry_after_ms + 1 : 60000;
+    }
+    hoarder_next_sku(m, h);
+    push(&m->q, m->now_ms + wait_ms, agent, EV_HOARD);
+}
+
+/* ------------------------------------------------------------------ run */
+
+static void sample(sim_t *m)
+{
+    sim_result_t *r = m->r;
+    int64_t available = 0, held = 0, sold = 0;
+    for (uint32_t i = 0; i < m->s->sku_count; i++) {
+        engine_sku_view_t v = sku_view(m, (uint8_t)i);
+        available += v.available;
+        held += v.held;
+        sold += v.sold;
+    }
+    uint32_t k = m->sample_next++;
+    r->sample_ms[k] = m->now_ms;
+    r->sample_available[k] = available;
+    r->sample_held[k] = held;
+    r->sample_sold[k] = sold;
+    if (m->sample_next < r->samples) {
+        push(&m->q, (int64_t)m->sample_next * m->s->duration_ms / (r->samples - 1), 0, EV_SAMPLE);
+    }
+}
+
+static void dispatch(sim_t *m, const event_t *e)
+{
+    switch ((event_kind_t)e->kind) {
+    case EV_ARRIVE:
+    case EV_RETRY:
+    case EV_PROOF:
+        buyer_attempt(m, e->agent);
+        break;
+    case EV_PAY:
+        buyer_pay(m, e->agent);
+        break;
+    case EV_BUY_NOW:
+        buyer_buy_now(m, e->agent);
+        break;
+    case EV_WAIT_CHECK:
+        buyer_wait_check(m, e->agent);
+        break;
+    case EV_HOARD:
+    case EV_HOARD_PROOF:
+        hoarder_attempt(m, e->agent);
+        break;
+    case EV_SAMPLE:
+        sample(m);
+        break;
+    }
+}
+
+/* The guard's tables, sized for the run's populations. */
+static guard_config_t tables_for(const sim_scenario_t *s)
+{
+    guard_config_t c = guard_config_default();
+    uint64_t agents = (uint64_t)s->genuine + s->attackers;
+    uint64_t churn = s->rotate_ids ? (uint64_t)s->attackers * (uint64_t)(s->duration_ms / 60000)
+                                   : s->attackers;
+    c.engine.skus_max = s->sku_count;
+    c.engine.holds_max = (uint32_t)(agents * 2 + 1024);
+    c.engine.idem_keys_max = 16;
+    uint64_t ids = 3 * agents + 3 * churn + 1024;
+    c.identities_max = (uint32_t)(ids < HF_IDENTITIES_MAX_LIMIT ? ids : HF_IDENTITIES_MAX_LIMIT);
+    uint64_t pairs = agents + churn + 1024;
+    c.customer_skus_max =
+        (uint32_t)(pairs < HF_CUSTOMER_SKUS_MAX_LIMIT ? pairs : HF_CUSTOMER_SKUS_MAX_LIMIT);
+    c.waitlist_max = s->genuine + 16;
+    c.sku_policies_max = 4;
+    uint64_t proofs = agents * 4 + 1024;
+    c.proofs_max = (uint32_t)(proofs < HF_PROOFS_MAX_LIMIT ? proofs : HF_PROOFS_MAX_LIMIT);
+    return c;
+}
+
+/* The policy, then the catalog, at time 0, as a shop would set them. */
+static void open_shop(sim_t *m)
+{
+    guard_op_t op = {.kind = GUARD_OP_POLICY_PUT, .u.policy = m->p->config};
+    guard_outcome_t o = guard_apply(m->g, &op);
+    assert(o.result == GUARD_OK);
+    for (uint32_t i = 0; i < m->s->sku_count; i++) {
+        op = (guard_op_t){.kind = GUARD_OP_ENGINE};
+        op.engine.kind = ENGINE_OP_SKU_PUT;
+        const sim_sku_t *k = &m->s->skus[i];
+        op.engine.u.sku_put.sku_len = (uint8_t)strlen(k->sku);
+        memcpy(op.engine.u.sku_put.sku, k->sku, op.engine.u.sku_put.sku_len);
+        op.engine.u.sku_put.stock = k->stock;
+        o = guard_apply(m->g, &op);
+        assert(o.result == GUARD_OK);
+    }
+}
+
+static void populate(sim_t *m)
+{
+    const sim_scenario_t *s = m->s;
+    for (uint32_t i = 0; i < s->genuine; i++) {
+        buyer_t *b = &m->buyers[i];
+        b->sku = pick_sku(m);
+        b->qty = (uint8_t)(s->qty_max <= 1 || rng_pct(&m->rng, 70)
+                               ? 1
+                               : 2 + rng_below(&m->rng, s->qty_max - 1));
+        m->r->genuine_units_wanted += b->qty;
+        push(&m->q, arrival_ms(m), i, EV_ARRIVE);
+    }
+    for (uint32_t a = 0; a < s->attackers; a++) {
+        hoarder_t *h = &m->hoarders[a];
+        h->cpu_left_s = s->attacker_cpu_s;
+        h->sku = (uint8_t)(a % s->sku_count);
+        /* A coordinated start, spread over the first minute. */
+        push(&m->q, s->attack_start_ms + rng_below(&m->rng, 60000), s->genuine + a, EV_HOARD);
+    }
+    m->r->attacker_identities = s->attackers;
+    m->r->genuine_buyers = s->genuine;
+    if (m->r->samples > 0) {
+        push(&m->q, 0, 0, EV_SAMPLE);
+    }
+}
+
+static void tally(sim_t *m)
+{
+    sim_result_t *r = m->r;
+    for (uint32_t i = 0; i < m->s->genuine; i++) {
+        uint8_t f = m->buyers[i].flags;
+        r->genuine_buyers_served += (f & G_SERVED) != 0;
+        r->genuine_saw_sold_out_while_held += (f & G_SAW_HELD) != 0;
+        r->genuine_challenged += (f & G_CHALLENGED) != 0;
+        r->genuine_denied += (f & G_DENIED) != 0;
+        r->genuine_waitlisted += (f & G_WAITLISTED) != 0;
+    }
+    engine_stats_t st = engine_stats(&m->g->engine);
+    r->units_sold = (uint64_t)st.units_sold;
+}
+
+static int sim_check(const sim_scenario_t *s, char *err, size_t err_size)
+{
+    if (s->sku_count < 1 || s->sku_count > SIM_SKUS_MAX || s->genuine > SIM_GENUINE_MAX ||
+        s->attackers > SIM_ATTACKERS_MAX || s->duration_ms < 1 ||
+        s->duration_ms > SIM_DURATION_MS_MAX || s->qty_max < 1 || s->qty_max > 255 ||
+        s->abandon_pct > 100 || s->pay_fail_pct > 100 || s->waitlist_pct > 100 ||
+        s->browser_hashes_per_s <= 0 || (s->attackers > 0 && s->attacker_hashes_per_s <= 0)) {
+        snprintf(err, err_size, "scenario %s: a setting is out of range", s->name);
+        return -1;
+    }
+    return 0;
+}
+
+static int sim_start(sim_t *m, char *err, size_t err_size)
+{
+    const sim_scenario_t *s = m->s;
+    guard_config_t tables = tables_for(s);
+    m->g = calloc(1, sizeof *m->g);
+    m->buyers = calloc(s->genuine + 1, sizeof *m->buyers);
+    m->hoarders = calloc(s->attackers + 1, sizeof *m->hoarders);
+    uint32_t n = m->o->samples;
+    m->r->samples = n;
+    m->r->sample_ms = calloc(n + 1, sizeof(int64_t));
+    m->r->sample_available = calloc(n + 1, sizeof(int64_t));
+    m->r->sample_held = calloc(n + 1, sizeof(int64_t));
+    m->r->sample_sold = calloc(n + 1, sizeof(int64_t));
+    if (m->g == NULL || m->buyers == NULL || m->hoarders == NULL || m->r->sample_sold == NULL ||
+        m->r->sample_held == NULL || m->r->sample_available == NULL || m->r->sample_ms == NULL ||
+        guard_init(m->g, &tables, 0) != 0) {
+        snprintf(err, err_size, "cannot reserve the tables for %u buyers and %u hoarders",
+                 s->genuine, s->attackers);
+        return -1;
+    }
+    return 0;
+}
+
+static void sim_stop(sim_t *m)
+{
+    if (m->g != NULL && m->g->region != NULL) {
+        guard_deinit(m->g);
+    }
+    free(m->g);
+    free(m->buyers);
+    free(m->hoarders);
+    free(m->q.heap);
+}
+
+int sim_run(const sim_scenario_t *s, const sim_policy_t *p, const sim_options_t *o,
+            sim_result_t *r, char *err, size_t err_size)
+{
+    memset(r, 0, sizeof *r);
+    snprintf(r->policy, sizeof r->policy, "%s", p->name);
+    if (sim_check(s, err, err_size) != 0) {
+        return -1;
+    }
+    if (o->samples == 1 || o->samples > 100000) {
+        snprintf(err, err_size, "samples must be 0 or 2 to 100000");
+        return -1;
+    }
+    sim_t m = {.s = s, .p = p, .o = o, .r = r};
+    rng_seed(&m.rng, o->seed);
+    int rc = sim_start(&m, err, err_size);
+    if (rc == 0) {
+        open_shop(&m);
+        populate(&m);
+        while (m.q.count > 0 && m.q.heap[0].at_ms <= s->duration_ms) {
+            event_t e = pop(&m.q);
+            m.now_ms = e.at_ms;
+            dispatch(&m, &e);
+            r->events++;
+            if (o->check_invariants && (r->events & 1023) == 0) {
+                assert(guard_check(m.g));
+            }
+        }
+        m.now_ms = s->duration_ms;
+        guard_advance(m.g, m.now_ms);
+        assert(!o->check_invariants || guard_check(m.g));
+        tally(&m);
+    }
+    sim_stop(&m);
+    return rc;
+}
+
+void sim_result_free(sim_result_t *r)
+{
+    free(r->sample_ms);
+    free(r->sample_available);
+    free(r->sample_held);
+    free(r->sample_sold);
+    r->sample_ms = NULL;
+    r->sample_available = r->sample_held = r->sample_sold = NULL;
+}

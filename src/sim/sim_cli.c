@@ -1,0 +1,133 @@
+/*
+ * sim_cli.c - `holdfast sim`: runs a scenario under one or more policies,
+ * each also without the attack (its control), and reports.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sim.h"
+
+static const char usage[] =
+    "usage: holdfast sim [options]\n"
+    "\n"
+    "  --scenario NAME     %s (default merch-2020)\n"
+    "  --policy NAME       one policy: %s\n"
+    "  --compare A,B,...   several policies, side by side (default: all of them)\n"
+    "  --seed N            the run's seed (default 1): the same seed, the same output\n"
+    "  --json              JSON instead of the table\n"
+    "\n"
+    "Each policy runs twice: with the scenario's attack and without it (its control),\n"
+    "so that \"of ctrl\" says how much of the genuine demand the attack took away.\n";
+
+typedef struct {
+    const char *scenario;
+    char compare[256];
+    uint64_t seed;
+    bool json;
+} sim_args_t;
+
+static int bad(const char *what, const char *value)
+{
+    fprintf(stderr, "holdfast sim: %s \"%s\" (see holdfast sim --help)\n", what, value);
+    return 2;
+}
+
+static int parse(int argc, char **argv, sim_args_t *a)
+{
+    a->scenario = "merch-2020";
+    snprintf(a->compare, sizeof a->compare, "none,naive,quantity-cap,default,strict");
+    a->seed = 1;
+    for (int i = 1; i < argc; i++) {
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(argv[i], "--json") == 0) {
+            a->json = true;
+            continue;
+        }
+        if (v == NULL) {
+            return bad("missing a value after", argv[i]);
+        }
+        if (strcmp(argv[i], "--scenario") == 0) {
+            a->scenario = v;
+        } else if (strcmp(argv[i], "--policy") == 0 || strcmp(argv[i], "--compare") == 0) {
+            if (strlen(v) >= sizeof a->compare) {
+                return bad("too long a list of policies", v);
+            }
+            snprintf(a->compare, sizeof a->compare, "%s", v);
+        } else if (strcmp(argv[i], "--seed") == 0) {
+            char *end;
+            errno = 0;
+            a->seed = strtoull(v, &end, 10);
+            if (*v == '\0' || *end != '\0' || errno != 0) {
+                return bad("--seed must be a number, not", v);
+            }
+        } else {
+            return bad("unknown option", argv[i]);
+        }
+        i++;
+    }
+    return 0;
+}
+
+static int policies_of(const char *list, sim_policy_t *out, uint32_t *count)
+{
+    char copy[256];
+    snprintf(copy, sizeof copy, "%s", list);
+    *count = 0;
+    for (char *save = NULL, *name = strtok_r(copy, ",", &save); name != NULL;
+         name = strtok_r(NULL, ",", &save)) {
+        if (*count == SIM_POLICIES_MAX) {
+            return bad("at most 8 policies in", list);
+        }
+        if (!sim_policy_builtin(name, &out[(*count)++])) {
+            return bad("unknown policy", name);
+        }
+    }
+    return *count == 0 ? bad("no policy in", list) : 0;
+}
+
+int sim_main(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            printf(usage, sim_scenario_names(), sim_policy_names());
+            return 0;
+        }
+    }
+    sim_args_t a = {0};
+    sim_scenario_t attack, control;
+    sim_policy_t policies[SIM_POLICIES_MAX];
+    uint32_t n;
+    int rc = parse(argc, argv, &a);
+    if (rc == 0 && !sim_scenario_builtin(a.scenario, &attack)) {
+        rc = bad("unknown scenario", a.scenario);
+    }
+    if (rc == 0) {
+        rc = policies_of(a.compare, policies, &n);
+    }
+    if (rc != 0) {
+        return rc;
+    }
+    control = attack;
+    control.attackers = 0;
+    sim_result_t results[SIM_POLICIES_MAX], controls[SIM_POLICIES_MAX];
+    sim_options_t o = {.seed = a.seed};
+    char err[256] = "";
+    for (uint32_t i = 0; i < n && rc == 0; i++) {
+        if (sim_run(&attack, &policies[i], &o, &results[i], err, sizeof err) != 0 ||
+            sim_run(&control, &policies[i], &o, &controls[i], err, sizeof err) != 0) {
+            fprintf(stderr, "holdfast sim: %s\n", err);
+            return 1;
+        }
+    }
+    if (a.json) {
+        sim_report_json(stdout, &attack, a.seed, results, n, controls);
+    } else {
+        sim_report_table(stdout, &attack, results, n, controls);
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        sim_result_free(&results[i]);
+        sim_result_free(&controls[i]);
+    }
+    return 0;
+}

@@ -1,0 +1,198 @@
+/*
+ * test_sim.c - the simulator: the same seed gives the same run; small runs
+ * whose outcome follows by hand; the guard's invariants hold throughout;
+ * and what the model implies about the naive shop and the defaults under
+ * the merch-2020 attack.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sim.h"
+
+static sim_result_t run(const sim_scenario_t *s, const char *policy, uint64_t seed,
+                        bool check, uint32_t samples)
+{
+    sim_policy_t p;
+    assert_true(sim_policy_builtin(policy, &p));
+    sim_options_t o = {.seed = seed, .check_invariants = check, .samples = samples};
+    sim_result_t r;
+    char err[256] = "";
+    if (sim_run(s, &p, &o, &r, err, sizeof err) != 0) {
+        fail_msg("sim_run: %s", err);
+    }
+    return r;
+}
+
+/* One sku, buyers who all pay at once after exactly a minute, no attack. */
+static sim_scenario_t tiny(int64_t stock, uint32_t buyers)
+{
+    sim_scenario_t s;
+    memset(&s, 0, sizeof s);
+    snprintf(s.name, sizeof s.name, "tiny");
+    s.sku_count = 1;
+    snprintf(s.skus[0].sku, sizeof s.skus[0].sku, "item");
+    s.skus[0].stock = stock;
+    s.skus[0].price_cents = 1000;
+    s.duration_ms = 3600000;
+    s.genuine = buyers;
+    s.curve = SIM_CURVE_STEADY;
+    s.qty_max = 1;
+    s.think_ms_median = 60000;
+    s.think_sigma = 0; /* exactly a minute */
+    s.browser_hashes_per_s = 85000;
+    return s;
+}
+
+static void test_the_same_seed_gives_the_same_run_and_another_seed_another(void **state)
+{
+    (void)state;
+    sim_scenario_t s;
+    assert_true(sim_scenario_builtin("merch-2020", &s));
+    s.genuine = 1500;
+    s.attackers = 150;
+    sim_result_t a = run(&s, "default", 7, false, 16);
+    sim_result_t b = run(&s, "default", 7, false, 16);
+    sim_result_t c = run(&s, "default", 8, false, 16);
+    /* Every figure and every point of the series. */
+    assert_int_equal(a.events, b.events);
+    assert_memory_equal(&a, &b, offsetof(sim_result_t, samples));
+    assert_memory_equal(a.sample_sold, b.sample_sold, 16 * sizeof(int64_t));
+    assert_memory_equal(a.sample_held, b.sample_held, 16 * sizeof(int64_t));
+    assert_true(a.events != c.events || a.genuine_units_bought != c.genuine_units_bought ||
+                a.attacker_holds != c.attacker_holds);
+    sim_result_free(&a);
+    sim_result_free(&b);
+    sim_result_free(&c);
+}
+
+/* Stock for all: every buyer who pays is served, and pays the price. */
+static void test_buyers_who_pay_are_all_served_when_stock_suffices(void **state)
+{
+    (void)state;
+    sim_scenario_t s = tiny(10, 5);
+    sim_result_t r = run(&s, "naive", 1, true, 0);
+    assert_int_equal(r.genuine_units_wanted, 5);
+    assert_int_equal(r.genuine_units_bought, 5);
+    assert_int_equal(r.genuine_buyers_served, 5);
+    assert_int_equal(r.revenue_cents, 5 * 1000);
+    assert_int_equal(r.units_sold, 5);
+    assert_int_equal(r.oversells, 0);
+    sim_result_free(&r);
+}
+
+/* Two units, three buyers who arrive hours apart and pay within a minute:
+ * the first two buy, the third finds it sold out, with nothing in a cart. */
+static void test_the_third_buyer_of_two_units_finds_them_sold(void **state)
+{
+    (void)state;
+    sim_scenario_t s = tiny(2, 3);
+    sim_result_t r = run(&s, "naive", 3, true, 0);
+    assert_int_equal(r.genuine_units_bought, 2);
+    assert_int_equal(r.genuine_buyers_served, 2);
+    assert_int_equal(r.units_sold, 2);
+    sim_result_t d = run(&s, "default", 3, true, 0);
+    assert_int_equal(d.genuine_units_bought, 2);
+    sim_result_free(&r);
+    sim_result_free(&d);
+}
+
+/* Without holds two buyers who both saw the last unit both pay: one is
+ * served, the other refunded (an oversell). Holds make the second wait. */
+static void test_a_shop_without_holds_oversells_the_last_unit(void **state)
+{
+    (void)state;
+    sim_scenario_t s = tiny(1, 2);
+    s.curve = SIM_CURVE_FLASH;
+    s.spread_ms = 1; /* both arrive in the first milliseconds */
+    sim_result_t none = run(&s, "none", 5, true, 0);
+    assert_int_equal(none.genuine_units_bought, 1);
+    assert_int_equal(none.oversells, 1);
+    sim_result_t naive = run(&s, "naive", 5, true, 0);
+    assert_int_equal(naive.genuine_units_bought, 1);
+    assert_int_equal(naive.oversells, 0);
+    sim_result_free(&none);
+    sim_result_free(&naive);
+}
+
+/* The guard's invariants hold after every 1,024 events of an attack, under
+ * every policy (the run asserts guard_check()). */
+static void test_invariants_hold_throughout_an_attack_under_every_policy(void **state)
+{
+    (void)state;
+    static const char *const policies[] = {"none", "naive", "quantity-cap", "default",
+                                           "strict"};
+    sim_scenario_t s;
+    assert_true(sim_scenario_builtin("merch-2020", &s));
+    s.genuine = 800;
+    s.attackers = 80;
+    for (size_t i = 0; i < sizeof policies / sizeof policies[0]; i++) {
+        sim_result_t r = run(&s, policies[i], 11, true, 8);
+        assert_true(r.units_sold <= 980); /* the catalog's stock: never oversold */
+        assert_true(r.genuine_units_bought <= r.units_sold);
+        sim_result_free(&r);
+    }
+}
+
+/* merch-2020: 400 hoarders asking 10 units each want four times the stock,
+ * and under the naive shop re-hold every unit for 30 minutes as soon as it
+ * frees, from two hours in until the day ends: genuine buyers get what sells
+ * before the attack and what they catch between expiries, far less than the
+ * same shop sells without the attack. The defaults price and cap the
+ * hoarding (budgets, reputation, proofs, escalation) and sell the rest by
+ * buying now, so genuine fill stays close to the control. */
+static void test_merch_2020_naive_falls_far_below_control_default_stays_close(void **state)
+{
+    (void)state;
+    sim_scenario_t attack, control;
+    assert_true(sim_scenario_builtin("merch-2020", &attack));
+    assert_true(sim_scenario_builtin("merch-2020-control", &control));
+    uint64_t seed = 2020;
+    printf("seed=%llu\n", (unsigned long long)seed);
+    sim_result_t na = run(&attack, "naive", seed, false, 0);
+    sim_result_t nc = run(&control, "naive", seed, false, 0);
+    sim_result_t da = run(&attack, "default", seed, false, 0);
+    sim_result_t dc = run(&control, "default", seed, false, 0);
+    printf("naive %llu of %llu, default %llu of %llu\n",
+           (unsigned long long)na.genuine_units_bought, (unsigned long long)nc.genuine_units_bought,
+           (unsigned long long)da.genuine_units_bought, (unsigned long long)dc.genuine_units_bought);
+    assert_true(na.genuine_units_bought * 4 < nc.genuine_units_bought * 3); /* < 75% */
+    assert_true(da.genuine_units_bought * 10 >= dc.genuine_units_bought * 9); /* >= 90% */
+    assert_true(da.attacker_unit_hours * 2 < na.attacker_unit_hours);
+    assert_true(na.genuine_saw_sold_out_while_held > da.genuine_saw_sold_out_while_held);
+    sim_result_free(&na);
+    sim_result_free(&nc);
+    sim_result_free(&da);
+    sim_result_free(&dc);
+}
+
+static void test_unknown_names_are_refused(void **state)
+{
+    (void)state;
+    sim_scenario_t s;
+    sim_policy_t p;
+    assert_false(sim_scenario_builtin("merch-2021", &s));
+    assert_false(sim_policy_builtin("lenient", &p));
+    assert_true(sim_scenario_builtin("flash-sale-control", &s));
+    assert_int_equal(s.attackers, 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_the_same_seed_gives_the_same_run_and_another_seed_another),
+        cmocka_unit_test(test_buyers_who_pay_are_all_served_when_stock_suffices),
+        cmocka_unit_test(test_the_third_buyer_of_two_units_finds_them_sold),
+        cmocka_unit_test(test_a_shop_without_holds_oversells_the_last_unit),
+        cmocka_unit_test(test_invariants_hold_throughout_an_attack_under_every_policy),
+        cmocka_unit_test(test_merch_2020_naive_falls_far_below_control_default_stays_close),
+        cmocka_unit_test(test_unknown_names_are_refused),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
