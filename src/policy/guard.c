@@ -124,7 +124,7 @@ static size_t align_up(size_t n)
 
 typedef struct {
     size_t ids, id_index, cs, cs_index, holds, skus, sku_policies, waits, proofs, proof_index,
-        scratch, total;
+        scratch, wait_index, total;
 } layout_t;
 
 static layout_t layout_for(const guard_config_t *c)
@@ -145,6 +145,7 @@ static layout_t layout_for(const guard_config_t *c)
     PLACE(proofs, (size_t)c->proofs_max * sizeof(guard_proof_t));
     PLACE(proof_index, (size_t)index_capacity(c->proofs_max) * sizeof(uint32_t));
     PLACE(scratch, (size_t)c->engine.skus_max * sizeof(uint32_t));
+    PLACE(wait_index, (size_t)index_capacity(c->waitlist_max) * sizeof(uint32_t));
 #undef PLACE
     l.total = at;
     return l;
@@ -198,6 +199,8 @@ int guard_init(guard_t *g, const guard_config_t *c, int64_t now_ms)
     g->proof_index = (uint32_t *)(base + l.proof_index);
     g->proof_index_mask = index_capacity(c->proofs_max) - 1;
     g->scratch = (uint32_t *)(base + l.scratch);
+    g->wait_index = (uint32_t *)(base + l.wait_index);
+    g->wait_index_mask = index_capacity(c->waitlist_max) - 1;
     g->shop_at_ms = now_ms;
     return 0;
 }
@@ -260,6 +263,17 @@ static uint64_t cs_hash_of(const guard_t *g, uint32_t i)
 static uint64_t proof_hash_of(const guard_t *g, uint32_t i)
 {
     return mix64(g->proofs[i].tag);
+}
+
+/* A waiting entry is indexed by (sku, customer): one place each. */
+static uint64_t waiting_hash(uint32_t sku, const char *customer, size_t len)
+{
+    return hash_bytes(0x8a5cd789635d2dffull ^ sku, customer, len);
+}
+
+static uint64_t wait_hash_of(const guard_t *g, uint32_t i)
+{
+    return waiting_hash(g->waits[i].sku, g->waits[i].customer, g->waits[i].customer_len);
 }
 
 /* ---------------------------------------------------------- identities */
@@ -442,9 +456,20 @@ static void cs_free(guard_t *g, uint32_t i)
     g->stats.customer_skus--;
 }
 
+/* Under pressure (a full table) a customer identity that holds nothing
+ * goes too, history and all: a rotating hoarder's one-hold accounts would
+ * otherwise fill the table for a day and turn newcomers away. Addresses
+ * and fingerprints, where reputation does its work, stay. */
+static bool id_idle_customer(const guard_t *g, uint32_t i)
+{
+    const guard_identity_t *id = &g->ids[i];
+    return id->live && id->kind == POLICY_ID_CUSTOMER && id->holds_active == 0 &&
+           id->customer_skus == 0;
+}
+
 /* Frees entries at rest among the next `steps` of each table, resuming
- * where the last sweep stopped. */
-static void sweep(guard_t *g, int64_t now_ms, uint32_t steps)
+ * where the last sweep stopped (pressed: idle customers too, above). */
+static void sweep(guard_t *g, int64_t now_ms, uint32_t steps, bool pressed)
 {
     for (uint32_t n = 0; n < steps && g->cs_hwm > 0; n++) {
         g->cs_sweep = g->cs_sweep >= g->cs_hwm ? 0 : g->cs_sweep;
@@ -455,7 +480,7 @@ static void sweep(guard_t *g, int64_t now_ms, uint32_t steps)
     }
     for (uint32_t n = 0; n < steps && g->id_hwm > 0; n++) {
         g->id_sweep = g->id_sweep >= g->id_hwm ? 0 : g->id_sweep;
-        if (id_at_rest(g, g->id_sweep, now_ms)) {
+        if ((pressed && id_idle_customer(g, g->id_sweep)) || id_at_rest(g, g->id_sweep, now_ms)) {
             id_free(g, g->id_sweep);
         }
         g->id_sweep++;
@@ -719,6 +744,7 @@ static void wait_unlink(guard_t *g, uint32_t i)
     }
     s->wait_count--;
     g->stats.waiting--;
+    index_delete(g, g->wait_index, g->wait_index_mask, wait_hash_of(g, i), i, wait_hash_of);
 }
 
 static void on_start(guard_t *g, const engine_hold_view_t *h, const guard_hold_t *side,
@@ -804,7 +830,10 @@ static void wait_serve(guard_t *g, uint32_t sku, int64_t at_ms)
     for (;;) {
         engine_sku_view_t v;
         engine_sku_view(&g->engine, sku, &v);
-        uint32_t i = s->wait_head == 0 ? NONE : wait_first_servable(g, sku, v.stock - v.sold);
+        if (s->wait_head == 0 || v.available <= 0) {
+            return; /* nothing to offer: no need to look down the line */
+        }
+        uint32_t i = wait_first_servable(g, sku, v.stock - v.sold);
         if (i == NONE || v.available < g->waits[i].qty) {
             return;
         }
@@ -837,6 +866,8 @@ static void wait_serve(guard_t *g, uint32_t sku, int64_t at_ms)
         w->hold_id = o.hold_id;
         offer_start(g, o.hold_id, i, &n, at_ms);
         g->stats.wait_offered++;
+        guard_offer_t *log = &g->offer_log[g->offer_seq % GUARD_OFFER_LOG_MAX];
+        *log = (guard_offer_t){.seq = ++g->offer_seq, .wait_id = w->id, .hold_id = o.hold_id};
     }
 }
 
@@ -1069,7 +1100,7 @@ static guard_result_t hold_room(guard_t *g, const guard_op_t *op, names_t *n, bo
     bool full = r == GUARD_IDENTITIES_FULL || r == GUARD_CUSTOMER_SKUS_FULL;
     *swept = full && now_ms >= g->swept_at_ms + GUARD_FULL_SWEEP_MS;
     if (*swept) {
-        sweep(g, now_ms, g->id_hwm > g->cs_hwm ? g->id_hwm : g->cs_hwm);
+        sweep(g, now_ms, g->id_hwm > g->cs_hwm ? g->id_hwm : g->cs_hwm, true);
         g->swept_at_ms = now_ms;
         names_find(g, &op->engine.u.hold_create, n);
         r = room_now(g, op, n);
@@ -1140,7 +1171,7 @@ static guard_outcome_t apply_hold_create(guard_t *g, guard_op_t *op, names_t *n)
     for (uint16_t i = 0; i < h.line_count; i++) {
         sku_evaluate(g, h.lines[i].sku_index, now_ms);
     }
-    sweep(g, now_ms, SWEEP_PER_HOLD);
+    sweep(g, now_ms, SWEEP_PER_HOLD, false);
     return out;
 }
 
@@ -1290,9 +1321,11 @@ static guard_outcome_t apply_revoke(guard_t *g, guard_op_t *op)
 /* Whether the customer already waits in this sku's line (one place each). */
 static bool wait_has_customer(const guard_t *g, uint32_t sku, const char *customer, size_t len)
 {
-    for (uint32_t at = g->skus[sku].wait_head; at != 0; at = g->waits[at - 1].next) {
-        const guard_wait_t *w = &g->waits[at - 1];
-        if (w->customer_len == len && memcmp(w->customer, customer, len) == 0) {
+    uint64_t h = waiting_hash(sku, customer, len);
+    for (uint32_t b = (uint32_t)h & g->wait_index_mask; g->wait_index[b] != 0;
+         b = (b + 1) & g->wait_index_mask) {
+        const guard_wait_t *w = &g->waits[g->wait_index[b] - 1];
+        if (w->sku == sku && w->customer_len == len && memcmp(w->customer, customer, len) == 0) {
             return true;
         }
     }
@@ -1361,6 +1394,7 @@ static guard_outcome_t apply_wait_join(guard_t *g, guard_op_t *op)
     s->wait_count++;
     g->stats.waiting++;
     g->stats.wait_joined++;
+    index_insert(g->wait_index, g->wait_index_mask, wait_hash_of(g, i), i);
     wait_serve(g, sku, op->engine.now_ms); /* units may be there already */
     return (guard_outcome_t){.result = GUARD_OK, .changed = true, .id = id};
 }
@@ -1429,7 +1463,7 @@ guard_outcome_t guard_apply(guard_t *g, guard_op_t *op)
         out = apply_wait_cancel(g, op);
         break;
     case GUARD_OP_SWEEP:
-        sweep(g, op->engine.now_ms, g->id_hwm > g->cs_hwm ? g->id_hwm : g->cs_hwm);
+        sweep(g, op->engine.now_ms, g->id_hwm > g->cs_hwm ? g->id_hwm : g->cs_hwm, true);
         g->swept_at_ms = op->engine.now_ms;
         out = (guard_outcome_t){.result = GUARD_OK, .changed = true};
         break;
@@ -1857,6 +1891,18 @@ bool guard_wait_state(const guard_t *g, uint64_t id, guard_wait_state_t *state_o
     }
     *state_out = (guard_wait_state_t)g->waits[i].state;
     *hold_id_out = g->waits[i].hold_id;
+    return true;
+}
+
+bool guard_wait_customer(const guard_t *g, uint64_t id, const char **customer_out,
+                         uint8_t *len_out)
+{
+    uint32_t i = wait_find(g, id);
+    if (i == NONE) {
+        return false;
+    }
+    *customer_out = g->waits[i].customer;
+    *len_out = g->waits[i].customer_len;
     return true;
 }
 
@@ -2418,6 +2464,11 @@ static void rebuild_indexes(guard_t *g)
     }
     for (uint32_t i = 0; i < g->proof_count; i++) {
         index_insert(g->proof_index, g->proof_index_mask, mix64(g->proofs[i].tag), i);
+    }
+    for (uint32_t i = 0; i < g->wait_hwm; i++) {
+        if (g->waits[i].state == GUARD_WAIT_WAITING) {
+            index_insert(g->wait_index, g->wait_index_mask, wait_hash_of(g, i), i);
+        }
     }
 }
 

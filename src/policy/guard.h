@@ -280,6 +280,15 @@ typedef struct {
     bool on;
 } guard_event_t;
 
+/* Waitlist offers as they are made, the latest few: a caller that must
+ * tell people (the simulator's buyers; a live page) reads those it has not
+ * seen. Transient: not journaled, not in snapshots. */
+#define GUARD_OFFER_LOG_MAX 4096
+typedef struct {
+    uint64_t seq; /* 1, 2, ... */
+    uint64_t wait_id, hold_id;
+} guard_offer_t;
+
 typedef struct guard_s {
     guard_config_t config;
     engine_t engine;
@@ -309,9 +318,12 @@ typedef struct guard_s {
     uint32_t *proof_index, proof_index_mask;
     uint32_t proof_head, proof_count;
     uint32_t *scratch; /* skus to serve after an instant's expiries */
+    uint32_t *wait_index, wait_index_mask; /* waiting entries by (sku, customer) */
     guard_stats_t stats;
     uint64_t event_seq;
     guard_event_t events[GUARD_EVENTS_MAX];
+    uint64_t offer_seq;
+    guard_offer_t offer_log[GUARD_OFFER_LOG_MAX];
 } guard_t;
 
 /* Reserves every table (address space only). -1 on failure, nothing held. */
@@ -414,6 +426,9 @@ bool guard_wait_view(const guard_t *g, uint64_t id, guard_wait_view_t *out);
  * walks the line): for callers that poll. */
 bool guard_wait_state(const guard_t *g, uint64_t id, guard_wait_state_t *state_out,
                       uint64_t *hold_id_out);
+/* The customer an entry is for (points into the guard: read it at once). */
+bool guard_wait_customer(const guard_t *g, uint64_t id, const char **customer_out,
+                         uint8_t *len_out);
 size_t guard_wait_id_format(uint64_t id, char *out);
 bool guard_wait_id_parse(const char *text, size_t len, uint64_t *id_out);
 

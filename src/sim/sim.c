@@ -99,10 +99,16 @@ typedef struct {
     uint8_t kind;
 } event_t;
 
+/* Every event is scheduled in the heap but the buyers' arrivals, which are
+ * known at the start: they wait in a sorted array and merge in, so the heap
+ * holds only what is in flight (a million arrivals in a heap would cost a
+ * cache miss a level on every step). */
 typedef struct {
     event_t *heap;
     uint32_t count, capacity;
     uint64_t seq;
+    event_t *arrivals;
+    uint32_t arrival_count, arrival_next;
 } queue_t;
 
 static bool before(const event_t *a, const event_t *b)
@@ -126,7 +132,37 @@ static void push(queue_t *q, int64_t at_ms, uint32_t agent, event_kind_t kind)
     q->heap[i] = e;
 }
 
+static int by_time(const void *a, const void *b)
+{
+    const event_t *x = a, *y = b;
+    return before(x, y) ? -1 : before(y, x) ? 1 : 0;
+}
+
+static bool queue_empty(const queue_t *q)
+{
+    return q->count == 0 && q->arrival_next == q->arrival_count;
+}
+
+/* The next event's time (the queue is not empty). */
+static int64_t queue_next_ms(const queue_t *q)
+{
+    bool arrival = q->arrival_next < q->arrival_count &&
+                   (q->count == 0 || before(&q->arrivals[q->arrival_next], &q->heap[0]));
+    return arrival ? q->arrivals[q->arrival_next].at_ms : q->heap[0].at_ms;
+}
+
+static event_t pop_heap(queue_t *q);
+
 static event_t pop(queue_t *q)
+{
+    if (q->arrival_next < q->arrival_count &&
+        (q->count == 0 || before(&q->arrivals[q->arrival_next], &q->heap[0]))) {
+        return q->arrivals[q->arrival_next++];
+    }
+    return pop_heap(q);
+}
+
+static event_t pop_heap(queue_t *q)
 {
     assert(q->count > 0);
     event_t top = q->heap[0], last = q->heap[--q->count];
@@ -164,7 +200,7 @@ enum {
 typedef struct {
     uint64_t hold_id, wait_id;
     uint32_t proof_tag;
-    uint8_t sku, qty, tries, flags;
+    uint8_t sku, qty, tries, flags, polls;
 } buyer_t;
 
 typedef struct {
@@ -172,6 +208,7 @@ typedef struct {
     uint32_t proof_tag;
     double cpu_left_s;
     uint8_t sku;
+    uint8_t misses; /* refusals in a row: it waits longer after each */
 } hoarder_t;
 
 typedef struct {
@@ -187,6 +224,7 @@ typedef struct {
     uint32_t proof_seq;
     int64_t now_ms;
     uint32_t sample_next;
+    uint64_t offers_seen;
 } sim_t;
 
 /* Agents 0..genuine-1 are buyers; hoarder a is agent genuine + a. */
@@ -328,6 +366,12 @@ static double proof_s(uint32_t bits, double hashes_per_s)
 
 /* ---------------------------------------------------------------- buyers */
 
+/* A waiting buyer is told of an offer (an email, a push); looking every
+ * half hour as well catches one whose notice was lost. */
+#define WAIT_POLL_MS (30 * 60 * 1000)
+/* From the notice to paying for the offer. */
+#define OFFER_REACTION_MS 30000
+
 static void bought(sim_t *m, uint32_t i)
 {
     buyer_t *b = &m->buyers[i];
@@ -368,7 +412,9 @@ static void sold_out(sim_t *m, uint32_t i)
     if (o.result == GUARD_OK) {
         b->wait_id = o.id;
         b->flags |= G_WAITLISTED;
-        push(&m->q, m->now_ms + 60000, i, EV_WAIT_CHECK);
+        /* Told when an offer comes (notice_offers); a slow look now and then
+         * covers a notice lost to a burst of offers. */
+        push(&m->q, m->now_ms + WAIT_POLL_MS, i, EV_WAIT_CHECK);
     }
 }
 
@@ -489,7 +535,9 @@ static void buyer_wait_check(sim_t *m, uint32_t i)
         return;
     }
     if (state == GUARD_WAIT_WAITING) {
-        push(&m->q, m->now_ms + 60000, i, EV_WAIT_CHECK);
+        /* Looking less often as the wait grows (the notice is what counts). */
+        b->polls += b->polls < 6;
+        push(&m->q, m->now_ms + ((int64_t)WAIT_POLL_MS << b->polls), i, EV_WAIT_CHECK);
     } else if (state == GUARD_WAIT_OFFERED && !rng_pct(&m->rng, m->s->abandon_pct / 2)) {
         guard_outcome_t o = hold_op(m, ENGINE_OP_HOLD_COMMIT, hold_id);
         if (o.result == GUARD_OK) {
@@ -499,7 +547,33 @@ static void buyer_wait_check(sim_t *m, uint32_t i)
     }
 }
 
+/* Offers made since the last look: each buyer is told, and goes to pay. */
+static void notice_offers(sim_t *m)
+{
+    const guard_t *g = m->g;
+    uint64_t first = m->offers_seen + 1;
+    if (g->offer_seq - m->offers_seen > GUARD_OFFER_LOG_MAX) {
+        first = g->offer_seq - GUARD_OFFER_LOG_MAX + 1; /* older ones: the poll finds them */
+    }
+    for (uint64_t seq = first; seq <= g->offer_seq; seq++) {
+        const guard_offer_t *o = &g->offer_log[(seq - 1) % GUARD_OFFER_LOG_MAX];
+        assert(o->seq == seq);
+        const char *customer;
+        uint8_t len;
+        if (guard_wait_customer(g, o->wait_id, &customer, &len) && len > 1 &&
+            customer[0] == 'g') {
+            uint32_t i = (uint32_t)strtoul(customer + 1, NULL, 10);
+            if (i < m->s->genuine && m->buyers[i].wait_id == o->wait_id) {
+                push(&m->q, m->now_ms + OFFER_REACTION_MS, i, EV_WAIT_CHECK);
+            }
+        }
+    }
+    m->offers_seen = g->offer_seq;
+}
+
 /* -------------------------------------------------------------- hoarders */
+
+#define HOARD_WAIT_MS_MAX (30 * 60 * 1000)
 
 static void hoarder_next_sku(sim_t *m, hoarder_t *h)
 {
@@ -532,10 +606,15 @@ static void hoarder_attempt(sim_t *m, uint32_t agent)
     hoarder_request(m, agent - m->s->genuine, &req);
     guard_outcome_t o = guard_hold(m->g, &req, m->now_ms, &op);
     if (o.result == GUARD_OK) {
+        h->misses = 0;
         hoarder_held(m, agent, h, o.engine.hold_id);
         return;
     }
-    int64_t wait_ms = 60000;
+    /* A bot polls a sold-out or refusing shop, backing off from a minute to
+     * half an hour as refusals pile up. */
+    h->misses += h->misses < 5;
+    int64_t wait_ms = 60000LL << h->misses > HOARD_WAIT_MS_MAX ? HOARD_WAIT_MS_MAX
+                                                                : 60000LL << h->misses;
     if (o.result == GUARD_CHALLENGED) {
         m->r->attacker_challenged++;
         double s = proof_s(o.decision.bits, m->s->attacker_hashes_per_s);
@@ -546,10 +625,12 @@ static void hoarder_attempt(sim_t *m, uint32_t agent)
             push(&m->q, m->now_ms + (int64_t)(s * 1000.0) + 1, agent, EV_HOARD_PROOF);
             return;
         }
-        wait_ms = 5 * 60000; /* out of CPU: try elsewhere, later */
+        wait_ms = HOARD_WAIT_MS_MAX; /* out of CPU: try elsewhere, later */
     } else if (o.result == GUARD_DENIED) {
         m->r->attacker_denied++;
-        wait_ms = o.decision.retry_after_ms >= 0 ? o.decision.retry_after_ms + 1 : 60000;
+        if (o.decision.retry_after_ms >= 0 && o.decision.retry_after_ms < wait_ms) {
+            wait_ms = o.decision.retry_after_ms + 1;
+        }
     }
     hoarder_next_sku(m, h);
     push(&m->q, m->now_ms + wait_ms, agent, EV_HOARD);
@@ -609,8 +690,9 @@ static guard_config_t tables_for(const sim_scenario_t *s)
 {
     guard_config_t c = guard_config_default();
     uint64_t agents = (uint64_t)s->genuine + s->attackers;
-    uint64_t churn = s->rotate_ids ? (uint64_t)s->attackers * (uint64_t)(s->duration_ms / 60000)
-                                   : s->attackers;
+    /* Rotating hoarders' one-hold accounts are swept when the table fills,
+     * as on a server: room for a few each is enough. */
+    uint64_t churn = s->rotate_ids ? 4ull * s->attackers : s->attackers;
     c.engine.skus_max = s->sku_count;
     c.engine.holds_max = (uint32_t)(agents * 2 + 1024);
     c.engine.idem_keys_max = 16;
@@ -647,6 +729,8 @@ static void open_shop(sim_t *m)
 static void populate(sim_t *m)
 {
     const sim_scenario_t *s = m->s;
+    m->q.arrivals = malloc((s->genuine + 1) * sizeof *m->q.arrivals);
+    assert(m->q.arrivals != NULL);
     for (uint32_t i = 0; i < s->genuine; i++) {
         buyer_t *b = &m->buyers[i];
         b->sku = pick_sku(m);
@@ -654,8 +738,11 @@ static void populate(sim_t *m)
                                ? 1
                                : 2 + rng_below(&m->rng, s->qty_max - 1));
         m->r->genuine_units_wanted += b->qty;
-        push(&m->q, arrival_ms(m), i, EV_ARRIVE);
+        m->q.arrivals[i] = (event_t){.at_ms = arrival_ms(m), .seq = m->q.seq++, .agent = i,
+                                     .kind = EV_ARRIVE};
     }
+    m->q.arrival_count = s->genuine;
+    qsort(m->q.arrivals, s->genuine, sizeof *m->q.arrivals, by_time);
     for (uint32_t a = 0; a < s->attackers; a++) {
         hoarder_t *h = &m->hoarders[a];
         h->cpu_left_s = s->attacker_cpu_s;
@@ -730,6 +817,7 @@ static void sim_stop(sim_t *m)
     free(m->buyers);
     free(m->hoarders);
     free(m->q.heap);
+    free(m->q.arrivals);
 }
 
 int sim_run(const sim_scenario_t *s, const sim_policy_t *p, const sim_options_t *o,
@@ -750,10 +838,13 @@ int sim_run(const sim_scenario_t *s, const sim_policy_t *p, const sim_options_t 
     if (rc == 0) {
         open_shop(&m);
         populate(&m);
-        while (m.q.count > 0 && m.q.heap[0].at_ms <= s->duration_ms) {
+        while (!queue_empty(&m.q) && queue_next_ms(&m.q) <= s->duration_ms) {
             event_t e = pop(&m.q);
             m.now_ms = e.at_ms;
             dispatch(&m, &e);
+            if (m.g->offer_seq != m.offers_seen) {
+                notice_offers(&m);
+            }
             r->events++;
             if (o->check_invariants && (r->events & 1023) == 0) {
                 assert(guard_check(m.g));

@@ -15,6 +15,8 @@ static const char usage[] =
     "  --policy NAME       one policy: %s\n"
     "  --compare A,B,...   several policies, side by side (default: all of them)\n"
     "  --seed N            the run's seed (default 1): the same seed, the same output\n"
+    "  --genuine N         genuine buyers instead of the scenario's (0-10000000)\n"
+    "  --attackers N       hoarders instead of the scenario's (0-1000000)\n"
     "  --json              JSON instead of the table\n"
     "\n"
     "Each policy runs twice: with the scenario's attack and without it (its control),\n"
@@ -25,7 +27,21 @@ typedef struct {
     char compare[256];
     uint64_t seed;
     bool json;
+    int64_t genuine, attackers; /* -1: the scenario's */
 } sim_args_t;
+
+/* A number in [lo, hi], or false. */
+static bool number(const char *v, int64_t lo, int64_t hi, int64_t *out)
+{
+    char *end;
+    errno = 0;
+    long long n = strtoll(v, &end, 10);
+    if (*v == '\0' || *end != '\0' || errno != 0 || n < lo || n > hi) {
+        return false;
+    }
+    *out = n;
+    return true;
+}
 
 static int bad(const char *what, const char *value)
 {
@@ -38,6 +54,7 @@ static int parse(int argc, char **argv, sim_args_t *a)
     a->scenario = "merch-2020";
     snprintf(a->compare, sizeof a->compare, "none,naive,quantity-cap,default,strict");
     a->seed = 1;
+    a->genuine = a->attackers = -1;
     for (int i = 1; i < argc; i++) {
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(argv[i], "--json") == 0) {
@@ -54,6 +71,14 @@ static int parse(int argc, char **argv, sim_args_t *a)
                 return bad("too long a list of policies", v);
             }
             snprintf(a->compare, sizeof a->compare, "%s", v);
+        } else if (strcmp(argv[i], "--genuine") == 0) {
+            if (!number(v, 0, SIM_GENUINE_MAX, &a->genuine)) {
+                return bad("--genuine must be 0 to 10000000, not", v);
+            }
+        } else if (strcmp(argv[i], "--attackers") == 0) {
+            if (!number(v, 0, SIM_ATTACKERS_MAX, &a->attackers)) {
+                return bad("--attackers must be 0 to 1000000, not", v);
+            }
         } else if (strcmp(argv[i], "--seed") == 0) {
             char *end;
             errno = 0;
@@ -107,6 +132,12 @@ int sim_main(int argc, char **argv)
     }
     if (rc != 0) {
         return rc;
+    }
+    if (a.genuine >= 0) {
+        attack.genuine = (uint32_t)a.genuine;
+    }
+    if (a.attackers >= 0) {
+        attack.attackers = (uint32_t)a.attackers;
     }
     control = attack;
     control.attackers = 0;

@@ -2192,8 +2192,9 @@ static void test_idle_entries_are_swept_under_a_stream_of_one_off_customers(void
     guard_free(g);
 }
 
-/* Entries at rest mean the same as no entry: a table full of them must not
- * turn a newcomer away. */
+/* Entries at rest mean the same as no entry, and a full table forgets the
+ * customers that hold nothing: neither may turn a newcomer away. Customers
+ * with a hold are never forgotten. */
 static void test_a_table_full_of_idle_entries_admits_a_newcomer(void **state)
 {
     (void)state;
@@ -2205,16 +2206,27 @@ static void test_a_table_full_of_idle_entries_admits_a_newcomer(void **state)
     put_policy(g, T0, &p);
     put_sku(g, T0, "tea", 100);
     const char *const names[4] = {"ann", "bob", "cat", "dan"};
+    uint64_t held[4];
     for (int i = 0; i < 4; i++) {
         guard_hold_request_t r = request(names[i], "tea", 1, 0);
-        finish_ok(g, T0, ENGINE_OP_HOLD_RELEASE, hold_ok(g, &r, T0));
+        held[i] = hold_ok(g, &r, T0);
     }
     guard_hold_request_t r = request("eve", "tea", 1, 0);
-    assert_int_equal(hold(g, &r, T0).result, GUARD_IDENTITIES_FULL); /* all four are fresh */
+    assert_int_equal(hold(g, &r, T0).result, GUARD_IDENTITIES_FULL); /* all four hold */
     assert_int_equal(guard_stats(g).identities, 4);
+    for (int i = 0; i < 4; i++) {
+        finish_ok(g, T0 + 1, ENGINE_OP_HOLD_RELEASE, held[i]);
+    }
+    /* Under pressure, idle customers go at once (at the next full sweep). */
+    guard_outcome_t o = hold(g, &r, T0 + 2000);
+    assert_int_equal(o.result, GUARD_OK);
+    assert_true(
+        guard_identity_find(g, POLICY_ID_CUSTOMER, "eve", 3, &(guard_identity_view_t){0}));
+    finish_ok(g, T0 + 2001, ENGINE_OP_HOLD_RELEASE, o.engine.hold_id);
 
     const int64_t later = T0 + 30 * DAY_MS; /* every entry long at rest */
-    guard_outcome_t o = hold(g, &r, later);
+    r = request("fay", "tea", 1, 0);
+    o = hold(g, &r, later);
     if (o.result != GUARD_OK) {
         print_error("a newcomer was refused (%s) 30 days after the last hold, with %u entries, "
                     "all at rest\n",
