@@ -208,7 +208,8 @@ typedef struct {
     uint32_t proof_tag;
     double cpu_left_s;
     uint8_t sku;
-    uint8_t misses; /* refusals in a row: it waits longer after each */
+    uint8_t misses;   /* refusals in a row: it waits longer after each */
+    uint8_t watching; /* in the line of bots watching a sold-out shop */
 } hoarder_t;
 
 typedef struct {
@@ -225,6 +226,8 @@ typedef struct {
     int64_t now_ms;
     uint32_t sample_next;
     uint64_t offers_seen;
+    uint32_t *watchers; /* a ring of hoarders watching a sold-out shop */
+    uint32_t watch_head, watch_count;
 } sim_t;
 
 /* Agents 0..genuine-1 are buyers; hoarder a is agent genuine + a. */
@@ -313,14 +316,21 @@ static void buyer_request(sim_t *m, uint32_t i, guard_hold_request_t *req, bool 
     set_proof(m, req, &b->proof_tag);
 }
 
+static engine_sku_view_t sku_view(const sim_t *m, uint8_t sku);
+
+/* The most the page offers (10, or what is left) within the sku's cap. */
 static uint32_t hoard_qty(const sim_t *m, uint8_t sku)
 {
-    uint32_t qty = 10; /* the most a shop's page offers */
+    int64_t qty = 10;
     const policy_config_t *c = guard_sku_policy(m->g, sku, NULL);
     if (c->quantity_enabled && qty > c->quantity_line_qty_max) {
-        qty = (uint32_t)c->quantity_line_qty_max;
+        qty = c->quantity_line_qty_max;
     }
-    return qty;
+    int64_t available = sku_view(m, sku).available;
+    if (qty > available && available > 0) {
+        qty = available;
+    }
+    return (uint32_t)qty;
 }
 
 static void hoarder_request(sim_t *m, uint32_t a, guard_hold_request_t *req)
@@ -594,12 +604,65 @@ static void hoarder_held(sim_t *m, uint32_t agent, hoarder_t *h, uint64_t hold_i
     push(&m->q, v.expires_ms, agent, EV_HOARD); /* hold again as it runs out */
 }
 
+/* A bot on a sold-out shop watches the stock page (reads, not holds) and
+ * pounces when units appear. The simulation keeps the watchers in a line
+ * and wakes as many as the freed units could feed, each after a random
+ * reaction of up to HOARD_REACTION_MS (a page polled that often), instead
+ * of stepping every bot through every poll. */
+#define HOARD_REACTION_MS 30000
+
+static void watch(sim_t *m, uint32_t a)
+{
+    hoarder_t *h = &m->hoarders[a];
+    if (h->watching) {
+        return;
+    }
+    h->watching = 1;
+    m->watchers[(m->watch_head + m->watch_count++) % m->s->attackers] = a;
+}
+
+/* After each event: units on sale and bots watching? Wake some. */
+static void wake_watchers(sim_t *m)
+{
+    if (m->watch_count == 0 || m->now_ms >= m->s->attack_end_ms) {
+        return;
+    }
+    int64_t available = 0;
+    for (uint32_t k = 0; k < m->s->sku_count; k++) {
+        available += sku_view(m, (uint8_t)k).available;
+    }
+    for (int64_t fed = 0; fed < available && m->watch_count > 0; fed += 10) {
+        uint32_t a = m->watchers[m->watch_head];
+        m->watch_head = (m->watch_head + 1) % m->s->attackers;
+        m->watch_count--;
+        m->hoarders[a].watching = 0;
+        push(&m->q, m->now_ms + 1 + rng_below(&m->rng, HOARD_REACTION_MS), m->s->genuine + a,
+             EV_HOARD);
+    }
+}
+
+/* Moves the hoarder to the next sku with units available; false if none. */
+static bool hoarder_find_stock(sim_t *m, hoarder_t *h)
+{
+    for (uint32_t k = 0; k < m->s->sku_count; k++) {
+        if (sku_view(m, h->sku).available > 0) {
+            return true;
+        }
+        hoarder_next_sku(m, h);
+    }
+    return false;
+}
+
 /* A hoarder holds the most it may, and pays for proofs while it can. */
 static void hoarder_attempt(sim_t *m, uint32_t agent)
 {
     hoarder_t *h = &m->hoarders[agent - m->s->genuine];
     if (m->now_ms >= m->s->attack_end_ms || m->p->no_holds) {
         return; /* a shop without holds has nothing to hoard */
+    }
+    if (!hoarder_find_stock(m, h)) {
+        watch(m, agent - m->s->genuine); /* sold out everywhere: watch the stock page */
+        return;
     }
     guard_hold_request_t req;
     guard_op_t op;
@@ -792,13 +855,15 @@ static int sim_start(sim_t *m, char *err, size_t err_size)
     m->g = calloc(1, sizeof *m->g);
     m->buyers = calloc(s->genuine + 1, sizeof *m->buyers);
     m->hoarders = calloc(s->attackers + 1, sizeof *m->hoarders);
+    m->watchers = calloc(s->attackers + 1, sizeof *m->watchers);
     uint32_t n = m->o->samples;
     m->r->samples = n;
     m->r->sample_ms = calloc(n + 1, sizeof(int64_t));
     m->r->sample_available = calloc(n + 1, sizeof(int64_t));
     m->r->sample_held = calloc(n + 1, sizeof(int64_t));
     m->r->sample_sold = calloc(n + 1, sizeof(int64_t));
-    if (m->g == NULL || m->buyers == NULL || m->hoarders == NULL || m->r->sample_sold == NULL ||
+    if (m->g == NULL || m->buyers == NULL || m->hoarders == NULL || m->watchers == NULL ||
+        m->r->sample_sold == NULL ||
         m->r->sample_held == NULL || m->r->sample_available == NULL || m->r->sample_ms == NULL ||
         guard_init(m->g, &tables, 0) != 0) {
         snprintf(err, err_size, "cannot reserve the tables for %u buyers and %u hoarders",
@@ -816,6 +881,7 @@ static void sim_stop(sim_t *m)
     free(m->g);
     free(m->buyers);
     free(m->hoarders);
+    free(m->watchers);
     free(m->q.heap);
     free(m->q.arrivals);
 }
@@ -845,6 +911,7 @@ int sim_run(const sim_scenario_t *s, const sim_policy_t *p, const sim_options_t 
             if (m.g->offer_seq != m.offers_seen) {
                 notice_offers(&m);
             }
+            wake_watchers(&m);
             r->events++;
             if (o->check_invariants && (r->events & 1023) == 0) {
                 assert(guard_check(m.g));

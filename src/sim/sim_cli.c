@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "sim.h"
 
@@ -111,6 +112,22 @@ static int policies_of(const char *list, sim_policy_t *out, uint32_t *count)
     return *count == 0 ? bad("no policy in", list) : 0;
 }
 
+/* One run, its wall time on stderr (stdout stays the same for a seed). */
+static int timed_run(const sim_scenario_t *s, const sim_policy_t *p, const sim_options_t *o,
+                     sim_result_t *r, char *err, size_t err_size)
+{
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int rc = sim_run(s, p, o, r, err, err_size);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    if (rc == 0) {
+        fprintf(stderr, "sim: %s under %s: %llu events in %.2f s\n", s->name, p->name,
+                (unsigned long long)r->events,
+                (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+    }
+    return rc;
+}
+
 int sim_main(int argc, char **argv)
 {
     for (int i = 1; i < argc; i++) {
@@ -145,8 +162,8 @@ int sim_main(int argc, char **argv)
     sim_options_t o = {.seed = a.seed};
     char err[256] = "";
     for (uint32_t i = 0; i < n && rc == 0; i++) {
-        if (sim_run(&attack, &policies[i], &o, &results[i], err, sizeof err) != 0 ||
-            sim_run(&control, &policies[i], &o, &controls[i], err, sizeof err) != 0) {
+        if (timed_run(&attack, &policies[i], &o, &results[i], err, sizeof err) != 0 ||
+            timed_run(&control, &policies[i], &o, &controls[i], err, sizeof err) != 0) {
             fprintf(stderr, "holdfast sim: %s\n", err);
             return 1;
         }
