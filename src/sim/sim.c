@@ -908,6 +908,9 @@ int sim_run(const sim_scenario_t *s, const sim_policy_t *p, const sim_options_t 
             event_t e = pop(&m.q);
             m.now_ms = e.at_ms;
             dispatch(&m, &e);
+            if (e.kind == EV_SAMPLE) {
+                continue; /* a sample reads, so a run with plots runs as one without */
+            }
             if (m.g->offer_seq != m.offers_seen) {
                 notice_offers(&m);
             }

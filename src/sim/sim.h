@@ -144,6 +144,13 @@ void sim_report_table(FILE *out, const sim_scenario_t *s, const sim_result_t *r,
 void sim_report_json(FILE *out, const sim_scenario_t *s, uint64_t seed, const sim_result_t *r,
                      uint32_t count, const sim_result_t *control);
 
+/* SVG plots into dir (which must exist): DIR/SCENARIO-POLICY.svg (units
+ * available, held and sold over time; the results need samples) and
+ * DIR/SCENARIO-fill.svg (genuine fill per policy). 0, or -1 if a file
+ * cannot be written. */
+int sim_plot(const char *dir, const sim_scenario_t *s, const sim_result_t *r,
+             const sim_result_t *control, uint32_t count);
+
 /* `holdfast sim ...`: argv[0] is "sim". Returns the exit code. */
 int sim_main(int argc, char **argv);
 

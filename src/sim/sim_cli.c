@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "sim.h"
@@ -19,6 +20,8 @@ static const char usage[] =
     "  --genuine N         genuine buyers instead of the scenario's (0-10000000)\n"
     "  --attackers N       hoarders instead of the scenario's (0-1000000)\n"
     "  --json              JSON instead of the table\n"
+    "  --out DIR           also write SVG plots there (made if missing): units over time\n"
+    "                      per policy, and genuine fill per policy\n"
     "\n"
     "Each policy runs twice: with the scenario's attack and without it (its control),\n"
     "so that \"of ctrl\" says how much of the genuine demand the attack took away.\n";
@@ -29,6 +32,7 @@ typedef struct {
     uint64_t seed;
     bool json;
     int64_t genuine, attackers; /* -1: the scenario's */
+    const char *out_dir;
 } sim_args_t;
 
 /* A number in [lo, hi], or false. */
@@ -72,6 +76,8 @@ static int parse(int argc, char **argv, sim_args_t *a)
                 return bad("too long a list of policies", v);
             }
             snprintf(a->compare, sizeof a->compare, "%s", v);
+        } else if (strcmp(argv[i], "--out") == 0) {
+            a->out_dir = v;
         } else if (strcmp(argv[i], "--genuine") == 0) {
             if (!number(v, 0, SIM_GENUINE_MAX, &a->genuine)) {
                 return bad("--genuine must be 0 to 10000000, not", v);
@@ -159,7 +165,11 @@ int sim_main(int argc, char **argv)
     control = attack;
     control.attackers = 0;
     sim_result_t results[SIM_POLICIES_MAX], controls[SIM_POLICIES_MAX];
-    sim_options_t o = {.seed = a.seed};
+    sim_options_t o = {.seed = a.seed, .samples = a.out_dir != NULL ? 97 : 0};
+    if (a.out_dir != NULL && mkdir(a.out_dir, 0755) != 0 && errno != EEXIST) {
+        fprintf(stderr, "holdfast sim: cannot make %s: %s\n", a.out_dir, strerror(errno));
+        return 1;
+    }
     char err[256] = "";
     for (uint32_t i = 0; i < n && rc == 0; i++) {
         if (timed_run(&attack, &policies[i], &o, &results[i], err, sizeof err) != 0 ||
@@ -173,9 +183,13 @@ int sim_main(int argc, char **argv)
     } else {
         sim_report_table(stdout, &attack, results, n, controls);
     }
+    if (a.out_dir != NULL && sim_plot(a.out_dir, &attack, results, controls, n) != 0) {
+        fprintf(stderr, "holdfast sim: cannot write the plots in %s\n", a.out_dir);
+        rc = 1;
+    }
     for (uint32_t i = 0; i < n; i++) {
         sim_result_free(&results[i]);
         sim_result_free(&controls[i]);
     }
-    return 0;
+    return rc;
 }

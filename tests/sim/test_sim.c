@@ -172,6 +172,48 @@ static void test_merch_2020_naive_falls_far_below_control_default_stays_close(vo
     sim_result_free(&dc);
 }
 
+/* Plots: one per policy with its three series of `samples` points, and
+ * the fill chart; writing them does not change the run. */
+static void test_plots_are_written_and_leave_the_run_unchanged(void **state)
+{
+    (void)state;
+    sim_scenario_t s = tiny(10, 20);
+    sim_result_t with = run(&s, "default", 9, false, 16);
+    sim_result_t without = run(&s, "default", 9, false, 0);
+    assert_int_equal(with.events, without.events);
+    assert_int_equal(with.genuine_units_bought, without.genuine_units_bought);
+    char dir[] = "/tmp/hf-sim-plots-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    assert_int_equal(sim_plot(dir, &s, &with, &without, 1), 0);
+    char path[128], text[65536];
+    snprintf(path, sizeof path, "%s/tiny-default.svg", dir);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    assert_non_null(strstr(text, "<svg"));
+    assert_non_null(strstr(text, "</svg>"));
+    int polylines = 0, points = 0;
+    for (const char *p = strstr(text, "points=\""); p != NULL; p = strstr(p + 1, "points=\"")) {
+        polylines++;
+        for (const char *q = p + 8; *q != '"'; q++) {
+            points += *q == ',';
+        }
+    }
+    assert_int_equal(polylines, 3);
+    assert_int_equal(points, 3 * 16);
+    snprintf(path, sizeof path, "%s/tiny-fill.svg", dir);
+    f = fopen(path, "r");
+    assert_non_null(f);
+    fclose(f);
+    char cmd[160];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+    sim_result_free(&with);
+    sim_result_free(&without);
+}
+
 static void test_unknown_names_are_refused(void **state)
 {
     (void)state;
@@ -192,6 +234,7 @@ int main(void)
         cmocka_unit_test(test_a_shop_without_holds_oversells_the_last_unit),
         cmocka_unit_test(test_invariants_hold_throughout_an_attack_under_every_policy),
         cmocka_unit_test(test_merch_2020_naive_falls_far_below_control_default_stays_close),
+        cmocka_unit_test(test_plots_are_written_and_leave_the_run_unchanged),
         cmocka_unit_test(test_unknown_names_are_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
