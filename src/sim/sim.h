@@ -96,6 +96,14 @@ typedef struct {
     policy_config_t config;
 } sim_policy_t;
 
+/* A scenario from a JSON file ("base" names a built-in to start from; the
+ * other keys are the fields above, "skus" an array of {sku, stock,
+ * price_cents}, "curve" steady, flash or viral). False with err on any
+ * unknown key or bad value. */
+bool sim_scenario_file(const char *path, sim_scenario_t *out, char *err, size_t err_size);
+/* A policy from a file holding a policy document (docs/POLICIES.md). */
+bool sim_policy_file(const char *path, sim_policy_t *out, char *err, size_t err_size);
+
 /* Built-in policies by name: none, naive, quantity-cap, default, strict. */
 bool sim_policy_builtin(const char *name, sim_policy_t *out);
 const char *sim_policy_names(void);

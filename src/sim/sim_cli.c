@@ -13,8 +13,9 @@
 static const char usage[] =
     "usage: holdfast sim [options]\n"
     "\n"
-    "  --scenario NAME     %s (default merch-2020)\n"
-    "  --policy NAME       one policy: %s\n"
+    "  --scenario NAME|FILE  %s (default merch-2020),\n"
+    "                      or a JSON file (\"base\": a built-in, then any field)\n"
+    "  --policy NAME|FILE  one policy: %s, or a policy document (JSON)\n"
     "  --compare A,B,...   several policies, side by side (default: all of them)\n"
     "  --seed N            the run's seed (default 1): the same seed, the same output\n"
     "  --genuine N         genuine buyers instead of the scenario's (0-10000000)\n"
@@ -111,7 +112,13 @@ static int policies_of(const char *list, sim_policy_t *out, uint32_t *count)
         if (*count == SIM_POLICIES_MAX) {
             return bad("at most 8 policies in", list);
         }
-        if (!sim_policy_builtin(name, &out[(*count)++])) {
+        char err[256];
+        bool file = strchr(name, '/') != NULL || strstr(name, ".json") != NULL;
+        if (file && !sim_policy_file(name, &out[(*count)++], err, sizeof err)) {
+            fprintf(stderr, "holdfast sim: %s\n", err);
+            return 2;
+        }
+        if (!file && !sim_policy_builtin(name, &out[(*count)++])) {
             return bad("unknown policy", name);
         }
     }
@@ -147,7 +154,13 @@ int sim_main(int argc, char **argv)
     sim_policy_t policies[SIM_POLICIES_MAX];
     uint32_t n;
     int rc = parse(argc, argv, &a);
-    if (rc == 0 && !sim_scenario_builtin(a.scenario, &attack)) {
+    char err[256] = "";
+    bool file = strchr(a.scenario, '/') != NULL || strstr(a.scenario, ".json") != NULL;
+    if (rc == 0 && file && !sim_scenario_file(a.scenario, &attack, err, sizeof err)) {
+        fprintf(stderr, "holdfast sim: %s\n", err);
+        rc = 2;
+    }
+    if (rc == 0 && !file && !sim_scenario_builtin(a.scenario, &attack)) {
         rc = bad("unknown scenario", a.scenario);
     }
     if (rc == 0) {
@@ -166,11 +179,11 @@ int sim_main(int argc, char **argv)
     control.attackers = 0;
     sim_result_t results[SIM_POLICIES_MAX], controls[SIM_POLICIES_MAX];
     sim_options_t o = {.seed = a.seed, .samples = a.out_dir != NULL ? 97 : 0};
+    err[0] = '\0';
     if (a.out_dir != NULL && mkdir(a.out_dir, 0755) != 0 && errno != EEXIST) {
         fprintf(stderr, "holdfast sim: cannot make %s: %s\n", a.out_dir, strerror(errno));
         return 1;
     }
-    char err[256] = "";
     for (uint32_t i = 0; i < n && rc == 0; i++) {
         if (timed_run(&attack, &policies[i], &o, &results[i], err, sizeof err) != 0 ||
             timed_run(&control, &policies[i], &o, &controls[i], err, sizeof err) != 0) {

@@ -214,6 +214,55 @@ static void test_plots_are_written_and_leave_the_run_unchanged(void **state)
     sim_result_free(&without);
 }
 
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* A scenario file starts from a built-in and changes what it names; a
+ * policy file is a policy document over the defaults; a typo is refused
+ * with its name. */
+static void test_scenario_and_policy_files_are_read_strictly(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/hf-sim-files-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[128], err[256] = "";
+    snprintf(path, sizeof path, "%s/shop.json", dir);
+    write_file(path, "{\"base\": \"merch-2020\", \"name\": \"mine\", \"genuine\": 50, "
+                     "\"curve\": \"flash\", \"skus\": [{\"sku\": \"mug\", \"stock\": 7}]}");
+    sim_scenario_t s;
+    assert_true(sim_scenario_file(path, &s, err, sizeof err));
+    assert_string_equal(s.name, "mine");
+    assert_int_equal(s.genuine, 50);
+    assert_int_equal(s.attackers, 400); /* from the base */
+    assert_int_equal(s.curve, SIM_CURVE_FLASH);
+    assert_int_equal(s.sku_count, 1);
+    assert_int_equal(s.skus[0].stock, 7);
+    write_file(path, "{\"base\": \"merch-2020\", \"genuin\": 5}");
+    assert_false(sim_scenario_file(path, &s, err, sizeof err));
+    assert_non_null(strstr(err, "genuin"));
+    write_file(path, "{\"abandon_pct\": 101}");
+    assert_false(sim_scenario_file(path, &s, err, sizeof err));
+    assert_non_null(strstr(err, "abandon_pct"));
+    snprintf(path, sizeof path, "%s/policy.json", dir);
+    write_file(path, "{\"quantity\": {\"line_qty_max\": 3}}");
+    sim_policy_t p;
+    assert_true(sim_policy_file(path, &p, err, sizeof err));
+    assert_int_equal(p.config.quantity_line_qty_max, 3);
+    assert_int_equal(p.config.identity_customer_holds_max,
+                     policy_config_default().identity_customer_holds_max);
+    write_file(path, "{\"ttl\": {\"scarce_ms\": 700000}}");
+    assert_false(sim_policy_file(path, &p, err, sizeof err));
+    assert_non_null(strstr(err, "scarce_ms"));
+    char cmd[160];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 static void test_unknown_names_are_refused(void **state)
 {
     (void)state;
@@ -235,6 +284,7 @@ int main(void)
         cmocka_unit_test(test_invariants_hold_throughout_an_attack_under_every_policy),
         cmocka_unit_test(test_merch_2020_naive_falls_far_below_control_default_stays_close),
         cmocka_unit_test(test_plots_are_written_and_leave_the_run_unchanged),
+        cmocka_unit_test(test_scenario_and_policy_files_are_read_strictly),
         cmocka_unit_test(test_unknown_names_are_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
