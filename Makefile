@@ -4,7 +4,8 @@
 #   make demo   build, then serve the demo shop on 127.0.0.1:8080
 #   make test   build with address+undefined sanitizers in build/asan, run every test
 #   make bench  build, run the benchmarks, print the figures
-.PHONY: all deps demo test bench clean
+#   make fuzz   build the libFuzzer targets (clang) into build/fuzz
+.PHONY: all deps demo test bench fuzz clean
 
 JOBS ?= $(shell nproc)
 
@@ -25,6 +26,9 @@ test: deps
 
 bench: all
 	./bench/run.sh
+
+fuzz: deps
+	./fuzz/build.sh
 
 clean:
 	rm -rf build

@@ -1258,12 +1258,15 @@ bool engine_restore_free_slots(engine_t *e, uint32_t hold_hwm, const uint32_t *s
     return true;
 }
 
-void engine_restore_time(engine_t *e, int64_t now_ms, uint64_t hold_seq)
+bool engine_restore_time(engine_t *e, int64_t now_ms, uint64_t hold_seq)
 {
-    assert(now_ms >= e->now_ms);
-    assert(hold_seq >= e->hold_seq && hold_seq <= SEQ_MAX);
+    /* Read from a file: out of range is damage to report, not a crash. */
+    if (now_ms < e->now_ms || hold_seq < e->hold_seq || hold_seq > SEQ_MAX) {
+        return false;
+    }
     e->now_ms = now_ms;
     e->hold_seq = hold_seq;
+    return true;
 }
 
 engine_result_t engine_restore_sku(engine_t *e, const char *sku, size_t sku_len, int64_t stock,
@@ -1331,6 +1334,28 @@ engine_result_t engine_restore_hold(engine_t *e, const engine_hold_view_t *v)
         }
     }
     return ENGINE_OK;
+}
+
+bool engine_restore_fits_hold(const engine_t *e, const engine_hold_view_t *v)
+{
+    uint64_t slot = v->id & SLOT_MASK;
+    if (slot >= e->config.holds_max || (v->id >> SLOT_BITS) > e->hold_seq ||
+        (slot < e->hold_hwm && e->holds[slot].state != ENGINE_HOLD_FREE)) {
+        return false; /* a slot restored twice, or an id from the future */
+    }
+    if (v->state != ENGINE_HOLD_ACTIVE && e->finished_tail != ENGINE_NONE &&
+        e->holds[e->finished_tail].finished_ms > v->finished_ms) {
+        return false; /* finished holds come oldest first */
+    }
+    return true;
+}
+
+bool engine_restore_fits_idem(const engine_t *e, const engine_idem_t *entry)
+{
+    return idem_find(e, entry->key, entry->key_len) == NULL &&
+           (e->idem_count == 0 ||
+            e->idem[(e->idem_head + e->idem_count - 1) % e->config.idem_keys_max].at_ms <=
+                entry->at_ms);
 }
 
 engine_result_t engine_restore_idem(engine_t *e, const engine_idem_t *entry)

@@ -377,12 +377,19 @@ void engine_each_free_slot(const engine_t *e, engine_slot_visit_fn visit, void *
  * then the free slots (below hold_hwm, as visited; false if they do not
  * match the slots the restored holds left free, or a slot repeats).
  * Each returns ENGINE_OK or the table that is full. */
-void engine_restore_time(engine_t *e, int64_t now_ms, uint64_t hold_seq);
+/* False (and nothing set) if time would go back or hold_seq is out of range. */
+bool engine_restore_time(engine_t *e, int64_t now_ms, uint64_t hold_seq);
 engine_result_t engine_restore_sku(engine_t *e, const char *sku, size_t sku_len, int64_t stock,
                                    int64_t sold);
 /* lines' sku_index refer to skus already restored, by index. */
 engine_result_t engine_restore_hold(engine_t *e, const engine_hold_view_t *hold);
 engine_result_t engine_restore_idem(engine_t *e, const engine_idem_t *entry);
+/* Whether a hold or key read from a file may be restored now (its slot is
+ * free and its id not from the future, finished holds oldest first; a key
+ * not seen yet, keys oldest first). A reader checks before restoring: the
+ * restore functions assert what these check. */
+bool engine_restore_fits_hold(const engine_t *e, const engine_hold_view_t *v);
+bool engine_restore_fits_idem(const engine_t *e, const engine_idem_t *entry);
 bool engine_restore_free_slots(engine_t *e, uint32_t hold_hwm, const uint32_t *slots,
                                uint32_t count);
 

@@ -548,7 +548,7 @@ static engine_result_t restore_one(record_reader_t *r, engine_t *e, uint8_t kind
     }
     case RECORD_SNAP_HOLD: {
         engine_hold_view_t h;
-        if (!decode_hold(r, e, &h, text, order_ref)) {
+        if (!decode_hold(r, e, &h, text, order_ref) || !engine_restore_fits_hold(e, &h)) {
             r->ok = false;
             return ENGINE_OK;
         }
@@ -560,7 +560,8 @@ static engine_result_t restore_one(record_reader_t *r, engine_t *e, uint8_t kind
         k.request_hash = get_u64(r);
         k.hold_id = get_u64(r);
         k.at_ms = (int64_t)get_u64(r);
-        if (!r->ok) {
+        if (!r->ok || !engine_restore_fits_idem(e, &k)) {
+            r->ok = false;
             return ENGINE_OK;
         }
         return engine_restore_idem(e, &k);
@@ -617,11 +618,10 @@ bool record_restore_snapshot(record_reader_t *r, guard_t *g, uint64_t *records_o
     }
     int64_t now_ms = (int64_t)get_u64(r);
     uint64_t hold_seq = get_u64(r);
-    if (!r->ok || now_ms < e->now_ms) {
+    if (!r->ok || !engine_restore_time(e, now_ms, hold_seq)) {
         snprintf(err, err_size, "snapshot time is damaged");
         return false;
     }
-    engine_restore_time(e, now_ms, hold_seq);
     while (r->ok && r->left > 0) {
         uint8_t kind = get_u8(r);
         if (kind == RECORD_SNAP_GUARD) {
@@ -646,6 +646,13 @@ bool record_restore_snapshot(record_reader_t *r, guard_t *g, uint64_t *records_o
     }
     if (!r->ok) {
         snprintf(err, err_size, "snapshot record %llu is damaged", (unsigned long long)records);
+        return false;
+    }
+    /* Each record was in range, but together they must still make a valid
+     * state (a key naming a hold that is not there...): checked, not
+     * trusted. */
+    if (!guard_check(g)) {
+        snprintf(err, err_size, "snapshot records do not make a valid state");
         return false;
     }
     *records_out = records;

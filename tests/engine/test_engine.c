@@ -1661,7 +1661,7 @@ static void collect_hold(void *ctx, const engine_hold_view_t *h)
 
 static void snapshot_into(const engine_t *a, engine_t *b, hold_list_t *holds)
 {
-    engine_restore_time(b, a->now_ms, a->hold_seq);
+    assert_true(engine_restore_time(b, a->now_ms, a->hold_seq));
     for (uint32_t i = 0; i < engine_sku_count(a); i++) {
         engine_sku_view_t v;
         engine_sku_view(a, i, &v);

@@ -1134,7 +1134,7 @@ static void engine_free(engine_t *e)
 static engine_t *snapshot_of(model_t *m, const engine_t *src)
 {
     engine_t *e = engine_new(m);
-    engine_restore_time(e, src->now_ms, src->hold_seq);
+    assert_true(engine_restore_time(e, src->now_ms, src->hold_seq));
     for (uint32_t i = 0; i < engine_sku_count(src); i++) {
         engine_sku_view_t v;
         engine_sku_view(src, i, &v);
