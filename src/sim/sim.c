@@ -415,11 +415,20 @@ static void sold_out(sim_t *m, uint32_t i)
     const sim_sku_t *k = &m->s->skus[b->sku];
     op.u.wait_join.sku_len = (uint8_t)strlen(k->sku);
     memcpy(op.u.wait_join.sku, k->sku, op.u.wait_join.sku_len);
-    op.u.wait_join.customer_len =
-        (uint8_t)snprintf(op.u.wait_join.customer, sizeof op.u.wait_join.customer, "g%u", i);
+    guard_hold_request_t who; /* the same names a hold of theirs carries */
+    buyer_request(m, i, &who, false);
+    const engine_hold_create_t *c = &who.create;
+    memcpy(op.u.wait_join.customer, c->customer, c->customer_len);
+    op.u.wait_join.customer_len = c->customer_len;
+    memcpy(op.u.wait_join.ip, c->ip, c->ip_len);
+    op.u.wait_join.ip_len = c->ip_len;
+    memcpy(op.u.wait_join.fingerprint, c->fingerprint, c->fingerprint_len);
+    op.u.wait_join.fingerprint_len = c->fingerprint_len;
     op.u.wait_join.qty = b->qty;
     guard_outcome_t o = guard_apply(m->g, &op);
-    if (o.result == GUARD_OK) {
+    if (o.result == GUARD_WAIT_AVAILABLE) {
+        push(&m->q, m->now_ms + 1, i, EV_RETRY); /* units came back meanwhile: hold them */
+    } else if (o.result == GUARD_OK) {
         b->wait_id = o.id;
         b->flags |= G_WAITLISTED;
         /* Told when an offer comes (notice_offers); a slow look now and then
