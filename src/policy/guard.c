@@ -1882,6 +1882,15 @@ bool guard_wait_view(const guard_t *g, uint64_t id, guard_wait_view_t *out)
     return true;
 }
 
+uint32_t guard_skus_escalated_now(const guard_t *g)
+{
+    uint32_t n = 0;
+    for (uint32_t sku = 0; sku < engine_sku_count(&g->engine); sku++) {
+        n += g->skus[sku].escalated && sku_escalated_now(g, sku, g->engine.now_ms);
+    }
+    return n;
+}
+
 bool guard_wait_state(const guard_t *g, uint64_t id, guard_wait_state_t *state_out,
                       uint64_t *hold_id_out)
 {

@@ -411,6 +411,10 @@ typedef struct {
 } guard_sku_view_t;
 
 void guard_sku_view(const guard_t *g, uint32_t sku_index, guard_sku_view_t *out);
+/* Skus escalated as of the guard's time (stats.skus_escalated counts the
+ * recorded switches: a sku that recovered by time alone is in it until its
+ * next op records the switch off). */
+uint32_t guard_skus_escalated_now(const guard_t *g);
 
 typedef struct {
     uint64_t id, hold_id;

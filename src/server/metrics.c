@@ -155,6 +155,7 @@ typedef struct {
 static void collect_defenses(const guard_t *g, defense_figures_t *d)
 {
     d->g = guard_stats(g);
+    d->g.skus_escalated = guard_skus_escalated_now(g); /* as GET /v1/skus shows them */
     d->sku_count = 0;
     for (uint32_t i = 0; i < engine_sku_count(&g->engine) && d->sku_count < METRICS_SKUS_MAX;
          i++) {

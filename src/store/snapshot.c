@@ -163,7 +163,10 @@ int snapshot_load(const char *dir, uint64_t seq, guard_t *g, uint64_t *records_o
     return rc;
 }
 
-void snapshot_remove_others(const char *dir, uint64_t keep_seq)
+/* Removes the snapshot files other than keep_seq's; with older_only, only
+ * those of an older seq, since a newer one may be a child's work in
+ * progress. */
+static void remove_snapshots(const char *dir, uint64_t keep_seq, bool older_only)
 {
     char keep[64];
     snprintf(keep, sizeof keep, "snapshot-%020llu.bin", (unsigned long long)keep_seq);
@@ -173,9 +176,23 @@ void snapshot_remove_others(const char *dir, uint64_t keep_seq)
     }
     struct dirent *ent;
     while ((ent = readdir(d)) != NULL) {
-        if (strncmp(ent->d_name, "snapshot-", 9) == 0 && strcmp(ent->d_name, keep) != 0) {
+        if (strncmp(ent->d_name, "snapshot-", 9) != 0 || strcmp(ent->d_name, keep) == 0) {
+            continue;
+        }
+        unsigned long long seq = strtoull(ent->d_name + 9, NULL, 10);
+        if (!older_only || seq < keep_seq) {
             unlinkat(dirfd(d), ent->d_name, 0);
         }
     }
     closedir(d);
+}
+
+void snapshot_remove_others(const char *dir, uint64_t keep_seq)
+{
+    remove_snapshots(dir, keep_seq, false);
+}
+
+void snapshot_remove_older(const char *dir, uint64_t keep_seq)
+{
+    remove_snapshots(dir, keep_seq, true);
 }

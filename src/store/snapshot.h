@@ -30,7 +30,12 @@ pid_t snapshot_fork(const char *dir, const guard_t *g, uint64_t seq);
 int snapshot_load(const char *dir, uint64_t seq, guard_t *g, uint64_t *records_out, char *err,
                   size_t err_size);
 
-/* Deletes every snapshot file in dir but the one for keep_seq. */
+/* Deletes every snapshot file in dir but the one for keep_seq (at recovery,
+ * when no child can be writing one). */
 void snapshot_remove_others(const char *dir, uint64_t keep_seq);
+/* Removes only the files older than keep_seq: what the commit thread may
+ * do once it adopted keep_seq, while a child may already be writing a newer
+ * snapshot (removing that one made the journal name a file that was gone). */
+void snapshot_remove_older(const char *dir, uint64_t keep_seq);
 
 #endif

@@ -534,7 +534,7 @@ static void *commit_thread(void *arg)
             }
             record_latency(s, took_us, &b);
             if (b.snapshot_seq > 0) {
-                snapshot_remove_others(s->dir, b.snapshot_seq);
+                snapshot_remove_older(s->dir, b.snapshot_seq);
             }
         } else {
             s->failed = true;

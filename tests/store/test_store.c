@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "engine.h"
 #include "guard.h"
@@ -459,6 +460,35 @@ static void test_snapshot_replaces_the_journal_it_covers(void **state)
     fixture_free(f);
 }
 
+/* Adopting a snapshot removes the older files only: a newer one may be a
+ * child's finished work that the journal is about to name (removing it made
+ * a restart fail on a missing file). */
+static void test_adopting_a_snapshot_keeps_a_newer_one(void **state)
+{
+    (void)state;
+    fixture_t *f = fixture_new();
+    put_sku(f, 0, "cap-red", 100);
+    hold(f, 1, "u-1", "cap-red", 1, 60000, NULL);
+    wait_durable(&f->wait, f->last_seq);
+    char older[192], newer[192];
+    snprintf(older, sizeof older, "%s/snapshot-%020llu.bin", f->dir, 1ull);
+    snprintf(newer, sizeof newer, "%s/snapshot-%020llu.bin", f->dir, 1000ull);
+    FILE *o = fopen(older, "w"), *n = fopen(newer, "w");
+    assert_non_null(o);
+    assert_non_null(n);
+    fclose(o);
+    fclose(n);
+    store_snapshot(&f->store, &f->guard); /* at seq 2, between the two */
+    store_snapshot_poll(&f->store, true);
+    hold(f, 2, "u-2", "cap-red", 1, 60000, NULL); /* a commit to adopt it with */
+    wait_durable(&f->wait, f->last_seq);
+    fixture_close(f);
+    assert_int_equal(access(older, F_OK), -1);
+    assert_int_equal(access(newer, F_OK), 0);
+    unlink(newer);
+    fixture_free(f);
+}
+
 static void test_recovery_refuses_a_damaged_snapshot(void **state)
 {
     (void)state;
@@ -608,6 +638,7 @@ int main(void)
         cmocka_unit_test(test_recovery_rebuilds_the_acknowledged_state),
         cmocka_unit_test(test_recovery_expires_holds_that_ran_out_while_down),
         cmocka_unit_test(test_snapshot_replaces_the_journal_it_covers),
+        cmocka_unit_test(test_adopting_a_snapshot_keeps_a_newer_one),
         cmocka_unit_test(test_recovery_refuses_a_damaged_snapshot),
         cmocka_unit_test(test_failed_journal_refuses_writes_for_good),
         cmocka_unit_test(test_relaxed_replies_wait_once_the_journal_lags_50_ms),
