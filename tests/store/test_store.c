@@ -627,6 +627,8 @@ static void test_snapshot_decoder_survives_every_damaged_byte(void **state)
     assert_true(refused > 0 && restored > 0);
     free(g);
     record_buf_free(&b);
+    wait_durable(&f->wait, f->last_seq);
+    fixture_close(f);
     fixture_free(f);
 }
 
