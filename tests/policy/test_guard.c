@@ -2352,6 +2352,130 @@ static void test_a_proof_pays_for_one_hold_only(void **state)
     guard_free(g);
 }
 
+/* ====================================================== limits at the edge */
+
+static guard_outcome_t sku_policy(guard_t *g, int64_t now_ms, const char *sku, uint64_t mask)
+{
+    guard_op_t op = {.kind = GUARD_OP_SKU_POLICY, .engine = {.now_ms = now_ms}};
+    set_text(op.u.sku_policy.sku, &op.u.sku_policy.sku_len, sku);
+    op.u.sku_policy.mask = mask;
+    op.u.sku_policy.values = policy_config_default();
+    op.u.sku_policy.values.quantity_line_qty_max = 3;
+    return apply(g, &op);
+}
+
+/* waitlist_max entries fit, one more is refused; a finished entry's slot is
+ * then reused. */
+static void test_the_waitlist_table_fills_at_its_max_and_reuses_finished_entries(void **state)
+{
+    (void)state;
+    WHERE();
+    guard_t *g = guard_new(&small);
+    put_sku(g, T0, "gone", 0);
+    uint64_t first = 0;
+    char name[16];
+    for (uint32_t i = 0; i < small.waitlist_max; i++) {
+        snprintf(name, sizeof name, "c-%u", i);
+        uint64_t id = join_ok(g, T0, "gone", name, 1);
+        first = first == 0 ? id : first;
+    }
+    assert_int_equal(join(g, T0, "gone", "late", 1).result, GUARD_WAITLIST_FULL);
+    assert_int_equal(cancel(g, T0 + 1, first).result, GUARD_OK);
+    join_ok(g, T0 + 2, "gone", "late", 1); /* the cancelled entry's slot */
+    assert_int_equal(join(g, T0 + 2, "gone", "later", 1).result, GUARD_WAITLIST_FULL);
+    guard_free(g);
+}
+
+/* One sku's line holds HF_WAITLIST_PER_SKU_MAX; another sku still has room. */
+static void test_one_skus_line_fills_at_its_max(void **state)
+{
+    (void)state;
+    WHERE();
+    guard_config_t c = small;
+    c.waitlist_max = HF_WAITLIST_PER_SKU_MAX + 8;
+    guard_t *g = guard_new(&c);
+    put_sku(g, T0, "gone", 0);
+    put_sku(g, T0, "other", 0);
+    char name[24];
+    guard_op_t op = {.kind = GUARD_OP_WAIT_JOIN, .engine = {.now_ms = T0}};
+    set_text(op.u.wait_join.sku, &op.u.wait_join.sku_len, "gone");
+    op.u.wait_join.qty = 1;
+    for (uint32_t i = 0; i < HF_WAITLIST_PER_SKU_MAX; i++) {
+        snprintf(name, sizeof name, "c-%u", i); /* guard_apply alone: a check each is O(n) */
+        set_text(op.u.wait_join.customer, &op.u.wait_join.customer_len, name);
+        op.u.wait_join.id = 0;
+        assert_int_equal(guard_apply(g, &op).result, GUARD_OK);
+    }
+    check_guard(g);
+    assert_int_equal(join(g, T0, "gone", "one-more", 1).result, GUARD_WAITLIST_FULL);
+    join_ok(g, T0, "other", "one-more", 1);
+    guard_free(g);
+}
+
+/* sku_policies_max skus may have their own policy; clearing one keeps its
+ * slot (setting it again needs no room), a new sku finds none. */
+static void test_sku_policies_fill_at_their_max(void **state)
+{
+    (void)state;
+    WHERE();
+    guard_t *g = guard_new(&small);
+    uint64_t mask = 1ull << POLICY_F_quantity_line_qty_max;
+    char sku[16];
+    for (uint32_t i = 0; i <= small.sku_policies_max; i++) {
+        snprintf(sku, sizeof sku, "s-%u", i);
+        put_sku(g, T0, sku, 10);
+    }
+    for (uint32_t i = 0; i < small.sku_policies_max; i++) {
+        snprintf(sku, sizeof sku, "s-%u", i);
+        assert_int_equal(sku_policy(g, T0, sku, mask).result, GUARD_OK);
+    }
+    snprintf(sku, sizeof sku, "s-%u", small.sku_policies_max);
+    assert_int_equal(sku_policy(g, T0, sku, mask).result, GUARD_SKU_POLICIES_FULL);
+    assert_int_equal(sku_policy(g, T0, "s-0", 0).result, GUARD_OK);
+    assert_int_equal(sku_policy(g, T0, "s-0", mask).result, GUARD_OK);
+    assert_int_equal(guard_sku_policy(g, sku_index(g, "s-0"), NULL)->quantity_line_qty_max, 3);
+    guard_free(g);
+}
+
+/* proofs_max spent proofs are remembered; a hold paying with one more is
+ * refused (and changes nothing) until the oldest expire. */
+static void test_spent_proofs_fill_at_their_max_until_they_expire(void **state)
+{
+    (void)state;
+    WHERE();
+    guard_config_t c = small;
+    c.proofs_max = 2;
+    guard_t *g = guard_new(&c);
+    set_secret(g, T0, 0x44);
+    policy_config_t p = policy_config_default();
+    p.challenge_base_bits = 4;
+    put_policy(g, T0, &p);
+    put_sku(g, T0, "tea", 100);
+    int64_t expires_ms = 0;
+    char name[16];
+    for (uint32_t i = 0; i <= c.proofs_max; i++) {
+        snprintf(name, sizeof name, "c-%u", i);
+        int64_t t = T0 + 10 * i;
+        guard_hold_request_t r = request(name, "tea", 3, 0);
+        guard_outcome_t o = hold(g, &r, t);
+        assert_int_equal(o.result, GUARD_CHALLENGED);
+        solve_proof(g, guard_request_hash(&r), o.decision.bits, t, &r.proof_tag,
+                    &r.proof_expires_ms, NULL);
+        expires_ms = r.proof_expires_ms;
+        o = hold(g, &r, t + 1);
+        if (i < c.proofs_max) {
+            assert_int_equal(o.result, GUARD_OK);
+        } else {
+            assert_int_equal(o.result, GUARD_PROOFS_FULL);
+            assert_false(o.changed);
+            assert_int_equal(engine_stats(&g->engine).holds_active, c.proofs_max);
+        }
+    }
+    advance(g, expires_ms); /* the spent ones are forgotten */
+    assert_int_equal(g->proof_count, 0);
+    guard_free(g);
+}
+
 /* ============================================================ revoke */
 
 static void test_revoke_releases_exactly_the_identitys_active_holds(void **state)
@@ -2801,6 +2925,10 @@ int main(void)
         UNIT(test_a_full_customer_sku_table_of_idle_entries_admits_a_returning_customer),
         UNIT(test_a_proof_verifies_only_for_its_request_until_it_expires),
         UNIT(test_a_proof_pays_for_one_hold_only),
+        UNIT(test_the_waitlist_table_fills_at_its_max_and_reuses_finished_entries),
+        UNIT(test_one_skus_line_fills_at_its_max),
+        UNIT(test_sku_policies_fill_at_their_max),
+        UNIT(test_spent_proofs_fill_at_their_max_until_they_expire),
         UNIT(test_revoke_releases_exactly_the_identitys_active_holds),
         UNIT(test_snapshot_restores_an_equal_guard_that_stays_equal),
         UNIT(test_snapshot_then_journal_gives_an_offer_the_same_hold_id),
