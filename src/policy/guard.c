@@ -1267,20 +1267,45 @@ static guard_outcome_t apply_policy_put(guard_t *g, const guard_op_t *op)
     return (guard_outcome_t){.result = GUARD_OK, .changed = true};
 }
 
+/* Whether a sku (or one not created yet: NONE) may take these settings of
+ * its own: a slot in the table, and a valid policy on top of the shop's. */
+static guard_result_t sku_policy_fits(const guard_t *g, uint32_t sku, const guard_op_t *op,
+                                      policy_field_t *bad_out)
+{
+    bool has_own = sku != NONE && g->skus[sku].policy != 0;
+    if (op->u.sku_policy.mask != 0 && !has_own &&
+        g->sku_policy_count >= g->config.sku_policies_max) {
+        return GUARD_SKU_POLICIES_FULL;
+    }
+    guard_sku_policy_t sp = {.mask = op->u.sku_policy.mask, .values = op->u.sku_policy.values};
+    sku_policy_resolve(&g->policy, &sp);
+    return policy_config_valid(&sp.resolved, bad_out) ? GUARD_OK : GUARD_POLICY_CONFLICT;
+}
+
+guard_result_t guard_sku_policy_check(const guard_t *g, const guard_op_t *op,
+                                      policy_field_t *bad_out)
+{
+    uint32_t sku;
+    bool found = engine_sku_find(&g->engine, op->u.sku_policy.sku, op->u.sku_policy.sku_len, &sku);
+    return sku_policy_fits(g, found ? sku : NONE, op, bad_out);
+}
+
 static guard_outcome_t apply_sku_policy(guard_t *g, const guard_op_t *op)
 {
     uint32_t sku;
+    policy_field_t bad;
     if (!engine_sku_find(&g->engine, op->u.sku_policy.sku, op->u.sku_policy.sku_len, &sku)) {
         return (guard_outcome_t){.result = GUARD_NOT_FOUND};
     }
     guard_sku_t *s = &g->skus[sku];
+    if (s->policy == 0 && op->u.sku_policy.mask == 0) {
+        return (guard_outcome_t){.result = GUARD_OK}; /* nothing to clear */
+    }
+    guard_result_t fits = sku_policy_fits(g, sku, op, &bad);
+    if (fits != GUARD_OK) {
+        return (guard_outcome_t){.result = fits};
+    }
     if (s->policy == 0) {
-        if (op->u.sku_policy.mask == 0) {
-            return (guard_outcome_t){.result = GUARD_OK}; /* nothing to clear */
-        }
-        if (g->sku_policy_count >= g->config.sku_policies_max) {
-            return (guard_outcome_t){.result = GUARD_SKU_POLICIES_FULL};
-        }
         s->policy = ++g->sku_policy_count;
     }
     guard_sku_policy_t *sp = &g->sku_policies[s->policy - 1];
@@ -1880,6 +1905,11 @@ bool guard_wait_view(const guard_t *g, uint64_t id, guard_wait_view_t *out)
                                .customer_len = w->customer_len, .created_ms = w->created_ms,
                                .finished_ms = w->finished_ms};
     return true;
+}
+
+bool guard_sku_has_holds(const guard_t *g, uint32_t sku)
+{
+    return g->skus[sku].started > 0.0 || g->skus[sku].escalated;
 }
 
 uint32_t guard_skus_escalated_now(const guard_t *g)

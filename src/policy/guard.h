@@ -134,6 +134,8 @@ typedef struct {
       "the customer-and-sku table is full")                                                \
     X(GUARD_WAITLIST_FULL, "waitlist_full", "the waitlist table is full")                  \
     X(GUARD_SKU_POLICIES_FULL, "sku_policies_full", "the sku policy table is full")        \
+    X(GUARD_POLICY_CONFLICT, "policy_conflict",                                            \
+      "the sku's settings conflict with the shop's policy")                                \
     X(GUARD_PROOFS_FULL, "proofs_full", "the used-proof table is full")                    \
     X(GUARD_WAITLIST_OFF, "waitlist_off", "this sku has no waitlist")                      \
     X(GUARD_WAIT_FINISHED, "wait_finished", "the waitlist entry is finished")               \
@@ -358,6 +360,13 @@ const policy_config_t *guard_sku_policy(const guard_t *g, uint32_t sku_index, ui
 bool guard_policy_fits(const guard_t *g, const policy_config_t *p, uint32_t *sku_out,
                        policy_field_t *field_out);
 
+/* Whether a GUARD_OP_SKU_POLICY would be applied: GUARD_OK,
+ * GUARD_SKU_POLICIES_FULL, or GUARD_POLICY_CONFLICT with the field that
+ * breaks a relation on top of the shop's policy in *bad_out. Read-only, so
+ * a caller can refuse before it changes anything else. */
+guard_result_t guard_sku_policy_check(const guard_t *g, const guard_op_t *op,
+                                      policy_field_t *bad_out);
+
 /* ---- challenges ---- */
 
 /* Writes the challenge prefix for a request (by its hash) at now_ms with
@@ -415,6 +424,9 @@ void guard_sku_view(const guard_t *g, uint32_t sku_index, guard_sku_view_t *out)
  * recorded switches: a sku that recovered by time alone is in it until its
  * next op records the switch off). */
 uint32_t guard_skus_escalated_now(const guard_t *g);
+/* Cheap: whether the sku ever had a hold counted (or is escalated); a view
+ * of one that has not is all defaults. */
+bool guard_sku_has_holds(const guard_t *g, uint32_t sku);
 
 typedef struct {
     uint64_t id, hold_id;

@@ -133,29 +133,17 @@ bool sku_policy_parse(request_t *r, json_t *doc, guard_op_t *op)
     return true;
 }
 
-bool sku_policy_check(request_t *r, const guard_op_t *op, uint32_t sku_index)
+bool sku_policy_check(request_t *r, const guard_op_t *op)
 {
-    const guard_t *g = &r->server->guard;
-    bool has_own = sku_index != UINT32_MAX && g->skus[sku_index].policy != 0;
-    if (op->u.sku_policy.mask != 0 && !has_own &&
-        g->sku_policy_count >= g->config.sku_policies_max) {
-        guard_outcome_t full = {.result = GUARD_SKU_POLICIES_FULL};
-        reply_guard_result(r, &full);
-        return false;
-    }
-    policy_config_t resolved = g->policy;
-    for (int f = 0; f < POLICY_FIELD_COUNT; f++) {
-        if (op->u.sku_policy.mask & (1ull << f)) {
-            *policy_field_ptr(&resolved, (policy_field_t)f) =
-                policy_field_get(&op->u.sku_policy.values, (policy_field_t)f);
-        }
-    }
     policy_field_t bad;
-    if (!policy_config_valid(&resolved, &bad)) {
+    guard_result_t fits = guard_sku_policy_check(&r->server->guard, op, &bad);
+    if (fits == GUARD_POLICY_CONFLICT) {
         reply_relation_error(r, bad, "policy.", " on top of the shop's policy");
-        return false;
+    } else if (fits != GUARD_OK) {
+        guard_outcome_t o = {.result = fits};
+        reply_guard_result(r, &o);
     }
-    return true;
+    return fits == GUARD_OK;
 }
 
 /* A sku's defenses as GET /v1/skus/{sku} shows them. */

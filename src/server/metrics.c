@@ -160,6 +160,9 @@ static void collect_defenses(const guard_t *g, defense_figures_t *d)
     for (uint32_t i = 0; i < engine_sku_count(&g->engine) && d->sku_count < METRICS_SKUS_MAX;
          i++) {
         guard_sku_view_t v;
+        if (!guard_sku_has_holds(g, i)) {
+            continue; /* the scrape holds the engine lock: no view of a quiet sku */
+        }
         guard_sku_view(g, i, &v);
         if (v.conversion < 0 && !v.escalated) {
             continue;

@@ -251,6 +251,9 @@ void reply_guard_result(request_t *r, const guard_outcome_t *o)
     case GUARD_NOT_FOUND:
         reply_error(r, 404, "not_found", guard_result_message(o->result));
         return;
+    case GUARD_POLICY_CONFLICT:
+        reply_error(r, 400, "invalid_field", guard_result_message(o->result));
+        return;
     case GUARD_WAITLIST_OFF:
     case GUARD_WAIT_FINISHED:
     case GUARD_WAIT_AVAILABLE:
@@ -473,7 +476,7 @@ static void sku_put_apply(request_t *r, const route_args_t *a, guard_op_t *put, 
     }
     /* Everything that can refuse the policy is checked before the stock is
      * applied: a refused PUT changes nothing. */
-    ok = ok && (!with_policy || sku_policy_check(r, policy, exists ? index : UINT32_MAX));
+    ok = ok && (!with_policy || sku_policy_check(r, policy));
     if (ok && has_stock) {
         ok = sku_put_step(r, put, &o);
         created = o.engine.created;
@@ -774,14 +777,15 @@ static void reply_create_error(request_t *r, const guard_outcome_t *o,
     }
 }
 
-/* The proof sent with the request, if any and if good for it. */
-static void read_proof(request_t *r, guard_hold_request_t *req, int64_t now_ms)
+/* The proof sent with the request (its hash: guard_request_hash), if any
+ * and if good for it. */
+static void read_proof(request_t *r, guard_hold_request_t *req, uint64_t hash, int64_t now_ms)
 {
     const char *proof = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Holdfast-Proof");
     if (proof == NULL) {
         return;
     }
-    if (!guard_challenge_verify(&r->server->guard, guard_request_hash(req), proof,
+    if (!guard_challenge_verify(&r->server->guard, hash, proof,
                                 strlen(proof), now_ms, &req->proof_tag,
                                 &req->proof_expires_ms)) {
         req->proof_tag = 0; /* a bad proof is no proof: the rule asks again */
@@ -794,14 +798,15 @@ static void hold_create_apply(request_t *r, guard_hold_request_t *req)
     guard_op_t op;
     lock(r);
     int64_t now_ms = server_now_ms(s);
-    read_proof(r, req, now_ms);
+    uint64_t hash = guard_request_hash(req); /* what a proof and a challenge are bound to */
+    read_proof(r, req, hash, now_ms);
     guard_outcome_t o = guard_hold(&s->guard, req, now_ms, &op);
     if (journal(r, &op, &o)) {
         if (o.result == GUARD_OK || o.result == GUARD_ENGINE) { /* the policy counts its own */
             __atomic_fetch_add(&s->metrics.hold_results[o.engine.result], 1, __ATOMIC_RELAXED);
         }
         if (o.result == GUARD_DENIED || o.result == GUARD_CHALLENGED) {
-            reply_decision(r, &o.decision, guard_request_hash(req), req, now_ms);
+            reply_decision(r, &o.decision, hash, req, now_ms);
         } else if (o.result != GUARD_OK) {
             reply_create_error(r, &o, &req->create);
         } else {

@@ -124,7 +124,7 @@ void h_identity_revoke(request_t *r, const route_args_t *a);
 /* The sku's own policy from PUT /v1/skus/{sku}'s "policy" member: parsed
  * without the lock, checked against the shop's policy under it. */
 bool sku_policy_parse(request_t *r, json_t *doc, guard_op_t *op);
-bool sku_policy_check(request_t *r, const guard_op_t *op, uint32_t sku_index);
+bool sku_policy_check(request_t *r, const guard_op_t *op);
 void write_sku_defenses(request_t *r, json_out_t *j, uint32_t sku_index);
 
 /* metrics.c */
