@@ -134,6 +134,9 @@ int sim_plot(const char *dir, const sim_scenario_t *s, const sim_result_t *r,
             return -1;
         }
     }
+    if (control == NULL) {
+        return 0; /* a live run has no control to measure fill against */
+    }
     snprintf(path, sizeof path, "%s/%s-fill.svg", dir, s->name);
     return plot_fill(path, s, r, control, count);
 }

@@ -50,6 +50,41 @@ void sim_report_table(FILE *out, const sim_scenario_t *s, const sim_result_t *r,
             "holds).\n");
 }
 
+static void json_result(FILE *out, const sim_result_t *x, const sim_result_t *control);
+
+void sim_report_live(FILE *out, bool json, const sim_scenario_t *s, const sim_result_t *r,
+                     const sim_live_report_t *lr, const char *url)
+{
+    if (json) {
+        fprintf(out,
+                "{\"scenario\": \"%s\", \"live\": {\"url\": \"%s\", \"speed\": %.3f, "
+                "\"wall_s\": %.3f, \"policy_read\": %s, \"stopped_at_requests\": %s, "
+                "\"requests\": %" PRIu64 ", \"failed\": %" PRIu64 ", \"status_2xx\": %" PRIu64
+                ", \"status_4xx\": %" PRIu64 ", \"status_5xx\": %" PRIu64
+                ", \"proofs_solved\": %" PRIu64 ", \"proof_wall_s\": %.3f}, \"genuine\": %u, "
+                "\"attackers\": %u, \"duration_ms\": %" PRId64 ", \"results\": [\n  ",
+                s->name, url, lr->speed, lr->wall_s, lr->policy_read ? "true" : "false",
+                lr->stopped_at_requests ? "true" : "false", lr->requests, lr->failed,
+                lr->status[2], lr->status[4], lr->status[5], lr->proofs_solved, lr->proof_wall_s,
+                s->genuine, s->attackers, s->duration_ms);
+        json_result(out, r, NULL);
+        fprintf(out, "]}\n");
+        return;
+    }
+    fprintf(out, "live against %s: %.1f h of the scenario in %.1f s (x%.0f)%s\n", url,
+            (double)s->duration_ms / 3.6e6, lr->wall_s, lr->speed,
+            lr->stopped_at_requests ? ", stopped at the request limit" : "");
+    fprintf(out, "the server's policy%s; %" PRIu64 " requests: %" PRIu64 " 2xx, %" PRIu64
+            " 4xx, %" PRIu64 " 5xx, %" PRIu64 " failed; %" PRIu64 " proofs solved (%.1f s)\n",
+            lr->policy_read ? "" : " (not readable without the admin key: defaults assumed)",
+            lr->requests, lr->status[2], lr->status[4], lr->status[5], lr->failed,
+            lr->proofs_solved, lr->proof_wall_s);
+    if (lr->failed > 0) {
+        fprintf(out, "last failure: %s\n", lr->last_error);
+    }
+    sim_report_table(out, s, r, 1, NULL);
+}
+
 static void json_result(FILE *out, const sim_result_t *x, const sim_result_t *control)
 {
     fprintf(out,

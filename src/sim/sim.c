@@ -13,8 +13,10 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "guard.h"
+#include "live.h"
 
 /* ------------------------------------------------------------ randomness */
 
@@ -88,6 +90,7 @@ typedef enum {
     EV_BUY_NOW,    /* ... pays directly (holds refused, or no holds at all) */
     EV_WAIT_CHECK, /* ... looks at its waitlist entry */
     EV_HOARD,      /* a hoarder holds again */
+    EV_HOARD_EXPIRED, /* ... as its hold runs out */
     EV_HOARD_PROOF,
     EV_SAMPLE,
 } event_kind_t;
@@ -208,6 +211,7 @@ typedef struct {
     uint32_t proof_tag;
     double cpu_left_s;
     uint8_t sku;
+    uint8_t held_sku, held_qty; /* its hold, until EV_HOARD_EXPIRED */
     uint8_t misses;   /* refusals in a row: it waits longer after each */
     uint8_t watching; /* in the line of bots watching a sold-out shop */
 } hoarder_t;
@@ -217,7 +221,10 @@ typedef struct {
     const sim_policy_t *p;
     const sim_options_t *o;
     sim_result_t *r;
-    guard_t *g;
+    guard_t *g;    /* the shop in process, or */
+    live_t *live;  /* a running server (sim_live) */
+    double speed;  /* live: scenario ms per wall ms (1 in process) */
+    int64_t wall_start_ms; /* live: when scenario time 0 was */
     rng_t rng;
     queue_t q;
     buyer_t *buyers;
@@ -275,6 +282,104 @@ static int64_t think_ms(sim_t *m)
     return t < 1000 ? 1000 : (int64_t)t;
 }
 
+static int64_t wall_ms(void);
+
+/* -------------------------------------------------------------- the shop
+ * What the agents ask of the shop: the guard in process, or a live server
+ * (live.h) that answers the same questions over HTTP. */
+
+static engine_sku_view_t sku_view(const sim_t *m, uint8_t sku)
+{
+    if (m->live != NULL) {
+        return live_sku_view(m->live, sku);
+    }
+    uint32_t index;
+    const sim_sku_t *k = &m->s->skus[sku];
+    bool found = engine_sku_find(&m->g->engine, k->sku, strlen(k->sku), &index);
+    assert(found);
+    engine_sku_view_t v;
+    engine_sku_view(&m->g->engine, index, &v);
+    return v;
+}
+
+static const policy_config_t *sku_policy(const sim_t *m, uint8_t sku)
+{
+    return m->live != NULL ? live_sku_policy(m->live, sku) : guard_sku_policy(m->g, sku, NULL);
+}
+
+/* A duration the server gave (a TTL, a retry-after) in scenario time: a live
+ * server keeps its own clock while the scenario runs `speed` times faster. */
+static int64_t server_ms(const sim_t *m, int64_t ms)
+{
+    return m->live != NULL ? (int64_t)((double)ms * m->speed) : ms;
+}
+
+/* The hold time a live agent asks for: what the policy would give (a
+ * hoarder: the most it allows) in scenario time, so that carts run out on
+ * the agents' clock; the server still shortens it as its policy says. */
+static int64_t live_ttl_ms(const sim_t *m, uint8_t sku, bool hoarder)
+{
+    const policy_config_t *c = sku_policy(m, sku);
+    double ms = (double)(hoarder ? c->ttl_max_ms : c->ttl_default_ms) / m->speed;
+    return ms < HF_TTL_MS_MIN ? HF_TTL_MS_MIN : ms > HF_TTL_MS_MAX ? HF_TTL_MS_MAX : (int64_t)ms;
+}
+
+/* A hold; on GUARD_OK the units held and when the hold runs out. */
+static guard_outcome_t shop_hold(sim_t *m, guard_hold_request_t *req, uint8_t sku, bool hoarder,
+                                 uint32_t *qty, int64_t *expires_ms)
+{
+    if (m->live != NULL) {
+        int64_t in_ms = 0;
+        req->create.ttl_ms = req->buy_now ? 0 : live_ttl_ms(m, sku, hoarder);
+        guard_outcome_t o = live_hold(m->live, req, qty, &in_ms);
+        /* From the reply's instant (the loop may be behind its schedule),
+         * a couple of ms after the server's expiry so the units are free. */
+        *expires_ms = (int64_t)((double)(wall_ms() - m->wall_start_ms) * m->speed) +
+                      server_ms(m, in_ms + 2);
+        return o;
+    }
+    guard_op_t op;
+    guard_outcome_t o = guard_hold(m->g, req, m->now_ms, &op);
+    if (o.result == GUARD_OK) {
+        engine_hold_view_t v;
+        engine_result_t r = engine_hold_view(&m->g->engine, o.engine.hold_id, &v);
+        assert(r == ENGINE_OK);
+        *qty = v.lines[0].qty;
+        *expires_ms = v.expires_ms;
+    }
+    return o;
+}
+
+/* After a challenge the agent pays for: the tag its next request carries,
+ * 0 if the proof cannot be had (live only: see live_take_challenge). */
+static uint32_t shop_proof_tag(sim_t *m, bool hoarder)
+{
+    return m->live != NULL ? live_take_challenge(m->live, hoarder) : ++m->proof_seq;
+}
+
+static guard_outcome_t hold_op(sim_t *m, engine_op_kind_t kind, uint64_t hold_id)
+{
+    if (m->live != NULL) {
+        return live_hold_op(m->live, kind, hold_id);
+    }
+    guard_op_t op = {.kind = GUARD_OP_ENGINE};
+    op.engine = (engine_op_t){.kind = kind, .now_ms = m->now_ms};
+    op.engine.u.hold.hold_id = hold_id;
+    return guard_apply(m->g, &op);
+}
+
+static guard_outcome_t shop_wait_join(sim_t *m, guard_op_t *op)
+{
+    return m->live != NULL ? live_wait_join(m->live, op) : guard_apply(m->g, op);
+}
+
+static bool shop_wait_state(sim_t *m, uint64_t wait_id, guard_wait_state_t *state,
+                            uint64_t *hold_id)
+{
+    return m->live != NULL ? live_wait_state(m->live, wait_id, state, hold_id)
+                           : guard_wait_state(m->g, wait_id, state, hold_id);
+}
+
 /* -------------------------------------------------------- guard requests */
 
 static void set_line(const sim_t *m, engine_hold_create_t *c, uint8_t sku, uint32_t qty)
@@ -316,13 +421,11 @@ static void buyer_request(sim_t *m, uint32_t i, guard_hold_request_t *req, bool 
     set_proof(m, req, &b->proof_tag);
 }
 
-static engine_sku_view_t sku_view(const sim_t *m, uint8_t sku);
-
 /* The most the page offers (10, or what is left) within the sku's cap. */
 static uint32_t hoard_qty(const sim_t *m, uint8_t sku)
 {
     int64_t qty = 10;
-    const policy_config_t *c = guard_sku_policy(m->g, sku, NULL);
+    const policy_config_t *c = sku_policy(m, sku);
     if (c->quantity_enabled && qty > c->quantity_line_qty_max) {
         qty = c->quantity_line_qty_max;
     }
@@ -358,17 +461,6 @@ static void hoarder_request(sim_t *m, uint32_t a, guard_hold_request_t *req)
     set_proof(m, req, &h->proof_tag);
 }
 
-static engine_sku_view_t sku_view(const sim_t *m, uint8_t sku)
-{
-    uint32_t index;
-    const sim_sku_t *k = &m->s->skus[sku];
-    bool found = engine_sku_find(&m->g->engine, k->sku, strlen(k->sku), &index);
-    assert(found);
-    engine_sku_view_t v;
-    engine_sku_view(&m->g->engine, index, &v);
-    return v;
-}
-
 static double proof_s(uint32_t bits, double hashes_per_s)
 {
     return ldexp(1.0, (int)bits) / hashes_per_s;
@@ -392,7 +484,7 @@ static void bought(sim_t *m, uint32_t i)
 
 static bool waitlist_on(const sim_t *m, uint8_t sku)
 {
-    return !m->p->no_holds && guard_sku_policy(m->g, sku, NULL)->waitlist_enabled;
+    return !m->p->no_holds && sku_policy(m, sku)->waitlist_enabled;
 }
 
 /* Told "sold out": try again later, join the waitlist, or give up. */
@@ -425,7 +517,7 @@ static void sold_out(sim_t *m, uint32_t i)
     memcpy(op.u.wait_join.fingerprint, c->fingerprint, c->fingerprint_len);
     op.u.wait_join.fingerprint_len = c->fingerprint_len;
     op.u.wait_join.qty = b->qty;
-    guard_outcome_t o = guard_apply(m->g, &op);
+    guard_outcome_t o = shop_wait_join(m, &op);
     if (o.result == GUARD_WAIT_AVAILABLE) {
         push(&m->q, m->now_ms + 1, i, EV_RETRY); /* units came back meanwhile: hold them */
     } else if (o.result == GUARD_OK) {
@@ -448,7 +540,7 @@ static void buyer_denied(sim_t *m, uint32_t i, const policy_decision_t *d)
     b->flags |= G_DENIED;
     if (d->retry_after_ms >= 0 && b->tries < m->s->retries) {
         b->tries++;
-        push(&m->q, m->now_ms + d->retry_after_ms + 1, i, EV_RETRY);
+        push(&m->q, m->now_ms + server_ms(m, d->retry_after_ms) + 1, i, EV_RETRY);
     }
 }
 
@@ -465,9 +557,10 @@ static void buyer_attempt(sim_t *m, uint32_t i)
         return;
     }
     guard_hold_request_t req;
-    guard_op_t op;
+    uint32_t qty;
+    int64_t expires_ms;
     buyer_request(m, i, &req, false);
-    guard_outcome_t o = guard_hold(m->g, &req, m->now_ms, &op);
+    guard_outcome_t o = shop_hold(m, &req, b->sku, false, &qty, &expires_ms);
     if (o.result == GUARD_OK) {
         b->hold_id = o.engine.hold_id;
         push(&m->q, m->now_ms + think_ms(m), i, EV_PAY);
@@ -475,8 +568,10 @@ static void buyer_attempt(sim_t *m, uint32_t i)
         b->flags |= G_CHALLENGED;
         double s = proof_s(o.decision.bits, m->s->browser_hashes_per_s);
         m->r->genuine_proof_s += s;
-        b->proof_tag = ++m->proof_seq;
-        push(&m->q, m->now_ms + (int64_t)(s * 1000.0) + 1, i, EV_PROOF);
+        b->proof_tag = shop_proof_tag(m, false);
+        if (b->proof_tag != 0) { /* else too hard a proof: the buyer leaves */
+            push(&m->q, m->now_ms + (int64_t)(s * 1000.0) + 1, i, EV_PROOF);
+        }
     } else if (o.result == GUARD_DENIED) {
         buyer_denied(m, i, &o.decision);
     } else if (o.result == GUARD_ENGINE && o.engine.result == ENGINE_INSUFFICIENT_STOCK) {
@@ -494,14 +589,6 @@ static bool pays(sim_t *m, bool *failed)
     }
     *failed = rng_pct(&m->rng, m->s->pay_fail_pct);
     return !*failed;
-}
-
-static guard_outcome_t hold_op(sim_t *m, engine_op_kind_t kind, uint64_t hold_id)
-{
-    guard_op_t op = {.kind = GUARD_OP_ENGINE};
-    op.engine = (engine_op_t){.kind = kind, .now_ms = m->now_ms};
-    op.engine.u.hold.hold_id = hold_id;
-    return guard_apply(m->g, &op);
 }
 
 static void buyer_pay(sim_t *m, uint32_t i)
@@ -531,9 +618,10 @@ static void buyer_buy_now(sim_t *m, uint32_t i)
         return;
     }
     guard_hold_request_t req;
-    guard_op_t op;
+    uint32_t qty;
+    int64_t expires_ms;
     buyer_request(m, i, &req, true);
-    guard_outcome_t o = guard_hold(m->g, &req, m->now_ms, &op);
+    guard_outcome_t o = shop_hold(m, &req, b->sku, false, &qty, &expires_ms);
     if (o.result == GUARD_OK) {
         bought(m, i);
     } else if (m->p->no_holds) {
@@ -550,7 +638,7 @@ static void buyer_wait_check(sim_t *m, uint32_t i)
     buyer_t *b = &m->buyers[i];
     guard_wait_state_t state;
     uint64_t hold_id;
-    if (!guard_wait_state(m->g, b->wait_id, &state, &hold_id)) {
+    if (!shop_wait_state(m, b->wait_id, &state, &hold_id)) {
         return;
     }
     if (state == GUARD_WAIT_WAITING) {
@@ -599,18 +687,17 @@ static void hoarder_next_sku(sim_t *m, hoarder_t *h)
     h->sku = (uint8_t)((h->sku + 1) % m->s->sku_count);
 }
 
-static void hoarder_held(sim_t *m, uint32_t agent, hoarder_t *h, uint64_t hold_id)
+static void hoarder_held(sim_t *m, uint32_t agent, hoarder_t *h, uint32_t qty, int64_t expires_ms)
 {
-    engine_hold_view_t v;
-    engine_result_t r = engine_hold_view(&m->g->engine, hold_id, &v);
-    assert(r == ENGINE_OK);
-    int64_t until_ms = v.expires_ms < m->s->duration_ms ? v.expires_ms : m->s->duration_ms;
-    m->r->attacker_unit_hours += (double)v.lines[0].qty * (double)(until_ms - m->now_ms) / 3.6e6;
+    int64_t until_ms = expires_ms < m->s->duration_ms ? expires_ms : m->s->duration_ms;
+    m->r->attacker_unit_hours += (double)qty * (double)(until_ms - m->now_ms) / 3.6e6;
     m->r->attacker_holds++;
     m->r->attacker_identities += m->s->rotate_ids; /* the next hold has a new name */
     h->holds++;
+    h->held_sku = h->sku;
+    h->held_qty = (uint8_t)(qty < 255 ? qty : 255);
     hoarder_next_sku(m, h);
-    push(&m->q, v.expires_ms, agent, EV_HOARD); /* hold again as it runs out */
+    push(&m->q, expires_ms, agent, EV_HOARD_EXPIRED); /* hold again as it runs out */
 }
 
 /* A bot on a sold-out shop watches the stock page (reads, not holds) and
@@ -662,6 +749,17 @@ static bool hoarder_find_stock(sim_t *m, hoarder_t *h)
     return false;
 }
 
+/* Its hold has run out: a live run's sku totals (read every so often) learn
+ * of the units now, so the hoarder finds them again as it would in process. */
+static void hoarder_expired(sim_t *m, uint32_t agent)
+{
+    hoarder_t *h = &m->hoarders[agent - m->s->genuine];
+    if (m->live != NULL && h->held_qty > 0) {
+        live_note_expired(m->live, h->held_sku, h->held_qty);
+    }
+    h->held_qty = 0;
+}
+
 /* A hoarder holds the most it may, and pays for proofs while it can. */
 static void hoarder_attempt(sim_t *m, uint32_t agent)
 {
@@ -674,12 +772,13 @@ static void hoarder_attempt(sim_t *m, uint32_t agent)
         return;
     }
     guard_hold_request_t req;
-    guard_op_t op;
+    uint32_t qty;
+    int64_t expires_ms;
     hoarder_request(m, agent - m->s->genuine, &req);
-    guard_outcome_t o = guard_hold(m->g, &req, m->now_ms, &op);
+    guard_outcome_t o = shop_hold(m, &req, h->sku, true, &qty, &expires_ms);
     if (o.result == GUARD_OK) {
         h->misses = 0;
-        hoarder_held(m, agent, h, o.engine.hold_id);
+        hoarder_held(m, agent, h, qty, expires_ms);
         return;
     }
     /* A bot polls a sold-out or refusing shop, backing off from a minute to
@@ -690,18 +789,18 @@ static void hoarder_attempt(sim_t *m, uint32_t agent)
     if (o.result == GUARD_CHALLENGED) {
         m->r->attacker_challenged++;
         double s = proof_s(o.decision.bits, m->s->attacker_hashes_per_s);
-        if (s <= h->cpu_left_s) {
+        if (s <= h->cpu_left_s && (h->proof_tag = shop_proof_tag(m, true)) != 0) {
             h->cpu_left_s -= s;
             m->r->attacker_cpu_s += s;
-            h->proof_tag = ++m->proof_seq;
             push(&m->q, m->now_ms + (int64_t)(s * 1000.0) + 1, agent, EV_HOARD_PROOF);
             return;
         }
         wait_ms = HOARD_WAIT_MS_MAX; /* out of CPU: try elsewhere, later */
     } else if (o.result == GUARD_DENIED) {
         m->r->attacker_denied++;
-        if (o.decision.retry_after_ms >= 0 && o.decision.retry_after_ms < wait_ms) {
-            wait_ms = o.decision.retry_after_ms + 1;
+        int64_t retry_ms = server_ms(m, o.decision.retry_after_ms);
+        if (o.decision.retry_after_ms >= 0 && retry_ms < wait_ms) {
+            wait_ms = retry_ms + 1;
         }
     }
     hoarder_next_sku(m, h);
@@ -746,6 +845,10 @@ static void dispatch(sim_t *m, const event_t *e)
         break;
     case EV_WAIT_CHECK:
         buyer_wait_check(m, e->agent);
+        break;
+    case EV_HOARD_EXPIRED:
+        hoarder_expired(m, e->agent);
+        hoarder_attempt(m, e->agent);
         break;
     case EV_HOARD:
     case EV_HOARD_PROOF:
@@ -840,8 +943,6 @@ static void tally(sim_t *m)
         r->genuine_denied += (f & G_DENIED) != 0;
         r->genuine_waitlisted += (f & G_WAITLISTED) != 0;
     }
-    engine_stats_t st = engine_stats(&m->g->engine);
-    r->units_sold = (uint64_t)st.units_sold;
 }
 
 static int sim_check(const sim_scenario_t *s, char *err, size_t err_size)
@@ -857,11 +958,14 @@ static int sim_check(const sim_scenario_t *s, char *err, size_t err_size)
     return 0;
 }
 
+/* The agents, the series, and (in process) the guard. */
 static int sim_start(sim_t *m, char *err, size_t err_size)
 {
     const sim_scenario_t *s = m->s;
     guard_config_t tables = tables_for(s);
-    m->g = calloc(1, sizeof *m->g);
+    if (m->live == NULL) {
+        m->g = calloc(1, sizeof *m->g);
+    }
     m->buyers = calloc(s->genuine + 1, sizeof *m->buyers);
     m->hoarders = calloc(s->attackers + 1, sizeof *m->hoarders);
     m->watchers = calloc(s->attackers + 1, sizeof *m->watchers);
@@ -871,10 +975,10 @@ static int sim_start(sim_t *m, char *err, size_t err_size)
     m->r->sample_available = calloc(n + 1, sizeof(int64_t));
     m->r->sample_held = calloc(n + 1, sizeof(int64_t));
     m->r->sample_sold = calloc(n + 1, sizeof(int64_t));
-    if (m->g == NULL || m->buyers == NULL || m->hoarders == NULL || m->watchers == NULL ||
-        m->r->sample_sold == NULL ||
-        m->r->sample_held == NULL || m->r->sample_available == NULL || m->r->sample_ms == NULL ||
-        guard_init(m->g, &tables, 0) != 0) {
+    if ((m->live == NULL && m->g == NULL) || m->buyers == NULL || m->hoarders == NULL ||
+        m->watchers == NULL || m->r->sample_sold == NULL || m->r->sample_held == NULL ||
+        m->r->sample_available == NULL || m->r->sample_ms == NULL ||
+        (m->live == NULL && guard_init(m->g, &tables, 0) != 0)) {
         snprintf(err, err_size, "cannot reserve the tables for %u buyers and %u hoarders",
                  s->genuine, s->attackers);
         return -1;
@@ -893,6 +997,16 @@ static void sim_stop(sim_t *m)
     free(m->watchers);
     free(m->q.heap);
     free(m->q.arrivals);
+    live_close(m->live);
+}
+
+static int options_check(const sim_options_t *o, char *err, size_t err_size)
+{
+    if (o->samples == 1 || o->samples > 100000) {
+        snprintf(err, err_size, "samples must be 0 or 2 to 100000");
+        return -1;
+    }
+    return 0;
 }
 
 int sim_run(const sim_scenario_t *s, const sim_policy_t *p, const sim_options_t *o,
@@ -900,14 +1014,10 @@ int sim_run(const sim_scenario_t *s, const sim_policy_t *p, const sim_options_t 
 {
     memset(r, 0, sizeof *r);
     snprintf(r->policy, sizeof r->policy, "%s", p->name);
-    if (sim_check(s, err, err_size) != 0) {
+    if (sim_check(s, err, err_size) != 0 || options_check(o, err, err_size) != 0) {
         return -1;
     }
-    if (o->samples == 1 || o->samples > 100000) {
-        snprintf(err, err_size, "samples must be 0 or 2 to 100000");
-        return -1;
-    }
-    sim_t m = {.s = s, .p = p, .o = o, .r = r};
+    sim_t m = {.s = s, .p = p, .o = o, .r = r, .speed = 1};
     rng_seed(&m.rng, o->seed);
     int rc = sim_start(&m, err, err_size);
     if (rc == 0) {
@@ -933,6 +1043,7 @@ int sim_run(const sim_scenario_t *s, const sim_policy_t *p, const sim_options_t 
         guard_advance(m.g, m.now_ms);
         assert(!o->check_invariants || guard_check(m.g));
         tally(&m);
+        r->units_sold = (uint64_t)engine_stats(&m.g->engine).units_sold;
     }
     sim_stop(&m);
     return rc;
@@ -946,4 +1057,164 @@ void sim_result_free(sim_result_t *r)
     free(r->sample_sold);
     r->sample_ms = NULL;
     r->sample_available = r->sample_held = r->sample_sold = NULL;
+}
+
+/* ------------------------------------------------------------------ live */
+
+/* How often a live run reads the sku totals again (one request). */
+#define LIVE_REFRESH_MS 250
+
+static int64_t wall_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+static int64_t stock_of(const sim_scenario_t *s)
+{
+    int64_t total = 0;
+    for (uint32_t i = 0; i < s->sku_count; i++) {
+        total += s->skus[i].stock;
+    }
+    return total;
+}
+
+/* A population in proportion to the server's stock, at least 1 if any. */
+static uint32_t scaled(uint32_t n, double scale, uint32_t max)
+{
+    double x = (double)n * scale + 0.5;
+    uint32_t v = x >= (double)max ? max : (uint32_t)x;
+    return n > 0 && v == 0 ? 1 : v;
+}
+
+/* Connects, takes the server's catalog and policy, sizes the populations. */
+static int live_setup(sim_t *m, sim_scenario_t *s, sim_policy_t *p, const sim_live_options_t *lo,
+                      sim_live_report_t *lr, char *err, size_t err_size)
+{
+    int64_t scenario_stock = stock_of(s);
+    uint64_t tag = (uint64_t)time(NULL) * 31 + m->o->seed; /* names differ from run to run */
+    m->live = live_open(lo->url, lo->key, lo->requests_max, tag, s, &p->config, &lr->policy_read,
+                        err, err_size);
+    if (m->live == NULL) {
+        return -1;
+    }
+    double scale = scenario_stock > 0 ? (double)stock_of(s) / (double)scenario_stock : 1.0;
+    s->genuine = lo->genuine >= 0 ? (uint32_t)lo->genuine
+                                  : scaled(s->genuine, scale, SIM_LIVE_GENUINE_MAX);
+    s->attackers = lo->attackers >= 0 ? (uint32_t)lo->attackers
+                                      : scaled(s->attackers, scale, SIM_LIVE_ATTACKERS_MAX);
+    m->speed = lr->speed = (double)s->duration_ms / (lo->seconds * 1000.0);
+    return sim_check(s, err, err_size);
+}
+
+static void live_progress(sim_t *m, FILE *out, int64_t elapsed_ms)
+{
+    int64_t available = 0, held = 0, sold = 0;
+    for (uint32_t k = 0; k < m->s->sku_count; k++) {
+        engine_sku_view_t v = sku_view(m, (uint8_t)k);
+        available += v.available;
+        held += v.held;
+        sold += v.sold;
+    }
+    const live_stats_t *st = live_stats(m->live);
+    fprintf(out,
+            "sim live: %3lld s (scenario %.1f h): %llu requests, %llu failed; units available "
+            "%lld, held %lld, sold %lld\n",
+            (long long)(elapsed_ms / 1000), (double)m->now_ms / 3.6e6,
+            (unsigned long long)st->requests, (unsigned long long)st->failed,
+            (long long)available, (long long)held, (long long)sold);
+    fflush(out);
+}
+
+static void pause_ms(int64_t ms)
+{
+    struct timespec t = {.tv_sec = ms / 1000, .tv_nsec = ms % 1000 * 1000000};
+    nanosleep(&t, NULL);
+}
+
+/* Events at their wall-clock instants (scenario time / speed), the sku
+ * totals read every LIVE_REFRESH_MS, until the end, the time or the
+ * request budget. */
+static void live_loop(sim_t *m, const sim_live_options_t *lo, sim_live_report_t *lr)
+{
+    const live_stats_t *st = live_stats(m->live);
+    int64_t start = m->wall_start_ms = wall_ms(), end = start + (int64_t)lo->seconds * 1000;
+    int64_t refreshed = start, reported = start, sold = 0;
+    while (!queue_empty(&m->q) && queue_next_ms(&m->q) <= m->s->duration_ms) {
+        int64_t now = wall_ms();
+        int64_t due = start + (int64_t)((double)queue_next_ms(&m->q) / m->speed);
+        if (now >= end || st->requests >= lo->requests_max) {
+            lr->stopped_at_requests = now < end;
+            break;
+        }
+        if (now - refreshed >= LIVE_REFRESH_MS) {
+            live_refresh(m->live, &sold);
+            refreshed = now;
+        }
+        if (lo->progress != NULL && now - reported >= SIM_LIVE_PROGRESS_MS) {
+            live_progress(m, lo->progress, now - start);
+            reported = now;
+        }
+        if (due > now) { /* pacing: the next agent's step is not due yet */
+            int64_t until = due < refreshed + LIVE_REFRESH_MS ? due : refreshed + LIVE_REFRESH_MS;
+            pause_ms((until < end ? until : end) - now);
+            continue;
+        }
+        event_t e = pop(&m->q);
+        m->now_ms = e.at_ms;
+        dispatch(m, &e);
+        if (e.kind != EV_SAMPLE) {
+            wake_watchers(m);
+            m->r->events++;
+        }
+    }
+    live_refresh(m->live, &sold);
+    m->r->units_sold = (uint64_t)(sold > 0 ? sold : 0);
+    lr->wall_s = (double)(wall_ms() - start) / 1000.0;
+}
+
+static void live_report(const live_t *l, sim_live_report_t *lr)
+{
+    const live_stats_t *st = live_stats(l);
+    lr->requests = st->requests;
+    lr->failed = st->failed;
+    memcpy(lr->status, st->status, sizeof lr->status);
+    lr->proofs_solved = st->proofs_solved;
+    lr->proof_wall_s = st->proof_wall_s;
+    snprintf(lr->last_error, sizeof lr->last_error, "%s", st->last_error);
+}
+
+int sim_live(sim_scenario_t *s, const sim_live_options_t *lo, const sim_options_t *o,
+             sim_result_t *r, sim_live_report_t *lr, char *err, size_t err_size)
+{
+    memset(r, 0, sizeof *r);
+    memset(lr, 0, sizeof *lr);
+    snprintf(r->policy, sizeof r->policy, "server");
+    if (lo->seconds < 1 || lo->seconds > SIM_LIVE_SECONDS_MAX || lo->requests_max < 1 ||
+        lo->requests_max > SIM_LIVE_REQUESTS_MAX || lo->genuine > (int64_t)SIM_LIVE_GENUINE_MAX ||
+        lo->attackers > (int64_t)SIM_LIVE_ATTACKERS_MAX) {
+        snprintf(err, err_size, "a live run's seconds, requests or populations are out of range");
+        return -1;
+    }
+    if (sim_check(s, err, err_size) != 0 || options_check(o, err, err_size) != 0) {
+        return -1;
+    }
+    sim_policy_t p = {.name = "server"};
+    sim_t m = {.s = s, .p = &p, .o = o, .r = r, .speed = 1};
+    rng_seed(&m.rng, o->seed);
+    int rc = live_setup(&m, s, &p, lo, lr, err, err_size);
+    if (rc == 0) {
+        rc = sim_start(&m, err, err_size);
+    }
+    if (rc == 0) {
+        populate(&m);
+        live_loop(&m, lo, lr);
+        tally(&m);
+    }
+    if (m.live != NULL) {
+        live_report(m.live, lr);
+    }
+    sim_stop(&m);
+    return rc;
 }

@@ -146,15 +146,67 @@ int sim_run(const sim_scenario_t *s, const sim_policy_t *p, const sim_options_t 
             sim_result_t *r, char *err, size_t err_size);
 void sim_result_free(sim_result_t *r);
 
+/*
+ * A live run: the same agents against a running holdfast server on this
+ * machine, over HTTP, so an attack can be watched on its dashboard.
+ *
+ * The server's catalog (its first skus with units available) and its policy
+ * are used, not the scenario's; the populations are the scenario's scaled
+ * by the server's units on sale over the scenario's stock (so demand keeps
+ * its proportion to supply), within SIM_LIVE_GENUINE_MAX and
+ * SIM_LIVE_ATTACKERS_MAX. The whole scenario is played in `seconds` of wall
+ * time: the agents' clock runs duration/seconds times faster than the
+ * server's, which keeps its own (a 10-minute hold lasts 10 real minutes).
+ * The run stops at `seconds` or `requests_max`, whichever comes first.
+ * Nothing here is deterministic: the server's state and clock are real.
+ */
+#define SIM_LIVE_SECONDS_MAX 600
+#define SIM_LIVE_REQUESTS_MAX 1000000u
+#define SIM_LIVE_GENUINE_MAX 20000u
+#define SIM_LIVE_ATTACKERS_MAX 2000u
+
+typedef struct {
+    const char *url;       /* http://127.0.0.1:PORT: loopback only */
+    const char *key;       /* Bearer key (NULL: none); the admin key lets it read the policy */
+    uint32_t seconds;      /* 1..SIM_LIVE_SECONDS_MAX */
+    uint64_t requests_max; /* 1..SIM_LIVE_REQUESTS_MAX */
+    int64_t genuine, attackers; /* -1: scaled from the scenario */
+    FILE *progress;        /* a line every SIM_LIVE_PROGRESS_MS (NULL: quiet) */
+} sim_live_options_t;
+
+#define SIM_LIVE_PROGRESS_MS 5000
+
+typedef struct {
+    double speed;        /* scenario ms per wall ms */
+    double wall_s;       /* how long the run took */
+    bool policy_read;    /* false: no admin key; the agents assumed the defaults */
+    bool stopped_at_requests; /* requests_max reached before the end */
+    uint64_t requests, failed, status[6];
+    uint64_t proofs_solved;
+    double proof_wall_s;
+    char last_error[160];
+} sim_live_report_t;
+
+/* Runs scenario s live. On return s is the scenario as played (the server's
+ * skus, the scaled populations). 0, or -1 with err if the run could not
+ * start (a bad URL, no server, nothing on sale). */
+int sim_live(sim_scenario_t *s, const sim_live_options_t *lo, const sim_options_t *o,
+             sim_result_t *r, sim_live_report_t *lr, char *err, size_t err_size);
+
 /* Writes the comparison of results as a table (text) or as JSON. */
 void sim_report_table(FILE *out, const sim_scenario_t *s, const sim_result_t *r, uint32_t count,
                       const sim_result_t *control);
 void sim_report_json(FILE *out, const sim_scenario_t *s, uint64_t seed, const sim_result_t *r,
                      uint32_t count, const sim_result_t *control);
 
+/* A live run's report: what the server was asked and answered, then the
+ * run's row of the table (text) or one JSON document. */
+void sim_report_live(FILE *out, bool json, const sim_scenario_t *s, const sim_result_t *r,
+                     const sim_live_report_t *lr, const char *url);
+
 /* SVG plots into dir (which must exist): DIR/SCENARIO-POLICY.svg (units
- * available, held and sold over time; the results need samples) and
- * DIR/SCENARIO-fill.svg (genuine fill per policy). 0, or -1 if a file
+ * available, held and sold over time; the results need samples) and, given
+ * controls, DIR/SCENARIO-fill.svg (genuine fill per policy). 0, or -1 if a file
  * cannot be written. */
 int sim_plot(const char *dir, const sim_scenario_t *s, const sim_result_t *r,
              const sim_result_t *control, uint32_t count);

@@ -25,7 +25,16 @@ static const char usage[] =
     "                      per policy, and genuine fill per policy\n"
     "\n"
     "Each policy runs twice: with the scenario's attack and without it (its control),\n"
-    "so that \"of ctrl\" says how much of the genuine demand the attack took away.\n";
+    "so that \"of ctrl\" says how much of the genuine demand the attack took away.\n"
+    "\n"
+    "  --live URL          instead, play the scenario against a running server on this\n"
+    "                      machine (http://127.0.0.1:PORT; loopback only): its catalog,\n"
+    "                      its policy, populations scaled to its stock\n"
+    "  --seconds N         a live run's length in wall time, 1-600 (default 60): the\n"
+    "                      whole scenario is played in it, the server keeps its own clock\n"
+    "  --requests N        at most this many requests, 1-1000000 (default 100000)\n"
+    "  --key KEY           the API key to send (default: $HOLDFAST_KEY); the admin key\n"
+    "                      also lets the run read the policy\n";
 
 typedef struct {
     const char *scenario;
@@ -34,6 +43,9 @@ typedef struct {
     bool json;
     int64_t genuine, attackers; /* -1: the scenario's */
     const char *out_dir;
+    bool compare_given;
+    const char *live_url, *key;
+    int64_t seconds, requests;
 } sim_args_t;
 
 /* A number in [lo, hi], or false. */
@@ -61,6 +73,9 @@ static int parse(int argc, char **argv, sim_args_t *a)
     snprintf(a->compare, sizeof a->compare, "none,naive,quantity-cap,default,strict");
     a->seed = 1;
     a->genuine = a->attackers = -1;
+    a->seconds = 60;
+    a->requests = 100000;
+    a->key = getenv("HOLDFAST_KEY");
     for (int i = 1; i < argc; i++) {
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(argv[i], "--json") == 0) {
@@ -77,6 +92,19 @@ static int parse(int argc, char **argv, sim_args_t *a)
                 return bad("too long a list of policies", v);
             }
             snprintf(a->compare, sizeof a->compare, "%s", v);
+            a->compare_given = true;
+        } else if (strcmp(argv[i], "--live") == 0) {
+            a->live_url = v;
+        } else if (strcmp(argv[i], "--key") == 0) {
+            a->key = v;
+        } else if (strcmp(argv[i], "--seconds") == 0) {
+            if (!number(v, 1, SIM_LIVE_SECONDS_MAX, &a->seconds)) {
+                return bad("--seconds must be 1 to 600, not", v);
+            }
+        } else if (strcmp(argv[i], "--requests") == 0) {
+            if (!number(v, 1, SIM_LIVE_REQUESTS_MAX, &a->requests)) {
+                return bad("--requests must be 1 to 1000000, not", v);
+            }
         } else if (strcmp(argv[i], "--out") == 0) {
             a->out_dir = v;
         } else if (strcmp(argv[i], "--genuine") == 0) {
@@ -141,6 +169,39 @@ static int timed_run(const sim_scenario_t *s, const sim_policy_t *p, const sim_o
     return rc;
 }
 
+/* A live run: checks what only applies to one, runs, reports. */
+static int live_main(const sim_args_t *a, sim_scenario_t *s)
+{
+    if (a->compare_given) {
+        return bad("a live run plays against the server's own policy: drop", "--policy/--compare");
+    }
+    if (a->genuine > (int64_t)SIM_LIVE_GENUINE_MAX || a->attackers > (int64_t)SIM_LIVE_ATTACKERS_MAX) {
+        fprintf(stderr, "holdfast sim: a live run has at most %u genuine buyers and %u hoarders\n",
+                SIM_LIVE_GENUINE_MAX, SIM_LIVE_ATTACKERS_MAX);
+        return 2;
+    }
+    sim_live_options_t lo = {.url = a->live_url, .key = a->key, .seconds = (uint32_t)a->seconds,
+                             .requests_max = (uint64_t)a->requests, .genuine = a->genuine,
+                             .attackers = a->attackers, .progress = stderr};
+    sim_options_t o = {.seed = a->seed, .samples = a->out_dir != NULL ? 97 : 0};
+    sim_result_t r;
+    sim_live_report_t lr;
+    char err[256] = "";
+    if (sim_live(s, &lo, &o, &r, &lr, err, sizeof err) != 0) {
+        fprintf(stderr, "holdfast sim: %s\n", err);
+        sim_result_free(&r);
+        return strstr(err, "loopback") != NULL || strstr(err, "not a URL") != NULL ? 2 : 1;
+    }
+    sim_report_live(stdout, a->json, s, &r, &lr, a->live_url);
+    int rc = 0;
+    if (a->out_dir != NULL && sim_plot(a->out_dir, s, &r, NULL, 1) != 0) {
+        fprintf(stderr, "holdfast sim: cannot write the plots in %s\n", a->out_dir);
+        rc = 1;
+    }
+    sim_result_free(&r);
+    return rc;
+}
+
 int sim_main(int argc, char **argv)
 {
     for (int i = 1; i < argc; i++) {
@@ -163,6 +224,13 @@ int sim_main(int argc, char **argv)
     if (rc == 0 && !file && !sim_scenario_builtin(a.scenario, &attack)) {
         rc = bad("unknown scenario", a.scenario);
     }
+    if (rc == 0 && a.out_dir != NULL && mkdir(a.out_dir, 0755) != 0 && errno != EEXIST) {
+        fprintf(stderr, "holdfast sim: cannot make %s: %s\n", a.out_dir, strerror(errno));
+        return 1;
+    }
+    if (rc == 0 && a.live_url != NULL) {
+        return live_main(&a, &attack);
+    }
     if (rc == 0) {
         rc = policies_of(a.compare, policies, &n);
     }
@@ -180,10 +248,6 @@ int sim_main(int argc, char **argv)
     sim_result_t results[SIM_POLICIES_MAX], controls[SIM_POLICIES_MAX];
     sim_options_t o = {.seed = a.seed, .samples = a.out_dir != NULL ? 97 : 0};
     err[0] = '\0';
-    if (a.out_dir != NULL && mkdir(a.out_dir, 0755) != 0 && errno != EEXIST) {
-        fprintf(stderr, "holdfast sim: cannot make %s: %s\n", a.out_dir, strerror(errno));
-        return 1;
-    }
     for (uint32_t i = 0; i < n && rc == 0; i++) {
         if (timed_run(&attack, &policies[i], &o, &results[i], err, sizeof err) != 0 ||
             timed_run(&control, &policies[i], &o, &controls[i], err, sizeof err) != 0) {
