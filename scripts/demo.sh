@@ -42,5 +42,8 @@ A hoarder is asked to pay in proof of work, then capped (docs/POLICIES.md):
   build/holdfast solve PREFIX BITS      # then send the same request with -H 'Holdfast-Proof: PREFIX:NONCE'
   curl -s $url/v1/identities/top; curl -s $url/v1/policy
 
+Replay the 2020 attack on this shop, live, in two minutes (docs/SIM.md):
+  build/holdfast sim --live $url --scenario merch-2020
+
 MSG
 wait "$pid"

@@ -101,10 +101,14 @@ static const char *str_at(const json_t *o, const char *key)
     return json_is_string(v) ? json_string_value(v) : "";
 }
 
-/* A reply the agents have no answer for: counted, and shown at the end. */
+/* A reply the agents have no answer for. A refusal (409, 410, 428, 429...)
+ * is an answer: the agent gives up that step. A 400 or 404 says the run
+ * sent what it should not, and a 5xx that the server could not answer:
+ * those are failures, counted and shown at the end. */
 static guard_outcome_t unexpected(live_t *l, int status, const json_t *doc, const char *what)
 {
-    if (status != 0 && doc != NULL) { /* call() counted the others */
+    bool failure = status == 400 || status == 404 || status >= 500;
+    if (failure && doc != NULL) { /* call() counted the others */
         l->stats.failed++;
         snprintf(l->stats.last_error, sizeof l->stats.last_error, "%s: %d %s", what, status,
                  str_at(json_object_get(doc, "error"), "code"));

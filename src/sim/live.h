@@ -25,7 +25,7 @@ typedef struct live live_t;
 
 typedef struct {
     uint64_t requests;       /* sent */
-    uint64_t failed;         /* no reply, or one the API does not give */
+    uint64_t failed;         /* no reply, not JSON, a 400, 404 or 5xx (see unexpected) */
     uint64_t status[6];      /* replies by class: [2] 2xx ... [5] 5xx */
     uint64_t proofs_solved;  /* challenges answered with a real proof */
     double proof_wall_s;     /* time spent solving them, on this machine */

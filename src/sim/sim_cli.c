@@ -30,7 +30,7 @@ static const char usage[] =
     "  --live URL          instead, play the scenario against a running server on this\n"
     "                      machine (http://127.0.0.1:PORT; loopback only): its catalog,\n"
     "                      its policy, populations scaled to its stock\n"
-    "  --seconds N         a live run's length in wall time, 1-600 (default 60): the\n"
+    "  --seconds N         a live run's length in wall time, 1-600 (default 120): the\n"
     "                      whole scenario is played in it, the server keeps its own clock\n"
     "  --requests N        at most this many requests, 1-1000000 (default 100000)\n"
     "  --key KEY           the API key to send (default: $HOLDFAST_KEY); the admin key\n"
@@ -73,7 +73,7 @@ static int parse(int argc, char **argv, sim_args_t *a)
     snprintf(a->compare, sizeof a->compare, "none,naive,quantity-cap,default,strict");
     a->seed = 1;
     a->genuine = a->attackers = -1;
-    a->seconds = 60;
+    a->seconds = 120;
     a->requests = 100000;
     a->key = getenv("HOLDFAST_KEY");
     for (int i = 1; i < argc; i++) {
