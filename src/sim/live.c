@@ -357,12 +357,16 @@ static guard_outcome_t challenged(live_t *l, const json_t *error, const char *bo
 }
 
 /* Keeps the sku's totals as this run changed them until the next refresh
- * (other clients' changes show then). */
-static void note_hold(live_t *l, const engine_line_t *line, const guard_outcome_t *o,
-                      uint32_t qty, bool buy_now)
+ * (other clients' changes show then). The sku is the reply's: a request
+ * sent again with a proof is the one challenged, not the agent's latest. */
+static void note_hold(live_t *l, const json_t *doc, const guard_outcome_t *o, uint32_t qty,
+                      bool buy_now)
 {
+    const char *sku = o->result == GUARD_OK
+                          ? str_at(json_array_get(json_object_get(doc, "lines"), 0), "sku")
+                          : str_at(json_object_get(doc, "error"), "sku");
     for (uint32_t k = 0; k < l->sku_count; k++) {
-        if (strlen(l->skus[k]) != line->sku_len || memcmp(l->skus[k], line->sku, line->sku_len)) {
+        if (strcmp(l->skus[k], sku) != 0) {
             continue;
         }
         engine_sku_view_t *v = &l->views[k];
@@ -434,7 +438,7 @@ guard_outcome_t live_hold(live_t *l, const guard_hold_request_t *req, uint32_t *
     json_t *doc = call(l, "POST", "/v1/holds", header, body, &status);
     *qty_out = 0;
     guard_outcome_t o = hold_reply(l, status, doc, body, qty_out, expires_in_ms_out);
-    note_hold(l, &req->create.lines[0], &o, *qty_out, req->buy_now);
+    note_hold(l, doc, &o, *qty_out, strstr(body, "\"commit\": true") != NULL);
     json_decref(doc);
     return o;
 }

@@ -809,21 +809,28 @@ static void hoarder_attempt(sim_t *m, uint32_t agent)
 
 /* ------------------------------------------------------------------ run */
 
+/* The units of all the run's skus. */
+static engine_sku_view_t totals(const sim_t *m)
+{
+    engine_sku_view_t t = {0};
+    for (uint32_t i = 0; i < m->s->sku_count; i++) {
+        engine_sku_view_t v = sku_view(m, (uint8_t)i);
+        t.available += v.available;
+        t.held += v.held;
+        t.sold += v.sold;
+    }
+    return t;
+}
+
 static void sample(sim_t *m)
 {
     sim_result_t *r = m->r;
-    int64_t available = 0, held = 0, sold = 0;
-    for (uint32_t i = 0; i < m->s->sku_count; i++) {
-        engine_sku_view_t v = sku_view(m, (uint8_t)i);
-        available += v.available;
-        held += v.held;
-        sold += v.sold;
-    }
+    engine_sku_view_t t = totals(m);
     uint32_t k = m->sample_next++;
     r->sample_ms[k] = m->now_ms;
-    r->sample_available[k] = available;
-    r->sample_held[k] = held;
-    r->sample_sold[k] = sold;
+    r->sample_available[k] = t.available;
+    r->sample_held[k] = t.held;
+    r->sample_sold[k] = t.sold;
     if (m->sample_next < r->samples) {
         push(&m->q, (int64_t)m->sample_next * m->s->duration_ms / (r->samples - 1), 0, EV_SAMPLE);
     }
@@ -1110,20 +1117,14 @@ static int live_setup(sim_t *m, sim_scenario_t *s, sim_policy_t *p, const sim_li
 
 static void live_progress(sim_t *m, FILE *out, int64_t elapsed_ms)
 {
-    int64_t available = 0, held = 0, sold = 0;
-    for (uint32_t k = 0; k < m->s->sku_count; k++) {
-        engine_sku_view_t v = sku_view(m, (uint8_t)k);
-        available += v.available;
-        held += v.held;
-        sold += v.sold;
-    }
+    engine_sku_view_t t = totals(m);
     const live_stats_t *st = live_stats(m->live);
     fprintf(out,
             "sim live: %3lld s (scenario %.1f h): %llu requests, %llu failed; units available "
             "%lld, held %lld, sold %lld\n",
             (long long)(elapsed_ms / 1000), (double)m->now_ms / 3.6e6,
             (unsigned long long)st->requests, (unsigned long long)st->failed,
-            (long long)available, (long long)held, (long long)sold);
+            (long long)t.available, (long long)t.held, (long long)t.sold);
     fflush(out);
 }
 
@@ -1144,7 +1145,7 @@ static void live_loop(sim_t *m, const sim_live_options_t *lo, sim_live_report_t 
     while (!queue_empty(&m->q) && queue_next_ms(&m->q) <= m->s->duration_ms) {
         int64_t now = wall_ms();
         int64_t due = start + (int64_t)((double)queue_next_ms(&m->q) / m->speed);
-        if (now >= end || st->requests >= lo->requests_max) {
+        if (now >= end || st->requests + 1 >= lo->requests_max) { /* one left: the last read */
             lr->stopped_at_requests = now < end;
             break;
         }
@@ -1191,7 +1192,8 @@ int sim_live(sim_scenario_t *s, const sim_live_options_t *lo, const sim_options_
     memset(r, 0, sizeof *r);
     memset(lr, 0, sizeof *lr);
     snprintf(r->policy, sizeof r->policy, "server");
-    if (lo->seconds < 1 || lo->seconds > SIM_LIVE_SECONDS_MAX || lo->requests_max < 1 ||
+    if (lo->seconds < 1 || lo->seconds > SIM_LIVE_SECONDS_MAX ||
+        lo->requests_max < SIM_LIVE_REQUESTS_MIN ||
         lo->requests_max > SIM_LIVE_REQUESTS_MAX || lo->genuine > (int64_t)SIM_LIVE_GENUINE_MAX ||
         lo->attackers > (int64_t)SIM_LIVE_ATTACKERS_MAX) {
         snprintf(err, err_size, "a live run's seconds, requests or populations are out of range");

@@ -162,6 +162,7 @@ void sim_result_free(sim_result_t *r);
  */
 #define SIM_LIVE_SECONDS_MAX 600
 #define SIM_LIVE_REQUESTS_MAX 1000000u
+#define SIM_LIVE_REQUESTS_MIN 10u /* the policy, the catalog, a step, the last read */
 #define SIM_LIVE_GENUINE_MAX 20000u
 #define SIM_LIVE_ATTACKERS_MAX 2000u
 
@@ -169,7 +170,7 @@ typedef struct {
     const char *url;       /* http://127.0.0.1:PORT: loopback only */
     const char *key;       /* Bearer key (NULL: none); the admin key lets it read the policy */
     uint32_t seconds;      /* 1..SIM_LIVE_SECONDS_MAX */
-    uint64_t requests_max; /* 1..SIM_LIVE_REQUESTS_MAX */
+    uint64_t requests_max; /* SIM_LIVE_REQUESTS_MIN..SIM_LIVE_REQUESTS_MAX */
     int64_t genuine, attackers; /* -1: scaled from the scenario */
     FILE *progress;        /* a line every SIM_LIVE_PROGRESS_MS (NULL: quiet) */
 } sim_live_options_t;

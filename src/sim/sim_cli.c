@@ -32,7 +32,7 @@ static const char usage[] =
     "                      its policy, populations scaled to its stock\n"
     "  --seconds N         a live run's length in wall time, 1-600 (default 120): the\n"
     "                      whole scenario is played in it, the server keeps its own clock\n"
-    "  --requests N        at most this many requests, 1-1000000 (default 100000)\n"
+    "  --requests N        at most this many requests, 10-1000000 (default 100000)\n"
     "  --key KEY           the API key to send (default: $HOLDFAST_KEY); the admin key\n"
     "                      also lets the run read the policy\n";
 
@@ -102,8 +102,8 @@ static int parse(int argc, char **argv, sim_args_t *a)
                 return bad("--seconds must be 1 to 600, not", v);
             }
         } else if (strcmp(argv[i], "--requests") == 0) {
-            if (!number(v, 1, SIM_LIVE_REQUESTS_MAX, &a->requests)) {
-                return bad("--requests must be 1 to 1000000, not", v);
+            if (!number(v, SIM_LIVE_REQUESTS_MIN, SIM_LIVE_REQUESTS_MAX, &a->requests)) {
+                return bad("--requests must be 10 to 1000000, not", v);
             }
         } else if (strcmp(argv[i], "--out") == 0) {
             a->out_dir = v;

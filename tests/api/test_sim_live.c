@@ -145,7 +145,7 @@ static void test_live_refuses_bad_options(void **state)
     const char *const cases[][8] = {
         {"sim", "--live", "http://127.0.0.1:1", "--seconds", "0", NULL},
         {"sim", "--live", "http://127.0.0.1:1", "--seconds", "601", NULL},
-        {"sim", "--live", "http://127.0.0.1:1", "--requests", "0", NULL},
+        {"sim", "--live", "http://127.0.0.1:1", "--requests", "9", NULL},
         {"sim", "--live", "http://127.0.0.1:1", "--requests", "1000001", NULL},
         {"sim", "--live", "http://127.0.0.1:1", "--genuine", "20001", NULL},
         {"sim", "--live", "http://127.0.0.1:1", "--attackers", "2001", NULL},
