@@ -19,7 +19,8 @@ deps:
 demo: all
 	./scripts/demo.sh
 
-test: deps
+test:
+	@./scripts/deps.sh test
 	cmake -S . -B build/asan -DCMAKE_BUILD_TYPE=Debug -DHF_SANITIZE=ON -DBUILD_TESTING=ON >/dev/null
 	cmake --build build/asan -j $(JOBS)
 	cd build/asan && ctest --output-on-failure --timeout 300

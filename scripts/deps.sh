@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
 # Installs what holdfast needs to build, test and benchmark on Debian 12, and
-# nothing else: Debian packages only. Safe to run again; it installs only what
-# is missing, so `make` stays fast on a machine that has everything.
+# nothing else: Debian packages with apt-get, and the web pages' two npm
+# packages (the chart library; Playwright's driver for the browser tests)
+# with npm from web/package-lock.json. Safe to run again; it installs only
+# what is missing, so `make` stays fast on a machine that has everything.
+#
+#   scripts/deps.sh        what the server, the demo and the benchmarks need
+#   scripts/deps.sh test   also Chromium, for the browser tests
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 packages=(
     build-essential cmake pkg-config   # the toolchain
@@ -13,18 +19,32 @@ packages=(
     libcmocka-dev                      # unit tests
     curl                               # the demo's example requests
     wrk                                # make bench
-    nodejs                             # the JS reference solver's test
+    nodejs                             # the JS solver's test, the browser tests, npm
 )
+if [ "${1:-}" = test ]; then
+    packages+=(chromium fonts-dejavu-core)  # the browser tests (headless)
+fi
 
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+# Debian's nodejs comes without npm; a Node.js that brings its own does not need it.
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 
-echo "deps: installing ${missing[*]}" >&2
-sudo=""
-[ "$(id -u)" -eq 0 ] || sudo="sudo"
-export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq
-$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "deps: installing ${missing[*]}" >&2
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get update -qq
+    $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi
+
+# The web pages' packages, exactly as locked; again only when the lock changed.
+stamp=web/node_modules/.installed-lock
+if ! cmp -s web/package-lock.json "$stamp" 2>/dev/null; then
+    echo "deps: installing the web pages' npm packages" >&2
+    (cd web && npm ci --no-audit --no-fund --loglevel=error >&2)
+    cp web/package-lock.json "$stamp"
+fi

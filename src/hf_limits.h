@@ -97,4 +97,15 @@
  * journal before it deleted, so recovery never replays a year of traffic. */
 #define HF_COMPACT_RECORDS_DEFAULT 1000000u
 
+/* GET /v1/events: open streams (each is a connection held open), the skus
+ * one follows, how often totals are compared and sent, how much a slow
+ * reader may fall behind before its stream is closed (it reconnects). */
+#define HF_EVENT_STREAMS_MAX 32u
+#define HF_EVENT_SKUS_MAX 64u
+#define HF_EVENT_INTERVAL_MS 100
+#define HF_EVENT_PING_MS 15000
+#define HF_EVENT_BUFFER_BYTES_MAX (256 * 1024)
+/* The web pages (web/): the largest file served. */
+#define HF_STATIC_BYTES_MAX (2 * 1024 * 1024)
+
 #endif

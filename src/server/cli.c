@@ -42,8 +42,10 @@ static const char usage_serve[] =
     "  --admin-key KEY           the key with the admin role\n"
     "  --durability MODE         durable (default): reply after fsync;\n"
     "                            relaxed: reply before fsync, lose at most 100 ms on a crash\n"
+    "  --web DIR                 the web pages: the shop at /, the dashboard at /admin\n"
+    "                            (default: the source tree's web/; \"\" serves none)\n"
     "\n"
-    "configuration file keys: listen, data, api_keys, admin_key, durability, skus_max,\n"
+    "configuration file keys: listen, data, web_dir, api_keys, admin_key, durability, skus_max,\n"
     "holds_max, idempotency_keys_max, identities_max, customer_skus_max, waitlist_max,\n"
     "sku_policies_max, proofs_max, connections_max, threads, compact_records, policy\n"
     "(policy: the policy document of docs/POLICIES.md a new data directory starts with)\n"
@@ -57,6 +59,7 @@ void server_config_default(server_config_t *c)
     snprintf(c->host, sizeof c->host, "127.0.0.1");
     c->port = 8080;
     snprintf(c->data_dir, sizeof c->data_dir, "./data");
+    snprintf(c->web_dir, sizeof c->web_dir, "%s", HF_WEB_DIR);
     c->durability = STORE_DURABLE;
     c->guard = guard_config_default();
     c->connections_max = HF_CONNECTIONS_MAX_DEFAULT;
@@ -108,6 +111,16 @@ static int set_text(char *out, size_t size, const char *what, const char *v)
         return bad(what, v, "must be non-empty and shorter");
     }
     snprintf(out, size, "%s", v);
+    return 0;
+}
+
+/* "" turns the pages off; anything else must fit. */
+static int set_web(server_config_t *c, const char *v)
+{
+    if (strlen(v) >= sizeof c->web_dir) {
+        return bad("--web", v, "the path is too long");
+    }
+    snprintf(c->web_dir, sizeof c->web_dir, "%s", v);
     return 0;
 }
 
@@ -178,7 +191,7 @@ static bool known_key(const char *key)
         "durability",     "skus_max",       "holds_max",         "idempotency_keys_max",
         "identities_max", "customer_skus_max", "waitlist_max",   "sku_policies_max",
         "proofs_max",     "connections_max", "threads",          "compact_records",
-        "policy",         NULL,
+        "policy",         "web_dir",        NULL,
     };
     for (size_t i = 0; keys[i] != NULL; i++) {
         if (strcmp(key, keys[i]) == 0) {
@@ -279,6 +292,9 @@ static int file_key(server_config_t *c, const char *key, json_t *v)
     if (strcmp(key, "admin_key") == 0) {
         return set_text(c->admin_key, sizeof c->admin_key, "admin_key", s);
     }
+    if (strcmp(key, "web_dir") == 0) {
+        return set_web(c, s);
+    }
     assert(strcmp(key, "durability") == 0);
     return set_durability(c, s);
 }
@@ -325,6 +341,9 @@ static int apply_flag(server_config_t *c, const char *flag, const char *v)
     }
     if (strcmp(flag, "--durability") == 0) {
         return set_durability(c, v);
+    }
+    if (strcmp(flag, "--web") == 0) {
+        return set_web(c, v);
     }
     if (strcmp(flag, "--config") == 0) {
         return 0; /* read first, in parse_serve */

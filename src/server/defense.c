@@ -147,9 +147,9 @@ bool sku_policy_check(request_t *r, const guard_op_t *op)
 }
 
 /* A sku's defenses as GET /v1/skus/{sku} shows them. */
-void write_sku_defenses(request_t *r, json_out_t *j, uint32_t sku_index)
+void write_sku_defenses(const server_t *s, json_out_t *j, uint32_t sku_index)
 {
-    const guard_t *g = &r->server->guard;
+    const guard_t *g = &s->guard;
     guard_sku_view_t v;
     guard_sku_view(g, sku_index, &v);
     jw_key(j, "escalation");

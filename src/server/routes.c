@@ -115,19 +115,23 @@ static void reply_result(request_t *r, const engine_outcome_t *o, const char *sk
     error_end(r);
 }
 
-static void write_sku(request_t *r, uint32_t index)
+void write_sku_object(server_t *s, json_out_t *j, uint32_t index)
 {
-    json_out_t *j = &r->out;
     engine_sku_view_t v;
-    engine_sku_view(&r->server->guard.engine, index, &v);
+    engine_sku_view(&s->guard.engine, index, &v);
     jw_obj_begin(j);
     jw_kstr(j, "sku", v.sku, v.sku_len);
     jw_kint(j, "stock", v.stock);
     jw_kint(j, "held", v.held);
     jw_kint(j, "sold", v.sold);
     jw_kint(j, "available", v.available);
-    write_sku_defenses(r, j, index);
+    write_sku_defenses(s, j, index);
     jw_obj_end(j);
+}
+
+static void write_sku(request_t *r, uint32_t index)
+{
+    write_sku_object(r->server, &r->out, index);
 }
 
 void write_hold(request_t *r, const engine_hold_view_t *h, int64_t now_ms)
@@ -990,6 +994,14 @@ static const route_t routes[] = {
     {"GET", "/v1/identities/top", ROLE_ADMIN, h_identities_top},
     /* '+' takes the rest up to the literal suffix: an IP prefix has a '/' */
     {"POST", "/v1/identities/*/+/revoke", ROLE_ADMIN, h_identity_revoke},
+    {"GET", "/v1/events", ROLE_SHOP, h_events},
+    /* the web pages: public; what they show comes from the API above */
+    {"GET", "/", ROLE_NONE, h_static},
+    {"GET", "/admin", ROLE_NONE, h_static},
+    {"GET", "/shop/*", ROLE_NONE, h_static},
+    {"GET", "/admin/*", ROLE_NONE, h_static},
+    {"GET", "/pow/*", ROLE_NONE, h_static},
+    {"GET", "/vendor/uplot/*", ROLE_NONE, h_static},
 };
 #define ROUTE_COUNT (sizeof routes / sizeof routes[0])
 _Static_assert(ROUTE_COUNT <= SERVER_ROUTE_COUNT_MAX, "metrics has room for every route");
@@ -1090,6 +1102,7 @@ void routes_handle(request_t *r, const char *method, const char *url)
 {
     route_args_t a;
     r->route = -1;
+    r->url = url;
     r->allow[0] = '\0';
     for (size_t i = 0; i < ROUTE_COUNT; i++) {
         memset(&a, 0, sizeof a);

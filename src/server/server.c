@@ -68,7 +68,9 @@ static enum MHD_Result send_reply(request_t *r)
         return MHD_NO;
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
-                            r->text ? "text/plain; version=0.0.4" : "application/json");
+                            r->content_type != NULL ? r->content_type
+                            : r->text               ? "text/plain; version=0.0.4"
+                                                    : "application/json");
     if (r->replayed != NULL) {
         MHD_add_response_header(resp, "Idempotent-Replayed", r->replayed);
     }
@@ -225,7 +227,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return send_reply(r);
     }
     routes_handle(r, method, url);
-    return reply_or_wait(r);
+    return r->stream != NULL ? events_reply(r) : reply_or_wait(r);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
@@ -476,6 +478,7 @@ static int wait_for_signal(server_t *s, const sigset_t *signals)
             return sig;
         }
         tick(s);
+        events_publish(s);
     }
 }
 
@@ -486,6 +489,7 @@ static void drain(server_t *s, int sig)
     fprintf(stderr, "level=info msg=stopping signal=%s inflight=%d\n",
             sig == SIGTERM ? "SIGTERM" : "SIGINT", __atomic_load_n(&s->inflight, __ATOMIC_RELAXED));
     __atomic_store_n(&s->draining, 1, __ATOMIC_SEQ_CST);
+    events_close_all(s); /* streams never finish on their own */
     int fd = MHD_quiesce_daemon(s->daemon);
     if (fd >= 0) {
         close(fd);
@@ -513,6 +517,7 @@ static void server_free(server_t *s)
     guard_deinit(&s->guard);
     pthread_mutex_destroy(&s->engine_lock);
     pthread_mutex_destroy(&s->wait_lock);
+    pthread_mutex_destroy(&s->events_lock);
     free(s);
 }
 
@@ -525,6 +530,7 @@ int server_run(const server_config_t *c)
     s->config = *c;
     pthread_mutex_init(&s->engine_lock, NULL);
     pthread_mutex_init(&s->wait_lock, NULL);
+    pthread_mutex_init(&s->events_lock, NULL);
     /* Signals are taken by sigtimedwait on this thread only. */
     sigset_t signals;
     sigemptyset(&signals);

@@ -17,6 +17,12 @@
 #include "guard.h"
 #include "store.h"
 
+/* Where the web pages are unless --web says otherwise: the source tree's
+ * web/ (CMake passes it), so a build serves its own checkout's pages. */
+#ifndef HF_WEB_DIR
+#define HF_WEB_DIR "web"
+#endif
+
 /* A handful of shop keys is what integrations need; 16 bounds the constant-
  * time comparison loop. */
 #define SERVER_API_KEYS_MAX 16
@@ -27,6 +33,7 @@ typedef struct {
     char host[SERVER_HOST_BYTES_MAX];
     uint16_t port; /* 0: pick a free port; the log line says which */
     char data_dir[PATH_MAX];
+    char web_dir[PATH_MAX]; /* the pages served at / and /admin ("": none) */
     char api_keys[SERVER_API_KEYS_MAX][SERVER_KEY_BYTES_MAX];
     uint32_t api_key_count;
     char admin_key[SERVER_KEY_BYTES_MAX];

@@ -18,7 +18,7 @@ typedef enum { ROLE_NONE = 0, ROLE_SHOP = 1, ROLE_ADMIN = 2 } role_t;
     X(200) X(201) X(400) X(401) X(403) X(404) X(405) X(409) X(410) X(413) X(422) X(428)       \
         X(429) X(431) X(500) X(503)
 #define SERVER_STATUS_COUNT 16
-#define SERVER_ROUTE_COUNT_MAX 24
+#define SERVER_ROUTE_COUNT_MAX 32
 
 typedef struct {
     uint64_t requests[SERVER_ROUTE_COUNT_MAX + 1][SERVER_STATUS_COUNT];
@@ -26,8 +26,28 @@ typedef struct {
 } metrics_t;
 
 typedef struct request_s request_t;
+typedef struct server_s server_t;
 
-typedef struct server_s {
+/* One GET /v1/events stream (events.c). Its text is appended by the
+ * publisher (the clock thread) and read by the HTTP library; the part past
+ * ready_len waits until the journal covers pending_seq, so an event never
+ * shows a change that a crash could still undo. Under events_lock. */
+typedef struct {
+    bool used;
+    bool parked; /* the connection is suspended until there is text */
+    bool closed; /* end the stream (shutdown, or a reader too far behind) */
+    server_t *server;
+    struct MHD_Connection *conn;
+    uint32_t sku_count;
+    uint32_t skus[HF_EVENT_SKUS_MAX];    /* engine sku indexes (never removed) */
+    uint64_t sent_hash[HF_EVENT_SKUS_MAX]; /* of the sku's last sent JSON (0: none yet) */
+    char *text;
+    size_t len, read, ready_len;
+    uint64_t pending_seq;
+    int64_t pinged_ms;
+} event_stream_t;
+
+struct server_s {
     server_config_t config;
     guard_t guard; /* the engine with its defenses */
     store_t store;
@@ -46,7 +66,11 @@ typedef struct server_s {
     int draining; /* shutting down: answer with Connection: close (atomic) */
     metrics_t metrics;
     store_recovery_t recovery;
-} server_t;
+
+    pthread_mutex_t events_lock; /* taken before engine_lock, never after */
+    event_stream_t streams[HF_EVENT_STREAMS_MAX];
+    int64_t events_published_ms;
+};
 
 /* A request's state across the library's calls. */
 struct request_s {
@@ -57,6 +81,7 @@ struct request_s {
     bool body_too_large;
     bool counted; /* in inflight */
     int route; /* index into the route table, or -1 */
+    const char *url; /* the path, while routes_handle runs */
     role_t role; /* what the key allows (ROLE_ADMIN without keys configured) */
     int status;
     json_out_t out;
@@ -65,6 +90,8 @@ struct request_s {
     char allow[32];       /* for a 405: the methods the path takes */
     uint64_t seq;         /* the journal must reach this before the reply goes */
     bool ready;  /* resumed: the reply is written, send it */
+    event_stream_t *stream; /* GET /v1/events: the reply is this stream */
+    const char *content_type; /* NULL: JSON (or text, see above) */
     bool parked; /* on the wait list (changed under wait_lock) */
     request_t *next_waiter;
 };
@@ -125,7 +152,18 @@ void h_identity_revoke(request_t *r, const route_args_t *a);
  * without the lock, checked against the shop's policy under it. */
 bool sku_policy_parse(request_t *r, json_t *doc, guard_op_t *op);
 bool sku_policy_check(request_t *r, const guard_op_t *op);
-void write_sku_defenses(request_t *r, json_out_t *j, uint32_t sku_index);
+void write_sku_defenses(const server_t *s, json_out_t *j, uint32_t sku_index);
+
+/* events.c: GET /v1/events, the sku totals as server-sent events */
+void h_events(request_t *r, const route_args_t *a);
+enum MHD_Result events_reply(request_t *r); /* queues r->stream's response */
+void events_publish(server_t *s);           /* the clock thread, every tick */
+void events_close_all(server_t *s);         /* shutdown: end every stream */
+/* A sku as GET /v1/skus/{sku} shows it (the engine lock held). */
+void write_sku_object(server_t *s, json_out_t *j, uint32_t index);
+
+/* static.c: the web pages (the shop at /, the dashboard at /admin) */
+void h_static(request_t *r, const route_args_t *a);
 
 /* metrics.c */
 void metrics_count(server_t *s, int route, int status);

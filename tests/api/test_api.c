@@ -295,8 +295,9 @@ static void test_unknown_path_is_404(void **state)
     put_sku(fx, "cap-red", 10, 201);
     char body[256], id[HF_TEST_ID_MAX], target[256];
     hold_ok(fx, one_line(body, sizeof body, "cap-red", 1, ""), id);
-    const char *paths[] = {"/",
-                           "/nope",
+    /* "/" is the demo shop's page (test_web) */
+    const char *paths[] = {"/nope",
+                           "/shop",
                            "/v1",
                            "/v1/",
                            "/v1/nope",
@@ -1884,8 +1885,9 @@ static void test_config_with_every_key_starts(void **state)
     snprintf(config, sizeof config,
              "{\"listen\": \"127.0.0.1:0\", \"data\": \"%s\", \"api_keys\": [\"s1\", \"s2\"], "
              "\"admin_key\": \"a1\", \"durability\": \"relaxed\", \"skus_max\": 10, "
-             "\"holds_max\": 10, \"idempotency_keys_max\": 10, \"connections_max\": 16}",
-             fx->srv.data_dir);
+             "\"holds_max\": 10, \"idempotency_keys_max\": 10, \"connections_max\": 16, "
+             "\"web_dir\": \"%s/no-pages\"}",
+             fx->srv.data_dir, fx->srv.root);
     assert_int_equal(hf_server_write_config(&fx->srv, config), 0);
     start(fx, NULL);
     hf_client_t admin = {fx->cl.port, "a1"}, shop = {fx->cl.port, "s2"};
@@ -1893,6 +1895,11 @@ static void test_config_with_every_key_starts(void **state)
     const char *hold = "{\"customer\": \"u-1\", \"lines\": [{\"sku\": \"cap-red\", \"qty\": 2}]}";
     assert_int_equal(hf_hold_create(&shop, hold, NULL, NULL, NULL), 201);
     assert_true(hf_expect_sku(&shop, "cap-red", 5, 2, 0));
+    /* web_dir was read: its (missing) pages are not found */
+    hf_response_t r;
+    assert_int_equal(hf_call(&shop, "GET", "/", NULL, NULL, &r), 0);
+    assert_true(hf_expect_error(&r, 404, "not_found", NULL));
+    hf_response_free(&r);
 }
 
 int main(void)

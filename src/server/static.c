@@ -1,0 +1,124 @@
+/*
+ * static.c - the web pages: the demo shop at /, the operator's dashboard at
+ * /admin, their scripts, the proof-of-work solver, and the chart library
+ * that npm installed (web/node_modules), all read from the web directory
+ * (--web, web_dir).
+ *
+ * Only what is listed here is served: a path names a directory from a fixed
+ * list and one file in it, of [A-Za-z0-9._-] without a leading dot, so no
+ * request can reach a file outside those directories. The pages are public;
+ * the data they show comes from the API, behind its keys.
+ */
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "server_internal.h"
+
+/* URL prefix -> directory under the web directory. */
+static const struct {
+    const char *url;
+    const char *dir;
+} dirs[] = {
+    {"/shop/", "shop"},
+    {"/admin/", "admin"},
+    {"/pow/", "pow"},
+    {"/vendor/uplot/", "node_modules/uplot/dist"},
+};
+
+static const struct {
+    const char *ext;
+    const char *type;
+} types[] = {
+    {".html", "text/html; charset=utf-8"},
+    {".js", "text/javascript; charset=utf-8"},
+    {".mjs", "text/javascript; charset=utf-8"},
+    {".css", "text/css; charset=utf-8"},
+    {".svg", "image/svg+xml"},
+    {".png", "image/png"},
+    {".json", "application/json"},
+};
+
+static const char *type_of(const char *name)
+{
+    const char *dot = strrchr(name, '.');
+    for (size_t i = 0; dot != NULL && i < sizeof types / sizeof types[0]; i++) {
+        if (strcmp(dot, types[i].ext) == 0) {
+            return types[i].type;
+        }
+    }
+    return NULL;
+}
+
+static bool file_name_ok(const char *name)
+{
+    size_t n = strlen(name);
+    return n > 0 && n <= 128 && name[0] != '.' &&
+           strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") == n;
+}
+
+/* The file a URL names under the web directory, or false. */
+static bool path_for(const server_t *s, const char *url, char *path, size_t size,
+                     const char **type)
+{
+    const char *dir = NULL, *name = NULL;
+    if (strcmp(url, "/") == 0) {
+        dir = "shop", name = "index.html";
+    } else if (strcmp(url, "/admin") == 0) {
+        dir = "admin", name = "index.html";
+    }
+    for (size_t i = 0; dir == NULL && i < sizeof dirs / sizeof dirs[0]; i++) {
+        size_t len = strlen(dirs[i].url);
+        if (strncmp(url, dirs[i].url, len) == 0) {
+            dir = dirs[i].dir;
+            name = url[len] == '\0' ? "index.html" : url + len;
+        }
+    }
+    *type = name != NULL ? type_of(name) : NULL;
+    if (dir == NULL || !file_name_ok(name) || *type == NULL) {
+        return false;
+    }
+    int n = snprintf(path, size, "%s/%s/%s", s->config.web_dir, dir, name);
+    return n > 0 && (size_t)n < size;
+}
+
+/* Reads the whole file into r->out; false if it is missing or too big. */
+static bool read_file(request_t *r, const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    struct stat st;
+    if (f == NULL || fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode) ||
+        st.st_size > HF_STATIC_BYTES_MAX) {
+        if (f != NULL) {
+            fclose(f);
+        }
+        return false;
+    }
+    char chunk[16384];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
+        jw_raw(&r->out, chunk, n);
+    }
+    bool ok = !ferror(f);
+    fclose(f);
+    return ok;
+}
+
+void h_static(request_t *r, const route_args_t *a)
+{
+    (void)a;
+    char path[PATH_MAX + 256];
+    const char *type;
+    if (r->server->config.web_dir[0] == '\0') {
+        reply_error(r, 404, "not_found", "this server serves no web pages (--web \"\")");
+        return;
+    }
+    if (!path_for(r->server, r->url, path, sizeof path, &type) || !read_file(r, path)) {
+        json_out_reset(&r->out);
+        reply_error(r, 404, "not_found", "no such page");
+        return;
+    }
+    r->status = 200;
+    r->content_type = type;
+}

@@ -1,0 +1,202 @@
+/*
+ * shop.test.mjs - the demo storefront in a real browser (Chromium, headless)
+ * against the real server: holding, the countdown, paying, live counts in a
+ * second browser, expiry, the waitlist and its offer, a proof of work, a
+ * phone-sized screen with the keyboard, and leaving the page.
+ */
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+
+import { STEP_MS, call, launch, open, shot, sku, startServer } from './harness.mjs';
+
+let browser;
+before(async () => {
+  browser = await launch();
+});
+after(async () => {
+  await browser?.close();
+});
+
+/* Waits until check() holds (the server's state, read again and again). */
+async function until(check, what) {
+  const deadline = Date.now() + STEP_MS;
+  for (;;) {
+    if (await check()) return;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+function counts(page, name) {
+  return page.locator(`[id="p-${name}"] .counts`);
+}
+
+test('a buyer holds, sees the countdown, pays, and another browser sees it live', async () => {
+  const server = await startServer();
+  try {
+    assert.equal((await call(server, 'PUT', '/v1/skus/cap-red', { stock: 5 })).status, 201);
+    const buyer = await open(browser, server.url + '/');
+    const other = await open(browser, server.url + '/');
+    await counts(other, 'cap-red').filter({ hasText: '5 available · 0 in carts · 0 sold of 5' }).waitFor({ timeout: STEP_MS });
+
+    await buyer.getByRole('button', { name: 'Add Campaign cap, red to cart' }).click();
+    const timer = buyer.getByRole('timer');
+    await timer.waitFor({ timeout: STEP_MS });
+    const first = await timer.textContent();
+    assert.match(first, /^\d+:\d\d$/);
+    await buyer.waitForFunction((t) => document.querySelector('.countdown')?.textContent !== t, first, { timeout: STEP_MS });
+    await counts(other, 'cap-red').filter({ hasText: '4 available · 1 in carts' }).waitFor({ timeout: STEP_MS });
+    assert.equal((await sku(server, 'cap-red')).held, 1);
+    await shot(buyer, 'shop-held');
+
+    await buyer.getByRole('button', { name: 'Checkout' }).click();
+    await buyer.getByLabel('Card number').fill('4242 4242 4242 4242');
+    await buyer.getByRole('button', { name: 'Pay' }).click();
+    await buyer.getByText(/Thank you! Order order-/).waitFor({ timeout: STEP_MS });
+    await counts(other, 'cap-red').filter({ hasText: '4 available · 0 in carts · 1 sold of 5' }).waitFor({ timeout: STEP_MS });
+    const s = await sku(server, 'cap-red');
+    assert.deepEqual([s.stock, s.held, s.sold, s.available], [5, 0, 1, 4]);
+    await shot(buyer, 'shop-paid');
+    await shot(other, 'shop-second-browser');
+    assert.deepEqual(buyer.errors, []);
+    assert.deepEqual(other.errors, []);
+  } finally {
+    assert.equal(await server.stop(), 0);
+  }
+});
+
+test('a hold that runs out says so in the cart, and the units come back', async () => {
+  const server = await startServer();
+  try {
+    const put = await call(server, 'PUT', '/v1/skus/flash-tee', {
+      stock: 3,
+      policy: { ttl: { default_ms: 2000, scarce_ms: 2000 } }, /* a 2-second cart */
+    });
+    assert.equal(put.status, 201);
+    const page = await open(browser, server.url + '/');
+    await page.getByRole('button', { name: 'Add flash-tee to cart' }).click();
+    await page.getByRole('timer').waitFor({ timeout: STEP_MS });
+    await page.getByText('your hold expired').waitFor({ timeout: STEP_MS });
+    await counts(page, 'flash-tee').filter({ hasText: '3 available · 0 in carts' }).waitFor({ timeout: STEP_MS });
+    assert.equal((await sku(server, 'flash-tee')).held, 0);
+    assert.equal(await page.getByRole('button', { name: 'Checkout' }).isDisabled(), true);
+    await shot(page, 'shop-expired');
+    assert.deepEqual(page.errors, []);
+  } finally {
+    assert.equal(await server.stop(), 0);
+  }
+});
+
+test('a sold-out item offers its waitlist, and the offer reaches the cart', async () => {
+  const server = await startServer();
+  try {
+    assert.equal((await call(server, 'PUT', '/v1/skus/last-one', { stock: 1 })).status, 201);
+    const first = await open(browser, server.url + '/');
+    const second = await open(browser, server.url + '/');
+    await first.getByRole('button', { name: 'Add last-one to cart' }).click();
+    await first.getByRole('timer').waitFor({ timeout: STEP_MS });
+
+    const join = second.getByRole('button', { name: 'Join the waitlist for last-one' });
+    await join.waitFor({ timeout: STEP_MS });
+    assert.match(await counts(second, 'last-one').textContent(), /^0 available/);
+    await join.click();
+    await second.getByText('last-one: number 1 in line').waitFor({ timeout: STEP_MS });
+    await shot(second, 'shop-waitlist');
+
+    /* The first shopper lets go: the unit is offered to the one waiting. */
+    await first.getByRole('button', { name: 'Remove last-one from cart' }).click();
+    await second.getByText(/Good news: last-one is held for you now/).waitFor({ timeout: STEP_MS });
+    await second.getByRole('timer').waitFor({ timeout: STEP_MS });
+    await shot(second, 'shop-offer');
+    await second.getByRole('button', { name: 'Checkout' }).click();
+    await second.getByRole('button', { name: 'Pay' }).click();
+    await second.getByText(/Thank you!/).waitFor({ timeout: STEP_MS });
+    const s = await sku(server, 'last-one');
+    assert.deepEqual([s.held, s.sold], [0, 1]);
+    assert.deepEqual(first.errors, []);
+    assert.deepEqual(second.errors, []);
+  } finally {
+    assert.equal(await server.stop(), 0);
+  }
+});
+
+test('a challenged hold is paid with a proof of work solved off the page', async () => {
+  /* Every unit costs a proof here (no free units), 14 bits. */
+  const server = await startServer({ policy: { challenge: { free_units: 0, base_bits: 14 } } });
+  try {
+    assert.equal((await call(server, 'PUT', '/v1/skus/cap-blue', { stock: 10 })).status, 201);
+    const page = await open(browser, server.url + '/');
+    await page.locator('[id="p-cap-blue"] .counts').filter({ hasText: '10 available' }).waitFor({ timeout: STEP_MS });
+    /* Whether the progress note showed, and whether the page kept running
+     * its own timers meanwhile (a solver on the page would stall them). */
+    await page.evaluate(() => {
+      window.proofSeen = false;
+      window.ticks = 0;
+      setInterval(() => window.ticks++, 10);
+      new MutationObserver(() => {
+        if (!document.getElementById('proof').hidden) window.proofSeen = true;
+      }).observe(document.getElementById('proof'), { attributes: true, childList: true, subtree: true });
+    });
+    await page.getByRole('button', { name: 'Add Campaign cap, blue to cart' }).click();
+    await page.getByRole('timer').waitFor({ timeout: STEP_MS });
+    assert.equal(await page.evaluate(() => window.proofSeen), true);
+    assert.ok((await page.evaluate(() => window.ticks)) > 0);
+    assert.equal((await sku(server, 'cap-blue')).held, 1);
+    const metrics = await fetch(server.url + '/metrics').then((r) => r.text());
+    assert.match(metrics, /holdfast_proofs_total\{outcome="accepted"\} 1\b/);
+    assert.deepEqual(page.errors, []);
+  } finally {
+    assert.equal(await server.stop(), 0);
+  }
+});
+
+test('on a phone-sized screen, with the keyboard alone, a buyer holds an item', async () => {
+  const server = await startServer();
+  try {
+    assert.equal((await call(server, 'PUT', '/v1/skus/shirt-m', { stock: 4 })).status, 201);
+    const page = await open(browser, server.url + '/', { width: 390, height: 844 });
+    const add = page.getByRole('button', { name: 'Add T-shirt, M to cart' });
+    await add.waitFor({ timeout: STEP_MS });
+    /* Nothing is wider than the screen. */
+    assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= innerWidth));
+    /* Tab until the button has focus, then Enter. */
+    for (let i = 0; i < 20 && !(await add.evaluate((el) => el === document.activeElement)); i++) {
+      await page.keyboard.press('Tab');
+    }
+    assert.equal(await add.evaluate((el) => el === document.activeElement), true);
+    await page.keyboard.press('Enter');
+    await page.getByRole('timer').waitFor({ timeout: STEP_MS });
+    assert.equal((await sku(server, 'shirt-m')).held, 1);
+    /* Every control has a name a screen reader can say. */
+    const unnamed = await page.evaluate(() =>
+      [...document.querySelectorAll('button, select, input')].filter(
+        (el) => !el.closest('[hidden]') && !(el.getAttribute('aria-label') || el.labels?.length || el.textContent.trim()),
+      ).length,
+    );
+    assert.equal(unnamed, 0);
+    await shot(page, 'shop-phone');
+    assert.deepEqual(page.errors, []);
+  } finally {
+    assert.equal(await server.stop(), 0);
+  }
+});
+
+test('emptying the cart, or leaving the page, lets go of the units', async () => {
+  const server = await startServer();
+  try {
+    assert.equal((await call(server, 'PUT', '/v1/skus/cap-white', { stock: 6 })).status, 201);
+    const page = await open(browser, server.url + '/');
+    await page.getByRole('button', { name: 'Add Campaign cap, white to cart' }).click();
+    await page.getByRole('timer').waitFor({ timeout: STEP_MS });
+    await page.getByRole('button', { name: 'Empty cart' }).click();
+    await until(async () => (await sku(server, 'cap-white')).held === 0, 'the emptied cart to be released');
+
+    await page.getByRole('button', { name: 'Add Campaign cap, white to cart' }).click();
+    await page.getByRole('timer').waitFor({ timeout: STEP_MS });
+    assert.equal((await sku(server, 'cap-white')).held, 1);
+    await page.close({ runBeforeUnload: true });
+    await until(async () => (await sku(server, 'cap-white')).held === 0, 'the left page to release its hold');
+  } finally {
+    assert.equal(await server.stop(), 0);
+  }
+});

@@ -1,0 +1,401 @@
+/*
+ * shop.js - the demo storefront. The catalog and its counts come from the
+ * API and stay live through GET /v1/events; adding to the cart holds the
+ * units (POST /v1/holds), the cart counts each hold down, paying commits
+ * it, removing or leaving releases it; a sold-out item offers its waitlist.
+ *
+ * A real shop would call holdfast from its own server, with the shopper's
+ * address; this demo calls it from the page, as one shopper per browser.
+ */
+import { Api, ApiError, storedKey, storeKey } from '/shop/api.js';
+
+const api = new Api(storedKey());
+const $ = (id) => document.getElementById(id);
+
+/* One shopper per browser: its customer id and a fingerprint of sorts. */
+function shopperId(item, prefix) {
+  let id = localStorage.getItem(item);
+  if (!id) {
+    id = prefix + crypto.getRandomValues(new Uint32Array(2)).join('').slice(0, 12);
+    localStorage.setItem(item, id);
+  }
+  return id;
+}
+const customer = shopperId('holdfast.customer', 'shopper-');
+const fingerprint = shopperId('holdfast.fingerprint', 'browser-');
+
+const products = new Map(); /* sku -> {sku, name, price_cents, counts} */
+const cart = new Map(); /* sku -> {holdId, qty, expiresAt, state} */
+const waits = new Map(); /* sku -> {id, qty, state, position} */
+let names = {};
+
+/* --------------------------------------------------------------- display */
+
+function money(cents) {
+  return cents == null ? '' : `$${(cents / 100).toFixed(2)}`;
+}
+
+function notice(text, kind = 'info') {
+  const el = $('notice');
+  el.textContent = text;
+  el.dataset.kind = kind;
+}
+
+function explain(err) {
+  if (!(err instanceof ApiError)) return `Something went wrong: ${err.message}`;
+  const d = err.detail;
+  switch (err.code) {
+    case 'insufficient_stock':
+      return d.available > 0 ? `Only ${d.available} left.` : 'Sold out, sorry.';
+    case 'policy_denied': {
+      const wait = d.retry_after_ms > 0 ? ` Try again in ${Math.ceil(d.retry_after_ms / 1000)} s.` : '';
+      return `The shop's limits say no (${d.rule.replaceAll('_', ' ')}: ${d.current} of ${d.limit}).${wait}`;
+    }
+    case 'hold_expired':
+      return 'That hold had already run out.';
+    case 'unauthorized':
+    case 'forbidden':
+      return 'The server needs an API key.';
+    default:
+      return `${err.message} (${err.code})`;
+  }
+}
+
+function renderProduct(p) {
+  let li = document.getElementById(`p-${p.sku}`);
+  if (!li) {
+    li = document.createElement('li');
+    li.id = `p-${p.sku}`;
+    li.className = 'product';
+    li.innerHTML = `
+      <h3 class="name"></h3>
+      <p class="price"></p>
+      <p class="counts" aria-live="polite"></p>
+      <div class="buy">
+        <label class="qty-label">Quantity <select class="qty"></select></label>
+        <button type="button" class="add"></button>
+      </div>`;
+    li.querySelector('.name').textContent = p.name;
+    li.querySelector('.price').textContent = money(p.price_cents);
+    const select = li.querySelector('.qty');
+    for (let q = 1; q <= 5; q++) select.add(new Option(String(q), String(q)));
+    select.setAttribute('aria-label', `Quantity of ${p.name}`);
+    li.querySelector('.add').addEventListener('click', () => onBuy(p.sku));
+    $('catalog').append(li);
+  }
+  const c = p.counts;
+  const counts = li.querySelector('.counts');
+  counts.textContent = `${c.available} available · ${c.held} in carts · ${c.sold} sold of ${c.stock}`;
+  counts.dataset.available = String(c.available);
+  const soldOut = c.available === 0;
+  li.classList.toggle('sold-out', soldOut);
+  const button = li.querySelector('.add');
+  const waiting = waits.get(p.sku);
+  if (soldOut) {
+    button.textContent = waiting ? 'On the waitlist' : 'Join waitlist';
+    button.disabled = Boolean(waiting);
+    button.setAttribute('aria-label', `Join the waitlist for ${p.name}`);
+  } else {
+    button.textContent = 'Add to cart';
+    button.disabled = false;
+    button.setAttribute('aria-label', `Add ${p.name} to cart`);
+  }
+}
+
+function remaining(line) {
+  return Math.max(0, line.expiresAt - Date.now());
+}
+
+function clock(ms) {
+  const s = Math.ceil(ms / 1000);
+  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
+}
+
+function renderCart() {
+  const list = $('cart');
+  list.replaceChildren();
+  let total = 0;
+  let active = 0;
+  for (const [sku, line] of cart) {
+    const p = products.get(sku);
+    const li = document.createElement('li');
+    li.className = `line ${line.state}`;
+    li.dataset.sku = sku;
+    const name = p?.name ?? sku;
+    const status =
+      line.state === 'active'
+        ? `held for you: <span class="countdown" role="timer">${clock(remaining(line))}</span>`
+        : line.state === 'expired'
+          ? '<strong>your hold expired</strong>: the units went back on sale'
+          : line.state;
+    li.innerHTML = `<span class="what"></span> <span class="status">${status}</span>`;
+    li.querySelector('.what').textContent = `${line.qty} × ${name} ${money((p?.price_cents ?? 0) * line.qty)}`;
+    const remove = document.createElement('button');
+    remove.type = 'button';
+    remove.className = 'secondary small';
+    remove.textContent = line.state === 'active' ? 'Remove' : 'Dismiss';
+    remove.setAttribute('aria-label', `Remove ${name} from cart`);
+    remove.addEventListener('click', () => removeLine(sku));
+    li.append(' ', remove);
+    list.append(li);
+    if (line.state === 'active') {
+      active++;
+      total += (p?.price_cents ?? 0) * line.qty;
+    }
+  }
+  $('cart-empty').hidden = cart.size > 0;
+  $('cart-total').hidden = active === 0;
+  $('cart-total').textContent = `Total ${money(total)}`;
+  $('checkout').disabled = active === 0;
+  $('empty').disabled = cart.size === 0;
+}
+
+function renderWaits() {
+  const list = $('waiting');
+  list.replaceChildren();
+  for (const [sku, w] of waits) {
+    const li = document.createElement('li');
+    const name = products.get(sku)?.name ?? sku;
+    li.textContent =
+      w.state === 'waiting' ? `${name}: number ${w.position} in line` : `${name}: ${w.state}`;
+    list.append(li);
+  }
+  $('waiting-section').hidden = waits.size === 0;
+}
+
+/* ------------------------------------------------------------------ cart */
+
+function lineFromHold(h) {
+  return {
+    holdId: h.id,
+    qty: h.lines.reduce((n, l) => n + l.qty, 0),
+    expiresAt: Date.now() + (h.expires_in_ms ?? 0),
+    state: h.state,
+  };
+}
+
+function showProof(tries) {
+  const el = $('proof');
+  el.hidden = tries === null;
+  if (tries !== null) {
+    el.textContent = `The shop is busy: your browser is solving a small puzzle to prove it is not a bot… ${tries.toLocaleString()} tries`;
+  }
+}
+
+async function release(holdId) {
+  try {
+    await api.call('DELETE', `/v1/holds/${holdId}`);
+  } catch {
+    /* already gone: nothing held */
+  }
+}
+
+/* Holds qty of sku; an existing line is replaced (released once the new
+ * hold stands, or first if the limits count both). */
+async function addToCart(sku, qty) {
+  const old = cart.get(sku);
+  const body = { customer, fingerprint, lines: [{ sku, qty: (old?.state === 'active' ? old.qty : 0) + qty }] };
+  if (old?.state === 'active') {
+    await release(old.holdId);
+    cart.delete(sku);
+  }
+  try {
+    const h = await api.hold(body, showProof);
+    cart.set(sku, lineFromHold(h));
+    notice(`${products.get(sku)?.name ?? sku} is held for you.`);
+  } catch (err) {
+    notice(explain(err), 'error');
+    if (old?.state === 'active') {
+      try {
+        const h = await api.hold({ ...body, lines: [{ sku, qty: old.qty }] }, showProof);
+        cart.set(sku, lineFromHold(h)); /* kept what was there before */
+      } catch {
+        /* the units went meanwhile */
+      }
+    }
+  }
+  renderCart();
+}
+
+async function joinWaitlist(sku) {
+  const qty = Number(document.querySelector(`#p-${CSS.escape(sku)} .qty`).value);
+  try {
+    const w = await api.call('POST', `/v1/skus/${sku}/waitlist`, { customer, fingerprint, qty });
+    waits.set(sku, { id: w.id, qty, state: w.state, position: w.position });
+    notice(`You are on the waitlist for ${products.get(sku)?.name ?? sku}: we will tell you here.`);
+  } catch (err) {
+    if (err.code === 'units_available') return addToCart(sku, qty);
+    notice(explain(err), 'error');
+  }
+  renderWaits();
+  renderProduct(products.get(sku));
+}
+
+async function onBuy(sku) {
+  const p = products.get(sku);
+  if (p.counts.available === 0) return joinWaitlist(sku);
+  const qty = Number(document.querySelector(`#p-${CSS.escape(sku)} .qty`).value);
+  return addToCart(sku, qty);
+}
+
+async function removeLine(sku) {
+  const line = cart.get(sku);
+  cart.delete(sku);
+  renderCart();
+  if (line?.state === 'active') await release(line.holdId);
+}
+
+async function emptyCart() {
+  const lines = [...cart.values()];
+  cart.clear();
+  renderCart();
+  await Promise.all(lines.filter((l) => l.state === 'active').map((l) => release(l.holdId)));
+  notice('Your cart is empty; the items went back on sale.');
+}
+
+/* A countdown that reached zero: ask the server what became of the hold. */
+async function checkExpired() {
+  for (const [sku, line] of cart) {
+    if (line.state !== 'active' || remaining(line) > 0 || line.checking) continue;
+    line.checking = true;
+    try {
+      const h = await api.call('GET', `/v1/holds/${line.holdId}`);
+      if (h.state === 'active') {
+        line.expiresAt = Date.now() + h.expires_in_ms; /* our clock ran ahead */
+      } else {
+        line.state = h.state;
+        if (h.state === 'expired') {
+          notice(`Your hold on ${products.get(sku)?.name ?? sku} expired.`, 'error');
+        }
+      }
+    } catch {
+      line.state = 'expired';
+    }
+    line.checking = false;
+    renderCart();
+  }
+}
+
+/* -------------------------------------------------------------- checkout */
+
+async function pay(event) {
+  event.preventDefault();
+  const order = `order-${Date.now().toString(36)}`;
+  const bought = [];
+  const failed = [];
+  for (const [sku, line] of cart) {
+    if (line.state !== 'active') continue;
+    try {
+      await api.call('POST', `/v1/holds/${line.holdId}/commit`, { order_ref: order });
+      bought.push(`${line.qty} × ${products.get(sku)?.name ?? sku}`);
+      cart.delete(sku);
+    } catch (err) {
+      line.state = err.code === 'hold_expired' ? 'expired' : line.state;
+      failed.push(`${products.get(sku)?.name ?? sku}: ${explain(err)}`);
+    }
+  }
+  $('pay').hidden = true;
+  renderCart();
+  const thanks = bought.length ? `Thank you! Order ${order}: ${bought.join(', ')}.` : '';
+  notice([thanks, ...failed].join(' '), failed.length ? 'error' : 'ok');
+}
+
+/* ------------------------------------------------------------- waitlists */
+
+async function checkWaits() {
+  for (const [sku, w] of waits) {
+    if (w.state !== 'waiting') continue;
+    try {
+      const e = await api.call('GET', `/v1/waitlist/${w.id}`);
+      w.state = e.state;
+      w.position = e.position ?? w.position;
+      if (e.state === 'offered' && e.hold) {
+        cart.set(sku, lineFromHold(e.hold));
+        notice(`Good news: ${products.get(sku)?.name ?? sku} is held for you now. Pay before the timer runs out.`, 'ok');
+        renderCart();
+      }
+    } catch {
+      /* try again on the next change */
+    }
+  }
+  renderWaits();
+  for (const sku of waits.keys()) renderProduct(products.get(sku));
+}
+
+/* ------------------------------------------------------------------ start */
+
+function onSku(obj) {
+  const p = products.get(obj.sku);
+  if (!p) return;
+  p.counts = obj;
+  renderProduct(p);
+  if (waits.has(obj.sku)) checkWaits();
+}
+
+function askForKey() {
+  $('key-form').hidden = false;
+  $('live').textContent = 'The server needs an API key.';
+}
+
+async function loadCatalog() {
+  try {
+    names = await (await fetch('/shop/catalog.json')).json();
+  } catch {
+    names = {};
+  }
+  const page = await api.call('GET', '/v1/skus?limit=100');
+  for (const s of page.skus) {
+    const known = names[s.sku] ?? {};
+    const p = { sku: s.sku, name: known.name ?? s.sku, price_cents: known.price_cents, counts: s };
+    products.set(s.sku, p);
+    renderProduct(p);
+  }
+  if (page.skus.length === 0) $('live').textContent = 'The shop has nothing for sale yet.';
+}
+
+async function start() {
+  $('checkout').addEventListener('click', () => {
+    $('pay').hidden = false;
+    $('card-name').focus();
+  });
+  $('pay-cancel').addEventListener('click', () => ($('pay').hidden = true));
+  $('pay').addEventListener('submit', pay);
+  $('empty').addEventListener('click', emptyCart);
+  $('key-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    storeKey($('key-input').value);
+    location.reload();
+  });
+  /* Leaving the page lets go of what the cart holds. */
+  addEventListener('pagehide', () => {
+    for (const line of cart.values()) {
+      if (line.state === 'active') {
+        fetch(`/v1/holds/${line.holdId}`, { method: 'DELETE', headers: api.headers(), keepalive: true });
+      }
+    }
+  });
+  setInterval(() => {
+    for (const el of document.querySelectorAll('.line.active .countdown')) {
+      const line = cart.get(el.closest('.line').dataset.sku);
+      if (line) el.textContent = clock(remaining(line));
+    }
+    checkExpired();
+  }, 250);
+  setInterval(checkWaits, 5000);
+  try {
+    await loadCatalog();
+  } catch (err) {
+    if (err.status === 401 || err.status === 403) return askForKey();
+    $('live').textContent = explain(err);
+    return;
+  }
+  const live = new AbortController();
+  api.follow([...products.keys()].slice(0, 64), onSku, (state) => {
+    $('live').textContent =
+      state === 'open' ? 'Live: counts update as people shop.' : state === 'unauthorized' ? 'The server needs an API key.' : 'Reconnecting…';
+    $('live').dataset.state = state;
+  }, live.signal);
+  renderCart();
+}
+
+start();
