@@ -30,7 +30,10 @@ done < scripts/demo-catalog.txt
 
 cat <<MSG
 
-holdfast demo shop is running at $url  (data in $data; Ctrl-C stops it)
+holdfast demo shop is running (data in $data; Ctrl-C stops it):
+
+  the shop                $url/
+  the operator dashboard  $url/admin   (its attack panel replays the 2020 attack, live)
 
 Try:
   curl -s $url/v1/skus

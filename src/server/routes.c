@@ -995,6 +995,9 @@ static const route_t routes[] = {
     /* '+' takes the rest up to the literal suffix: an IP prefix has a '/' */
     {"POST", "/v1/identities/*/+/revoke", ROLE_ADMIN, h_identity_revoke},
     {"GET", "/v1/events", ROLE_SHOP, h_events},
+    {"POST", "/v1/sim", ROLE_ADMIN, h_sim_start},
+    {"GET", "/v1/sim", ROLE_ADMIN, h_sim_get},
+    {"DELETE", "/v1/sim", ROLE_ADMIN, h_sim_stop},
     /* the web pages: public; what they show comes from the API above */
     {"GET", "/", ROLE_NONE, h_static},
     {"GET", "/admin", ROLE_NONE, h_static},

@@ -294,9 +294,28 @@ static bool parse_addr(const server_config_t *c, struct sockaddr_storage *a, soc
     return false;
 }
 
-/* Binds the listening socket; returns it, or -1 after logging why. */
-static int listen_on(const server_config_t *c, char *addr_text, size_t addr_text_size)
+/* The URL a client on this machine reaches the socket bound to a at:
+ * the address itself if loopback, loopback if bound to all; "" if none. */
+static void loopback_url_of(const struct sockaddr_storage *a, const char *addr_text,
+                            uint16_t port, char *out, size_t size)
 {
+    const struct sockaddr_in *in = (const struct sockaddr_in *)a;
+    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)a;
+    if (is_loopback(a)) {
+        snprintf(out, size, "http://%s", addr_text);
+    } else if (a->ss_family == AF_INET && in->sin_addr.s_addr == htonl(INADDR_ANY)) {
+        snprintf(out, size, "http://127.0.0.1:%u", port);
+    } else if (a->ss_family == AF_INET6 && IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr)) {
+        snprintf(out, size, "http://[::1]:%u", port);
+    } else {
+        out[0] = '\0';
+    }
+}
+
+/* Binds the listening socket; returns it, or -1 after logging why. */
+static int listen_on(server_t *s, char *addr_text, size_t addr_text_size)
+{
+    const server_config_t *c = &s->config;
     struct sockaddr_storage a;
     socklen_t len;
     if (!parse_addr(c, &a, &len)) {
@@ -333,6 +352,7 @@ static int listen_on(const server_config_t *c, char *addr_text, size_t addr_text
         port = ntohs(((struct sockaddr_in6 *)&a)->sin6_port);
         snprintf(addr_text, addr_text_size, "[%s]:%u", host, port);
     }
+    loopback_url_of(&a, addr_text, port, s->loopback_url, sizeof s->loopback_url);
     return fd;
 }
 
@@ -490,6 +510,7 @@ static void drain(server_t *s, int sig)
             sig == SIGTERM ? "SIGTERM" : "SIGINT", __atomic_load_n(&s->inflight, __ATOMIC_RELAXED));
     __atomic_store_n(&s->draining, 1, __ATOMIC_SEQ_CST);
     events_close_all(s); /* streams never finish on their own */
+    simrun_stop(s);
     int fd = MHD_quiesce_daemon(s->daemon);
     if (fd >= 0) {
         close(fd);
@@ -518,6 +539,7 @@ static void server_free(server_t *s)
     pthread_mutex_destroy(&s->engine_lock);
     pthread_mutex_destroy(&s->wait_lock);
     pthread_mutex_destroy(&s->events_lock);
+    simrun_deinit(s);
     free(s);
 }
 
@@ -531,6 +553,7 @@ int server_run(const server_config_t *c)
     pthread_mutex_init(&s->engine_lock, NULL);
     pthread_mutex_init(&s->wait_lock, NULL);
     pthread_mutex_init(&s->events_lock, NULL);
+    simrun_init(s);
     /* Signals are taken by sigtimedwait on this thread only. */
     sigset_t signals;
     sigemptyset(&signals);
@@ -540,7 +563,7 @@ int server_run(const server_config_t *c)
     signal(SIGPIPE, SIG_IGN);
 
     char addr[INET6_ADDRSTRLEN + 16];
-    int fd = listen_on(c, addr, sizeof addr);
+    int fd = listen_on(s, addr, sizeof addr);
     if (fd < 0 || recover(s) != 0 || store_start(&s->store, on_durable, s) != 0 ||
         start_defenses(s) != 0 || arm_fault(s) != 0 || (s->daemon = start_http(s, fd)) == NULL) {
         if (fd >= 0 && s->daemon == NULL) {

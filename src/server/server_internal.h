@@ -7,6 +7,7 @@
 #include <jansson.h>
 #include <microhttpd.h>
 #include <pthread.h>
+#include <sys/types.h>
 
 #include "json_out.h"
 #include "server.h"
@@ -15,9 +16,9 @@ typedef enum { ROLE_NONE = 0, ROLE_SHOP = 1, ROLE_ADMIN = 2 } role_t;
 
 /* One table of HTTP statuses the server sends, for the metrics' labels. */
 #define SERVER_STATUSES(X)                                                                     \
-    X(200) X(201) X(400) X(401) X(403) X(404) X(405) X(409) X(410) X(413) X(422) X(428)       \
-        X(429) X(431) X(500) X(503)
-#define SERVER_STATUS_COUNT 16
+    X(200) X(201) X(202) X(400) X(401) X(403) X(404) X(405) X(409) X(410) X(413) X(422)       \
+        X(428) X(429) X(431) X(500) X(503)
+#define SERVER_STATUS_COUNT 17
 #define SERVER_ROUTE_COUNT_MAX 32
 
 typedef struct {
@@ -47,6 +48,29 @@ typedef struct {
     int64_t pinged_ms;
 } event_stream_t;
 
+/* The attack panel's run of `holdfast sim --live` (simrun.c). */
+typedef enum {
+    SIM_RUN_IDLE = 0,
+    SIM_RUN_RUNNING,
+    SIM_RUN_STOPPING, /* asked to stop, not yet gone */
+    SIM_RUN_FINISHED,
+    SIM_RUN_FAILED,
+    SIM_RUN_STOPPED,
+} sim_run_state_t;
+
+typedef struct {
+    pthread_mutex_t lock;
+    sim_run_state_t state;
+    pid_t pid;
+    int out_fd, err_fd; /* the child's stdout and stderr, read by thread */
+    pthread_t thread;
+    bool joinable;
+    char scenario[32];
+    int64_t seconds, started_ms, ended_ms;
+    char progress[256]; /* its last line on stderr */
+    char *report;       /* its stdout once it ended (JSON) */
+} sim_run_t;
+
 struct server_s {
     server_config_t config;
     guard_t guard; /* the engine with its defenses */
@@ -70,6 +94,9 @@ struct server_s {
     pthread_mutex_t events_lock; /* taken before engine_lock, never after */
     event_stream_t streams[HF_EVENT_STREAMS_MAX];
     int64_t events_published_ms;
+
+    sim_run_t sim;
+    char loopback_url[80]; /* this server on loopback ("": it listens elsewhere only) */
 };
 
 /* A request's state across the library's calls. */
@@ -164,6 +191,14 @@ void write_sku_object(server_t *s, json_out_t *j, uint32_t index);
 
 /* static.c: the web pages (the shop at /, the dashboard at /admin) */
 void h_static(request_t *r, const route_args_t *a);
+
+/* simrun.c: the attack panel's bounded `holdfast sim --live` run */
+void h_sim_start(request_t *r, const route_args_t *a);
+void h_sim_get(request_t *r, const route_args_t *a);
+void h_sim_stop(request_t *r, const route_args_t *a);
+void simrun_init(server_t *s);
+void simrun_stop(server_t *s); /* shutdown: stop the run, wait for it */
+void simrun_deinit(server_t *s);
 
 /* metrics.c */
 void metrics_count(server_t *s, int route, int status);

@@ -175,7 +175,7 @@ typedef struct {
     FILE *progress;        /* a line every SIM_LIVE_PROGRESS_MS (NULL: quiet) */
 } sim_live_options_t;
 
-#define SIM_LIVE_PROGRESS_MS 5000
+#define SIM_LIVE_PROGRESS_MS 2000
 
 typedef struct {
     double speed;        /* scenario ms per wall ms */

@@ -11,6 +11,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -249,6 +250,132 @@ static void test_live_run_stays_within_its_request_budget(void **state)
     free(res);
 }
 
+/* ------------------------------------------------- the attack panel's API */
+
+static hf_response_t sim_call(fx_t *fx, const char *method, const char *body)
+{
+    hf_response_t r;
+    assert_int_equal(hf_call(&fx->cl, method, "/v1/sim", NULL, body, &r), 0);
+    return r;
+}
+
+/* Reads GET /v1/sim until its state is not `running`/`stopping`; returns
+ * the last reply (the run is bounded: a hang fails here). */
+static hf_response_t sim_wait(fx_t *fx)
+{
+    long long deadline = hf_now_ms() + 60000;
+    for (;;) {
+        hf_response_t r = sim_call(fx, "GET", NULL);
+        assert_int_equal(r.status, 200);
+        const char *state = hf_json_str(r.json, "state");
+        if ((strcmp(state, "running") != 0 && strcmp(state, "stopping") != 0) ||
+            hf_now_ms() > deadline) {
+            return r;
+        }
+        hf_response_free(&r);
+        hf_sleep_ms(50); /* the child's end is read on the server's own thread */
+    }
+}
+
+static void test_sim_api_refuses_bad_runs(void **state)
+{
+    fx_t *fx = *state;
+    start_shop(fx, "{}");
+    const struct {
+        const char *body;
+        int status;
+        const char *code, *field;
+    } cases[] = {
+        {"{}", 400, "invalid_field", "scenario"},
+        {"{\"scenario\": \"merch-2021\"}", 400, "invalid_field", "scenario"},
+        {"{\"scenario\": 7}", 400, "invalid_field", "scenario"},
+        {"{\"scenario\": \"merch-2020\", \"seconds\": 0}", 400, "invalid_field", "seconds"},
+        {"{\"scenario\": \"merch-2020\", \"seconds\": 601}", 400, "invalid_field", "seconds"},
+        {"{\"scenario\": \"merch-2020\", \"url\": \"http://10.0.0.1\"}", 400, "unknown_field",
+         NULL},
+        {"not json", 400, "invalid_json", NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        hf_response_t r = sim_call(fx, "POST", cases[i].body);
+        assert_true(hf_expect_error(&r, cases[i].status, cases[i].code, cases[i].field));
+        hf_response_free(&r);
+    }
+    hf_response_t r = sim_call(fx, "GET", NULL);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(hf_json_str(r.json, "state"), "idle");
+    hf_response_free(&r);
+}
+
+/* One run at a time; it ends on its own; what it says it bought is what
+ * the server sold. */
+static void test_sim_api_runs_one_bounded_run(void **state)
+{
+    fx_t *fx = *state;
+    start_shop(fx, "{}");
+    hf_response_t r = sim_call(fx, "POST", "{\"scenario\": \"merch-2020\", \"seconds\": 2}");
+    assert_int_equal(r.status, 202);
+    assert_string_equal(hf_json_str(r.json, "state"), "running");
+    hf_response_free(&r);
+    r = sim_call(fx, "POST", "{\"scenario\": \"flash-sale\"}");
+    assert_true(hf_expect_error(&r, 409, "sim_running", NULL));
+    hf_response_free(&r);
+    r = sim_wait(fx);
+    assert_string_equal(hf_json_str(r.json, "state"), "finished");
+    const json_t *result = json_object_get(r.json, "result");
+    assert_int_equal(field(json_object_get(result, "live"), "failed"), 0);
+    assert_int_equal(field(result_of(result), "units_sold"), server_sold(fx));
+    assert_non_null(hf_json_str(r.json, "ended_at"));
+    hf_response_free(&r);
+}
+
+static void test_sim_api_stops_a_run(void **state)
+{
+    fx_t *fx = *state;
+    start_shop(fx, "{}");
+    hf_response_t r = sim_call(fx, "POST", "{\"scenario\": \"merch-2020\", \"seconds\": 600}");
+    assert_int_equal(r.status, 202);
+    hf_response_free(&r);
+    r = sim_call(fx, "DELETE", NULL);
+    assert_int_equal(r.status, 200);
+    hf_response_free(&r);
+    r = sim_wait(fx);
+    assert_string_equal(hf_json_str(r.json, "state"), "stopped");
+    assert_true(json_is_null(json_object_get(r.json, "result")));
+    hf_response_free(&r);
+    /* and another may start */
+    r = sim_call(fx, "POST", "{\"scenario\": \"merch-2020\", \"seconds\": 600}");
+    assert_int_equal(r.status, 202);
+    hf_response_free(&r);
+    /* SIGTERM while it runs: the server stops it and exits cleanly */
+    assert_int_equal(hf_server_stop(&fx->srv, SIGTERM), 0);
+}
+
+/* The panel is the admin's: a shop key may not start a run. */
+static void test_sim_api_needs_the_admin_key(void **state)
+{
+    fx_t *fx = *state;
+    fx->cl.bearer = "a1"; /* the catalog is the admin's to set */
+    start_shop(fx, "{\"api_keys\": [\"s1\"], \"admin_key\": \"a1\"}");
+    fx->cl.bearer = "s1";
+    hf_response_t r = sim_call(fx, "POST", "{\"scenario\": \"merch-2020\", \"seconds\": 1}");
+    assert_true(hf_expect_error(&r, 403, "forbidden", NULL));
+    hf_response_free(&r);
+    r = sim_call(fx, "GET", NULL);
+    assert_true(hf_expect_error(&r, 403, "forbidden", NULL));
+    hf_response_free(&r);
+    /* with the admin key, the run (which gets the key itself) reads the policy */
+    fx->cl.bearer = "a1";
+    r = sim_call(fx, "POST", "{\"scenario\": \"merch-2020\", \"seconds\": 1}");
+    assert_int_equal(r.status, 202);
+    hf_response_free(&r);
+    r = sim_wait(fx);
+    assert_string_equal(hf_json_str(r.json, "state"), "finished");
+    const json_t *live = json_object_get(json_object_get(r.json, "result"), "live");
+    assert_true(json_is_true(json_object_get(live, "policy_read")));
+    assert_int_equal(field(live, "failed"), 0);
+    hf_response_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -258,6 +385,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_live_run_meets_the_servers_defenses, setup, teardown),
         cmocka_unit_test_setup_teardown(test_live_run_stays_within_its_request_budget, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_sim_api_refuses_bad_runs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sim_api_runs_one_bounded_run, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sim_api_stops_a_run, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sim_api_needs_the_admin_key, setup, teardown),
     };
     return hf_tests_done(cmocka_run_group_tests_name("sim_live", tests, NULL, NULL));
 }

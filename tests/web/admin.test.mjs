@@ -1,0 +1,184 @@
+/*
+ * admin.test.mjs - the operator's dashboard in a real browser against a
+ * server with keys: signing in, the live table and chart, revoking a
+ * hoarder, editing the policy, and the attack panel's bounded live run.
+ */
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+
+import { STEP_MS, call, launch, open, shot, sku, startServer } from './harness.mjs';
+
+const ADMIN = 'admin-test-key';
+const SHOP = 'shop-test-key';
+const KEYS = { api_keys: [SHOP], admin_key: ADMIN };
+
+let browser;
+before(async () => {
+  browser = await launch();
+});
+after(async () => {
+  await browser?.close();
+});
+
+async function until(check, what) {
+  const deadline = Date.now() + STEP_MS;
+  for (;;) {
+    if (await check()) return;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+async function signIn(page, key = ADMIN) {
+  await page.getByLabel('Admin key').fill(key);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+}
+
+function row(page, name) {
+  return page.locator(`#skus tr[data-sku="${name}"]`);
+}
+
+/* Pixels the chart's canvas has drawn (a blank canvas has none). */
+function drawnPixels(page) {
+  return page.evaluate(() => {
+    const c = document.querySelector('#chart canvas');
+    if (!c || c.width === 0) return 0;
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    let n = 0;
+    for (let i = 3; i < d.length; i += 4) n += d[i] > 0;
+    return n;
+  });
+}
+
+test('the admin signs in, sees the SKUs live and the chart draw', async () => {
+  const server = await startServer(KEYS);
+  try {
+    assert.equal((await call(server, 'PUT', '/v1/skus/cap-red', { stock: 20 }, ADMIN)).status, 201);
+    const page = await open(browser, server.url + '/admin');
+    await page.getByRole('button', { name: 'Sign in' }).waitFor({ timeout: STEP_MS });
+    assert.equal(await page.locator('#dashboard').isHidden(), true);
+    await shot(page, 'admin-sign-in');
+
+    await signIn(page, SHOP); /* a shop key is not the admin key */
+    await page.getByText('That is not the admin key.').waitFor({ timeout: STEP_MS });
+    await signIn(page);
+    await row(page, 'cap-red').locator('td.held').filter({ hasText: /^0$/ }).waitFor({ timeout: STEP_MS });
+    assert.equal(await row(page, 'cap-red').locator('td.stock').textContent(), '20');
+
+    const hold = await call(server, 'POST', '/v1/holds', { customer: 'u-1', lines: [{ sku: 'cap-red', qty: 2 }] }, SHOP);
+    assert.equal(hold.status, 201);
+    await row(page, 'cap-red').locator('td.held').filter({ hasText: /^2$/ }).waitFor({ timeout: STEP_MS });
+    await row(page, 'cap-red').locator('td.available').filter({ hasText: /^18$/ }).waitFor({ timeout: STEP_MS });
+    await until(async () => (await drawnPixels(page)) > 500, 'the chart to draw');
+    await shot(page, 'admin-dashboard');
+    assert.deepEqual(page.errors, []);
+  } finally {
+    assert.equal(await server.stop(), 0);
+  }
+});
+
+test('a revoke from the top holders frees the units', async () => {
+  const server = await startServer(KEYS);
+  try {
+    assert.equal((await call(server, 'PUT', '/v1/skus/shirt-m', { stock: 12 }, ADMIN)).status, 201);
+    const body = { customer: 'troll-1', lines: [{ sku: 'shirt-m', qty: 2 }] };
+    assert.equal((await call(server, 'POST', '/v1/holds', body, SHOP)).status, 201);
+    assert.equal((await call(server, 'POST', '/v1/holds', body, SHOP)).status, 201);
+    assert.equal((await sku(server, 'shirt-m', ADMIN)).held, 4);
+
+    const page = await open(browser, server.url + '/admin');
+    await signIn(page);
+    const revoke = page.getByRole('button', { name: 'Revoke customer troll-1' });
+    await revoke.waitFor({ timeout: STEP_MS });
+    await revoke.click();
+    await page.getByText('Revoked customer troll-1: 2 holds released.').waitFor({ timeout: STEP_MS });
+    await row(page, 'shirt-m').locator('td.held').filter({ hasText: /^0$/ }).waitFor({ timeout: STEP_MS });
+    const s = await sku(server, 'shirt-m', ADMIN);
+    assert.deepEqual([s.held, s.available], [0, 12]);
+    await shot(page, 'admin-revoked');
+    assert.deepEqual(page.errors, []);
+  } finally {
+    assert.equal(await server.stop(), 0);
+  }
+});
+
+test('the policy editor saves a change and refuses a bad document', async () => {
+  const server = await startServer(KEYS);
+  try {
+    const page = await open(browser, server.url + '/admin');
+    await signIn(page);
+    const editor = page.getByLabel(/The shop's policy/);
+    await page.getByText('The policy in force.').waitFor({ timeout: STEP_MS });
+    const text = await editor.inputValue();
+    assert.match(text, /"line_qty_max": 10/);
+
+    await editor.fill(text.replace('"line_qty_max": 10', '"line_qty_max": 3'));
+    await page.getByRole('button', { name: 'Save policy' }).click();
+    await page.getByText('Saved: the new policy applies from now on.').waitFor({ timeout: STEP_MS });
+    assert.equal((await call(server, 'GET', '/v1/policy', undefined, ADMIN)).body.quantity.line_qty_max, 3);
+
+    await editor.fill('{"quantity": {"line_qty_max": 0}}');
+    await page.getByRole('button', { name: 'Save policy' }).click();
+    await page.getByText(/^Refused \(quantity\.line_qty_max\)/).waitFor({ timeout: STEP_MS });
+    await editor.fill('{not json');
+    await page.getByRole('button', { name: 'Save policy' }).click();
+    await page.getByText(/^Not JSON/).waitFor({ timeout: STEP_MS });
+    assert.equal((await call(server, 'GET', '/v1/policy', undefined, ADMIN)).body.quantity.line_qty_max, 3);
+    assert.deepEqual(page.errors, []);
+  } finally {
+    assert.equal(await server.stop(), 0);
+  }
+});
+
+test('the attack panel runs a bounded live attack against this server', async () => {
+  const server = await startServer(KEYS);
+  try {
+    assert.equal((await call(server, 'PUT', '/v1/skus/cap-red', { stock: 40 }, ADMIN)).status, 201);
+    const page = await open(browser, server.url + '/admin');
+    await signIn(page);
+    await page.getByLabel('Scenario').selectOption('merch-2020');
+    await page.getByLabel('Seconds').fill('3');
+    await page.getByRole('button', { name: 'Start the attack' }).click();
+    await page.getByText(/^Attack running \(merch-2020, 3 s\)/).waitFor({ timeout: STEP_MS });
+    assert.equal(await page.getByRole('button', { name: 'Start the attack' }).isDisabled(), true);
+    await page.getByText(/^Attack finished \(merch-2020, 3 s\)/).waitFor({ timeout: STEP_MS });
+    await page.getByText('units genuine buyers bought').waitFor({ timeout: STEP_MS });
+
+    const run = (await call(server, 'GET', '/v1/sim', undefined, ADMIN)).body;
+    assert.equal(run.state, 'finished');
+    assert.equal(run.result.live.failed, 0);
+    assert.ok(run.result.live.requests > 0);
+    assert.equal(run.result.results[0].attacker_challenged > 0, true);
+    const s = await sku(server, 'cap-red', ADMIN);
+    assert.equal(run.result.results[0].units_sold, s.sold);
+    await row(page, 'cap-red').locator('td.sold').filter({ hasText: new RegExp(`^${s.sold}$`) }).waitFor({ timeout: STEP_MS });
+    await shot(page, 'admin-attack');
+
+    /* A run that is stopped says so (restocked first: the run's buyers
+     * bought for real, and a shop with nothing on sale is not attacked). */
+    assert.equal((await call(server, 'PUT', '/v1/skus/cap-red', { stock: s.sold + 40 }, ADMIN)).status, 200);
+    await page.getByLabel('Seconds').fill('60');
+    await page.getByRole('button', { name: 'Start the attack' }).click();
+    await page.getByText(/^Attack running \(merch-2020, 60 s\)/).waitFor({ timeout: STEP_MS });
+    await page.getByRole('button', { name: 'Stop' }).click();
+    await page.getByText(/^Attack stopped/).waitFor({ timeout: STEP_MS });
+    assert.deepEqual(page.errors, []);
+  } finally {
+    assert.equal(await server.stop(), 0);
+  }
+});
+
+test('the dashboard fits a phone-sized screen', async () => {
+  const server = await startServer(KEYS);
+  try {
+    assert.equal((await call(server, 'PUT', '/v1/skus/cap-red', { stock: 5 }, ADMIN)).status, 201);
+    const page = await open(browser, server.url + '/admin', { width: 390, height: 844 });
+    await signIn(page);
+    await row(page, 'cap-red').waitFor({ timeout: STEP_MS });
+    assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= innerWidth));
+    await shot(page, 'admin-phone');
+    assert.deepEqual(page.errors, []);
+  } finally {
+    assert.equal(await server.stop(), 0);
+  }
+});
