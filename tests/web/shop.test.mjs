@@ -200,3 +200,26 @@ test('emptying the cart, or leaving the page, lets go of the units', async () =>
     assert.equal(await server.stop(), 0);
   }
 });
+
+test('with keys, the shop asks for one, and works with the shop key', async () => {
+  const server = await startServer({ api_keys: ['shop-k'], admin_key: 'admin-k' });
+  try {
+    assert.equal((await call(server, 'PUT', '/v1/skus/cap-red', { stock: 3 }, 'admin-k')).status, 201);
+    const page = await open(browser, server.url + '/');
+    const field = page.getByLabel("This shop's server asks for an API key");
+    await field.waitFor({ timeout: STEP_MS });
+    await field.fill('shop-k');
+    await page.getByRole('button', { name: 'Use key' }).click();
+    await page.getByRole('button', { name: 'Add Campaign cap, red to cart' }).click();
+    await page.getByRole('timer').waitFor({ timeout: STEP_MS });
+    assert.equal((await sku(server, 'cap-red', 'admin-k')).held, 1);
+    /* a link may carry the key instead (#key=...), and the page drops it from the address */
+    const linked = await open(browser, server.url + '/#key=shop-k');
+    await counts(linked, 'cap-red').filter({ hasText: '2 available · 1 in carts' }).waitFor({ timeout: STEP_MS });
+    assert.equal(new URL(linked.url()).hash, '');
+    assert.deepEqual(page.errors, []);
+    assert.deepEqual(linked.errors, []);
+  } finally {
+    assert.equal(await server.stop(), 0);
+  }
+});
