@@ -100,3 +100,26 @@ export async function open(browser, url, viewport = { width: 1200, height: 900 }
 export async function shot(page, name) {
   await page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true });
 }
+
+/* Waits until check() holds (the server's state, read again and again);
+ * bounded by STEP_MS. */
+export async function until(check, what) {
+  const deadline = Date.now() + STEP_MS;
+  for (;;) {
+    if (await check()) return;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/* One browser for a test file: started before its tests, closed after. */
+export function useBrowser(before, after) {
+  const holder = {};
+  before(async () => {
+    holder.browser = await launch();
+  });
+  after(async () => {
+    await holder.browser?.close();
+  });
+  return holder;
+}

@@ -7,25 +7,10 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
-import { STEP_MS, call, launch, open, shot, sku, startServer } from './harness.mjs';
+import { STEP_MS, call, open, shot, sku, startServer, until, useBrowser } from './harness.mjs';
 
-let browser;
-before(async () => {
-  browser = await launch();
-});
-after(async () => {
-  await browser?.close();
-});
+const shared = useBrowser(before, after);
 
-/* Waits until check() holds (the server's state, read again and again). */
-async function until(check, what) {
-  const deadline = Date.now() + STEP_MS;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 function counts(page, name) {
   return page.locator(`[id="p-${name}"] .counts`);
@@ -35,8 +20,8 @@ test('a buyer holds, sees the countdown, pays, and another browser sees it live'
   const server = await startServer();
   try {
     assert.equal((await call(server, 'PUT', '/v1/skus/cap-red', { stock: 5 })).status, 201);
-    const buyer = await open(browser, server.url + '/');
-    const other = await open(browser, server.url + '/');
+    const buyer = await open(shared.browser, server.url + '/');
+    const other = await open(shared.browser, server.url + '/');
     await counts(other, 'cap-red').filter({ hasText: '5 available · 0 in carts · 0 sold of 5' }).waitFor({ timeout: STEP_MS });
 
     await buyer.getByRole('button', { name: 'Add Campaign cap, red to cart' }).click();
@@ -73,7 +58,7 @@ test('a hold that runs out says so in the cart, and the units come back', async 
       policy: { ttl: { default_ms: 2000, scarce_ms: 2000 } }, /* a 2-second cart */
     });
     assert.equal(put.status, 201);
-    const page = await open(browser, server.url + '/');
+    const page = await open(shared.browser, server.url + '/');
     await page.getByRole('button', { name: 'Add flash-tee to cart' }).click();
     await page.getByRole('timer').waitFor({ timeout: STEP_MS });
     await page.getByText('your hold expired').waitFor({ timeout: STEP_MS });
@@ -91,8 +76,8 @@ test('a sold-out item offers its waitlist, and the offer reaches the cart', asyn
   const server = await startServer();
   try {
     assert.equal((await call(server, 'PUT', '/v1/skus/last-one', { stock: 1 })).status, 201);
-    const first = await open(browser, server.url + '/');
-    const second = await open(browser, server.url + '/');
+    const first = await open(shared.browser, server.url + '/');
+    const second = await open(shared.browser, server.url + '/');
     await first.getByRole('button', { name: 'Add last-one to cart' }).click();
     await first.getByRole('timer').waitFor({ timeout: STEP_MS });
 
@@ -125,7 +110,7 @@ test('a challenged hold is paid with a proof of work solved off the page', async
   const server = await startServer({ policy: { challenge: { free_units: 0, base_bits: 14 } } });
   try {
     assert.equal((await call(server, 'PUT', '/v1/skus/cap-blue', { stock: 10 })).status, 201);
-    const page = await open(browser, server.url + '/');
+    const page = await open(shared.browser, server.url + '/');
     await page.locator('[id="p-cap-blue"] .counts').filter({ hasText: '10 available' }).waitFor({ timeout: STEP_MS });
     /* Whether the progress note showed, and whether the page kept running
      * its own timers meanwhile (a solver on the page would stall them). */
@@ -154,7 +139,7 @@ test('on a phone-sized screen, with the keyboard alone, a buyer holds an item', 
   const server = await startServer();
   try {
     assert.equal((await call(server, 'PUT', '/v1/skus/shirt-m', { stock: 4 })).status, 201);
-    const page = await open(browser, server.url + '/', { width: 390, height: 844 });
+    const page = await open(shared.browser, server.url + '/', { width: 390, height: 844 });
     const add = page.getByRole('button', { name: 'Add T-shirt, M to cart' });
     await add.waitFor({ timeout: STEP_MS });
     /* Nothing is wider than the screen. */
@@ -185,7 +170,7 @@ test('emptying the cart, or leaving the page, lets go of the units', async () =>
   const server = await startServer();
   try {
     assert.equal((await call(server, 'PUT', '/v1/skus/cap-white', { stock: 6 })).status, 201);
-    const page = await open(browser, server.url + '/');
+    const page = await open(shared.browser, server.url + '/');
     await page.getByRole('button', { name: 'Add Campaign cap, white to cart' }).click();
     await page.getByRole('timer').waitFor({ timeout: STEP_MS });
     await page.getByRole('button', { name: 'Empty cart' }).click();
@@ -205,7 +190,7 @@ test('with keys, the shop asks for one, and works with the shop key', async () =
   const server = await startServer({ api_keys: ['shop-k'], admin_key: 'admin-k' });
   try {
     assert.equal((await call(server, 'PUT', '/v1/skus/cap-red', { stock: 3 }, 'admin-k')).status, 201);
-    const page = await open(browser, server.url + '/');
+    const page = await open(shared.browser, server.url + '/');
     const field = page.getByLabel("This shop's server asks for an API key");
     await field.waitFor({ timeout: STEP_MS });
     await field.fill('shop-k');
@@ -214,7 +199,7 @@ test('with keys, the shop asks for one, and works with the shop key', async () =
     await page.getByRole('timer').waitFor({ timeout: STEP_MS });
     assert.equal((await sku(server, 'cap-red', 'admin-k')).held, 1);
     /* a link may carry the key instead (#key=...), and the page drops it from the address */
-    const linked = await open(browser, server.url + '/#key=shop-k');
+    const linked = await open(shared.browser, server.url + '/#key=shop-k');
     await counts(linked, 'cap-red').filter({ hasText: '2 available · 1 in carts' }).waitFor({ timeout: STEP_MS });
     assert.equal(new URL(linked.url()).hash, '');
     assert.deepEqual(page.errors, []);
