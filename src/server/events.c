@@ -243,6 +243,14 @@ void events_publish(server_t *s)
 {
     int64_t mono_ms = server_mono_ms();
     pthread_mutex_lock(&s->events_lock);
+    bool any = false;
+    for (uint32_t i = 0; i < HF_EVENT_STREAMS_MAX && !any; i++) {
+        any = s->streams[i].used;
+    }
+    if (!any) { /* no reader: leave the engine lock to the requests */
+        pthread_mutex_unlock(&s->events_lock);
+        return;
+    }
     if (mono_ms - s->events_published_ms >= HF_EVENT_INTERVAL_MS) {
         s->events_published_ms = mono_ms;
         json_out_t scratch;
