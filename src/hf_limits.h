@@ -105,6 +105,9 @@
 #define HF_EVENT_INTERVAL_MS 100
 #define HF_EVENT_PING_MS 15000
 #define HF_EVENT_BUFFER_BYTES_MAX (256 * 1024)
+/* Refusals by rule are counted per sku for the dashboard for the first this
+ * many skus of the catalog (about 1 MB); the others show their totals only. */
+#define HF_SKU_RULE_STATS_MAX 4096u
 /* The web pages (web/): the largest file served. */
 #define HF_STATIC_BYTES_MAX (2 * 1024 * 1024)
 

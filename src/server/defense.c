@@ -147,6 +147,29 @@ bool sku_policy_check(request_t *r, const guard_op_t *op)
 }
 
 /* A sku's defenses as GET /v1/skus/{sku} shows them. */
+/* "refusals_by_rule": {"hold_share": {"denied": 3, "challenged": 0}, ...},
+ * the rules that refused on this sku since the server started. */
+static void write_sku_refusals(const server_t *s, json_out_t *j, uint32_t sku_index)
+{
+    if (sku_index >= HF_SKU_RULE_STATS_MAX) {
+        return; /* not counted by rule: the totals above stand alone */
+    }
+    const uint64_t(*counts)[POLICY_RULE_COUNT] = s->sku_refusals[sku_index];
+    jw_key(j, "refusals_by_rule");
+    jw_obj_begin(j);
+    for (int rule = 0; rule < POLICY_RULE_COUNT; rule++) {
+        if (counts[0][rule] + counts[1][rule] == 0) {
+            continue;
+        }
+        jw_key(j, policy_rule_name((policy_rule_t)rule));
+        jw_obj_begin(j);
+        jw_kint(j, "denied", (int64_t)counts[0][rule]);
+        jw_kint(j, "challenged", (int64_t)counts[1][rule]);
+        jw_obj_end(j);
+    }
+    jw_obj_end(j);
+}
+
 void write_sku_defenses(const server_t *s, json_out_t *j, uint32_t sku_index)
 {
     const guard_t *g = &s->guard;
@@ -170,6 +193,7 @@ void write_sku_defenses(const server_t *s, json_out_t *j, uint32_t sku_index)
     jw_kint(j, "waitlist", v.waiting);
     jw_kint(j, "denials", (int64_t)v.denials);
     jw_kint(j, "challenges", (int64_t)v.challenges);
+    write_sku_refusals(s, j, sku_index);
     uint64_t mask;
     const policy_config_t *c = guard_sku_policy(g, sku_index, &mask);
     if (mask != 0) {

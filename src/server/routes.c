@@ -796,6 +796,19 @@ static void read_proof(request_t *r, guard_hold_request_t *req, uint64_t hash, i
     }
 }
 
+/* For the dashboard: the refusal, by rule, on the sku the guard counts it
+ * against (the line the rule is about, else the first). */
+static void count_sku_refusal(server_t *s, const guard_hold_request_t *req,
+                              const policy_decision_t *d)
+{
+    const engine_line_t *l = &req->create.lines[d->line_index];
+    uint32_t sku;
+    if (engine_sku_find(&s->guard.engine, l->sku, l->sku_len, &sku) &&
+        sku < HF_SKU_RULE_STATS_MAX) {
+        s->sku_refusals[sku][d->verdict == POLICY_DENY ? 0 : 1][d->rule]++;
+    }
+}
+
 static void hold_create_apply(request_t *r, guard_hold_request_t *req)
 {
     server_t *s = r->server;
@@ -810,6 +823,7 @@ static void hold_create_apply(request_t *r, guard_hold_request_t *req)
             __atomic_fetch_add(&s->metrics.hold_results[o.engine.result], 1, __ATOMIC_RELAXED);
         }
         if (o.result == GUARD_DENIED || o.result == GUARD_CHALLENGED) {
+            count_sku_refusal(s, req, &o.decision);
             reply_decision(r, &o.decision, hash, req, now_ms);
         } else if (o.result != GUARD_OK) {
             reply_create_error(r, &o, &req->create);

@@ -540,6 +540,7 @@ static void server_free(server_t *s)
     pthread_mutex_destroy(&s->wait_lock);
     pthread_mutex_destroy(&s->events_lock);
     simrun_deinit(s);
+    free(s->sku_refusals);
     free(s);
 }
 
@@ -550,6 +551,11 @@ int server_run(const server_config_t *c)
         return 1;
     }
     s->config = *c;
+    s->sku_refusals = calloc(HF_SKU_RULE_STATS_MAX, sizeof *s->sku_refusals);
+    if (s->sku_refusals == NULL) {
+        free(s);
+        return 1;
+    }
     pthread_mutex_init(&s->engine_lock, NULL);
     pthread_mutex_init(&s->wait_lock, NULL);
     pthread_mutex_init(&s->events_lock, NULL);

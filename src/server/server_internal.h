@@ -95,6 +95,10 @@ struct server_s {
     event_stream_t streams[HF_EVENT_STREAMS_MAX];
     int64_t events_published_ms;
 
+    /* refusals by sku (the first HF_SKU_RULE_STATS_MAX), [denied or
+     * challenged][rule], since this start; under engine_lock */
+    uint64_t (*sku_refusals)[2][POLICY_RULE_COUNT];
+
     sim_run_t sim;
     char loopback_url[80]; /* this server on loopback ("": it listens elsewhere only) */
 };

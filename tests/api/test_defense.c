@@ -457,6 +457,25 @@ static bool json_same(const json_t *a, const json_t *b, const char *what)
 
 /* ================== 1. each deny rule through the API ================== */
 
+/* GET /v1/skus/{sku}'s refusals_by_rule.RULE.KIND (0 when the rule is absent). */
+static long long sku_refusals(fx_t *fx, const char *sku, const char *rule, const char *kind)
+{
+    char target[128];
+    snprintf(target, sizeof target, "/v1/skus/%s", sku);
+    hf_response_t r;
+    assert_int_equal(hf_call(&fx->cl, "GET", target, NULL, NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    const json_t *by_rule = json_object_get(r.json, "refusals_by_rule");
+    assert_true(json_is_object(by_rule));
+    const json_t *entry = json_object_get(by_rule, rule);
+    long long n = 0;
+    if (entry != NULL) {
+        assert_true(hf_json_int(entry, kind, &n));
+    }
+    hf_response_free(&r);
+    return n;
+}
+
 static void test_line_qty_denies_a_line_over_the_cap(void **state)
 {
     fx_t *fx = *state;
@@ -482,6 +501,12 @@ static void test_line_qty_denies_a_line_over_the_cap(void **state)
                           ", \"commit\": true, \"order_ref\": \"o-1\""),
                 "line_qty", 3, 4, NULL, "cap");
     assert_true(hf_expect_sku(&fx->cl, "cap", 100, 3, 0));
+    /* The sku's refusals by rule (for the dashboard): each counted on the
+     * line the rule named. */
+    assert_int_equal(sku_refusals(fx, "cap", "line_qty", "denied"), 2);
+    assert_int_equal(sku_refusals(fx, "hat", "line_qty", "denied"), 1);
+    assert_int_equal(sku_refusals(fx, "hat", "line_qty", "challenged"), 0);
+    assert_int_equal(sku_refusals(fx, "cap", "hold_share", "denied"), 0);
 }
 
 static void test_customer_units_per_sku_counts_held_then_bought_units(void **state)

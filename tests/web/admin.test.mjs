@@ -138,6 +138,8 @@ test('the attack panel runs a bounded live attack against this server', async ()
     const s = await sku(server, 'cap-red', ADMIN);
     assert.equal(run.result.results[0].units_sold, s.sold);
     await row(page, 'cap-red').locator('td.sold').filter({ hasText: new RegExp(`^${s.sold}$`) }).waitFor({ timeout: STEP_MS });
+    /* the hoarders were challenged on cap-red: its row says by which rule */
+    await row(page, 'cap-red').locator('td.by-rule').filter({ hasText: /challenged/ }).waitFor({ timeout: STEP_MS });
     await shot(page, 'admin-attack');
 
     /* A run that is stopped says so. The first run's buyers bought for

@@ -37,6 +37,16 @@ function cell(row, text, className = '') {
   row.append(td);
 }
 
+/* "hold share 12 denied, scarcity challenge 3 challenged" */
+function byRule(rules) {
+  const parts = [];
+  for (const [rule, n] of Object.entries(rules ?? {})) {
+    if (n.denied) parts.push(`${rule.replaceAll('_', ' ')} ${n.denied} denied`);
+    if (n.challenged) parts.push(`${rule.replaceAll('_', ' ')} ${n.challenged} challenged`);
+  }
+  return parts.length ? parts.join(', ') : '–';
+}
+
 function renderSkus() {
   const body = $('skus').querySelector('tbody');
   body.replaceChildren();
@@ -54,6 +64,7 @@ function renderSkus() {
     cell(tr, String(s.waitlist ?? 0), 'waitlist');
     cell(tr, String(s.denials ?? 0), 'denials');
     cell(tr, String(s.challenges ?? 0), 'challenges');
+    cell(tr, byRule(s.refusals_by_rule), 'by-rule');
     body.append(tr);
   }
 }
