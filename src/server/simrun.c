@@ -98,10 +98,15 @@ static void *reader(void *arg)
         }
         pthread_mutex_unlock(&run->lock);
     }
+    /* Wait for the end without reaping, then reap under the lock: a kill()
+     * from a handler then finds the zombie or pid 0, never a pid reused. */
+    siginfo_t info;
+    while (waitid(P_PID, (id_t)run->pid, &info, WEXITED | WNOWAIT) < 0 && errno == EINTR) {
+    }
+    pthread_mutex_lock(&run->lock);
     int status = 0;
     while (waitpid(run->pid, &status, 0) < 0 && errno == EINTR) {
     }
-    pthread_mutex_lock(&run->lock);
     run->state = run->state == SIM_RUN_STOPPING             ? SIM_RUN_STOPPED
                  : WIFEXITED(status) && WEXITSTATUS(status) == 0 ? SIM_RUN_FINISHED
                                                                  : SIM_RUN_FAILED;
@@ -314,8 +319,10 @@ void simrun_stop(server_t *s)
 {
     sim_run_t *run = &s->sim;
     pthread_mutex_lock(&run->lock);
-    if (run->state == SIM_RUN_RUNNING) {
-        kill(run->pid, SIGTERM);
+    if (run->state == SIM_RUN_RUNNING || run->state == SIM_RUN_STOPPING) {
+        /* SIGKILL: the run keeps nothing worth a clean end, and shutdown
+         * must not wait on a child that might not listen */
+        kill(run->pid, SIGKILL);
         run->state = SIM_RUN_STOPPING;
     }
     bool join = run->joinable;
