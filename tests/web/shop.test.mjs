@@ -208,3 +208,28 @@ test('with keys, the shop asks for one, and works with the shop key', async () =
     assert.equal(await server.stop(), 0);
   }
 });
+
+test('when carts are full (hold share), the shop offers to buy outright', async () => {
+  /* Half the stock may sit in carts: the second shopper's hold is refused. */
+  const server = await startServer({ policy: { hold_share: { held_pct_max: 50 } } });
+  try {
+    assert.equal((await call(server, 'PUT', '/v1/skus/drop', { stock: 2 }, undefined)).status, 201);
+    const first = await open(shared.browser, server.url + '/');
+    await first.getByRole('button', { name: 'Add drop to cart' }).click();
+    await first.getByRole('timer').waitFor({ timeout: STEP_MS });
+    const second = await open(shared.browser, server.url + '/');
+    await second.getByRole('button', { name: 'Add drop to cart' }).click();
+    await second.getByText(/hold share/).waitFor({ timeout: STEP_MS });
+    await second.getByRole('button', { name: 'Buy drop now' }).click();
+    await second.getByText('Buy now: payment (a demo: no money moves)').waitFor({ timeout: STEP_MS });
+    await second.getByRole('button', { name: 'Pay' }).click();
+    await second.getByText(/Thank you! Order order-.*: 1 × drop/).waitFor({ timeout: STEP_MS });
+    const s = await sku(server, 'drop');
+    assert.deepEqual([s.held, s.sold, s.available], [1, 1, 0]);
+    await shot(second, 'shop-buy-now');
+    assert.deepEqual(first.errors, []);
+    assert.deepEqual(second.errors, []);
+  } finally {
+    assert.equal(await server.stop(), 0);
+  }
+});

@@ -27,6 +27,8 @@ const fingerprint = shopperId('holdfast.fingerprint', 'browser-');
 const products = new Map(); /* sku -> {sku, name, price_cents, counts} */
 const cart = new Map(); /* sku -> {holdId, qty, expiresAt, state} */
 const waits = new Map(); /* sku -> {id, qty, state, position} */
+/* Carts are full (hold_share): what the shopper may buy outright instead. */
+let buyNow = null; /* {sku, qty} while offered or being paid */
 let names = {};
 
 /* --------------------------------------------------------------- display */
@@ -205,6 +207,7 @@ async function addToCart(sku, qty) {
     notice(`${products.get(sku)?.name ?? sku} is held for you.`);
   } catch (err) {
     notice(explain(err), 'error');
+    if (err.detail?.rule === 'hold_share') offerBuyNow(sku, body.lines[0].qty);
     if (old?.state === 'active') {
       try {
         const h = await api.hold({ ...body, lines: [{ sku, qty: old.qty }] }, showProof);
@@ -215,6 +218,28 @@ async function addToCart(sku, qty) {
     }
   }
   renderCart();
+}
+
+/* The shop keeps some stock out of carts: it sells only by paying at once
+ * (POST /v1/holds with "commit": true, after the payment form). */
+function offerBuyNow(sku, qty) {
+  buyNow = { sku, qty };
+  $('buy-now-text').textContent = `Carts are full, but ${qty} × ${products.get(sku)?.name ?? sku} can be bought outright.`;
+  $('buy-now').setAttribute('aria-label', `Buy ${products.get(sku)?.name ?? sku} now`);
+  $('buy-now-offer').hidden = false;
+}
+
+async function payBuyNow(order) {
+  const { sku, qty } = buyNow;
+  buyNow = null;
+  $('buy-now-offer').hidden = true;
+  $('pay-title').textContent = 'Payment (a demo: no money moves)';
+  try {
+    await api.hold({ customer, fingerprint, lines: [{ sku, qty }], commit: true, order_ref: order }, showProof);
+    return [`${qty} × ${products.get(sku)?.name ?? sku}`, null];
+  } catch (err) {
+    return [null, `${products.get(sku)?.name ?? sku}: ${explain(err)}`];
+  }
 }
 
 async function joinWaitlist(sku) {
@@ -283,6 +308,11 @@ async function pay(event) {
   const order = `order-${Date.now().toString(36)}`;
   const bought = [];
   const failed = [];
+  if (buyNow?.paying) {
+    const [ok, bad] = await payBuyNow(order);
+    if (ok) bought.push(ok);
+    if (bad) failed.push(bad);
+  }
   for (const [sku, line] of cart) {
     if (line.state !== 'active') continue;
     try {
@@ -358,7 +388,16 @@ async function start() {
     $('pay').hidden = false;
     $('card-name').focus();
   });
-  $('pay-cancel').addEventListener('click', () => ($('pay').hidden = true));
+  $('pay-cancel').addEventListener('click', () => {
+    $('pay').hidden = true;
+    if (buyNow) buyNow.paying = false;
+  });
+  $('buy-now').addEventListener('click', () => {
+    buyNow.paying = true;
+    $('pay-title').textContent = 'Buy now: payment (a demo: no money moves)';
+    $('pay').hidden = false;
+    $('card-name').focus();
+  });
   $('pay').addEventListener('submit', pay);
   $('empty').addEventListener('click', emptyCart);
   $('key-form').addEventListener('submit', (e) => {
