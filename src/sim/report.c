@@ -17,11 +17,16 @@ void sim_report_table(FILE *out, const sim_scenario_t *s, const sim_result_t *r,
                       const sim_result_t *control)
 {
     fprintf(out, "scenario %s: %s\n", s->name, s->story ? s->story : "");
-    fprintf(out, "%u genuine buyers, %u hoarders, %u skus, %.1f h\n\n", s->genuine, s->attackers,
-            s->sku_count, (double)s->duration_ms / 3.6e6);
-    fprintf(out, "%-14s %9s %8s %9s %9s %9s %9s %9s %9s %9s %10s %9s %10s\n", "policy",
-            "units", "of ctrl", "buyers", "sold-out", "challngd", "proof s", "denied",
-            "atk u-h", "atk ids", "atk cpu s", "oversold", "revenue");
+    bool scalpers = s->scalpers > 0; /* their column only where there are some */
+    fprintf(out, "%u genuine buyers, %u hoarders, ", s->genuine, s->attackers);
+    if (scalpers) {
+        fprintf(out, "%u scalpers after %u units each, ", s->scalpers, s->scalper_units);
+    }
+    fprintf(out, "%u skus, %.1f h\n\n", s->sku_count, (double)s->duration_ms / 3.6e6);
+    fprintf(out, "%-14s %9s %8s %9s %9s %9s %9s %9s %9s %9s %10s %9s %10s", "policy", "units",
+            "of ctrl", "buyers", "sold-out", "challngd", "proof s", "denied", "atk u-h",
+            "atk ids", "atk cpu s", "oversold", "revenue");
+    fprintf(out, scalpers ? " %9s\n" : "\n", "scalped");
     for (uint32_t i = 0; i < count; i++) {
         const sim_result_t *x = &r[i];
         double of = control ? pct((double)x->genuine_units_bought,
@@ -35,11 +40,15 @@ void sim_report_table(FILE *out, const sim_scenario_t *s, const sim_result_t *r,
         }
         fprintf(out,
                 "%-14s %9" PRIu64 " %8s %9" PRIu64 " %9" PRIu64 " %9" PRIu64 " %9.1f %9" PRIu64
-                " %9.0f %9" PRIu64 " %10.0f %9" PRIu64 " %10.2f\n",
+                " %9.0f %9" PRIu64 " %10.0f %9" PRIu64 " %10.2f",
                 x->policy, x->genuine_units_bought, of_text, x->genuine_buyers_served,
                 x->genuine_saw_sold_out_while_held, x->genuine_challenged, x->genuine_proof_s,
                 x->genuine_denied, x->attacker_unit_hours, x->attacker_identities,
                 x->attacker_cpu_s, x->oversells, (double)x->revenue_cents / 100.0);
+        if (scalpers) {
+            fprintf(out, " %9" PRIu64, x->scalper_units_bought);
+        }
+        fputc('\n', out);
     }
     fprintf(out,
             "\nunits: units genuine buyers bought; of ctrl: of the same policy without the "
@@ -48,6 +57,10 @@ void sim_report_table(FILE *out, const sim_scenario_t *s, const sim_result_t *r,
             "by a rule;\nproof s: browser seconds all genuine buyers spent on proofs;\natk u-h: units held by hoarders x hours; atk ids: identities they used;\n"
             "atk cpu s: CPU seconds they spent on proofs; oversold: paid, then refunded (no "
             "holds).\n");
+    if (scalpers) {
+        fprintf(out, "scalped: units scalper bots bought (to resell; their money counts in "
+                     "revenue).\n");
+    }
 }
 
 static void json_result(FILE *out, const sim_result_t *x, const sim_result_t *control);
@@ -97,13 +110,13 @@ static void json_result(FILE *out, const sim_result_t *x, const sim_result_t *co
             ", \"attacker_identities\": %" PRIu64 ", \"attacker_denied\": %" PRIu64
             ", \"attacker_challenged\": %" PRIu64 ", \"attacker_cpu_s\": %.3f"
             ", \"oversells\": %" PRIu64 ", \"revenue_cents\": %" PRId64 ", \"units_sold\": %" PRIu64
-            ", \"events\": %" PRIu64,
+            ", \"events\": %" PRIu64 ", \"scalper_units_bought\": %" PRIu64,
             x->policy, x->genuine_buyers, x->genuine_units_wanted, x->genuine_units_bought,
             x->genuine_buyers_served, x->genuine_saw_sold_out_while_held, x->genuine_challenged,
             x->genuine_denied, x->genuine_waitlisted, x->genuine_served_from_waitlist,
             x->genuine_proof_s, x->attacker_unit_hours, x->attacker_holds,
             x->attacker_identities, x->attacker_denied, x->attacker_challenged, x->attacker_cpu_s,
-            x->oversells, x->revenue_cents, x->units_sold, x->events);
+            x->oversells, x->revenue_cents, x->units_sold, x->events, x->scalper_units_bought);
     if (control != NULL) {
         fprintf(out, ", \"control_units_bought\": %" PRIu64, control->genuine_units_bought);
     }
@@ -115,8 +128,8 @@ void sim_report_json(FILE *out, const sim_scenario_t *s, uint64_t seed, const si
 {
     fprintf(out,
             "{\"scenario\": \"%s\", \"seed\": %" PRIu64 ", \"genuine\": %u, \"attackers\": %u, "
-            "\"duration_ms\": %" PRId64 ", \"results\": [",
-            s->name, seed, s->genuine, s->attackers, s->duration_ms);
+            "\"scalpers\": %u, \"duration_ms\": %" PRId64 ", \"results\": [",
+            s->name, seed, s->genuine, s->attackers, s->scalpers, s->duration_ms);
     for (uint32_t i = 0; i < count; i++) {
         fprintf(out, "%s\n  ", i ? "," : "");
         json_result(out, &r[i], control ? &control[i] : NULL);

@@ -121,6 +121,20 @@ static void flash_sale(sim_scenario_t *s)
     s->attacker_cpu_s = 7200;
 }
 
+/* The same drop, where the bots buy: a hundred scalpers on the same proxy
+ * networks, each after ten pairs to resell (twice the stock between them),
+ * paying within seconds. Scalpers are buyers: a hold policy can slow them
+ * (caps per identity, proofs) but not tell their money from a fan's. */
+static void scalper_drop(sim_scenario_t *s)
+{
+    flash_sale(s);
+    snprintf(s->name, sizeof s->name, "scalper-drop");
+    s->story = "limited drop; scalper bots on proxy networks buy to resell";
+    s->attackers = 0;
+    s->scalpers = 100;
+    s->scalper_units = 10;
+}
+
 static const struct {
     const char *name;
     void (*make)(sim_scenario_t *s);
@@ -128,11 +142,13 @@ static const struct {
     {"merch-2020", merch_2020},
     {"rally-2020", rally_2020},
     {"flash-sale", flash_sale},
+    {"scalper-drop", scalper_drop},
 };
 
 const char *sim_scenario_names(void)
 {
-    return "merch-2020, rally-2020, flash-sale (each also NAME-control: no attack)";
+    return "merch-2020, rally-2020, flash-sale, scalper-drop (each also NAME-control: no "
+           "attack)";
 }
 
 bool sim_scenario_builtin(const char *name, sim_scenario_t *out)
@@ -147,6 +163,7 @@ bool sim_scenario_builtin(const char *name, sim_scenario_t *out)
             scenarios[i].make(out);
             if (control) {
                 out->attackers = 0;
+                out->scalpers = 0;
                 snprintf(out->name, sizeof out->name, "%s-control", scenarios[i].name);
             }
             return true;

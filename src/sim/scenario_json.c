@@ -47,6 +47,8 @@ static const field_t fields[] = {
     FIELD(fingerprints, F_U32, 0, SIM_ATTACKERS_MAX),
     FIELD(attacker_hashes_per_s, F_F64, 1, 1e12),
     FIELD(attacker_cpu_s, F_F64, 0, 1e9),
+    FIELD(scalpers, F_U32, 0, SIM_SCALPERS_MAX),
+    FIELD(scalper_units, F_U32, 1, SIM_SCALPER_UNITS_MAX),
 };
 
 static bool fail(char *err, size_t err_size, const char *path, const char *what, const char *key)

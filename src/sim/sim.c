@@ -93,6 +93,7 @@ typedef enum {
     EV_HOARD_EXPIRED, /* ... as its hold runs out */
     EV_HOARD_PROOF,
     EV_SAMPLE,
+    EV_SCALP_PAY, /* a scalper pays for its hold */
 } event_kind_t;
 
 typedef struct {
@@ -206,14 +207,18 @@ typedef struct {
     uint8_t sku, qty, tries, flags, polls;
 } buyer_t;
 
+/* A bot: a hoarder, or a scalper (which pays). */
 typedef struct {
-    uint64_t holds; /* made so far: a rotating hoarder's next customer id */
+    uint64_t holds; /* made so far: a rotating bot's next customer id */
+    uint64_t hold_id; /* a scalper's hold, until it pays */
     uint32_t proof_tag;
     double cpu_left_s;
+    uint16_t bought; /* a scalper's units so far */
     uint8_t sku;
-    uint8_t held_sku, held_qty; /* its hold, until EV_HOARD_EXPIRED */
+    uint8_t held_sku, held_qty; /* its hold, until EV_HOARD_EXPIRED or EV_SCALP_PAY */
     uint8_t misses;   /* refusals in a row: it waits longer after each */
     uint8_t watching; /* in the line of bots watching a sold-out shop */
+    uint8_t scalper, buy_now; /* a scalper; one that found the carts full */
 } hoarder_t;
 
 typedef struct {
@@ -233,11 +238,13 @@ typedef struct {
     int64_t now_ms;
     uint32_t sample_next;
     uint64_t offers_seen;
-    uint32_t *watchers; /* a ring of hoarders watching a sold-out shop */
+    uint32_t *watchers; /* a ring of bots watching a sold-out shop */
     uint32_t watch_head, watch_count;
+    uint32_t bots;      /* hoarders, then scalpers */
 } sim_t;
 
-/* Agents 0..genuine-1 are buyers; hoarder a is agent genuine + a. */
+/* Agents 0..genuine-1 are buyers; bot a is agent genuine + a: hoarders
+ * first (a < attackers), then scalpers. */
 
 static int64_t arrival_ms(sim_t *m)
 {
@@ -436,28 +443,29 @@ static uint32_t hoard_qty(const sim_t *m, uint8_t sku)
     return (uint32_t)qty;
 }
 
-static void hoarder_request(sim_t *m, uint32_t a, guard_hold_request_t *req)
+static void hoarder_request(sim_t *m, uint32_t a, guard_hold_request_t *req, uint32_t qty)
 {
     const sim_scenario_t *s = m->s;
     hoarder_t *h = &m->hoarders[a];
     memset(req, 0, offsetof(guard_hold_request_t, create) + offsetof(engine_hold_create_t, lines));
     memset(&req->buy_now, 0, sizeof *req - offsetof(guard_hold_request_t, buy_now));
     engine_hold_create_t *c = &req->create;
+    char kind = h->scalper ? 's' : 'h'; /* a scalper's names and networks are its own */
     c->customer_len =
         (uint8_t)(s->rotate_ids
-                      ? snprintf(c->customer, sizeof c->customer, "h%u-%llu", a,
+                      ? snprintf(c->customer, sizeof c->customer, "%c%u-%llu", kind, a,
                                  (unsigned long long)h->holds)
-                      : snprintf(c->customer, sizeof c->customer, "h%u", a));
+                      : snprintf(c->customer, sizeof c->customer, "%c%u", kind, a));
     if (s->ip_prefixes > 0) {
         uint32_t p = a % s->ip_prefixes;
-        c->ip_len = (uint8_t)snprintf(c->ip, sizeof c->ip, "11.%u.%u.%u", p >> 8 & 255, p & 255,
-                                      a % 200 + 1);
+        c->ip_len = (uint8_t)snprintf(c->ip, sizeof c->ip, "%u.%u.%u.%u", h->scalper ? 12 : 11,
+                                      p >> 8 & 255, p & 255, a % 200 + 1);
     }
     if (s->fingerprints > 0) {
-        c->fingerprint_len =
-            (uint8_t)snprintf(c->fingerprint, sizeof c->fingerprint, "hf%u", a % s->fingerprints);
+        c->fingerprint_len = (uint8_t)snprintf(c->fingerprint, sizeof c->fingerprint, "%cf%u",
+                                               kind, a % s->fingerprints);
     }
-    set_line(m, c, h->sku, hoard_qty(m, h->sku));
+    set_line(m, c, h->sku, qty);
     set_proof(m, req, &h->proof_tag);
 }
 
@@ -714,7 +722,7 @@ static void watch(sim_t *m, uint32_t a)
         return;
     }
     h->watching = 1;
-    m->watchers[(m->watch_head + m->watch_count++) % m->s->attackers] = a;
+    m->watchers[(m->watch_head + m->watch_count++) % m->bots] = a;
 }
 
 /* After each event: units on sale and bots watching? Wake some. */
@@ -729,7 +737,7 @@ static void wake_watchers(sim_t *m)
     }
     for (int64_t fed = 0; fed < available && m->watch_count > 0; fed += 10) {
         uint32_t a = m->watchers[m->watch_head];
-        m->watch_head = (m->watch_head + 1) % m->s->attackers;
+        m->watch_head = (m->watch_head + 1) % m->bots;
         m->watch_count--;
         m->hoarders[a].watching = 0;
         push(&m->q, m->now_ms + 1 + rng_below(&m->rng, HOARD_REACTION_MS), m->s->genuine + a,
@@ -760,10 +768,38 @@ static void hoarder_expired(sim_t *m, uint32_t agent)
     h->held_qty = 0;
 }
 
+/* A bot challenged: it pays the proof from its CPU budget if it can, and
+ * tries again when solved. False if it cannot. */
+static bool bot_pays_proof(sim_t *m, uint32_t agent, hoarder_t *h, uint32_t bits)
+{
+    double s = proof_s(bits, m->s->attacker_hashes_per_s);
+    if (s > h->cpu_left_s || (h->proof_tag = shop_proof_tag(m, true)) == 0) {
+        return false;
+    }
+    h->cpu_left_s -= s;
+    m->r->attacker_cpu_s += s;
+    push(&m->q, m->now_ms + (int64_t)(s * 1000.0) + 1, agent, EV_HOARD_PROOF);
+    return true;
+}
+
+/* A bot polls a sold-out or refusing shop, backing off from a minute to
+ * half an hour as refusals pile up. */
+static int64_t bot_backoff_ms(hoarder_t *h)
+{
+    h->misses += h->misses < 5;
+    return 60000LL << h->misses > HOARD_WAIT_MS_MAX ? HOARD_WAIT_MS_MAX : 60000LL << h->misses;
+}
+
+static void scalper_attempt(sim_t *m, uint32_t agent, hoarder_t *h);
+
 /* A hoarder holds the most it may, and pays for proofs while it can. */
 static void hoarder_attempt(sim_t *m, uint32_t agent)
 {
     hoarder_t *h = &m->hoarders[agent - m->s->genuine];
+    if (h->scalper) {
+        scalper_attempt(m, agent, h);
+        return;
+    }
     if (m->now_ms >= m->s->attack_end_ms || m->p->no_holds) {
         return; /* a shop without holds has nothing to hoard */
     }
@@ -774,25 +810,17 @@ static void hoarder_attempt(sim_t *m, uint32_t agent)
     guard_hold_request_t req;
     uint32_t qty;
     int64_t expires_ms;
-    hoarder_request(m, agent - m->s->genuine, &req);
+    hoarder_request(m, agent - m->s->genuine, &req, hoard_qty(m, h->sku));
     guard_outcome_t o = shop_hold(m, &req, h->sku, true, &qty, &expires_ms);
     if (o.result == GUARD_OK) {
         h->misses = 0;
         hoarder_held(m, agent, h, qty, expires_ms);
         return;
     }
-    /* A bot polls a sold-out or refusing shop, backing off from a minute to
-     * half an hour as refusals pile up. */
-    h->misses += h->misses < 5;
-    int64_t wait_ms = 60000LL << h->misses > HOARD_WAIT_MS_MAX ? HOARD_WAIT_MS_MAX
-                                                                : 60000LL << h->misses;
+    int64_t wait_ms = bot_backoff_ms(h);
     if (o.result == GUARD_CHALLENGED) {
         m->r->attacker_challenged++;
-        double s = proof_s(o.decision.bits, m->s->attacker_hashes_per_s);
-        if (s <= h->cpu_left_s && (h->proof_tag = shop_proof_tag(m, true)) != 0) {
-            h->cpu_left_s -= s;
-            m->r->attacker_cpu_s += s;
-            push(&m->q, m->now_ms + (int64_t)(s * 1000.0) + 1, agent, EV_HOARD_PROOF);
+        if (bot_pays_proof(m, agent, h, o.decision.bits)) {
             return;
         }
         wait_ms = HOARD_WAIT_MS_MAX; /* out of CPU: try elsewhere, later */
@@ -805,6 +833,81 @@ static void hoarder_attempt(sim_t *m, uint32_t agent)
     }
     hoarder_next_sku(m, h);
     push(&m->q, m->now_ms + wait_ms, agent, EV_HOARD);
+}
+
+/* -------------------------------------------------------------- scalpers */
+
+/* A bot's checkout and its next try: seconds, not a person's minutes. */
+#define SCALP_PAY_MS 3000
+#define SCALP_NEXT_MS 1000
+
+static void scalper_bought(sim_t *m, hoarder_t *h, uint8_t sku, uint32_t qty)
+{
+    h->bought = (uint16_t)(h->bought + qty);
+    m->r->scalper_units_bought += qty;
+    m->r->revenue_cents += m->s->skus[sku].price_cents * qty;
+}
+
+/* Holds what it may (or buys outright once carts were full, or in a shop
+ * without holds) until it has scalper_units. */
+static void scalper_attempt(sim_t *m, uint32_t agent, hoarder_t *h)
+{
+    const sim_scenario_t *s = m->s;
+    if (m->now_ms >= s->attack_end_ms || h->bought >= s->scalper_units) {
+        return;
+    }
+    if (!hoarder_find_stock(m, h)) {
+        watch(m, agent - s->genuine); /* sold out: watch for units coming back */
+        return;
+    }
+    uint32_t qty = hoard_qty(m, h->sku), left = s->scalper_units - h->bought;
+    guard_hold_request_t req;
+    uint32_t held;
+    int64_t expires_ms;
+    hoarder_request(m, agent - s->genuine, &req, qty < left ? qty : left);
+    req.buy_now = m->p->no_holds || h->buy_now;
+    guard_outcome_t o = shop_hold(m, &req, h->sku, true, &held, &expires_ms);
+    if (o.result == GUARD_OK) {
+        h->misses = 0;
+        h->holds++; /* a rotating bot's next account */
+        if (req.buy_now) {
+            scalper_bought(m, h, h->sku, held);
+            push(&m->q, m->now_ms + SCALP_NEXT_MS, agent, EV_HOARD);
+        } else {
+            h->hold_id = o.engine.hold_id;
+            h->held_sku = h->sku;
+            h->held_qty = (uint8_t)held;
+            push(&m->q, m->now_ms + SCALP_PAY_MS, agent, EV_SCALP_PAY);
+        }
+        return;
+    }
+    int64_t wait_ms = bot_backoff_ms(h);
+    if (req.buy_now && m->p->no_holds) {
+        m->r->oversells++; /* paid, then refunded: the stock was gone */
+    } else if (o.result == GUARD_CHALLENGED) {
+        if (bot_pays_proof(m, agent, h, o.decision.bits)) {
+            return;
+        }
+        wait_ms = HOARD_WAIT_MS_MAX;
+    } else if (o.result == GUARD_DENIED && o.decision.rule == POLICY_RULE_HOLD_SHARE) {
+        h->buy_now = 1; /* carts are full: buy outright from now on */
+        wait_ms = SCALP_NEXT_MS;
+    } else if (o.result == GUARD_DENIED && o.decision.retry_after_ms >= 0) {
+        int64_t retry_ms = server_ms(m, o.decision.retry_after_ms) + 1;
+        wait_ms = retry_ms < wait_ms ? retry_ms : wait_ms;
+    }
+    hoarder_next_sku(m, h);
+    push(&m->q, m->now_ms + wait_ms, agent, EV_HOARD);
+}
+
+static void scalper_pay(sim_t *m, uint32_t agent)
+{
+    hoarder_t *h = &m->hoarders[agent - m->s->genuine];
+    if (hold_op(m, ENGINE_OP_HOLD_COMMIT, h->hold_id).result == GUARD_OK) {
+        scalper_bought(m, h, h->held_sku, h->held_qty);
+    }
+    h->held_qty = 0;
+    push(&m->q, m->now_ms + SCALP_NEXT_MS, agent, EV_HOARD);
 }
 
 /* ------------------------------------------------------------------ run */
@@ -864,6 +967,9 @@ static void dispatch(sim_t *m, const event_t *e)
     case EV_SAMPLE:
         sample(m);
         break;
+    case EV_SCALP_PAY:
+        scalper_pay(m, e->agent);
+        break;
     }
 }
 
@@ -871,10 +977,11 @@ static void dispatch(sim_t *m, const event_t *e)
 static guard_config_t tables_for(const sim_scenario_t *s)
 {
     guard_config_t c = guard_config_default();
-    uint64_t agents = (uint64_t)s->genuine + s->attackers;
-    /* Rotating hoarders' one-hold accounts are swept when the table fills,
-     * as on a server: room for a few each is enough. */
-    uint64_t churn = s->rotate_ids ? 4ull * s->attackers : s->attackers;
+    uint64_t bots = (uint64_t)s->attackers + s->scalpers;
+    uint64_t agents = s->genuine + bots;
+    /* Rotating bots' one-hold accounts are swept when the table fills, as
+     * on a server: room for a few each is enough. */
+    uint64_t churn = s->rotate_ids ? 4 * bots : bots;
     c.engine.skus_max = s->sku_count;
     c.engine.holds_max = (uint32_t)(agents * 2 + 1024);
     c.engine.idem_keys_max = 16;
@@ -925,8 +1032,9 @@ static void populate(sim_t *m)
     }
     m->q.arrival_count = s->genuine;
     qsort(m->q.arrivals, s->genuine, sizeof *m->q.arrivals, by_time);
-    for (uint32_t a = 0; a < s->attackers; a++) {
+    for (uint32_t a = 0; a < m->bots; a++) {
         hoarder_t *h = &m->hoarders[a];
+        h->scalper = a >= s->attackers;
         h->cpu_left_s = s->attacker_cpu_s;
         h->sku = (uint8_t)(a % s->sku_count);
         /* A coordinated start, spread over the first minute. */
@@ -955,10 +1063,13 @@ static void tally(sim_t *m)
 static int sim_check(const sim_scenario_t *s, char *err, size_t err_size)
 {
     if (s->sku_count < 1 || s->sku_count > SIM_SKUS_MAX || s->genuine > SIM_GENUINE_MAX ||
-        s->attackers > SIM_ATTACKERS_MAX || s->duration_ms < 1 ||
+        s->attackers > SIM_ATTACKERS_MAX || s->scalpers > SIM_SCALPERS_MAX ||
+        (s->scalpers > 0 && (s->scalper_units < 1 || s->scalper_units > SIM_SCALPER_UNITS_MAX)) ||
+        s->duration_ms < 1 ||
         s->duration_ms > SIM_DURATION_MS_MAX || s->qty_max < 1 || s->qty_max > 255 ||
         s->abandon_pct > 100 || s->pay_fail_pct > 100 || s->waitlist_pct > 100 ||
-        s->browser_hashes_per_s <= 0 || (s->attackers > 0 && s->attacker_hashes_per_s <= 0)) {
+        s->browser_hashes_per_s <= 0 ||
+        (s->attackers + s->scalpers > 0 && s->attacker_hashes_per_s <= 0)) {
         snprintf(err, err_size, "scenario %s: a setting is out of range", s->name);
         return -1;
     }
@@ -974,8 +1085,9 @@ static int sim_start(sim_t *m, char *err, size_t err_size)
         m->g = calloc(1, sizeof *m->g);
     }
     m->buyers = calloc(s->genuine + 1, sizeof *m->buyers);
-    m->hoarders = calloc(s->attackers + 1, sizeof *m->hoarders);
-    m->watchers = calloc(s->attackers + 1, sizeof *m->watchers);
+    m->bots = s->attackers + s->scalpers;
+    m->hoarders = calloc(m->bots + 1, sizeof *m->hoarders);
+    m->watchers = calloc(m->bots + 1, sizeof *m->watchers);
     uint32_t n = m->o->samples;
     m->r->samples = n;
     m->r->sample_ms = calloc(n + 1, sizeof(int64_t));
@@ -1111,6 +1223,7 @@ static int live_setup(sim_t *m, sim_scenario_t *s, sim_policy_t *p, const sim_li
                                   : scaled(s->genuine, scale, SIM_LIVE_GENUINE_MAX);
     s->attackers = lo->attackers >= 0 ? (uint32_t)lo->attackers
                                       : scaled(s->attackers, scale, SIM_LIVE_ATTACKERS_MAX);
+    s->scalpers = scaled(s->scalpers, scale, SIM_LIVE_ATTACKERS_MAX);
     m->speed = lr->speed = (double)s->duration_ms / (lo->seconds * 1000.0);
     return sim_check(s, err, err_size);
 }

@@ -19,6 +19,10 @@
  *                   again and again as holds expire or are refused, rotating
  *                   identities if told to, paying proofs of work from a CPU
  *                   budget, never buying.
+ *   scalper:        a bot that buys to resell: in the attack's window, with
+ *                   the hoarders' identities and CPU, it holds the most the
+ *                   policy allows and pays within seconds (buys outright
+ *                   when carts are full), until it has scalper_units.
  *
  * Policies: "none" sells at payment with no holds (and counts the oversells
  * that causes), every other is a policy_config_t the guard enforces.
@@ -38,6 +42,8 @@
  * (about 40 bytes an agent). */
 #define SIM_GENUINE_MAX 10000000u
 #define SIM_ATTACKERS_MAX 1000000u
+#define SIM_SCALPERS_MAX 100000u
+#define SIM_SCALPER_UNITS_MAX 1000u
 #define SIM_DURATION_MS_MAX (7LL * 24 * 3600 * 1000)
 #define SIM_POLICIES_MAX 8
 
@@ -82,10 +88,15 @@ typedef struct {
     uint32_t fingerprints; /* browser fingerprints they present (0: none sent) */
     double attacker_hashes_per_s; /* each attacker's proof-of-work speed */
     double attacker_cpu_s;        /* each attacker's budget of CPU seconds for proofs */
+
+    /* scalpers: bots that pay (the hoarders' window, identities and CPU) */
+    uint32_t scalpers;
+    uint32_t scalper_units; /* units each one wants */
 } sim_scenario_t;
 
-/* Built-in scenarios by name ("merch-2020", "rally-2020", "flash-sale"; each
- * with "-control" for the same without the attack). False if unknown. */
+/* Built-in scenarios by name ("merch-2020", "rally-2020", "flash-sale",
+ * "scalper-drop"; each with "-control" for the same without the attack: no
+ * hoarders, no scalpers). False if unknown. */
 bool sim_scenario_builtin(const char *name, sim_scenario_t *out);
 /* The names, for --help. */
 const char *sim_scenario_names(void);
@@ -122,6 +133,8 @@ typedef struct {
     uint64_t attacker_holds, attacker_identities;
     uint64_t attacker_denied, attacker_challenged;
     double attacker_cpu_s;
+    /* scalpers */
+    uint64_t scalper_units_bought;
     /* shop */
     uint64_t oversells; /* "none": paid for, then refunded: no stock */
     int64_t revenue_cents;

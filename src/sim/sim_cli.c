@@ -245,6 +245,7 @@ int sim_main(int argc, char **argv)
     }
     control = attack;
     control.attackers = 0;
+    control.scalpers = 0;
     sim_result_t results[SIM_POLICIES_MAX], controls[SIM_POLICIES_MAX];
     sim_options_t o = {.seed = a.seed, .samples = a.out_dir != NULL ? 97 : 0};
     err[0] = '\0';

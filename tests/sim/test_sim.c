@@ -274,6 +274,54 @@ static void test_unknown_names_are_refused(void **state)
     assert_int_equal(s.attackers, 0);
 }
 
+/* Scalpers are buyers: every unit sold went to a genuine buyer or a
+ * scalper, none past the stock, none past what the scalpers wanted, and
+ * with the guard's invariants checked throughout; the control has none. */
+static void test_scalpers_buy_within_the_stock_and_what_they_want(void **state)
+{
+    (void)state;
+    static const char *const policies[] = {"naive", "quantity-cap", "default", "strict"};
+    sim_scenario_t s, control;
+    assert_true(sim_scenario_builtin("scalper-drop", &s));
+    assert_true(sim_scenario_builtin("scalper-drop-control", &control));
+    s.genuine = control.genuine = 2000;
+    for (size_t i = 0; i < sizeof policies / sizeof policies[0]; i++) {
+        sim_result_t r = run(&s, policies[i], 3, true, 0), c = run(&control, policies[i], 3, true, 0);
+        assert_int_equal(r.genuine_units_bought + r.scalper_units_bought, r.units_sold);
+        assert_true(r.units_sold <= 500);
+        assert_true(r.scalper_units_bought > 0);
+        assert_true(r.scalper_units_bought <= (uint64_t)s.scalpers * s.scalper_units);
+        assert_int_equal(c.scalper_units_bought, 0);
+        assert_int_equal(c.genuine_units_bought, c.units_sold);
+        sim_result_free(&r);
+        sim_result_free(&c);
+    }
+}
+
+/* By hand: no genuine buyers, one sku of 10. One scalper after 3 gets
+ * exactly 3; two after 10 each empty the shelf, and not a unit more. */
+static void test_scalpers_by_hand(void **state)
+{
+    (void)state;
+    sim_scenario_t s = tiny(10, 0);
+    s.attack_end_ms = s.duration_ms;
+    s.attacker_hashes_per_s = 1e7;
+    s.attacker_cpu_s = 60;
+    s.scalpers = 1;
+    s.scalper_units = 3;
+    sim_result_t r = run(&s, "naive", 1, true, 0);
+    assert_int_equal(r.scalper_units_bought, 3);
+    assert_int_equal(r.units_sold, 3);
+    assert_int_equal(r.revenue_cents, 3 * 1000);
+    sim_result_free(&r);
+    s.scalpers = 2;
+    s.scalper_units = 10;
+    r = run(&s, "naive", 1, true, 0);
+    assert_int_equal(r.scalper_units_bought, 10);
+    assert_int_equal(r.units_sold, 10);
+    sim_result_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -286,6 +334,8 @@ int main(void)
         cmocka_unit_test(test_plots_are_written_and_leave_the_run_unchanged),
         cmocka_unit_test(test_scenario_and_policy_files_are_read_strictly),
         cmocka_unit_test(test_unknown_names_are_refused),
+        cmocka_unit_test(test_scalpers_buy_within_the_stock_and_what_they_want),
+        cmocka_unit_test(test_scalpers_by_hand),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
