@@ -73,6 +73,7 @@ export class Api {
       return await this.call('POST', '/v1/holds', body);
     } catch (err) {
       if (!(err instanceof ApiError) || err.status !== 428) throw err;
+      onProof(0); /* said at once: a lucky proof comes before any progress report */
       const proof = await solveInWorker(err.detail.challenge, onProof);
       return await this.call('POST', '/v1/holds', body, { 'Holdfast-Proof': proof });
     }
