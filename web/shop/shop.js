@@ -184,6 +184,16 @@ function showProof(tries) {
   }
 }
 
+/* The sku's counts right after this shopper changed them (the event
+ * stream brings them too, within a tenth of a second). */
+async function refreshSku(sku) {
+  try {
+    onSku(await api.call('GET', `/v1/skus/${sku}`));
+  } catch {
+    /* the stream will tell */
+  }
+}
+
 async function release(holdId) {
   try {
     await api.call('DELETE', `/v1/holds/${holdId}`);
@@ -218,6 +228,7 @@ async function addToCart(sku, qty) {
     }
   }
   renderCart();
+  refreshSku(sku);
 }
 
 /* The shop keeps some stock out of carts: it sells only by paying at once
@@ -268,6 +279,7 @@ async function removeLine(sku) {
   cart.delete(sku);
   renderCart();
   if (line?.state === 'active') await release(line.holdId);
+  refreshSku(sku);
 }
 
 async function emptyCart() {
@@ -319,6 +331,7 @@ async function pay(event) {
       await api.call('POST', `/v1/holds/${line.holdId}/commit`, { order_ref: order });
       bought.push(`${line.qty} × ${products.get(sku)?.name ?? sku}`);
       cart.delete(sku);
+      refreshSku(sku);
     } catch (err) {
       line.state = err.code === 'hold_expired' ? 'expired' : line.state;
       failed.push(`${products.get(sku)?.name ?? sku}: ${explain(err)}`);
