@@ -109,10 +109,18 @@ function drawChart() {
     chartData(),
     el,
   );
+  updateChart();
 }
 
 function updateChart() {
-  chart?.setData(chartData());
+  if (!chart) return;
+  const data = chartData();
+  chart.setData(data);
+  const t = data[0];
+  if (t.length > 0) { /* at least a minute across: one point is not years wide */
+    const max = t[t.length - 1];
+    chart.setScale('x', { min: Math.min(t[0], max - 60), max });
+  }
 }
 
 /* A point a second even when nothing changes, so time moves on the chart. */
