@@ -255,8 +255,8 @@ void events_publish(server_t *s)
         s->events_published_ms = mono_ms;
         json_out_t scratch;
         json_out_init(&scratch);
+        /* The tick just before on this thread expired what was due. */
         pthread_mutex_lock(&s->engine_lock);
-        guard_advance(&s->guard, server_now_ms(s));
         uint64_t seq = store_appended_seq(&s->store);
         for (uint32_t i = 0; i < HF_EVENT_STREAMS_MAX; i++) {
             event_stream_t *st = &s->streams[i];

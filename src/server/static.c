@@ -83,17 +83,18 @@ static bool path_for(const server_t *s, const char *url, char *path, size_t size
     return n > 0 && (size_t)n < size;
 }
 
-/* Reads the whole file into r->out; false if it is missing or too big. */
-static bool read_file(request_t *r, const char *path)
+/* Reads the whole file into r->out; NULL, or why not. */
+static const char *read_file(request_t *r, const char *path)
 {
     FILE *f = fopen(path, "rb");
     struct stat st;
     if (f == NULL || fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode) ||
         st.st_size > HF_STATIC_BYTES_MAX) {
+        bool big = f != NULL && S_ISREG(st.st_mode) && st.st_size > HF_STATIC_BYTES_MAX;
         if (f != NULL) {
             fclose(f);
         }
-        return false;
+        return big ? "that page is over the 2 MiB a page may have" : "no such page";
     }
     char chunk[16384];
     size_t n;
@@ -102,7 +103,7 @@ static bool read_file(request_t *r, const char *path)
     }
     bool ok = !ferror(f);
     fclose(f);
-    return ok;
+    return ok ? NULL : "that page cannot be read";
 }
 
 void h_static(request_t *r, const route_args_t *a)
@@ -114,9 +115,12 @@ void h_static(request_t *r, const route_args_t *a)
         reply_error(r, 404, "not_found", "this server serves no web pages (--web \"\")");
         return;
     }
-    if (!path_for(r->server, r->url, path, sizeof path, &type) || !read_file(r, path)) {
+    const char *why = path_for(r->server, r->url, path, sizeof path, &type)
+                          ? read_file(r, path)
+                          : "no such page";
+    if (why != NULL) {
         json_out_reset(&r->out);
-        reply_error(r, 404, "not_found", "no such page");
+        reply_error(r, 404, "not_found", why);
         return;
     }
     r->status = 200;

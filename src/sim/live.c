@@ -306,19 +306,32 @@ const live_stats_t *live_stats(const live_t *l)
 
 /* The request's JSON. The names the simulation makes are plain ASCII and
  * the skus passed sku_name_ok(), so nothing here needs escaping. */
+/* `{"customer": ..., "ip": ..., "fingerprint": ...`, the names a hold and
+ * a waitlist join both carry (customer and fingerprint with the run tag);
+ * returns the length written. */
+static int names_json(const live_t *l, char *out, size_t size, const char *customer,
+                      size_t customer_len, const char *ip, size_t ip_len,
+                      const char *fingerprint, size_t fingerprint_len)
+{
+    int n = snprintf(out, size, "{\"customer\": \"%s-%.*s\"", l->tag, (int)customer_len,
+                     customer);
+    if (ip_len > 0) {
+        n += snprintf(out + n, size - (size_t)n, ", \"ip\": \"%.*s\"", (int)ip_len, ip);
+    }
+    if (fingerprint_len > 0) {
+        n += snprintf(out + n, size - (size_t)n, ", \"fingerprint\": \"%s-%.*s\"", l->tag,
+                      (int)fingerprint_len, fingerprint);
+    }
+    assert(n > 0 && (size_t)n < size);
+    return n;
+}
+
 static void hold_body(const live_t *l, const guard_hold_request_t *req, char *out, size_t size)
 {
     const engine_hold_create_t *c = &req->create;
     assert(c->line_count == 1);
-    int n = snprintf(out, size, "{\"customer\": \"%s-%.*s\"", l->tag, c->customer_len,
-                     c->customer);
-    if (c->ip_len > 0) {
-        n += snprintf(out + n, size - (size_t)n, ", \"ip\": \"%.*s\"", c->ip_len, c->ip);
-    }
-    if (c->fingerprint_len > 0) {
-        n += snprintf(out + n, size - (size_t)n, ", \"fingerprint\": \"%s-%.*s\"", l->tag,
-                      c->fingerprint_len, c->fingerprint);
-    }
+    int n = names_json(l, out, size, c->customer, c->customer_len, c->ip, c->ip_len,
+                       c->fingerprint, c->fingerprint_len);
     if (c->ttl_ms > 0) {
         n += snprintf(out + n, size - (size_t)n, ", \"ttl_ms\": %lld", (long long)c->ttl_ms);
     }
@@ -512,16 +525,9 @@ guard_outcome_t live_wait_join(live_t *l, const guard_op_t *join)
     const __typeof__(join->u.wait_join) *w = &join->u.wait_join;
     char path[128], body[LIVE_BODY_BYTES_MAX];
     snprintf(path, sizeof path, "/v1/skus/%.*s/waitlist", w->sku_len, w->sku);
-    int n = snprintf(body, sizeof body, "{\"customer\": \"%s-%.*s\", \"qty\": %u", l->tag,
-                     w->customer_len, w->customer, w->qty);
-    if (w->ip_len > 0) {
-        n += snprintf(body + n, sizeof body - (size_t)n, ", \"ip\": \"%.*s\"", w->ip_len, w->ip);
-    }
-    if (w->fingerprint_len > 0) {
-        n += snprintf(body + n, sizeof body - (size_t)n, ", \"fingerprint\": \"%s-%.*s\"", l->tag,
-                      w->fingerprint_len, w->fingerprint);
-    }
-    snprintf(body + n, sizeof body - (size_t)n, "}");
+    int n = names_json(l, body, sizeof body, w->customer, w->customer_len, w->ip, w->ip_len,
+                       w->fingerprint, w->fingerprint_len);
+    snprintf(body + n, sizeof body - (size_t)n, ", \"qty\": %u}", w->qty);
     int status;
     json_t *doc = call(l, "POST", path, NULL, body, &status);
     const char *id = str_at(doc, "id");

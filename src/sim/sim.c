@@ -331,23 +331,30 @@ static int64_t live_ttl_ms(const sim_t *m, uint8_t sku, bool hoarder)
     return ms < HF_TTL_MS_MIN ? HF_TTL_MS_MIN : ms > HF_TTL_MS_MAX ? HF_TTL_MS_MAX : (int64_t)ms;
 }
 
-/* A hold; on GUARD_OK the units held and when the hold runs out. */
+/* A hold. A bot (hoarder true) also learns, on GUARD_OK, the units held
+ * and when the hold runs out; a buyer (qty and expires_ms NULL) needs
+ * neither, and the in-process path then looks nothing up. */
 static guard_outcome_t shop_hold(sim_t *m, guard_hold_request_t *req, uint8_t sku, bool hoarder,
                                  uint32_t *qty, int64_t *expires_ms)
 {
+    assert(hoarder == (qty != NULL) && hoarder == (expires_ms != NULL));
     if (m->live != NULL) {
         int64_t in_ms = 0;
+        uint32_t held = 0;
         req->create.ttl_ms = req->buy_now ? 0 : live_ttl_ms(m, sku, hoarder);
-        guard_outcome_t o = live_hold(m->live, req, qty, &in_ms);
-        /* From the reply's instant (the loop may be behind its schedule),
-         * a couple of ms after the server's expiry so the units are free. */
-        *expires_ms = (int64_t)((double)(wall_ms() - m->wall_start_ms) * m->speed) +
-                      server_ms(m, in_ms + 2);
+        guard_outcome_t o = live_hold(m->live, req, &held, &in_ms);
+        if (hoarder) {
+            *qty = held;
+            /* From the reply's instant (the loop may be behind its
+             * schedule), a couple of ms after the server's expiry. */
+            *expires_ms = (int64_t)((double)(wall_ms() - m->wall_start_ms) * m->speed) +
+                          server_ms(m, in_ms + 2);
+        }
         return o;
     }
     guard_op_t op;
     guard_outcome_t o = guard_hold(m->g, req, m->now_ms, &op);
-    if (o.result == GUARD_OK) {
+    if (o.result == GUARD_OK && hoarder) {
         engine_hold_view_t v;
         engine_result_t r = engine_hold_view(&m->g->engine, o.engine.hold_id, &v);
         assert(r == ENGINE_OK);
@@ -565,10 +572,8 @@ static void buyer_attempt(sim_t *m, uint32_t i)
         return;
     }
     guard_hold_request_t req;
-    uint32_t qty;
-    int64_t expires_ms;
     buyer_request(m, i, &req, false);
-    guard_outcome_t o = shop_hold(m, &req, b->sku, false, &qty, &expires_ms);
+    guard_outcome_t o = shop_hold(m, &req, b->sku, false, NULL, NULL);
     if (o.result == GUARD_OK) {
         b->hold_id = o.engine.hold_id;
         push(&m->q, m->now_ms + think_ms(m), i, EV_PAY);
@@ -626,10 +631,8 @@ static void buyer_buy_now(sim_t *m, uint32_t i)
         return;
     }
     guard_hold_request_t req;
-    uint32_t qty;
-    int64_t expires_ms;
     buyer_request(m, i, &req, true);
-    guard_outcome_t o = shop_hold(m, &req, b->sku, false, &qty, &expires_ms);
+    guard_outcome_t o = shop_hold(m, &req, b->sku, false, NULL, NULL);
     if (o.result == GUARD_OK) {
         bought(m, i);
     } else if (m->p->no_holds) {

@@ -509,6 +509,30 @@ static void test_line_qty_denies_a_line_over_the_cap(void **state)
     assert_int_equal(sku_refusals(fx, "cap", "hold_share", "denied"), 0);
 }
 
+/* Refusals by rule are counted for the first 4,096 skus (HF_SKU_RULE_STATS_MAX):
+ * the 4,096th shows its rules, the 4,097th only its totals. */
+static void test_refusals_by_rule_are_kept_for_the_first_4096_skus(void **state)
+{
+    fx_t *fx = *state;
+    start_with(fx, "{\"quantity\": {\"enabled\": 1, \"line_qty_max\": 1}}", NULL);
+    char sku[32], body[512];
+    for (int i = 0; i <= 4096; i++) {
+        snprintf(sku, sizeof sku, "s-%d", i);
+        put_sku(fx, sku, 10);
+    }
+    hold_denied(fx, hold_json(body, sizeof body, "u-1", NULL, NULL, "s-4095", 2, NULL),
+                "line_qty", 1, 2, NULL, "s-4095");
+    hold_denied(fx, hold_json(body, sizeof body, "u-1", NULL, NULL, "s-4096", 2, NULL),
+                "line_qty", 1, 2, NULL, "s-4096");
+    assert_int_equal(sku_refusals(fx, "s-4095", "line_qty", "denied"), 1);
+    hf_response_t r;
+    assert_int_equal(hf_call(&fx->cl, "GET", "/v1/skus/s-4096", NULL, NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_null(json_object_get(r.json, "refusals_by_rule"));
+    assert_int_equal(json_integer_value(json_object_get(r.json, "denials")), 1);
+    hf_response_free(&r);
+}
+
 static void test_customer_units_per_sku_counts_held_then_bought_units(void **state)
 {
     fx_t *fx = *state;
@@ -2204,6 +2228,7 @@ int main(void)
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
     const struct CMUnitTest tests[] = {
         T(test_line_qty_denies_a_line_over_the_cap),
+        T(test_refusals_by_rule_are_kept_for_the_first_4096_skus),
         T(test_customer_units_per_sku_counts_held_then_bought_units),
         T(test_customer_holds_and_units_caps),
         T(test_ip_prefix_caps_count_a_whole_network_together),

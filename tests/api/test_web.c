@@ -26,6 +26,8 @@ typedef hf_fixture_t fx_t;
  * HF_EVENT_INTERVAL_MS (100 ms) and a journal commit: a bound on a hang,
  * not a speed claim. */
 #define EVENT_WAIT_MS 10000
+/* HF_STATIC_BYTES_MAX: the largest page served */
+#define HF_PAGE_BYTES_MAX (2 * 1024 * 1024)
 
 static int setup(void **state)
 {
@@ -129,10 +131,11 @@ static void sse_open(sse_t *e, uint16_t port, const char *target, const char *be
 {
     memset(e, 0, sizeof *e);
     assert_int_equal(hf_conn_open(&e->conn, port, bearer), 0);
-    char req[512];
+    char req[2048];
     int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n%s%s%s\r\n",
                      target, bearer ? "Authorization: Bearer " : "", bearer ? bearer : "",
                      bearer ? "\r\n" : "");
+    assert_true(n > 0 && (size_t)n < sizeof req);
     assert_int_equal(hf_conn_send_raw(&e->conn, req, (size_t)n), 0);
     long long deadline = hf_now_ms() + EVENT_WAIT_MS;
     while (!e->head_done && hf_now_ms() < deadline) {
@@ -228,10 +231,18 @@ static void test_events_refuse_bad_skus(void **state)
         assert_true(hf_expect_error(&r, 400, "invalid_field", "skus"));
         hf_response_free(&r);
     }
+    /* 64 skus is the most a stream follows: 64 pass, 65 do not */
     char target[2048] = "/v1/events?skus=";
-    for (int i = 0; i < 65; i++) {
+    for (int i = 0; i < 64; i++) {
         strcat(target, i ? ",cap-red" : "cap-red");
     }
+    sse_t *e = calloc(1, sizeof *e);
+    assert_non_null(e);
+    sse_open(e, fx->srv.port, target, NULL);
+    assert_non_null(strstr(e->head, " 200 "));
+    sse_close(e);
+    free(e);
+    strcat(target, ",cap-red");
     assert_int_equal(hf_call(&fx->cl, "GET", target, NULL, NULL, &r), 0);
     assert_true(hf_expect_error(&r, 400, "invalid_field", "skus"));
     hf_response_free(&r);
@@ -363,6 +374,17 @@ static void test_pages_are_served_from_the_web_directory_only(void **state)
     write_file(path, "<title>the dashboard</title>");
     snprintf(path, sizeof path, "%s/secret.html", web);
     write_file(path, "outside");
+    /* a page at the size limit, and one byte over */
+    char *big = malloc(HF_PAGE_BYTES_MAX + 2);
+    assert_non_null(big);
+    memset(big, 'x', HF_PAGE_BYTES_MAX + 1);
+    big[HF_PAGE_BYTES_MAX + 1] = '\0';
+    snprintf(path, sizeof path, "%s/shop/huge.js", web);
+    write_file(path, big);
+    big[HF_PAGE_BYTES_MAX] = '\0';
+    snprintf(path, sizeof path, "%s/shop/big.js", web);
+    write_file(path, big);
+    free(big);
     const char *extra[] = {"--web", web, NULL};
     assert_int_equal(hf_server_start(&fx->srv, extra), 0);
     fx->cl.port = fx->srv.port;
@@ -384,6 +406,7 @@ static void test_pages_are_served_from_the_web_directory_only(void **state)
         {"/shop/missing.js", 404, NULL, NULL},
         {"/pow/worker.js", 404, NULL, NULL},
         {"/vendor/uplot/uPlot.iife.min.js", 404, NULL, NULL},
+        {"/shop/huge.js", 404, NULL, NULL},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         hf_response_t r;
@@ -400,6 +423,14 @@ static void test_pages_are_served_from_the_web_directory_only(void **state)
         }
         hf_response_free(&r);
     }
+    hf_response_t r;
+    assert_int_equal(hf_call(&fx->cl, "GET", "/shop/big.js", NULL, NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.body_len, HF_PAGE_BYTES_MAX);
+    hf_response_free(&r);
+    assert_int_equal(hf_call(&fx->cl, "GET", "/shop/huge.js", NULL, NULL, &r), 0);
+    assert_non_null(strstr(hf_json_str(json_object_get(r.json, "error"), "message"), "2 MiB"));
+    hf_response_free(&r);
 }
 
 static void test_pages_can_be_turned_off(void **state)
