@@ -311,7 +311,7 @@ static double run_guard_pairs(guard_t *g, double seconds)
     memcpy(c->lines[0].sku, "hot", 3);
     c->lines[0].sku_len = 3;
     release.engine.kind = ENGINE_OP_HOLD_COMMIT;
-    int64_t base_ms = g->engine.now_ms - mono_ms();
+    int64_t base_ms = guard_engine(g)->now_ms - mono_ms();
     uint64_t pairs = 0;
     uint32_t name = 0;
     double t0 = mono_s(), deadline = t0 + seconds;
@@ -348,18 +348,18 @@ static void bench_guard(const char *label, bool defenses)
     if (!selected(label)) {
         return;
     }
-    guard_t *g = calloc(1, sizeof *g);
     guard_config_t config = guard_config_default();
     /* Every buyer is new, and stays known for the purchase window: room for
      * a few seconds of them. */
     config.identities_max = 16000000;
     config.customer_skus_max = 16000000;
-    if (g == NULL || guard_init(g, &config, 1800000000000LL) != 0) {
-        fprintf(stderr, "bench_engine: guard_init failed\n");
+    guard_t *g = guard_create(&config, 1800000000000LL);
+    if (g == NULL) {
+        fprintf(stderr, "bench_engine: guard_create failed\n");
         exit(1);
     }
     guard_op_t op = {.kind = GUARD_OP_POLICY_PUT, .u.policy = policy_config_default()};
-    op.engine.now_ms = g->engine.now_ms;
+    op.engine.now_ms = guard_engine(g)->now_ms;
     if (!defenses) {
         policy_config_t *p = &op.u.policy;
         p->quantity_enabled = p->identity_enabled = p->budget_enabled = 0;
@@ -369,7 +369,7 @@ static void bench_guard(const char *label, bool defenses)
     }
     guard_apply(g, &op);
     op = (guard_op_t){.kind = GUARD_OP_ENGINE};
-    op.engine = (engine_op_t){.kind = ENGINE_OP_SKU_PUT, .now_ms = g->engine.now_ms};
+    op.engine = (engine_op_t){.kind = ENGINE_OP_SKU_PUT, .now_ms = guard_engine(g)->now_ms};
     memcpy(op.engine.u.sku_put.sku, "hot", 3);
     op.engine.u.sku_put.sku_len = 3;
     op.engine.u.sku_put.stock = HF_STOCK_MAX;
@@ -382,8 +382,7 @@ static void bench_guard(const char *label, bool defenses)
     printf("  %-28s %6.2f M pairs/s  (%.0f ns/pair)\n", label, rate / 1e6, 1e9 / rate);
     printf("HF_ENGINE case=%s pairs_per_s=%.0f ns_per_pair=%.1f\n", label, rate, 1e9 / rate);
     fflush(stdout);
-    guard_deinit(g);
-    free(g);
+    guard_destroy(g);
 }
 
 int main(int argc, char **argv)

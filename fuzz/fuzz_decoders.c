@@ -37,17 +37,17 @@ static void decode_ops(const uint8_t *data, size_t size)
 
 static void restore_snapshot(const uint8_t *data, size_t size)
 {
-    static guard_t g;
-    if (guard_init(&g, &small, 0) != 0) {
+    guard_t *g = guard_create(&small, 0);
+    if (g == NULL) {
         abort();
     }
     record_reader_t r = {.p = data, .left = size, .ok = true};
     uint64_t records;
     char err[256];
-    if (record_restore_snapshot(&r, &g, &records, err, sizeof err) && !guard_check(&g)) {
+    if (record_restore_snapshot(&r, g, &records, err, sizeof err) && !guard_check(g)) {
         abort(); /* accepted, yet broken */
     }
-    guard_deinit(&g);
+    guard_destroy(g);
 }
 
 static void read_policy(const uint8_t *data, size_t size)

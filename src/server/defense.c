@@ -1,7 +1,7 @@
 /*
  * defense.c - the API of the defenses: the policy document, a sku's own
  * policy and escalation state, waitlists, and who holds what (identities,
- * revocation). The decisions themselves are the guard's (policy/guard.h);
+ * revocation). The decisions themselves are the guard's (guard/guard.h);
  * these handlers validate, apply under the engine lock and reply, as the
  * core handlers in routes.c do.
  */
@@ -56,21 +56,21 @@ void h_policy_get(request_t *r, const route_args_t *a)
     (void)a;
     lock(r);
     r->status = 200;
-    write_policy_doc(&r->out, &r->server->guard.policy, POLICY_MASK_ALL);
+    write_policy_doc(&r->out, guard_policy(r->server->guard), POLICY_MASK_ALL);
     unlock(r);
 }
 
 /* Every sku's own settings must still make sense on top of the new policy. */
 static bool skus_fit(request_t *r, const policy_config_t *p)
 {
-    const guard_t *g = &r->server->guard;
+    const guard_t *g = r->server->guard;
     uint32_t sku;
     policy_field_t bad;
     if (guard_policy_fits(g, p, &sku, &bad)) {
         return true;
     }
     engine_sku_view_t v;
-    engine_sku_view(&g->engine, sku, &v);
+    engine_sku_view(guard_engine(g), sku, &v);
     char where[120];
     snprintf(where, sizeof where, " with sku %.*s's own settings", (int)v.sku_len, v.sku);
     reply_relation_error(r, bad, "", where);
@@ -108,7 +108,7 @@ void h_policy_put(request_t *r, const route_args_t *a)
     lock(r);
     if (skus_fit(r, &op.u.policy) && apply_op(r, &op, &o)) {
         r->status = 200;
-        write_policy_doc(&r->out, &r->server->guard.policy, POLICY_MASK_ALL);
+        write_policy_doc(&r->out, guard_policy(r->server->guard), POLICY_MASK_ALL);
     }
     unlock(r);
 }
@@ -136,7 +136,7 @@ bool sku_policy_parse(request_t *r, json_t *doc, guard_op_t *op)
 bool sku_policy_check(request_t *r, const guard_op_t *op)
 {
     policy_field_t bad;
-    guard_result_t fits = guard_sku_policy_check(&r->server->guard, op, &bad);
+    guard_result_t fits = guard_sku_policy_check(r->server->guard, op, &bad);
     if (fits == GUARD_POLICY_CONFLICT) {
         reply_relation_error(r, bad, "policy.", " on top of the shop's policy");
     } else if (fits != GUARD_OK) {
@@ -172,7 +172,7 @@ static void write_sku_refusals(const server_t *s, json_out_t *j, uint32_t sku_in
 
 void write_sku_defenses(const server_t *s, json_out_t *j, uint32_t sku_index)
 {
-    const guard_t *g = &s->guard;
+    const guard_t *g = s->guard;
     guard_sku_view_t v;
     guard_sku_view(g, sku_index, &v);
     jw_key(j, "escalation");
@@ -206,12 +206,12 @@ void write_sku_defenses(const server_t *s, json_out_t *j, uint32_t sku_index)
 
 static void write_wait(request_t *r, const guard_wait_view_t *w, int64_t now_ms)
 {
-    const guard_t *g = &r->server->guard;
+    const guard_t *g = r->server->guard;
     json_out_t *j = &r->out;
     char id[16];
     size_t id_len = guard_wait_id_format(w->id, id);
     engine_sku_view_t v;
-    engine_sku_view(&g->engine, w->sku_index, &v);
+    engine_sku_view(guard_engine(g), w->sku_index, &v);
     jw_obj_begin(j);
     jw_kstr(j, "id", id, id_len);
     jw_kstr(j, "sku", v.sku, v.sku_len);
@@ -228,7 +228,7 @@ static void write_wait(request_t *r, const guard_wait_view_t *w, int64_t now_ms)
         jw_time(j, w->finished_ms);
     }
     engine_hold_view_t h;
-    if (w->hold_id != 0 && engine_hold_view(&g->engine, w->hold_id, &h) == ENGINE_OK) {
+    if (w->hold_id != 0 && engine_hold_view(guard_engine(g), w->hold_id, &h) == ENGINE_OK) {
         jw_key(j, "hold");
         write_hold(r, &h, now_ms);
     }
@@ -238,7 +238,7 @@ static void write_wait(request_t *r, const guard_wait_view_t *w, int64_t now_ms)
 static void reply_wait(request_t *r, uint64_t id, int status, int64_t now_ms)
 {
     guard_wait_view_t w;
-    if (!guard_wait_view(&r->server->guard, id, &w)) {
+    if (!guard_wait_view(r->server->guard, id, &w)) {
         reply_error(r, 404, "not_found", "no such waitlist entry (or it was reused)");
         return;
     }
@@ -331,7 +331,7 @@ void h_wait_get(request_t *r, const route_args_t *a)
     server_t *s = r->server;
     lock(r);
     int64_t now_ms = server_now_ms(s);
-    guard_advance(&s->guard, now_ms);
+    guard_advance(s->guard, now_ms);
     reply_wait(r, id, 200, now_ms);
     unlock(r);
 }
@@ -355,8 +355,8 @@ void h_wait_cancel(request_t *r, const route_args_t *a)
     guard_outcome_t o;
     guard_wait_view_t w;
     lock(r);
-    guard_advance(&s->guard, server_now_ms(s));
-    bool again = guard_wait_view(&s->guard, id, &w) && w.state == GUARD_WAIT_CANCELLED;
+    guard_advance(s->guard, server_now_ms(s));
+    bool again = guard_wait_view(s->guard, id, &w) && w.state == GUARD_WAIT_CANCELLED;
     if (again) {
         reply_wait(r, id, 200, server_now_ms(s));
     } else if (apply_op(r, &op, &o)) {
@@ -426,8 +426,8 @@ void h_identities_top(request_t *r, const route_args_t *a)
     }
     server_t *s = r->server;
     lock(r);
-    guard_advance(&s->guard, server_now_ms(s));
-    uint32_t n = guard_identities_top(&s->guard, by, limit, top);
+    guard_advance(s->guard, server_now_ms(s));
+    uint32_t n = guard_identities_top(s->guard, by, limit, top);
     r->status = 200;
     jw_obj_begin(&r->out);
     jw_key(&r->out, "identities");

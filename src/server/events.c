@@ -104,7 +104,7 @@ static void stream_free(void *cls)
  * after an error reply. */
 static bool parse_skus(request_t *r, const char *list, uint32_t *skus, uint32_t *count)
 {
-    const engine_t *e = &r->server->guard.engine;
+    const engine_t *e = guard_engine(r->server->guard);
     *count = 0;
     if (list == NULL) {
         uint32_t n = engine_sku_count(e);

@@ -157,7 +157,7 @@ static void collect_defenses(const guard_t *g, defense_figures_t *d)
     d->g = guard_stats(g);
     d->g.skus_escalated = guard_skus_escalated_now(g); /* as GET /v1/skus shows them */
     d->sku_count = 0;
-    for (uint32_t i = 0; i < engine_sku_count(&g->engine) && d->sku_count < METRICS_SKUS_MAX;
+    for (uint32_t i = 0; i < engine_sku_count(guard_engine(g)) && d->sku_count < METRICS_SKUS_MAX;
          i++) {
         guard_sku_view_t v;
         if (!guard_sku_has_holds(g, i)) {
@@ -168,7 +168,7 @@ static void collect_defenses(const guard_t *g, defense_figures_t *d)
             continue;
         }
         engine_sku_view_t e;
-        engine_sku_view(&g->engine, i, &e);
+        engine_sku_view(guard_engine(g), i, &e);
         sku_line_t *l = &d->skus[d->sku_count++];
         snprintf(l->sku, sizeof l->sku, "%.*s", (int)e.sku_len, e.sku);
         l->conversion = v.conversion < 0 ? 0.0 : v.conversion;
@@ -236,10 +236,10 @@ void metrics_render(server_t *s, json_out_t *o)
 {
     defense_figures_t *d = malloc(sizeof *d);
     pthread_mutex_lock(&s->engine_lock);
-    guard_advance(&s->guard, server_now_ms(s));
-    engine_stats_t e = engine_stats(&s->guard.engine);
+    guard_advance(s->guard, server_now_ms(s));
+    engine_stats_t e = engine_stats(guard_engine(s->guard));
     if (d != NULL) {
-        collect_defenses(&s->guard, d);
+        collect_defenses(s->guard, d);
     }
     pthread_mutex_unlock(&s->engine_lock);
     render_requests(s, o);

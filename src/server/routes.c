@@ -118,7 +118,7 @@ static void reply_result(request_t *r, const engine_outcome_t *o, const char *sk
 void write_sku_object(server_t *s, json_out_t *j, uint32_t index)
 {
     engine_sku_view_t v;
-    engine_sku_view(&s->guard.engine, index, &v);
+    engine_sku_view(guard_engine(s->guard), index, &v);
     jw_obj_begin(j);
     jw_kstr(j, "sku", v.sku, v.sku_len);
     jw_kint(j, "stock", v.stock);
@@ -136,7 +136,7 @@ static void write_sku(request_t *r, uint32_t index)
 
 void write_hold(request_t *r, const engine_hold_view_t *h, int64_t now_ms)
 {
-    const engine_t *e = &r->server->guard.engine;
+    const engine_t *e = guard_engine(r->server->guard);
     json_out_t *j = &r->out;
     char id[ENGINE_HOLD_ID_TEXT_MAX + 1];
     size_t id_len = engine_hold_id_format(h->id, id);
@@ -176,7 +176,7 @@ void write_hold(request_t *r, const engine_hold_view_t *h, int64_t now_ms)
 static void reply_hold(request_t *r, uint64_t id, int status, int64_t now_ms)
 {
     engine_hold_view_t h;
-    if (engine_hold_view(&r->server->guard.engine, id, &h) != ENGINE_OK) {
+    if (engine_hold_view(guard_engine(r->server->guard), id, &h) != ENGINE_OK) {
         char text[ENGINE_HOLD_ID_TEXT_MAX + 1];
         engine_hold_id_format(id, text);
         error_begin(r, 404, "not_found", r->replayed != NULL
@@ -227,7 +227,7 @@ void reply_decision(request_t *r, const policy_decision_t *d, uint64_t request_h
     if (challenge) {
         char prefix[GUARD_PREFIX_TEXT_MAX + 1];
         int64_t expires_ms =
-            guard_challenge_make(&r->server->guard, request_hash, d->bits, now_ms, prefix);
+            guard_challenge_make(r->server->guard, request_hash, d->bits, now_ms, prefix);
         jw_key(&r->out, "challenge");
         jw_obj_begin(&r->out);
         jw_kcstr(&r->out, "alg", "sha256");
@@ -385,18 +385,21 @@ void lock(request_t *r)
 /* Escalations switched since the last look go to the log, one line each. */
 static void log_escalations(server_t *s)
 {
-    const guard_t *g = &s->guard;
-    if (g->event_seq - s->events_logged > GUARD_EVENTS_MAX) {
-        s->events_logged = g->event_seq - GUARD_EVENTS_MAX; /* older ones were overwritten */
+    const guard_t *g = s->guard;
+    uint64_t last = guard_event_seq(g);
+    if (last - s->events_logged > GUARD_EVENTS_MAX) {
+        s->events_logged = last - GUARD_EVENTS_MAX; /* older ones were overwritten */
     }
-    for (; s->events_logged < g->event_seq; s->events_logged++) {
-        const guard_event_t *ev = &g->events[s->events_logged % GUARD_EVENTS_MAX];
+    for (; s->events_logged < last; s->events_logged++) {
+        guard_event_t ev;
+        bool kept = guard_event(g, s->events_logged + 1, &ev);
+        assert(kept);
         engine_sku_view_t v;
-        engine_sku_view(&g->engine, ev->sku, &v);
+        engine_sku_view(guard_engine(g), ev.sku, &v);
         fprintf(stderr, "level=warn msg=\"sku %s\" sku=%.*s at_ms=%lld\n",
-                ev->on ? "escalated: conversion collapsed while stock ran out"
-                       : "back to normal: conversion recovered",
-                (int)v.sku_len, v.sku, (long long)ev->at_ms);
+                ev.on ? "escalated: conversion collapsed while stock ran out"
+                      : "back to normal: conversion recovered",
+                (int)v.sku_len, v.sku, (long long)ev.at_ms);
     }
 }
 
@@ -413,15 +416,8 @@ void unlock(request_t *r)
 
 bool journal(request_t *r, const guard_op_t *op, const guard_outcome_t *o)
 {
-    if (!o->changed && !o->swept) {
-        return true;
-    }
-    guard_op_t sweep;
     if (!o->changed) {
-        /* Refused, but a whole-table sweep changed state on the way. */
-        sweep = (guard_op_t){.kind = GUARD_OP_SWEEP};
-        sweep.engine.now_ms = op->engine.now_ms;
-        op = &sweep;
+        return true;
     }
     if (store_append(&r->server->store, op, server_mono_ms()) == 0) {
         reply_error(r, 503, "storage_unavailable", "the journal cannot be written");
@@ -433,7 +429,7 @@ bool journal(request_t *r, const guard_op_t *op, const guard_outcome_t *o)
 bool apply_op(request_t *r, guard_op_t *op, guard_outcome_t *o)
 {
     op->engine.now_ms = server_now_ms(r->server);
-    *o = guard_apply(&r->server->guard, op);
+    *o = guard_apply(r->server->guard, op);
     return journal(r, op, o);
 }
 
@@ -471,7 +467,7 @@ static void sku_put_apply(request_t *r, const route_args_t *a, guard_op_t *put, 
     uint32_t index;
     bool created = false;
     lock(r);
-    bool exists = engine_sku_find(&s->guard.engine, a->value[0], a->len[0], &index);
+    bool exists = engine_sku_find(guard_engine(s->guard), a->value[0], a->len[0], &index);
     bool with_policy = policy->kind == GUARD_OP_SKU_POLICY;
     bool ok = has_stock || (exists && with_policy);
     if (!ok) {
@@ -489,7 +485,7 @@ static void sku_put_apply(request_t *r, const route_args_t *a, guard_op_t *put, 
         ok = sku_put_step(r, policy, &o);
     }
     if (ok) {
-        engine_sku_find(&s->guard.engine, a->value[0], a->len[0], &index);
+        engine_sku_find(guard_engine(s->guard), a->value[0], a->len[0], &index);
         r->status = created ? 201 : 200;
         write_sku(r, index);
     }
@@ -532,8 +528,8 @@ static void h_sku_get(request_t *r, const route_args_t *a)
     server_t *s = r->server;
     uint32_t i;
     lock(r);
-    guard_advance(&s->guard, server_now_ms(s));
-    if (!engine_sku_find(&s->guard.engine, a->value[0], a->len[0], &i)) {
+    guard_advance(s->guard, server_now_ms(s));
+    if (!engine_sku_find(guard_engine(s->guard), a->value[0], a->len[0], &i)) {
         reply_error(r, 404, "not_found", "no such sku");
     } else {
         r->status = 200;
@@ -584,10 +580,10 @@ static void h_sku_list(request_t *r, const route_args_t *a)
         return;
     }
     server_t *s = r->server;
-    const engine_t *e = &s->guard.engine;
+    const engine_t *e = guard_engine(s->guard);
     uint32_t start = 0;
     lock(r);
-    guard_advance(&s->guard, server_now_ms(s));
+    guard_advance(s->guard, server_now_ms(s));
     if (after != NULL && !engine_sku_find(e, after, strlen(after), &start)) {
         invalid_field(r, "after", "after names no sku");
         unlock(r);
@@ -774,7 +770,7 @@ static void reply_create_error(request_t *r, const guard_outcome_t *o,
     } else if (o->result == GUARD_ENGINE && (e->result == ENGINE_INSUFFICIENT_STOCK ||
                                              e->result == ENGINE_DUPLICATE_LINE)) {
         engine_sku_view_t v;
-        engine_sku_view(&r->server->guard.engine, e->sku_index, &v);
+        engine_sku_view(guard_engine(r->server->guard), e->sku_index, &v);
         reply_result(r, e, v.sku, v.sku_len);
     } else {
         reply_guard_result(r, o);
@@ -789,7 +785,7 @@ static void read_proof(request_t *r, guard_hold_request_t *req, uint64_t hash, i
     if (proof == NULL) {
         return;
     }
-    if (!guard_challenge_verify(&r->server->guard, hash, proof,
+    if (!guard_challenge_verify(r->server->guard, hash, proof,
                                 strlen(proof), now_ms, &req->proof_tag,
                                 &req->proof_expires_ms)) {
         req->proof_tag = 0; /* a bad proof is no proof: the rule asks again */
@@ -803,7 +799,7 @@ static void count_sku_refusal(server_t *s, const guard_hold_request_t *req,
 {
     const engine_line_t *l = &req->create.lines[d->line_index];
     uint32_t sku;
-    if (engine_sku_find(&s->guard.engine, l->sku, l->sku_len, &sku) &&
+    if (engine_sku_find(guard_engine(s->guard), l->sku, l->sku_len, &sku) &&
         sku < HF_SKU_RULE_STATS_MAX) {
         s->sku_refusals[sku][d->verdict == POLICY_DENY ? 0 : 1][d->rule]++;
     }
@@ -817,7 +813,7 @@ static void hold_create_apply(request_t *r, guard_hold_request_t *req)
     int64_t now_ms = server_now_ms(s);
     uint64_t hash = guard_request_hash(req); /* what a proof and a challenge are bound to */
     read_proof(r, req, hash, now_ms);
-    guard_outcome_t o = guard_hold(&s->guard, req, now_ms, &op);
+    guard_outcome_t o = guard_hold(s->guard, req, now_ms, &op);
     if (journal(r, &op, &o)) {
         if (o.result == GUARD_OK || o.result == GUARD_ENGINE) { /* the policy counts its own */
             __atomic_fetch_add(&s->metrics.hold_results[o.engine.result], 1, __ATOMIC_RELAXED);
@@ -872,7 +868,7 @@ static void h_hold_get(request_t *r, const route_args_t *a)
     server_t *s = r->server;
     lock(r);
     int64_t now_ms = server_now_ms(s);
-    guard_advance(&s->guard, now_ms);
+    guard_advance(s->guard, now_ms);
     reply_hold(r, id, 200, now_ms);
     unlock(r);
 }
@@ -954,7 +950,7 @@ static void h_hold_extend(request_t *r, const route_args_t *a)
     guard_op_t op;
     lock(r);
     int64_t now_ms = server_now_ms(s);
-    guard_outcome_t o = guard_extend(&s->guard, id, ttl_ms, now_ms, &op);
+    guard_outcome_t o = guard_extend(s->guard, id, ttl_ms, now_ms, &op);
     if (journal(r, &op, &o)) {
         if (o.result == GUARD_DENIED) {
             reply_decision(r, &o.decision, 0, NULL, now_ms);

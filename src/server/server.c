@@ -359,8 +359,8 @@ static int listen_on(server_t *s, char *addr_text, size_t addr_text_size)
 /* Applies and journals an op of the server's own (not a client's). */
 static int apply_own(server_t *s, guard_op_t *op)
 {
-    op->engine.now_ms = s->guard.engine.now_ms;
-    guard_outcome_t o = guard_apply(&s->guard, op);
+    op->engine.now_ms = guard_engine(s->guard)->now_ms;
+    guard_outcome_t o = guard_apply(s->guard, op);
     assert(o.result == GUARD_OK);
     return o.changed && store_append(&s->store, op, server_mono_ms()) == 0 ? -1 : 0;
 }
@@ -373,7 +373,7 @@ static int apply_own(server_t *s, guard_op_t *op)
 static int start_defenses(server_t *s)
 {
     guard_op_t op;
-    if (!s->guard.has_secret) {
+    if (!guard_has_secret(s->guard)) {
         op = (guard_op_t){.kind = GUARD_OP_SECRET};
         if (RAND_bytes(op.u.secret, GUARD_SECRET_BYTES) != 1 || apply_own(s, &op) != 0) {
             fprintf(stderr, "level=error msg=\"cannot make the challenge secret\"\n");
@@ -381,16 +381,16 @@ static int start_defenses(server_t *s)
         }
     }
     bool differs = s->config.has_policy &&
-                   memcmp(&s->config.policy, &s->guard.policy, sizeof s->guard.policy) != 0;
-    if (differs && s->guard.policy_set) {
+                   memcmp(&s->config.policy, guard_policy(s->guard), sizeof(policy_config_t)) != 0;
+    if (differs && guard_policy_chosen(s->guard)) {
         fprintf(stderr, "level=warn msg=\"the configuration file's policy is not applied: this "
                         "data directory has its own (GET /v1/policy; PUT /v1/policy changes it)\"\n");
     } else if (differs) {
         uint32_t sku;
         policy_field_t bad;
-        if (!guard_policy_fits(&s->guard, &s->config.policy, &sku, &bad)) {
+        if (!guard_policy_fits(s->guard, &s->config.policy, &sku, &bad)) {
             engine_sku_view_t v;
-            engine_sku_view(&s->guard.engine, sku, &v);
+            engine_sku_view(guard_engine(s->guard), sku, &v);
             fprintf(stderr,
                     "level=error msg=\"the configuration file's policy conflicts with a sku's "
                     "own settings\" sku=%.*s field=%s.%s\n",
@@ -427,14 +427,15 @@ static int recover(server_t *s)
     char err[256];
     const server_config_t *c = &s->config;
     int64_t start_wall_ms = wall_ms();
-    if (guard_init(&s->guard, &c->guard, 0) != 0) {
+    s->guard = guard_create(&c->guard, 0);
+    if (s->guard == NULL) {
         fprintf(stderr, "level=error msg=\"cannot reserve the tables\" bytes=%zu\n",
                 guard_reserved_bytes(&c->guard));
         return -1;
     }
     if (store_open(&s->store, c->data_dir, c->durability, c->compact_records, err, sizeof err) !=
             0 ||
-        store_recover(&s->store, &s->guard, start_wall_ms, &s->recovery, err, sizeof err) != 0) {
+        store_recover(&s->store, s->guard, start_wall_ms, &s->recovery, err, sizeof err) != 0) {
         fprintf(stderr, "level=error msg=\"cannot recover\" data=%s err=\"%s\"\n", c->data_dir,
                 err);
         return -1;
@@ -442,10 +443,11 @@ static int recover(server_t *s)
     /* Time never goes back, even if the wall clock did while we were down. */
     int64_t now_wall_ms = wall_ms(); /* read both clocks at one moment */
     s->mono_start_ms = server_mono_ms();
-    s->clock_base_ms = now_wall_ms > s->guard.engine.now_ms ? now_wall_ms : s->guard.engine.now_ms;
+    int64_t engine_ms = guard_engine(s->guard)->now_ms;
+    s->clock_base_ms = now_wall_ms > engine_ms ? now_wall_ms : engine_ms;
     s->started_epoch_ms = now_wall_ms;
-    s->events_logged = s->guard.event_seq; /* logged by the run that switched them */
-    engine_stats_t st = engine_stats(&s->guard.engine);
+    s->events_logged = guard_event_seq(s->guard); /* logged by the run that switched them */
+    engine_stats_t st = engine_stats(guard_engine(s->guard));
     fprintf(stderr,
             "level=info msg=recovered skus=%u holds=%u finished=%u records=%llu expired=%u "
             "ms=%lld\n",
@@ -453,7 +455,7 @@ static int recover(server_t *s)
             (unsigned long long)(s->recovery.snapshot_records + s->recovery.journal_records),
             s->recovery.holds_expired, (long long)s->recovery.duration_ms);
     if (s->recovery.journal_records > 0) {
-        store_snapshot(&s->store, &s->guard); /* replay less next time */
+        store_snapshot(&s->store, s->guard); /* replay less next time */
     }
     return 0;
 }
@@ -481,9 +483,9 @@ static void tick(server_t *s)
 {
     store_snapshot_poll(&s->store, false);
     pthread_mutex_lock(&s->engine_lock);
-    guard_advance(&s->guard, server_now_ms(s));
+    guard_advance(s->guard, server_now_ms(s));
     if (store_wants_snapshot(&s->store)) {
-        store_snapshot(&s->store, &s->guard);
+        store_snapshot(&s->store, s->guard);
     }
     pthread_mutex_unlock(&s->engine_lock);
 }
@@ -524,7 +526,7 @@ static void drain(server_t *s, int sig)
     MHD_stop_daemon(s->daemon);
     s->daemon = NULL;
     if (s->store.since_snapshot > 0 && !store_failed(&s->store)) {
-        store_snapshot(&s->store, &s->guard); /* a fast start next time */
+        store_snapshot(&s->store, s->guard); /* a fast start next time */
     }
     store_close(&s->store);
 }
@@ -535,7 +537,7 @@ static void server_free(server_t *s)
         MHD_stop_daemon(s->daemon);
     }
     store_close(&s->store);
-    guard_deinit(&s->guard);
+    guard_destroy(s->guard);
     pthread_mutex_destroy(&s->engine_lock);
     pthread_mutex_destroy(&s->wait_lock);
     pthread_mutex_destroy(&s->events_lock);

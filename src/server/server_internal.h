@@ -73,7 +73,7 @@ typedef struct {
 
 struct server_s {
     server_config_t config;
-    guard_t guard; /* the engine with its defenses */
+    guard_t *guard; /* the engine with its defenses */
     store_t store;
     pthread_mutex_t engine_lock;
     uint64_t events_logged; /* escalation events already logged */

@@ -302,10 +302,10 @@ static engine_sku_view_t sku_view(const sim_t *m, uint8_t sku)
     }
     uint32_t index;
     const sim_sku_t *k = &m->s->skus[sku];
-    bool found = engine_sku_find(&m->g->engine, k->sku, strlen(k->sku), &index);
+    bool found = engine_sku_find(guard_engine(m->g), k->sku, strlen(k->sku), &index);
     assert(found);
     engine_sku_view_t v;
-    engine_sku_view(&m->g->engine, index, &v);
+    engine_sku_view(guard_engine(m->g), index, &v);
     return v;
 }
 
@@ -356,7 +356,7 @@ static guard_outcome_t shop_hold(sim_t *m, guard_hold_request_t *req, uint8_t sk
     guard_outcome_t o = guard_hold(m->g, req, m->now_ms, &op);
     if (o.result == GUARD_OK && hoarder) {
         engine_hold_view_t v;
-        engine_result_t r = engine_hold_view(&m->g->engine, o.engine.hold_id, &v);
+        engine_result_t r = engine_hold_view(guard_engine(m->g), o.engine.hold_id, &v);
         assert(r == ENGINE_OK);
         *qty = v.lines[0].qty;
         *expires_ms = v.expires_ms;
@@ -669,24 +669,26 @@ static void buyer_wait_check(sim_t *m, uint32_t i)
 static void notice_offers(sim_t *m)
 {
     const guard_t *g = m->g;
+    uint64_t last = guard_offer_seq(g);
     uint64_t first = m->offers_seen + 1;
-    if (g->offer_seq - m->offers_seen > GUARD_OFFER_LOG_MAX) {
-        first = g->offer_seq - GUARD_OFFER_LOG_MAX + 1; /* older ones: the poll finds them */
+    if (last - m->offers_seen > GUARD_OFFER_LOG_MAX) {
+        first = last - GUARD_OFFER_LOG_MAX + 1; /* older ones: the poll finds them */
     }
-    for (uint64_t seq = first; seq <= g->offer_seq; seq++) {
-        const guard_offer_t *o = &g->offer_log[(seq - 1) % GUARD_OFFER_LOG_MAX];
-        assert(o->seq == seq);
+    for (uint64_t seq = first; seq <= last; seq++) {
+        guard_offer_t o;
+        bool kept = guard_offer(g, seq, &o);
+        assert(kept);
         const char *customer;
         uint8_t len;
-        if (guard_wait_customer(g, o->wait_id, &customer, &len) && len > 1 &&
+        if (guard_wait_customer(g, o.wait_id, &customer, &len) && len > 1 &&
             customer[0] == 'g') {
             uint32_t i = (uint32_t)strtoul(customer + 1, NULL, 10);
-            if (i < m->s->genuine && m->buyers[i].wait_id == o->wait_id) {
+            if (i < m->s->genuine && m->buyers[i].wait_id == o.wait_id) {
                 push(&m->q, m->now_ms + OFFER_REACTION_MS, i, EV_WAIT_CHECK);
             }
         }
     }
-    m->offers_seen = g->offer_seq;
+    m->offers_seen = last;
 }
 
 /* -------------------------------------------------------------- hoarders */
@@ -1085,7 +1087,7 @@ static int sim_start(sim_t *m, char *err, size_t err_size)
     const sim_scenario_t *s = m->s;
     guard_config_t tables = tables_for(s);
     if (m->live == NULL) {
-        m->g = calloc(1, sizeof *m->g);
+        m->g = guard_create(&tables, 0);
     }
     m->buyers = calloc(s->genuine + 1, sizeof *m->buyers);
     m->bots = s->attackers + s->scalpers;
@@ -1099,8 +1101,7 @@ static int sim_start(sim_t *m, char *err, size_t err_size)
     m->r->sample_sold = calloc(n + 1, sizeof(int64_t));
     if ((m->live == NULL && m->g == NULL) || m->buyers == NULL || m->hoarders == NULL ||
         m->watchers == NULL || m->r->sample_sold == NULL || m->r->sample_held == NULL ||
-        m->r->sample_available == NULL || m->r->sample_ms == NULL ||
-        (m->live == NULL && guard_init(m->g, &tables, 0) != 0)) {
+        m->r->sample_available == NULL || m->r->sample_ms == NULL) {
         snprintf(err, err_size, "cannot reserve the tables for %u buyers and %u hoarders",
                  s->genuine, s->attackers);
         return -1;
@@ -1110,10 +1111,7 @@ static int sim_start(sim_t *m, char *err, size_t err_size)
 
 static void sim_stop(sim_t *m)
 {
-    if (m->g != NULL && m->g->region != NULL) {
-        guard_deinit(m->g);
-    }
-    free(m->g);
+    guard_destroy(m->g);
     free(m->buyers);
     free(m->hoarders);
     free(m->watchers);
@@ -1152,7 +1150,7 @@ int sim_run(const sim_scenario_t *s, const sim_policy_t *p, const sim_options_t 
             if (e.kind == EV_SAMPLE) {
                 continue; /* a sample reads, so a run with plots runs as one without */
             }
-            if (m.g->offer_seq != m.offers_seen) {
+            if (guard_offer_seq(m.g) != m.offers_seen) {
                 notice_offers(&m);
             }
             wake_watchers(&m);
@@ -1165,7 +1163,7 @@ int sim_run(const sim_scenario_t *s, const sim_policy_t *p, const sim_options_t 
         guard_advance(m.g, m.now_ms);
         assert(!o->check_invariants || guard_check(m.g));
         tally(&m);
-        r->units_sold = (uint64_t)engine_stats(&m.g->engine).units_sold;
+        r->units_sold = (uint64_t)engine_stats(guard_engine(m.g)).units_sold;
     }
     sim_stop(&m);
     return rc;

@@ -480,7 +480,7 @@ static void encode_free_slots(store_buf_t *b, const engine_t *e)
 
 void record_encode_snapshot(store_buf_t *b, const guard_t *g)
 {
-    const engine_t *e = &g->engine;
+    const engine_t *e = guard_engine(g);
     put_u8(b, RECORD_SNAP_TIME);
     put_u64(b, (uint64_t)e->now_ms);
     put_u64(b, e->hold_seq);
@@ -610,7 +610,7 @@ static bool restore_guard(record_reader_t *r, guard_t *g, char *err, size_t err_
 bool record_restore_snapshot(record_reader_t *r, guard_t *g, uint64_t *records_out, char *err,
                              size_t err_size)
 {
-    engine_t *e = &g->engine;
+    engine_t *e = guard_engine_to_restore(g);
     uint64_t records = 0;
     if (get_u8(r) != RECORD_SNAP_TIME) {
         snprintf(err, err_size, "snapshot does not start with its time");

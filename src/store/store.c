@@ -156,7 +156,7 @@ static int replay_batch(guard_t *g, const uint8_t *body, size_t size, uint64_t f
         if (seq <= after_seq) {
             continue; /* already in the snapshot, which may be younger than it */
         }
-        if (op.engine.now_ms < g->engine.now_ms) {
+        if (op.engine.now_ms < guard_engine(g)->now_ms) {
             snprintf(err, err_size, "journal record %llu goes back in time",
                      (unsigned long long)seq);
             return -1;
@@ -240,10 +240,10 @@ int store_recover(store_t *s, guard_t *g, int64_t now_ms, store_recovery_t *info
         s->appended_seq = (uint64_t)snapshot_seq;
     }
     s->durable_seq = s->appended_seq;
-    if (now_ms > g->engine.now_ms) {
-        uint64_t expired = g->engine.stats.holds_expired;
+    if (now_ms > guard_engine(g)->now_ms) {
+        uint64_t expired = engine_stats(guard_engine(g)).holds_expired;
         guard_advance(g, now_ms);
-        info->holds_expired = (uint32_t)(g->engine.stats.holds_expired - expired);
+        info->holds_expired = (uint32_t)(engine_stats(guard_engine(g)).holds_expired - expired);
     }
     assert(guard_check(g));
     info->duration_ms = (mono_us() - start_us) / 1000;

@@ -6,7 +6,7 @@
  * counters, hold budgets and reputation; per customer-and-sku units; per-sku
  * policies, recent conversion and escalation; waitlists; used proofs of work;
  * the challenge secret. Like the engine it does no I/O, reads no clock and
- * allocates nothing after guard_init().
+ * allocates nothing after guard_create().
  *
  * Decide, then apply. The live path calls guard_hold(): it asks policy.h for
  * a decision on the counters as they are, and if the hold is allowed fills in
@@ -55,6 +55,9 @@
 /* A proof is good for one request; its tag (from the challenge's MAC) is
  * remembered until it expires so it cannot be used twice. */
 #define GUARD_SECRET_BYTES 32
+
+/* The guard's tables are its own (state.h): other modules hold a pointer. */
+typedef struct guard_s guard_t;
 
 typedef struct {
     engine_config_t engine;
@@ -123,24 +126,23 @@ typedef struct {
 } guard_op_t;
 
 /* Results beyond the engine's. */
-#define GUARD_RESULTS(X)                                                                   \
-    X(GUARD_OK, "ok", "ok")                                                                \
-    X(GUARD_ENGINE, "engine", "see engine result")                                         \
-    X(GUARD_DENIED, "policy_denied", "denied by policy")                                   \
-    X(GUARD_CHALLENGED, "challenge_required", "a proof of work is required")               \
-    X(GUARD_NOT_FOUND, "not_found", "no such entry")                                       \
-    X(GUARD_IDENTITIES_FULL, "identities_full", "the identity table is full")              \
-    X(GUARD_CUSTOMER_SKUS_FULL, "customer_skus_full",                                      \
-      "the customer-and-sku table is full")                                                \
-    X(GUARD_WAITLIST_FULL, "waitlist_full", "the waitlist table is full")                  \
-    X(GUARD_SKU_POLICIES_FULL, "sku_policies_full", "the sku policy table is full")        \
-    X(GUARD_POLICY_CONFLICT, "policy_conflict",                                            \
-      "the sku's settings conflict with the shop's policy")                                \
-    X(GUARD_PROOFS_FULL, "proofs_full", "the used-proof table is full")                    \
-    X(GUARD_WAITLIST_OFF, "waitlist_off", "this sku has no waitlist")                      \
-    X(GUARD_WAIT_FINISHED, "wait_finished", "the waitlist entry is finished")               \
-    X(GUARD_WAIT_AVAILABLE, "units_available",                                             \
-      "the units are available: hold them instead of waiting")                             \
+#define GUARD_RESULTS(X)                                                                           \
+    X(GUARD_OK, "ok", "ok")                                                                        \
+    X(GUARD_ENGINE, "engine", "see engine result")                                                 \
+    X(GUARD_DENIED, "policy_denied", "denied by policy")                                           \
+    X(GUARD_CHALLENGED, "challenge_required", "a proof of work is required")                       \
+    X(GUARD_NOT_FOUND, "not_found", "no such entry")                                               \
+    X(GUARD_IDENTITIES_FULL, "identities_full", "the identity table is full")                      \
+    X(GUARD_CUSTOMER_SKUS_FULL, "customer_skus_full", "the customer-and-sku table is full")        \
+    X(GUARD_WAITLIST_FULL, "waitlist_full", "the waitlist table is full")                          \
+    X(GUARD_SKU_POLICIES_FULL, "sku_policies_full", "the sku policy table is full")                \
+    X(GUARD_POLICY_CONFLICT, "policy_conflict",                                                    \
+      "the sku's settings conflict with the shop's policy")                                        \
+    X(GUARD_PROOFS_FULL, "proofs_full", "the used-proof table is full")                            \
+    X(GUARD_WAITLIST_OFF, "waitlist_off", "this sku has no waitlist")                              \
+    X(GUARD_WAIT_FINISHED, "wait_finished", "the waitlist entry is finished")                      \
+    X(GUARD_WAIT_AVAILABLE, "units_available",                                                     \
+      "the units are available: hold them instead of waiting")                                     \
     X(GUARD_WAIT_DUPLICATE, "already_waiting", "this customer already waits for this sku")
 
 typedef enum {
@@ -157,18 +159,16 @@ const char *guard_result_message(guard_result_t r);
  * refused for it, at most this often (engine time). */
 #define GUARD_FULL_SWEEP_MS 1000
 
-
 typedef struct {
     guard_result_t result;
-    engine_outcome_t engine; /* GUARD_ENGINE: what the engine said; also hold_id */
+    engine_outcome_t engine;    /* GUARD_ENGINE: what the engine said; also hold_id */
     policy_decision_t decision; /* holds: what the policy decided */
-    bool changed; /* journal the op */
-    /* A hold swept a full table whole (hold_room): a state change even when
-     * the hold was then refused. Refused and swept, the caller journals a
-     * GUARD_OP_SWEEP at the op's time, which replays the same sweep. */
-    bool swept;
-    uint64_t id;                /* WAIT_JOIN: the entry's id */
-    uint32_t revoked;           /* REVOKE: holds released */
+    /* Journal the op the call wrote. Set on a refusal too when deciding
+     * changed state: a hold refused after sweeping a full table whole writes
+     * a GUARD_OP_SWEEP, which replays the same sweep. */
+    bool changed;
+    uint64_t id;      /* WAIT_JOIN: the entry's id */
+    uint32_t revoked; /* REVOKE: holds released */
 } guard_outcome_t;
 
 /* A request for a hold, as the client sent it, before any decision. */
@@ -183,57 +183,6 @@ typedef struct {
     int64_t proof_expires_ms;
 } guard_hold_request_t;
 
-/* ---- private tables (fields are guard.c's) ---- */
-
-typedef struct {
-    uint64_t hash;
-    uint32_t holds_active;
-    uint32_t customer_skus; /* entries in the customer-sku table naming it */
-    int64_t units_held;
-    double budget_unit_ms;
-    int64_t budget_at_ms;
-    double started, committed; /* decayed */
-    int64_t reputation_at_ms;
-    uint64_t holds_total, commits_total;
-    uint32_t next_free;
-    uint8_t live, kind, len;
-    char value[HF_NAME_BYTES_MAX];
-} guard_identity_t;
-
-typedef struct {
-    uint64_t hash;
-    uint32_t customer, sku;
-    uint32_t units_active;
-    uint32_t next_free;
-    int64_t bought;
-    int64_t window_start_ms;
-    uint8_t live;
-} guard_customer_sku_t;
-
-typedef struct {
-    uint32_t ids[POLICY_ID_KINDS]; /* identity index + 1, 0: absent */
-    uint32_t wait;                 /* waitlist entry index + 1, 0: none */
-    uint8_t charged;               /* its budgets were charged: refund unused time */
-} guard_hold_t;
-
-typedef struct {
-    uint32_t policy; /* sku policy index + 1, 0: the shop's */
-    uint8_t escalated;
-    uint8_t marked; /* on the list of skus to serve (guard_advance only) */
-    uint32_t escalations; /* switches on */
-    int64_t escalated_at_ms;
-    double started, committed; /* decayed over the escalation window */
-    int64_t conversion_at_ms;
-    uint32_t wait_head, wait_tail, wait_count; /* index + 1 */
-    uint64_t denials, challenges;
-} guard_sku_t;
-
-typedef struct {
-    uint64_t mask;
-    policy_config_t values;   /* the sku's own values where mask says */
-    policy_config_t resolved; /* the shop's policy with those on top */
-} guard_sku_policy_t;
-
 typedef enum {
     GUARD_WAIT_FREE = 0,
     GUARD_WAIT_WAITING,
@@ -244,23 +193,6 @@ typedef enum {
 } guard_wait_state_t;
 
 const char *guard_wait_state_name(guard_wait_state_t s);
-
-typedef struct {
-    uint64_t id;
-    uint64_t hold_id;
-    int64_t created_ms, finished_ms;
-    uint32_t sku, qty;
-    uint32_t next; /* index + 1: next on the sku's list, or the finished FIFO */
-    uint8_t state, customer_len, ip_len, fingerprint_len;
-    char customer[HF_NAME_BYTES_MAX];
-    char ip[HF_IP_TEXT_BYTES_MAX]; /* as joined: the offer's identities */
-    char fingerprint[HF_NAME_BYTES_MAX];
-} guard_wait_t;
-
-typedef struct {
-    uint64_t tag;
-    int64_t expires_ms;
-} guard_proof_t;
 
 typedef struct {
     uint64_t denials[POLICY_RULE_COUNT];
@@ -291,53 +223,39 @@ typedef struct {
     uint64_t wait_id, hold_id;
 } guard_offer_t;
 
-typedef struct guard_s {
-    guard_config_t config;
-    engine_t engine;
-    policy_config_t policy;
-    bool policy_set; /* a POLICY_PUT was applied: the shop chose its policy */
-    bool offers_starved; /* an offer found the hold table full */
-    int64_t swept_at_ms;  /* the last whole-table sweep (a table was full) */
-    uint8_t secret[GUARD_SECRET_BYTES];
-    bool has_secret;
-    double shop_started, shop_committed;
-    int64_t shop_at_ms;
+/* The latest sequence number of each log, and one entry by its number (false
+ * once it is overwritten or before it is made). */
+uint64_t guard_event_seq(const guard_t *g);
+bool guard_event(const guard_t *g, uint64_t seq, guard_event_t *out);
+uint64_t guard_offer_seq(const guard_t *g);
+bool guard_offer(const guard_t *g, uint64_t seq, guard_offer_t *out);
 
-    void *region;
-    size_t region_size;
-    guard_identity_t *ids;
-    uint32_t *id_index, id_index_mask, id_hwm, id_free, id_sweep;
-    guard_customer_sku_t *cs;
-    uint32_t *cs_index, cs_index_mask, cs_hwm, cs_free, cs_sweep;
-    guard_hold_t *holds; /* by engine hold slot */
-    guard_sku_t *skus;   /* by engine sku index */
-    guard_sku_policy_t *sku_policies;
-    uint32_t sku_policy_count;
-    guard_wait_t *waits;
-    uint32_t wait_hwm, wait_done_head, wait_done_tail; /* finished FIFO, index + 1 */
-    uint64_t wait_seq;
-    guard_proof_t *proofs; /* a ring in about expiry order */
-    uint32_t *proof_index, proof_index_mask;
-    uint32_t proof_head, proof_count;
-    uint32_t *scratch; /* skus to serve after an instant's expiries */
-    uint32_t *wait_index, wait_index_mask; /* waiting entries by (sku, customer) */
-    guard_stats_t stats;
-    uint64_t event_seq;
-    guard_event_t events[GUARD_EVENTS_MAX];
-    uint64_t offer_seq;
-    guard_offer_t offer_log[GUARD_OFFER_LOG_MAX];
-} guard_t;
+/* A guard with every table reserved (address space only), at now_ms; NULL
+ * if the configuration is out of range or the reservation fails. */
+guard_t *guard_create(const guard_config_t *c, int64_t now_ms);
+void guard_destroy(guard_t *g);
 
-/* Reserves every table (address space only). -1 on failure, nothing held. */
-int guard_init(guard_t *g, const guard_config_t *c, int64_t now_ms);
-void guard_deinit(guard_t *g);
+/* ---- what the guard holds, read-only ---- */
+
+const guard_config_t *guard_config(const guard_t *g);
+/* The engine inside: stock, holds and idempotency keys as they are. */
+const engine_t *guard_engine(const guard_t *g);
+/* The engine of a guard that has applied nothing yet, to restore a
+ * snapshot's engine records into before guard_snapshot_read(). */
+engine_t *guard_engine_to_restore(guard_t *g);
+/* The shop-wide policy in force; whether a POLICY_PUT chose it. */
+const policy_config_t *guard_policy(const guard_t *g);
+bool guard_policy_chosen(const guard_t *g);
+/* Whether the challenge secret is set (GUARD_OP_SECRET, once). */
+bool guard_has_secret(const guard_t *g);
 
 /* Expires what is due, each at its own instant, handing freed units to
  * waitlists; then forgets what outlived its retention. */
 void guard_advance(guard_t *g, int64_t now_ms);
 
-/* The live hold path: decide on req at now_ms, and if allowed apply it. On
- * success op_out is the op to journal (out.changed). */
+/* The live hold path: decide on req at now_ms, and if allowed apply it.
+ * When out.changed, op_out is the op to journal (the hold, or the sweep a
+ * refused hold made). */
 guard_outcome_t guard_hold(guard_t *g, const guard_hold_request_t *req, int64_t now_ms,
                            guard_op_t *op_out);
 
@@ -373,8 +291,8 @@ guard_result_t guard_sku_policy_check(const guard_t *g, const guard_op_t *op,
  * `bits`; out holds GUARD_PREFIX_TEXT_MAX + 1 bytes. Returns its expiry. */
 #define GUARD_PREFIX_TEXT_MAX 40
 #define GUARD_PREFIX_TEXT_LEN 30 /* bits, expiry and MAC in hex */
-int64_t guard_challenge_make(const guard_t *g, uint64_t request_hash, uint32_t bits,
-                             int64_t now_ms, char *out);
+int64_t guard_challenge_make(const guard_t *g, uint64_t request_hash, uint32_t bits, int64_t now_ms,
+                             char *out);
 /* Checks a Holdfast-Proof header value for this request: issued by this
  * guard for this request hash, not expired at now_ms, and solved. Fills the
  * tag and expiry for guard_hold_request_t. */
@@ -406,8 +324,8 @@ typedef enum {
 /* Fills up to max (<= 1000) identities, best first. Returns the count. */
 uint32_t guard_identities_top(const guard_t *g, guard_top_by_t by, uint32_t max,
                               guard_identity_view_t *out);
-bool guard_identity_find(const guard_t *g, policy_id_kind_t kind, const char *value,
-                         size_t len, guard_identity_view_t *out);
+bool guard_identity_find(const guard_t *g, policy_id_kind_t kind, const char *value, size_t len,
+                         guard_identity_view_t *out);
 
 typedef struct {
     bool escalated;
@@ -459,7 +377,6 @@ typedef void (*guard_write_fn)(void *ctx, const void *data, size_t size);
 /* Writes the guard's own state (the engine's is written by the caller). */
 void guard_snapshot_write(const guard_t *g, guard_write_fn write, void *ctx);
 /* Reads it back into a guard whose engine was restored; false if damaged. */
-bool guard_snapshot_read(guard_t *g, const uint8_t *data, size_t size, char *err,
-                         size_t err_size);
+bool guard_snapshot_read(guard_t *g, const uint8_t *data, size_t size, char *err, size_t err_size);
 
 #endif

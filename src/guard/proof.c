@@ -1,6 +1,8 @@
 /*
- * pow.c - checking, parsing and solving the proof of work (pow.h states the
- * wire format and the contracts).
+ * proof.c - the proof of work: checking, parsing and solving it (pow.h
+ * states the wire format and the contracts); the challenges a guard issues
+ * and verifies (guard.h); the proofs it has spent (proof.h). The one file
+ * of the guard that uses OpenSSL.
  *
  * Invariants kept here:
  *   1. Nothing is read outside value[0..len), prefix[0..prefix_len) or
@@ -14,8 +16,13 @@
 
 #include <assert.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/sha.h>
+#include <stdio.h>
 #include <string.h>
+
+#include "index.h"
+#include "proof.h"
 
 _Static_assert(POW_DIGEST_BYTES == SHA256_DIGEST_LENGTH, "a digest is a SHA-256 digest");
 
@@ -208,4 +215,117 @@ bool pow_solve(const char *prefix, size_t prefix_len, unsigned bits, uint64_t tr
     assert(*tries_out <= tries_max);
     assert(!found || pow_check(prefix, prefix_len, nonce_out, strlen(nonce_out), bits));
     return found;
+}
+
+/* ------------------------------------------------------------ challenges */
+
+/* The challenge's MAC binds its difficulty, its expiry and the request. */
+static uint64_t challenge_tag(const guard_t *g, uint64_t request_hash, uint32_t bits,
+                              int64_t expires_ms)
+{
+    uint8_t msg[17], mac[EVP_MAX_MD_SIZE];
+    unsigned mac_len = 0;
+    msg[0] = (uint8_t)bits;
+    for (int i = 0; i < 8; i++) {
+        msg[1 + i] = (uint8_t)((uint64_t)expires_ms >> (8 * i));
+        msg[9 + i] = (uint8_t)(request_hash >> (8 * i));
+    }
+    HMAC(EVP_sha256(), g->secret, GUARD_SECRET_BYTES, msg, sizeof msg, mac, &mac_len);
+    assert(mac_len >= 8);
+    uint64_t tag = 0;
+    for (int i = 0; i < 8; i++) {
+        tag = tag << 8 | mac[i];
+    }
+    return tag == 0 ? 1 : tag; /* 0 means "no proof" */
+}
+
+int64_t guard_challenge_make(const guard_t *g, uint64_t request_hash, uint32_t bits, int64_t now_ms,
+                             char *out)
+{
+    assert(g->has_secret && bits >= 1 && bits <= 32);
+    int64_t expires_ms = now_ms + g->policy.challenge_ttl_ms;
+    uint64_t tag = challenge_tag(g, request_hash, bits, expires_ms);
+    int n = snprintf(out, GUARD_PREFIX_TEXT_MAX + 1, "%02x%012llx%016llx", bits,
+                     (unsigned long long)expires_ms, (unsigned long long)tag);
+    assert(n == GUARD_PREFIX_TEXT_LEN);
+    return expires_ms;
+}
+
+static bool parse_hex(const char *text, size_t len, uint64_t *out)
+{
+    uint64_t v = 0;
+    for (size_t i = 0; i < len; i++) {
+        char ch = text[i];
+        int d = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+        if (d < 0) {
+            return false;
+        }
+        v = v << 4 | (uint64_t)d;
+    }
+    *out = v;
+    return true;
+}
+
+bool guard_challenge_verify(const guard_t *g, uint64_t request_hash, const char *header,
+                            size_t header_len, int64_t now_ms, uint64_t *tag_out,
+                            int64_t *expires_ms_out)
+{
+    const char *prefix, *nonce;
+    size_t prefix_len, nonce_len;
+    uint64_t bits, expires_ms, tag;
+    if (!g->has_secret ||
+        !pow_parse_header(header, header_len, &prefix, &prefix_len, &nonce, &nonce_len) ||
+        prefix_len != GUARD_PREFIX_TEXT_LEN || !parse_hex(prefix, 2, &bits) ||
+        !parse_hex(prefix + 2, 12, &expires_ms) || !parse_hex(prefix + 14, 16, &tag)) {
+        return false;
+    }
+    if (bits < 1 || bits > 32 || (int64_t)expires_ms <= now_ms ||
+        challenge_tag(g, request_hash, (uint32_t)bits, (int64_t)expires_ms) != tag) {
+        return false; /* not ours, not for this request, or too late */
+    }
+    if (!pow_check(prefix, prefix_len, nonce, nonce_len, (unsigned)bits)) {
+        return false;
+    }
+    *tag_out = tag;
+    *expires_ms_out = (int64_t)expires_ms;
+    return true;
+}
+
+/* --------------------------------------------------------- spent proofs */
+
+uint64_t proof_hash_of(const void *g, uint32_t i)
+{
+    return index_mix64(((const guard_t *)g)->proofs[i].tag);
+}
+
+bool proof_used(const guard_t *g, uint64_t tag)
+{
+    for (uint32_t b = (uint32_t)index_mix64(tag) & g->proof_index_mask; g->proof_index[b] != 0;
+         b = (b + 1) & g->proof_index_mask) {
+        if (g->proofs[g->proof_index[b] - 1].tag == tag) {
+            return true;
+        }
+    }
+    return false;
+}
+
+void proof_add(guard_t *g, uint64_t tag, int64_t expires_ms)
+{
+    assert(g->proof_count < g->config.proofs_max && !proof_used(g, tag));
+    uint32_t i = (g->proof_head + g->proof_count) % g->config.proofs_max;
+    g->proofs[i] = (guard_proof_t){.tag = tag, .expires_ms = expires_ms};
+    index_insert(g->proof_index, g->proof_index_mask, index_mix64(tag), i);
+    g->proof_count++;
+}
+
+/* Proofs are added in about expiry order, so the head goes first. */
+void proof_forget(guard_t *g, int64_t now_ms)
+{
+    while (g->proof_count > 0 && g->proofs[g->proof_head].expires_ms <= now_ms) {
+        uint32_t i = g->proof_head;
+        index_delete(g->proof_index, g->proof_index_mask, index_mix64(g->proofs[i].tag), i,
+                     proof_hash_of, g);
+        g->proof_head = (g->proof_head + 1) % g->config.proofs_max;
+        g->proof_count--;
+    }
 }

@@ -49,6 +49,8 @@
 #include "policy.h"
 #include "pow.h"
 #include "record.h"
+/* White-box: the guard's own tables, compared table by table. */
+#include "state.h"
 
 /* Any instant far from zero, so that "never touched" (0) and "now" differ. */
 #define T0 INT64_C(1000000000)
@@ -107,10 +109,11 @@ static int free_owned(void **state)
 {
     (void)state;
     for (int i = 0; i < OWNED_MAX; i++) {
-        if (owned[i].p != NULL && owned[i].guard) {
-            guard_deinit(owned[i].p);
+        if (owned[i].guard) {
+            guard_destroy(owned[i].p);
+        } else {
+            free(owned[i].p);
         }
-        free(owned[i].p);
         owned[i].p = NULL;
     }
     return 0;
@@ -138,9 +141,8 @@ static void check_guard(const guard_t *g)
 
 static guard_t *guard_new(const guard_config_t *c)
 {
-    guard_t *g = calloc(1, sizeof *g);
+    guard_t *g = guard_create(c, 0);
     assert_non_null(g);
-    assert_int_equal(guard_init(g, c, 0), 0);
     own(g, true);
     check_guard(g);
     return g;
@@ -150,8 +152,7 @@ static void guard_free(guard_t *g)
 {
     if (g != NULL) {
         disown(g);
-        guard_deinit(g);
-        free(g);
+        guard_destroy(g);
     }
 }
 
@@ -936,7 +937,6 @@ static void same_outcome(const guard_outcome_t *a, const guard_outcome_t *b)
     SAME_F64(a->decision.cost_unit_ms, b->decision.cost_unit_ms, "decision cost_unit_ms");
     SAME_F64(a->decision.risk, b->decision.risk, "decision risk");
     SAME_INT(a->changed, b->changed, "outcome changed");
-    SAME_INT(a->swept, b->swept, "outcome swept");
     SAME_INT(a->id, b->id, "outcome id");
     SAME_INT(a->revoked, b->revoked, "outcome revoked");
 }
@@ -1025,18 +1025,7 @@ static void follow_restored(drive_t *d, const guard_op_t *op, const guard_outcom
 
 static void journal(drive_t *d, const guard_op_t *op, const guard_outcome_t *live)
 {
-    guard_op_t sweep;
-    guard_outcome_t swept;
-    if (!live->changed) {
-        /* A refusal that swept a full table: journaled as the sweep, as the
-         * server does. */
-        assert_true(live->swept);
-        sweep = (guard_op_t){.kind = GUARD_OP_SWEEP};
-        sweep.engine.now_ms = op->engine.now_ms;
-        swept = (guard_outcome_t){.result = GUARD_OK, .changed = true};
-        op = &sweep;
-        live = &swept;
-    }
+    assert_true(live->changed);
     if (d->journal_count == d->journal_max) {
         d->journal_max = d->journal_max == 0 ? 1024 : 2 * d->journal_max;
         d->journal = realloc(d->journal, d->journal_max * sizeof *d->journal);
@@ -1065,7 +1054,7 @@ static guard_outcome_t live_apply(drive_t *d, int kind, const guard_op_t *op)
         check_guard(d->live[i]);
     }
     same_outcome(&o[0], &o[1]);
-    if (o[0].changed || o[0].swept) {
+    if (o[0].changed) {
         journal(d, &ops[0], &o[0]);
     }
     tally(d, kind, &o[0]);
@@ -1087,14 +1076,17 @@ static guard_outcome_t live_hold(drive_t *d, int kind, const guard_hold_request_
         check_guard(d->live[i]);
     }
     same_outcome(&o[0], &o[1]);
-    if (o[0].changed) {
+    if (o[0].changed && o[0].result != GUARD_OK) {
+        /* Refused after sweeping a full table: the op is the sweep. */
+        SAME_INT(ops[0].kind, GUARD_OP_SWEEP, "refused hold's op");
+        SAME_INT(ops[1].kind, GUARD_OP_SWEEP, "refused hold's op");
+        journal(d, &ops[0], &o[0]);
+    } else if (o[0].changed) {
         SAME_INT(ops[0].proof_tag, ops[1].proof_tag, "hold op proof");
         SAME_INT(ops[0].engine.u.hold_create.ttl_ms, ops[1].engine.u.hold_create.ttl_ms,
                  "hold op ttl");
         journal(d, &ops[0], &o[0]);
         remember_hold(d, o[0].engine.hold_id);
-    } else if (o[0].swept) {
-        journal(d, &ops[0], &o[0]); /* refused after sweeping a full table */
     }
     tally(d, kind, &o[0]);
     return o[0];

@@ -4,7 +4,7 @@
  * test_pow.c), and every nonce it finds verifies with node:crypto's SHA-256,
  * another implementation than the WebCrypto one the solver hashes with.
  *
- * Run with `node --test tests/policy/test_pow_js.mjs` (Node 18 or later; no
+ * Run with `node --test tests/guard/test_pow_js.mjs` (Node 18 or later; no
  * npm packages).
  */
 import assert from 'node:assert/strict';

@@ -1,0 +1,40 @@
+/*
+ * sku.h - what the guard keeps per sku: its own policy over the shop's, its
+ * recent conversion and escalation, and the refusals counted against it.
+ *
+ * Conversion is decayed: a sku's holds started and committed halve every
+ * escalation window, the shop's every reputation half-life, so "recent"
+ * needs no window of samples. Escalation switches on when the counts say
+ * the sku is under attack (policy_escalate) and off when they recover; each
+ * switch is logged in the events ring.
+ */
+#ifndef HF_GUARD_SKU_H
+#define HF_GUARD_SKU_H
+
+#include "state.h"
+
+/* The shop's policy with a sku's own values (sp->mask) on top. */
+void sku_policy_resolve(const policy_config_t *global, guard_sku_policy_t *sp);
+/* Whether a sku (GUARD_NONE: one not created yet) may take the settings of
+ * op (GUARD_OP_SKU_POLICY): a slot in the table, and a valid policy on top
+ * of the shop's; the field that breaks a relation goes to *bad_out. */
+guard_result_t sku_policy_fits(const guard_t *g, uint32_t sku, const guard_op_t *op,
+                               policy_field_t *bad_out);
+
+/* Decays a sku's (or a copy's) counts to now_ms. */
+void sku_bring(guard_sku_t *s, const policy_config_t *c, int64_t now_ms);
+/* Decays the shop's counts to now_ms. */
+void sku_shop_bring(guard_t *g, int64_t now_ms);
+/* Whether a sku is escalated as of now_ms: its recorded state, unless time
+ * alone has ended it (the next applied op on it records the switch). */
+bool sku_escalated_now(const guard_t *g, uint32_t sku, int64_t now_ms);
+/* Switches a sku's escalation on or off when its recent conversion says so. */
+void sku_evaluate(guard_t *g, uint32_t sku, int64_t now_ms);
+
+/* Counts a refusal (a denial or a challenge) by rule, shop-wide and against
+ * the sku it is about (GUARD_NONE: none). Refusals change no other state
+ * and are not journaled: the counts continue from the last snapshot after a
+ * restart. */
+void sku_count_refusal(guard_t *g, uint32_t sku, const policy_decision_t *d);
+
+#endif
