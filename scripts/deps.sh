@@ -20,6 +20,7 @@ packages=(
     curl                               # the demo's example requests
     wrk                                # make bench
     nodejs                             # the JS solver's test, the browser tests, npm
+    clang lld                          # web/pow/pow.wasm, the browser's solver (wasm32, wasm-ld)
 )
 if [ "${1:-}" = test ]; then
     packages+=(chromium fonts-dejavu-core)  # the browser tests (headless)

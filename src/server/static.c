@@ -38,6 +38,9 @@ static const struct {
     {".svg", "image/svg+xml"},
     {".png", "image/png"},
     {".json", "application/json"},
+    /* The proof-of-work engine (web/pow/pow.wasm); browsers compile a module
+     * as it streams in only when it comes with this type. */
+    {".wasm", "application/wasm"},
 };
 
 static const char *type_of(const char *name)

@@ -126,6 +126,8 @@ test('a challenged hold is paid with a proof of work solved off the page', async
     await page.getByRole('timer').waitFor({ timeout: STEP_MS });
     assert.equal(await page.evaluate(() => window.proofSeen), true);
     assert.ok((await page.evaluate(() => window.ticks)) > 0);
+    /* Solved by the WebAssembly engine, not the slow WebCrypto fallback. */
+    assert.equal(await page.evaluate(() => document.documentElement.dataset.powEngine), 'wasm');
     assert.equal((await sku(server, 'cap-blue')).held, 1);
     const metrics = await fetch(server.url + '/metrics').then((r) => r.text());
     assert.match(metrics, /holdfast_proofs_total\{outcome="accepted"\} 1\b/);

@@ -8,13 +8,16 @@
  * and it posts back:
  *
  *   {type: 'progress', tries}               after every batch that found nothing
- *   {type: 'done', nonce, tries, header}    header is the Holdfast-Proof value
- *   {type: 'error', message}                a bad challenge, no WebCrypto, or
- *                                           triesMax ran out
+ *   {type: 'done', nonce, tries, header, engine}
+ *                                           header is the Holdfast-Proof value;
+ *                                           engine, 'wasm' or 'webcrypto', what
+ *                                           hashed (solver.js)
+ *   {type: 'error', message}                a bad challenge, no engine that can
+ *                                           run, or triesMax ran out
  *
- * The message may also carry triesMax and batch (solver.js's options). A
- * worker solves one challenge at a time and refuses another meanwhile; to
- * give up on a challenge, terminate the worker.
+ * The message may also carry triesMax, batch and engine (solver.js's
+ * options). A worker solves one challenge at a time and refuses another
+ * meanwhile; to give up on a challenge, terminate the worker.
  */
 import { solve } from './solver.js';
 
@@ -30,15 +33,15 @@ async function onMessage(event) {
     return;
   }
   busy = true;
-  const { prefix, bits, triesMax, batch } = event.data ?? {};
+  const { prefix, bits, triesMax, batch, engine } = event.data ?? {};
   try {
     const onProgress = (tries) => post({ type: 'progress', tries });
-    const result = await solve(prefix, bits, { triesMax, batch, onProgress });
+    const result = await solve(prefix, bits, { triesMax, batch, engine, onProgress });
     if (result === null) {
       post({ type: 'error', message: 'pow: no nonce found within triesMax tries' });
     } else {
-      const { nonce, tries } = result;
-      post({ type: 'done', nonce, tries, header: `${prefix}:${nonce}` });
+      const { nonce, tries, engine: used } = result;
+      post({ type: 'done', nonce, tries, header: `${prefix}:${nonce}`, engine: used });
     }
   } catch (err) {
     post({ type: 'error', message: String(err?.message ?? err) });

@@ -141,8 +141,12 @@ export function solveInWorker(challenge, onProgress = () => {}) {
       }
       worker.terminate();
       onProgress(null);
-      if (data.type === 'done') resolve(data.header);
-      else reject(new Error(data.message));
+      if (data.type === 'done') {
+        /* Which engine solved it (wasm, or the slow WebCrypto fallback):
+         * the page keeps it where a look at the document finds it. */
+        if (typeof document !== 'undefined') document.documentElement.dataset.powEngine = data.engine;
+        resolve(data.header);
+      } else reject(new Error(data.message));
     };
     worker.onerror = (e) => {
       worker.terminate();
