@@ -58,20 +58,22 @@ static guard_outcome_t engine_failed(engine_outcome_t o)
                              .engine = o};
 }
 
-/* The customer-and-sku entries a hold would add: one per line the
- * customer has none for yet. */
+/* The units entries a hold would add: one per line and named identity
+ * that has none for its sku yet. */
 static uint32_t cs_needed(const guard_t *g, const engine_hold_create_t *c, const ident_names_t *n)
 {
-    uint32_t customer = n->ids[POLICY_ID_CUSTOMER];
-    if (customer == GUARD_NONE) {
-        return c->line_count;
-    }
     uint32_t needed = 0;
     for (uint16_t i = 0; i < c->line_count; i++) {
         uint32_t sku;
-        bool known = engine_sku_find(&g->engine, c->lines[i].sku, c->lines[i].sku_len, &sku) &&
-                     ident_cs_find(g, customer, sku) != GUARD_NONE;
-        needed += !known;
+        bool sku_known = engine_sku_find(&g->engine, c->lines[i].sku, c->lines[i].sku_len, &sku);
+        for (int k = 0; k < POLICY_ID_KINDS; k++) {
+            if (n->len[k] == 0) {
+                continue;
+            }
+            bool known = sku_known && n->ids[k] != GUARD_NONE &&
+                         ident_cs_find(g, n->ids[k], sku) != GUARD_NONE;
+            needed += !known;
+        }
     }
     return needed;
 }
@@ -148,11 +150,8 @@ guard_outcome_t apply_hold_create(guard_t *g, guard_op_t *op, ident_names_t *n, 
     }
     c->hold_id = out.engine.hold_id;
     out.changed = true;
-    if (n->ids[POLICY_ID_CUSTOMER] == GUARD_NONE) {
-        n->cs_known = false; /* a new customer has no entries to reuse */
-    }
-    ident_names_add(g, n, now_ms);
-    guard_hold_t side = {0};
+    ident_names_add(g, n, now_ms); /* a new identity's entries are GUARD_NONE: found or added */
+    guard_hold_t side = {.newcomer = op->newcomer, .buy_now = op->buy_now};
     for (int k = 0; k < POLICY_ID_KINDS; k++) {
         side.ids[k] = n->ids[k] == GUARD_NONE ? 0 : n->ids[k] + 1;
     }
@@ -161,7 +160,7 @@ guard_outcome_t apply_hold_create(guard_t *g, guard_op_t *op, ident_names_t *n, 
     assert(r == ENGINE_OK);
     bool charged = !op->buy_now && g->policy.budget_enabled;
     double cost_unit_ms = charged ? (double)book_units(&h) * (double)c->ttl_ms : 0.0;
-    book_start(g, &h, &side, cost_unit_ms, now_ms, n->cs_known ? n->cs : NULL);
+    book_start(g, &h, &side, cost_unit_ms, now_ms, n->cs_known ? n : NULL);
     if (op->proof_tag != 0) {
         proof_add(g, op->proof_tag, op->proof_expires_ms);
         g->stats.proofs_accepted++;
@@ -322,6 +321,38 @@ static guard_outcome_t apply_revoke(guard_t *g, guard_op_t *op)
     return out;
 }
 
+/* Releases the listed holds for the buyers waiting: each one's units go to
+ * its skus' lines in the same step. A hold that is no longer active (the
+ * journal never lists one) is passed over. */
+static guard_outcome_t apply_reclaim(guard_t *g, const guard_op_t *op)
+{
+    static const char reason[] = "reclaimed for buyers waiting";
+    guard_outcome_t out = {.result = GUARD_OK};
+    assert(op->u.reclaim.count <= GUARD_RECLAIM_MAX);
+    for (uint16_t i = 0; i < op->u.reclaim.count; i++) {
+        engine_hold_view_t h;
+        uint64_t id = op->u.reclaim.holds[i];
+        if (engine_hold_view(&g->engine, id, &h) != ENGINE_OK || h.state != ENGINE_HOLD_ACTIVE) {
+            continue;
+        }
+        guard_op_t release = {.kind = GUARD_OP_ENGINE};
+        release.engine = (engine_op_t){.kind = ENGINE_OP_HOLD_RELEASE, .now_ms = op->engine.now_ms};
+        release.engine.u.hold.hold_id = id;
+        memcpy(release.reason, reason, sizeof reason - 1);
+        release.reason_len = sizeof reason - 1;
+        guard_outcome_t o = apply_hold_finish(g, &release);
+        assert(o.result == GUARD_OK && o.changed);
+        g->stats.reclaimed_holds++;
+        g->stats.reclaimed_units += (uint64_t)book_units(&h);
+        for (uint16_t l = 0; l < h.line_count; l++) {
+            g->skus[h.lines[l].sku_index].reclaimed++;
+        }
+        out.revoked++;
+    }
+    out.changed = out.revoked > 0;
+    return out;
+}
+
 static guard_outcome_t apply_wait_join(guard_t *g, guard_op_t *op)
 {
     uint32_t sku;
@@ -416,6 +447,9 @@ guard_outcome_t guard_apply(guard_t *g, guard_op_t *op)
         break;
     case GUARD_OP_WAIT_CANCEL:
         out = apply_wait_cancel(g, op);
+        break;
+    case GUARD_OP_RECLAIM:
+        out = apply_reclaim(g, op);
         break;
     case GUARD_OP_SWEEP:
         ident_sweep(g, op->engine.now_ms, g->id_hwm > g->cs_hwm ? g->id_hwm : g->cs_hwm, true);

@@ -12,6 +12,8 @@ typedef struct {
     uint32_t *holds;
     int64_t *units;
     uint32_t *cs_units;
+    int64_t *newcomer_held; /* by sku */
+    uint32_t listed;        /* active holds on some reclaim list */
 } check_sums_t;
 
 static bool check_hold_side(const guard_t *g, uint32_t slot, check_sums_t *sum)
@@ -20,10 +22,13 @@ static bool check_hold_side(const guard_t *g, uint32_t slot, check_sums_t *sum)
     const engine_hold_t *eh = &g->engine.holds[slot];
     if (eh->state != ENGINE_HOLD_ACTIVE) {
         return side->ids[0] == 0 && side->ids[1] == 0 && side->ids[2] == 0 && side->wait == 0 &&
-               side->charged == 0;
+               side->charged == 0 && side->newcomer == 0 && side->prev == 0 && side->next == 0 &&
+               side->safe_until_ms == 0 && side->created_ms == 0 && side->units == 0 &&
+               side->buy_now == 0;
     }
     engine_hold_view_t h;
-    if (engine_hold_view(&g->engine, eh->id, &h) != ENGINE_OK) {
+    if (engine_hold_view(&g->engine, eh->id, &h) != ENGINE_OK || side->created_ms != h.created_ms ||
+        side->units != book_units(&h)) {
         return false;
     }
     for (int k = 0; k < POLICY_ID_KINDS; k++) {
@@ -36,18 +41,57 @@ static bool check_hold_side(const guard_t *g, uint32_t slot, check_sums_t *sum)
             sum->units[i - 1] += book_units(&h);
         }
     }
-    for (uint16_t l = 0; side->ids[0] != 0 && l < h.line_count; l++) {
-        uint32_t c = ident_cs_find(g, side->ids[0] - 1, h.lines[l].sku_index);
-        if (c == GUARD_NONE) {
-            return false;
+    for (uint16_t l = 0; l < h.line_count; l++) {
+        for (int k = 0; k < POLICY_ID_KINDS; k++) {
+            if (side->ids[k] == 0) {
+                continue;
+            }
+            uint32_t c = ident_cs_find(g, side->ids[k] - 1, h.lines[l].sku_index);
+            if (c == GUARD_NONE) {
+                return false;
+            }
+            sum->cs_units[c] += h.lines[l].qty;
         }
-        sum->cs_units[c] += h.lines[l].qty;
+        sum->newcomer_held[h.lines[l].sku_index] += side->newcomer ? h.lines[l].qty : 0;
     }
     if (side->wait != 0) {
         const guard_wait_t *w = &g->waits[side->wait - 1];
         return side->wait <= g->wait_hwm && w->state == GUARD_WAIT_OFFERED && w->hold_id == eh->id;
     }
     return true;
+}
+
+/* Walks a reclaim list both ways: active holds that belong on it, in a
+ * chain whose links agree. Returns how many, or UINT32_MAX if broken. */
+static uint32_t check_list(const guard_t *g, uint32_t head, uint32_t tail, uint32_t sku)
+{
+    uint32_t n = 0, prev = 0;
+    for (uint32_t at = head; at != 0; prev = at, at = g->holds[at - 1].next) {
+        const engine_hold_t *eh = &g->engine.holds[at - 1];
+        bool single = eh->line_count == 1;
+        engine_hold_view_t h;
+        if (at > g->engine.hold_hwm || ++n > g->engine.hold_hwm || g->holds[at - 1].prev != prev ||
+            eh->state != ENGINE_HOLD_ACTIVE ||
+            engine_hold_view(&g->engine, eh->id, &h) != ENGINE_OK ||
+            single != (sku != GUARD_NONE) || (single && h.lines[0].sku_index != sku)) {
+            return UINT32_MAX;
+        }
+    }
+    return prev == tail ? n : UINT32_MAX;
+}
+
+static bool check_lists(const guard_t *g, const check_sums_t *sum)
+{
+    uint64_t listed = check_list(g, g->multi_head, g->multi_tail, GUARD_NONE);
+    for (uint32_t sku = 0; listed != UINT32_MAX && sku < engine_sku_count(&g->engine); sku++) {
+        const guard_sku_t *s = &g->skus[sku];
+        uint32_t n = check_list(g, s->holds_head, s->holds_tail, sku);
+        if (n == UINT32_MAX || s->newcomer_held != sum->newcomer_held[sku]) {
+            return false;
+        }
+        listed += n;
+    }
+    return listed == sum->listed;
 }
 
 static bool check_sums(const guard_t *g, const check_sums_t *sum)
@@ -93,6 +137,13 @@ static bool check_waitlists(const guard_t *g)
         if (n != s->wait_count || last != s->wait_tail) {
             return false;
         }
+        int64_t units = 0;
+        for (uint32_t at = s->wait_head; at != 0; at = g->waits[at - 1].next) {
+            units += g->waits[at - 1].qty;
+        }
+        if (units != s->wait_units) {
+            return false;
+        }
         engine_sku_view_t v;
         engine_sku_view(&g->engine, sku, &v);
         bool holds_full = g->engine.stats.holds_active >= g->engine.config.holds_max;
@@ -112,14 +163,18 @@ bool guard_check(const guard_t *g)
     }
     check_sums_t sum = {calloc(g->id_hwm + 1, sizeof(uint32_t)),
                         calloc(g->id_hwm + 1, sizeof(int64_t)),
-                        calloc(g->cs_hwm + 1, sizeof(uint32_t))};
-    bool ok = sum.holds != NULL && sum.units != NULL && sum.cs_units != NULL;
+                        calloc(g->cs_hwm + 1, sizeof(uint32_t)),
+                        calloc(engine_sku_count(&g->engine) + 1, sizeof(int64_t)), 0};
+    bool ok =
+        sum.holds != NULL && sum.units != NULL && sum.cs_units != NULL && sum.newcomer_held != NULL;
     for (uint32_t slot = 0; ok && slot < g->engine.hold_hwm; slot++) {
         ok = check_hold_side(g, slot, &sum);
+        sum.listed += g->engine.holds[slot].state == ENGINE_HOLD_ACTIVE;
     }
-    ok = ok && check_sums(g, &sum) && check_waitlists(g);
+    ok = ok && check_sums(g, &sum) && check_waitlists(g) && check_lists(g, &sum);
     free(sum.holds);
     free(sum.units);
     free(sum.cs_units);
+    free(sum.newcomer_held);
     return ok;
 }

@@ -28,9 +28,24 @@ uint64_t guard_request_hash(const guard_hold_request_t *req)
     return h == 0 ? 1 : h; /* 0 tells the engine to hash on its own */
 }
 
-/* Fills one line of the policy's input; false if the sku is unknown. */
-static bool line_input(const guard_t *g, const engine_line_t *l, uint32_t customer, int64_t now_ms,
-                       policy_line_t *out, uint32_t *cs_out)
+/* An identity's units on the sku as its caps count them: held now plus
+ * bought in the window, and how long until those bought are forgotten. */
+static void line_units(const guard_t *g, uint32_t c, int64_t now_ms, policy_line_t *out, int k)
+{
+    if (c == GUARD_NONE) {
+        return;
+    }
+    const guard_customer_sku_t *e = &g->cs[c];
+    int64_t bought = ident_cs_bought(g, e, now_ms);
+    out->id_units[k] = e->units_active + bought;
+    out->id_window_left_ms[k] =
+        bought > 0 ? e->window_start_ms + g->policy.quantity_customer_sku_window_ms - now_ms : 0;
+}
+
+/* Fills line i of the policy's input and n's units entries for it; false
+ * if the sku is unknown. */
+static bool line_input(const guard_t *g, const engine_line_t *l, ident_names_t *n, uint16_t i,
+                       int64_t now_ms, policy_line_t *out)
 {
     uint32_t sku;
     if (!engine_sku_find(&g->engine, l->sku, l->sku_len, &sku)) {
@@ -43,18 +58,23 @@ static bool line_input(const guard_t *g, const engine_line_t *l, uint32_t custom
                            .stock = v.stock,
                            .held = v.held,
                            .available = v.available,
-                           .qty = l->qty};
-    uint32_t c = customer == GUARD_NONE ? GUARD_NONE : ident_cs_find(g, customer, sku);
-    *cs_out = c;
-    if (c != GUARD_NONE) {
-        const guard_customer_sku_t *e = &g->cs[c];
-        int64_t bought = ident_cs_bought(g, e, now_ms);
-        out->customer_units = e->units_active + bought;
-        out->customer_window_left_ms =
-            bought > 0 ? e->window_start_ms + g->policy.quantity_customer_sku_window_ms - now_ms
-                       : 0;
+                           .qty = l->qty,
+                           .newcomer_held = g->skus[sku].newcomer_held,
+                           .pay_ms = sku_pay_ms(g, sku, now_ms)};
+    for (int k = 0; k < POLICY_ID_KINDS; k++) {
+        n->cs[k][i] = n->ids[k] == GUARD_NONE ? GUARD_NONE : ident_cs_find(g, n->ids[k], sku);
+        line_units(g, n->cs[k][i], now_ms, out, k);
     }
     return true;
+}
+
+/* The price a proof sent with the request pays: what it was issued at, if
+ * it is good (not expired, not spent); 0 otherwise. */
+static uint32_t proof_bits(const guard_t *g, const guard_hold_request_t *req, int64_t now_ms)
+{
+    bool good =
+        req->proof_tag != 0 && req->proof_expires_ms > now_ms && !proof_used(g, req->proof_tag);
+    return good ? req->proof_bits : 0;
 }
 
 /* An Idempotency-Key seen before answers as the first time, undecided. */
@@ -89,15 +109,14 @@ static policy_decision_t decide(guard_t *g, const guard_hold_request_t *req, int
     in->shop_started = policy_decay(&g->policy, g->shop_started, g->shop_at_ms, now_ms);
     in->shop_committed = policy_decay(&g->policy, g->shop_committed, g->shop_at_ms, now_ms);
     in->line_count = c->line_count;
-    in->proof_valid =
-        req->proof_tag != 0 && req->proof_expires_ms > now_ms && !proof_used(g, req->proof_tag);
+    in->proof_bits = proof_bits(g, req, now_ms);
+    in->newcomer = ident_names_newcomer(g, n);
     for (int k = 0; k < POLICY_ID_KINDS; k++) {
         in->ids[k] = ident_policy_view(g, (policy_id_kind_t)k, n->len[k] > 0, n->ids[k], now_ms);
     }
     n->cs_known = true;
     for (uint16_t i = 0; i < c->line_count; i++) {
-        if (!line_input(g, &c->lines[i], n->ids[POLICY_ID_CUSTOMER], now_ms, &in->lines[i],
-                        &n->cs[i])) {
+        if (!line_input(g, &c->lines[i], n, i, now_ms, &in->lines[i])) {
             *unknown_line = i;
             return (policy_decision_t){.verdict = POLICY_DENY, .rule = POLICY_RULE_NONE};
         }
@@ -108,15 +127,16 @@ static policy_decision_t decide(guard_t *g, const guard_hold_request_t *req, int
 /* The op a decision to allow req makes: only the lines it has are copied
  * (a hold create has room for 64). */
 static void hold_op_fill(guard_op_t *op, const guard_hold_request_t *req, int64_t now_ms,
-                         const policy_decision_t *d, bool proof_valid, uint64_t hash)
+                         const policy_decision_t *d, const policy_hold_input_t *in, uint64_t hash)
 {
     op->kind = GUARD_OP_ENGINE;
     op->buy_now = req->buy_now;
     op->order_ref_len = req->order_ref_len;
     memcpy(op->order_ref, req->order_ref, req->order_ref_len);
     op->reason_len = 0;
-    op->proof_tag = d->bits > 0 && proof_valid ? req->proof_tag : 0;
+    op->proof_tag = d->bits > 0 && in->proof_bits > 0 ? req->proof_tag : 0;
     op->proof_expires_ms = op->proof_tag != 0 ? req->proof_expires_ms : 0;
+    op->newcomer = in->newcomer;
     op->engine.kind = ENGINE_OP_HOLD_CREATE;
     op->engine.now_ms = now_ms;
     engine_hold_create_t *c = &op->engine.u.hold_create;
@@ -124,6 +144,20 @@ static void hold_op_fill(guard_op_t *op, const guard_hold_request_t *req, int64_
            offsetof(engine_hold_create_t, lines) + req->create.line_count * sizeof(engine_line_t));
     c->ttl_ms = d->ttl_ms;
     c->request_hash = hash;
+}
+
+/* The units a request asks of a sku. */
+static uint32_t line_qty(const guard_t *g, const guard_hold_request_t *req, uint32_t sku)
+{
+    for (uint16_t i = 0; i < req->create.line_count; i++) {
+        const engine_line_t *l = &req->create.lines[i];
+        uint32_t at;
+        if (engine_sku_find(&g->engine, l->sku, l->sku_len, &at) && at == sku) {
+            return l->qty;
+        }
+    }
+    assert(0 && "the engine's short sku is one of the request's");
+    return 0;
 }
 
 /* A refusal counts against the sku of the line its rule is about (the
@@ -154,19 +188,24 @@ guard_outcome_t guard_hold(guard_t *g, const guard_hold_request_t *req, int64_t 
         return (guard_outcome_t){.result = GUARD_ENGINE,
                                  .engine = {.result = ENGINE_SKU_NOT_FOUND, .sku_index = unknown}};
     }
-    g->stats.proofs_refused += req->proof_tag != 0 && !in.proof_valid;
+    g->stats.proofs_refused += req->proof_tag != 0 && in.proof_bits == 0;
+    g->stats.proofs_stale += in.proof_bits > 0 && d.verdict == POLICY_CHALLENGE;
     if (d.verdict != POLICY_ALLOW) {
         count_refusal(g, req, &d);
         return (guard_outcome_t){
             .result = d.verdict == POLICY_DENY ? GUARD_DENIED : GUARD_CHALLENGED, .decision = d};
     }
-    hold_op_fill(op, req, now_ms, &d, in.proof_valid, hash);
+    hold_op_fill(op, req, now_ms, &d, &in, hash);
     /* Applied as guard_apply would (time is already advanced), with what
      * deciding found: the same state, without finding it all again. */
     bool swept = false;
     out = apply_hold_create(g, op, &names, &swept);
     offer_serve_starved(g);
     out.decision = d;
+    if (out.result == GUARD_ENGINE && out.engine.result == ENGINE_INSUFFICIENT_STOCK) {
+        /* People want what is gone: reclaim may take back stale carts. */
+        sku_want_add(g, out.engine.sku_index, line_qty(g, req, out.engine.sku_index), now_ms);
+    }
     if (swept && !out.changed) {
         /* Refused, but the whole-table sweep on the way changed state: the
          * op to journal is that sweep, which replays alike. */

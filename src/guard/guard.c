@@ -55,7 +55,7 @@ static size_t align_up(size_t n)
 
 typedef struct {
     size_t ids, id_index, cs, cs_index, holds, skus, sku_policies, waits, proofs, proof_index,
-        scratch, wait_index, total;
+        scratch, wait_index, pay, want, candidates, total;
 } layout_t;
 
 static layout_t layout_for(const guard_config_t *c)
@@ -76,6 +76,9 @@ static layout_t layout_for(const guard_config_t *c)
     PLACE(proofs, (size_t)c->proofs_max * sizeof(guard_proof_t));
     PLACE(proof_index, (size_t)index_capacity(c->proofs_max) * sizeof(uint32_t));
     PLACE(scratch, (size_t)c->engine.skus_max * sizeof(uint32_t));
+    PLACE(pay, (size_t)c->engine.skus_max * sizeof(guard_pay_t));
+    PLACE(want, (size_t)c->engine.skus_max * sizeof(guard_want_t));
+    PLACE(candidates, GUARD_RECLAIM_CANDIDATES_MAX * sizeof(guard_candidate_t));
     PLACE(wait_index, (size_t)index_capacity(c->waitlist_max) * sizeof(uint32_t));
 #undef PLACE
     l.total = at;
@@ -132,6 +135,9 @@ guard_t *guard_create(const guard_config_t *c, int64_t now_ms)
     g->proof_index = (uint32_t *)(base + l.proof_index);
     g->proof_index_mask = index_capacity(c->proofs_max) - 1;
     g->scratch = (uint32_t *)(base + l.scratch);
+    g->pay = (guard_pay_t *)(base + l.pay);
+    g->want = (guard_want_t *)(base + l.want);
+    g->candidates = (guard_candidate_t *)(base + l.candidates);
     g->wait_index = (uint32_t *)(base + l.wait_index);
     g->wait_index_mask = index_capacity(c->waitlist_max) - 1;
     g->shop_at_ms = now_ms;

@@ -80,7 +80,12 @@ typedef enum {
     GUARD_OP_WAIT_CANCEL = 6, /* leave it */
     GUARD_OP_SECRET = 7,      /* the challenge secret, set once */
     GUARD_OP_SWEEP = 8,       /* a whole-table sweep a refused hold made */
+    GUARD_OP_RECLAIM = 9,     /* release holds for buyers waiting (guard_reclaim) */
 } guard_op_kind_t;
+
+/* Holds one reclaim op releases at most: a waiting line takes a few units
+ * at a time, and the next decision takes more if it must. */
+#define GUARD_RECLAIM_MAX 64
 
 typedef struct {
     guard_op_kind_t kind;
@@ -92,6 +97,9 @@ typedef struct {
     /* ENGINE HOLD_CREATE: the proof of work it spent (tag 0: none) */
     uint64_t proof_tag;
     int64_t proof_expires_ms;
+    /* ENGINE HOLD_CREATE: its identities never bought: it counts in the
+     * newcomer pool (decided when it was made, replayed as recorded) */
+    bool newcomer;
     /* ENGINE HOLD_RELEASE, REVOKE: why (shown on the hold) */
     char reason[HF_NAME_BYTES_MAX];
     uint8_t reason_len;
@@ -122,6 +130,10 @@ typedef struct {
         } wait_join;
         uint64_t wait_id; /* WAIT_CANCEL */
         uint8_t secret[GUARD_SECRET_BYTES];
+        struct {
+            uint16_t count;
+            uint64_t holds[GUARD_RECLAIM_MAX];
+        } reclaim;
     } u;
 } guard_op_t;
 
@@ -168,7 +180,7 @@ typedef struct {
      * a GUARD_OP_SWEEP, which replays the same sweep. */
     bool changed;
     uint64_t id;      /* WAIT_JOIN: the entry's id */
-    uint32_t revoked; /* REVOKE: holds released */
+    uint32_t revoked; /* REVOKE, RECLAIM: holds released */
 } guard_outcome_t;
 
 /* A request for a hold, as the client sent it, before any decision. */
@@ -178,9 +190,11 @@ typedef struct {
     char order_ref[HF_NAME_BYTES_MAX];
     uint8_t order_ref_len;
     /* A proof whose challenge the caller verified was issued for this
-     * request (guard_challenge_verify); tag 0: none sent. */
+     * request (guard_challenge_verify), and the price it was issued at; tag
+     * 0: none sent. */
     uint64_t proof_tag;
     int64_t proof_expires_ms;
+    uint32_t proof_bits;
 } guard_hold_request_t;
 
 typedef enum {
@@ -198,10 +212,12 @@ typedef struct {
     uint64_t denials[POLICY_RULE_COUNT];
     uint64_t challenges[POLICY_RULE_COUNT];
     uint64_t proofs_accepted, proofs_refused;
+    uint64_t proofs_stale; /* good proofs whose price had risen: challenged again */
     uint64_t escalations_on, escalations_off;
     uint64_t wait_joined, wait_offered, wait_fulfilled, wait_expired, wait_cancelled;
     uint64_t wait_refused; /* turns given up: the entry's identities were over caps or budget */
     uint64_t revoked_holds, buy_now;
+    uint64_t reclaimed_holds, reclaimed_units; /* taken back for buyers waiting */
     uint32_t identities, customer_skus, skus_escalated, waiting;
 } guard_stats_t;
 
@@ -265,6 +281,18 @@ guard_outcome_t guard_hold(guard_t *g, const guard_hold_request_t *req, int64_t 
 guard_outcome_t guard_extend(guard_t *g, uint64_t hold_id, int64_t ttl_ms, int64_t now_ms,
                              guard_op_t *op_out);
 
+/* Reclaim, the live decision: on skus where buyers wait (waitlist entries,
+ * or buyers just refused for want of units) and no units are left for them,
+ * holds older than the time the sku's buyers take to pay (and than what
+ * their reply promised) are released for them, most suspicious first:
+ * identities that never bought, then large holds, then old ones. Only as
+ * many as the waiting need; their units go to the waitlist in the same
+ * step. When out.changed, op_out is the GUARD_OP_RECLAIM to journal; replay
+ * applies it without deciding. Cheap when nothing waits; a caller may call
+ * it on every tick (it decides at most every GUARD_RECLAIM_EVERY_MS). */
+#define GUARD_RECLAIM_EVERY_MS 1000
+guard_outcome_t guard_reclaim(guard_t *g, int64_t now_ms, guard_op_t *op_out);
+
 /* Applies op without deciding (every op but a live hold create; and every op
  * at replay). op->engine.now_ms must not go back in time. A HOLD_CREATE's id
  * is written back into op when the guard picked it. */
@@ -295,10 +323,10 @@ int64_t guard_challenge_make(const guard_t *g, uint64_t request_hash, uint32_t b
                              char *out);
 /* Checks a Holdfast-Proof header value for this request: issued by this
  * guard for this request hash, not expired at now_ms, and solved. Fills the
- * tag and expiry for guard_hold_request_t. */
+ * tag, expiry and price (bits) for guard_hold_request_t. */
 bool guard_challenge_verify(const guard_t *g, uint64_t request_hash, const char *header,
                             size_t header_len, int64_t now_ms, uint64_t *tag_out,
-                            int64_t *expires_ms_out);
+                            int64_t *expires_ms_out, uint32_t *bits_out);
 
 /* The hash of a hold request as the client sent it (idempotency, proofs). */
 uint64_t guard_request_hash(const guard_hold_request_t *req);
@@ -335,9 +363,15 @@ typedef struct {
     double recent_holds; /* holds started, decayed over the escalation window */
     uint32_t waiting;
     uint64_t denials, challenges;
+    int64_t newcomer_held; /* units held by identities that never bought */
+    int64_t pay_ms;        /* how long its buyers take to pay, learned (0: not yet) */
+    uint32_t reclaimed;    /* holds reclaimed for buyers waiting */
 } guard_sku_view_t;
 
 void guard_sku_view(const guard_t *g, uint32_t sku_index, guard_sku_view_t *out);
+/* Until when an active hold will not be reclaimed (0: the hold is not
+ * active, or reclaim is off for it): what a shop can tell its buyer. */
+int64_t guard_hold_safe_until_ms(const guard_t *g, uint64_t hold_id);
 /* Skus escalated as of the guard's time (stats.skus_escalated counts the
  * recorded switches: a sku that recovered by time alone is in it until its
  * next op records the switch off). */

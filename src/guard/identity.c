@@ -265,3 +265,15 @@ uint32_t ident_names_new(const ident_names_t *n)
     }
     return count;
 }
+
+bool ident_names_newcomer(const guard_t *g, const ident_names_t *n)
+{
+    static const policy_id_kind_t kinds[] = {POLICY_ID_CUSTOMER, POLICY_ID_FINGERPRINT};
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+        uint32_t i = n->ids[kinds[k]];
+        if (i != GUARD_NONE && g->ids[i].commits_total > 0) {
+            return false;
+        }
+    }
+    return true;
+}

@@ -36,9 +36,11 @@ policy_identity_t ident_policy_view(const guard_t *g, policy_id_kind_t kind, boo
                                     int64_t now_ms);
 uint64_t ident_hash_of(const void *g, uint32_t i);
 
-uint32_t ident_cs_find(const guard_t *g, uint32_t customer, uint32_t sku);
-/* Finds or adds a customer-and-sku entry; the caller checked the room. */
-uint32_t ident_cs_get(guard_t *g, uint32_t customer, uint32_t sku);
+/* An identity's units entry on a sku (the identity may be of any kind:
+ * the table is named for customers, the first it counted). */
+uint32_t ident_cs_find(const guard_t *g, uint32_t identity, uint32_t sku);
+/* Finds or adds an identity's units entry; the caller checked the room. */
+uint32_t ident_cs_get(guard_t *g, uint32_t identity, uint32_t sku);
 /* Units bought that still count against the cap at now_ms. */
 int64_t ident_cs_bought(const guard_t *g, const guard_customer_sku_t *e, int64_t now_ms);
 uint64_t ident_cs_hash_of(const void *g, uint32_t i);
@@ -50,16 +52,16 @@ void ident_sweep(guard_t *g, int64_t now_ms, uint32_t steps, bool pressed);
 
 /* What a hold request names, worked out once per request: its identities'
  * texts and where they are in the tables (GUARD_NONE: absent, or not there
- * yet), and its customer's entries for each line. The live path finds them
- * while deciding and hands them to the apply; replay finds them in the
- * apply. */
+ * yet), and each identity's units entry for each line (when cs_known). The
+ * live path finds them while deciding and hands them to the apply; replay
+ * finds them in the apply. */
 typedef struct {
     const char *value[POLICY_ID_KINDS];
     size_t len[POLICY_ID_KINDS]; /* 0: the request does not name it */
     char prefix[POLICY_IP_PREFIX_TEXT_MAX];
     uint32_t ids[POLICY_ID_KINDS];
     bool cs_known;
-    uint32_t cs[HF_LINES_PER_HOLD_MAX];
+    uint32_t cs[POLICY_ID_KINDS][HF_LINES_PER_HOLD_MAX];
 } ident_names_t;
 
 /* Fills n for c's names (n must not move afterwards: value[] points into it
@@ -67,6 +69,10 @@ typedef struct {
 void ident_names_find(const guard_t *g, const engine_hold_create_t *c, ident_names_t *n);
 /* Adds the identities n names that are not in the table yet. */
 void ident_names_add(guard_t *g, ident_names_t *n, int64_t now_ms);
+/* Whether none of the customer and fingerprint n names has ever bought:
+ * its hold counts in the newcomer pool. Addresses are shared: whether one
+ * bought says little. */
+bool ident_names_newcomer(const guard_t *g, const ident_names_t *n);
 /* How many identities n names that are not in the table yet. */
 uint32_t ident_names_new(const ident_names_t *n);
 

@@ -48,7 +48,7 @@ static bool offer_allowed(const guard_t *g, const guard_wait_t *w, ident_names_t
 static void offer_start(guard_t *g, uint64_t hold_id, uint32_t entry, ident_names_t *n,
                         int64_t at_ms)
 {
-    guard_hold_t side = {.wait = entry + 1};
+    guard_hold_t side = {.wait = entry + 1, .newcomer = ident_names_newcomer(g, n)};
     bool room =
         ident_room(g, ident_names_new(n)) && g->stats.customer_skus < g->config.customer_skus_max;
     if (room) {

@@ -268,7 +268,7 @@ static bool parse_hex(const char *text, size_t len, uint64_t *out)
 
 bool guard_challenge_verify(const guard_t *g, uint64_t request_hash, const char *header,
                             size_t header_len, int64_t now_ms, uint64_t *tag_out,
-                            int64_t *expires_ms_out)
+                            int64_t *expires_ms_out, uint32_t *bits_out)
 {
     const char *prefix, *nonce;
     size_t prefix_len, nonce_len;
@@ -288,6 +288,7 @@ bool guard_challenge_verify(const guard_t *g, uint64_t request_hash, const char 
     }
     *tag_out = tag;
     *expires_ms_out = (int64_t)expires_ms;
+    *bits_out = (uint32_t)bits;
     return true;
 }
 

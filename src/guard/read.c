@@ -98,7 +98,19 @@ void guard_sku_view(const guard_t *g, uint32_t sku_index, guard_sku_view_t *out)
                            .recent_holds = copy.started,
                            .waiting = s->wait_count,
                            .denials = s->denials,
-                           .challenges = s->challenges};
+                           .challenges = s->challenges,
+                           .newcomer_held = s->newcomer_held,
+                           .pay_ms = sku_pay_ms(g, sku_index, g->engine.now_ms),
+                           .reclaimed = s->reclaimed};
+}
+
+int64_t guard_hold_safe_until_ms(const guard_t *g, uint64_t hold_id)
+{
+    engine_hold_view_t h;
+    if (engine_hold_view(&g->engine, hold_id, &h) != ENGINE_OK || h.state != ENGINE_HOLD_ACTIVE) {
+        return 0;
+    }
+    return g->holds[engine_hold_slot(hold_id)].safe_until_ms;
 }
 
 bool guard_sku_has_holds(const guard_t *g, uint32_t sku)

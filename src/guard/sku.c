@@ -73,6 +73,22 @@ static void event_add(guard_t *g, uint32_t sku, bool on, int64_t now_ms)
     g->event_seq++;
 }
 
+/* What escalation watches on a sku whose counts are brought to now_ms. */
+static policy_sku_signal_t signal_of(const guard_t *g, uint32_t sku, const guard_sku_t *s,
+                                     int64_t now_ms)
+{
+    engine_sku_view_t v;
+    engine_sku_view(&g->engine, sku, &v);
+    return (policy_sku_signal_t){
+        .started = s->started,
+        .committed = s->committed,
+        .shop_started = policy_decay(&g->policy, g->shop_started, g->shop_at_ms, now_ms),
+        .shop_committed = policy_decay(&g->policy, g->shop_committed, g->shop_at_ms, now_ms),
+        .stock = v.stock,
+        .available = v.available,
+        .newcomer_held = s->newcomer_held};
+}
+
 /* A sku refusing every hold sees no hold to switch it back: time ends it. */
 bool sku_escalated_now(const guard_t *g, uint32_t sku, int64_t now_ms)
 {
@@ -81,24 +97,18 @@ bool sku_escalated_now(const guard_t *g, uint32_t sku, int64_t now_ms)
         return false;
     }
     const policy_config_t *c = guard_sku_policy(g, sku, NULL);
-    engine_sku_view_t v;
-    engine_sku_view(&g->engine, sku, &v);
     sku_bring(&s, c, now_ms); /* on the copy */
-    double shop_started = policy_decay(&g->policy, g->shop_started, g->shop_at_ms, now_ms);
-    double shop_committed = policy_decay(&g->policy, g->shop_committed, g->shop_at_ms, now_ms);
-    return policy_escalate(c, true, s.started, s.committed, shop_started, shop_committed, v.stock,
-                           v.available);
+    policy_sku_signal_t sig = signal_of(g, sku, &s, now_ms);
+    return policy_escalate(c, true, &sig);
 }
 
 void sku_evaluate(guard_t *g, uint32_t sku, int64_t now_ms)
 {
     guard_sku_t *s = &g->skus[sku];
     const policy_config_t *c = guard_sku_policy(g, sku, NULL);
-    engine_sku_view_t v;
-    engine_sku_view(&g->engine, sku, &v);
     sku_bring(s, c, now_ms);
-    bool on = policy_escalate(c, s->escalated, s->started, s->committed, g->shop_started,
-                              g->shop_committed, v.stock, v.available);
+    policy_sku_signal_t sig = signal_of(g, sku, s, now_ms);
+    bool on = policy_escalate(c, s->escalated, &sig);
     if (on == (bool)s->escalated) {
         return;
     }
@@ -145,4 +155,89 @@ void sku_count_refusal(guard_t *g, uint32_t sku, const policy_decision_t *d)
         uint64_t *count = denied ? &g->skus[sku].denials : &g->skus[sku].challenges;
         (*count)++;
     }
+}
+
+/* ------------------------------------------------------------ pay times */
+
+/* Bucket b holds the times below pay_edge_ms[b] (and at or above the one
+ * before it): 1 s, then a factor of sqrt(2) each, to 12.9 h (the last
+ * bucket also holds anything longer). */
+static const int64_t pay_edge_ms[GUARD_PAY_BUCKETS] = {
+    1000,    1414,    2000,    2828,     4000,     5657,     8000,     11314,
+    16000,   22627,   32000,   45255,    64000,    90510,    128000,   181019,
+    256000,  362039,  512000,  724077,   1024000,  1448155,  2048000,  2896309,
+    4096000, 5792619, 8192000, 11585238, 16384000, 23170475, 32768000, 46340950};
+
+/* The counts decayed to now_ms (half-life reclaim.window_ms), on a copy. */
+static guard_pay_t pay_at(const guard_t *g, uint32_t sku, int64_t now_ms)
+{
+    guard_pay_t p = g->pay[sku];
+    if (now_ms > p.at_ms && p.total > 0.0) {
+        double f = exp2(-(double)(now_ms - p.at_ms) / (double)g->policy.reclaim_window_ms);
+        for (int b = 0; b < GUARD_PAY_BUCKETS; b++) {
+            p.count[b] *= f;
+        }
+        p.total *= f;
+    }
+    p.at_ms = now_ms > p.at_ms ? now_ms : p.at_ms;
+    return p;
+}
+
+void sku_pay_learn(guard_t *g, uint32_t sku, int64_t took_ms, int64_t now_ms)
+{
+    assert(took_ms > 0);
+    guard_pay_t p = pay_at(g, sku, now_ms);
+    int b = 0;
+    while (b < GUARD_PAY_BUCKETS - 1 && took_ms >= pay_edge_ms[b]) {
+        b++;
+    }
+    p.count[b] += 1.0;
+    p.total += 1.0;
+    p.seen++;
+    g->pay[sku] = p;
+}
+
+int64_t sku_pay_ms(const guard_t *g, uint32_t sku, int64_t now_ms)
+{
+    if (g->pay[sku].seen < (uint64_t)g->policy.reclaim_min_commits) {
+        return 0; /* too few sales to know */
+    }
+    guard_pay_t p = pay_at(g, sku, now_ms);
+    double want = p.total * (double)g->policy.reclaim_pay_pct / 100.0, seen = 0.0;
+    for (int b = 0; b < GUARD_PAY_BUCKETS; b++) {
+        seen += p.count[b];
+        if (seen >= want) {
+            return pay_edge_ms[b];
+        }
+    }
+    return pay_edge_ms[GUARD_PAY_BUCKETS - 1];
+}
+
+int64_t sku_safe_ms(const guard_t *g, uint32_t sku, int64_t now_ms)
+{
+    const policy_config_t *c = guard_sku_policy(g, sku, NULL);
+    if (!c->reclaim_enabled) {
+        return 0;
+    }
+    int64_t pay_ms = sku_pay_ms(g, sku, now_ms);
+    return pay_ms > c->reclaim_floor_ms ? pay_ms : c->reclaim_floor_ms;
+}
+
+/* ---------------------------------------------------------------- wants */
+
+double sku_want_units(const guard_t *g, uint32_t sku, int64_t now_ms)
+{
+    const guard_want_t *w = &g->want[sku];
+    if (w->units <= 0.0 || now_ms <= w->at_ms) {
+        return w->units;
+    }
+    return w->units * exp2(-(double)(now_ms - w->at_ms) / (double)SKU_WANT_HALF_LIFE_MS);
+}
+
+void sku_want_add(guard_t *g, uint32_t sku, uint32_t qty, int64_t now_ms)
+{
+    guard_want_t *w = &g->want[sku];
+    w->units = sku_want_units(g, sku, now_ms) + (double)qty;
+    w->at_ms = now_ms > w->at_ms ? now_ms : w->at_ms;
+    g->want_at_ms = now_ms > g->want_at_ms ? now_ms : g->want_at_ms;
 }

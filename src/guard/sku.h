@@ -31,6 +31,23 @@ bool sku_escalated_now(const guard_t *g, uint32_t sku, int64_t now_ms);
 /* Switches a sku's escalation on or off when its recent conversion says so. */
 void sku_evaluate(guard_t *g, uint32_t sku, int64_t now_ms);
 
+/* Teaches a sku that a hold of it was paid for `took_ms` after it was made. */
+void sku_pay_learn(guard_t *g, uint32_t sku, int64_t took_ms, int64_t now_ms);
+/* How long the sku's buyers take to pay, as learned by now_ms: the upper
+ * edge of the bucket holding reclaim.pay_pct of its recent commits (each
+ * counts half as much every reclaim.window_ms); 0 until it has seen
+ * reclaim.min_commits. */
+int64_t sku_pay_ms(const guard_t *g, uint32_t sku, int64_t now_ms);
+/* How long a hold of the sku is safe from reclaim: the time its buyers take
+ * to pay, never less than reclaim.floor_ms; 0 when reclaim is off for it. */
+int64_t sku_safe_ms(const guard_t *g, uint32_t sku, int64_t now_ms);
+
+/* Live-only: buyers were just refused qty units of a sku for want of
+ * stock. Decays with a half-life of SKU_WANT_HALF_LIFE_MS. */
+#define SKU_WANT_HALF_LIFE_MS 30000
+void sku_want_add(guard_t *g, uint32_t sku, uint32_t qty, int64_t now_ms);
+double sku_want_units(const guard_t *g, uint32_t sku, int64_t now_ms);
+
 /* Counts a refusal (a denial or a challenge) by rule, shop-wide and against
  * the sku it is about (GUARD_NONE: none). Refusals change no other state
  * and are not journaled: the counts continue from the last snapshot after a

@@ -6,16 +6,22 @@
  * the configured capacities, then guard_check() checks the whole, so a
  * damaged record is refused, never trusted.
  */
+#include <assert.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "book.h"
 #include "identity.h"
 #include "index.h"
 #include "proof.h"
 #include "sku.h"
 #include "waitlist.h"
 
-#define SNAP_MAGIC 0x32445247u /* "GRD2" */
+/* GRD3 adds, after GRD2's hold records, the newcomer pool, reclaim lists
+ * and learned pay times; a GRD2 snapshot still reads (none of those yet:
+ * its holds are never reclaimed). */
+#define SNAP_MAGIC_V2 0x32445247u /* "GRD2" */
+#define SNAP_MAGIC 0x33445247u    /* "GRD3" */
 
 typedef struct {
     guard_write_fn write;
@@ -166,6 +172,28 @@ static void w_wait(snap_writer_t *w, const guard_wait_t *e)
     w_bytes(w, e->fingerprint, e->fingerprint_len);
 }
 
+/* What GRD3 added, after the hold records. */
+static void w_v3(snap_writer_t *w, const guard_t *g)
+{
+    w_u64(w, g->stats.proofs_stale);
+    w_u64(w, g->stats.reclaimed_holds);
+    w_u64(w, g->stats.reclaimed_units);
+    w_u64(w, g->multi_head | (uint64_t)g->multi_tail << 32);
+    for (uint32_t i = 0; i < engine_sku_count(&g->engine); i++) {
+        const guard_sku_t *s = &g->skus[i];
+        const guard_pay_t *p = &g->pay[i];
+        w_u64(w, (uint64_t)s->newcomer_held);
+        w_u64(w, s->holds_head | (uint64_t)s->holds_tail << 32);
+        w_u64(w, s->reclaimed);
+        w_u64(w, (uint64_t)p->at_ms);
+        w_u64(w, p->seen);
+        w_f64(w, p->total);
+        for (int b = 0; b < GUARD_PAY_BUCKETS; b++) {
+            w_f64(w, p->count[b]);
+        }
+    }
+}
+
 void guard_snapshot_write(const guard_t *g, guard_write_fn write, void *ctx)
 {
     snap_writer_t w = {write, ctx};
@@ -193,19 +221,23 @@ void guard_snapshot_write(const guard_t *g, guard_write_fn write, void *ctx)
     }
     for (uint32_t slot = 0; slot < g->engine.hold_hwm; slot++) {
         const guard_hold_t *h = &g->holds[slot];
-        if ((h->ids[0] | h->ids[1] | h->ids[2] | h->wait | h->charged) != 0) {
-            w_u64(&w, slot | (uint64_t)h->charged << 32);
+        if (g->engine.holds[slot].state == ENGINE_HOLD_ACTIVE) {
+            w_u64(&w, slot | (uint64_t)h->charged << 32 | (uint64_t)h->newcomer << 33);
             w_u64(&w, h->ids[0] | (uint64_t)h->ids[1] << 32);
             w_u64(&w, h->ids[2] | (uint64_t)h->wait << 32);
+            w_u64(&w, h->prev | (uint64_t)h->next << 32);
+            w_u64(&w, (uint64_t)h->safe_until_ms);
         }
     }
     w_u64(&w, UINT64_MAX); /* the end of the hold records */
+    w_v3(&w, g);
 }
 
 typedef struct {
     const uint8_t *p;
     size_t left;
     bool ok;
+    bool v3; /* GRD3, not GRD2 */
 } snap_reader_t;
 
 static void r_bytes(snap_reader_t *r, void *out, size_t n)
@@ -248,10 +280,13 @@ static double r_f64(snap_reader_t *r)
     return v;
 }
 
+/* A policy of an older build has fewer settings: the rest are defaults. */
 static void r_policy(snap_reader_t *r, policy_config_t *c)
 {
-    r->ok = r->ok && r_u64(r) == POLICY_FIELD_COUNT;
-    for (int f = 0; r->ok && f < POLICY_FIELD_COUNT; f++) {
+    uint64_t count = r_u64(r);
+    r->ok = r->ok && count >= POLICY_FIELD_COUNT_MIN && count <= POLICY_FIELD_COUNT;
+    *c = policy_config_default();
+    for (uint64_t f = 0; r->ok && f < count; f++) {
         *policy_field_ptr(c, (policy_field_t)f) = (int64_t)r_u64(r);
     }
     policy_field_t bad;
@@ -260,8 +295,9 @@ static void r_policy(snap_reader_t *r, policy_config_t *c)
 
 static void r_stats(snap_reader_t *r, guard_stats_t *st)
 {
-    r->ok = r->ok && r_u64(r) == POLICY_RULE_COUNT;
-    for (int i = 0; r->ok && i < POLICY_RULE_COUNT; i++) {
+    uint64_t rules = r_u64(r); /* an older build knew fewer rules */
+    r->ok = r->ok && rules >= 1 && rules <= POLICY_RULE_COUNT;
+    for (uint64_t i = 0; r->ok && i < rules; i++) {
         st->denials[i] = r_u64(r);
         st->challenges[i] = r_u64(r);
     }
@@ -281,7 +317,9 @@ static void r_stats(snap_reader_t *r, guard_stats_t *st)
 static void r_scalars(snap_reader_t *r, guard_t *g)
 {
     const guard_config_t *c = &g->config;
-    r->ok = r->ok && r_u64(r) == SNAP_MAGIC;
+    uint64_t magic = r_u64(r);
+    r->v3 = magic == SNAP_MAGIC;
+    r->ok = r->ok && (magic == SNAP_MAGIC || magic == SNAP_MAGIC_V2);
     r_policy(r, &g->policy);
     uint32_t flags = r_u32_max(r, 3);
     g->policy_set = flags & 1;
@@ -391,6 +429,100 @@ static void r_wait(snap_reader_t *r, const guard_t *g, guard_wait_t *e)
     r_bytes(r, e->fingerprint, r->ok ? e->fingerprint_len : 0);
 }
 
+/* One hold's side record (GRD2: without its pool flag, list and promise). */
+static void r_hold(snap_reader_t *r, guard_t *g, uint64_t head)
+{
+    uint64_t a = r_u64(r), b = r_u64(r);
+    uint64_t c = r->v3 ? r_u64(r) : 0, safe_until_ms = r->v3 ? r_u64(r) : 0;
+    uint64_t slot = head & 0xffffffffu;
+    r->ok = r->ok && slot < g->engine.hold_hwm && head >> (r->v3 ? 34 : 33) == 0;
+    guard_hold_t *h = &g->holds[r->ok ? slot : 0];
+    *h = (guard_hold_t){.ids = {(uint32_t)a, (uint32_t)(a >> 32), (uint32_t)b},
+                        .wait = (uint32_t)(b >> 32),
+                        .prev = (uint32_t)c,
+                        .next = (uint32_t)(c >> 32),
+                        .safe_until_ms = (int64_t)safe_until_ms,
+                        .charged = (uint8_t)(head >> 32 & 1),
+                        .newcomer = (uint8_t)(head >> 33 & 1)};
+    r->ok = r->ok && h->ids[0] <= g->id_hwm && h->ids[1] <= g->id_hwm && h->ids[2] <= g->id_hwm &&
+            h->wait <= g->wait_hwm && h->prev <= g->engine.hold_hwm &&
+            h->next <= g->engine.hold_hwm;
+}
+
+/* A list link: a hold slot + 1, or 0. */
+static uint32_t r_link(snap_reader_t *r, const guard_t *g, uint64_t v)
+{
+    r->ok = r->ok && (uint32_t)v <= g->engine.hold_hwm;
+    return (uint32_t)v;
+}
+
+/* What GRD3 added (w_v3). */
+static void r_v3(snap_reader_t *r, guard_t *g)
+{
+    g->stats.proofs_stale = r_u64(r);
+    g->stats.reclaimed_holds = r_u64(r);
+    g->stats.reclaimed_units = r_u64(r);
+    uint64_t multi = r_u64(r);
+    g->multi_head = r_link(r, g, multi);
+    g->multi_tail = r_link(r, g, multi >> 32);
+    for (uint32_t i = 0; r->ok && i < engine_sku_count(&g->engine); i++) {
+        guard_sku_t *s = &g->skus[i];
+        guard_pay_t *p = &g->pay[i];
+        s->newcomer_held = (int64_t)r_u64(r);
+        uint64_t list = r_u64(r);
+        s->holds_head = r_link(r, g, list);
+        s->holds_tail = r_link(r, g, list >> 32);
+        s->reclaimed = r_u32_max(r, UINT32_MAX);
+        p->at_ms = (int64_t)r_u64(r);
+        p->seen = r_u64(r);
+        p->total = r_f64(r);
+        for (int b = 0; b < GUARD_PAY_BUCKETS; b++) {
+            p->count[b] = r_f64(r);
+            r->ok = r->ok && p->count[b] >= 0.0;
+        }
+    }
+}
+
+/* What the engine's records or the guard's own entries say already is not
+ * written: each active hold's creation and units, each line's waiting
+ * units. */
+static void rederive(guard_t *g)
+{
+    for (uint32_t slot = 0; slot < g->engine.hold_hwm; slot++) {
+        if (g->engine.holds[slot].state != ENGINE_HOLD_ACTIVE) {
+            continue;
+        }
+        engine_hold_view_t h;
+        engine_result_t r = engine_hold_view(&g->engine, g->engine.holds[slot].id, &h);
+        assert(r == ENGINE_OK);
+        g->holds[slot].created_ms = h.created_ms;
+        g->holds[slot].units = (uint32_t)book_units(&h);
+    }
+    for (uint32_t i = 0; i < g->wait_hwm; i++) {
+        const guard_wait_t *w = &g->waits[i];
+        if (w->state == GUARD_WAIT_WAITING && w->sku < engine_sku_count(&g->engine)) {
+            g->skus[w->sku].wait_units += w->qty;
+        }
+    }
+}
+
+/* A GRD2 snapshot has no reclaim lists: its active holds are listed in
+ * slot order (the order only matters for ties, which reclaim breaks by
+ * hold id). */
+static void relist(guard_t *g)
+{
+    for (uint32_t slot = 0; slot < g->engine.hold_hwm; slot++) {
+        const engine_hold_t *eh = &g->engine.holds[slot];
+        if (eh->state != ENGINE_HOLD_ACTIVE) {
+            continue;
+        }
+        engine_hold_view_t h;
+        engine_result_t r = engine_hold_view(&g->engine, eh->id, &h);
+        assert(r == ENGINE_OK);
+        book_list_link(g, &h, slot);
+    }
+}
+
 static void r_tables(snap_reader_t *r, guard_t *g)
 {
     for (uint32_t i = 0; r->ok && i < g->id_hwm; i++) {
@@ -416,15 +548,10 @@ static void r_tables(snap_reader_t *r, guard_t *g)
         g->proofs[i].expires_ms = (int64_t)r_u64(r);
     }
     for (uint64_t head = r_u64(r); r->ok && head != UINT64_MAX; head = r_u64(r)) {
-        uint64_t a = r_u64(r), b = r_u64(r);
-        uint64_t slot = head & 0xffffffffu;
-        r->ok = r->ok && slot < g->engine.hold_hwm && head >> 33 == 0;
-        guard_hold_t *h = &g->holds[r->ok ? slot : 0];
-        *h = (guard_hold_t){.ids = {(uint32_t)a, (uint32_t)(a >> 32), (uint32_t)b},
-                            .wait = (uint32_t)(b >> 32),
-                            .charged = (uint8_t)(head >> 32)};
-        r->ok = r->ok && h->ids[0] <= g->id_hwm && h->ids[1] <= g->id_hwm &&
-                h->ids[2] <= g->id_hwm && h->wait <= g->wait_hwm;
+        r_hold(r, g, head);
+    }
+    if (r->v3) {
+        r_v3(r, g);
     }
 }
 
@@ -480,9 +607,15 @@ static bool free_lists_fit(const guard_t *g)
 
 bool guard_snapshot_read(guard_t *g, const uint8_t *data, size_t size, char *err, size_t err_size)
 {
-    snap_reader_t r = {data, size, true};
+    snap_reader_t r = {data, size, true, false};
     r_scalars(&r, g);
     r_tables(&r, g);
+    if (r.ok) {
+        rederive(g);
+    }
+    if (r.ok && !r.v3) {
+        relist(g);
+    }
     if (!r.ok || r.left != 0 || !free_lists_fit(g)) {
         snprintf(err, err_size, "the guard state in the snapshot is damaged or truncated");
         return false;

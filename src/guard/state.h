@@ -49,9 +49,12 @@ typedef struct {
     char value[HF_NAME_BYTES_MAX];
 } guard_identity_t;
 
+/* An identity's units on a sku: held now, and bought in the purchase
+ * window (quantity.customer_sku_window_ms from the first purchase). Named
+ * for customers, whose caps came first; every kind of identity has them. */
 typedef struct {
     uint64_t hash;
-    uint32_t customer, sku;
+    uint32_t customer, sku; /* customer: the identity's index, of any kind */
     uint32_t units_active;
     uint32_t next_free;
     int64_t bought;
@@ -62,7 +65,15 @@ typedef struct {
 typedef struct {
     uint32_t ids[POLICY_ID_KINDS]; /* identity index + 1, 0: absent */
     uint32_t wait;                 /* waitlist entry index + 1, 0: none */
-    uint8_t charged;               /* its budgets were charged: refund unused time */
+    /* The hold's place on a reclaim list: its sku's if it has one line, the
+     * shared list of multi-line holds otherwise (slot + 1, 0: none). */
+    uint32_t prev, next;
+    int64_t safe_until_ms; /* not reclaimed before (0: never; reclaim was off) */
+    int64_t created_ms;    /* as the engine's: reclaim reads the guard's side only */
+    uint32_t units;        /* all its lines' */
+    uint8_t charged;       /* its budgets were charged: refund unused time */
+    uint8_t newcomer;      /* its identities never bought: it counts in the pool */
+    uint8_t buy_now;       /* sold in the step that made it: paying took no time */
 } guard_hold_t;
 
 typedef struct {
@@ -74,8 +85,39 @@ typedef struct {
     double started, committed; /* decayed over the escalation window */
     int64_t conversion_at_ms;
     uint32_t wait_head, wait_tail, wait_count; /* index + 1 */
+    int64_t wait_units;                        /* what its line waits for */
     uint64_t denials, challenges;
+    int64_t newcomer_held;           /* units in holds of identities that never bought */
+    uint32_t holds_head, holds_tail; /* its single-line holds, oldest first (slot + 1) */
+    uint32_t reclaimed;              /* holds taken back from for waiting buyers */
 } guard_sku_t;
+
+/* How long a sku's buyers take from hold to commit: decayed counts in
+ * buckets a factor of sqrt(2) apart from 1 s (the last holds the rest). */
+#define GUARD_PAY_BUCKETS 32
+typedef struct {
+    double count[GUARD_PAY_BUCKETS];
+    double total;
+    int64_t at_ms; /* decayed to this instant */
+    uint64_t seen; /* commits ever counted: the shape is known from min_commits on */
+} guard_pay_t;
+
+/* A hold a reclaim decision may take, as it ranks them (reclaim.c). */
+#define GUARD_RECLAIM_CANDIDATES_MAX 4096
+typedef struct {
+    uint64_t id;
+    int64_t created_ms;
+    uint32_t units;
+    uint8_t newcomer;
+} guard_candidate_t;
+
+/* Live-only: units buyers were just refused on a sku for want of stock,
+ * decayed. It moves reclaim decisions, which are journaled as ops, so it is
+ * neither journaled nor in snapshots. */
+typedef struct {
+    double units;
+    int64_t at_ms;
+} guard_want_t;
 
 typedef struct {
     uint64_t mask;
@@ -118,8 +160,14 @@ struct guard_s {
     uint32_t *id_index, id_index_mask, id_hwm, id_free, id_sweep;
     guard_customer_sku_t *cs;
     uint32_t *cs_index, cs_index_mask, cs_hwm, cs_free, cs_sweep;
-    guard_hold_t *holds; /* by engine hold slot */
-    guard_sku_t *skus;   /* by engine sku index */
+    guard_hold_t *holds;             /* by engine hold slot */
+    guard_sku_t *skus;               /* by engine sku index */
+    guard_pay_t *pay;                /* by engine sku index */
+    guard_want_t *want;              /* by engine sku index; live-only */
+    guard_candidate_t *candidates;   /* GUARD_RECLAIM_CANDIDATES_MAX, scratch */
+    uint32_t multi_head, multi_tail; /* multi-line holds, for reclaim (slot + 1) */
+    int64_t reclaim_at_ms;           /* the last reclaim decision (live-only) */
+    int64_t want_at_ms;              /* the last buyer refused for want of units (live-only) */
     guard_sku_policy_t *sku_policies;
     uint32_t sku_policy_count;
     guard_wait_t *waits;

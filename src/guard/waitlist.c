@@ -69,6 +69,7 @@ void wait_unlink(guard_t *g, uint32_t i)
         s->wait_tail = prev;
     }
     s->wait_count--;
+    s->wait_units -= g->waits[i].qty;
     g->stats.waiting--;
     index_delete(g->wait_index, g->wait_index_mask, wait_hash_of(g, i), i, wait_hash_of, g);
 }
@@ -104,6 +105,7 @@ bool wait_link(guard_t *g, uint32_t i, uint32_t sku, guard_op_t *op)
     }
     s->wait_tail = i + 1;
     s->wait_count++;
+    s->wait_units += w->qty;
     g->stats.waiting++;
     g->stats.wait_joined++;
     index_insert(g->wait_index, g->wait_index_mask, wait_hash_of(g, i), i);

@@ -28,6 +28,8 @@ int64_t *policy_field_ptr(policy_config_t *c, policy_field_t f)
     assert(f < POLICY_FIELD_COUNT);
     _Static_assert(sizeof(policy_config_t) == POLICY_FIELD_COUNT * sizeof(int64_t),
                    "policy_config_t is the field table, nothing else");
+    _Static_assert(POLICY_FIELD_COUNT <= 64, "a sku's settings are a 64-bit mask");
+    _Static_assert(POLICY_FIELD_COUNT_MIN <= POLICY_FIELD_COUNT, "settings are only added");
     return (int64_t *)c + f;
 }
 
@@ -267,6 +269,16 @@ int64_t policy_scarcity_ttl_ms(const policy_config_t *c, int64_t stock, int64_t 
     return c->ttl_scarce_ms + (int64_t)(f * (double)(c->ttl_default_ms - c->ttl_scarce_ms));
 }
 
+int64_t policy_line_ttl_ms(const policy_config_t *c, int64_t stock, int64_t available,
+                           int64_t pay_ms)
+{
+    int64_t ttl_ms = policy_scarcity_ttl_ms(c, stock, available);
+    if (c->ttl_pay_floor && pay_ms > ttl_ms) {
+        ttl_ms = pay_ms < c->ttl_default_ms ? pay_ms : c->ttl_default_ms;
+    }
+    return ttl_ms;
+}
+
 int64_t policy_scarcity_ttl_max_ms(const policy_config_t *c, int64_t stock, int64_t available)
 {
     double f = plenty(c, stock, available);
@@ -325,24 +337,27 @@ int64_t policy_extend_ttl_ms(const policy_config_t *c, int64_t ttl_ms_requested,
     return ttl_ms > 0 ? ttl_ms : 0;
 }
 
-bool policy_escalate(const policy_config_t *c, bool escalated, double sku_started,
-                     double sku_committed, double shop_started, double shop_committed,
-                     int64_t stock, int64_t available)
+bool policy_escalate(const policy_config_t *c, bool escalated, const policy_sku_signal_t *sig)
 {
     if (!c->escalation_enabled) {
         return false;
     }
-    double shop = shop_conversion(c, shop_started, shop_committed);
-    double conv = sku_started > 0.0 ? sku_committed / sku_started : shop;
+    double shop = shop_conversion(c, sig->shop_started, sig->shop_committed);
+    double conv = sig->started > 0.0 ? sig->committed / sig->started : shop;
     double ratio = conv / shop;
+    /* Units in carts of identities that never bought, as a share of stock:
+     * ten hoarders holding ten each are a hundred units, not ten holds. */
+    bool hoarded = sig->started >= 1.0 &&
+                   100 * sig->newcomer_held >= c->escalation_newcomer_held_pct * sig->stock;
     if (escalated) {
         /* Stay strict until buyers convert again; a quiet sku recovers too. */
-        return sku_started >= (double)c->escalation_min_holds / 4.0 &&
-               ratio < (double)c->escalation_recover_pct / 100.0;
+        bool busy = sig->started >= (double)c->escalation_min_holds / 4.0 || hoarded;
+        return busy && ratio < (double)c->escalation_recover_pct / 100.0;
     }
-    bool collapsing = stock > 0 && 100 * available <= c->escalation_available_pct * stock;
-    return collapsing && sku_started >= (double)c->escalation_min_holds &&
-           ratio < (double)c->escalation_conversion_pct / 100.0;
+    bool collapsing =
+        sig->stock > 0 && 100 * sig->available <= c->escalation_available_pct * sig->stock;
+    bool busy = sig->started >= (double)c->escalation_min_holds || hoarded;
+    return collapsing && busy && ratio < (double)c->escalation_conversion_pct / 100.0;
 }
 
 /* ------------------------------------------------------------- decisions */
@@ -361,26 +376,41 @@ static int64_t risk_cap(int64_t cap, double risk)
     return cut < 1 ? 1 : cut;
 }
 
+/* Units per sku of one identity (held now plus bought in the window, buy
+ * now included): the customer's, its fingerprint's and its address's. */
+static bool check_line_quantity(const policy_line_t *l, const policy_identity_t *ids,
+                                policy_decision_t *d)
+{
+    const policy_config_t *c = l->config;
+    if (l->qty > c->quantity_line_qty_max) {
+        *d = deny(POLICY_RULE_LINE_QTY, c->quantity_line_qty_max, l->qty, -1);
+        return false;
+    }
+    const int64_t caps[POLICY_ID_KINDS] = {c->quantity_customer_sku_units_max,
+                                           c->quantity_ip_prefix_sku_units_max,
+                                           c->quantity_fingerprint_sku_units_max};
+    static const policy_rule_t rules[POLICY_ID_KINDS] = {
+        POLICY_RULE_CUSTOMER_UNITS_PER_SKU, POLICY_RULE_IP_PREFIX_UNITS_PER_SKU,
+        POLICY_RULE_FINGERPRINT_UNITS_PER_SKU};
+    for (int k = 0; k < POLICY_ID_KINDS; k++) {
+        if (!ids[k].present || l->id_units[k] + l->qty <= caps[k]) {
+            continue; /* a request that does not name it: no cap applies */
+        }
+        bool waiting_helps = l->id_window_left_ms[k] > 0 && l->qty <= caps[k];
+        *d = deny(rules[k], caps[k], l->id_units[k], waiting_helps ? l->id_window_left_ms[k] : -1);
+        return false;
+    }
+    return true;
+}
+
 static bool check_quantity(const policy_hold_input_t *in, policy_decision_t *d)
 {
     for (uint16_t i = 0; i < in->line_count; i++) {
         const policy_line_t *l = &in->lines[i];
-        if (!l->config->quantity_enabled) {
-            continue;
+        if (l->config->quantity_enabled && !check_line_quantity(l, in->ids, d)) {
+            d->line_index = i;
+            return false;
         }
-        if (l->qty > l->config->quantity_line_qty_max) {
-            *d = deny(POLICY_RULE_LINE_QTY, l->config->quantity_line_qty_max, l->qty, -1);
-        } else if (l->customer_units + l->qty > l->config->quantity_customer_sku_units_max) {
-            bool waiting_helps = l->customer_window_left_ms > 0 &&
-                                 l->qty <= l->config->quantity_customer_sku_units_max;
-            *d = deny(POLICY_RULE_CUSTOMER_UNITS_PER_SKU,
-                      l->config->quantity_customer_sku_units_max, l->customer_units,
-                      waiting_helps ? l->customer_window_left_ms : -1);
-        } else {
-            continue;
-        }
-        d->line_index = i;
-        return false;
     }
     return true;
 }
@@ -440,13 +470,36 @@ static bool check_share(const policy_hold_input_t *in, policy_decision_t *d)
     return true;
 }
 
+/* Units held by identities that never bought are a shared pool of each
+ * sku: past pool_pct of its stock, a newcomer's line of more than
+ * free_units is sold only outright (buy now). One or two units, what an
+ * ordinary buyer takes, are never refused here. */
+static bool check_newcomer(const policy_hold_input_t *in, policy_decision_t *d)
+{
+    if (!in->newcomer) {
+        return true;
+    }
+    for (uint16_t i = 0; i < in->line_count; i++) {
+        const policy_line_t *l = &in->lines[i];
+        const policy_config_t *c = l->config;
+        int64_t limit = (c->newcomer_pool_pct * l->stock + 99) / 100;
+        if (c->newcomer_enabled && l->qty > c->newcomer_free_units && l->qty <= l->available &&
+            l->newcomer_held + l->qty > limit) {
+            *d = deny(POLICY_RULE_NEWCOMER_POOL, limit, l->newcomer_held, -1);
+            d->line_index = i;
+            return false;
+        }
+    }
+    return true;
+}
+
 /* The shortest TTL any line allows, then cut for a suspect identity. */
 static int64_t granted_ttl_ms(const policy_hold_input_t *in, double risk)
 {
     int64_t ttl_ms = HF_TTL_MS_MAX;
     for (uint16_t i = 0; i < in->line_count; i++) {
         const policy_line_t *l = &in->lines[i];
-        int64_t line_ms = policy_scarcity_ttl_ms(l->config, l->stock, l->available);
+        int64_t line_ms = policy_line_ttl_ms(l->config, l->stock, l->available, l->pay_ms);
         if (in->ttl_ms_requested > 0) {
             int64_t cap_ms = policy_scarcity_ttl_max_ms(l->config, l->stock, l->available);
             line_ms = in->ttl_ms_requested < cap_ms ? in->ttl_ms_requested : cap_ms;
@@ -484,6 +537,25 @@ static bool check_budgets(const policy_config_t *c, const policy_identity_t *ids
     return true;
 }
 
+/* A proof pays up to the price it was issued at: if the price rose since,
+ * the answer is a new challenge. A request of ordinary lines (free_units or
+ * fewer each) is never asked twice. */
+static bool proof_pays(const policy_hold_input_t *in, uint32_t bits)
+{
+    if (in->proof_bits == 0) {
+        return false;
+    }
+    if (in->proof_bits >= bits) {
+        return true;
+    }
+    for (uint16_t i = 0; i < in->line_count; i++) {
+        if (in->lines[i].qty > in->lines[i].config->challenge_free_units) {
+            return false;
+        }
+    }
+    return true;
+}
+
 static bool check_challenge(const policy_hold_input_t *in, double risk, policy_decision_t *d)
 {
     uint32_t bits = 0;
@@ -503,7 +575,7 @@ static bool check_challenge(const policy_hold_input_t *in, double risk, policy_d
         }
     }
     d->bits = bits; /* also when a proof pays for it: the guard spends it then */
-    if (bits == 0 || in->proof_valid) {
+    if (bits == 0 || proof_pays(in, bits)) {
         return true;
     }
     d->verdict = POLICY_CHALLENGE;
@@ -524,7 +596,8 @@ static void decide_hold(const policy_hold_input_t *in, int64_t units, double ris
         d->ttl_ms = HF_TTL_MS_MIN; /* committed in the same step: holds nothing */
         return;
     }
-    if (!check_identities(in->global, in->ids, units, risk, d) || !check_share(in, d)) {
+    if (!check_identities(in->global, in->ids, units, risk, d) || !check_share(in, d) ||
+        !check_newcomer(in, d)) {
         return;
     }
     d->ttl_ms = granted_ttl_ms(in, risk);

@@ -13,17 +13,24 @@
  *   challenge  - 428 challenge_required: retry with a proof of work of `bits`.
  *
  * The rules, in the order they are checked (the first that fails decides):
- *   1. quantity caps: units per line; units per customer per sku in a window;
- *      buy now (which holds nothing) stops here: it is a sale;
+ *   1. quantity caps: units per line; units per sku, held or bought in a
+ *      window, per customer, per fingerprint and per IP prefix; buy now
+ *      (which holds nothing) stops here: it is a sale, and these caps are
+ *      what limits buyers who pay;
  *   2. identity caps: active holds and held units per customer, IP prefix
  *      and fingerprint (a newcomer is counted as holding nothing);
  *   3. stock share: at most held_pct_max of a sku's stock in holds at once;
- *   then the TTL is granted (cut by scarcity and by risk), and
- *   4. hold budget: units x TTL, in unit-seconds per identity, refilled over
+ *   4. newcomer pool: past pool_pct of a sku's stock held by identities that
+ *      never bought, their lines of more than free_units are sold only
+ *      outright;
+ *   then the TTL is granted (cut by scarcity, never below the time the
+ *   sku's buyers take to pay, and cut by risk), and
+ *   5. hold budget: units x TTL, in unit-seconds per identity, refilled over
  *      time;
- *   5. challenge: proof of work priced by units x scarcity x identity risk,
+ *   6. challenge: proof of work priced by units x scarcity x identity risk,
  *      last, so that no one pays for a hold a rule would refuse (nor for one
- *      the stock cannot cover: that is the engine's 409).
+ *      the stock cannot cover: that is the engine's 409). A proof pays up to
+ *      the price it was issued at.
  *
  * Each policy can be switched off (an `enabled` setting, held_pct_max 100 for
  * the stock share, ttl.adaptive 0 for a fixed TTL), so that a shop, a test or
@@ -40,7 +47,9 @@
 
 /* The settings, in one table so that defaults, ranges, the JSON document and
  * the documentation can never drift apart. Columns: section, key, default,
- * min, max, whether a sku may override it. */
+ * min, max, whether a sku may override it. The journal and snapshots store
+ * a policy as its values in this order: a new setting goes at the end, so
+ * that a policy written before it was added reads back (with its default). */
 #define POLICY_FIELDS(X)                                                                   \
     X(quantity, enabled, 1, 0, 1, 1)                                                       \
     X(quantity, line_qty_max, 10, 1, HF_QTY_MAX, 1)                                        \
@@ -88,7 +97,23 @@
     X(escalation, available_pct, 20, 0, 100, 1)                                            \
     X(escalation, recover_pct, 60, 0, 100, 1)                                              \
     X(escalation, ttl_ms, 60000, HF_TTL_MS_MIN, HF_TTL_MS_MAX, 1)                          \
-    X(escalation, held_pct_max, 0, 0, 100, 1)
+    X(escalation, held_pct_max, 0, 0, 100, 1)                                              \
+    X(quantity, fingerprint_sku_units_max, 4, 1, HF_QTY_MAX, 1)                            \
+    X(quantity, ip_prefix_sku_units_max, 400, 1, HF_QTY_MAX, 1)                            \
+    X(newcomer, enabled, 1, 0, 1, 1)                                                       \
+    X(newcomer, pool_pct, 25, 0, 100, 1)                                                   \
+    X(newcomer, free_units, 2, 0, HF_QTY_MAX, 1)                                           \
+    X(ttl, pay_floor, 1, 0, 1, 1)                                                          \
+    X(reclaim, enabled, 1, 0, 1, 1)                                                        \
+    X(reclaim, pay_pct, 95, 50, 100, 0)                                                    \
+    X(reclaim, floor_ms, 120000, HF_TTL_MS_MIN, HF_TTL_MS_MAX, 1)                          \
+    X(reclaim, min_commits, 20, 1, 1000000, 0)                                             \
+    X(reclaim, window_ms, 3600000, 60000, 7LL * 86400000, 0)                               \
+    X(escalation, newcomer_held_pct, 60, 1, 100, 1)
+
+/* A policy that stored fewer settings than this build has (an older one):
+ * the missing ones, at the end of the table, take their defaults. */
+#define POLICY_FIELD_COUNT_MIN 47
 
 typedef struct {
 #define POLICY_FIELD_MEMBER(section, key, def, lo, hi, sku) int64_t section##_##key;
@@ -134,7 +159,10 @@ bool policy_config_valid(const policy_config_t *c, policy_field_t *field_out);
     X(POLICY_RULE_IP_PREFIX_BUDGET, "ip_prefix_budget")                                    \
     X(POLICY_RULE_FINGERPRINT_BUDGET, "fingerprint_budget")                                \
     X(POLICY_RULE_SCARCITY_CHALLENGE, "scarcity_challenge")                                \
-    X(POLICY_RULE_ESCALATION_CHALLENGE, "escalation_challenge")
+    X(POLICY_RULE_ESCALATION_CHALLENGE, "escalation_challenge")                            \
+    X(POLICY_RULE_FINGERPRINT_UNITS_PER_SKU, "fingerprint_units_per_sku")                  \
+    X(POLICY_RULE_IP_PREFIX_UNITS_PER_SKU, "ip_prefix_units_per_sku")                      \
+    X(POLICY_RULE_NEWCOMER_POOL, "newcomer_pool")
 
 typedef enum {
 #define POLICY_RULE_ENUM(name, text) name,
@@ -191,14 +219,24 @@ typedef struct {
     bool escalated;
     int64_t stock, held, available;
     uint32_t qty;
-    int64_t customer_units; /* this customer's active + bought-in-window units on it */
-    int64_t customer_window_left_ms; /* until the bought units are forgotten */
+    /* Each identity's units on the sku: held now plus bought in its window
+     * (buy now included), and how long until those bought are forgotten. */
+    int64_t id_units[POLICY_ID_KINDS];
+    int64_t id_window_left_ms[POLICY_ID_KINDS];
+    int64_t newcomer_held; /* units held on it by identities that never bought */
+    int64_t pay_ms;        /* how long its buyers take to pay (0: not known yet) */
 } policy_line_t;
 
 /* The TTL a sku grants at this availability: default_ms while at least
  * plenty_pct is available, scarce_ms at scarce_pct or less, linear between;
  * default_ms always when ttl.adaptive is off. */
 int64_t policy_scarcity_ttl_ms(const policy_config_t *c, int64_t stock, int64_t available);
+/* The same, but with ttl.pay_floor never below pay_ms, the time the sku's
+ * buyers take to pay (0: not known), nor above default_ms: a cart that is
+ * paid at the usual pace is not given back to open sale because stock ran
+ * low while it was being paid for. */
+int64_t policy_line_ttl_ms(const policy_config_t *c, int64_t stock, int64_t available,
+                           int64_t pay_ms);
 /* The longest TTL a request may ask for at this availability: max_ms while
  * plenty is left, down to scarce_ms, as above. */
 int64_t policy_scarcity_ttl_max_ms(const policy_config_t *c, int64_t stock, int64_t available);
@@ -210,7 +248,11 @@ typedef struct {
     int64_t now_ms;
     int64_t ttl_ms_requested; /* 0: none asked for */
     bool buy_now;
-    bool proof_valid; /* a good, unused proof issued for this request */
+    /* A good, unused proof issued for this request: the price (bits) it was
+     * issued at; 0: none. It pays a challenge up to that price. */
+    uint32_t proof_bits;
+    /* None of the request's customer and fingerprint has ever bought. */
+    bool newcomer;
     policy_identity_t ids[POLICY_ID_KINDS];
     double shop_started, shop_committed;
     uint16_t line_count;
@@ -263,11 +305,20 @@ policy_decision_t policy_decide_extend(const policy_config_t *c,
                                        double cost_unit_ms);
 
 /* ---- automatic escalation ---- */
+/* What escalation watches on a sku: its recent holds and commits (decayed),
+ * the shop's, its stock and availability, and the units held on it by
+ * identities that never bought. */
+typedef struct {
+    double started, committed;
+    double shop_started, shop_committed;
+    int64_t stock, available;
+    int64_t newcomer_held;
+} policy_sku_signal_t;
 
-/* Whether a sku should be escalated given its recent holds and commits and
- * its availability; `escalated` is its current state (hysteresis). */
-bool policy_escalate(const policy_config_t *c, bool escalated, double sku_started,
-                     double sku_committed, double shop_started, double shop_committed,
-                     int64_t stock, int64_t available);
+/* Whether a sku should be escalated; `escalated` is its current state
+ * (hysteresis). It escalates when its availability collapses while it is
+ * busy (min_holds recent holds, or newcomer_held_pct of its stock in carts
+ * of identities that never bought) and converts far below the shop. */
+bool policy_escalate(const policy_config_t *c, bool escalated, const policy_sku_signal_t *sig);
 
 #endif

@@ -191,6 +191,17 @@ void write_sku_defenses(const server_t *s, json_out_t *j, uint32_t sku_index)
         jw_double(j, v.conversion);
     }
     jw_kint(j, "waitlist", v.waiting);
+    /* Units in carts of identities that never bought (the newcomer pool);
+     * how long its buyers take to pay (null until enough have); carts taken
+     * back for buyers who waited. */
+    jw_kint(j, "newcomer_held", v.newcomer_held);
+    jw_key(j, "pay_ms");
+    if (v.pay_ms > 0) {
+        jw_int(j, v.pay_ms);
+    } else {
+        jw_null(j);
+    }
+    jw_kint(j, "reclaimed", v.reclaimed);
     jw_kint(j, "denials", (int64_t)v.denials);
     jw_kint(j, "challenges", (int64_t)v.challenges);
     write_sku_refusals(s, j, sku_index);

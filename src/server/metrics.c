@@ -199,6 +199,7 @@ static void render_defenses(const defense_figures_t *d, json_out_t *o)
             "# TYPE holdfast_proofs_total counter\n"
             "holdfast_proofs_total{outcome=\"accepted\"} %llu\n"
             "holdfast_proofs_total{outcome=\"refused\"} %llu\n"
+            "holdfast_proofs_total{outcome=\"stale\"} %llu\n"
             "# HELP holdfast_escalations_total SKUs switched to stricter settings and back.\n"
             "# TYPE holdfast_escalations_total counter\n"
             "holdfast_escalations_total{to=\"escalated\"} %llu\n"
@@ -215,14 +216,20 @@ static void render_defenses(const defense_figures_t *d, json_out_t *o)
             "# TYPE holdfast_waitlist_waiting gauge\nholdfast_waitlist_waiting %u\n"
             "# TYPE holdfast_revoked_holds_total counter\nholdfast_revoked_holds_total %llu\n"
             "# TYPE holdfast_buy_now_total counter\nholdfast_buy_now_total %llu\n"
+            "# HELP holdfast_reclaimed_holds_total Stale carts taken back for buyers who wait.\n"
+            "# TYPE holdfast_reclaimed_holds_total counter\nholdfast_reclaimed_holds_total %llu\n"
+            "# HELP holdfast_reclaimed_units_total Units those carts held.\n"
+            "# TYPE holdfast_reclaimed_units_total counter\nholdfast_reclaimed_units_total %llu\n"
             "# TYPE holdfast_identities gauge\nholdfast_identities %u\n",
             (unsigned long long)g->proofs_accepted, (unsigned long long)g->proofs_refused,
+            (unsigned long long)g->proofs_stale,
             (unsigned long long)g->escalations_on, (unsigned long long)g->escalations_off,
             g->skus_escalated, (unsigned long long)g->wait_joined,
             (unsigned long long)g->wait_offered, (unsigned long long)g->wait_fulfilled,
             (unsigned long long)g->wait_expired, (unsigned long long)g->wait_cancelled,
             (unsigned long long)g->wait_refused,
             g->waiting, (unsigned long long)g->revoked_holds, (unsigned long long)g->buy_now,
+            (unsigned long long)g->reclaimed_holds, (unsigned long long)g->reclaimed_units,
             g->identities);
     jw_rawf(o, "# HELP holdfast_sku_conversion Recent hold-to-purchase conversion per sku.\n"
                "# TYPE holdfast_sku_conversion gauge\n");

@@ -161,6 +161,12 @@ void write_hold(request_t *r, const engine_hold_view_t *h, int64_t now_ms)
     jw_time(j, h->expires_ms);
     bool active = h->state == ENGINE_HOLD_ACTIVE;
     jw_kint(j, "expires_in_ms", active ? h->expires_ms - now_ms : 0);
+    if (active) {
+        /* Until then the cart is never taken back for buyers who wait. */
+        int64_t safe_ms = guard_hold_safe_until_ms(r->server->guard, h->id);
+        jw_key(j, "safe_until");
+        jw_time(j, safe_ms > 0 && safe_ms < h->expires_ms ? safe_ms : h->expires_ms);
+    }
     if (!active) {
         jw_key(j, "finished_at");
         jw_time(j, h->finished_ms);
@@ -195,8 +201,17 @@ static void reply_hold(request_t *r, uint64_t id, int status, int64_t now_ms)
 static bool rule_is_per_sku(policy_rule_t rule)
 {
     return rule == POLICY_RULE_LINE_QTY || rule == POLICY_RULE_CUSTOMER_UNITS_PER_SKU ||
-           rule == POLICY_RULE_HOLD_SHARE || rule == POLICY_RULE_SCARCITY_CHALLENGE ||
+           rule == POLICY_RULE_FINGERPRINT_UNITS_PER_SKU ||
+           rule == POLICY_RULE_IP_PREFIX_UNITS_PER_SKU || rule == POLICY_RULE_HOLD_SHARE ||
+           rule == POLICY_RULE_NEWCOMER_POOL || rule == POLICY_RULE_SCARCITY_CHALLENGE ||
            rule == POLICY_RULE_ESCALATION_CHALLENGE;
+}
+
+/* Rules that refuse a hold but not a sale: the units are there to buy now
+ * ("commit": true). */
+static bool rule_sells_outright(policy_rule_t rule)
+{
+    return rule == POLICY_RULE_HOLD_SHARE || rule == POLICY_RULE_NEWCOMER_POOL;
 }
 
 /* 429 policy_denied or 428 challenge_required, with the numbers behind it.
@@ -213,6 +228,10 @@ void reply_decision(request_t *r, const policy_decision_t *d, uint64_t request_h
         snprintf(message, sizeof message,
                  "%s: send the request again with Holdfast-Proof: PREFIX:NONCE (%u bits)", rule,
                  d->bits);
+    } else if (rule_sells_outright(d->rule)) {
+        snprintf(message, sizeof message,
+                 "%s: limit %lld, current %lld; the units can be bought now (\"commit\": true)",
+                 rule, (long long)d->limit, (long long)d->current);
     } else {
         snprintf(message, sizeof message, "%s: limit %lld, current %lld", rule,
                  (long long)d->limit, (long long)d->current);
@@ -241,6 +260,10 @@ void reply_decision(request_t *r, const policy_decision_t *d, uint64_t request_h
         jw_kint(&r->out, "current", d->current);
         if (d->retry_after_ms >= 0) {
             jw_kint(&r->out, "retry_after_ms", d->retry_after_ms);
+        }
+        if (rule_sells_outright(d->rule)) {
+            jw_key(&r->out, "buy_now");
+            jw_value_raw(&r->out, "true", 4);
         }
     }
     error_end(r);
@@ -785,9 +808,8 @@ static void read_proof(request_t *r, guard_hold_request_t *req, uint64_t hash, i
     if (proof == NULL) {
         return;
     }
-    if (!guard_challenge_verify(r->server->guard, hash, proof,
-                                strlen(proof), now_ms, &req->proof_tag,
-                                &req->proof_expires_ms)) {
+    if (!guard_challenge_verify(r->server->guard, hash, proof, strlen(proof), now_ms,
+                                &req->proof_tag, &req->proof_expires_ms, &req->proof_bits)) {
         req->proof_tag = 0; /* a bad proof is no proof: the rule asks again */
     }
 }

@@ -478,12 +478,18 @@ static struct MHD_Daemon *start_http(server_t *s, int fd)
 
 /* ------------------------------------------------------------- run, stop */
 
-/* The engine's own clock: expire what is due, and compact when it is time. */
+/* The engine's own clock: expire what is due, take carts back for buyers
+ * who wait, and compact when it is time. */
 static void tick(server_t *s)
 {
     store_snapshot_poll(&s->store, false);
     pthread_mutex_lock(&s->engine_lock);
-    guard_advance(s->guard, server_now_ms(s));
+    guard_op_t op;
+    guard_outcome_t o = guard_reclaim(s->guard, server_now_ms(s), &op);
+    if (o.changed && store_append(&s->store, &op, server_mono_ms()) == 0) {
+        /* The store is failed for good: every reply says so from now on. */
+        fprintf(stderr, "level=error msg=\"a reclaim could not be journaled\"\n");
+    }
     if (store_wants_snapshot(&s->store)) {
         store_snapshot(&s->store, s->guard);
     }

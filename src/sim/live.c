@@ -415,6 +415,8 @@ static guard_outcome_t hold_reply(live_t *l, int status, const json_t *doc, cons
     if (status == 429 && strcmp(code, "policy_denied") == 0) {
         guard_outcome_t o = {.result = GUARD_DENIED};
         o.decision.rule = rule_named(str_at(error, "rule"));
+        o.decision.limit = int_at(error, "limit", 0);
+        o.decision.current = int_at(error, "current", 0);
         o.decision.retry_after_ms = int_at(error, "retry_after_ms", -1);
         return o;
     }

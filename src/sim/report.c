@@ -23,9 +23,9 @@ void sim_report_table(FILE *out, const sim_scenario_t *s, const sim_result_t *r,
         fprintf(out, "%u scalpers after %u units each, ", s->scalpers, s->scalper_units);
     }
     fprintf(out, "%u skus, %.1f h\n\n", s->sku_count, (double)s->duration_ms / 3.6e6);
-    fprintf(out, "%-14s %9s %8s %9s %9s %9s %9s %9s %9s %9s %10s %9s %10s", "policy", "units",
-            "of ctrl", "buyers", "sold-out", "challngd", "proof s", "denied", "atk u-h",
-            "atk ids", "atk cpu s", "oversold", "revenue");
+    fprintf(out, "%-14s %9s %8s %9s %9s %9s %9s %9s %9s %9s %9s %10s %9s %10s", "policy",
+            "units", "of ctrl", "buyers", "sold-out", "challngd", "proof s", "denied", "burdened",
+            "atk u-h", "atk ids", "atk cpu s", "oversold", "revenue");
     fprintf(out, scalpers ? " %9s\n" : "\n", "scalped");
     for (uint32_t i = 0; i < count; i++) {
         const sim_result_t *x = &r[i];
@@ -40,10 +40,11 @@ void sim_report_table(FILE *out, const sim_scenario_t *s, const sim_result_t *r,
         }
         fprintf(out,
                 "%-14s %9" PRIu64 " %8s %9" PRIu64 " %9" PRIu64 " %9" PRIu64 " %9.1f %9" PRIu64
-                " %9.0f %9" PRIu64 " %10.0f %9" PRIu64 " %10.2f",
+                " %9" PRIu64 " %9.0f %9" PRIu64 " %10.0f %9" PRIu64 " %10.2f",
                 x->policy, x->genuine_units_bought, of_text, x->genuine_buyers_served,
                 x->genuine_saw_sold_out_while_held, x->genuine_challenged, x->genuine_proof_s,
-                x->genuine_denied, x->attacker_unit_hours, x->attacker_identities,
+                x->genuine_denied, x->genuine_burdened, x->attacker_unit_hours,
+                x->attacker_identities,
                 x->attacker_cpu_s, x->oversells, (double)x->revenue_cents / 100.0);
         if (scalpers) {
             fprintf(out, " %9" PRIu64, x->scalper_units_bought);
@@ -54,7 +55,9 @@ void sim_report_table(FILE *out, const sim_scenario_t *s, const sim_result_t *r,
             "\nunits: units genuine buyers bought; of ctrl: of the same policy without the "
             "attack;\nbuyers: genuine buyers served; sold-out: buyers told \"sold out\" while "
             "units sat in holds;\nchallngd/denied: genuine buyers asked a proof of work / refused "
-            "by a rule;\nproof s: browser seconds all genuine buyers spent on proofs;\natk u-h: units held by hoarders x hours; atk ids: identities they used;\n"
+            "by a rule;\nburdened: genuine buyers refused by a rule or kept over a second by proofs;\n"
+            "proof s: browser seconds all genuine buyers spent on proofs;\n"
+            "atk u-h: units held by hoarders x hours; atk ids: identities they used;\n"
             "atk cpu s: CPU seconds they spent on proofs; oversold: paid, then refunded (no "
             "holds).\n");
     if (scalpers) {
@@ -104,7 +107,8 @@ static void json_result(FILE *out, const sim_result_t *x, const sim_result_t *co
             "{\"policy\": \"%s\", \"genuine_buyers\": %" PRIu64 ", \"genuine_units_wanted\": %" PRIu64
             ", \"genuine_units_bought\": %" PRIu64 ", \"genuine_buyers_served\": %" PRIu64
             ", \"genuine_saw_sold_out_while_held\": %" PRIu64 ", \"genuine_challenged\": %" PRIu64
-            ", \"genuine_denied\": %" PRIu64 ", \"genuine_waitlisted\": %" PRIu64
+            ", \"genuine_denied\": %" PRIu64 ", \"genuine_burdened\": %" PRIu64
+            ", \"genuine_waitlisted\": %" PRIu64
             ", \"genuine_served_from_waitlist\": %" PRIu64 ", \"genuine_proof_s\": %.3f"
             ", \"attacker_unit_hours\": %.3f, \"attacker_holds\": %" PRIu64
             ", \"attacker_identities\": %" PRIu64 ", \"attacker_denied\": %" PRIu64
@@ -113,12 +117,16 @@ static void json_result(FILE *out, const sim_result_t *x, const sim_result_t *co
             ", \"events\": %" PRIu64 ", \"scalper_units_bought\": %" PRIu64,
             x->policy, x->genuine_buyers, x->genuine_units_wanted, x->genuine_units_bought,
             x->genuine_buyers_served, x->genuine_saw_sold_out_while_held, x->genuine_challenged,
-            x->genuine_denied, x->genuine_waitlisted, x->genuine_served_from_waitlist,
+            x->genuine_denied, x->genuine_burdened, x->genuine_waitlisted,
+            x->genuine_served_from_waitlist,
             x->genuine_proof_s, x->attacker_unit_hours, x->attacker_holds,
             x->attacker_identities, x->attacker_denied, x->attacker_challenged, x->attacker_cpu_s,
             x->oversells, x->revenue_cents, x->units_sold, x->events, x->scalper_units_bought);
     if (control != NULL) {
-        fprintf(out, ", \"control_units_bought\": %" PRIu64, control->genuine_units_bought);
+        /* The same run without the attack, whole: its burden counts too. */
+        fprintf(out, ", \"control_units_bought\": %" PRIu64 ", \"control\": ",
+                control->genuine_units_bought);
+        json_result(out, control, NULL);
     }
     fprintf(out, "}");
 }

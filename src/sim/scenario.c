@@ -5,6 +5,7 @@
  * 19,000-seat arena; about 6,000 people came) and are otherwise plain
  * assumptions stated here, so a reader can disagree with one line.
  */
+#include <assert.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -30,7 +31,10 @@ static void buyers_common(sim_scenario_t *s)
     s->retries = 2;
     s->retry_wait_ms = 10 * 60 * 1000;
     s->waitlist_pct = 50;
-    s->browser_hashes_per_s = 85000; /* web/pow/solver.js, one core */
+    /* web/pow/solver.js with its WebAssembly engine in headless Chromium
+     * on one core of a server (bench/pow_speed.mjs: 3.6 to 5.9 million; the
+     * slowest run taken). A phone is slower: docs/SIM.md. */
+    s->browser_hashes_per_s = 3500000;
 }
 
 /* July 2020: a campaign's merchandise shop (caps, cufflinks, shirts in
@@ -62,17 +66,20 @@ static void merch_2020(sim_scenario_t *s)
     s->rotate_ids = true;
     s->ip_prefixes = 400;  /* a person each: their own network */
     s->fingerprints = 400; /* and their own browser */
-    s->attacker_hashes_per_s = 85000; /* a browser tab */
+    s->attacker_hashes_per_s = 3500000; /* a browser tab, the shop's own solver */
     s->attacker_cpu_s = 3600;         /* an hour of a tab's time each */
 }
 
 /* June 2020: free tickets for a 19,000-seat arena; about a million
- * registrations were announced and about 6,000 people came. Registering is
- * a hold with no commitment; coming is the commit. */
+ * registrations were announced and about 6,000 people came. A ticket was
+ * free, so the crowd did not hold seats: it registered, which is a sale
+ * (the commit). Each troll is a person with a phone of its own and its own
+ * network, registering again and again under fresh names for seats it
+ * will never use: bots that "pay", at no price. */
 static void rally_2020(sim_scenario_t *s)
 {
     snprintf(s->name, sizeof s->name, "rally-2020");
-    s->story = "free tickets, 19,000 seats; registrations en masse by people who never come";
+    s->story = "free tickets, 19,000 seats; trolls register en masse for seats they never use";
     add_sku(s, "ticket", 19000, 0);
     s->duration_ms = 24LL * 3600 * 1000;
     buyers_common(s);
@@ -83,13 +90,14 @@ static void rally_2020(sim_scenario_t *s)
     s->curve = SIM_CURVE_VIRAL;
     s->peak_ms = 6LL * 3600 * 1000;
     s->spread_ms = 6LL * 3600 * 1000;
-    s->attackers = 5000;
+    s->scalpers = 800;       /* trolls */
+    s->scalper_units = 50;   /* forty thousand registrations between them */
     s->attack_start_ms = 1LL * 3600 * 1000;
     s->attack_end_ms = s->duration_ms;
     s->rotate_ids = true;
-    s->ip_prefixes = 5000;
-    s->fingerprints = 5000;
-    s->attacker_hashes_per_s = 85000;
+    s->ip_prefixes = 800;
+    s->fingerprints = 800;
+    s->attacker_hashes_per_s = 3500000; /* the shop's own solver in a browser */
     s->attacker_cpu_s = 1800;
 }
 
@@ -135,6 +143,44 @@ static void scalper_drop(sim_scenario_t *s)
     s->scalper_units = 10;
 }
 
+/* A drop that sells out in minutes: six items, 540 units, fifteen buyers a
+ * second who mostly pay within seconds, many of them on phones behind a few
+ * carriers' NATs. Hoarders strike in the first seconds from 48 devices
+ * behind the same NATs, a fresh account for every hold, asking the most
+ * the page offers and taking the shop's default hold time; they solve
+ * proofs natively and never pay. */
+static void quick_drop(sim_scenario_t *s)
+{
+    snprintf(s->name, sizeof s->name, "quick-drop");
+    s->story = "a drop that sells out in minutes; hoarders on the buyers' carrier NATs strike first";
+    static const char *const items[] = {"hoodie-s", "hoodie-m", "hoodie-l",
+                                        "tee-s",    "tee-m",    "tee-l"};
+    for (int i = 0; i < 6; i++) {
+        add_sku(s, items[i], 90, i < 3 ? 8000 : 3500);
+    }
+    s->duration_ms = 10LL * 60 * 1000;
+    buyers_common(s);
+    s->genuine = 9000; /* fifteen a second for ten minutes */
+    s->curve = SIM_CURVE_STEADY;
+    s->think_ms_median = 15000; /* card details saved: seconds to pay */
+    s->think_sigma = 0.5;
+    s->abandon_pct = 15;
+    s->pay_fail_pct = 2;
+    s->retries = 3;
+    s->retry_wait_ms = 30000;
+    s->nat_prefixes = 16; /* mobile carriers' shared /24s */
+    s->nat_pct = 40;
+    s->attackers = 48;
+    s->attack_start_ms = 0;
+    s->attack_ramp_ms = 5000;
+    s->attack_end_ms = s->duration_ms;
+    s->rotate_ids = true;
+    s->ip_prefixes = 0; /* behind the carriers' NATs, with the buyers */
+    s->fingerprints = 48;
+    s->attacker_hashes_per_s = 10000000; /* `holdfast solve` on a server core */
+    s->attacker_cpu_s = 600;
+}
+
 static const struct {
     const char *name;
     void (*make)(sim_scenario_t *s);
@@ -143,12 +189,13 @@ static const struct {
     {"rally-2020", rally_2020},
     {"flash-sale", flash_sale},
     {"scalper-drop", scalper_drop},
+    {"quick-drop", quick_drop},
 };
 
 const char *sim_scenario_names(void)
 {
-    return "merch-2020, rally-2020, flash-sale, scalper-drop (each also NAME-control: no "
-           "attack)";
+    return "merch-2020, rally-2020, flash-sale, scalper-drop, quick-drop (each also "
+           "NAME-control: no attack)";
 }
 
 bool sim_scenario_builtin(const char *name, sim_scenario_t *out)
@@ -160,6 +207,7 @@ bool sim_scenario_builtin(const char *name, sim_scenario_t *out)
     for (size_t i = 0; i < sizeof scenarios / sizeof scenarios[0]; i++) {
         if (strcmp(base, scenarios[i].name) == 0) {
             memset(out, 0, sizeof *out);
+            out->attack_ramp_ms = SIM_ATTACK_RAMP_MS_DEFAULT;
             scenarios[i].make(out);
             if (control) {
                 out->attackers = 0;
@@ -190,6 +238,9 @@ static policy_config_t off(int64_t ttl_ms)
     c.challenge_enabled = 0;
     c.waitlist_enabled = 0;
     c.escalation_enabled = 0;
+    c.newcomer_enabled = 0;
+    c.ttl_pay_floor = 0;
+    c.reclaim_enabled = 0;
     return c;
 }
 
@@ -240,4 +291,46 @@ bool sim_policy_builtin(const char *name, sim_policy_t *out)
 const char *sim_policy_names(void)
 {
     return "none, naive, quantity-cap, default, strict";
+}
+
+/* ------------------------------------------------------------- ablation */
+
+/* Each defense's off switch: the base policy with one of them off shows
+ * what that defense buys (and costs) in a scenario. */
+static void no_quantity(policy_config_t *c) { c->quantity_enabled = 0; }
+static void no_identity(policy_config_t *c) { c->identity_enabled = 0; }
+static void no_budget(policy_config_t *c) { c->budget_enabled = 0; }
+static void no_hold_share(policy_config_t *c) { c->hold_share_held_pct_max = 100; }
+static void no_newcomer(policy_config_t *c) { c->newcomer_enabled = 0; }
+static void no_adaptive_ttl(policy_config_t *c) { c->ttl_adaptive = 0; }
+static void no_pay_floor(policy_config_t *c) { c->ttl_pay_floor = 0; }
+static void no_reputation(policy_config_t *c) { c->reputation_enabled = 0; }
+static void no_challenge(policy_config_t *c) { c->challenge_enabled = 0; }
+static void no_waitlist(policy_config_t *c) { c->waitlist_enabled = 0; }
+static void no_escalation(policy_config_t *c) { c->escalation_enabled = 0; }
+static void no_reclaim(policy_config_t *c) { c->reclaim_enabled = 0; }
+
+static const struct {
+    const char *name;
+    void (*off)(policy_config_t *c);
+} defenses[] = {
+    {"quantity", no_quantity},     {"identity", no_identity},       {"budget", no_budget},
+    {"hold_share", no_hold_share}, {"newcomer", no_newcomer},       {"ttl.adaptive", no_adaptive_ttl},
+    {"ttl.pay_floor", no_pay_floor}, {"reputation", no_reputation}, {"challenge", no_challenge},
+    {"waitlist", no_waitlist},     {"escalation", no_escalation},   {"reclaim", no_reclaim},
+};
+
+uint32_t sim_ablation_count(void)
+{
+    return sizeof defenses / sizeof defenses[0];
+}
+
+void sim_policy_ablated(const sim_policy_t *base, uint32_t i, sim_policy_t *out)
+{
+    assert(i < sim_ablation_count());
+    *out = *base;
+    snprintf(out->name, sizeof out->name, "-%s", defenses[i].name);
+    defenses[i].off(&out->config);
+    policy_field_t bad;
+    assert(policy_config_valid(&out->config, &bad));
 }

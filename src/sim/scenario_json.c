@@ -39,9 +39,13 @@ static const field_t fields[] = {
     FIELD(retry_wait_ms, F_I64, 1000, 86400000),
     FIELD(waitlist_pct, F_PCT, 0, 100),
     FIELD(browser_hashes_per_s, F_F64, 1, 1e12),
+    FIELD(nat_prefixes, F_U32, 0, 65536),
+    FIELD(nat_pct, F_PCT, 0, 100),
     FIELD(attackers, F_U32, 0, SIM_ATTACKERS_MAX),
     FIELD(attack_start_ms, F_I64, 0, SIM_DURATION_MS_MAX),
     FIELD(attack_end_ms, F_I64, 0, SIM_DURATION_MS_MAX),
+    FIELD(attack_ramp_ms, F_I64, 0, SIM_DURATION_MS_MAX),
+    FIELD(hoard_ttl_ms, F_I64, 0, HF_TTL_MS_MAX),
     FIELD(rotate_ids, F_BOOL, 0, 1),
     FIELD(ip_prefixes, F_U32, 0, 65536),
     FIELD(fingerprints, F_U32, 0, SIM_ATTACKERS_MAX),
@@ -172,6 +176,7 @@ bool sim_scenario_file(const char *path, sim_scenario_t *out, char *err, size_t 
     }
     if (ok && base == NULL) {
         snprintf(out->name, sizeof out->name, "custom"); /* no base: every field from the file */
+        out->attack_ramp_ms = SIM_ATTACK_RAMP_MS_DEFAULT;
     }
     const char *key;
     const json_t *v;

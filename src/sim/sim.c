@@ -199,19 +199,24 @@ enum {
     G_SAW_HELD = 4,
     G_SERVED = 8,
     G_WAITLISTED = 16,
+    G_OFFERED_WAIT = 32, /* shown the waitlist once: joined it or not */
 };
 
 typedef struct {
     uint64_t hold_id, wait_id;
     uint32_t proof_tag;
+    float proof_s; /* browser seconds spent on proofs so far */
     uint8_t sku, qty, tries, flags, polls;
+    uint8_t proof_bits; /* the price its proof was issued at */
 } buyer_t;
 
 /* A bot: a hoarder, or a scalper (which pays). */
 typedef struct {
     uint64_t holds; /* made so far: a rotating bot's next customer id */
-    uint64_t hold_id; /* a scalper's hold, until it pays */
+    uint64_t hold_id; /* its hold: a scalper's until it pays, a hoarder's until it ends */
+    int64_t hold_expires_ms; /* a hoarder's hold's expiry (-1: taken back before it) */
     uint32_t proof_tag;
+    uint8_t proof_bits;
     double cpu_left_s;
     uint16_t bought; /* a scalper's units so far */
     uint8_t sku;
@@ -219,6 +224,7 @@ typedef struct {
     uint8_t misses;   /* refusals in a row: it waits longer after each */
     uint8_t watching; /* in the line of bots watching a sold-out shop */
     uint8_t scalper, buy_now; /* a scalper; one that found the carts full */
+    uint8_t ask; /* units it asks next (0: the most the page offers), learned from a refusal */
 } hoarder_t;
 
 typedef struct {
@@ -322,12 +328,14 @@ static int64_t server_ms(const sim_t *m, int64_t ms)
 }
 
 /* The hold time a live agent asks for: what the policy would give (a
- * hoarder: the most it allows) in scenario time, so that carts run out on
- * the agents' clock; the server still shortens it as its policy says. */
+ * hoarder: what the scenario says it asks, else the same) in scenario time,
+ * so that carts run out on the agents' clock; the server still shortens it
+ * as its policy says. */
 static int64_t live_ttl_ms(const sim_t *m, uint8_t sku, bool hoarder)
 {
     const policy_config_t *c = sku_policy(m, sku);
-    double ms = (double)(hoarder ? c->ttl_max_ms : c->ttl_default_ms) / m->speed;
+    int64_t want_ms = hoarder && m->s->hoard_ttl_ms > 0 ? m->s->hoard_ttl_ms : c->ttl_default_ms;
+    double ms = (double)want_ms / m->speed;
     return ms < HF_TTL_MS_MIN ? HF_TTL_MS_MIN : ms > HF_TTL_MS_MAX ? HF_TTL_MS_MAX : (int64_t)ms;
 }
 
@@ -405,20 +413,32 @@ static void set_line(const sim_t *m, engine_hold_create_t *c, uint8_t sku, uint3
     c->lines[0].qty = qty;
 }
 
-static void set_proof(sim_t *m, guard_hold_request_t *req, uint32_t *tag)
+static void set_proof(sim_t *m, guard_hold_request_t *req, uint32_t *tag, uint8_t bits)
 {
     if (*tag == 0) {
         return;
     }
-    /* The sim skips the hashing, not the rule: a proof is a fresh tag, good
-     * for the challenge's life, spent once, as a verified header would be. */
+    /* The sim skips the hashing, not the rule: a proof is a fresh tag at the
+     * price it was asked, good for the challenge's life, spent once, as a
+     * verified header would be. */
     req->proof_tag = *tag;
     req->proof_expires_ms = m->now_ms + m->p->config.challenge_ttl_ms;
+    req->proof_bits = bits;
     *tag = 0;
 }
 
-/* A genuine buyer: its own account, an address shared with 15 neighbours
- * (one /24 for 16 buyers), its own browser. */
+/* The address of a carrier NAT's customer: one of the scenario's NAT /24s
+ * (in 100.64.0.0/10, where carriers number them), one of 250 hosts. */
+static uint8_t nat_address(const sim_scenario_t *s, uint32_t who, char *out, size_t size)
+{
+    uint32_t p = who % s->nat_prefixes;
+    return (uint8_t)snprintf(out, size, "100.%u.%u.%u", 64 + (p >> 8 & 63), p & 255,
+                             who / s->nat_prefixes % 250 + 1);
+}
+
+/* A genuine buyer: its own account, its own browser, and an address shared
+ * with 15 neighbours (one /24 for 16 buyers) or, for nat_pct of them, with
+ * everyone behind a carrier's NAT. */
 static void buyer_request(sim_t *m, uint32_t i, guard_hold_request_t *req, bool buy_now)
 {
     buyer_t *b = &m->buyers[i];
@@ -427,18 +447,22 @@ static void buyer_request(sim_t *m, uint32_t i, guard_hold_request_t *req, bool 
     engine_hold_create_t *c = &req->create;
     c->customer_len = (uint8_t)snprintf(c->customer, sizeof c->customer, "g%u", i);
     uint32_t net = i / 16;
-    c->ip_len = (uint8_t)snprintf(c->ip, sizeof c->ip, "10.%u.%u.%u", net >> 8 & 255, net & 255,
-                                  i % 16 + 1);
+    if (m->s->nat_prefixes > 0 && i % 100 < m->s->nat_pct) {
+        c->ip_len = nat_address(m->s, i, c->ip, sizeof c->ip);
+    } else {
+        c->ip_len = (uint8_t)snprintf(c->ip, sizeof c->ip, "10.%u.%u.%u", net >> 8 & 255,
+                                      net & 255, i % 16 + 1);
+    }
     c->fingerprint_len = (uint8_t)snprintf(c->fingerprint, sizeof c->fingerprint, "gf%u", i);
     set_line(m, c, b->sku, b->qty);
     req->buy_now = buy_now;
-    set_proof(m, req, &b->proof_tag);
+    set_proof(m, req, &b->proof_tag, b->proof_bits);
 }
 
 /* The most the page offers (10, or what is left) within the sku's cap. */
-static uint32_t hoard_qty(const sim_t *m, uint8_t sku)
+static uint32_t hoard_qty(const sim_t *m, const hoarder_t *h, uint8_t sku)
 {
-    int64_t qty = 10;
+    int64_t qty = h->ask > 0 ? h->ask : 10;
     const policy_config_t *c = sku_policy(m, sku);
     if (c->quantity_enabled && qty > c->quantity_line_qty_max) {
         qty = c->quantity_line_qty_max;
@@ -467,13 +491,16 @@ static void hoarder_request(sim_t *m, uint32_t a, guard_hold_request_t *req, uin
         uint32_t p = a % s->ip_prefixes;
         c->ip_len = (uint8_t)snprintf(c->ip, sizeof c->ip, "%u.%u.%u.%u", h->scalper ? 12 : 11,
                                       p >> 8 & 255, p & 255, a % 200 + 1);
+    } else if (s->nat_prefixes > 0) {
+        c->ip_len = nat_address(s, a, c->ip, sizeof c->ip); /* behind the buyers' carriers */
     }
     if (s->fingerprints > 0) {
         c->fingerprint_len = (uint8_t)snprintf(c->fingerprint, sizeof c->fingerprint, "%cf%u",
                                                kind, a % s->fingerprints);
     }
     set_line(m, c, h->sku, qty);
-    set_proof(m, req, &h->proof_tag);
+    c->ttl_ms = h->scalper ? 0 : s->hoard_ttl_ms;
+    set_proof(m, req, &h->proof_tag, h->proof_bits);
 }
 
 static double proof_s(uint32_t bits, double hashes_per_s)
@@ -502,27 +529,17 @@ static bool waitlist_on(const sim_t *m, uint8_t sku)
     return !m->p->no_holds && sku_policy(m, sku)->waitlist_enabled;
 }
 
-/* Told "sold out": try again later, join the waitlist, or give up. */
-static void sold_out(sim_t *m, uint32_t i)
+/* Joins the sku's waitlist with the names a hold of theirs carries; false
+ * if the shop would not have them. */
+static bool buyer_join(sim_t *m, uint32_t i)
 {
     buyer_t *b = &m->buyers[i];
-    if (sku_view(m, b->sku).held > 0) {
-        b->flags |= G_SAW_HELD; /* sold out while stock sat in carts */
-    }
-    if (b->tries < m->s->retries) {
-        b->tries++;
-        push(&m->q, m->now_ms + m->s->retry_wait_ms, i, EV_RETRY);
-        return;
-    }
-    if (!waitlist_on(m, b->sku) || !rng_pct(&m->rng, m->s->waitlist_pct)) {
-        return;
-    }
     guard_op_t op = {.kind = GUARD_OP_WAIT_JOIN};
     op.engine.now_ms = m->now_ms;
     const sim_sku_t *k = &m->s->skus[b->sku];
     op.u.wait_join.sku_len = (uint8_t)strlen(k->sku);
     memcpy(op.u.wait_join.sku, k->sku, op.u.wait_join.sku_len);
-    guard_hold_request_t who; /* the same names a hold of theirs carries */
+    guard_hold_request_t who;
     buyer_request(m, i, &who, false);
     const engine_hold_create_t *c = &who.create;
     memcpy(op.u.wait_join.customer, c->customer, c->customer_len);
@@ -535,12 +552,36 @@ static void sold_out(sim_t *m, uint32_t i)
     guard_outcome_t o = shop_wait_join(m, &op);
     if (o.result == GUARD_WAIT_AVAILABLE) {
         push(&m->q, m->now_ms + 1, i, EV_RETRY); /* units came back meanwhile: hold them */
-    } else if (o.result == GUARD_OK) {
-        b->wait_id = o.id;
-        b->flags |= G_WAITLISTED;
-        /* Told when an offer comes (notice_offers); a slow look now and then
-         * covers a notice lost to a burst of offers. */
-        push(&m->q, m->now_ms + WAIT_POLL_MS, i, EV_WAIT_CHECK);
+        return true;
+    }
+    if (o.result != GUARD_OK) {
+        return false;
+    }
+    b->wait_id = o.id;
+    b->flags |= G_WAITLISTED;
+    /* Told when an offer comes (notice_offers); a slow look now and then
+     * covers a notice lost to a burst of offers. */
+    push(&m->q, m->now_ms + WAIT_POLL_MS, i, EV_WAIT_CHECK);
+    return true;
+}
+
+/* Told "sold out": the page offers the waitlist, which some join at once;
+ * the others try again later, a few times, then give up. */
+static void sold_out(sim_t *m, uint32_t i)
+{
+    buyer_t *b = &m->buyers[i];
+    if (sku_view(m, b->sku).held > 0) {
+        b->flags |= G_SAW_HELD; /* sold out while stock sat in carts */
+    }
+    if (waitlist_on(m, b->sku) && !(b->flags & G_OFFERED_WAIT)) {
+        b->flags |= G_OFFERED_WAIT;
+        if (rng_pct(&m->rng, m->s->waitlist_pct) && buyer_join(m, i)) {
+            return;
+        }
+    }
+    if (b->tries < m->s->retries) {
+        b->tries++;
+        push(&m->q, m->now_ms + m->s->retry_wait_ms, i, EV_RETRY);
     }
 }
 
@@ -581,7 +622,9 @@ static void buyer_attempt(sim_t *m, uint32_t i)
         b->flags |= G_CHALLENGED;
         double s = proof_s(o.decision.bits, m->s->browser_hashes_per_s);
         m->r->genuine_proof_s += s;
+        b->proof_s += (float)s;
         b->proof_tag = shop_proof_tag(m, false);
+        b->proof_bits = (uint8_t)o.decision.bits;
         if (b->proof_tag != 0) { /* else too hard a proof: the buyer leaves */
             push(&m->q, m->now_ms + (int64_t)(s * 1000.0) + 1, i, EV_PROOF);
         }
@@ -693,14 +736,73 @@ static void notice_offers(sim_t *m)
 
 /* -------------------------------------------------------------- hoarders */
 
+/* A bot looks at the shop (its cart, the stock page) this often. */
+#define HOARD_REACTION_MS 30000
+/* A bot's checkout and its next try: seconds, not a person's minutes. */
+#define SCALP_PAY_MS 3000
+#define SCALP_NEXT_MS 1000
+
+static void hoarder_reclaimed(sim_t *m, uint32_t a);
+
+/* The shop's own tick, as a server runs it: carts taken back for buyers who
+ * wait (at most once a second of shop time). Bots whose carts went see it. */
+static void shop_reclaim(sim_t *m)
+{
+    guard_op_t op;
+    guard_outcome_t o = guard_reclaim(m->g, m->now_ms, &op);
+    for (uint16_t i = 0; o.changed && i < op.u.reclaim.count; i++) {
+        engine_hold_view_t v;
+        engine_result_t r = engine_hold_view(guard_engine(m->g), op.u.reclaim.holds[i], &v);
+        assert(r == ENGINE_OK);
+        if (v.customer_len > 1 && (v.customer[0] == 'h' || v.customer[0] == 's')) {
+            uint32_t a = (uint32_t)strtoul(v.customer + 1, NULL, 10);
+            if (a < m->bots) {
+                hoarder_reclaimed(m, a);
+            }
+        }
+    }
+}
+
 #define HOARD_WAIT_MS_MAX (30 * 60 * 1000)
 
 static void hoarder_next_sku(sim_t *m, hoarder_t *h)
 {
     h->sku = (uint8_t)((h->sku + 1) % m->s->sku_count);
+    h->ask = 0; /* another sku: the most the page offers again */
 }
 
-static void hoarder_held(sim_t *m, uint32_t agent, hoarder_t *h, uint32_t qty, int64_t expires_ms)
+/* A bot refused for how many units it asked learns from the reply how many
+ * it may have (the limit less what it holds or bought), or, refused by the
+ * newcomer pool, that an ordinary cart's units still pass. True if it asks
+ * again for fewer, at once. */
+static bool bot_learns(sim_t *m, hoarder_t *h, const policy_decision_t *d, uint32_t asked)
+{
+    int64_t may = 0;
+    switch (d->rule) {
+    case POLICY_RULE_LINE_QTY:
+    case POLICY_RULE_CUSTOMER_UNITS_PER_SKU:
+    case POLICY_RULE_FINGERPRINT_UNITS_PER_SKU:
+    case POLICY_RULE_IP_PREFIX_UNITS_PER_SKU:
+    case POLICY_RULE_CUSTOMER_UNITS:
+    case POLICY_RULE_IP_PREFIX_UNITS:
+    case POLICY_RULE_FINGERPRINT_UNITS:
+        may = d->rule == POLICY_RULE_LINE_QTY ? d->limit : d->limit - d->current;
+        break;
+    case POLICY_RULE_NEWCOMER_POOL:
+        may = sku_policy(m, h->sku)->newcomer_free_units;
+        break;
+    default:
+        return false;
+    }
+    if (may < 1 || may >= (int64_t)asked) {
+        return false;
+    }
+    h->ask = (uint8_t)(may < 255 ? may : 255);
+    return true;
+}
+
+static void hoarder_held(sim_t *m, uint32_t agent, hoarder_t *h, uint32_t qty, int64_t expires_ms,
+                         uint64_t hold_id)
 {
     int64_t until_ms = expires_ms < m->s->duration_ms ? expires_ms : m->s->duration_ms;
     m->r->attacker_unit_hours += (double)qty * (double)(until_ms - m->now_ms) / 3.6e6;
@@ -709,16 +811,35 @@ static void hoarder_held(sim_t *m, uint32_t agent, hoarder_t *h, uint32_t qty, i
     h->holds++;
     h->held_sku = h->sku;
     h->held_qty = (uint8_t)(qty < 255 ? qty : 255);
+    h->hold_id = hold_id;
+    h->hold_expires_ms = expires_ms;
     hoarder_next_sku(m, h);
     push(&m->q, expires_ms, agent, EV_HOARD_EXPIRED); /* hold again as it runs out */
+}
+
+/* The shop took a hoarder's hold back (reclaim): the bot sees its cart
+ * emptied at its next look and tries again; what it had counted as held
+ * to the end of the hold ends now. */
+static void hoarder_reclaimed(sim_t *m, uint32_t a)
+{
+    hoarder_t *h = &m->hoarders[a];
+    if (h->scalper || h->held_qty == 0 || h->hold_expires_ms < 0) {
+        return;
+    }
+    int64_t until_ms = h->hold_expires_ms < m->s->duration_ms ? h->hold_expires_ms
+                                                             : m->s->duration_ms;
+    m->r->attacker_unit_hours -= (double)h->held_qty * (double)(until_ms - m->now_ms) / 3.6e6;
+    h->held_qty = 0;
+    h->hold_expires_ms = -1; /* its EV_HOARD_EXPIRED is stale now */
+    push(&m->q, m->now_ms + 1 + rng_below(&m->rng, HOARD_REACTION_MS), m->s->genuine + a,
+         EV_HOARD);
 }
 
 /* A bot on a sold-out shop watches the stock page (reads, not holds) and
  * pounces when units appear. The simulation keeps the watchers in a line
  * and wakes as many as the freed units could feed, each after a random
- * reaction of up to HOARD_REACTION_MS (a page polled that often), instead
- * of stepping every bot through every poll. */
-#define HOARD_REACTION_MS 30000
+ * reaction (HOARD_REACTION_MS above), instead of stepping every bot
+ * through every poll. */
 
 static void watch(sim_t *m, uint32_t a)
 {
@@ -781,6 +902,7 @@ static bool bot_pays_proof(sim_t *m, uint32_t agent, hoarder_t *h, uint32_t bits
     if (s > h->cpu_left_s || (h->proof_tag = shop_proof_tag(m, true)) == 0) {
         return false;
     }
+    h->proof_bits = (uint8_t)bits;
     h->cpu_left_s -= s;
     m->r->attacker_cpu_s += s;
     push(&m->q, m->now_ms + (int64_t)(s * 1000.0) + 1, agent, EV_HOARD_PROOF);
@@ -815,11 +937,12 @@ static void hoarder_attempt(sim_t *m, uint32_t agent)
     guard_hold_request_t req;
     uint32_t qty;
     int64_t expires_ms;
-    hoarder_request(m, agent - m->s->genuine, &req, hoard_qty(m, h->sku));
+    uint32_t asked = hoard_qty(m, h, h->sku);
+    hoarder_request(m, agent - m->s->genuine, &req, asked);
     guard_outcome_t o = shop_hold(m, &req, h->sku, true, &qty, &expires_ms);
     if (o.result == GUARD_OK) {
         h->misses = 0;
-        hoarder_held(m, agent, h, qty, expires_ms);
+        hoarder_held(m, agent, h, qty, expires_ms, o.engine.hold_id);
         return;
     }
     int64_t wait_ms = bot_backoff_ms(h);
@@ -829,6 +952,10 @@ static void hoarder_attempt(sim_t *m, uint32_t agent)
             return;
         }
         wait_ms = HOARD_WAIT_MS_MAX; /* out of CPU: try elsewhere, later */
+    } else if (o.result == GUARD_DENIED && bot_learns(m, h, &o.decision, asked)) {
+        m->r->attacker_denied++;
+        push(&m->q, m->now_ms + SCALP_NEXT_MS, agent, EV_HOARD); /* the same sku, fewer */
+        return;
     } else if (o.result == GUARD_DENIED) {
         m->r->attacker_denied++;
         int64_t retry_ms = server_ms(m, o.decision.retry_after_ms);
@@ -841,10 +968,6 @@ static void hoarder_attempt(sim_t *m, uint32_t agent)
 }
 
 /* -------------------------------------------------------------- scalpers */
-
-/* A bot's checkout and its next try: seconds, not a person's minutes. */
-#define SCALP_PAY_MS 3000
-#define SCALP_NEXT_MS 1000
 
 static void scalper_bought(sim_t *m, hoarder_t *h, uint8_t sku, uint32_t qty)
 {
@@ -865,11 +988,12 @@ static void scalper_attempt(sim_t *m, uint32_t agent, hoarder_t *h)
         watch(m, agent - s->genuine); /* sold out: watch for units coming back */
         return;
     }
-    uint32_t qty = hoard_qty(m, h->sku), left = s->scalper_units - h->bought;
+    uint32_t qty = hoard_qty(m, h, h->sku), left = s->scalper_units - h->bought;
     guard_hold_request_t req;
     uint32_t held;
     int64_t expires_ms;
-    hoarder_request(m, agent - s->genuine, &req, qty < left ? qty : left);
+    uint32_t asked = qty < left ? qty : left;
+    hoarder_request(m, agent - s->genuine, &req, asked);
     req.buy_now = m->p->no_holds || h->buy_now;
     guard_outcome_t o = shop_hold(m, &req, h->sku, true, &held, &expires_ms);
     if (o.result == GUARD_OK) {
@@ -897,6 +1021,9 @@ static void scalper_attempt(sim_t *m, uint32_t agent, hoarder_t *h)
     } else if (o.result == GUARD_DENIED && o.decision.rule == POLICY_RULE_HOLD_SHARE) {
         h->buy_now = 1; /* carts are full: buy outright from now on */
         wait_ms = SCALP_NEXT_MS;
+    } else if (o.result == GUARD_DENIED && bot_learns(m, h, &o.decision, asked)) {
+        push(&m->q, m->now_ms + SCALP_NEXT_MS, agent, EV_HOARD); /* the same sku, fewer */
+        return;
     } else if (o.result == GUARD_DENIED && o.decision.retry_after_ms >= 0) {
         int64_t retry_ms = server_ms(m, o.decision.retry_after_ms) + 1;
         wait_ms = retry_ms < wait_ms ? retry_ms : wait_ms;
@@ -962,8 +1089,10 @@ static void dispatch(sim_t *m, const event_t *e)
         buyer_wait_check(m, e->agent);
         break;
     case EV_HOARD_EXPIRED:
-        hoarder_expired(m, e->agent);
-        hoarder_attempt(m, e->agent);
+        if (m->hoarders[e->agent - m->s->genuine].hold_expires_ms == e->at_ms) {
+            hoarder_expired(m, e->agent);
+            hoarder_attempt(m, e->agent);
+        } /* else a hold taken back earlier: the bot has moved on */
         break;
     case EV_HOARD:
     case EV_HOARD_PROOF:
@@ -992,7 +1121,7 @@ static guard_config_t tables_for(const sim_scenario_t *s)
     c.engine.idem_keys_max = 16;
     uint64_t ids = 3 * agents + 3 * churn + 1024;
     c.identities_max = (uint32_t)(ids < HF_IDENTITIES_MAX_LIMIT ? ids : HF_IDENTITIES_MAX_LIMIT);
-    uint64_t pairs = agents + churn + 1024;
+    uint64_t pairs = POLICY_ID_KINDS * (agents + churn) + 1024; /* units per identity and sku */
     c.customer_skus_max =
         (uint32_t)(pairs < HF_CUSTOMER_SKUS_MAX_LIMIT ? pairs : HF_CUSTOMER_SKUS_MAX_LIMIT);
     c.waitlist_max = s->genuine + 16;
@@ -1042,8 +1171,10 @@ static void populate(sim_t *m)
         h->scalper = a >= s->attackers;
         h->cpu_left_s = s->attacker_cpu_s;
         h->sku = (uint8_t)(a % s->sku_count);
-        /* A coordinated start, spread over the first minute. */
-        push(&m->q, s->attack_start_ms + rng_below(&m->rng, 60000), s->genuine + a, EV_HOARD);
+        /* A coordinated start, spread over the ramp. */
+        int64_t ramp_ms = s->attack_ramp_ms > 0 ? s->attack_ramp_ms : 1;
+        push(&m->q, s->attack_start_ms + (int64_t)(rng_unit(&m->rng) * (double)ramp_ms),
+             s->genuine + a, EV_HOARD);
     }
     m->r->attacker_identities = s->attackers;
     m->r->genuine_buyers = s->genuine;
@@ -1061,6 +1192,8 @@ static void tally(sim_t *m)
         r->genuine_saw_sold_out_while_held += (f & G_SAW_HELD) != 0;
         r->genuine_challenged += (f & G_CHALLENGED) != 0;
         r->genuine_denied += (f & G_DENIED) != 0;
+        r->genuine_burdened +=
+            (f & G_DENIED) != 0 || m->buyers[i].proof_s > (float)SIM_BURDEN_PROOF_S;
         r->genuine_waitlisted += (f & G_WAITLISTED) != 0;
     }
 }
@@ -1150,6 +1283,7 @@ int sim_run(const sim_scenario_t *s, const sim_policy_t *p, const sim_options_t 
             if (e.kind == EV_SAMPLE) {
                 continue; /* a sample reads, so a run with plots runs as one without */
             }
+            shop_reclaim(&m);
             if (guard_offer_seq(m.g) != m.offers_seen) {
                 notice_offers(&m);
             }

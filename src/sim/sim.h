@@ -45,7 +45,15 @@
 #define SIM_SCALPERS_MAX 100000u
 #define SIM_SCALPER_UNITS_MAX 1000u
 #define SIM_DURATION_MS_MAX (7LL * 24 * 3600 * 1000)
-#define SIM_POLICIES_MAX 8
+/* Policies one comparison runs: the built-ins, or a base and its ablation. */
+#define SIM_POLICIES_MAX 16
+/* A buyer who spent more than this on proofs of work (in all) is burdened,
+ * as one refused by a rule is: a second is about what a page may take
+ * before a person notices a wait. */
+#define SIM_BURDEN_PROOF_S 1.0
+/* Bots start within this of the attack's start unless a scenario says
+ * otherwise: a coordinated start, spread over a minute. */
+#define SIM_ATTACK_RAMP_MS_DEFAULT 60000
 
 typedef enum {
     SIM_CURVE_STEADY = 0, /* arrivals spread evenly */
@@ -77,14 +85,22 @@ typedef struct {
     uint32_t pay_fail_pct; /* payments that fail (the cart is released) */
     uint32_t retries;      /* attempts after seeing "sold out" */
     int64_t retry_wait_ms;
-    uint32_t waitlist_pct; /* of those who give up, how many join a waitlist */
+    uint32_t waitlist_pct; /* told "sold out", how many join the waitlist (where there is one) */
     double browser_hashes_per_s;
+    /* Carrier-grade NATs: nat_pct of the buyers come from nat_prefixes /24s
+     * shared by many (0: every buyer's /24 is shared with 15 neighbours). */
+    uint32_t nat_prefixes;
+    uint32_t nat_pct;
 
     /* hoarders */
     uint32_t attackers;
     int64_t attack_start_ms, attack_end_ms;
+    int64_t attack_ramp_ms; /* bots start within this after attack_start_ms */
+    int64_t hoard_ttl_ms;   /* the TTL hoarders ask for (0: the shop's default) */
     bool rotate_ids;      /* a new customer id for every hold */
-    uint32_t ip_prefixes; /* /24s the attackers' addresses come from (0: no ip sent) */
+    /* /24s the bots' addresses come from (0: none sent, or with nat_prefixes
+     * the buyers' carrier NATs) */
+    uint32_t ip_prefixes;
     uint32_t fingerprints; /* browser fingerprints they present (0: none sent) */
     double attacker_hashes_per_s; /* each attacker's proof-of-work speed */
     double attacker_cpu_s;        /* each attacker's budget of CPU seconds for proofs */
@@ -115,6 +131,11 @@ bool sim_scenario_file(const char *path, sim_scenario_t *out, char *err, size_t 
 /* A policy from a file holding a policy document (docs/POLICIES.md). */
 bool sim_policy_file(const char *path, sim_policy_t *out, char *err, size_t err_size);
 
+/* The ablation: base with its i-th defense (of sim_ablation_count()) off,
+ * named "-DEFENSE" ("-reclaim", "-hold_share", ...). */
+uint32_t sim_ablation_count(void);
+void sim_policy_ablated(const sim_policy_t *base, uint32_t i, sim_policy_t *out);
+
 /* Built-in policies by name: none, naive, quantity-cap, default, strict. */
 bool sim_policy_builtin(const char *name, sim_policy_t *out);
 const char *sim_policy_names(void);
@@ -126,6 +147,8 @@ typedef struct {
     uint64_t genuine_units_bought, genuine_buyers_served;
     uint64_t genuine_saw_sold_out_while_held; /* buyers told "sold out" with units in holds */
     uint64_t genuine_challenged, genuine_denied; /* buyers asked a proof / refused a rule */
+    /* buyers who spent more than SIM_BURDEN_PROOF_S on proofs or were refused */
+    uint64_t genuine_burdened;
     uint64_t genuine_waitlisted, genuine_served_from_waitlist;
     double genuine_proof_s; /* browser seconds spent on proofs, all buyers */
     /* attack */

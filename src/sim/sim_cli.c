@@ -2,6 +2,7 @@
  * sim_cli.c - `holdfast sim`: runs a scenario under one or more policies,
  * each also without the attack (its control), and reports.
  */
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,8 @@ static const char usage[] =
     "  --seed N            the run's seed (default 1): the same seed, the same output\n"
     "  --genuine N         genuine buyers instead of the scenario's (0-10000000)\n"
     "  --attackers N       hoarders instead of the scenario's (0-1000000)\n"
+    "  --ablation          the policy (default: default) and the same with each defense\n"
+    "                      off in turn: what each one buys against this attack\n"
     "  --json              JSON instead of the table\n"
     "  --out DIR           also write SVG plots there (made if missing): units over time\n"
     "                      per policy, and genuine fill per policy\n"
@@ -41,6 +44,7 @@ typedef struct {
     char compare[256];
     uint64_t seed;
     bool json;
+    bool ablation;
     int64_t genuine, attackers; /* -1: the scenario's */
     const char *out_dir;
     bool compare_given;
@@ -80,6 +84,10 @@ static int parse(int argc, char **argv, sim_args_t *a)
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(argv[i], "--json") == 0) {
             a->json = true;
+            continue;
+        }
+        if (strcmp(argv[i], "--ablation") == 0) {
+            a->ablation = true;
             continue;
         }
         if (v == NULL) {
@@ -137,7 +145,7 @@ static int policies_of(const char *list, sim_policy_t *out, uint32_t *count)
     *count = 0;
     for (char *save = NULL, *name = strtok_r(copy, ",", &save); name != NULL;
          name = strtok_r(NULL, ",", &save)) {
-        if (*count == SIM_POLICIES_MAX) {
+        if (*count == 8) {
             return bad("at most 8 policies in", list);
         }
         char err[256];
@@ -151,6 +159,20 @@ static int policies_of(const char *list, sim_policy_t *out, uint32_t *count)
         }
     }
     return *count == 0 ? bad("no policy in", list) : 0;
+}
+
+/* The one policy given, then the same with each defense off in turn. */
+static int ablation_of(sim_policy_t *policies, uint32_t *count)
+{
+    if (*count != 1) {
+        return bad("--ablation takes one policy, not", "--compare");
+    }
+    assert(1 + sim_ablation_count() <= SIM_POLICIES_MAX);
+    for (uint32_t i = 0; i < sim_ablation_count(); i++) {
+        sim_policy_ablated(&policies[0], i, &policies[1 + i]);
+    }
+    *count = 1 + sim_ablation_count();
+    return 0;
 }
 
 /* One run, its wall time on stderr (stdout stays the same for a seed). */
@@ -232,7 +254,10 @@ int sim_main(int argc, char **argv)
         return live_main(&a, &attack);
     }
     if (rc == 0) {
-        rc = policies_of(a.compare, policies, &n);
+        rc = policies_of(a.ablation && !a.compare_given ? "default" : a.compare, policies, &n);
+    }
+    if (rc == 0 && a.ablation) {
+        rc = ablation_of(policies, &n);
     }
     if (rc != 0) {
         return rc;

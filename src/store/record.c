@@ -144,8 +144,9 @@ enum {
     KIND_HOLD_COMMIT = ENGINE_OP_HOLD_COMMIT,
     KIND_HOLD_RELEASE_V1 = ENGINE_OP_HOLD_RELEASE,
     KIND_HOLD_EXTEND = ENGINE_OP_HOLD_EXTEND,
-    KIND_HOLD_CREATE = 8,  /* + request hash, buy now, order_ref, proof */
-    KIND_HOLD_RELEASE = 9, /* + reason */
+    KIND_HOLD_CREATE_V2 = 8, /* + request hash, buy now, order_ref, proof */
+    KIND_HOLD_RELEASE = 9,   /* + reason */
+    KIND_HOLD_CREATE = 10,   /* + flags (bit 0: a newcomer's hold) */
     KIND_POLICY_PUT = 16,
     KIND_SKU_POLICY = 17,
     KIND_REVOKE = 18,
@@ -153,6 +154,7 @@ enum {
     KIND_WAIT_CANCEL = 20,
     KIND_SECRET = 21,
     KIND_SWEEP = 22,
+    KIND_RECLAIM = 23,
 };
 
 static void encode_policy(store_buf_t *b, const policy_config_t *c)
@@ -179,6 +181,7 @@ static void encode_engine_op(store_buf_t *b, const guard_op_t *g)
         put_text(b, g->order_ref, g->order_ref_len);
         put_u64(b, g->proof_tag);
         put_u64(b, (uint64_t)g->proof_expires_ms);
+        put_u8(b, g->newcomer);
         break;
     case ENGINE_OP_HOLD_EXTEND:
         put_u64(b, op->u.hold.hold_id);
@@ -203,12 +206,13 @@ static uint8_t kind_of(const guard_op_t *op)
                                            KIND_HOLD_RELEASE, KIND_HOLD_EXTEND};
     static const uint8_t guard_kinds[] = {0,           0,           KIND_POLICY_PUT,
                                           KIND_SKU_POLICY, KIND_REVOKE, KIND_WAIT_JOIN,
-                                          KIND_WAIT_CANCEL, KIND_SECRET, KIND_SWEEP};
+                                          KIND_WAIT_CANCEL, KIND_SECRET, KIND_SWEEP,
+                                          KIND_RECLAIM};
     if (op->kind == GUARD_OP_ENGINE) {
         assert(op->engine.kind >= ENGINE_OP_SKU_PUT && op->engine.kind <= ENGINE_OP_HOLD_EXTEND);
         return engine_kinds[op->engine.kind];
     }
-    assert(op->kind >= GUARD_OP_POLICY_PUT && op->kind <= GUARD_OP_SWEEP);
+    assert(op->kind >= GUARD_OP_POLICY_PUT && op->kind <= GUARD_OP_RECLAIM);
     return guard_kinds[op->kind];
 }
 
@@ -251,6 +255,13 @@ void record_encode_op(store_buf_t *b, const guard_op_t *op)
         break;
     case GUARD_OP_SWEEP:
         break; /* its time says it all */
+    case GUARD_OP_RECLAIM:
+        assert(op->u.reclaim.count >= 1 && op->u.reclaim.count <= GUARD_RECLAIM_MAX);
+        put_u8(b, (uint8_t)op->u.reclaim.count);
+        for (uint16_t i = 0; i < op->u.reclaim.count; i++) {
+            put_u64(b, op->u.reclaim.holds[i]);
+        }
+        break;
     }
 }
 
@@ -278,26 +289,32 @@ static bool decode_create(record_reader_t *r, engine_hold_create_t *c)
     return true;
 }
 
+/* A policy written by an older build has fewer settings (they are only
+ * ever added at the end): the rest take their defaults. */
 static bool decode_policy(record_reader_t *r, policy_config_t *c)
 {
-    if (get_u8(r) != POLICY_FIELD_COUNT) {
-        r->ok = false; /* written by a build with other settings */
+    uint8_t count = get_u8(r);
+    if (count < POLICY_FIELD_COUNT_MIN || count > POLICY_FIELD_COUNT) {
+        r->ok = false; /* not a policy this build can read */
         return false;
     }
-    for (int f = 0; f < POLICY_FIELD_COUNT; f++) {
+    *c = policy_config_default();
+    for (int f = 0; f < count; f++) {
         *policy_field_ptr(c, (policy_field_t)f) = (int64_t)get_u64(r);
     }
     return r->ok;
 }
 
-static bool decode_create_extras(record_reader_t *r, guard_op_t *op)
+static bool decode_create_extras(record_reader_t *r, uint8_t kind, guard_op_t *op)
 {
     op->engine.u.hold_create.request_hash = get_u64(r);
     op->buy_now = get_u8(r) != 0;
     op->order_ref_len = get_text0(r, op->order_ref, HF_NAME_BYTES_MAX);
     op->proof_tag = get_u64(r);
     op->proof_expires_ms = (int64_t)get_u64(r);
-    return r->ok;
+    uint8_t flags = kind == KIND_HOLD_CREATE ? get_u8(r) : 0;
+    op->newcomer = flags & 1;
+    return r->ok && flags <= 1;
 }
 
 static bool decode_engine_op(record_reader_t *r, uint8_t kind, guard_op_t *g)
@@ -310,10 +327,11 @@ static bool decode_engine_op(record_reader_t *r, uint8_t kind, guard_op_t *g)
         op->u.sku_put.stock = (int64_t)get_u64(r);
         return r->ok && in_range(op->u.sku_put.stock, 0, HF_STOCK_MAX);
     case KIND_HOLD_CREATE_V1:
+    case KIND_HOLD_CREATE_V2:
     case KIND_HOLD_CREATE:
         op->kind = ENGINE_OP_HOLD_CREATE;
         return decode_create(r, &op->u.hold_create) &&
-               (kind == KIND_HOLD_CREATE_V1 || decode_create_extras(r, g));
+               (kind == KIND_HOLD_CREATE_V1 || decode_create_extras(r, kind, g));
     case KIND_HOLD_EXTEND:
         op->kind = ENGINE_OP_HOLD_EXTEND;
         op->u.hold.hold_id = get_u64(r);
@@ -374,6 +392,18 @@ static bool decode_guard_op(record_reader_t *r, uint8_t kind, guard_op_t *op)
     case KIND_SWEEP:
         op->kind = GUARD_OP_SWEEP;
         return true;
+    case KIND_RECLAIM: {
+        op->kind = GUARD_OP_RECLAIM;
+        uint8_t count = get_u8(r);
+        if (count < 1 || count > GUARD_RECLAIM_MAX) {
+            return false;
+        }
+        op->u.reclaim.count = count;
+        for (uint16_t i = 0; i < count; i++) {
+            op->u.reclaim.holds[i] = get_u64(r);
+        }
+        return r->ok;
+    }
     case KIND_SECRET:
         op->kind = GUARD_OP_SECRET;
         for (int i = 0; i < GUARD_SECRET_BYTES; i++) {
@@ -392,13 +422,14 @@ bool record_decode_op(record_reader_t *r, guard_op_t *op)
     op->order_ref_len = 0;
     op->proof_tag = 0;
     op->proof_expires_ms = 0;
+    op->newcomer = false;
     op->reason_len = 0;
     uint8_t kind = get_u8(r);
     op->engine.now_ms = (int64_t)get_u64(r);
     if (!r->ok || op->engine.now_ms < 0) {
         return false;
     }
-    if (kind <= KIND_HOLD_RELEASE) {
+    if (kind <= KIND_HOLD_CREATE) {
         op->kind = GUARD_OP_ENGINE;
         memset(&op->engine.u, 0, offsetof(engine_hold_create_t, lines));
         return decode_engine_op(r, kind, op);

@@ -148,9 +148,11 @@ int hf_server_init(hf_server_t *s);
 #define HF_POLICY_OFF                                                                          \
     "{\"quantity\": {\"enabled\": 0}, \"identity\": {\"enabled\": 0},"                         \
     " \"budget\": {\"enabled\": 0}, \"hold_share\": {\"held_pct_max\": 100},"                 \
-    " \"ttl\": {\"adaptive\": 0, \"max_ms\": 86400000, \"life_max_ms\": 86400000},"           \
+    " \"ttl\": {\"adaptive\": 0, \"pay_floor\": 0, \"max_ms\": 86400000,"                    \
+    " \"life_max_ms\": 86400000}, \"newcomer\": {\"enabled\": 0},"                           \
     " \"reputation\": {\"enabled\": 0}, \"challenge\": {\"enabled\": 0},"                    \
-    " \"waitlist\": {\"enabled\": 0}, \"escalation\": {\"enabled\": 0}}"
+    " \"waitlist\": {\"enabled\": 0}, \"escalation\": {\"enabled\": 0},"                     \
+    " \"reclaim\": {\"enabled\": 0}}"
 /* Writes json_text as the config file, with "policy": HF_POLICY_OFF added
  * (hf_server_init writes "{}" so); later starts pass --config. */
 int hf_server_write_config(hf_server_t *s, const char *json_text);

@@ -268,7 +268,9 @@ static void expect_hold(const hf_client_t *cl, const char *id, const char *state
 static bool rule_is_per_sku(const char *rule)
 {
     return strcmp(rule, "line_qty") == 0 || strcmp(rule, "customer_units_per_sku") == 0 ||
-           strcmp(rule, "hold_share") == 0;
+           strcmp(rule, "fingerprint_units_per_sku") == 0 ||
+           strcmp(rule, "ip_prefix_units_per_sku") == 0 || strcmp(rule, "hold_share") == 0 ||
+           strcmp(rule, "newcomer_pool") == 0;
 }
 
 /* A 429 policy_denied with rule, limit and current; retry_after_ms present
@@ -932,14 +934,16 @@ static void test_genuine_buyers_are_never_challenged_or_denied_by_default(void *
         snprintf(customer, sizeof customer, "buyer-%d", i);
         snprintf(ip, sizeof ip, "203.0.%d.%d", 113 + (int)(rng_next() % 3),
                  1 + (int)(rng_next() % 250));
-        snprintf(fp, sizeof fp, "fp-%d", (int)(rng_next() % 8));
+        snprintf(fp, sizeof fp, "fp-%d", i); /* a browser of their own */
         sold += genuine_purchase(fx, customer, rng_next() % 4 ? ip : NULL,
                                  rng_next() % 2 ? fp : NULL, 0);
     }
-    /* One returning customer, five purchases in a row of one sku: at most
-     * 10 units, the default customer_sku_units_max. */
+    /* One returning customer, five purchases in a row of one sku (at most 10
+     * units, the default customer_sku_units_max) from three devices (at most
+     * 4 units each, fingerprint_sku_units_max). */
+    static const char *const devices[] = {"phone", "phone", "laptop", "laptop", "tablet"};
     for (int n = 0; n < 5; n++) {
-        sold += genuine_purchase(fx, "regular", "198.51.100.20", "fp-regular", n);
+        sold += genuine_purchase(fx, "regular", "198.51.100.20", devices[n], n);
     }
     assert_true(hf_expect_sku(&fx->cl, "plenty", 1000, 0, sold));
     char *m = scrape(fx);
@@ -1390,6 +1394,147 @@ static void test_waitlist_cancel_and_refusals(void **state)
 
 /* ========================== 5. the policy document ========================== */
 
+
+/* ------------------------------------------------------------- reclaim */
+
+#define RECLAIM_ON                                                                                 \
+    "{\"waitlist\": {\"enabled\": 1}, \"reclaim\": {\"enabled\": 1, \"floor_ms\": 1000,"            \
+    " \"min_commits\": 1}}"
+
+/* A stale cart is taken back for a buyer who waits, and the unit goes to
+ * the waiting buyer in the same step: the hold shows why it ended. */
+static void test_reclaim_gives_a_stale_cart_to_the_waitlist(void **state)
+{
+    fx_t *fx = *state;
+    start_with(fx, RECLAIM_ON, NULL);
+    put_sku(fx, "drop", 10);
+    char body[512], paid[HF_TEST_ID_MAX], stale[HF_TEST_ID_MAX];
+    /* A buyer pays at once: the sku's buyers pay within a second. */
+    hold_ok(fx, hold_json(body, sizeof body, "payer", NULL, NULL, "drop", 1, NULL), paid);
+    commit(fx, paid, "o-1");
+    long long made_ms = hf_wall_ms();
+    hf_response_t r = post_hold(fx, hold_json(body, sizeof body, "hoarder", NULL, NULL, "drop", 9,
+                                              NULL),
+                                NULL);
+    assert_true(hf_expect_status(&r, 201));
+    snprintf(stale, sizeof stale, "%s", or_missing(hf_json_str(r.json, "id")));
+    /* Its reply says how long it is safe: the floor, not its ten minutes. */
+    long long safe_ms = hf_parse_instant(hf_json_str(r.json, "safe_until"));
+    long long expires_ms = hf_parse_instant(hf_json_str(r.json, "expires_at"));
+    assert_true(safe_ms >= made_ms + 1000 - 50 && safe_ms <= hf_wall_ms() + 1000 + 50);
+    assert_true(expires_ms - safe_ms > 500000);
+    hf_response_free(&r);
+    wait_t w;
+    wait_join(fx, "drop", "fan", 1, 1, &w);
+    /* The server's tick reclaims: watch for it, bounded. */
+    long long deadline = hf_now_ms() + 10000;
+    do {
+        assert_true(hf_now_ms() < deadline);
+        hf_sleep_ms(50);
+        wait_get(fx, w.id, &w);
+    } while (strcmp(w.state, "waiting") == 0);
+    assert_string_equal(w.state, "offered");
+    assert_string_equal(w.hold_customer, "fan");
+    expect_hold(&fx->cl, stale, "released", NULL);
+    char target[HF_TEST_ID_MAX + 16];
+    snprintf(target, sizeof target, "/v1/holds/%s", stale);
+    json_t *h = get_json(&fx->cl, target);
+    assert_string_equal(or_missing(hf_json_str(h, "reason")), "reclaimed for buyers waiting");
+    assert_true(hf_parse_instant(hf_json_str(h, "finished_at")) >= safe_ms);
+    json_decref(h);
+    /* Eight units back to open sale, one in the fan's cart, one sold. */
+    assert_true(hf_expect_sku(&fx->cl, "drop", 10, 1, 1));
+    json_t *sku = get_json(&fx->cl, "/v1/skus/drop");
+    assert_int_equal(int_of(sku, "reclaimed"), 1);
+    assert_int_equal(int_of(sku, "pay_ms"), 1000);
+    json_decref(sku);
+    char *m = scrape(fx);
+    assert_true(metric(m, "holdfast_reclaimed_holds_total") == 1);
+    assert_true(metric(m, "holdfast_reclaimed_units_total") == 9);
+    free(m);
+    /* The reclaim was journaled: after kill -9 the state is the same. */
+    restart(fx, SIGKILL);
+    expect_hold(&fx->cl, stale, "released", NULL);
+    wait_get(fx, w.id, &w);
+    assert_string_equal(w.state, "offered");
+    assert_true(hf_expect_sku(&fx->cl, "drop", 10, 1, 1));
+}
+
+/* A proof pays up to the price it was issued at: after the price rose the
+ * same proof gets a new challenge, at the new price. */
+static void test_a_stale_proof_is_asked_again_at_todays_price(void **state)
+{
+    fx_t *fx = *state;
+    start_with(fx, "{\"challenge\": {\"enabled\": 1, \"free_units\": 2, \"base_bits\": 6,"
+                   " \"bits_max\": 16}}",
+               NULL);
+    put_sku(fx, "a", 100);
+    char body[512], header[256];
+    challenge_t first;
+    hold_json(body, sizeof body, "u-1", NULL, NULL, "a", 4, NULL);
+    challenge_and_solve(fx, body, &first, header, sizeof header);
+    /* Another buyer takes most of the stock: four units now cost more. */
+    buy_now_ok(fx, "u-2", "a", 90, "o-1");
+    hf_response_t r = post_hold(fx, body, header);
+    challenge_t again;
+    expect_challenge(&r, &again);
+    hf_response_free(&r);
+    assert_true(again.bits > first.bits);
+    assert_true(hf_expect_sku(&fx->cl, "a", 100, 0, 90)); /* nothing held */
+    char nonce[POW_NONCE_BYTES_MAX + 1];
+    solve(again.prefix, again.bits, nonce);
+    proof_header(header, sizeof header, again.prefix, nonce);
+    r = post_hold(fx, body, header);
+    assert_true(hf_expect_status(&r, 201));
+    hf_response_free(&r);
+    char *m = scrape(fx);
+    assert_true(metric(m, "holdfast_proofs_total{outcome=\"stale\"}") == 1);
+    assert_true(metric(m, "holdfast_proofs_total{outcome=\"accepted\"}") == 1);
+    free(m);
+}
+
+/* Two units are what an ordinary buyer takes: solved once, never again. */
+static void test_an_ordinary_cart_is_never_asked_twice(void **state)
+{
+    fx_t *fx = *state;
+    start_with(fx, "{\"challenge\": {\"enabled\": 1, \"free_units\": 2, \"base_bits\": 6,"
+                   " \"bits_max\": 16}}",
+               NULL);
+    put_sku(fx, "a", 100);
+    buy_now_ok(fx, "u-0", "a", 80, "o-0"); /* scarce: two units cost bits */
+    char body[512], header[256];
+    challenge_t c;
+    hold_json(body, sizeof body, "u-1", NULL, NULL, "a", 2, NULL);
+    challenge_and_solve(fx, body, &c, header, sizeof header);
+    buy_now_ok(fx, "u-2", "a", 15, "o-1"); /* scarcer: the price rises */
+    hf_response_t r = post_hold(fx, body, header);
+    assert_true(hf_expect_status(&r, 201));
+    hf_response_free(&r);
+}
+
+/* A newcomer's large cart past the pool is sold outright, never held; one
+ * or two units still hold. */
+static void test_newcomer_pool_refuses_large_first_carts_and_offers_buy_now(void **state)
+{
+    fx_t *fx = *state;
+    start_with(fx, "{\"newcomer\": {\"enabled\": 1, \"pool_pct\": 20, \"free_units\": 2}}", NULL);
+    put_sku(fx, "drop", 50);
+    char body[512];
+    hold_ok(fx, hold_json(body, sizeof body, "a", NULL, "dev-a", "drop", 10, NULL), NULL);
+    hf_response_t r = post_hold(fx, hold_json(body, sizeof body, "b", NULL, "dev-b", "drop", 3,
+                                              NULL),
+                                NULL);
+    expect_denied(&r, "newcomer_pool", 10, 10, NULL, "drop");
+    assert_true(json_is_true(json_object_get(json_object_get(r.json, "error"), "buy_now")));
+    hf_response_free(&r);
+    assert_true(hf_expect_sku(&fx->cl, "drop", 50, 10, 0)); /* refused: nothing changed */
+    hold_ok(fx, hold_json(body, sizeof body, "b", NULL, "dev-b", "drop", 2, NULL), NULL);
+    buy_now_ok(fx, "c", "drop", 3, "o-1");
+    json_t *sku = get_json(&fx->cl, "/v1/skus/drop");
+    assert_int_equal(int_of(sku, "newcomer_held"), 12);
+    json_decref(sku);
+}
+
 static void expect_policy_defaults_but(const json_t *doc, const char *section, const char *key,
                                        long long value)
 {
@@ -1422,10 +1567,12 @@ static void test_policy_document_has_every_setting_and_put_resets_omitted_keys(v
     fx_t *fx = *state;
     start_raw(fx, "{}");
     json_t *doc = get_json(&fx->cl, "/v1/policy");
-    const char *sections[] = {"quantity",   "identity",  "budget",   "hold_share", "ttl",
-                              "reputation", "challenge", "waitlist", "escalation"};
-    assert_int_equal(json_object_size(doc), 9);
-    for (size_t i = 0; i < 9; i++) {
+    const char *sections[] = {"quantity",  "identity", "budget",     "hold_share",
+                              "ttl",       "reputation", "challenge", "waitlist",
+                              "escalation", "newcomer", "reclaim"};
+    size_t count = sizeof sections / sizeof sections[0];
+    assert_int_equal(json_object_size(doc), count);
+    for (size_t i = 0; i < count; i++) {
         assert_true(json_is_object(json_object_get(doc, sections[i])));
     }
     expect_policy_defaults_but(doc, NULL, NULL, 0);
@@ -2246,6 +2393,10 @@ int main(void)
         T(test_waitlist_entry_too_big_to_serve_does_not_block_the_line),
         T(test_waitlist_turn_is_lost_by_a_network_over_its_caps),
         T(test_waitlist_cancel_and_refusals),
+        T(test_reclaim_gives_a_stale_cart_to_the_waitlist),
+        T(test_a_stale_proof_is_asked_again_at_todays_price),
+        T(test_an_ordinary_cart_is_never_asked_twice),
+        T(test_newcomer_pool_refuses_large_first_carts_and_offers_buy_now),
         T(test_policy_document_has_every_setting_and_put_resets_omitted_keys),
         T(test_policy_put_refuses_unknown_out_of_range_and_conflicting_settings),
         T(test_policy_needs_the_admin_key),

@@ -401,7 +401,8 @@ static void check_near(double expected, double actual, double tolerance, const c
 /* Makes the challenge for a request, solves it and checks it as the server
  * would; the header goes to header_out when not NULL. */
 static void solve_proof(const guard_t *g, uint64_t request_hash, uint32_t bits, int64_t now_ms,
-                        uint64_t *tag_out, int64_t *expires_ms_out, char *header_out)
+                        uint64_t *tag_out, int64_t *expires_ms_out, uint32_t *bits_out,
+                        char *header_out)
 {
     char prefix[GUARD_PREFIX_TEXT_MAX + 1];
     char nonce[POW_NONCE_BYTES_MAX + 1];
@@ -412,9 +413,14 @@ static void solve_proof(const guard_t *g, uint64_t request_hash, uint32_t bits, 
     assert_true(pow_solve(prefix, strlen(prefix), bits, SOLVE_TRIES_MAX, nonce, &tries));
     snprintf(header, sizeof header, "%s:%s", prefix, nonce);
     int64_t verified_expires_ms = 0;
+    uint32_t verified_bits = 0;
     assert_true(guard_challenge_verify(g, request_hash, header, strlen(header), now_ms, tag_out,
-                                       &verified_expires_ms));
+                                       &verified_expires_ms, &verified_bits));
     assert_int_equal(verified_expires_ms, expires_ms);
+    assert_int_equal(verified_bits, bits); /* the price it was issued at */
+    if (bits_out != NULL) {
+        *bits_out = verified_bits;
+    }
     *expires_ms_out = expires_ms;
     if (header_out != NULL) {
         memcpy(header_out, header, sizeof header);
@@ -425,10 +431,15 @@ static void solve_proof(const guard_t *g, uint64_t request_hash, uint32_t bits, 
 static uint64_t hold_with_proof(guard_t *g, guard_hold_request_t *r, int64_t now_ms)
 {
     guard_outcome_t o = hold(g, r, now_ms);
+    if (o.result != GUARD_CHALLENGED) {
+        print_error("hold_with_proof: %s rule %s limit %lld current %lld\n",
+                    guard_result_name(o.result), policy_rule_name(o.decision.rule),
+                    (long long)o.decision.limit, (long long)o.decision.current);
+    }
     assert_int_equal(o.result, GUARD_CHALLENGED);
     assert_true(o.decision.bits >= 1);
     solve_proof(g, guard_request_hash(r), o.decision.bits, now_ms, &r->proof_tag,
-                &r->proof_expires_ms, NULL);
+                &r->proof_expires_ms, &r->proof_bits, NULL);
     return hold_ok(g, r, now_ms);
 }
 
@@ -861,7 +872,7 @@ static const char *const drive_keys[DRIVE_KEYS] = {"key-0", "key-1", "key-2",
 static const guard_config_t drive_config = {
     .engine = {.skus_max = 6, .holds_max = 40, .idem_keys_max = 12},
     .identities_max = 12,
-    .customer_skus_max = 14,
+    .customer_skus_max = 30, /* each identity kind has its units per sku */
     .waitlist_max = 10,
     .sku_policies_max = 2,
     .proofs_max = 6,
@@ -879,12 +890,13 @@ enum {
     STEP_REVOKE,
     STEP_POLICY,
     STEP_SKU_POLICY,
+    STEP_RECLAIM,
     STEP_CLOCK,
     STEP_KINDS
 };
-static const char *const step_names[STEP_KINDS] = {"put",     "hold",   "proof-again", "commit",
-                                                   "release", "extend", "join",        "cancel",
-                                                   "revoke",  "policy", "sku-policy",  "clock"};
+static const char *const step_names[STEP_KINDS] = {
+    "put",    "hold",   "proof-again", "commit",     "release", "extend", "join",
+    "cancel", "revoke", "policy",      "sku-policy", "reclaim", "clock"};
 
 typedef struct {
     uint64_t seed;
@@ -1166,7 +1178,7 @@ static void step_hold(drive_t *d)
     assert_int_equal(ea, eb);
     assert_string_equal(pa, pb);
     solve_proof(d->live[0], hash, o.decision.bits, d->clock, &req.proof_tag, &req.proof_expires_ms,
-                NULL);
+                &req.proof_bits, NULL);
     d->proofs_solved++;
     strncat(d->what, " +proof", sizeof d->what - strlen(d->what) - 1);
     o = live_hold(d, STEP_HOLD, &req);
@@ -1333,6 +1345,18 @@ static policy_config_t random_policy(rng_t *r)
     p.escalation_available_pct = 20 + (int64_t)rng_below(r, 41);
     p.escalation_ttl_ms = 1000 + (int64_t)rng_below(r, 120000);
     p.escalation_held_pct_max = (int64_t)rng_below(r, 31);
+    p.escalation_newcomer_held_pct = 20 + (int64_t)rng_below(r, 81);
+    p.quantity_fingerprint_sku_units_max = 3 + (int64_t)rng_below(r, 10);
+    p.quantity_ip_prefix_sku_units_max = 5 + (int64_t)rng_below(r, 16);
+    p.newcomer_enabled = rng_percent(r, 85);
+    p.newcomer_pool_pct = (int64_t)rng_below(r, 101);
+    p.newcomer_free_units = (int64_t)rng_below(r, 4);
+    p.ttl_pay_floor = rng_percent(r, 50);
+    p.reclaim_enabled = rng_percent(r, 80);
+    p.reclaim_pay_pct = 50 + (int64_t)rng_below(r, 51);
+    p.reclaim_floor_ms = 10000 + (int64_t)rng_below(r, 110000);
+    p.reclaim_min_commits = 1 + (int64_t)rng_below(r, 5);
+    p.reclaim_window_ms = MINUTE_MS + (int64_t)rng_below(r, 3600000);
     policy_field_t bad;
     assert_true(policy_config_valid(&p, &bad));
     return p;
@@ -1382,6 +1406,29 @@ static void step_sku_policy(drive_t *d)
     live_apply(d, STEP_SKU_POLICY, &op);
 }
 
+/* The server's tick: carts taken back for buyers who wait. */
+static void step_reclaim(drive_t *d)
+{
+    snprintf(d->what, sizeof d->what, "reclaim");
+    drive_where(d);
+    guard_op_t ops[2];
+    guard_outcome_t o[2];
+    for (int i = 0; i < 2; i++) {
+        o[i] = guard_reclaim(d->live[i], d->clock, &ops[i]);
+        check_guard(d->live[i]);
+    }
+    same_outcome(&o[0], &o[1]);
+    if (o[0].changed) {
+        SAME_INT(ops[0].kind, GUARD_OP_RECLAIM, "reclaim op");
+        SAME_INT(ops[0].u.reclaim.count, ops[1].u.reclaim.count, "reclaimed holds");
+        for (uint16_t k = 0; k < ops[0].u.reclaim.count; k++) {
+            SAME_INT(ops[0].u.reclaim.holds[k], ops[1].u.reclaim.holds[k], "reclaimed hold");
+        }
+        journal(d, &ops[0], &o[0]);
+    }
+    tally(d, STEP_RECLAIM, &o[0]);
+}
+
 static void step_clock(drive_t *d)
 {
     unsigned roll = (unsigned)rng_below(&d->rng, 1000);
@@ -1422,6 +1469,8 @@ static void drive_step(drive_t *d)
         step_policy(d);
     } else if (roll < 815) {
         step_sku_policy(d);
+    } else if (roll < 845) {
+        step_reclaim(d);
     } else {
         step_clock(d);
     }
@@ -1526,13 +1575,16 @@ static void print_summary(const drive_t *d)
            (unsigned long long)e.holds_released, (unsigned long long)e.holds_expired,
            (unsigned long long)e.holds_evicted);
     printf("  guard: denials=%llu challenges=%llu proofs=%llu/%llu escalations=%llu/%llu "
-           "offers=%llu fulfilled=%llu expired=%llu cancelled=%llu revoked=%llu buy_now=%llu\n",
+           "offers=%llu fulfilled=%llu expired=%llu cancelled=%llu revoked=%llu buy_now=%llu "
+           "reclaimed=%llu pool_denials=%llu\n",
            (unsigned long long)denials, (unsigned long long)challenges,
            (unsigned long long)s.proofs_accepted, (unsigned long long)s.proofs_refused,
            (unsigned long long)s.escalations_on, (unsigned long long)s.escalations_off,
            (unsigned long long)s.wait_offered, (unsigned long long)s.wait_fulfilled,
            (unsigned long long)s.wait_expired, (unsigned long long)s.wait_cancelled,
-           (unsigned long long)s.revoked_holds, (unsigned long long)s.buy_now);
+           (unsigned long long)s.revoked_holds, (unsigned long long)s.buy_now,
+           (unsigned long long)s.reclaimed_holds,
+           (unsigned long long)s.denials[POLICY_RULE_NEWCOMER_POOL]);
     fflush(stdout);
 }
 
@@ -2058,6 +2110,7 @@ static void test_escalation_switches_on_then_off_with_time(void **state)
     p.hold_share_held_pct_max = 100;
     p.escalation_min_holds = 8;
     p.escalation_window_ms = MINUTE_MS;
+    p.escalation_newcomer_held_pct = 100; /* holds decide, not what they hold */
     put_policy(g, T0, &p);
     put_sku(g, T0, "plain", 100);
     put_sku(g, T0, "hot", 10);
@@ -2119,6 +2172,328 @@ static void test_escalation_switches_on_then_off_with_time(void **state)
     assert_int_equal(s.escalations_on, 1);
     assert_int_equal(s.escalations_off, 1);
     assert_int_equal(s.skus_escalated, 0);
+    guard_free(g);
+}
+
+/* ============================================================ reclaim */
+
+/* The defaults, with no proofs of work (they are tested on their own) and
+ * carts that may fill a sku, so that a test sets up exactly the holds it
+ * means; reclaim's floor at 10 s and pay times known from one sale. */
+static policy_config_t reclaim_policy(void)
+{
+    policy_config_t p = policy_config_default();
+    p.challenge_enabled = 0;
+    p.hold_share_held_pct_max = 100;
+    p.newcomer_pool_pct = 100;
+    p.escalation_enabled = 0;
+    p.reclaim_floor_ms = 10000;
+    p.reclaim_min_commits = 1;
+    return p;
+}
+
+/* A guard with "drop" (stock) where a buyer has paid for one unit after
+ * pay_ms: the sku's buyers take that long (its bucket's upper edge). */
+static guard_t *reclaim_guard(int64_t stock, int64_t pay_ms)
+{
+    guard_t *g = guard_new(&small);
+    policy_config_t p = reclaim_policy();
+    put_policy(g, T0, &p);
+    put_sku(g, T0, "drop", stock);
+    guard_hold_request_t r = request("payer", "drop", 1, 0);
+    uint64_t id = hold_ok(g, &r, T0);
+    finish_ok(g, T0 + pay_ms, ENGINE_OP_HOLD_COMMIT, id);
+    return g;
+}
+
+static guard_outcome_t reclaim(guard_t *g, int64_t now_ms, guard_op_t *op)
+{
+    guard_outcome_t o = guard_reclaim(g, now_ms, op);
+    check_guard(g);
+    return o;
+}
+
+static void test_pay_time_is_learned_from_commits_as_a_bucket_edge(void **state)
+{
+    (void)state;
+    WHERE();
+    guard_t *g = reclaim_guard(100, 30000); /* 30 s: in the bucket up to 32 s */
+    guard_sku_view_t v;
+    guard_sku_view(g, sku_index(g, "drop"), &v);
+    assert_int_equal(v.pay_ms, 32000);
+    /* Until reclaim.min_commits sales, nothing is known. */
+    policy_config_t p = reclaim_policy();
+    p.reclaim_min_commits = 2;
+    put_policy(g, T0 + 30000, &p);
+    guard_sku_view(g, sku_index(g, "drop"), &v);
+    assert_int_equal(v.pay_ms, 0);
+    /* A buy now takes no time to pay and teaches nothing. */
+    guard_hold_request_t r = request("now", "drop", 1, 0);
+    r.buy_now = true;
+    hold_ok(g, &r, T0 + 30000);
+    guard_sku_view(g, sku_index(g, "drop"), &v);
+    assert_int_equal(v.pay_ms, 0);
+    guard_free(g);
+}
+
+static void test_reclaim_takes_a_stale_cart_for_the_waitlist_in_one_step(void **state)
+{
+    (void)state;
+    WHERE();
+    guard_t *g = reclaim_guard(10, 2000);
+    int64_t t = T0 + 2000;
+    guard_hold_request_t r = request("hoarder", "drop", 9, 0);
+    uint64_t stale = hold_ok(g, &r, t);
+    /* Safe for the floor (the sku's buyers pay within 2 s). */
+    assert_int_equal(guard_hold_safe_until_ms(g, stale), t + 10000);
+    uint64_t wait = join_ok(g, t + 1, "drop", "fan", 1);
+    guard_op_t op;
+    guard_outcome_t o = reclaim(g, t + 9000, &op);
+    assert_false(o.changed); /* before its safe time */
+    o = reclaim(g, t + 10000, &op);
+    assert_true(o.changed);
+    assert_int_equal(o.result, GUARD_OK);
+    assert_int_equal(op.kind, GUARD_OP_RECLAIM);
+    assert_int_equal(op.u.reclaim.count, 1);
+    assert_int_equal(op.u.reclaim.holds[0], stale);
+    engine_hold_view_t h = hold_view(g, stale);
+    assert_int_equal(h.state, ENGINE_HOLD_RELEASED_STATE);
+    assert_memory_equal(h.order_ref, "reclaimed", 9);
+    /* The unit went to the waiting fan in the same step, not to open sale. */
+    assert_int_equal(wait_view(g, wait).state, GUARD_WAIT_OFFERED);
+    assert_int_equal(guard_stats(g).reclaimed_holds, 1);
+    assert_int_equal(guard_stats(g).reclaimed_units, 9);
+    guard_sku_view_t v;
+    guard_sku_view(g, sku_index(g, "drop"), &v);
+    assert_int_equal(v.reclaimed, 1);
+    assert_int_equal(v.newcomer_held, 1); /* the fan's offer: a newcomer's */
+    guard_free(g);
+}
+
+static void test_reclaim_is_quiet_when_nobody_waits_and_decides_once_a_second(void **state)
+{
+    (void)state;
+    WHERE();
+    guard_t *g = reclaim_guard(10, 2000);
+    int64_t t = T0 + 2000;
+    guard_hold_request_t r = request("hoarder", "drop", 4, 0);
+    hold_ok(g, &r, t);
+    r = request("hoarder-2", "drop", 5, 0);
+    hold_ok(g, &r, t);
+    guard_op_t op;
+    assert_false(reclaim(g, t + 60000, &op).changed); /* stale, but nobody waits */
+    join_ok(g, t + 60000, "drop", "fan", 1);
+    assert_true(reclaim(g, t + 60000, &op).changed);
+    assert_int_equal(op.u.reclaim.count, 1);
+    join_ok(g, t + 60001, "drop", "fan-2", 5);
+    /* The last decision was at t + 60000: the next may come a second later. */
+    assert_false(reclaim(g, t + 60000 + GUARD_RECLAIM_EVERY_MS - 1, &op).changed);
+    assert_true(reclaim(g, t + 60000 + GUARD_RECLAIM_EVERY_MS, &op).changed);
+    guard_free(g);
+}
+
+static void test_reclaim_takes_only_what_the_waiting_need_most_suspicious_first(void **state)
+{
+    (void)state;
+    WHERE();
+    guard_t *g = reclaim_guard(20, 2000);
+    int64_t t = T0 + 2000;
+    /* A returning buyer (bought before) holding the most, two newcomers. */
+    guard_hold_request_t r = request("payer", "drop", 5, 0);
+    uint64_t known = hold_ok(g, &r, t);
+    r = request("old", "drop", 4, 0);
+    uint64_t old = hold_ok(g, &r, t);
+    r = request("small", "drop", 2, 0);
+    uint64_t small_one = hold_ok(g, &r, t + 1);
+    r = request("large", "drop", 4, 0);
+    uint64_t large = hold_ok(g, &r, t + 2);
+    r = request("rest", "drop", 4, 0);
+    hold_ok(g, &r, t + 15000); /* too young to take: safe for 10 s */
+    join_ok(g, t + 20000, "drop", "fan", 3);
+    guard_op_t op;
+    assert_true(reclaim(g, t + 20000, &op).changed);
+    /* Newcomers before the buyer, the larger first, the older of equals
+     * first: "old" (4 units) covers the 3 the fan waits for. */
+    assert_int_equal(op.u.reclaim.count, 1);
+    assert_int_equal(op.u.reclaim.holds[0], old);
+    /* One unit was left over: fan-2's five need four more. */
+    join_ok(g, t + 21000, "drop", "fan-2", 5);
+    assert_true(reclaim(g, t + 21000, &op).changed);
+    assert_int_equal(op.u.reclaim.count, 1);
+    assert_int_equal(op.u.reclaim.holds[0], large);
+    join_ok(g, t + 22000, "drop", "fan-3", 2);
+    assert_true(reclaim(g, t + 22000, &op).changed);
+    assert_int_equal(op.u.reclaim.count, 1);
+    assert_int_equal(op.u.reclaim.holds[0], small_one);
+    assert_int_equal(hold_view(g, known).state, ENGINE_HOLD_ACTIVE);
+    guard_free(g);
+}
+
+static void test_reclaim_frees_units_for_buyers_just_refused_for_want_of_them(void **state)
+{
+    (void)state;
+    WHERE();
+    guard_t *g = reclaim_guard(10, 2000);
+    policy_config_t p = reclaim_policy();
+    p.waitlist_enabled = 0; /* no line: only the refusals say people want it */
+    put_policy(g, T0 + 2000, &p);
+    int64_t t = T0 + 2000;
+    guard_hold_request_t r = request("hoarder", "drop", 9, 0);
+    uint64_t stale = hold_ok(g, &r, t);
+    guard_op_t op;
+    assert_false(reclaim(g, t + 20000, &op).changed);
+    r = request("fan", "drop", 1, 0);
+    assert_int_equal(hold(g, &r, t + 20000).engine.result, ENGINE_INSUFFICIENT_STOCK);
+    assert_true(reclaim(g, t + 21000, &op).changed);
+    assert_int_equal(op.u.reclaim.holds[0], stale);
+    hold_ok(g, &r, t + 22000); /* the fan's next try finds the units */
+    guard_free(g);
+}
+
+static void test_reclaim_spares_offers_and_holds_of_skus_that_turned_it_off(void **state)
+{
+    (void)state;
+    WHERE();
+    guard_t *g = reclaim_guard(10, 2000);
+    int64_t t = T0 + 2000;
+    guard_hold_request_t r = request("hoarder", "drop", 8, 0);
+    uint64_t stale = hold_ok(g, &r, t);
+    r = request("other", "drop", 1, 0);
+    uint64_t first = hold_ok(g, &r, t);
+    uint64_t w = join_ok(g, t, "drop", "fan", 1);
+    finish_ok(g, t + 1, ENGINE_OP_HOLD_RELEASE, first); /* the fan is offered it */
+    assert_int_equal(wait_view(g, w).state, GUARD_WAIT_OFFERED);
+    guard_op_t op = {.kind = GUARD_OP_SKU_POLICY, .engine = {.now_ms = t + 2}};
+    set_text(op.u.sku_policy.sku, &op.u.sku_policy.sku_len, "drop");
+    op.u.sku_policy.mask = 1ull << POLICY_F_reclaim_enabled;
+    op.u.sku_policy.values = reclaim_policy();
+    op.u.sku_policy.values.reclaim_enabled = 0;
+    apply_ok(g, &op);
+    join_ok(g, t + 3, "drop", "fan-2", 1);
+    guard_op_t rop;
+    assert_false(reclaim(g, t + 60000, &rop).changed); /* off for this sku */
+    op.u.sku_policy.mask = 0;
+    op.engine.now_ms = t + 60000;
+    apply_ok(g, &op);
+    assert_true(reclaim(g, t + 61000, &rop).changed);
+    assert_int_equal(rop.u.reclaim.count, 1);
+    assert_int_equal(rop.u.reclaim.holds[0], stale); /* the fan's offer is not taken */
+    guard_free(g);
+}
+
+/* ====================================================== newcomer pool */
+
+static void test_newcomer_pool_counts_units_of_identities_that_never_bought(void **state)
+{
+    (void)state;
+    WHERE();
+    guard_t *g = guard_new(&small);
+    policy_config_t p = reclaim_policy();
+    p.newcomer_pool_pct = 30;
+    p.quantity_fingerprint_sku_units_max = 100; /* a device here may buy more */
+    put_policy(g, T0, &p);
+    put_sku(g, T0, "drop", 100);
+    guard_hold_request_t r = request_from("a", NULL, "dev-a", "drop", 10, 0);
+    uint64_t a = hold_ok(g, &r, T0);
+    r = request_from("b", NULL, "dev-b", "drop", 10, 0);
+    hold_ok(g, &r, T0);
+    guard_sku_view_t v;
+    guard_sku_view(g, sku_index(g, "drop"), &v);
+    assert_int_equal(v.newcomer_held, 20);
+    /* 20 + 10 is the pool (30 of 100): allowed; then one unit more is not. */
+    r = request_from("c", NULL, "dev-c", "drop", 10, 0);
+    hold_ok(g, &r, T0);
+    r = request_from("d", NULL, "dev-d", "drop", 3, 0);
+    guard_outcome_t o = hold(g, &r, T0);
+    assert_int_equal(o.result, GUARD_DENIED);
+    assert_int_equal(o.decision.rule, POLICY_RULE_NEWCOMER_POOL);
+    assert_int_equal(o.decision.limit, 30);
+    assert_int_equal(o.decision.current, 30);
+    /* Two units are an ordinary buyer's: never refused here. */
+    r.create.lines[0].qty = 2;
+    hold_ok(g, &r, T0);
+    /* Once "a" has bought, its device is no newcomer any more. */
+    finish_ok(g, T0 + 1000, ENGINE_OP_HOLD_COMMIT, a);
+    guard_sku_view(g, sku_index(g, "drop"), &v);
+    assert_int_equal(v.newcomer_held, 22);
+    r = request_from("a-2", NULL, "dev-a", "drop", 5, 0);
+    hold_ok(g, &r, T0 + 1000);
+    guard_sku_view(g, sku_index(g, "drop"), &v);
+    assert_int_equal(v.newcomer_held, 22);
+    guard_free(g);
+}
+
+/* ============================================================ proofs */
+
+static void test_a_proof_solved_cheaper_than_todays_price_is_asked_again(void **state)
+{
+    (void)state;
+    WHERE();
+    guard_t *g = guard_new(&small);
+    set_secret(g, T0, 0x11);
+    policy_config_t p = policy_config_default();
+    p.hold_share_held_pct_max = 100;
+    p.newcomer_pool_pct = 100;
+    put_policy(g, T0, &p);
+    put_sku(g, T0, "tea", 100);
+    guard_hold_request_t r = request("ann", "tea", 4, 0);
+    guard_outcome_t o = hold(g, &r, T0);
+    assert_int_equal(o.result, GUARD_CHALLENGED);
+    uint32_t issued = o.decision.bits;
+    solve_proof(g, guard_request_hash(&r), issued, T0, &r.proof_tag, &r.proof_expires_ms,
+                &r.proof_bits, NULL);
+    /* Meanwhile the sku sold down to 10: the price of 4 units rose. */
+    guard_hold_request_t b = request("bob", "tea", 90, 0);
+    b.buy_now = true;
+    p.quantity_enabled = 0;
+    p.identity_enabled = 0;
+    put_policy(g, T0, &p);
+    hold_ok(g, &b, T0);
+    o = hold(g, &r, T0 + 1);
+    assert_int_equal(o.result, GUARD_CHALLENGED);
+    assert_true(o.decision.bits > issued);
+    assert_int_equal(guard_stats(g).proofs_stale, 1);
+    assert_int_equal(guard_stats(g).proofs_accepted, 0); /* not spent */
+    solve_proof(g, guard_request_hash(&r), o.decision.bits, T0 + 1, &r.proof_tag,
+                &r.proof_expires_ms, &r.proof_bits, NULL);
+    hold_ok(g, &r, T0 + 2);
+    assert_int_equal(guard_stats(g).proofs_accepted, 1);
+    guard_free(g);
+}
+
+/* ===================================================== purchase caps */
+
+static void test_a_device_buying_outright_reaches_its_cap_per_sku(void **state)
+{
+    (void)state;
+    WHERE();
+    guard_t *g = guard_new(&small);
+    policy_config_t p = reclaim_policy();
+    p.quantity_fingerprint_sku_units_max = 4;
+    put_policy(g, T0, &p);
+    put_sku(g, T0, "pair", 100);
+    char name[16];
+    for (int i = 0; i < 4; i++) { /* fresh accounts, one device */
+        snprintf(name, sizeof name, "acct-%d", i);
+        guard_hold_request_t r = request_from(name, NULL, "bot-phone", "pair", 1, 0);
+        r.buy_now = true;
+        hold_ok(g, &r, T0 + i);
+    }
+    guard_hold_request_t r = request_from("acct-5", NULL, "bot-phone", "pair", 1, 0);
+    r.buy_now = true;
+    guard_outcome_t o = hold(g, &r, T0 + 10);
+    assert_int_equal(o.result, GUARD_DENIED);
+    assert_int_equal(o.decision.rule, POLICY_RULE_FINGERPRINT_UNITS_PER_SKU);
+    assert_int_equal(o.decision.limit, 4);
+    assert_int_equal(o.decision.current, 4);
+    assert_int_equal(o.decision.retry_after_ms, p.quantity_customer_sku_window_ms - 10);
+    r.buy_now = false; /* a hold counts the same */
+    assert_int_equal(hold(g, &r, T0 + 10).decision.rule, POLICY_RULE_FINGERPRINT_UNITS_PER_SKU);
+    /* Another device is not this one; the window's end forgets them. */
+    r = request_from("acct-5", NULL, "other-phone", "pair", 1, 0);
+    hold_ok(g, &r, T0 + 10);
+    r = request_from("acct-6", NULL, "bot-phone", "pair", 1, 0);
+    hold_ok(g, &r, T0 + p.quantity_customer_sku_window_ms);
     guard_free(g);
 }
 
@@ -2276,26 +2651,28 @@ static void test_a_proof_verifies_only_for_its_request_until_it_expires(void **s
     char header[HEADER_TEXT_MAX];
     uint64_t tag = 0;
     int64_t expires_ms = 0;
-    solve_proof(g, h1, 8, T0, &tag, &expires_ms, header);
+    solve_proof(g, h1, 8, T0, &tag, &expires_ms, NULL, header);
     assert_true(tag != 0);
     assert_int_equal(expires_ms, T0 + g->policy.challenge_ttl_ms);
     size_t len = strlen(header);
     uint64_t t;
     int64_t e;
-    assert_true(guard_challenge_verify(g, h1, header, len, expires_ms - 1, &t, &e));
+    uint32_t b = 0;
+    assert_true(guard_challenge_verify(g, h1, header, len, expires_ms - 1, &t, &e, &b));
     assert_int_equal(t, tag);
-    assert_false(guard_challenge_verify(g, h2, header, len, T0, &t, &e));
-    assert_false(guard_challenge_verify(g, h1, header, len, expires_ms, &t, &e));
-    assert_false(guard_challenge_verify(other, h1, header, len, T0, &t, &e));
-    assert_false(guard_challenge_verify(none, h1, header, len, T0, &t, &e));
+    assert_int_equal(b, 8);
+    assert_false(guard_challenge_verify(g, h2, header, len, T0, &t, &e, &b));
+    assert_false(guard_challenge_verify(g, h1, header, len, expires_ms, &t, &e, &b));
+    assert_false(guard_challenge_verify(other, h1, header, len, T0, &t, &e, &b));
+    assert_false(guard_challenge_verify(none, h1, header, len, T0, &t, &e, &b));
     /* A cheaper difficulty written over the issued one breaks the MAC. */
     char cheaper[HEADER_TEXT_MAX];
     memcpy(cheaper, header, sizeof cheaper);
     cheaper[0] = '0';
     cheaper[1] = '1';
-    assert_false(guard_challenge_verify(g, h1, cheaper, len, T0, &t, &e));
+    assert_false(guard_challenge_verify(g, h1, cheaper, len, T0, &t, &e, &b));
     /* The prefix and its colon without a nonce is no proof. */
-    assert_false(guard_challenge_verify(g, h1, header, GUARD_PREFIX_TEXT_LEN + 1, T0, &t, &e));
+    assert_false(guard_challenge_verify(g, h1, header, GUARD_PREFIX_TEXT_LEN + 1, T0, &t, &e, &b));
     guard_free(g);
     guard_free(other);
     guard_free(none);
@@ -2319,7 +2696,7 @@ static void test_a_proof_pays_for_one_hold_only(void **state)
     assert_int_equal(guard_stats(g).challenges[POLICY_RULE_SCARCITY_CHALLENGE], 1);
 
     solve_proof(g, guard_request_hash(&r), o.decision.bits, T0, &r.proof_tag, &r.proof_expires_ms,
-                NULL);
+                &r.proof_bits, NULL);
     guard_op_t op;
     o = guard_hold(g, &r, T0 + 10, &op);
     check_guard(g);
@@ -2452,7 +2829,7 @@ static void test_spent_proofs_fill_at_their_max_until_they_expire(void **state)
         guard_outcome_t o = hold(g, &r, t);
         assert_int_equal(o.result, GUARD_CHALLENGED);
         solve_proof(g, guard_request_hash(&r), o.decision.bits, t, &r.proof_tag,
-                    &r.proof_expires_ms, NULL);
+                    &r.proof_expires_ms, &r.proof_bits, NULL);
         expires_ms = r.proof_expires_ms;
         o = hold(g, &r, t + 1);
         if (i < c.proofs_max) {
@@ -2599,7 +2976,8 @@ static int64_t continue_ops(guard_t *g, int64_t now)
     advance(g, now);
     r = request_from("mia", NULL, "fp-a", "tea", 2, 0);
     hold_ok(g, &r, now);
-    r = request_from("cat", "2001:db8::7", "fp-c", "tea", 3, 0);
+    /* Another device: fp-c holds 3 of tea already, over 4 with 3 more. */
+    r = request_from("cat", "2001:db8::7", "fp-c2", "tea", 3, 0);
     hold_with_proof(g, &r, now);
     finish_ok(g, now, ENGINE_OP_HOLD_RELEASE, k);
     now += 10 * MINUTE_MS;
@@ -2833,14 +3211,18 @@ static void test_snapshot_truncated_or_damaged_is_refused(void **state)
     free(longer);
 
     /* Counts and list heads follow the policy, the secret and the shop's
-     * conversion; the hold records end the record, before its end mark. */
+     * conversion; the hold records (five fields each) end with an end mark,
+     * then come the pool, reclaim lists and pay times: four fields, then
+     * six and the pay buckets for each sku. */
     size_t lists = snap_lists_at(&s, g);
     const uint64_t ann_head = 1 | (uint64_t)POLICY_ID_CUSTOMER << 8 | (uint64_t)3 << 16;
     const uint64_t ann_at = snap_find(&s, &ann_head, 1);
     assert_memory_equal(s.guard + ann_at + 8, "ann", 3);
-    const size_t last_hold = s.guard_size - 8 - 3 * 8;
+    const size_t v3 = 4 * 8 + engine_sku_count(&g->engine) * (6 + GUARD_PAY_BUCKETS) * 8;
+    const size_t end_mark = s.guard_size - v3 - 8, last_hold = end_mark - 5 * 8;
+    const size_t first_sku = s.guard_size - v3 + 4 * 8;
     const damage_t damage[] = {
-        {"another magic", 0, 0x33445247u},
+        {"another magic", 0, 0x34445247u},
         {"a policy of another field count", 8, POLICY_FIELD_COUNT + 1},
         {"more identities than the table holds", lists, small.identities_max + 1},
         {"an identity free list past the table", lists + 8, 0x40000000u},
@@ -2851,7 +3233,12 @@ static void test_snapshot_truncated_or_damaged_is_refused(void **state)
         {"an identity of no kind", ann_at, 1 | (uint64_t)7 << 8 | (uint64_t)3 << 16},
         {"a hold record for a slot never used", last_hold, g->engine.hold_hwm + 3},
         {"a hold record naming no identity", last_hold + 8, g->id_hwm + 3},
-        {"no end mark", s.guard_size - 8, 0},
+        {"a hold's reclaim link past the holds", last_hold + 24, g->engine.hold_hwm + 1},
+        {"no end mark", end_mark, 0},
+        {"a multi-line list past the holds", s.guard_size - v3 + 24, 0xffffffffu},
+        {"a sku's pool that is not its holds'", first_sku, 1000},
+        {"a sku's reclaim list past the holds", first_sku + 8, g->engine.hold_hwm + 1},
+        {"a pay count below zero", first_sku + 6 * 8, 0xbff0000000000000u /* -1.0 */},
     };
     for (size_t i = 0; i < sizeof damage / sizeof damage[0]; i++) {
         expect_damage_refused(&s, &damage[i]);
@@ -2912,6 +3299,15 @@ int main(void)
         UNIT(test_buy_now_is_neither_charged_nor_refunded),
         UNIT(test_a_hoarder_gets_risk_and_a_shorter_ttl_than_a_newcomer),
         UNIT(test_escalation_switches_on_then_off_with_time),
+        UNIT(test_pay_time_is_learned_from_commits_as_a_bucket_edge),
+        UNIT(test_reclaim_takes_a_stale_cart_for_the_waitlist_in_one_step),
+        UNIT(test_reclaim_is_quiet_when_nobody_waits_and_decides_once_a_second),
+        UNIT(test_reclaim_takes_only_what_the_waiting_need_most_suspicious_first),
+        UNIT(test_reclaim_frees_units_for_buyers_just_refused_for_want_of_them),
+        UNIT(test_reclaim_spares_offers_and_holds_of_skus_that_turned_it_off),
+        UNIT(test_newcomer_pool_counts_units_of_identities_that_never_bought),
+        UNIT(test_a_proof_solved_cheaper_than_todays_price_is_asked_again),
+        UNIT(test_a_device_buying_outright_reaches_its_cap_per_sku),
         UNIT(test_idle_entries_are_swept_under_a_stream_of_one_off_customers),
         UNIT(test_a_table_full_of_idle_entries_admits_a_newcomer),
         UNIT(test_a_full_customer_sku_table_of_idle_entries_admits_a_returning_customer),

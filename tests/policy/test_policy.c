@@ -30,6 +30,8 @@
 
 /* Tolerance for doubles that went through exp2 or a division. */
 #define EPSILON 1e-9
+/* A proof issued at the highest price pays for any challenge. */
+#define POW_PAID_BITS 32u
 
 /* ------------------------------------------------------------- helpers */
 
@@ -132,11 +134,14 @@ static void check_valid(const policy_config_t *c, const char *why, const char *f
 #define assert_config_valid(c, why) check_valid((c), (why), __FILE__, __LINE__)
 
 /* The defaults with the challenge switched off, so that a request that passes
- * every cap is simply allowed and the cap tests see nothing else. */
+ * every cap is simply allowed and the cap tests see nothing else; a device's
+ * and an address's units per sku are tested on their own. */
 static policy_config_t caps_config(void)
 {
     policy_config_t c = policy_config_default();
     c.challenge_enabled = 0;
+    c.quantity_fingerprint_sku_units_max = HF_QTY_MAX;
+    c.quantity_ip_prefix_sku_units_max = HF_QTY_MAX;
     return c;
 }
 
@@ -899,8 +904,8 @@ static void test_customer_units_per_sku_at_the_cap_allowed_one_more_waits_the_wi
     policy_config_t c = caps_config();
     policy_hold_input_t in;
     input_init(&in, &c, 2);
-    in.lines[1].customer_units = 8;
-    in.lines[1].customer_window_left_ms = 3600000;
+    in.lines[1].id_units[POLICY_ID_CUSTOMER] = 8;
+    in.lines[1].id_window_left_ms[POLICY_ID_CUSTOMER] = 3600000;
     in.lines[1].qty = 2;
     assert_allowed(policy_decide_hold(&in), c.ttl_default_ms);
     in.lines[1].qty = 3;
@@ -915,8 +920,8 @@ static void test_customer_units_per_sku_retry_is_never_when_no_window_is_left(vo
     policy_config_t c = caps_config();
     policy_hold_input_t in;
     input_init(&in, &c, 1);
-    in.lines[0].customer_units = 10; /* all of it in active holds */
-    in.lines[0].customer_window_left_ms = 0;
+    in.lines[0].id_units[POLICY_ID_CUSTOMER] = 10; /* all of it in active holds */
+    in.lines[0].id_window_left_ms[POLICY_ID_CUSTOMER] = 0;
     assert_denied(policy_decide_hold(&in), POLICY_RULE_CUSTOMER_UNITS_PER_SKU, 10, 10, -1);
 }
 
@@ -929,7 +934,7 @@ static void test_customer_units_per_sku_retry_is_never_when_the_qty_alone_is_ove
     policy_hold_input_t in;
     input_init(&in, &c, 1);
     in.lines[0].config = &sku;
-    in.lines[0].customer_window_left_ms = 60000;
+    in.lines[0].id_window_left_ms[POLICY_ID_CUSTOMER] = 60000;
     in.lines[0].qty = 5;
     assert_allowed(policy_decide_hold(&in), c.ttl_default_ms);
     in.lines[0].qty = 6;
@@ -1068,8 +1073,8 @@ static void test_buy_now_still_obeys_the_quantity_caps(void **state)
     in.lines[0].qty = 11;
     assert_denied(policy_decide_hold(&in), POLICY_RULE_LINE_QTY, 10, 11, -1);
     in.lines[0].qty = 1;
-    in.lines[0].customer_units = 10;
-    in.lines[0].customer_window_left_ms = 5000;
+    in.lines[0].id_units[POLICY_ID_CUSTOMER] = 10;
+    in.lines[0].id_window_left_ms[POLICY_ID_CUSTOMER] = 5000;
     assert_denied(policy_decide_hold(&in), POLICY_RULE_CUSTOMER_UNITS_PER_SKU, 10, 10, 5000);
 }
 
@@ -1140,7 +1145,7 @@ static void test_challenge_without_proof_names_the_bits_and_with_proof_allows(vo
     policy_decision_t d = policy_decide_hold(&in);
     assert_challenged(d, POLICY_RULE_SCARCITY_CHALLENGE, 12);
     assert_int_equal(d.line_index, 1);
-    in.proof_valid = true;
+    in.proof_bits = POW_PAID_BITS;
     d = policy_decide_hold(&in);
     assert_allowed(d, c.ttl_default_ms);
     assert_int_equal(d.bits, 12); /* recorded, so the guard spends the proof */
@@ -1157,7 +1162,7 @@ static void test_challenge_on_an_escalated_sku_names_the_escalation_rule(void **
     in.lines[0].escalated = true;
     assert_challenged(policy_decide_hold(&in), POLICY_RULE_ESCALATION_CHALLENGE,
                       (uint32_t)c.challenge_base_bits);
-    in.proof_valid = true;
+    in.proof_bits = POW_PAID_BITS;
     policy_decision_t d = policy_decide_hold(&in);
     assert_allowed(d, c.escalation_ttl_ms);
     assert_int_equal(d.bits, c.challenge_base_bits);
@@ -1169,7 +1174,7 @@ static void test_no_challenge_when_nothing_costs_bits_even_with_a_proof(void **s
     policy_config_t c = policy_config_default();
     policy_hold_input_t in;
     input_init(&in, &c, 1);
-    in.proof_valid = true;
+    in.proof_bits = POW_PAID_BITS;
     policy_decision_t d = policy_decide_hold(&in);
     assert_allowed(d, c.ttl_default_ms);
     assert_int_equal(d.bits, 0);
@@ -1296,13 +1301,13 @@ static void test_rules_apply_in_order_quantity_identity_share_budget_challenge(v
     input_init(&in, &c, 1);
     in.lines[0] = line_of(&c, 11, 100, 20);
     in.lines[0].held = 80;
-    in.lines[0].customer_units = 10;
+    in.lines[0].id_units[POLICY_ID_CUSTOMER] = 10;
     in.ids[POLICY_ID_CUSTOMER].holds_active = 5;
     in.ids[POLICY_ID_CUSTOMER].budget_unit_ms = 0;
     assert_int_equal(policy_decide_hold(&in).rule, POLICY_RULE_LINE_QTY);
     in.lines[0].qty = 3;
     assert_int_equal(policy_decide_hold(&in).rule, POLICY_RULE_CUSTOMER_UNITS_PER_SKU);
-    in.lines[0].customer_units = 0;
+    in.lines[0].id_units[POLICY_ID_CUSTOMER] = 0;
     assert_int_equal(policy_decide_hold(&in).rule, POLICY_RULE_CUSTOMER_HOLDS);
     in.ids[POLICY_ID_CUSTOMER].holds_active = 0;
     assert_int_equal(policy_decide_hold(&in).rule, POLICY_RULE_HOLD_SHARE);
@@ -1310,7 +1315,7 @@ static void test_rules_apply_in_order_quantity_identity_share_budget_challenge(v
     assert_int_equal(policy_decide_hold(&in).rule, POLICY_RULE_CUSTOMER_BUDGET);
     in.ids[POLICY_ID_CUSTOMER] = newcomer(&c, POLICY_ID_CUSTOMER);
     assert_challenged(policy_decide_hold(&in), POLICY_RULE_SCARCITY_CHALLENGE, 12);
-    in.proof_valid = true;
+    in.proof_bits = POW_PAID_BITS;
     assert_allowed(policy_decide_hold(&in), c.ttl_default_ms);
 }
 
@@ -1336,7 +1341,7 @@ static void test_a_solved_challenge_is_never_followed_by_a_denial(void **state)
                     if (d.verdict != POLICY_CHALLENGE) {
                         continue;
                     }
-                    in.proof_valid = true;
+                    in.proof_bits = POW_PAID_BITS;
                     policy_decision_t paid = policy_decide_hold(&in);
                     if (paid.verdict != POLICY_ALLOW || paid.bits != d.bits) {
                         print_error("qty %u available %" PRId64 " suspect %d escalated %d\n", qty,
@@ -1393,16 +1398,17 @@ static void hoarder_apply(policy_hold_input_t *in, const policy_decision_t *d)
 static void hoard(bool same_sku, policy_rule_t rule, int granted)
 {
     policy_config_t c = policy_config_default();
+    c.quantity_fingerprint_sku_units_max = HF_QTY_MAX; /* a device of its own each time */
     policy_hold_input_t in;
     input_init(&in, &c, 1);
     int allowed = 0;
     for (int round = 0; round < 20; round++) {
         in.lines[0].qty = (uint32_t)c.quantity_line_qty_max;
-        in.proof_valid = false;
+        in.proof_bits = 0;
         policy_decision_t d = policy_decide_hold(&in);
         if (d.verdict == POLICY_CHALLENGE) {
             assert_true(d.bits > 0);
-            in.proof_valid = true;
+            in.proof_bits = POW_PAID_BITS;
             d = policy_decide_hold(&in);
         }
         if (d.verdict == POLICY_DENY) {
@@ -1415,7 +1421,7 @@ static void hoard(bool same_sku, policy_rule_t rule, int granted)
         hoarder_apply(&in, &d);
         allowed++;
         if (same_sku) {
-            in.lines[0].customer_units += in.lines[0].qty;
+            in.lines[0].id_units[POLICY_ID_CUSTOMER] += in.lines[0].qty;
             in.lines[0].held += in.lines[0].qty;
             in.lines[0].available -= in.lines[0].qty;
         }
@@ -1514,17 +1520,205 @@ static void test_decide_extend_is_denied_by_the_short_budget_with_its_rule(void 
                   12000, -1);
 }
 
+
+/* -------------------------------------- purchase caps per fingerprint, address */
+
+static void test_fingerprint_and_address_units_per_sku_at_the_cap_then_one_more(void **state)
+{
+    (void)state;
+    policy_config_t c = policy_config_default();
+    c.challenge_enabled = 0;
+    static const policy_id_kind_t kinds[] = {POLICY_ID_FINGERPRINT, POLICY_ID_IP_PREFIX};
+    static const policy_rule_t rules[] = {POLICY_RULE_FINGERPRINT_UNITS_PER_SKU,
+                                          POLICY_RULE_IP_PREFIX_UNITS_PER_SKU};
+    const int64_t caps[] = {c.quantity_fingerprint_sku_units_max,
+                            c.quantity_ip_prefix_sku_units_max};
+    for (int i = 0; i < 2; i++) {
+        policy_hold_input_t in;
+        input_init(&in, &c, 2);
+        in.lines[1].stock = in.lines[1].available = 100000;
+        in.lines[1].id_units[kinds[i]] = caps[i] - 1;
+        in.lines[1].id_window_left_ms[kinds[i]] = 3600000;
+        assert_allowed(policy_decide_hold(&in), c.ttl_default_ms);
+        in.lines[1].id_units[kinds[i]] = caps[i];
+        policy_decision_t d = policy_decide_hold(&in);
+        assert_denied(d, rules[i], caps[i], caps[i], 3600000);
+        assert_int_equal(d.line_index, 1);
+        /* A request that does not name it meets no cap of its kind. */
+        in.ids[kinds[i]] = (policy_identity_t){0};
+        in.lines[1].id_units[kinds[i]] = 0;
+        in.lines[1].qty = (uint32_t)caps[i] + 1 < 10 ? (uint32_t)caps[i] + 1 : 10;
+        assert_int_equal(policy_decide_hold(&in).rule == rules[i], false);
+    }
+}
+
+static void test_purchase_caps_count_against_buy_now_too(void **state)
+{
+    (void)state;
+    policy_config_t c = policy_config_default();
+    c.challenge_enabled = 0;
+    policy_hold_input_t in;
+    input_init(&in, &c, 1);
+    in.buy_now = true;
+    in.lines[0].id_units[POLICY_ID_FINGERPRINT] = c.quantity_fingerprint_sku_units_max;
+    assert_denied(policy_decide_hold(&in), POLICY_RULE_FINGERPRINT_UNITS_PER_SKU,
+                  c.quantity_fingerprint_sku_units_max, c.quantity_fingerprint_sku_units_max, -1);
+    in.lines[0].id_units[POLICY_ID_FINGERPRINT] = 0;
+    assert_allowed(policy_decide_hold(&in), HF_TTL_MS_MIN); /* a sale: holds nothing */
+    c.quantity_enabled = 0; /* the whole section's switch */
+    in.lines[0].id_units[POLICY_ID_FINGERPRINT] = c.quantity_fingerprint_sku_units_max;
+    assert_allowed(policy_decide_hold(&in), HF_TTL_MS_MIN);
+}
+
+/* ---------------------------------------------------------- newcomer pool */
+
+/* A newcomer asking for more than free_units of a sku whose pool holds
+ * `held` of its 100 units. */
+static void pool_input(policy_hold_input_t *in, const policy_config_t *c, int64_t held,
+                       uint32_t qty)
+{
+    input_init(in, c, 1);
+    in->newcomer = true;
+    in->lines[0].newcomer_held = held;
+    in->lines[0].held = held;
+    in->lines[0].available = 100 - held;
+    in->lines[0].qty = qty;
+}
+
+static void test_newcomer_pool_at_its_share_then_one_unit_over(void **state)
+{
+    (void)state;
+    policy_config_t c = caps_config();
+    int64_t limit = c.newcomer_pool_pct; /* of a stock of 100 */
+    policy_hold_input_t in;
+    pool_input(&in, &c, limit - 10, 10);
+    assert_int_equal(policy_decide_hold(&in).verdict, POLICY_ALLOW);
+    pool_input(&in, &c, limit - 9, 10);
+    policy_decision_t d = policy_decide_hold(&in);
+    assert_denied(d, POLICY_RULE_NEWCOMER_POOL, limit, limit - 9, -1);
+}
+
+static void test_newcomer_pool_never_refuses_an_ordinary_line_nor_a_buyer(void **state)
+{
+    (void)state;
+    policy_config_t c = caps_config();
+    policy_hold_input_t in;
+    /* Past the pool, free_units are still free for a newcomer... */
+    pool_input(&in, &c, 60, (uint32_t)c.newcomer_free_units);
+    assert_int_equal(policy_decide_hold(&in).verdict, POLICY_ALLOW);
+    /* ...one more is not... */
+    pool_input(&in, &c, 60, (uint32_t)c.newcomer_free_units + 1);
+    assert_int_equal(policy_decide_hold(&in).rule, POLICY_RULE_NEWCOMER_POOL);
+    /* ...unless the customer or the device has bought before, */
+    in.newcomer = false;
+    assert_int_equal(policy_decide_hold(&in).verdict, POLICY_ALLOW);
+    /* or it buys now (a sale, not a hold), */
+    in.newcomer = true;
+    in.buy_now = true;
+    assert_int_equal(policy_decide_hold(&in).verdict, POLICY_ALLOW);
+    /* or the pool is switched off. */
+    in.buy_now = false;
+    c.newcomer_enabled = 0;
+    assert_int_equal(policy_decide_hold(&in).verdict, POLICY_ALLOW);
+}
+
+static void test_newcomer_pool_leaves_a_line_the_stock_cannot_cover_to_the_engine(void **state)
+{
+    (void)state;
+    policy_config_t c = caps_config();
+    policy_hold_input_t in;
+    pool_input(&in, &c, c.newcomer_pool_pct - 1, 8);
+    assert_int_equal(policy_decide_hold(&in).rule, POLICY_RULE_NEWCOMER_POOL);
+    in.lines[0].available = 7; /* the rest sold: the engine's 409 says why */
+    assert_int_equal(policy_decide_hold(&in).verdict, POLICY_ALLOW);
+}
+
+/* ---------------------------------------------------------- stale proofs */
+
+static void test_a_proof_pays_up_to_its_price_and_a_higher_price_asks_again(void **state)
+{
+    (void)state;
+    policy_config_t c = policy_config_default();
+    policy_hold_input_t in;
+    input_init(&in, &c, 1);
+    in.lines[0].qty = 3; /* over free_units: 12 bits while plenty is left */
+    in.proof_bits = 12;
+    assert_int_equal(policy_decide_hold(&in).verdict, POLICY_ALLOW);
+    /* The price rose since the challenge was issued (stock sold out low). */
+    in.lines[0].available = 10;
+    policy_decision_t d = policy_decide_hold(&in);
+    assert_int_equal(d.verdict, POLICY_CHALLENGE);
+    assert_true(d.bits > 12);
+    in.proof_bits = d.bits; /* solved at the new price */
+    assert_int_equal(policy_decide_hold(&in).verdict, POLICY_ALLOW);
+}
+
+static void test_an_ordinary_line_is_never_asked_twice(void **state)
+{
+    (void)state;
+    policy_config_t c = policy_config_default();
+    policy_hold_input_t in;
+    input_init(&in, &c, 1);
+    in.lines[0].qty = (uint32_t)c.challenge_free_units;
+    in.lines[0].available = 2; /* scarce (the rest sold): even one unit costs bits */
+    policy_decision_t d = policy_decide_hold(&in);
+    assert_int_equal(d.verdict, POLICY_CHALLENGE);
+    in.proof_bits = 1; /* issued cheaper than today's price */
+    assert_int_equal(policy_decide_hold(&in).verdict, POLICY_ALLOW);
+    in.lines[0].qty = (uint32_t)c.challenge_free_units + 1;
+    in.lines[0].available = 3;
+    assert_int_equal(policy_decide_hold(&in).verdict, POLICY_CHALLENGE);
+}
+
+/* ------------------------------------------------------------ pay floor */
+
+static void test_scarce_ttl_never_falls_below_the_time_buyers_take_to_pay(void **state)
+{
+    (void)state;
+    policy_config_t c = caps_config();
+    /* At scarce_pct the TTL is scarce_ms... */
+    assert_int_equal(policy_line_ttl_ms(&c, 100, 5, 0), c.ttl_scarce_ms);
+    /* ...unless the sku's buyers take longer to pay; */
+    assert_int_equal(policy_line_ttl_ms(&c, 100, 5, c.ttl_scarce_ms + 1), c.ttl_scarce_ms + 1);
+    /* never above the default TTL, */
+    assert_int_equal(policy_line_ttl_ms(&c, 100, 5, c.ttl_default_ms * 2), c.ttl_default_ms);
+    /* nor when plenty is left (default_ms already), nor with the floor off. */
+    assert_int_equal(policy_line_ttl_ms(&c, 100, 100, c.ttl_scarce_ms + 1), c.ttl_default_ms);
+    c.ttl_pay_floor = 0;
+    assert_int_equal(policy_line_ttl_ms(&c, 100, 5, c.ttl_scarce_ms + 1), c.ttl_scarce_ms);
+    /* A hold is granted what the line allows. */
+    c.ttl_pay_floor = 1;
+    policy_hold_input_t in;
+    input_init(&in, &c, 1);
+    in.lines[0].available = 5; /* the rest sold */
+    in.lines[0].pay_ms = 300000;
+    assert_allowed(policy_decide_hold(&in), 300000);
+}
+
 /* ------------------------------------------------------------ escalation */
 
 /* The shop converts 30% of its holds (300 of 1000). */
 #define SHOP_STARTED 1000.0
 #define SHOP_COMMITTED 300.0
 
+static bool escalate_sig(const policy_config_t *c, bool escalated, double started,
+                         double committed, double shop_started, double shop_committed,
+                         int64_t stock, int64_t available)
+{
+    policy_sku_signal_t sig = {.started = started,
+                               .committed = committed,
+                               .shop_started = shop_started,
+                               .shop_committed = shop_committed,
+                               .stock = stock,
+                               .available = available};
+    return policy_escalate(c, escalated, &sig);
+}
+
 static bool escalate(const policy_config_t *c, bool escalated, double started, double committed,
                      int64_t available)
 {
-    return policy_escalate(c, escalated, started, committed, SHOP_STARTED, SHOP_COMMITTED, 100,
-                           available);
+    return escalate_sig(c, escalated, started, committed, SHOP_STARTED, SHOP_COMMITTED, 100,
+                        available);
 }
 
 static void test_escalation_stays_off_with_too_few_holds(void **state)
@@ -1557,7 +1751,7 @@ static void test_escalation_needs_both_collapse_and_low_availability(void **stat
     /* Little available, but buyers convert like the shop does. */
     assert_false(escalate(&c, false, 50, 15, 0));
     /* No stock at all is not a collapse of availability. */
-    assert_false(policy_escalate(&c, false, 50, 0, SHOP_STARTED, SHOP_COMMITTED, 0, 0));
+    assert_false(escalate_sig(&c, false, 50, 0, SHOP_STARTED, SHOP_COMMITTED, 0, 0));
 }
 
 static void test_escalation_holds_until_conversion_recovers_above_recover_pct(void **state)
@@ -1592,8 +1786,45 @@ static void test_escalation_compares_to_the_baseline_while_the_shop_is_new(void 
     /* The sku converts 12%. Against a shop with 5 holds all committed (100%)
      * that is 0.12: collapse. With 4 holds the shop is too new to know; the
      * 30% baseline makes it 0.4: no collapse. */
-    assert_true(policy_escalate(&c, false, 50, 6, 5, 5, 100, 10));
-    assert_false(policy_escalate(&c, false, 50, 6, 4, 4, 100, 10));
+    assert_true(escalate_sig(&c, false, 50, 6, 5, 5, 100, 10));
+    assert_false(escalate_sig(&c, false, 50, 6, 4, 4, 100, 10));
+}
+
+
+static void test_escalation_counts_units_held_by_non_buyers_not_holds(void **state)
+{
+    (void)state;
+    policy_config_t c = policy_config_default();
+    /* Eight holds (far below min_holds), none bought, while units ran out:
+     * what trips it is the units held by identities that never bought. */
+    policy_sku_signal_t sig = {.started = 8, .committed = 0,
+                               .shop_started = SHOP_STARTED, .shop_committed = SHOP_COMMITTED,
+                               .stock = 100, .available = 10,
+                               .newcomer_held = c.escalation_newcomer_held_pct - 1};
+    assert_false(policy_escalate(&c, false, &sig));
+    sig.newcomer_held = c.escalation_newcomer_held_pct;
+    assert_true(policy_escalate(&c, false, &sig));
+    /* Buyers who pay like the shop's are not an attack, whatever they hold. */
+    sig.committed = 8 * 0.3;
+    assert_false(policy_escalate(&c, false, &sig));
+    /* Units held but no hold counted at all: nothing to judge. */
+    sig = (policy_sku_signal_t){.shop_started = SHOP_STARTED, .shop_committed = SHOP_COMMITTED,
+                                .stock = 100, .available = 0, .newcomer_held = 100};
+    assert_false(policy_escalate(&c, false, &sig));
+}
+
+static void test_escalation_on_held_units_stays_until_buyers_convert(void **state)
+{
+    (void)state;
+    policy_config_t c = policy_config_default();
+    policy_sku_signal_t sig = {.started = 4, .committed = 0,
+                               .shop_started = SHOP_STARTED, .shop_committed = SHOP_COMMITTED,
+                               .stock = 100, .available = 100,
+                               .newcomer_held = c.escalation_newcomer_held_pct};
+    /* Fewer than a quarter of min_holds, but the units are still held. */
+    assert_true(policy_escalate(&c, true, &sig));
+    sig.newcomer_held = 0; /* the carts went: a quiet sku recovers */
+    assert_false(policy_escalate(&c, true, &sig));
 }
 
 static void test_disabled_escalation_never_escalates(void **state)
@@ -1634,7 +1865,7 @@ static void test_the_same_input_gives_byte_identical_decisions(void **state)
     expect_same_bytes_twice(&in);
     in.lines[1] = line_of(&c, 7, 100, 9); /* challenged */
     expect_same_bytes_twice(&in);
-    in.proof_valid = true; /* allowed with bits and a scarce TTL */
+    in.proof_bits = POW_PAID_BITS; /* allowed with bits and a scarce TTL */
     expect_same_bytes_twice(&in);
     in.ids[POLICY_ID_CUSTOMER] = never_buys(&c, POLICY_ID_CUSTOMER, 12); /* risky */
     expect_same_bytes_twice(&in);
@@ -1757,7 +1988,17 @@ int main(void)
         cmocka_unit_test(test_escalation_holds_until_conversion_recovers_above_recover_pct),
         cmocka_unit_test(test_escalation_switches_off_when_the_sku_goes_quiet),
         cmocka_unit_test(test_escalation_compares_to_the_baseline_while_the_shop_is_new),
+        cmocka_unit_test(test_escalation_counts_units_held_by_non_buyers_not_holds),
+        cmocka_unit_test(test_escalation_on_held_units_stays_until_buyers_convert),
         cmocka_unit_test(test_disabled_escalation_never_escalates),
+        cmocka_unit_test(test_fingerprint_and_address_units_per_sku_at_the_cap_then_one_more),
+        cmocka_unit_test(test_purchase_caps_count_against_buy_now_too),
+        cmocka_unit_test(test_newcomer_pool_at_its_share_then_one_unit_over),
+        cmocka_unit_test(test_newcomer_pool_never_refuses_an_ordinary_line_nor_a_buyer),
+        cmocka_unit_test(test_newcomer_pool_leaves_a_line_the_stock_cannot_cover_to_the_engine),
+        cmocka_unit_test(test_a_proof_pays_up_to_its_price_and_a_higher_price_asks_again),
+        cmocka_unit_test(test_an_ordinary_line_is_never_asked_twice),
+        cmocka_unit_test(test_scarce_ttl_never_falls_below_the_time_buyers_take_to_pay),
 
         cmocka_unit_test(test_the_same_input_gives_byte_identical_decisions),
     };

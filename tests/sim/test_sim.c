@@ -2,7 +2,7 @@
  * test_sim.c - the simulator: the same seed gives the same run; small runs
  * whose outcome follows by hand; the guard's invariants hold throughout;
  * and what the model implies about the naive shop and the defaults under
- * the merch-2020 attack.
+ * the built-in attacks (the figures docs/SIM.md reports).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -322,6 +322,118 @@ static void test_scalpers_by_hand(void **state)
     sim_result_free(&r);
 }
 
+
+/* Genuine units of the attacked run as a share of its control, in percent. */
+static double of_control(const sim_result_t *r, const sim_result_t *c)
+{
+    assert_true(c->genuine_units_bought > 0);
+    return 100.0 * (double)r->genuine_units_bought / (double)c->genuine_units_bought;
+}
+
+/* At most one real buyer in a hundred refused or kept a second by proofs. */
+static void assert_few_burdened(const sim_result_t *r)
+{
+    if (r->genuine_burdened * 100 > r->genuine_buyers) {
+        fail_msg("%s: %llu of %llu buyers burdened", r->policy,
+                 (unsigned long long)r->genuine_burdened, (unsigned long long)r->genuine_buyers);
+    }
+}
+
+static void test_quick_drop_attack_is_real_and_the_defaults_hold_it(void **state)
+{
+    (void)state;
+    sim_scenario_t s, control;
+    assert_true(sim_scenario_builtin("quick-drop", &s));
+    assert_true(sim_scenario_builtin("quick-drop-control", &control));
+    sim_result_t na = run(&s, "naive", 1, false, 0), nc = run(&control, "naive", 1, false, 0);
+    sim_result_t da = run(&s, "default", 1, true, 0), dc = run(&control, "default", 1, true, 0);
+    print_message("quick-drop: naive %.0f%%, default %.0f%% of control\n", of_control(&na, &nc),
+                  of_control(&da, &dc));
+    assert_true(of_control(&na, &nc) <= 40.0); /* the attack works on a shop without defenses */
+    assert_true(of_control(&da, &dc) >= 95.0);
+    assert_few_burdened(&da);
+    assert_few_burdened(&dc);
+    assert_true(da.attacker_holds > 0 && da.attacker_denied > 0);
+    sim_result_free(&na);
+    sim_result_free(&nc);
+    sim_result_free(&da);
+    sim_result_free(&dc);
+}
+
+static void test_rally_trolls_who_register_get_a_small_share_of_the_seats(void **state)
+{
+    (void)state;
+    sim_scenario_t s, control;
+    assert_true(sim_scenario_builtin("rally-2020", &s));
+    assert_true(sim_scenario_builtin("rally-2020-control", &control));
+    sim_result_t na = run(&s, "naive", 1, false, 0);
+    sim_result_t da = run(&s, "default", 1, false, 0), dc = run(&control, "default", 1, false, 0);
+    int64_t seats = s.skus[0].stock;
+    print_message("rally-2020: trolls take %llu seats naive, %llu default; default %.0f%% of "
+                  "control\n",
+                  (unsigned long long)na.scalper_units_bought,
+                  (unsigned long long)da.scalper_units_bought, of_control(&da, &dc));
+    assert_true(na.scalper_units_bought * 2 > (uint64_t)seats); /* most, without caps */
+    assert_true(da.scalper_units_bought * 5 <= (uint64_t)seats); /* at most a fifth */
+    assert_true(of_control(&da, &dc) >= 95.0);
+    assert_few_burdened(&da);
+    assert_few_burdened(&dc);
+    sim_result_free(&na);
+    sim_result_free(&da);
+    sim_result_free(&dc);
+}
+
+static void test_scalper_drop_fans_get_no_fewer_under_the_defaults_than_naive(void **state)
+{
+    (void)state;
+    sim_scenario_t s;
+    assert_true(sim_scenario_builtin("scalper-drop", &s));
+    sim_result_t na = run(&s, "naive", 1, false, 0), da = run(&s, "default", 1, false, 0);
+    print_message("scalper-drop: fans %llu naive, %llu default\n",
+                  (unsigned long long)na.genuine_units_bought,
+                  (unsigned long long)da.genuine_units_bought);
+    assert_true(da.genuine_units_bought >= na.genuine_units_bought);
+    assert_true(da.genuine_served_from_waitlist > 0); /* the line serves fans */
+    assert_few_burdened(&da);
+    sim_result_free(&na);
+    sim_result_free(&da);
+}
+
+/* The ablation turns exactly one defense off each time, and the one that
+ * stops quick-drop's hoarders shows: without reclaim they keep the units. */
+static void test_ablation_switches_one_defense_off_at_a_time(void **state)
+{
+    (void)state;
+    sim_policy_t base, off;
+    assert_true(sim_policy_builtin("default", &base));
+    assert_true(sim_ablation_count() >= 10);
+    int reclaim = -1;
+    for (uint32_t i = 0; i < sim_ablation_count(); i++) {
+        sim_policy_ablated(&base, i, &off);
+        int differ = 0;
+        for (int f = 0; f < POLICY_FIELD_COUNT; f++) {
+            differ += policy_field_get(&off.config, (policy_field_t)f) !=
+                      policy_field_get(&base.config, (policy_field_t)f);
+        }
+        assert_int_equal(differ, 1);
+        assert_true(off.name[0] == '-');
+        reclaim = strcmp(off.name, "-reclaim") == 0 ? (int)i : reclaim;
+    }
+    assert_true(reclaim >= 0);
+    sim_scenario_t s;
+    assert_true(sim_scenario_builtin("quick-drop", &s));
+    sim_policy_ablated(&base, (uint32_t)reclaim, &off);
+    sim_options_t o = {.seed = 1};
+    sim_result_t with, without;
+    char err[256];
+    assert_int_equal(sim_run(&s, &base, &o, &with, err, sizeof err), 0);
+    assert_int_equal(sim_run(&s, &off, &o, &without, err, sizeof err), 0);
+    assert_true(without.genuine_units_bought < with.genuine_units_bought);
+    assert_true(without.attacker_unit_hours > with.attacker_unit_hours);
+    sim_result_free(&with);
+    sim_result_free(&without);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -336,6 +448,10 @@ int main(void)
         cmocka_unit_test(test_unknown_names_are_refused),
         cmocka_unit_test(test_scalpers_buy_within_the_stock_and_what_they_want),
         cmocka_unit_test(test_scalpers_by_hand),
+        cmocka_unit_test(test_quick_drop_attack_is_real_and_the_defaults_hold_it),
+        cmocka_unit_test(test_rally_trolls_who_register_get_a_small_share_of_the_seats),
+        cmocka_unit_test(test_scalper_drop_fans_get_no_fewer_under_the_defaults_than_naive),
+        cmocka_unit_test(test_ablation_switches_one_defense_off_at_a_time),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

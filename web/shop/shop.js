@@ -50,6 +50,9 @@ function explain(err) {
     case 'insufficient_stock':
       return d.available > 0 ? `Only ${d.available} left.` : 'Sold out, sorry.';
     case 'policy_denied': {
+      if (d.rule === 'newcomer_pool') {
+        return 'New customers are holding a lot of this right now: a cart of one or two holds, more can be bought outright.';
+      }
       const wait = d.retry_after_ms > 0 ? ` Try again in ${Math.ceil(d.retry_after_ms / 1000)} s.` : '';
       return `The shop's limits say no (${d.rule.replaceAll('_', ' ')}: ${d.current} of ${d.limit}).${wait}`;
     }
@@ -113,6 +116,16 @@ function clock(ms) {
   return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
 }
 
+/* A cart that may be taken back for waiting buyers once its safe time is
+ * over (it is not paid for by then) says so. */
+function safeNote(line) {
+  if (!line.safeAt || line.safeAt >= line.expiresAt) return '';
+  const left = line.safeAt - Date.now();
+  return left > 0
+    ? ` <span class="safe">(pay within <span class="safe-clock">${clock(left)}</span> to be sure to keep it)</span>`
+    : ' <span class="safe">(pay now: buyers are waiting for it)</span>';
+}
+
 function renderCart() {
   const list = $('cart');
   list.replaceChildren();
@@ -126,7 +139,7 @@ function renderCart() {
     const name = p?.name ?? sku;
     const status =
       line.state === 'active'
-        ? `held for you: <span class="countdown" role="timer">${clock(remaining(line))}</span>`
+        ? `held for you: <span class="countdown" role="timer">${clock(remaining(line))}</span>${safeNote(line)}`
         : line.state === 'expired'
           ? '<strong>your hold expired</strong>: the units went back on sale'
           : line.state;
@@ -172,6 +185,9 @@ function lineFromHold(h) {
     holdId: h.id,
     qty: h.lines.reduce((n, l) => n + l.qty, 0),
     expiresAt: Date.now() + (h.expires_in_ms ?? 0),
+    /* Until then the cart is never taken back for buyers who wait (later it
+     * may be, if it is still unpaid and others wait). */
+    safeAt: h.safe_until ? Date.parse(h.safe_until) : null,
     state: h.state,
   };
 }
@@ -217,7 +233,7 @@ async function addToCart(sku, qty) {
     notice(`${products.get(sku)?.name ?? sku} is held for you.`);
   } catch (err) {
     notice(explain(err), 'error');
-    if (err.detail?.rule === 'hold_share') offerBuyNow(sku, body.lines[0].qty);
+    if (err.detail?.buy_now) offerBuyNow(sku, body.lines[0].qty, err.detail.rule);
     if (old?.state === 'active') {
       try {
         const h = await api.hold({ ...body, lines: [{ sku, qty: old.qty }] }, showProof);
@@ -233,9 +249,10 @@ async function addToCart(sku, qty) {
 
 /* The shop keeps some stock out of carts: it sells only by paying at once
  * (POST /v1/holds with "commit": true, after the payment form). */
-function offerBuyNow(sku, qty) {
+function offerBuyNow(sku, qty, rule) {
   buyNow = { sku, qty };
-  $('buy-now-text').textContent = `Carts are full, but ${qty} × ${products.get(sku)?.name ?? sku} can be bought outright.`;
+  const why = rule === 'hold_share' ? 'Carts are full' : 'It cannot be held right now';
+  $('buy-now-text').textContent = `${why}, but ${qty} × ${products.get(sku)?.name ?? sku} can be bought outright.`;
   $('buy-now').setAttribute('aria-label', `Buy ${products.get(sku)?.name ?? sku} now`);
   $('buy-now-offer').hidden = false;
 }
@@ -430,6 +447,10 @@ async function start() {
     for (const el of document.querySelectorAll('.line.active .countdown')) {
       const line = cart.get(el.closest('.line').dataset.sku);
       if (line) el.textContent = clock(remaining(line));
+    }
+    for (const el of document.querySelectorAll('.line.active .safe-clock')) {
+      const line = cart.get(el.closest('.line').dataset.sku);
+      if (line?.safeAt) el.textContent = clock(Math.max(0, line.safeAt - Date.now()));
     }
     checkExpired();
   }, 250);
