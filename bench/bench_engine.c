@@ -311,7 +311,7 @@ static double run_guard_pairs(guard_t *g, double seconds)
     memcpy(c->lines[0].sku, "hot", 3);
     c->lines[0].sku_len = 3;
     release.engine.kind = ENGINE_OP_HOLD_COMMIT;
-    int64_t base_ms = guard_engine(g)->now_ms - mono_ms();
+    int64_t base_ms = engine_now_ms(guard_engine(g)) - mono_ms();
     uint64_t pairs = 0;
     uint32_t name = 0;
     double t0 = mono_s(), deadline = t0 + seconds;
@@ -359,7 +359,7 @@ static void bench_guard(const char *label, bool defenses)
         exit(1);
     }
     guard_op_t op = {.kind = GUARD_OP_POLICY_PUT, .u.policy = policy_config_default()};
-    op.engine.now_ms = guard_engine(g)->now_ms;
+    op.engine.now_ms = engine_now_ms(guard_engine(g));
     if (!defenses) {
         policy_config_t *p = &op.u.policy;
         p->quantity_enabled = p->identity_enabled = p->budget_enabled = 0;
@@ -369,7 +369,7 @@ static void bench_guard(const char *label, bool defenses)
     }
     guard_apply(g, &op);
     op = (guard_op_t){.kind = GUARD_OP_ENGINE};
-    op.engine = (engine_op_t){.kind = ENGINE_OP_SKU_PUT, .now_ms = guard_engine(g)->now_ms};
+    op.engine = (engine_op_t){.kind = ENGINE_OP_SKU_PUT, .now_ms = engine_now_ms(guard_engine(g))};
     memcpy(op.engine.u.sku_put.sku, "hot", 3);
     op.engine.u.sku_put.sku_len = 3;
     op.engine.u.sku_put.stock = HF_STOCK_MAX;

@@ -1137,6 +1137,41 @@ engine_stats_t engine_stats(const engine_t *e)
     return e->stats;
 }
 
+void engine_count_idem_replay(engine_t *e)
+{
+    e->stats.idem_replays++;
+}
+
+int64_t engine_now_ms(const engine_t *e)
+{
+    return e->now_ms;
+}
+
+uint64_t engine_hold_seq(const engine_t *e)
+{
+    return e->hold_seq;
+}
+
+engine_config_t engine_config(const engine_t *e)
+{
+    return e->config;
+}
+
+uint32_t engine_hold_slots_used(const engine_t *e)
+{
+    return e->hold_hwm;
+}
+
+engine_slot_view_t engine_slot_view(const engine_t *e, uint32_t slot)
+{
+    assert(slot < e->hold_hwm);
+    const engine_hold_t *h = &e->holds[slot];
+    if (h->state == ENGINE_HOLD_FREE) {
+        return (engine_slot_view_t){.id = 0, .state = ENGINE_HOLD_FREE};
+    }
+    return (engine_slot_view_t){.id = h->id, .state = h->state, .line_count = h->line_count};
+}
+
 static const char base62[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
 size_t engine_id_format(char kind, uint64_t id, char *out)

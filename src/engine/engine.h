@@ -334,6 +334,25 @@ void engine_sku_view(const engine_t *e, uint32_t index, engine_sku_view_t *out);
 uint32_t engine_sku_count(const engine_t *e);
 engine_result_t engine_hold_view(const engine_t *e, uint64_t hold_id, engine_hold_view_t *out);
 engine_stats_t engine_stats(const engine_t *e);
+/* Counts an Idempotency-Key replay that a caller answered from its own
+ * records (the guard replays refusals the engine never saw). */
+void engine_count_idem_replay(engine_t *e);
+/* The engine's time: the latest now_ms it was given. */
+int64_t engine_now_ms(const engine_t *e);
+/* Hold ids issued so far (a snapshot keeps it: ids never repeat). */
+uint64_t engine_hold_seq(const engine_t *e);
+engine_config_t engine_config(const engine_t *e);
+/* Slots at or above this were never used: a walk of the holds by slot
+ * (a caller's own per-slot records) stops here. */
+uint32_t engine_hold_slots_used(const engine_t *e);
+/* The hold in a slot below engine_hold_slots_used(); state ENGINE_HOLD_FREE
+ * and id 0 if the slot has none. */
+typedef struct {
+    uint64_t id;
+    engine_hold_state_t state;
+    uint16_t line_count;
+} engine_slot_view_t;
+engine_slot_view_t engine_slot_view(const engine_t *e, uint32_t slot);
 /* The earliest expiry among active holds, or INT64_MAX if none. */
 int64_t engine_next_expiry_ms(const engine_t *e);
 

@@ -40,7 +40,7 @@ static void expire_instant(guard_t *g, int64_t at_ms)
 
 void guard_advance(guard_t *g, int64_t now_ms)
 {
-    assert(now_ms >= g->engine.now_ms);
+    assert(now_ms >= engine_now_ms(&g->engine));
     for (int64_t t = engine_next_expiry_ms(&g->engine); t <= now_ms;
          t = engine_next_expiry_ms(&g->engine)) {
         expire_instant(g, t);
@@ -302,14 +302,14 @@ static guard_outcome_t apply_revoke(guard_t *g, guard_op_t *op)
         return (guard_outcome_t){.result = GUARD_NOT_FOUND};
     }
     guard_outcome_t out = {.result = GUARD_OK};
-    uint32_t slots = g->engine.hold_hwm;
+    uint32_t slots = engine_hold_slots_used(&g->engine);
     for (uint32_t slot = 0; slot < slots && g->ids[i].holds_active > 0; slot++) {
         if (g->holds[slot].ids[op->u.revoke.kind] != i + 1) {
             continue;
         }
         guard_op_t release = {.kind = GUARD_OP_ENGINE};
         release.engine = (engine_op_t){.kind = ENGINE_OP_HOLD_RELEASE, .now_ms = op->engine.now_ms};
-        release.engine.u.hold.hold_id = g->engine.holds[slot].id;
+        release.engine.u.hold.hold_id = engine_slot_view(&g->engine, slot).id;
         memcpy(release.reason, op->reason, op->reason_len);
         release.reason_len = op->reason_len;
         guard_outcome_t o = apply_hold_finish(g, &release);

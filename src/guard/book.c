@@ -71,7 +71,7 @@ static int64_t safe_until_ms(const guard_t *g, const engine_hold_view_t *h, int6
 {
     int64_t safe_ms = 0;
     for (uint16_t i = 0; i < h->line_count; i++) {
-        int64_t line_ms = sku_safe_ms(g, h->lines[i].sku_index, now_ms);
+        int64_t line_ms = sku_safe_ms(g, h->lines[i].sku_index);
         safe_ms = line_ms > safe_ms ? line_ms : safe_ms;
     }
     return safe_ms > 0 ? now_ms + safe_ms : 0;

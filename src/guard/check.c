@@ -19,15 +19,15 @@ typedef struct {
 static bool check_hold_side(const guard_t *g, uint32_t slot, check_sums_t *sum)
 {
     const guard_hold_t *side = &g->holds[slot];
-    const engine_hold_t *eh = &g->engine.holds[slot];
-    if (eh->state != ENGINE_HOLD_ACTIVE) {
+    engine_slot_view_t eh = engine_slot_view(&g->engine, slot);
+    if (eh.state != ENGINE_HOLD_ACTIVE) {
         return side->ids[0] == 0 && side->ids[1] == 0 && side->ids[2] == 0 && side->wait == 0 &&
                side->charged == 0 && side->newcomer == 0 && side->prev == 0 && side->next == 0 &&
                side->safe_until_ms == 0 && side->created_ms == 0 && side->units == 0 &&
                side->buy_now == 0;
     }
     engine_hold_view_t h;
-    if (engine_hold_view(&g->engine, eh->id, &h) != ENGINE_OK || side->created_ms != h.created_ms ||
+    if (engine_hold_view(&g->engine, eh.id, &h) != ENGINE_OK || side->created_ms != h.created_ms ||
         side->units != book_units(&h)) {
         return false;
     }
@@ -56,7 +56,7 @@ static bool check_hold_side(const guard_t *g, uint32_t slot, check_sums_t *sum)
     }
     if (side->wait != 0) {
         const guard_wait_t *w = &g->waits[side->wait - 1];
-        return side->wait <= g->wait_hwm && w->state == GUARD_WAIT_OFFERED && w->hold_id == eh->id;
+        return side->wait <= g->wait_hwm && w->state == GUARD_WAIT_OFFERED && w->hold_id == eh.id;
     }
     return true;
 }
@@ -66,14 +66,17 @@ static bool check_hold_side(const guard_t *g, uint32_t slot, check_sums_t *sum)
 static uint32_t check_list(const guard_t *g, uint32_t head, uint32_t tail, uint32_t sku)
 {
     uint32_t n = 0, prev = 0;
+    uint32_t slots = engine_hold_slots_used(&g->engine);
     for (uint32_t at = head; at != 0; prev = at, at = g->holds[at - 1].next) {
-        const engine_hold_t *eh = &g->engine.holds[at - 1];
-        bool single = eh->line_count == 1;
+        if (at > slots || ++n > slots) {
+            return UINT32_MAX;
+        }
+        engine_slot_view_t eh = engine_slot_view(&g->engine, at - 1);
+        bool single = eh.line_count == 1;
         engine_hold_view_t h;
-        if (at > g->engine.hold_hwm || ++n > g->engine.hold_hwm || g->holds[at - 1].prev != prev ||
-            eh->state != ENGINE_HOLD_ACTIVE ||
-            engine_hold_view(&g->engine, eh->id, &h) != ENGINE_OK ||
-            single != (sku != GUARD_NONE) || (single && h.lines[0].sku_index != sku)) {
+        if (g->holds[at - 1].prev != prev || eh.state != ENGINE_HOLD_ACTIVE ||
+            engine_hold_view(&g->engine, eh.id, &h) != ENGINE_OK || single != (sku != GUARD_NONE) ||
+            (single && h.lines[0].sku_index != sku)) {
             return UINT32_MAX;
         }
     }
@@ -146,7 +149,8 @@ static bool check_waitlists(const guard_t *g)
         }
         engine_sku_view_t v;
         engine_sku_view(&g->engine, sku, &v);
-        bool holds_full = g->engine.stats.holds_active >= g->engine.config.holds_max;
+        bool holds_full =
+            engine_stats(&g->engine).holds_active >= engine_config(&g->engine).holds_max;
         uint32_t first = wait_first_servable(g, sku, v.stock - v.sold);
         if (first != GUARD_NONE && v.available >= g->waits[first].qty && !holds_full) {
             return false; /* units the first servable entry could have been offered */
@@ -167,9 +171,9 @@ bool guard_check(const guard_t *g)
                         calloc(engine_sku_count(&g->engine) + 1, sizeof(int64_t)), 0};
     bool ok =
         sum.holds != NULL && sum.units != NULL && sum.cs_units != NULL && sum.newcomer_held != NULL;
-    for (uint32_t slot = 0; ok && slot < g->engine.hold_hwm; slot++) {
+    for (uint32_t slot = 0; ok && slot < engine_hold_slots_used(&g->engine); slot++) {
         ok = check_hold_side(g, slot, &sum);
-        sum.listed += g->engine.holds[slot].state == ENGINE_HOLD_ACTIVE;
+        sum.listed += engine_slot_view(&g->engine, slot).state == ENGINE_HOLD_ACTIVE;
     }
     ok = ok && check_sums(g, &sum) && check_waitlists(g) && check_lists(g, &sum);
     free(sum.holds);

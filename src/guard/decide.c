@@ -60,7 +60,7 @@ static bool line_input(const guard_t *g, const engine_line_t *l, ident_names_t *
                            .available = v.available,
                            .qty = l->qty,
                            .newcomer_held = g->skus[sku].newcomer_held,
-                           .pay_ms = sku_pay_ms(g, sku, now_ms)};
+                           .pay_ms = sku_pay_ms(g, sku)};
     for (int k = 0; k < POLICY_ID_KINDS; k++) {
         n->cs[k][i] = n->ids[k] == GUARD_NONE ? GUARD_NONE : ident_cs_find(g, n->ids[k], sku);
         line_units(g, n->cs[k][i], now_ms, out, k);
@@ -177,7 +177,9 @@ guard_outcome_t guard_hold(guard_t *g, const guard_hold_request_t *req, int64_t 
     uint64_t hash = guard_request_hash(req);
     guard_outcome_t out;
     if (idem_replay(g, req, hash, &out)) {
-        g->engine.stats.idem_replays += out.engine.replayed;
+        if (out.engine.replayed) {
+            engine_count_idem_replay(&g->engine);
+        }
         return out;
     }
     policy_hold_input_t in;

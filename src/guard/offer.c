@@ -119,13 +119,14 @@ void offer_serve(guard_t *g, uint32_t sku, int64_t at_ms)
 /* Every sku with a line is served, in sku order (rare: an overload). */
 void offer_serve_starved(guard_t *g)
 {
-    if (!g->offers_starved || g->engine.stats.holds_active >= g->engine.config.holds_max) {
+    if (!g->offers_starved ||
+        engine_stats(&g->engine).holds_active >= engine_config(&g->engine).holds_max) {
         return;
     }
     g->offers_starved = false;
     for (uint32_t sku = 0; sku < engine_sku_count(&g->engine); sku++) {
         if (g->skus[sku].wait_head != 0) {
-            offer_serve(g, sku, g->engine.now_ms);
+            offer_serve(g, sku, engine_now_ms(&g->engine));
         }
     }
 }

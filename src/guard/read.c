@@ -11,7 +11,7 @@
 static guard_identity_view_t id_view(const guard_t *g, uint32_t i)
 {
     const guard_identity_t *id = &g->ids[i];
-    int64_t now_ms = g->engine.now_ms;
+    int64_t now_ms = engine_now_ms(&g->engine);
     policy_identity_t p = ident_policy_view(g, (policy_id_kind_t)id->kind, true, i, now_ms);
     double shop_started = policy_decay(&g->policy, g->shop_started, g->shop_at_ms, now_ms);
     double shop_committed = policy_decay(&g->policy, g->shop_committed, g->shop_at_ms, now_ms);
@@ -89,9 +89,9 @@ void guard_sku_view(const guard_t *g, uint32_t sku_index, guard_sku_view_t *out)
     const guard_sku_t *s = &g->skus[sku_index];
     const policy_config_t *c = guard_sku_policy(g, sku_index, NULL);
     guard_sku_t copy = *s;
-    sku_bring(&copy, c, g->engine.now_ms);
+    sku_bring(&copy, c, engine_now_ms(&g->engine));
     *out =
-        (guard_sku_view_t){.escalated = sku_escalated_now(g, sku_index, g->engine.now_ms),
+        (guard_sku_view_t){.escalated = sku_escalated_now(g, sku_index, engine_now_ms(&g->engine)),
                            .escalations = s->escalations,
                            .escalated_at_ms = s->escalated_at_ms,
                            .conversion = copy.started >= 1.0 ? copy.committed / copy.started : -1.0,
@@ -100,7 +100,7 @@ void guard_sku_view(const guard_t *g, uint32_t sku_index, guard_sku_view_t *out)
                            .denials = s->denials,
                            .challenges = s->challenges,
                            .newcomer_held = s->newcomer_held,
-                           .pay_ms = sku_pay_ms(g, sku_index, g->engine.now_ms),
+                           .pay_ms = sku_pay_ms(g, sku_index),
                            .reclaimed = s->reclaimed};
 }
 
@@ -122,7 +122,7 @@ uint32_t guard_skus_escalated_now(const guard_t *g)
 {
     uint32_t n = 0;
     for (uint32_t sku = 0; sku < engine_sku_count(&g->engine); sku++) {
-        n += g->skus[sku].escalated && sku_escalated_now(g, sku, g->engine.now_ms);
+        n += g->skus[sku].escalated && sku_escalated_now(g, sku, engine_now_ms(&g->engine));
     }
     return n;
 }

@@ -59,7 +59,7 @@ static int64_t sku_need(const guard_t *g, uint32_t sku, int64_t now_ms)
 static bool has_line(const guard_t *g, uint32_t slot, uint32_t sku)
 {
     engine_hold_view_t h;
-    engine_result_t r = engine_hold_view(&g->engine, g->engine.holds[slot].id, &h);
+    engine_result_t r = engine_hold_view(&g->engine, engine_slot_view(&g->engine, slot).id, &h);
     assert(r == ENGINE_OK && h.state == ENGINE_HOLD_ACTIVE);
     for (uint16_t i = 0; i < h.line_count; i++) {
         if (h.lines[i].sku_index == sku) {
@@ -86,7 +86,7 @@ static uint32_t gather(const guard_t *g, uint32_t head, uint32_t sku, int64_t sa
             break;
         }
         if (now_ms >= side->safe_until_ms && (!multi || has_line(g, at - 1, sku))) {
-            out[n++] = (guard_candidate_t){.id = g->engine.holds[at - 1].id,
+            out[n++] = (guard_candidate_t){.id = engine_slot_view(&g->engine, at - 1).id,
                                            .created_ms = side->created_ms,
                                            .units = side->units,
                                            .newcomer = side->newcomer};
@@ -99,7 +99,7 @@ static uint32_t gather(const guard_t *g, uint32_t head, uint32_t sku, int64_t sa
 static void pick(const guard_t *g, uint32_t sku, int64_t need, int64_t now_ms, guard_op_t *op,
                  guard_candidate_t *c)
 {
-    int64_t safe_ms = sku_safe_ms(g, sku, now_ms);
+    int64_t safe_ms = sku_safe_ms(g, sku);
     if (safe_ms == 0) {
         return; /* reclaim is off for this sku */
     }

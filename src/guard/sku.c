@@ -197,15 +197,18 @@ void sku_pay_learn(guard_t *g, uint32_t sku, int64_t took_ms, int64_t now_ms)
     g->pay[sku] = p;
 }
 
-int64_t sku_pay_ms(const guard_t *g, uint32_t sku, int64_t now_ms)
+/* Decay scales every bucket alike, so the percentile is read from the
+ * counts as they were last brought up to date: no decay on this path, which
+ * every hold takes. */
+int64_t sku_pay_ms(const guard_t *g, uint32_t sku)
 {
-    if (g->pay[sku].seen < (uint64_t)g->policy.reclaim_min_commits) {
+    const guard_pay_t *p = &g->pay[sku];
+    if (p->seen < (uint64_t)g->policy.reclaim_min_commits) {
         return 0; /* too few sales to know */
     }
-    guard_pay_t p = pay_at(g, sku, now_ms);
-    double want = p.total * (double)g->policy.reclaim_pay_pct / 100.0, seen = 0.0;
+    double want = p->total * (double)g->policy.reclaim_pay_pct / 100.0, seen = 0.0;
     for (int b = 0; b < GUARD_PAY_BUCKETS; b++) {
-        seen += p.count[b];
+        seen += p->count[b];
         if (seen >= want) {
             return pay_edge_ms[b];
         }
@@ -213,13 +216,13 @@ int64_t sku_pay_ms(const guard_t *g, uint32_t sku, int64_t now_ms)
     return pay_edge_ms[GUARD_PAY_BUCKETS - 1];
 }
 
-int64_t sku_safe_ms(const guard_t *g, uint32_t sku, int64_t now_ms)
+int64_t sku_safe_ms(const guard_t *g, uint32_t sku)
 {
     const policy_config_t *c = guard_sku_policy(g, sku, NULL);
     if (!c->reclaim_enabled) {
         return 0;
     }
-    int64_t pay_ms = sku_pay_ms(g, sku, now_ms);
+    int64_t pay_ms = sku_pay_ms(g, sku);
     return pay_ms > c->reclaim_floor_ms ? pay_ms : c->reclaim_floor_ms;
 }
 

@@ -33,14 +33,14 @@ void sku_evaluate(guard_t *g, uint32_t sku, int64_t now_ms);
 
 /* Teaches a sku that a hold of it was paid for `took_ms` after it was made. */
 void sku_pay_learn(guard_t *g, uint32_t sku, int64_t took_ms, int64_t now_ms);
-/* How long the sku's buyers take to pay, as learned by now_ms: the upper
+/* How long the sku's buyers take to pay, as learned: the upper
  * edge of the bucket holding reclaim.pay_pct of its recent commits (each
  * counts half as much every reclaim.window_ms); 0 until it has seen
  * reclaim.min_commits. */
-int64_t sku_pay_ms(const guard_t *g, uint32_t sku, int64_t now_ms);
+int64_t sku_pay_ms(const guard_t *g, uint32_t sku);
 /* How long a hold of the sku is safe from reclaim: the time its buyers take
  * to pay, never less than reclaim.floor_ms; 0 when reclaim is off for it. */
-int64_t sku_safe_ms(const guard_t *g, uint32_t sku, int64_t now_ms);
+int64_t sku_safe_ms(const guard_t *g, uint32_t sku);
 
 /* Live-only: buyers were just refused qty units of a sku for want of
  * stock. Decays with a half-life of SKU_WANT_HALF_LIFE_MS. */

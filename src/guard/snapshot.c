@@ -219,9 +219,9 @@ void guard_snapshot_write(const guard_t *g, guard_write_fn write, void *ctx)
         w_u64(&w, p->tag);
         w_u64(&w, (uint64_t)p->expires_ms);
     }
-    for (uint32_t slot = 0; slot < g->engine.hold_hwm; slot++) {
+    for (uint32_t slot = 0; slot < engine_hold_slots_used(&g->engine); slot++) {
         const guard_hold_t *h = &g->holds[slot];
-        if (g->engine.holds[slot].state == ENGINE_HOLD_ACTIVE) {
+        if (engine_slot_view(&g->engine, slot).state == ENGINE_HOLD_ACTIVE) {
             w_u64(&w, slot | (uint64_t)h->charged << 32 | (uint64_t)h->newcomer << 33);
             w_u64(&w, h->ids[0] | (uint64_t)h->ids[1] << 32);
             w_u64(&w, h->ids[2] | (uint64_t)h->wait << 32);
@@ -365,7 +365,7 @@ static void r_identity(snap_reader_t *r, const guard_t *g, guard_identity_t *id)
             id->len <= HF_NAME_BYTES_MAX && (id->len >= 1 || !id->live);
     r_bytes(r, id->value, r->ok ? id->len : 0);
     id->next_free = (uint32_t)r_u64(r);
-    id->holds_active = r_u32_max(r, g->engine.config.holds_max);
+    id->holds_active = r_u32_max(r, engine_config(&g->engine).holds_max);
     id->customer_skus = r_u32_max(r, g->config.customer_skus_max);
     id->units_held = (int64_t)r_u64(r);
     id->budget_unit_ms = r_f64(r);
@@ -435,7 +435,7 @@ static void r_hold(snap_reader_t *r, guard_t *g, uint64_t head)
     uint64_t a = r_u64(r), b = r_u64(r);
     uint64_t c = r->v3 ? r_u64(r) : 0, safe_until_ms = r->v3 ? r_u64(r) : 0;
     uint64_t slot = head & 0xffffffffu;
-    r->ok = r->ok && slot < g->engine.hold_hwm && head >> (r->v3 ? 34 : 33) == 0;
+    r->ok = r->ok && slot < engine_hold_slots_used(&g->engine) && head >> (r->v3 ? 34 : 33) == 0;
     guard_hold_t *h = &g->holds[r->ok ? slot : 0];
     *h = (guard_hold_t){.ids = {(uint32_t)a, (uint32_t)(a >> 32), (uint32_t)b},
                         .wait = (uint32_t)(b >> 32),
@@ -445,14 +445,14 @@ static void r_hold(snap_reader_t *r, guard_t *g, uint64_t head)
                         .charged = (uint8_t)(head >> 32 & 1),
                         .newcomer = (uint8_t)(head >> 33 & 1)};
     r->ok = r->ok && h->ids[0] <= g->id_hwm && h->ids[1] <= g->id_hwm && h->ids[2] <= g->id_hwm &&
-            h->wait <= g->wait_hwm && h->prev <= g->engine.hold_hwm &&
-            h->next <= g->engine.hold_hwm;
+            h->wait <= g->wait_hwm && h->prev <= engine_hold_slots_used(&g->engine) &&
+            h->next <= engine_hold_slots_used(&g->engine);
 }
 
 /* A list link: a hold slot + 1, or 0. */
 static uint32_t r_link(snap_reader_t *r, const guard_t *g, uint64_t v)
 {
-    r->ok = r->ok && (uint32_t)v <= g->engine.hold_hwm;
+    r->ok = r->ok && (uint32_t)v <= engine_hold_slots_used(&g->engine);
     return (uint32_t)v;
 }
 
@@ -488,12 +488,12 @@ static void r_v3(snap_reader_t *r, guard_t *g)
  * units. */
 static void rederive(guard_t *g)
 {
-    for (uint32_t slot = 0; slot < g->engine.hold_hwm; slot++) {
-        if (g->engine.holds[slot].state != ENGINE_HOLD_ACTIVE) {
+    for (uint32_t slot = 0; slot < engine_hold_slots_used(&g->engine); slot++) {
+        if (engine_slot_view(&g->engine, slot).state != ENGINE_HOLD_ACTIVE) {
             continue;
         }
         engine_hold_view_t h;
-        engine_result_t r = engine_hold_view(&g->engine, g->engine.holds[slot].id, &h);
+        engine_result_t r = engine_hold_view(&g->engine, engine_slot_view(&g->engine, slot).id, &h);
         assert(r == ENGINE_OK);
         g->holds[slot].created_ms = h.created_ms;
         g->holds[slot].units = (uint32_t)book_units(&h);
@@ -511,13 +511,13 @@ static void rederive(guard_t *g)
  * hold id). */
 static void relist(guard_t *g)
 {
-    for (uint32_t slot = 0; slot < g->engine.hold_hwm; slot++) {
-        const engine_hold_t *eh = &g->engine.holds[slot];
-        if (eh->state != ENGINE_HOLD_ACTIVE) {
+    for (uint32_t slot = 0; slot < engine_hold_slots_used(&g->engine); slot++) {
+        engine_slot_view_t s = engine_slot_view(&g->engine, slot);
+        if (s.state != ENGINE_HOLD_ACTIVE) {
             continue;
         }
         engine_hold_view_t h;
-        engine_result_t r = engine_hold_view(&g->engine, eh->id, &h);
+        engine_result_t r = engine_hold_view(&g->engine, s.id, &h);
         assert(r == ENGINE_OK);
         book_list_link(g, &h, slot);
     }

@@ -359,7 +359,7 @@ static int listen_on(server_t *s, char *addr_text, size_t addr_text_size)
 /* Applies and journals an op of the server's own (not a client's). */
 static int apply_own(server_t *s, guard_op_t *op)
 {
-    op->engine.now_ms = guard_engine(s->guard)->now_ms;
+    op->engine.now_ms = engine_now_ms(guard_engine(s->guard));
     guard_outcome_t o = guard_apply(s->guard, op);
     assert(o.result == GUARD_OK);
     return o.changed && store_append(&s->store, op, server_mono_ms()) == 0 ? -1 : 0;
@@ -443,7 +443,7 @@ static int recover(server_t *s)
     /* Time never goes back, even if the wall clock did while we were down. */
     int64_t now_wall_ms = wall_ms(); /* read both clocks at one moment */
     s->mono_start_ms = server_mono_ms();
-    int64_t engine_ms = guard_engine(s->guard)->now_ms;
+    int64_t engine_ms = engine_now_ms(guard_engine(s->guard));
     s->clock_base_ms = now_wall_ms > engine_ms ? now_wall_ms : engine_ms;
     s->started_epoch_ms = now_wall_ms;
     s->events_logged = guard_event_seq(s->guard); /* logged by the run that switched them */

@@ -498,7 +498,7 @@ static void encode_free_slot(void *ctx, uint32_t slot)
 static void encode_free_slots(store_buf_t *b, const engine_t *e)
 {
     put_u8(b, RECORD_SNAP_FREE);
-    put_u64(b, e->hold_hwm);
+    put_u64(b, engine_hold_slots_used(e));
     size_t at = b->size;
     put_u64(b, 0);
     size_t first = b->size;
@@ -513,8 +513,8 @@ void record_encode_snapshot(store_buf_t *b, const guard_t *g)
 {
     const engine_t *e = guard_engine(g);
     put_u8(b, RECORD_SNAP_TIME);
-    put_u64(b, (uint64_t)e->now_ms);
-    put_u64(b, e->hold_seq);
+    put_u64(b, (uint64_t)engine_now_ms(e));
+    put_u64(b, engine_hold_seq(e));
     for (uint32_t i = 0; i < engine_sku_count(e); i++) {
         engine_sku_view_t v;
         engine_sku_view(e, i, &v);
@@ -606,7 +606,7 @@ static engine_result_t restore_one(record_reader_t *r, engine_t *e, uint8_t kind
 static bool restore_free_slots(record_reader_t *r, engine_t *e)
 {
     uint64_t hwm = get_u64(r), count = get_u64(r);
-    if (!r->ok || hwm > e->config.holds_max || count > hwm || r->left < count * 4) {
+    if (!r->ok || hwm > engine_config(e).holds_max || count > hwm || r->left < count * 4) {
         return false;
     }
     uint32_t *slots = malloc((size_t)(count > 0 ? count : 1) * sizeof *slots);

@@ -156,7 +156,7 @@ static int replay_batch(guard_t *g, const uint8_t *body, size_t size, uint64_t f
         if (seq <= after_seq) {
             continue; /* already in the snapshot, which may be younger than it */
         }
-        if (op.engine.now_ms < guard_engine(g)->now_ms) {
+        if (op.engine.now_ms < engine_now_ms(guard_engine(g))) {
             snprintf(err, err_size, "journal record %llu goes back in time",
                      (unsigned long long)seq);
             return -1;
@@ -240,7 +240,7 @@ int store_recover(store_t *s, guard_t *g, int64_t now_ms, store_recovery_t *info
         s->appended_seq = (uint64_t)snapshot_seq;
     }
     s->durable_seq = s->appended_seq;
-    if (now_ms > guard_engine(g)->now_ms) {
+    if (now_ms > engine_now_ms(guard_engine(g))) {
         uint64_t expired = engine_stats(guard_engine(g)).holds_expired;
         guard_advance(g, now_ms);
         info->holds_expired = (uint32_t)(engine_stats(guard_engine(g)).holds_expired - expired);

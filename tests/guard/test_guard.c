@@ -778,8 +778,8 @@ static void same_guards(const guard_t *a, const guard_t *b, unsigned flags)
     same_stats(a, b, flags);
     same_skus(a, b, flags);
     same_identities(a, b);
-    uint32_t hwm =
-        a->engine.hold_hwm > b->engine.hold_hwm ? a->engine.hold_hwm : b->engine.hold_hwm;
+    uint32_t hwm_a = engine_hold_slots_used(&a->engine), hwm_b = engine_hold_slots_used(&b->engine);
+    uint32_t hwm = hwm_a > hwm_b ? hwm_a : hwm_b;
     for (uint32_t slot = 0; slot < hwm; slot++) {
         SAME_BYTES(&a->holds[slot], &b->holds[slot], sizeof a->holds[slot], "hold side record");
     }
@@ -3231,13 +3231,13 @@ static void test_snapshot_truncated_or_damaged_is_refused(void **state)
         {"a finished-entry list past the entries", lists + 72, g->wait_hwm + 1},
         {"an identity name longer than names are", ann_at, 1 | (uint64_t)200 << 16},
         {"an identity of no kind", ann_at, 1 | (uint64_t)7 << 8 | (uint64_t)3 << 16},
-        {"a hold record for a slot never used", last_hold, g->engine.hold_hwm + 3},
+        {"a hold record for a slot never used", last_hold, engine_hold_slots_used(&g->engine) + 3},
         {"a hold record naming no identity", last_hold + 8, g->id_hwm + 3},
-        {"a hold's reclaim link past the holds", last_hold + 24, g->engine.hold_hwm + 1},
+        {"a hold's reclaim link past the holds", last_hold + 24, engine_hold_slots_used(&g->engine) + 1},
         {"no end mark", end_mark, 0},
         {"a multi-line list past the holds", s.guard_size - v3 + 24, 0xffffffffu},
         {"a sku's pool that is not its holds'", first_sku, 1000},
-        {"a sku's reclaim list past the holds", first_sku + 8, g->engine.hold_hwm + 1},
+        {"a sku's reclaim list past the holds", first_sku + 8, engine_hold_slots_used(&g->engine) + 1},
         {"a pay count below zero", first_sku + 6 * 8, 0xbff0000000000000u /* -1.0 */},
     };
     for (size_t i = 0; i < sizeof damage / sizeof damage[0]; i++) {
