@@ -2381,6 +2381,43 @@ static void test_reclaim_spares_offers_and_holds_of_skus_that_turned_it_off(void
     guard_free(g);
 }
 
+/* One decision takes back at most GUARD_RECLAIM_MAX holds; the next, a
+ * second later, takes the rest the waiting need. */
+static void test_reclaim_takes_at_most_its_op_of_holds_at_a_time(void **state)
+{
+    (void)state;
+    WHERE();
+    guard_config_t c = small;
+    c.engine.holds_max = 256;
+    c.identities_max = 512;
+    c.customer_skus_max = 512;
+    guard_t *g = guard_new(&c);
+    policy_config_t p = reclaim_policy();
+    p.identity_enabled = 0;
+    p.budget_enabled = 0;
+    p.quantity_enabled = 0; /* the fan waits for them all */
+    put_policy(g, T0, &p);
+    const uint32_t n = GUARD_RECLAIM_MAX + 6;
+    put_sku(g, T0, "drop", n + 1);
+    guard_hold_request_t r = request("payer", "drop", 1, 0);
+    finish_ok(g, T0 + 2000, ENGINE_OP_HOLD_COMMIT, hold_ok(g, &r, T0));
+    char name[16];
+    for (uint32_t i = 0; i < n; i++) {
+        snprintf(name, sizeof name, "h-%u", i);
+        r = request(name, "drop", 1, 0);
+        hold_ok(g, &r, T0 + 2000);
+    }
+    join_ok(g, T0 + 60000, "drop", "fan", n);
+    guard_op_t op;
+    assert_true(reclaim(g, T0 + 60000, &op).changed);
+    assert_int_equal(op.u.reclaim.count, GUARD_RECLAIM_MAX);
+    assert_true(reclaim(g, T0 + 61000, &op).changed);
+    assert_int_equal(op.u.reclaim.count, n - GUARD_RECLAIM_MAX);
+    assert_int_equal(guard_stats(g).reclaimed_holds, n);
+    assert_int_equal(guard_stats(g).wait_offered, 1); /* all n for the fan at once */
+    guard_free(g);
+}
+
 /* ====================================================== newcomer pool */
 
 static void test_newcomer_pool_counts_units_of_identities_that_never_bought(void **state)
@@ -3221,6 +3258,7 @@ static void test_snapshot_truncated_or_damaged_is_refused(void **state)
     const size_t v3 = 4 * 8 + engine_sku_count(&g->engine) * (6 + GUARD_PAY_BUCKETS) * 8;
     const size_t end_mark = s.guard_size - v3 - 8, last_hold = end_mark - 5 * 8;
     const size_t first_sku = s.guard_size - v3 + 4 * 8;
+    const uint32_t slots = engine_hold_slots_used(&g->engine);
     const damage_t damage[] = {
         {"another magic", 0, 0x34445247u},
         {"a policy of another field count", 8, POLICY_FIELD_COUNT + 1},
@@ -3231,13 +3269,13 @@ static void test_snapshot_truncated_or_damaged_is_refused(void **state)
         {"a finished-entry list past the entries", lists + 72, g->wait_hwm + 1},
         {"an identity name longer than names are", ann_at, 1 | (uint64_t)200 << 16},
         {"an identity of no kind", ann_at, 1 | (uint64_t)7 << 8 | (uint64_t)3 << 16},
-        {"a hold record for a slot never used", last_hold, engine_hold_slots_used(&g->engine) + 3},
+        {"a hold record for a slot never used", last_hold, slots + 3},
         {"a hold record naming no identity", last_hold + 8, g->id_hwm + 3},
-        {"a hold's reclaim link past the holds", last_hold + 24, engine_hold_slots_used(&g->engine) + 1},
+        {"a hold's reclaim link past the holds", last_hold + 24, slots + 1},
         {"no end mark", end_mark, 0},
         {"a multi-line list past the holds", s.guard_size - v3 + 24, 0xffffffffu},
         {"a sku's pool that is not its holds'", first_sku, 1000},
-        {"a sku's reclaim list past the holds", first_sku + 8, engine_hold_slots_used(&g->engine) + 1},
+        {"a sku's reclaim list past the holds", first_sku + 8, slots + 1},
         {"a pay count below zero", first_sku + 6 * 8, 0xbff0000000000000u /* -1.0 */},
     };
     for (size_t i = 0; i < sizeof damage / sizeof damage[0]; i++) {
@@ -3305,6 +3343,7 @@ int main(void)
         UNIT(test_reclaim_takes_only_what_the_waiting_need_most_suspicious_first),
         UNIT(test_reclaim_frees_units_for_buyers_just_refused_for_want_of_them),
         UNIT(test_reclaim_spares_offers_and_holds_of_skus_that_turned_it_off),
+        UNIT(test_reclaim_takes_at_most_its_op_of_holds_at_a_time),
         UNIT(test_newcomer_pool_counts_units_of_identities_that_never_bought),
         UNIT(test_a_proof_solved_cheaper_than_todays_price_is_asked_again),
         UNIT(test_a_device_buying_outright_reaches_its_cap_per_sku),
