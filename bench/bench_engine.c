@@ -365,6 +365,7 @@ static void bench_guard(const char *label, bool defenses)
         p->quantity_enabled = p->identity_enabled = p->budget_enabled = 0;
         p->reputation_enabled = p->challenge_enabled = p->escalation_enabled = 0;
         p->waitlist_enabled = p->ttl_adaptive = 0;
+        p->newcomer_enabled = p->reclaim_enabled = p->ttl_pay_floor = 0;
         p->hold_share_held_pct_max = 100;
     }
     guard_apply(g, &op);
