@@ -529,6 +529,21 @@ static bool waitlist_on(const sim_t *m, uint8_t sku)
     return !m->p->no_holds && sku_policy(m, sku)->waitlist_enabled;
 }
 
+/* When a waiting buyer looks at its entry next. In process it is told of
+ * an offer (notice_offers), and a slow look, less often as the wait grows,
+ * covers a notice lost to a burst of offers. A live server's offers reach
+ * no one but by a look, which the buyer takes as often as a notice would
+ * come (the shop's e-mail or push, modelled). */
+static int64_t wait_poll_ms(const sim_t *m, buyer_t *b)
+{
+    if (m->live != NULL) {
+        return OFFER_REACTION_MS;
+    }
+    int64_t ms = (int64_t)WAIT_POLL_MS << b->polls;
+    b->polls += b->polls < 6;
+    return ms;
+}
+
 /* Joins the sku's waitlist with the names a hold of theirs carries; false
  * if the shop would not have them. */
 static bool buyer_join(sim_t *m, uint32_t i)
@@ -559,9 +574,7 @@ static bool buyer_join(sim_t *m, uint32_t i)
     }
     b->wait_id = o.id;
     b->flags |= G_WAITLISTED;
-    /* Told when an offer comes (notice_offers); a slow look now and then
-     * covers a notice lost to a burst of offers. */
-    push(&m->q, m->now_ms + WAIT_POLL_MS, i, EV_WAIT_CHECK);
+    push(&m->q, m->now_ms + wait_poll_ms(m, b), i, EV_WAIT_CHECK);
     return true;
 }
 
@@ -696,9 +709,7 @@ static void buyer_wait_check(sim_t *m, uint32_t i)
         return;
     }
     if (state == GUARD_WAIT_WAITING) {
-        /* Looking less often as the wait grows (the notice is what counts). */
-        b->polls += b->polls < 6;
-        push(&m->q, m->now_ms + ((int64_t)WAIT_POLL_MS << b->polls), i, EV_WAIT_CHECK);
+        push(&m->q, m->now_ms + wait_poll_ms(m, b), i, EV_WAIT_CHECK);
     } else if (state == GUARD_WAIT_OFFERED && !rng_pct(&m->rng, m->s->abandon_pct / 2)) {
         guard_outcome_t o = hold_op(m, ENGINE_OP_HOLD_COMMIT, hold_id);
         if (o.result == GUARD_OK) {
