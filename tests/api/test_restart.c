@@ -425,6 +425,108 @@ static void test_relaxed_from_the_config_file_keeps_state(void **state)
     ack_free(&h);
 }
 
+
+/* ---- data written by an earlier holdfast ---- */
+
+/* A GET that must answer 200; the body parsed. */
+static json_t *get_ok(fx_t *fx, const char *target)
+{
+    hf_response_t r;
+    assert_int_equal(hf_call(&fx->cl, "GET", target, NULL, NULL, &r), 0);
+    if (r.status != 200) {
+        fprintf(stderr, "GET %s: %d %s\n", target, r.status, r.body);
+    }
+    assert_int_equal(r.status, 200);
+    json_t *doc = json_incref(r.json);
+    hf_response_free(&r);
+    return doc;
+}
+
+/* An active hold of the fixture: active until its day is over, expired
+ * after (the fixture was written on 2026-12-05 with one-day holds). One in
+ * the snapshot was made before reclaim existed and is never taken back
+ * (safe until it expires); one replayed from the journal is made again by
+ * this build, with its promise. */
+static void expect_fixture_hold(fx_t *fx, const char *id, const char *customer)
+{
+    char target[64];
+    snprintf(target, sizeof target, "/v1/holds/%s", id);
+    json_t *h = get_ok(fx, target);
+    assert_string_equal(or_missing(hf_json_str(h, "customer")), customer);
+    long long expires_ms = hf_parse_instant(hf_json_str(h, "expires_at"));
+    bool over = expires_ms <= hf_wall_ms();
+    assert_string_equal(or_missing(hf_json_str(h, "state")), over ? "expired" : "active");
+    if (!over) {
+        long long safe_ms = hf_parse_instant(hf_json_str(h, "safe_until"));
+        assert_true(safe_ms > 0 && safe_ms <= expires_ms);
+    }
+    json_decref(h);
+}
+
+static long long policy_value(const json_t *doc, const char *section, const char *key)
+{
+    long long v = -1;
+    assert_true(hf_json_int(json_object_get(doc, section), key, &v));
+    return v;
+}
+
+/* A data directory written by holdfast 0.1.0 at abe2688 (before the newcomer
+ * pool, reclaim and the purchase caps): a snapshot in its format (GRD2,
+ * policies of 47 settings) and a journal record after it in the hold
+ * format of then. It recovers; the settings added since take their
+ * defaults; the next start writes the new format, and it recovers again. */
+static void test_data_written_by_0_1_0_recovers(void **state)
+{
+    fx_t *fx = *state;
+    static const char *const files[] = {"holdfast.db", "holdfast.db-wal",
+                                        "snapshot-00000000000000000010.bin"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char cmd[1024];
+        snprintf(cmd, sizeof cmd, "cp '%s/%s' '%s/'", HF_FIXTURES "/data-0.1.0-abe2688", files[i],
+                 fx->srv.data_dir);
+        assert_int_equal(system(cmd), 0);
+    }
+    for (int run = 0; run < 2; run++) {
+        start(fx, NULL);
+        /* ann bought 2 caps; bob (3 shirts and a cap), cat (2 shirts) and,
+         * after the snapshot, eve (3 caps) held theirs for a day. */
+        json_t *h = get_ok(fx, "/v1/holds/h_IAKK8");
+        assert_string_equal(or_missing(hf_json_str(h, "state")), "committed");
+        assert_string_equal(or_missing(hf_json_str(h, "order_ref")), "o-1");
+        json_decref(h);
+        expect_fixture_hold(fx, "h_aKeeH", "bob");
+        expect_fixture_hold(fx, "h_sUyyQ", "cat");
+        expect_fixture_hold(fx, "h_1AfJIZ", "eve");
+        hf_sku_counts_t cap;
+        assert_int_equal(hf_sku_get(&fx->cl, "cap", &cap), 200);
+        assert_true(cap.stock == 20 && cap.sold == 2 + run && (cap.held == 4 || cap.held == 0));
+        json_t *w = get_ok(fx, "/v1/waitlist/w_IAKK8");
+        assert_string_equal(or_missing(hf_json_str(w, "customer")), "dan");
+        json_decref(w);
+        /* Its policy as it was, the new settings at their defaults. */
+        json_t *p = get_ok(fx, "/v1/policy");
+        assert_int_equal(policy_value(p, "hold_share", "held_pct_max"), 100);
+        assert_int_equal(policy_value(p, "challenge", "enabled"), 0);
+        assert_int_equal(policy_value(p, "newcomer", "pool_pct"), 25);
+        assert_int_equal(policy_value(p, "reclaim", "floor_ms"), 120000);
+        json_decref(p);
+        json_t *shirt = get_ok(fx, "/v1/skus/shirt");
+        assert_int_equal(policy_value(json_object_get(shirt, "policy"), "quantity", "line_qty_max"),
+                         3);
+        json_decref(shirt);
+        if (run == 0) { /* a sale in the new format, then a crash */
+            hf_response_t r;
+            assert_int_equal(hf_hold_create(&fx->cl,
+                                            "{\"customer\": \"fay\", \"lines\": [{\"sku\": \"cap\","
+                                            " \"qty\": 1}], \"commit\": true}",
+                                            NULL, NULL, &r),
+                             201);
+            hf_response_free(&r);
+            assert_true(hf_server_stop(&fx->srv, SIGKILL) >= 0);
+        }
+    }
+}
+
 /* With journal commits failing past record 2 (HOLDFAST_FAULT_JOURNAL_AFTER,
  * the server's fault hook), the store fails for good: the change it could not
  * keep is refused, every later request is 503 storage_unavailable, /healthz
@@ -474,6 +576,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_instants_follow_the_wall_clock_after_recovery, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_sigterm_exits_zero_and_keeps_state, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_data_written_by_0_1_0_recovers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_failed_journal_refuses_everything_until_restart,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_relaxed_durability_keeps_state_after_sigterm, setup,
