@@ -1128,6 +1128,18 @@ static void wait_get(fx_t *fx, const char *id, wait_t *w)
     json_decref(j);
 }
 
+/* Reads the entry until it leaves `state` (the server's tick moves it),
+ * failing if it has not within limit_ms. */
+static void wait_leave(fx_t *fx, const char *id, const char *state, long long limit_ms, wait_t *w)
+{
+    long long deadline = hf_now_ms() + limit_ms;
+    do {
+        assert_true(hf_now_ms() < deadline);
+        hf_sleep_ms(20);
+        wait_get(fx, id, w);
+    } while (strcmp(w->state, state) == 0);
+}
+
 static void wait_cancel(fx_t *fx, const char *id, int status, const char *state)
 {
     char target[128];
@@ -1225,12 +1237,7 @@ static void test_waitlist_offer_that_expires_passes_to_the_next(void **state)
     char first_hold[HF_TEST_ID_MAX];
     snprintf(first_hold, sizeof first_hold, "%s", w.hold_id);
     /* Expiry is what is tested: poll until the offer has run out. */
-    long long deadline = hf_now_ms() + 5000;
-    do {
-        assert_true(hf_now_ms() < deadline);
-        hf_sleep_ms(20);
-        wait_get(fx, w3.id, &w);
-    } while (strcmp(w.state, "offered") == 0);
+    wait_leave(fx, w3.id, "offered", 5000, &w);
     assert_string_equal(w.state, "expired");
     assert_int_equal(w.finished_ms, expires_ms);
     expect_hold(&fx->cl, first_hold, "expired", NULL);
@@ -1427,12 +1434,9 @@ static void test_reclaim_gives_a_stale_cart_to_the_waitlist(void **state)
     wait_t w;
     wait_join(fx, "drop", "fan", 1, 1, &w);
     /* The server's tick reclaims: watch for it, bounded. */
-    long long deadline = hf_now_ms() + 10000;
-    do {
-        assert_true(hf_now_ms() < deadline);
-        hf_sleep_ms(50);
-        wait_get(fx, w.id, &w);
-    } while (strcmp(w.state, "waiting") == 0);
+    char id[HF_TEST_ID_MAX];
+    snprintf(id, sizeof id, "%s", w.id);
+    wait_leave(fx, id, "waiting", 10000, &w);
     assert_string_equal(w.state, "offered");
     assert_string_equal(w.hold_customer, "fan");
     expect_hold(&fx->cl, stale, "released", NULL);
