@@ -532,12 +532,15 @@ static bool waitlist_on(const sim_t *m, uint8_t sku)
 /* When a waiting buyer looks at its entry next. In process it is told of
  * an offer (notice_offers), and a slow look, less often as the wait grows,
  * covers a notice lost to a burst of offers. A live server's offers reach
- * no one but by a look, which the buyer takes as often as a notice would
- * come (the shop's e-mail or push, modelled). */
+ * no one but by a look: the buyer takes one as often as a notice would
+ * come (the shop's e-mail or push, modelled), but no more than four times
+ * in an offer's life on the server's clock, which is enough to catch every
+ * offer and keeps a compressed run's looks from eating its requests. */
 static int64_t wait_poll_ms(const sim_t *m, buyer_t *b)
 {
     if (m->live != NULL) {
-        return OFFER_REACTION_MS;
+        int64_t quarter_ms = server_ms(m, sku_policy(m, b->sku)->waitlist_offer_ttl_ms / 4);
+        return quarter_ms > OFFER_REACTION_MS ? quarter_ms : OFFER_REACTION_MS;
     }
     int64_t ms = (int64_t)WAIT_POLL_MS << b->polls;
     b->polls += b->polls < 6;
