@@ -339,6 +339,86 @@ static void test_records_round_trip_every_op_kind(void **state)
     record_buf_free(&b);
 }
 
+/* A reclaim carries 1..GUARD_RECLAIM_MAX holds; a hold's newcomer flag
+ * rides in its create record. Both come back as written; a count outside
+ * the range, or a flag byte with other bits, is refused. */
+static void test_reclaim_and_newcomer_records_round_trip_at_their_edges(void **state)
+{
+    (void)state;
+    guard_op_t op = {.kind = GUARD_OP_RECLAIM};
+    op.engine.now_ms = 5;
+    op.u.reclaim.count = GUARD_RECLAIM_MAX;
+    for (uint16_t i = 0; i < GUARD_RECLAIM_MAX; i++) {
+        op.u.reclaim.holds[i] = 1000 + i;
+    }
+    store_buf_t b = {0};
+    record_encode_op(&b, &op);
+    record_reader_t r = {.p = b.data, .left = b.size, .ok = true};
+    guard_op_t got;
+    assert_true(record_decode_op(&r, &got));
+    assert_int_equal(got.kind, GUARD_OP_RECLAIM);
+    assert_int_equal(got.u.reclaim.count, GUARD_RECLAIM_MAX);
+    assert_int_equal(got.u.reclaim.holds[GUARD_RECLAIM_MAX - 1], 1000 + GUARD_RECLAIM_MAX - 1);
+    assert_int_equal(r.left, 0);
+    const uint8_t counts[] = {0, GUARD_RECLAIM_MAX + 1};
+    for (size_t i = 0; i < sizeof counts; i++) {
+        b.data[9] = counts[i]; /* after the kind and the time */
+        r = (record_reader_t){.p = b.data, .left = b.size, .ok = true};
+        assert_false(record_decode_op(&r, &got));
+    }
+    record_buf_free(&b);
+
+    op = (guard_op_t){.kind = GUARD_OP_ENGINE, .newcomer = true};
+    op.engine = (engine_op_t){.kind = ENGINE_OP_HOLD_CREATE, .now_ms = 6};
+    engine_hold_create_t *c = &op.engine.u.hold_create;
+    memcpy(c->customer, "new", 3);
+    c->customer_len = 3;
+    c->ttl_ms = 1000;
+    c->hold_id = 7;
+    c->line_count = 1;
+    memcpy(c->lines[0].sku, "a", 1);
+    c->lines[0].sku_len = 1;
+    c->lines[0].qty = 3;
+    b = (store_buf_t){0};
+    record_encode_op(&b, &op);
+    r = (record_reader_t){.p = b.data, .left = b.size, .ok = true};
+    assert_true(record_decode_op(&r, &got));
+    assert_true(got.newcomer);
+    b.data[b.size - 1] = 2; /* the flags byte is the record's last */
+    r = (record_reader_t){.p = b.data, .left = b.size, .ok = true};
+    assert_false(record_decode_op(&r, &got));
+    record_buf_free(&b);
+}
+
+/* A policy written by an older build has fewer settings: it reads with the
+ * rest at their defaults, down to POLICY_FIELD_COUNT_MIN and no further. */
+static void test_an_older_policy_record_reads_with_new_settings_at_defaults(void **state)
+{
+    (void)state;
+    guard_op_t op = {.kind = GUARD_OP_POLICY_PUT, .u.policy = policy_config_default()};
+    op.engine.now_ms = 1;
+    op.u.policy.quantity_line_qty_max = 3; /* a setting the old build had */
+    op.u.policy.reclaim_floor_ms = 5000;  /* one it did not: dropped below */
+    store_buf_t b = {0};
+    record_encode_op(&b, &op);
+    const size_t head = 1 + 8 + 1; /* kind, time, field count */
+    assert_int_equal(b.size, head + 8 * POLICY_FIELD_COUNT);
+    guard_op_t got;
+    b.data[head - 1] = POLICY_FIELD_COUNT_MIN;
+    record_reader_t r = {.p = b.data, .left = head + 8 * POLICY_FIELD_COUNT_MIN, .ok = true};
+    assert_true(record_decode_op(&r, &got));
+    assert_int_equal(r.left, 0);
+    assert_int_equal(got.u.policy.quantity_line_qty_max, 3);
+    assert_int_equal(got.u.policy.reclaim_floor_ms, policy_config_default().reclaim_floor_ms);
+    b.data[head - 1] = POLICY_FIELD_COUNT_MIN - 1;
+    r = (record_reader_t){.p = b.data, .left = head + 8 * (POLICY_FIELD_COUNT_MIN - 1), .ok = true};
+    assert_false(record_decode_op(&r, &got));
+    b.data[head - 1] = POLICY_FIELD_COUNT + 1;
+    r = (record_reader_t){.p = b.data, .left = b.size, .ok = true};
+    assert_false(record_decode_op(&r, &got));
+    record_buf_free(&b);
+}
+
 static void test_decoder_refuses_damaged_records(void **state)
 {
     (void)state;
@@ -641,6 +721,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_records_round_trip_every_op_kind),
+        cmocka_unit_test(test_reclaim_and_newcomer_records_round_trip_at_their_edges),
+        cmocka_unit_test(test_an_older_policy_record_reads_with_new_settings_at_defaults),
         cmocka_unit_test(test_decoder_refuses_damaged_records),
         cmocka_unit_test(test_recovery_rebuilds_the_acknowledged_state),
         cmocka_unit_test(test_recovery_expires_holds_that_ran_out_while_down),
