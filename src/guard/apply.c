@@ -294,6 +294,22 @@ static guard_outcome_t apply_sku_policy(guard_t *g, const guard_op_t *op)
     return (guard_outcome_t){.result = GUARD_OK, .changed = true};
 }
 
+/* Releases an active hold at now_ms, giving the reason; for the guard's own
+ * ops (a revocation, a reclaim, a cancelled offer), which have checked
+ * that the hold is active. */
+static void release_active(guard_t *g, uint64_t hold_id, const char *reason, size_t reason_len,
+                           int64_t now_ms)
+{
+    guard_op_t release = {.kind = GUARD_OP_ENGINE};
+    release.engine = (engine_op_t){.kind = ENGINE_OP_HOLD_RELEASE, .now_ms = now_ms};
+    release.engine.u.hold.hold_id = hold_id;
+    assert(reason_len <= sizeof release.reason);
+    memcpy(release.reason, reason, reason_len);
+    release.reason_len = (uint8_t)reason_len;
+    guard_outcome_t o = apply_hold_finish(g, &release);
+    assert(o.result == GUARD_OK && o.changed);
+}
+
 /* Releases every active hold that names the identity, with the reason. */
 static guard_outcome_t apply_revoke(guard_t *g, guard_op_t *op)
 {
@@ -307,13 +323,8 @@ static guard_outcome_t apply_revoke(guard_t *g, guard_op_t *op)
         if (g->holds[slot].ids[op->u.revoke.kind] != i + 1) {
             continue;
         }
-        guard_op_t release = {.kind = GUARD_OP_ENGINE};
-        release.engine = (engine_op_t){.kind = ENGINE_OP_HOLD_RELEASE, .now_ms = op->engine.now_ms};
-        release.engine.u.hold.hold_id = engine_slot_view(&g->engine, slot).id;
-        memcpy(release.reason, op->reason, op->reason_len);
-        release.reason_len = op->reason_len;
-        guard_outcome_t o = apply_hold_finish(g, &release);
-        assert(o.result == GUARD_OK && o.changed);
+        release_active(g, engine_slot_view(&g->engine, slot).id, op->reason, op->reason_len,
+                       op->engine.now_ms);
         out.revoked++;
     }
     g->stats.revoked_holds += out.revoked;
@@ -335,13 +346,7 @@ static guard_outcome_t apply_reclaim(guard_t *g, const guard_op_t *op)
         if (engine_hold_view(&g->engine, id, &h) != ENGINE_OK || h.state != ENGINE_HOLD_ACTIVE) {
             continue;
         }
-        guard_op_t release = {.kind = GUARD_OP_ENGINE};
-        release.engine = (engine_op_t){.kind = ENGINE_OP_HOLD_RELEASE, .now_ms = op->engine.now_ms};
-        release.engine.u.hold.hold_id = id;
-        memcpy(release.reason, reason, sizeof reason - 1);
-        release.reason_len = sizeof reason - 1;
-        guard_outcome_t o = apply_hold_finish(g, &release);
-        assert(o.result == GUARD_OK && o.changed);
+        release_active(g, id, reason, sizeof reason - 1, op->engine.now_ms);
         g->stats.reclaimed_holds++;
         g->stats.reclaimed_units += (uint64_t)book_units(&h);
         for (uint16_t l = 0; l < h.line_count; l++) {
@@ -408,14 +413,8 @@ static guard_outcome_t apply_wait_cancel(guard_t *g, guard_op_t *op)
         wait_finish(g, i, GUARD_WAIT_CANCELLED, op->engine.now_ms);
         offer_serve(g, w->sku, op->engine.now_ms); /* it may have held up the next */
     } else if (w->state == GUARD_WAIT_OFFERED) {
-        guard_op_t release = {.kind = GUARD_OP_ENGINE};
-        release.engine = (engine_op_t){.kind = ENGINE_OP_HOLD_RELEASE, .now_ms = op->engine.now_ms};
-        release.engine.u.hold.hold_id = w->hold_id;
         static const char reason[] = "waitlist offer cancelled";
-        memcpy(release.reason, reason, sizeof reason - 1);
-        release.reason_len = sizeof reason - 1;
-        guard_outcome_t o = apply_hold_finish(g, &release);
-        assert(o.result == GUARD_OK && o.changed);
+        release_active(g, w->hold_id, reason, sizeof reason - 1, op->engine.now_ms);
         w->state = GUARD_WAIT_CANCELLED; /* on_finish called it expired */
         g->stats.wait_expired--;
         g->stats.wait_cancelled++;
