@@ -722,6 +722,24 @@ static void buyer_wait_check(sim_t *m, uint32_t i)
     }
 }
 
+/* The agent a customer name of the run names: kind, then its number (and,
+ * for a rotating bot, '-' and its hold count). Names are not terminated,
+ * and the bytes past len are another name's, so only len bytes are read. */
+static bool agent_of(const char *name, uint8_t len, const char *kinds, uint32_t limit,
+                     uint32_t *out)
+{
+    if (len < 2 || name[0] == '\0' || strchr(kinds, name[0]) == NULL) {
+        return false;
+    }
+    uint64_t n = 0;
+    uint8_t i = 1;
+    for (; i < len && name[i] >= '0' && name[i] <= '9' && n < limit; i++) {
+        n = n * 10 + (uint64_t)(name[i] - '0');
+    }
+    *out = (uint32_t)n;
+    return i > 1 && (i == len || name[i] == '-') && n < limit;
+}
+
 /* Offers made since the last look: each buyer is told, and goes to pay. */
 static void notice_offers(sim_t *m)
 {
@@ -737,12 +755,10 @@ static void notice_offers(sim_t *m)
         assert(kept);
         const char *customer;
         uint8_t len;
-        if (guard_wait_customer(g, o.wait_id, &customer, &len) && len > 1 &&
-            customer[0] == 'g') {
-            uint32_t i = (uint32_t)strtoul(customer + 1, NULL, 10);
-            if (i < m->s->genuine && m->buyers[i].wait_id == o.wait_id) {
-                push(&m->q, m->now_ms + OFFER_REACTION_MS, i, EV_WAIT_CHECK);
-            }
+        uint32_t i;
+        if (guard_wait_customer(g, o.wait_id, &customer, &len) &&
+            agent_of(customer, len, "g", m->s->genuine, &i) && m->buyers[i].wait_id == o.wait_id) {
+            push(&m->q, m->now_ms + OFFER_REACTION_MS, i, EV_WAIT_CHECK);
         }
     }
     m->offers_seen = last;
@@ -768,11 +784,9 @@ static void shop_reclaim(sim_t *m)
         engine_hold_view_t v;
         engine_result_t r = engine_hold_view(guard_engine(m->g), op.u.reclaim.holds[i], &v);
         assert(r == ENGINE_OK);
-        if (v.customer_len > 1 && (v.customer[0] == 'h' || v.customer[0] == 's')) {
-            uint32_t a = (uint32_t)strtoul(v.customer + 1, NULL, 10);
-            if (a < m->bots) {
-                hoarder_reclaimed(m, a);
-            }
+        uint32_t a;
+        if (agent_of(v.customer, v.customer_len, "hs", m->bots, &a)) {
+            hoarder_reclaimed(m, a);
         }
     }
 }
