@@ -55,4 +55,12 @@ int server_main(int argc, char **argv);
  * (with a logged reason) if it could not start. */
 int server_run(const server_config_t *c);
 
+/* `holdfast recover`: checks c's data directory as a start would and says
+ * what a damaged journal still holds; with accept_loss, rebuilds it from
+ * what is readable (store_rebuild). Returns the exit code. */
+int server_recover_cmd(const server_config_t *c, bool accept_loss);
+
+/* `holdfast backup`: a consistent copy of dir in out (store_backup). */
+int server_backup_cmd(const char *dir, const char *out);
+
 #endif

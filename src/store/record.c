@@ -32,6 +32,39 @@ void record_buf_free(store_buf_t *b)
     memset(b, 0, sizeof *b);
 }
 
+/* A 64-bit mix of the splitmix64 finaliser: every input bit reaches every
+ * output bit, so one flipped bit changes about half of the result. */
+static uint64_t chain_mix(uint64_t h)
+{
+    h ^= h >> 30;
+    h *= 0xbf58476d1ce4e5b9ull;
+    h ^= h >> 27;
+    h *= 0x94d049bb133111ebull;
+    return h ^ (h >> 31);
+}
+
+uint64_t record_chain(uint64_t prev_chain, uint64_t first_seq, uint64_t count,
+                      const uint8_t *body, size_t size)
+{
+    uint64_t h = chain_mix(prev_chain ^ 0x9e3779b97f4a7c15ull);
+    h = chain_mix(h ^ first_seq);
+    h = chain_mix(h ^ count);
+    h = chain_mix(h ^ (uint64_t)size);
+    size_t i = 0;
+    for (; i + 8 <= size; i += 8) {
+        uint64_t w = 0; /* little-endian on every machine, like the files */
+        for (int k = 0; k < 8; k++) {
+            w |= (uint64_t)body[i + k] << (8 * k);
+        }
+        h = chain_mix(h ^ w);
+    }
+    uint64_t tail = 0;
+    for (size_t k = 0; i + k < size; k++) {
+        tail |= (uint64_t)body[i + k] << (8 * k);
+    }
+    return chain_mix(h ^ tail);
+}
+
 static void put_bytes(store_buf_t *b, const void *p, size_t n)
 {
     if (n == 0) {

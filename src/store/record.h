@@ -42,6 +42,15 @@ void record_encode_op(store_buf_t *b, const guard_op_t *op);
 /* Decodes one op; false if the bytes are not a valid op. */
 bool record_decode_op(record_reader_t *r, guard_op_t *op);
 
+/* The journal's integrity chain: a row's chain value is this checksum of
+ * its predecessor's chain value, its first sequence number, its record
+ * count and its body, so a changed byte, a row put out of place or a row
+ * from another history gives a different value. Not a defense against an
+ * attacker who can write the files (nothing on one disk is): against a disk
+ * or a filesystem that damages them. */
+uint64_t record_chain(uint64_t prev_chain, uint64_t first_seq, uint64_t count,
+                      const uint8_t *body, size_t size);
+
 void record_encode_snapshot(store_buf_t *b, const guard_t *g);
 /* Restores a whole snapshot into a fresh guard (and its engine). */
 bool record_restore_snapshot(record_reader_t *r, guard_t *g, uint64_t *records_out,

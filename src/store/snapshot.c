@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,8 +79,7 @@ static int write_all(int fd, const uint8_t *p, size_t n)
     return 0;
 }
 
-/* The child's whole job; returns its exit status. */
-static int write_snapshot_file(const char *dir, const guard_t *g, uint64_t seq)
+int snapshot_write(const char *dir, const guard_t *g, uint64_t seq)
 {
     char tmp[PATH_MAX], final[PATH_MAX];
     path_of(tmp, sizeof tmp, dir, seq, "tmp");
@@ -93,10 +93,21 @@ static int write_snapshot_file(const char *dir, const guard_t *g, uint64_t seq)
     le64(header + 24, checksum(body.data, body.size));
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
     int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    int ok = fd >= 0 && dirfd >= 0 && write_all(fd, header, sizeof header) == 0 &&
-             write_all(fd, body.data, body.size) == 0 && fsync(fd) == 0 &&
-             rename(tmp, final) == 0 && fsync(dirfd) == 0;
-    return ok ? 0 : 1;
+    bool ok = fd >= 0 && dirfd >= 0 && write_all(fd, header, sizeof header) == 0 &&
+              write_all(fd, body.data, body.size) == 0 && fsync(fd) == 0;
+    ok = ok && rename(tmp, final) == 0 && fsync(dirfd) == 0;
+    if (!ok) {
+        /* A full disk must not stay full of a file nobody will use. */
+        unlink(tmp);
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+    if (dirfd >= 0) {
+        close(dirfd);
+    }
+    record_buf_free(&body);
+    return ok ? 0 : -1;
 }
 
 pid_t snapshot_fork(const char *dir, const guard_t *g, uint64_t seq)
@@ -107,7 +118,20 @@ pid_t snapshot_fork(const char *dir, const guard_t *g, uint64_t seq)
     }
     /* The child holds no sockets open for the server's clients. */
     close_range(3, UINT_MAX, 0);
-    _exit(write_snapshot_file(dir, g, seq));
+    _exit(snapshot_write(dir, g, seq) == 0 ? 0 : 1);
+}
+
+void snapshot_path(char *out, size_t size, const char *dir, uint64_t seq)
+{
+    path_of(out, size, dir, seq, "bin");
+}
+
+int64_t snapshot_file_bytes(const char *dir, uint64_t seq)
+{
+    char path[PATH_MAX];
+    struct stat st;
+    path_of(path, sizeof path, dir, seq, "bin");
+    return stat(path, &st) == 0 ? (int64_t)st.st_size : -1;
 }
 
 static int read_file(const char *path, store_buf_t *out, char *err, size_t err_size)

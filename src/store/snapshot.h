@@ -26,6 +26,17 @@
  * if fork failed (nothing else happened). */
 pid_t snapshot_fork(const char *dir, const guard_t *g, uint64_t seq);
 
+/* Writes g's state as snapshot seq from this process (what the forked
+ * child does). Returns 0, or -1 with errno; a failed write removes its
+ * temporary file. */
+int snapshot_write(const char *dir, const guard_t *g, uint64_t seq);
+
+/* DIR/snapshot-<seq>.bin, the file of snapshot seq. */
+void snapshot_path(char *out, size_t size, const char *dir, uint64_t seq);
+
+/* The size of snapshot seq's file, or -1 if it cannot be read. */
+int64_t snapshot_file_bytes(const char *dir, uint64_t seq);
+
 /* Restores snapshot seq into a fresh guard. On failure returns -1 with err. */
 int snapshot_load(const char *dir, uint64_t seq, guard_t *g, uint64_t *records_out, char *err,
                   size_t err_size);

@@ -26,14 +26,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
 #include <time.h>
 
+#include "mark.h"
 #include "record.h"
 #include "snapshot.h"
 #include <sys/wait.h>
 
-#define STORE_FORMAT 1
+#define STORE_FORMAT 2
 /* Journal rows deleted per commit once a snapshot covers them: at about
  * ten records a row, a snapshot every million records is trimmed within
  * about 400 commits, a fraction of a second under load. */
@@ -60,23 +66,92 @@ static int exec(store_t *s, const char *sql)
     return sqlite3_exec(db_of(s), sql, NULL, NULL, NULL);
 }
 
-/* Exclusive locking: holdfast is the only user of its journal, so SQLite
- * need not take and drop file locks on every commit (six fcntl calls each),
- * and a second server on the same directory is refused at open. */
+/* Normal locking, so `holdfast backup` can read the database while a server
+ * writes it (a WAL reader never blocks the writer); one server per
+ * directory is enforced by flock() on DIR/holdfast.lock instead. */
 static const char schema_sql[] =
-    "PRAGMA locking_mode=EXCLUSIVE;"
     "PRAGMA journal_mode=WAL;"
     "PRAGMA synchronous=FULL;"
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
     "CREATE TABLE IF NOT EXISTS journal(batch INTEGER PRIMARY KEY, first_seq INTEGER NOT NULL,"
-    " records INTEGER NOT NULL, body BLOB NOT NULL);"
-    "INSERT OR IGNORE INTO meta VALUES('format', 1);"
-    "INSERT OR IGNORE INTO meta VALUES('snapshot_seq', 0);";
+    " records INTEGER NOT NULL, body BLOB NOT NULL, chain INTEGER);"
+    "INSERT OR IGNORE INTO meta VALUES('format', 2);"
+    "INSERT OR IGNORE INTO meta VALUES('snapshot_seq', 0);"
+    "INSERT OR IGNORE INTO meta VALUES('trim_chain', 0);"
+    "INSERT OR IGNORE INTO meta VALUES('legacy_batch', 0);"
+    "INSERT OR IGNORE INTO meta VALUES('marked', 0);";
+
+/* Format 1 (0.1.0) had no chain: its rows keep a NULL one, accepted only up
+ * to the last of them (legacy_batch); every row written since has one. */
+static const char upgrade_1_sql[] =
+    "BEGIN;"
+    "ALTER TABLE journal ADD COLUMN chain INTEGER;"
+    "UPDATE meta SET value=(SELECT ifnull(max(batch), 0) FROM journal) WHERE key='legacy_batch';"
+    "UPDATE meta SET value=2 WHERE key='format';"
+    "COMMIT;";
+
+static int64_t meta_get(store_t *s, const char *key);
+
+static int lock_dir(store_t *s, const char *dir, char *err, size_t err_size)
+{
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof path, "%s/holdfast.lock", dir) >= (int)sizeof path) {
+        snprintf(err, err_size, "data directory path is too long");
+        return -1;
+    }
+    s->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+    if (s->lock_fd < 0) {
+        snprintf(err, err_size, "cannot open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        snprintf(err, err_size, "%s: %s", path,
+                 errno == EWOULDBLOCK ? "another holdfast is using this data directory"
+                                      : strerror(errno));
+        close(s->lock_fd);
+        s->lock_fd = -1;
+        return -1;
+    }
+    return 0;
+}
+
+static int open_db(store_t *s, const char *path, char *err, size_t err_size)
+{
+    sqlite3 *db = NULL;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
+        SQLITE_OK) {
+        snprintf(err, err_size, "cannot open %s: %s", path, db ? sqlite3_errmsg(db) : "no memory");
+        sqlite3_close(db);
+        return -1;
+    }
+    s->db = db;
+    /* Closing must not checkpoint: after a refused start the log, damaged
+     * frames and all, stays as it was for whoever looks at it. */
+    sqlite3_db_config(db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
+    sqlite3_stmt *insert = NULL;
+    bool ok = exec(s, schema_sql) == SQLITE_OK;
+    if (ok && meta_get(s, "format") == 1) {
+        ok = exec(s, upgrade_1_sql) == SQLITE_OK;
+    }
+    if (!ok || sqlite3_prepare_v2(db,
+                                  "INSERT INTO journal(first_seq, records, body, chain)"
+                                  " VALUES(?,?,?,?)",
+                                  -1, &insert, NULL) != SQLITE_OK) {
+        snprintf(err, err_size, "cannot initialise %s: %s", path, sqlite3_errmsg(db));
+        sqlite3_close(db);
+        s->db = NULL;
+        return -1;
+    }
+    s->insert_stmt = insert;
+    return 0;
+}
 
 int store_open(store_t *s, const char *dir, store_durability_t durability,
                uint32_t compact_records, char *err, size_t err_size)
 {
     memset(s, 0, sizeof *s);
+    s->lock_fd = -1;
+    s->mark_fd = -1;
     s->durability = durability;
     s->compact_records = compact_records;
     s->pending_since_ms = INT64_MAX;
@@ -94,26 +169,14 @@ int store_open(store_t *s, const char *dir, store_durability_t durability,
         snprintf(err, err_size, "data directory path is too long");
         return -1;
     }
-    sqlite3 *db = NULL;
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
-        SQLITE_OK) {
-        snprintf(err, err_size, "cannot open %s: %s", path, db ? sqlite3_errmsg(db) : "no memory");
-        sqlite3_close(db);
+    if (lock_dir(s, dir, err, err_size) != 0) {
         return -1;
     }
-    s->db = db;
-    sqlite3_stmt *insert = NULL;
-    if (exec(s, schema_sql) != SQLITE_OK ||
-        sqlite3_prepare_v2(db, "INSERT INTO journal(first_seq, records, body) VALUES(?,?,?)", -1,
-                           &insert, NULL) != SQLITE_OK) {
-        bool busy = sqlite3_errcode(db) == SQLITE_BUSY || sqlite3_errcode(db) == SQLITE_LOCKED;
-        snprintf(err, err_size, "cannot initialise %s: %s", path,
-                 busy ? "another holdfast is using this data directory" : sqlite3_errmsg(db));
-        sqlite3_close(db);
-        s->db = NULL;
+    if (open_db(s, path, err, err_size) != 0) {
+        close(s->lock_fd);
+        s->lock_fd = -1;
         return -1;
     }
-    s->insert_stmt = insert;
     pthread_mutex_init(&s->lock, NULL);
     pthread_condattr_t attr;
     pthread_condattr_init(&attr);
@@ -125,25 +188,45 @@ int store_open(store_t *s, const char *dir, store_durability_t durability,
 
 /* ---------------------------------------------------------------- recovery */
 
-static int64_t meta_get(store_t *s, const char *key)
+static bool meta_read(store_t *s, const char *key, int64_t *out)
 {
     sqlite3_stmt *st;
-    int64_t v = -1;
+    bool found = false;
     if (sqlite3_prepare_v2(db_of(s), "SELECT value FROM meta WHERE key=?", -1, &st, NULL) ==
         SQLITE_OK) {
         sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
         if (sqlite3_step(st) == SQLITE_ROW) {
-            v = sqlite3_column_int64(st, 0);
+            *out = sqlite3_column_int64(st, 0);
+            found = true;
         }
     }
     sqlite3_finalize(st);
-    return v;
+    return found;
 }
 
+/* A value that is never negative, or -1 when it is missing. */
+static int64_t meta_get(store_t *s, const char *key)
+{
+    int64_t v;
+    return meta_read(s, key, &v) ? v : -1;
+}
+
+/* A replay in progress: where it is and what it must find next. */
+typedef struct {
+    guard_t *g;
+    uint64_t after_seq; /* the snapshot's: records up to here are in it */
+    uint64_t chain;     /* the last row's chain value */
+    uint64_t next_seq;  /* the first_seq the next row must have */
+    bool started;       /* a row was read (the first may start inside the snapshot) */
+    int64_t legacy_batch;
+    mark_state_t mark_state;
+    mark_t mark;
+    store_recovery_t *info;
+} replay_t;
+
 /* Replays one journal row's records with seq > after_seq. */
-static int replay_batch(guard_t *g, const uint8_t *body, size_t size, uint64_t first_seq,
-                        uint64_t count, uint64_t after_seq, store_recovery_t *info, char *err,
-                        size_t err_size)
+static int replay_batch(replay_t *rp, const uint8_t *body, size_t size, uint64_t first_seq,
+                        uint64_t count, char *err, size_t err_size)
 {
     record_reader_t r = {.p = body, .left = size, .ok = true};
     for (uint64_t i = 0; i < count; i++) {
@@ -153,17 +236,17 @@ static int replay_batch(guard_t *g, const uint8_t *body, size_t size, uint64_t f
             snprintf(err, err_size, "journal record %llu is damaged", (unsigned long long)seq);
             return -1;
         }
-        if (seq <= after_seq) {
+        if (seq <= rp->after_seq) {
             continue; /* already in the snapshot, which may be younger than it */
         }
-        if (op.engine.now_ms < engine_now_ms(guard_engine(g))) {
+        if (op.engine.now_ms < engine_now_ms(guard_engine(rp->g))) {
             snprintf(err, err_size, "journal record %llu goes back in time",
                      (unsigned long long)seq);
             return -1;
         }
         uint64_t recorded_id = op.engine.u.hold_create.hold_id;
         bool create = op.kind == GUARD_OP_ENGINE && op.engine.kind == ENGINE_OP_HOLD_CREATE;
-        guard_outcome_t o = guard_apply(g, &op);
+        guard_outcome_t o = guard_apply(rp->g, &op);
         /* It was applied once with this result; the guard is deterministic,
          * so anything else means the files or the code are wrong. */
         if (o.result != GUARD_OK || !o.changed || (create && o.engine.hold_id != recorded_id)) {
@@ -173,7 +256,8 @@ static int replay_batch(guard_t *g, const uint8_t *body, size_t size, uint64_t f
                                               : guard_result_message(o.result));
             return -1;
         }
-        info->journal_records++;
+        rp->info->journal_records++;
+        rp->info->last_seq = seq;
     }
     if (r.left != 0) {
         snprintf(err, err_size, "journal batch at %llu has trailing bytes",
@@ -183,63 +267,192 @@ static int replay_batch(guard_t *g, const uint8_t *body, size_t size, uint64_t f
     return 0;
 }
 
-static int replay_journal(store_t *s, guard_t *g, uint64_t after_seq, store_recovery_t *info,
-                          char *err, size_t err_size)
+/* Checks a row's place and checksum before any of it is applied. */
+static int check_row(replay_t *rp, sqlite3_stmt *st, char *err, size_t err_size)
+{
+    int64_t batch = sqlite3_column_int64(st, 0);
+    uint64_t first = (uint64_t)sqlite3_column_int64(st, 1);
+    uint64_t count = (uint64_t)sqlite3_column_int64(st, 2);
+    const uint8_t *body = sqlite3_column_blob(st, 3);
+    size_t size = (size_t)sqlite3_column_bytes(st, 3);
+    uint64_t last = first + count - 1;
+    if (count == 0 || first == 0 || first > rp->next_seq) {
+        snprintf(err, err_size, "the journal has a gap: record %llu follows record %llu",
+                 (unsigned long long)first, (unsigned long long)(rp->next_seq - 1));
+        return -1;
+    }
+    if (first != rp->next_seq && rp->started) {
+        snprintf(err, err_size, "journal records %llu-%llu are out of place",
+                 (unsigned long long)first, (unsigned long long)last);
+        return -1;
+    }
+    bool legacy = sqlite3_column_type(st, 4) == SQLITE_NULL;
+    uint64_t chain = legacy ? 0 : (uint64_t)sqlite3_column_int64(st, 4);
+    if (legacy && batch > rp->legacy_batch) {
+        snprintf(err, err_size, "journal records %llu-%llu have lost their checksum",
+                 (unsigned long long)first, (unsigned long long)last);
+        return -1;
+    }
+    if (!legacy && chain != record_chain(rp->chain, first, count, body, size)) {
+        snprintf(err, err_size, "journal records %llu-%llu are damaged (checksum mismatch)",
+                 (unsigned long long)first, (unsigned long long)last);
+        return -1;
+    }
+    if (rp->mark_state == MARK_OK && last == rp->mark.seq && chain != rp->mark.chain) {
+        snprintf(err, err_size,
+                 "journal records %llu-%llu are not the ones " MARK_FILE " recorded as durable",
+                 (unsigned long long)first, (unsigned long long)last);
+        return -1;
+    }
+    rp->chain = chain;
+    return 0;
+}
+
+static int replay_row(replay_t *rp, sqlite3_stmt *st, char *err, size_t err_size)
+{
+    uint64_t first = (uint64_t)sqlite3_column_int64(st, 1);
+    uint64_t count = (uint64_t)sqlite3_column_int64(st, 2);
+    if (check_row(rp, st, err, err_size) != 0 ||
+        replay_batch(rp, sqlite3_column_blob(st, 3), (size_t)sqlite3_column_bytes(st, 3), first,
+                     count, err, err_size) != 0) {
+        return -1;
+    }
+    if (first + count - 1 > rp->info->last_seq) {
+        rp->info->last_seq = first + count - 1; /* rows the snapshot covers entirely */
+    }
+    rp->info->last_chain = rp->chain;
+    rp->next_seq = first + count;
+    rp->started = true;
+    return 0;
+}
+
+/* Replays every row after the snapshot. A read error is damage, never the
+ * end of the journal: SQLite reports a damaged page as SQLITE_CORRUPT, and
+ * stopping there quietly would start without what followed it. */
+static int replay_journal(store_t *s, replay_t *rp, char *err, size_t err_size)
 {
     sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(db_of(s), "SELECT first_seq, records, body FROM journal ORDER BY batch",
+    if (sqlite3_prepare_v2(db_of(s),
+                           "SELECT batch, first_seq, records, body, chain FROM journal"
+                           " ORDER BY batch",
                            -1, &st, NULL) != SQLITE_OK) {
-        snprintf(err, err_size, "cannot read journal: %s", sqlite3_errmsg(db_of(s)));
+        snprintf(err, err_size, "cannot read the journal: %s", sqlite3_errmsg(db_of(s)));
         return -1;
     }
     int rc = 0;
-    uint64_t next_seq = 0;
-    while (rc == 0 && sqlite3_step(st) == SQLITE_ROW) {
-        uint64_t first = (uint64_t)sqlite3_column_int64(st, 0);
-        uint64_t count = (uint64_t)sqlite3_column_int64(st, 1);
-        if (next_seq != 0 && first != next_seq) {
-            snprintf(err, err_size, "journal has a gap before record %llu",
-                     (unsigned long long)first);
+    for (;;) {
+        int step = sqlite3_step(st);
+        if (step == SQLITE_DONE) {
+            break;
+        }
+        if (step != SQLITE_ROW) {
+            snprintf(err, err_size, "the journal cannot be read after record %llu: %s",
+                     (unsigned long long)rp->info->last_seq, sqlite3_errmsg(db_of(s)));
             rc = -1;
             break;
         }
-        rc = replay_batch(g, sqlite3_column_blob(st, 2), (size_t)sqlite3_column_bytes(st, 2),
-                          first, count, after_seq, info, err, err_size);
-        next_seq = first + count;
-        s->appended_seq = next_seq - 1;
+        if ((rc = replay_row(rp, st, err, err_size)) != 0) {
+            break;
+        }
     }
     sqlite3_finalize(st);
     return rc;
 }
 
-int store_recover(store_t *s, guard_t *g, int64_t now_ms, store_recovery_t *info, char *err,
-                  size_t err_size)
+/* The journal must reach what the mark says was durable. */
+static int check_mark(store_t *s, const replay_t *rp, char *err, size_t err_size)
+{
+    const store_recovery_t *info = rp->info;
+    if (rp->mark_state == MARK_DAMAGED) {
+        snprintf(err, err_size, MARK_FILE " is damaged or unreadable");
+        return -1;
+    }
+    if (rp->mark_state == MARK_ABSENT && meta_get(s, "marked") == 1) {
+        snprintf(err, err_size, MARK_FILE " is missing");
+        return -1;
+    }
+    if (rp->mark_state == MARK_OK && info->last_seq < rp->mark.seq) {
+        snprintf(err, err_size,
+                 "the journal ends at record %llu but " MARK_FILE
+                 " says records up to %llu were durable: %llu are missing (a damaged or lost "
+                 "write-ahead log, holdfast.db-wal)",
+                 (unsigned long long)info->last_seq, (unsigned long long)rp->mark.seq,
+                 (unsigned long long)(rp->mark.seq - info->last_seq));
+        return -1;
+    }
+    if (rp->mark_state == MARK_OK && info->last_seq == rp->mark.seq &&
+        info->last_chain != rp->mark.chain) {
+        snprintf(err, err_size,
+                 "the journal's last records are not the ones " MARK_FILE " recorded");
+        return -1;
+    }
+    return 0;
+}
+
+/* Words the refusal: which file, the last good record, what to do. */
+static void explain_refusal(const store_t *s, const store_recovery_t *info, char *err,
+                            size_t err_size)
+{
+    char why[320];
+    snprintf(why, sizeof why, "%s", err);
+    snprintf(err, err_size,
+             "%s/holdfast.db: %s. The last good record is %llu. Nothing was changed; to start "
+             "from record %llu and lose what follows it: holdfast recover --data %s "
+             "--accept-loss (a backup may lose less)",
+             s->dir, why, (unsigned long long)info->last_seq,
+             (unsigned long long)info->last_seq, s->dir);
+}
+
+/* Loads the snapshot the journal names and checks the format. */
+static int load_base(store_t *s, guard_t *g, store_recovery_t *info, int64_t *snapshot_seq,
+                     int64_t *trim_chain, char *err, size_t err_size)
+{
+    if (meta_get(s, "format") != STORE_FORMAT) {
+        snprintf(err, err_size, "%s/holdfast.db is damaged or of an unknown format", s->dir);
+        return -1;
+    }
+    *snapshot_seq = meta_get(s, "snapshot_seq");
+    if (*snapshot_seq < 0 || !meta_read(s, "trim_chain", trim_chain)) {
+        snprintf(err, err_size, "%s/holdfast.db is damaged: its meta table is incomplete",
+                 s->dir);
+        return -1;
+    }
+    if (*snapshot_seq > 0 && snapshot_load(s->dir, (uint64_t)*snapshot_seq, g,
+                                           &info->snapshot_records, err, err_size) != 0) {
+        return -1;
+    }
+    return 0;
+}
+
+static int recover(store_t *s, guard_t *g, int64_t now_ms, store_recovery_t *info,
+                   bool accept_loss, char *err, size_t err_size)
 {
     int64_t start_us = mono_us();
     memset(info, 0, sizeof *info);
-    if (meta_get(s, "format") != STORE_FORMAT) {
-        snprintf(err, err_size, "data files are of an unknown format");
+    int64_t snapshot_seq, trim_chain;
+    if (load_base(s, g, info, &snapshot_seq, &trim_chain, err, err_size) != 0) {
         return -1;
     }
-    int64_t snapshot_seq = meta_get(s, "snapshot_seq");
-    if (snapshot_seq < 0) {
-        snprintf(err, err_size, "snapshot sequence number is missing");
-        return -1;
-    }
-    if (snapshot_seq > 0 && snapshot_load(s->dir, (uint64_t)snapshot_seq, g,
-                                          &info->snapshot_records, err, err_size) != 0) {
-        return -1;
+    replay_t rp = {.g = g, .after_seq = (uint64_t)snapshot_seq, .chain = (uint64_t)trim_chain,
+                   .next_seq = (uint64_t)snapshot_seq + 1,
+                   .legacy_batch = meta_get(s, "legacy_batch"), .info = info};
+    rp.mark_state = mark_read(s->dir, &rp.mark);
+    info->marked_seq = rp.mark_state == MARK_OK ? rp.mark.seq : 0;
+    info->last_seq = (uint64_t)snapshot_seq;
+    info->last_chain = rp.chain;
+    if (replay_journal(s, &rp, err, err_size) != 0 || check_mark(s, &rp, err, err_size) != 0) {
+        if (!accept_loss) {
+            explain_refusal(s, info, err, err_size);
+            return -1;
+        }
+        snprintf(info->damage, sizeof info->damage, "%s", err);
     }
     snapshot_remove_others(s->dir, (uint64_t)snapshot_seq); /* leftovers of a crash */
+    s->snapshot_bytes = snapshot_seq > 0 ? snapshot_file_bytes(s->dir, (uint64_t)snapshot_seq) : 0;
     s->trim_seq = (uint64_t)snapshot_seq; /* rows it covers that were not trimmed yet */
-    s->appended_seq = (uint64_t)snapshot_seq;
-    if (replay_journal(s, g, (uint64_t)snapshot_seq, info, err, err_size) != 0) {
-        return -1;
-    }
-    if (s->appended_seq < (uint64_t)snapshot_seq) {
-        s->appended_seq = (uint64_t)snapshot_seq;
-    }
+    s->appended_seq = info->last_seq;
     s->durable_seq = s->appended_seq;
+    s->chain = info->last_chain;
     if (now_ms > engine_now_ms(guard_engine(g))) {
         uint64_t expired = engine_stats(guard_engine(g)).holds_expired;
         guard_advance(g, now_ms);
@@ -248,6 +461,117 @@ int store_recover(store_t *s, guard_t *g, int64_t now_ms, store_recovery_t *info
     assert(guard_check(g));
     info->duration_ms = (mono_us() - start_us) / 1000;
     return 0;
+}
+
+/* From now on the mark follows every commit; meta remembers that it
+ * exists, so losing the file is noticed. */
+static int start_mark(store_t *s, const store_recovery_t *info, char *err, size_t err_size)
+{
+    mark_t m = {.seq = info->last_seq, .chain = info->last_chain};
+    if (mark_create(s->dir, m) != 0 || (s->mark_fd = mark_open(s->dir)) < 0 ||
+        exec(s, "UPDATE meta SET value=1 WHERE key='marked'") != SQLITE_OK) {
+        snprintf(err, err_size, "cannot write %s/" MARK_FILE ": %s", s->dir, strerror(errno));
+        return -1;
+    }
+    s->mark_synced_us = mono_us();
+    return 0;
+}
+
+int store_recover(store_t *s, guard_t *g, int64_t now_ms, store_recovery_t *info, char *err,
+                  size_t err_size)
+{
+    if (recover(s, g, now_ms, info, false, err, err_size) != 0) {
+        return -1;
+    }
+    return start_mark(s, info, err, err_size);
+}
+
+int store_recover_readable(store_t *s, guard_t *g, int64_t now_ms, store_recovery_t *info,
+                           char *err, size_t err_size)
+{
+    return recover(s, g, now_ms, info, true, err, err_size);
+}
+
+/* ----------------------------------------------------------------- rebuild */
+
+/* Moves the damaged files into a new dir/damaged-<UTC time>/: kept for
+ * whoever wants to look at them, out of the way of the new journal. */
+static int move_aside(const char *dir, char *moved_to, size_t size, char *err, size_t err_size)
+{
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    char stamp[32];
+    strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
+    if (snprintf(moved_to, size, "%s/damaged-%s", dir, stamp) >= (int)size ||
+        mkdir(moved_to, 0750) != 0) {
+        snprintf(err, err_size, "cannot create %s: %s", moved_to, strerror(errno));
+        return -1;
+    }
+    DIR *d = opendir(dir);
+    if (d == NULL) {
+        snprintf(err, err_size, "cannot read %s: %s", dir, strerror(errno));
+        return -1;
+    }
+    int rc = 0;
+    struct dirent *ent;
+    while (rc == 0 && (ent = readdir(d)) != NULL) {
+        const char *n = ent->d_name;
+        if (strncmp(n, "holdfast.db", 11) != 0 && strcmp(n, MARK_FILE) != 0 &&
+            strncmp(n, "snapshot-", 9) != 0) {
+            continue;
+        }
+        char from[PATH_MAX], to[PATH_MAX];
+        snprintf(from, sizeof from, "%s/%s", dir, n);
+        snprintf(to, sizeof to, "%s/%s", moved_to, n);
+        if (rename(from, to) != 0) {
+            snprintf(err, err_size, "cannot move %s to %s: %s", from, to, strerror(errno));
+            rc = -1;
+        }
+    }
+    closedir(d);
+    return rc;
+}
+
+/* A fresh journal whose snapshot is g at seq, and its mark. */
+static int start_fresh(const char *dir, const guard_t *g, uint64_t seq, uint64_t chain,
+                       char *err, size_t err_size)
+{
+    store_t s;
+    if (snapshot_write(dir, g, seq) != 0) {
+        snprintf(err, err_size, "cannot write a snapshot in %s: %s", dir, strerror(errno));
+        return -1;
+    }
+    if (store_open(&s, dir, STORE_DURABLE, 0, err, err_size) != 0) {
+        return -1;
+    }
+    char sql[200];
+    snprintf(sql, sizeof sql,
+             "BEGIN; UPDATE meta SET value=%llu WHERE key='snapshot_seq';"
+             "UPDATE meta SET value=%lld WHERE key='trim_chain'; COMMIT;",
+             (unsigned long long)seq, (long long)chain);
+    int rc = exec(&s, sql) == SQLITE_OK ? 0 : -1;
+    if (rc != 0) {
+        snprintf(err, err_size, "cannot write %s/holdfast.db: %s", dir, sqlite3_errmsg(db_of(&s)));
+    }
+    store_recovery_t info = {.last_seq = seq, .last_chain = chain};
+    if (rc == 0 && start_mark(&s, &info, err, err_size) != 0) {
+        rc = -1;
+    }
+    s.durable_seq = seq; /* what the close writes to the mark again */
+    s.chain = chain;
+    s.failed = rc != 0;  /* a failed rebuild leaves no mark claiming more */
+    store_close(&s);
+    return rc;
+}
+
+int store_rebuild(const char *dir, const guard_t *g, const store_recovery_t *info,
+                  char *moved_to, size_t moved_to_size, char *err, size_t err_size)
+{
+    if (move_aside(dir, moved_to, moved_to_size, err, err_size) != 0) {
+        return -1;
+    }
+    return start_fresh(dir, g, info->last_seq, info->last_chain, err, err_size);
 }
 
 /* ------------------------------------------------------------ write path */
@@ -322,13 +646,37 @@ bool store_wants_snapshot(store_t *s)
     return v;
 }
 
+/* Room on the data directory's disk for a snapshot as large as the last
+ * one and a quarter more, plus this much for the journal meanwhile. */
+#define STORE_SPARE_BYTES (64ll << 20)
+
+static bool room_for_snapshot(store_t *s, int64_t last_bytes)
+{
+    struct statvfs v;
+    if (statvfs(s->dir, &v) != 0) {
+        return true; /* cannot tell: the write itself will say */
+    }
+    int64_t free_bytes = (int64_t)v.f_bavail * (int64_t)v.f_frsize;
+    int64_t need = last_bytes + last_bytes / 4 + STORE_SPARE_BYTES;
+    bool room = free_bytes >= need;
+    if (!room && !s->low_space) {
+        fprintf(stderr,
+                "level=warn msg=\"snapshot put off: the disk is nearly full; the journal keeps "
+                "everything\" free_bytes=%lld need_bytes=%lld\n",
+                (long long)free_bytes, (long long)need);
+    }
+    s->low_space = !room;
+    return room;
+}
+
 void store_snapshot(store_t *s, const guard_t *g)
 {
     pthread_mutex_lock(&s->lock);
     bool busy = s->snapshot_pid != 0 || s->snapshot_ready_seq != 0 || s->failed;
     uint64_t seq = s->appended_seq;
+    int64_t last_bytes = s->snapshot_bytes;
     pthread_mutex_unlock(&s->lock);
-    if (busy || seq == 0) {
+    if (busy || seq == 0 || !room_for_snapshot(s, last_bytes)) {
         return;
     }
     pid_t pid = snapshot_fork(s->dir, g, seq);
@@ -404,17 +752,35 @@ static int adopt_snapshot(store_t *s, uint64_t seq)
 /* Deletes the oldest journal rows a snapshot covers, a few per commit:
  * deleting them all in the commit that adopts the snapshot made that one
  * commit (and every reply waiting on it) take 50-100 ms. Recovery skips
- * covered records, so rows left for later are harmless. Sets *done when
- * nothing covered is left. */
+ * covered records, so rows left for later are harmless. meta's trim_chain
+ * keeps the chain value of the last row deleted, so the first row left is
+ * still checked against its predecessor. Sets *done when nothing covered is
+ * left. */
 static int trim_journal(store_t *s, uint64_t covered_seq, bool *done)
 {
-    char sql[200];
+    char sql[400];
     snprintf(sql, sizeof sql,
-             "DELETE FROM journal WHERE batch IN (SELECT batch FROM journal"
-             " WHERE first_seq + records - 1 <= %llu ORDER BY batch LIMIT %u)",
+             "SELECT batch, ifnull(chain, 0), n FROM (SELECT batch, chain, count(*) OVER () AS n"
+             " FROM journal WHERE first_seq + records - 1 <= %llu ORDER BY batch LIMIT %u)"
+             " ORDER BY batch DESC LIMIT 1",
              (unsigned long long)covered_seq, STORE_TRIM_ROWS);
-    int rc = exec(s, sql);
-    *done = rc == SQLITE_OK && sqlite3_changes(db_of(s)) < (int)STORE_TRIM_ROWS;
+    sqlite3_stmt *st;
+    int rc = sqlite3_prepare_v2(db_of(s), sql, -1, &st, NULL);
+    int step = rc == SQLITE_OK ? sqlite3_step(st) : rc;
+    *done = step == SQLITE_DONE;
+    if (step == SQLITE_ROW) {
+        int64_t batch = sqlite3_column_int64(st, 0);
+        int64_t chain = sqlite3_column_int64(st, 1);
+        *done = sqlite3_column_int64(st, 2) < (int64_t)STORE_TRIM_ROWS;
+        snprintf(sql, sizeof sql,
+                 "DELETE FROM journal WHERE batch <= %lld;"
+                 "UPDATE meta SET value=%lld WHERE key='trim_chain'",
+                 (long long)batch, (long long)chain);
+        rc = exec(s, sql);
+    } else if (step != SQLITE_DONE) {
+        rc = step;
+    }
+    sqlite3_finalize(st);
     return rc;
 }
 
@@ -423,10 +789,13 @@ static bool commit_batch(store_t *s, const batch_t *b)
 {
     sqlite3_stmt *st = s->insert_stmt;
     int rc = exec(s, "BEGIN");
+    uint64_t chain = s->chain;
     if (rc == SQLITE_OK && b->count > 0) {
+        chain = record_chain(s->chain, b->first_seq, b->count, b->body.data, b->body.size);
         sqlite3_bind_int64(st, 1, (sqlite3_int64)b->first_seq);
         sqlite3_bind_int64(st, 2, (sqlite3_int64)b->count);
         sqlite3_bind_blob(st, 3, b->body.data, (int)b->body.size, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 4, (sqlite3_int64)chain);
         rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
         sqlite3_reset(st);
     }
@@ -444,6 +813,9 @@ static bool commit_batch(store_t *s, const batch_t *b)
     if (rc == SQLITE_OK && trimmed) {
         s->trim_seq = 0;
     }
+    if (rc == SQLITE_OK) {
+        s->chain = chain;
+    }
     if (rc != SQLITE_OK) {
         fprintf(stderr, "level=error msg=\"journal commit failed; refusing writes\" err=\"%s\"\n",
                 sqlite3_errmsg(db_of(s)));
@@ -451,6 +823,31 @@ static bool commit_batch(store_t *s, const batch_t *b)
         return false;
     }
     return true;
+}
+
+/* Made durable at most this often; written after every commit. */
+#define MARK_SYNC_US 1000000
+
+/* Records how far the journal is durable (mark.h). Commit thread. A failed
+ * write weakens what a start can detect but loses nothing: logged once. */
+static void write_mark(store_t *s, uint64_t durable_seq, int64_t now_us)
+{
+    if (s->mark_fd < 0) {
+        return;
+    }
+    mark_t m = {.seq = durable_seq, .chain = s->chain};
+    bool sync = now_us - s->mark_synced_us >= MARK_SYNC_US;
+    int rc = mark_write(s->mark_fd, &s->mark_turn, m);
+    if (rc == 0 && sync) {
+        rc = fdatasync(s->mark_fd);
+        s->mark_synced_us = now_us;
+    }
+    if (rc != 0 && !s->mark_failed) {
+        s->mark_failed = true;
+        fprintf(stderr, "level=error msg=\"cannot write " MARK_FILE "; a damaged journal may go "
+                        "unnoticed at the next start\" err=\"%s\"\n",
+                strerror(errno));
+    }
 }
 
 static void record_latency(store_t *s, int64_t us, const batch_t *b)
@@ -526,6 +923,9 @@ static void *commit_thread(void *arg)
         }
         bool ok = !inject && commit_batch(s, &b);
         int64_t took_us = mono_us() - start_us;
+        if (ok && b.count > 0) {
+            write_mark(s, b.first_seq + b.count - 1, start_us + took_us);
+        }
         pthread_mutex_lock(&s->lock);
         s->inflight_since_ms = INT64_MAX;
         if (ok) {
@@ -535,6 +935,7 @@ static void *commit_thread(void *arg)
             record_latency(s, took_us, &b);
             if (b.snapshot_seq > 0) {
                 snapshot_remove_older(s->dir, b.snapshot_seq);
+                s->snapshot_bytes = snapshot_file_bytes(s->dir, b.snapshot_seq);
             }
         } else {
             s->failed = true;
@@ -583,6 +984,16 @@ void store_close(store_t *s)
     sqlite3_finalize((sqlite3_stmt *)s->insert_stmt);
     sqlite3_close(db_of(s));
     s->db = NULL;
+    if (s->mark_fd >= 0) {
+        if (!s->failed && !s->mark_failed) {
+            write_mark(s, s->durable_seq, mono_us());
+            fdatasync(s->mark_fd); /* a clean stop leaves the mark durable */
+        }
+        close(s->mark_fd);
+    }
+    if (s->lock_fd >= 0) {
+        close(s->lock_fd); /* releases the flock */
+    }
     record_buf_free(&s->pending);
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->wake);

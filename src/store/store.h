@@ -54,6 +54,11 @@ typedef struct {
     uint64_t snapshot_records, journal_records;
     int64_t duration_ms;
     uint32_t holds_expired; /* ran out while the server was down */
+    uint64_t last_seq;      /* the last record recovered */
+    uint64_t last_chain;    /* the journal's chain value there (record.h) */
+    uint64_t marked_seq;    /* what holdfast.mark says was durable (0: no mark) */
+    /* store_recover_readable: why it stopped before the journal's end, or "" */
+    char damage[320];
 } store_recovery_t;
 
 /* Commit latency histogram buckets, in microseconds (upper bounds). */
@@ -73,6 +78,7 @@ typedef struct {
 
 typedef struct store_s {
     void *db; /* sqlite3 */
+    int lock_fd; /* DIR/holdfast.lock, flock()ed: one server per directory */
     void *insert_stmt;
     store_durability_t durability;
     uint32_t compact_records;
@@ -93,6 +99,13 @@ typedef struct store_s {
     uint64_t snapshot_ready_seq; /* written, waiting for the journal to adopt it */
     uint64_t appended_seq, durable_seq, since_snapshot;
     uint64_t trim_seq; /* commit thread: journal rows up to here may be deleted */
+    uint64_t chain;    /* commit thread: the chain value of the last row written */
+    int mark_fd;       /* DIR/holdfast.mark (mark.h), or -1 */
+    unsigned mark_turn;
+    int64_t mark_synced_us;
+    bool mark_failed; /* a mark write failed (logged once); detection is weaker */
+    int64_t snapshot_bytes; /* of the newest snapshot file (0: none yet) */
+    bool low_space; /* a snapshot was put off for want of space (logged once) */
     store_durable_fn on_durable;
     void *on_durable_ctx;
     store_stats_t stats;
@@ -108,6 +121,37 @@ int store_open(store_t *s, const char *dir, store_durability_t durability,
  * the files are unreadable or do not fit e's capacities. */
 int store_recover(store_t *s, guard_t *g, int64_t now_ms, store_recovery_t *info, char *err,
                   size_t err_size);
+
+/* Like store_recover, but a damaged or cut journal is not refused: the
+ * guard gets every record up to the first one that cannot be read, checked
+ * or replayed, and info says where it stopped (last_seq), what the mark
+ * says was durable (marked_seq) and why (damage). For `holdfast recover
+ * --accept-loss`, which then rebuilds the directory with store_rebuild. A
+ * damaged snapshot is still refused: nothing after it can be replayed. */
+int store_recover_readable(store_t *s, guard_t *g, int64_t now_ms, store_recovery_t *info,
+                           char *err, size_t err_size);
+
+/* Rebuilds data directory dir from g, the state recovered up to info's
+ * last_seq: the damaged files move to dir/damaged-<UTC time>/ (named in
+ * moved_to), and a new journal starts from a snapshot of g. Call with the
+ * store closed. Returns 0, or -1 with err. */
+int store_rebuild(const char *dir, const guard_t *g, const store_recovery_t *info,
+                  char *moved_to, size_t moved_to_size, char *err, size_t err_size);
+
+typedef struct {
+    uint64_t seq;          /* the copy holds every record up to here */
+    uint64_t snapshot_seq; /* ... as this snapshot and the journal after it */
+    uint64_t rows;         /* journal rows copied */
+    uint64_t bytes;        /* of the files written */
+    int64_t duration_ms;
+} store_backup_t;
+
+/* Copies data directory dir to out (which must not exist), consistently,
+ * while a server runs on dir or when none does: the copy holds everything
+ * durable when the copy began, and `holdfast serve --data out` starts from
+ * it. Returns 0, or -1 with err (out is then removed). */
+int store_backup(const char *dir, const char *out, store_backup_t *info, char *err,
+                 size_t err_size);
 
 /* Starts the commit thread. */
 int store_start(store_t *s, store_durable_fn on_durable, void *ctx);
@@ -128,7 +172,10 @@ bool store_reply_may_go(store_t *s, uint64_t seq, int64_t mono_ms);
  * being written. */
 bool store_wants_snapshot(store_t *s);
 /* Starts writing e as a snapshot at the current appended seq (unless one is
- * being written). Call with the engine quiescent (under the server's lock). */
+ * being written, or the disk has no room for it and the journal's next
+ * commits: a snapshot is an optimisation, and filling the disk with one
+ * would stop the journal). Call with the engine quiescent (under the
+ * server's lock). */
 void store_snapshot(store_t *s, const guard_t *g);
 /* Collects a finished snapshot child and hands its file to the commit thread;
  * with wait, blocks until the child is done. Safe to call at any time. */

@@ -12,12 +12,14 @@
  * The only sleeps are for wall time to pass until a hold's expiry.
  */
 #include <setjmp.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -563,12 +565,128 @@ static void test_a_failed_journal_refuses_everything_until_restart(void **state)
     assert_int_equal(hf_sku_get(&fx->cl, "other", &none), 404);
 }
 
+/* ---- online backup ---- */
+
+#define BACKUP_LOAD_MAX 4000
+
+/* Holds bought one after another by a thread: ids[0..acked) were each
+ * acknowledged committed, in order. */
+typedef struct {
+    hf_client_t cl;
+    pthread_mutex_t lock;
+    pthread_cond_t more;
+    bool stop;
+    int acked;
+    char (*ids)[HF_TEST_ID_MAX];
+} buyer_t;
+
+static void *buy_until_stopped(void *arg)
+{
+    buyer_t *b = arg;
+    const char *body = "{\"customer\": \"u-b\", \"lines\": [{\"sku\": \"bk\", \"qty\": 1}]}";
+    for (int i = 0; i < BACKUP_LOAD_MAX; i++) {
+        pthread_mutex_lock(&b->lock);
+        bool stop = b->stop;
+        pthread_mutex_unlock(&b->lock);
+        char id[HF_TEST_ID_MAX], target[HF_TEST_ID_MAX + 32];
+        if (stop || hf_hold_create(&b->cl, body, NULL, id, NULL) != 201) {
+            break;
+        }
+        snprintf(target, sizeof target, "/v1/holds/%s/commit", id);
+        hf_response_t r;
+        bool ok = hf_call(&b->cl, "POST", target, NULL, NULL, &r) == 0 && r.status == 200;
+        hf_response_free(&r);
+        if (!ok) {
+            break;
+        }
+        pthread_mutex_lock(&b->lock);
+        memcpy(b->ids[b->acked++], id, HF_TEST_ID_MAX);
+        pthread_cond_signal(&b->more);
+        pthread_mutex_unlock(&b->lock);
+    }
+    pthread_mutex_lock(&b->lock);
+    b->stop = true;
+    pthread_cond_signal(&b->more);
+    pthread_mutex_unlock(&b->lock);
+    return NULL;
+}
+
+/* Waits until the buyer has n acknowledged (or stopped); returns acked. */
+static int buyer_wait(buyer_t *b, int n)
+{
+    pthread_mutex_lock(&b->lock);
+    while (b->acked < n && !b->stop) {
+        pthread_cond_wait(&b->more, &b->lock);
+    }
+    int acked = b->acked;
+    pthread_mutex_unlock(&b->lock);
+    return acked;
+}
+
+/* `holdfast backup` while a buyer commits holds and snapshots are taken
+ * every 50 records: a server started on the copy has every purchase
+ * acknowledged before the backup began, and its counts add up. */
+static void test_backup_under_load_has_everything_acknowledged_before_it(void **state)
+{
+    fx_t *fx = *state;
+    assert_int_equal(hf_server_write_config(&fx->srv, "{\"compact_records\": 50}"), 0);
+    start(fx, NULL);
+    put(fx, "bk", 100000, 201);
+    buyer_t b = {.cl = fx->cl, .ids = calloc(BACKUP_LOAD_MAX, HF_TEST_ID_MAX)};
+    assert_non_null(b.ids);
+    pthread_mutex_init(&b.lock, NULL);
+    pthread_cond_init(&b.more, NULL);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, buy_until_stopped, &b), 0);
+    int before = buyer_wait(&b, 200);
+    assert_true(before >= 200);
+
+    hf_server_t copy;
+    assert_int_equal(hf_server_init(&copy), 0);
+    assert_int_equal(rmdir(copy.data_dir), 0); /* backup makes it */
+    const char *argv[] = {"backup", "--data", fx->srv.data_dir, copy.data_dir, NULL};
+    hf_run_result_t *res = calloc(1, sizeof *res);
+    assert_non_null(res);
+    assert_int_equal(hf_run(argv, 60000, res), 0);
+    assert_non_null(strstr(res->out, "backup of"));
+    int during = buyer_wait(&b, before + 50); /* the load went on meanwhile */
+    pthread_mutex_lock(&b.lock);
+    b.stop = true;
+    pthread_mutex_unlock(&b.lock);
+    pthread_join(t, NULL);
+    assert_true(during > before);
+    assert_int_equal(hf_server_stop(&fx->srv, SIGTERM), 0);
+
+    assert_int_equal(hf_server_start(&copy, NULL), 0);
+    hf_client_t cl = {.port = copy.port};
+    for (int i = 0; i < before; i++) {
+        char st[32];
+        assert_int_equal(hf_hold_state(&cl, b.ids[i], st), 200);
+        assert_string_equal(st, "committed");
+    }
+    hf_sku_counts_t c;
+    assert_int_equal(hf_sku_get(&cl, "bk", &c), 200);
+    assert_true(c.sold >= before && c.sold <= b.acked + 1);
+    assert_true(c.held <= 1 && c.available == c.stock - c.held - c.sold);
+    assert_int_equal(hf_server_deinit(&copy), 0);
+    /* A directory that exists already is refused, and nothing changes. */
+    const char *again[] = {"backup", "--data", fx->srv.data_dir, fx->srv.root, NULL};
+    assert_int_equal(hf_run(again, 60000, res), 1);
+    assert_non_null(strstr(res->err, "does not exist yet"));
+    free(res);
+    free(b.ids);
+    pthread_mutex_destroy(&b.lock);
+    pthread_cond_destroy(&b.more);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_kill9_keeps_every_acknowledged_change, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(
+            test_backup_under_load_has_everything_acknowledged_before_it, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kill9_right_after_a_burst_loses_nothing, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(

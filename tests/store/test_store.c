@@ -16,11 +16,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "engine.h"
 #include "guard.h"
 #include "record.h"
+#include "snapshot.h"
 #include "store.h"
 
 static const guard_config_t small = {
@@ -717,6 +719,253 @@ static void test_snapshot_decoder_survives_every_damaged_byte(void **state)
     fixture_free(f);
 }
 
+/* ------------------------------------------------------- damaged files */
+
+/* A journal of n holds, each its own commit, closed cleanly: the commits
+ * stay in the write-ahead log (closing never checkpoints). */
+static fixture_t *journal_of_holds(int n)
+{
+    fixture_t *f = fixture_new();
+    put_sku(f, 0, "cap-red", 1000);
+    wait_durable(&f->wait, f->last_seq);
+    for (int i = 0; i < n; i++) {
+        char who[16];
+        snprintf(who, sizeof who, "u-%d", i);
+        hold(f, 1 + i, who, "cap-red", 1, 600000, NULL);
+        wait_durable(&f->wait, f->last_seq);
+    }
+    fixture_close(f);
+    return f;
+}
+
+static void db_exec(const char *dir, const char *sql)
+{
+    char path[128];
+    sqlite3 *db;
+    snprintf(path, sizeof path, "%s/holdfast.db", dir);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+}
+
+static int64_t db_int(const char *dir, const char *sql)
+{
+    char path[128];
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    snprintf(path, sizeof path, "%s/holdfast.db", dir);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int64_t v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+static void flip_byte(const char *dir, const char *file, long offset)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    FILE *fp = fopen(path, "r+b");
+    assert_non_null(fp);
+    assert_int_equal(fseek(fp, offset, SEEK_SET), 0);
+    int c = fgetc(fp);
+    assert_true(c != EOF);
+    assert_int_equal(fseek(fp, offset, SEEK_SET), 0);
+    fputc(c ^ 0x5a, fp);
+    fclose(fp);
+}
+
+static long file_size(const char *dir, const char *file)
+{
+    char path[128];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    assert_int_equal(stat(path, &st), 0);
+    return (long)st.st_size;
+}
+
+/* The offset of frame i of a write-ahead log with pages of page_bytes. */
+static long wal_frame(long i, long page_bytes)
+{
+    return 32 + i * (24 + page_bytes);
+}
+
+static uint64_t holds_active(const char *dir, bool readable, store_recovery_t *info)
+{
+    char err[512];
+    guard_t *g = guard_create(&small, 0);
+    store_t s;
+    assert_non_null(g);
+    assert_int_equal(store_open(&s, dir, STORE_DURABLE, 0, err, sizeof err), 0);
+    int rc = readable ? store_recover_readable(&s, g, 0, info, err, sizeof err)
+                      : store_recover(&s, g, 0, info, err, sizeof err);
+    assert_int_equal(rc, 0);
+    uint64_t n = engine_stats(guard_engine(g)).holds_active;
+    store_close(&s);
+    guard_destroy(g);
+    return n;
+}
+
+static void test_a_damaged_journal_page_is_refused_not_read_as_the_end(void **state)
+{
+    (void)state;
+    fixture_t *f = journal_of_holds(60);
+    db_exec(f->dir, "PRAGMA wal_checkpoint(TRUNCATE)");
+    int64_t page = db_int(f->dir, "SELECT pageno FROM dbstat WHERE name='journal' AND "
+                                  "pagetype='leaf' ORDER BY pageno LIMIT 1");
+    int64_t page_bytes = db_int(f->dir, "PRAGMA page_size");
+    flip_byte(f->dir, "holdfast.db", (long)((page - 1) * page_bytes)); /* the page type */
+    assert_recovery_refused(f->dir, "cannot be read after record");
+    assert_recovery_refused(f->dir, "holdfast recover --data");
+    fixture_free(f);
+}
+
+static void test_a_changed_byte_in_a_journal_row_is_refused(void **state)
+{
+    (void)state;
+    fixture_t *f = journal_of_holds(5);
+    /* A body changed in place, as a disk might: same length, one bit. */
+    db_exec(f->dir, "UPDATE journal SET body = zeroblob(length(body)) WHERE batch = 3");
+    assert_recovery_refused(f->dir, "checksum mismatch");
+    fixture_free(f);
+}
+
+static void test_a_damaged_wal_frame_is_refused_by_the_mark(void **state)
+{
+    (void)state;
+    fixture_t *f = journal_of_holds(20);
+    long page_bytes = db_int(f->dir, "PRAGMA page_size");
+    long frames = (file_size(f->dir, "holdfast.db-wal") - 32) / (24 + page_bytes);
+    assert_true(frames > 4);
+    flip_byte(f->dir, "holdfast.db-wal", wal_frame(frames - 3, page_bytes) + 24 + 100);
+    assert_recovery_refused(f->dir, "holdfast.mark says records up to 21 were durable");
+    fixture_free(f);
+}
+
+static void test_a_truncated_wal_is_refused_by_the_mark(void **state)
+{
+    (void)state;
+    fixture_t *f = journal_of_holds(20);
+    long page_bytes = db_int(f->dir, "PRAGMA page_size");
+    long size = file_size(f->dir, "holdfast.db-wal");
+    char path[128];
+    snprintf(path, sizeof path, "%s/holdfast.db-wal", f->dir);
+    assert_int_equal(truncate(path, size - (24 + page_bytes) - 7), 0);
+    assert_recovery_refused(f->dir, "were durable");
+    fixture_free(f);
+}
+
+static void test_a_missing_or_damaged_mark_is_refused(void **state)
+{
+    (void)state;
+    fixture_t *f = journal_of_holds(3);
+    flip_byte(f->dir, "holdfast.mark", 9);
+    flip_byte(f->dir, "holdfast.mark", 32 + 9);
+    assert_recovery_refused(f->dir, "holdfast.mark is damaged");
+    char path[128];
+    snprintf(path, sizeof path, "%s/holdfast.mark", f->dir);
+    assert_int_equal(unlink(path), 0);
+    assert_recovery_refused(f->dir, "holdfast.mark is missing");
+    fixture_free(f);
+}
+
+/* A torn write of one slot leaves the other, one commit older. */
+static void test_a_torn_mark_slot_falls_back_to_the_other(void **state)
+{
+    (void)state;
+    fixture_t *f = journal_of_holds(3);
+    flip_byte(f->dir, "holdfast.mark", 9);
+    store_recovery_t info;
+    assert_int_equal(holds_active(f->dir, false, &info), 3);
+    assert_int_equal(info.last_seq, 4);
+    fixture_free(f);
+}
+
+/* What the journal still holds comes back, the rest is reported lost, and
+ * the rebuilt directory starts and takes writes like any other. */
+static void test_accept_loss_rebuilds_from_the_last_good_record(void **state)
+{
+    (void)state;
+    fixture_t *f = journal_of_holds(20);
+    long page_bytes = db_int(f->dir, "PRAGMA page_size");
+    long frames = (file_size(f->dir, "holdfast.db-wal") - 32) / (24 + page_bytes);
+    flip_byte(f->dir, "holdfast.db-wal", wal_frame(frames - 3, page_bytes) + 24 + 100);
+    store_recovery_t info;
+    uint64_t held = holds_active(f->dir, true, &info);
+    assert_true(info.damage[0] != '\0');
+    assert_int_equal(info.marked_seq, 21);
+    assert_true(info.last_seq < 21 && info.last_seq >= 2);
+    assert_int_equal(held, info.last_seq - 1); /* record 1 is the sku */
+
+    char err[512], moved[256];
+    guard_t *g = guard_create(&small, 0);
+    store_t s;
+    assert_int_equal(store_open(&s, f->dir, STORE_DURABLE, 0, err, sizeof err), 0);
+    assert_int_equal(store_recover_readable(&s, g, 0, &info, err, sizeof err), 0);
+    store_close(&s);
+    assert_int_equal(store_rebuild(f->dir, g, &info, moved, sizeof moved, err, sizeof err), 0);
+    guard_destroy(g);
+    assert_non_null(strstr(moved, "/damaged-"));
+    char path[300];
+    snprintf(path, sizeof path, "%s/holdfast.db-wal", moved);
+    assert_int_equal(access(path, F_OK), 0); /* the evidence is kept */
+
+    store_recovery_t again;
+    assert_int_equal(holds_active(f->dir, false, &again), held);
+    assert_int_equal(again.last_seq, info.last_seq);
+    assert_true(again.damage[0] == '\0');
+    fixture_open(f, STORE_DURABLE, 0);
+    hold(f, 100, "u-new", "cap-red", 1, 600000, NULL);
+    wait_durable(&f->wait, f->last_seq);
+    assert_int_equal(f->last_seq, info.last_seq + 1);
+    fixture_close(f);
+    assert_int_equal(holds_active(f->dir, false, &again), held + 1);
+    fixture_free(f);
+}
+
+/* Trimming keeps the chain: the first row left is checked against the
+ * chain value of the last row deleted (kept in meta). */
+static void test_rows_left_after_a_trim_are_still_checked(void **state)
+{
+    (void)state;
+    fixture_t *f = fixture_new();
+    put_sku(f, 0, "cap-red", 1000);
+    for (int i = 0; i < 300; i++) {
+        uint64_t id = hold(f, 1 + i, "u-1", "cap-red", 1, 600000, NULL);
+        hold_op(f, ENGINE_OP_HOLD_RELEASE, 1 + i, id);
+        wait_durable(&f->wait, f->last_seq);
+    }
+    store_snapshot(&f->store, f->guard);
+    store_snapshot_poll(&f->store, true);
+    hold(f, 400, "u-2", "cap-red", 1, 600000, NULL); /* adopts and trims one step */
+    wait_durable(&f->wait, f->last_seq);
+    fixture_close(f);
+    /* However far the trim got, the rows left start after a deleted one. */
+    int64_t left = count_rows(f->dir, "journal");
+    assert_true(left >= 1 && left < 300);
+    store_recovery_t info;
+    assert_recovers_same(f, 500, &info);
+    db_exec(f->dir, "UPDATE meta SET value = value + 1 WHERE key = 'trim_chain'");
+    assert_recovery_refused(f->dir, "checksum mismatch");
+    fixture_free(f);
+}
+
+/* A snapshot that fails (here: its directory is not writable) leaves no
+ * temporary file behind to fill the disk. */
+static void test_a_failed_snapshot_write_leaves_no_temporary_file(void **state)
+{
+    (void)state;
+    fixture_t *f = journal_of_holds(2);
+    char sub[128], cmd[200];
+    snprintf(sub, sizeof sub, "%s/no-such-dir/x", f->dir);
+    assert_int_equal(snapshot_write(sub, f->guard, 3), -1);
+    snprintf(cmd, sizeof cmd, "test -z \"$(ls %s | grep tmp)\"", f->dir);
+    assert_int_equal(system(cmd), 0);
+    fixture_free(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -733,6 +982,15 @@ int main(void)
         cmocka_unit_test(test_relaxed_replies_wait_once_the_journal_lags_50_ms),
         cmocka_unit_test(test_recovery_refuses_a_damaged_journal),
         cmocka_unit_test(test_snapshot_decoder_survives_every_damaged_byte),
+        cmocka_unit_test(test_a_damaged_journal_page_is_refused_not_read_as_the_end),
+        cmocka_unit_test(test_a_changed_byte_in_a_journal_row_is_refused),
+        cmocka_unit_test(test_a_damaged_wal_frame_is_refused_by_the_mark),
+        cmocka_unit_test(test_a_truncated_wal_is_refused_by_the_mark),
+        cmocka_unit_test(test_a_missing_or_damaged_mark_is_refused),
+        cmocka_unit_test(test_a_torn_mark_slot_falls_back_to_the_other),
+        cmocka_unit_test(test_accept_loss_rebuilds_from_the_last_good_record),
+        cmocka_unit_test(test_rows_left_after_a_trim_are_still_checked),
+        cmocka_unit_test(test_a_failed_snapshot_write_leaves_no_temporary_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
