@@ -443,9 +443,13 @@ bool journal(request_t *r, const guard_op_t *op, const guard_outcome_t *o)
         return true;
     }
     if (store_append(&r->server->store, op, server_mono_ms()) == 0) {
-        reply_error(r, 503, "storage_unavailable", "the journal cannot be written");
+        /* Refused before anything reached the journal: a restart recovers
+         * what was durable, without this change. */
+        reply_error(r, 503, "storage_unavailable",
+                    "the journal cannot be written; this change was not kept");
         return false;
     }
+    r->changed = true;
     return true;
 }
 
@@ -1003,6 +1007,8 @@ static void h_metrics(request_t *r, const route_args_t *a)
     r->status = 200;
     r->text = true;
     metrics_render(r->server, &r->out);
+    /* Like every reply, the figures wait until what they count is durable. */
+    r->seq = store_appended_seq(&r->server->store);
 }
 
 /* ------------------------------------------------------------------ routing */

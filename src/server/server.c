@@ -86,6 +86,24 @@ static enum MHD_Result send_reply(request_t *r)
     return ret;
 }
 
+/* The journal failed before it covered this reply. A change it carried was
+ * applied and handed to the journal, and the failed commit may still have
+ * reached the disk (SQLite wrote the log before the fsync failed; the next
+ * start replays what is there): its outcome is unknown, never "not kept".
+ * A read only learns that the journal is down. */
+static void reply_unknown(request_t *r)
+{
+    if (r->changed) {
+        reply_error(r, 503, "outcome_unknown",
+                    "the journal failed while this change was being made durable: it may or "
+                    "may not have been kept. Once the server is back, send the same request "
+                    "again with the same Idempotency-Key to learn which");
+    } else {
+        reply_error(r, 503, "storage_unavailable",
+                    "the journal failed; the server takes no more changes until it restarts");
+    }
+}
+
 /* Called on the commit thread: resumes every reply the journal now covers. */
 static void on_durable(void *ctx, uint64_t durable_seq, bool failed)
 {
@@ -102,8 +120,7 @@ static void on_durable(void *ctx, uint64_t durable_seq, bool failed)
         s->wait_count--;
         r->parked = false;
         if (failed) {
-            reply_error(r, 503, "storage_unavailable",
-                        "the journal failed; this change was not kept");
+            reply_unknown(r);
         }
         r->ready = true;
         MHD_resume_connection(r->conn);
@@ -120,7 +137,7 @@ static enum MHD_Result reply_or_wait(request_t *r)
     pthread_mutex_lock(&s->wait_lock);
     bool go = store_reply_may_go(&s->store, r->seq, server_mono_ms());
     if (!go && store_failed(&s->store)) {
-        reply_error(r, 503, "storage_unavailable", "the journal failed; this was not kept");
+        reply_unknown(r);
         go = true;
     }
     if (go) {
@@ -424,7 +441,7 @@ static int arm_fault(server_t *s)
 /* Opens the journal and rebuilds the guard (engine and defenses) from it. */
 static int recover(server_t *s)
 {
-    char err[256];
+    char err[640];
     const server_config_t *c = &s->config;
     int64_t start_wall_ms = wall_ms();
     s->guard = guard_create(&c->guard, 0);

@@ -120,6 +120,7 @@ struct request_s {
     bool text;            /* the body is text/plain (metrics), not JSON */
     char allow[32];       /* for a 405: the methods the path takes */
     uint64_t seq;         /* the journal must reach this before the reply goes */
+    bool changed;         /* this request's change was handed to the journal */
     bool ready;  /* resumed: the reply is written, send it */
     event_stream_t *stream; /* GET /v1/events: the reply is this stream */
     const char *content_type; /* NULL: JSON (or text, see above) */

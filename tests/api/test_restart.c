@@ -530,9 +530,11 @@ static void test_data_written_by_0_1_0_recovers(void **state)
 }
 
 /* With journal commits failing past record 2 (HOLDFAST_FAULT_JOURNAL_AFTER,
- * the server's fault hook), the store fails for good: the change it could not
- * keep is refused, every later request is 503 storage_unavailable, /healthz
- * says so, and after a restart exactly what was acknowledged is there. */
+ * the server's fault hook), the store fails for good: the change whose
+ * commit failed is answered 503 outcome_unknown (a real failed commit may
+ * still have reached the disk; this hook fails before writing, so here it
+ * did not), every later request is 503 storage_unavailable, /healthz says
+ * so, and after a restart exactly what was acknowledged is there. */
 static void test_a_failed_journal_refuses_everything_until_restart(void **state)
 {
     fx_t *fx = *state;
@@ -545,7 +547,7 @@ static void test_a_failed_journal_refuses_everything_until_restart(void **state)
     assert_int_equal(hf_hold_create(&fx->cl, body, NULL, kept, NULL), 201); /* record 2 */
     hf_response_t r;
     assert_int_equal(hf_call(&fx->cl, "POST", "/v1/holds", NULL, body, &r), 0); /* record 3 */
-    assert_true(hf_expect_error(&r, 503, "storage_unavailable", NULL));
+    assert_true(hf_expect_error(&r, 503, "outcome_unknown", NULL));
     hf_response_free(&r);
     assert_int_equal(hf_call(&fx->cl, "GET", "/v1/skus/cap", NULL, NULL, &r), 0);
     assert_true(hf_expect_error(&r, 503, "storage_unavailable", NULL));
