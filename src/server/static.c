@@ -6,13 +6,18 @@
  *
  * Only what is listed here is served: a path names a directory from a fixed
  * list and one file in it, of [A-Za-z0-9._-] without a leading dot, so no
- * request can reach a file outside those directories. The pages are public;
- * the data they show comes from the API, behind its keys.
+ * request can reach a file outside those directories; and a symbolic link
+ * inside the web directory that leads out of it is not followed, so a
+ * stray link cannot publish the rest of the disk. The pages are public; the
+ * data they show comes from the API, behind its keys.
  */
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "server_internal.h"
 
@@ -86,10 +91,32 @@ static bool path_for(const server_t *s, const char *url, char *path, size_t size
     return n > 0 && (size_t)n < size;
 }
 
+/* Opens path only if, with every link resolved, it is still inside the web
+ * directory; NULL otherwise. */
+static FILE *open_inside(const char *web_dir, const char *path)
+{
+    char base[PATH_MAX], real[PATH_MAX];
+    if (realpath(web_dir, base) == NULL || realpath(path, real) == NULL) {
+        return NULL;
+    }
+    size_t n = strlen(base);
+    if (strncmp(real, base, n) != 0 || (real[n] != '/' && base[n - 1] != '/')) {
+        return NULL;
+    }
+    /* The last step of the resolved path is no link; if one appears
+     * there meanwhile, O_NOFOLLOW refuses it. */
+    int fd = open(real, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    FILE *f = fd >= 0 ? fdopen(fd, "rb") : NULL;
+    if (f == NULL && fd >= 0) {
+        close(fd);
+    }
+    return f;
+}
+
 /* Reads the whole file into r->out; NULL, or why not. */
 static const char *read_file(request_t *r, const char *path)
 {
-    FILE *f = fopen(path, "rb");
+    FILE *f = open_inside(r->server->config.web_dir, path);
     struct stat st;
     if (f == NULL || fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode) ||
         st.st_size > HF_STATIC_BYTES_MAX) {

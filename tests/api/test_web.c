@@ -374,6 +374,14 @@ static void test_pages_are_served_from_the_web_directory_only(void **state)
     write_file(path, "<title>the dashboard</title>");
     snprintf(path, sizeof path, "%s/secret.html", web);
     write_file(path, "outside");
+    /* links: one out of the web directory (never followed), one inside it */
+    char outside[320];
+    snprintf(outside, sizeof outside, "%s/outside.js", fx->srv.root);
+    write_file(outside, "not for the web");
+    snprintf(path, sizeof path, "%s/shop/leak.js", web);
+    assert_int_equal(symlink(outside, path), 0);
+    snprintf(path, sizeof path, "%s/shop/same.js", web);
+    assert_int_equal(symlink("shop.js", path), 0);
     /* a page at the size limit, and one byte over */
     char *big = malloc(HF_PAGE_BYTES_MAX + 2);
     assert_non_null(big);
@@ -407,6 +415,8 @@ static void test_pages_are_served_from_the_web_directory_only(void **state)
         {"/pow/worker.js", 404, NULL, NULL},
         {"/vendor/uplot/uPlot.iife.min.js", 404, NULL, NULL},
         {"/shop/huge.js", 404, NULL, NULL},
+        {"/shop/leak.js", 404, NULL, NULL},
+        {"/shop/same.js", 200, "export {};", "text/javascript"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         hf_response_t r;
