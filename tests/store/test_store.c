@@ -916,6 +916,7 @@ static void test_accept_loss_rebuilds_from_the_last_good_record(void **state)
     assert_int_equal(holds_active(f->dir, false, &again), held);
     assert_int_equal(again.last_seq, info.last_seq);
     assert_true(again.damage[0] == '\0');
+    guard_destroy(f->guard);
     fixture_open(f, STORE_DURABLE, 0);
     hold(f, 100, "u-new", "cap-red", 1, 600000, NULL);
     wait_durable(&f->wait, f->last_seq);
