@@ -432,7 +432,7 @@ static void log_escalations(server_t *s)
 void unlock(request_t *r)
 {
     server_t *s = r->server;
-    r->seq = store_appended_seq(&s->store);
+    r->seq = store_appended_seq_of(&s->store, &r->generation);
     log_escalations(s);
     pthread_mutex_unlock(&s->engine_lock);
 }
@@ -1008,7 +1008,7 @@ static void h_metrics(request_t *r, const route_args_t *a)
     r->text = true;
     metrics_render(r->server, &r->out);
     /* Like every reply, the figures wait until what they count is durable. */
-    r->seq = store_appended_seq(&r->server->store);
+    r->seq = store_appended_seq_of(&r->server->store, &r->generation);
 }
 
 /* ------------------------------------------------------------------ routing */

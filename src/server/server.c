@@ -136,7 +136,10 @@ static enum MHD_Result reply_or_wait(request_t *r)
     server_t *s = r->server;
     pthread_mutex_lock(&s->wait_lock);
     bool go = store_reply_may_go(&s->store, r->seq, server_mono_ms());
-    if (!go && store_failed(&s->store)) {
+    if ((!go && store_failed(&s->store)) ||
+        (r->seq > 0 && r->generation != store_generation(&s->store))) {
+        /* Failed, or reopened since this reply was made: the state it
+         * shows was computed on a guard that is gone. */
         reply_unknown(r);
         go = true;
     }
@@ -438,21 +441,18 @@ static int arm_fault(server_t *s)
     return 0;
 }
 
-/* Opens the journal and rebuilds the guard (engine and defenses) from it. */
-static int recover(server_t *s)
+/* Rebuilds the guard from the journal (opened, or failed and to be
+ * reopened) and sets the server's clock from it. */
+static int load_journal(server_t *s, bool reopen)
 {
     char err[640];
     const server_config_t *c = &s->config;
     int64_t start_wall_ms = wall_ms();
-    s->guard = guard_create(&c->guard, 0);
-    if (s->guard == NULL) {
-        fprintf(stderr, "level=error msg=\"cannot reserve the tables\" bytes=%zu\n",
-                guard_reserved_bytes(&c->guard));
-        return -1;
-    }
-    if (store_open(&s->store, c->data_dir, c->durability, c->compact_records, err, sizeof err) !=
-            0 ||
-        store_recover(&s->store, s->guard, start_wall_ms, &s->recovery, err, sizeof err) != 0) {
+    int rc = reopen ? store_reopen(&s->store, s->guard, start_wall_ms, &s->recovery, err,
+                                   sizeof err)
+                    : store_recover(&s->store, s->guard, start_wall_ms, &s->recovery, err,
+                                    sizeof err);
+    if (rc != 0) {
         fprintf(stderr, "level=error msg=\"cannot recover\" data=%s err=\"%s\"\n", c->data_dir,
                 err);
         return -1;
@@ -462,7 +462,6 @@ static int recover(server_t *s)
     s->mono_start_ms = server_mono_ms();
     int64_t engine_ms = engine_now_ms(guard_engine(s->guard));
     s->clock_base_ms = now_wall_ms > engine_ms ? now_wall_ms : engine_ms;
-    s->started_epoch_ms = now_wall_ms;
     s->events_logged = guard_event_seq(s->guard); /* logged by the run that switched them */
     engine_stats_t st = engine_stats(guard_engine(s->guard));
     fprintf(stderr,
@@ -475,6 +474,34 @@ static int recover(server_t *s)
         store_snapshot(&s->store, s->guard); /* replay less next time */
     }
     return 0;
+}
+
+static bool create_guard(server_t *s)
+{
+    s->guard = guard_create(&s->config.guard, 0);
+    if (s->guard == NULL) {
+        fprintf(stderr, "level=error msg=\"cannot reserve the tables\" bytes=%zu\n",
+                guard_reserved_bytes(&s->config.guard));
+    }
+    return s->guard != NULL;
+}
+
+/* Opens the journal and rebuilds the guard (engine and defenses) from it. */
+static int recover(server_t *s)
+{
+    char err[640];
+    const server_config_t *c = &s->config;
+    if (!create_guard(s)) {
+        return -1;
+    }
+    if (store_open(&s->store, c->data_dir, c->durability, c->compact_records, err, sizeof err) !=
+        0) {
+        fprintf(stderr, "level=error msg=\"cannot recover\" data=%s err=\"%s\"\n", c->data_dir,
+                err);
+        return -1;
+    }
+    s->started_epoch_ms = wall_ms();
+    return load_journal(s, false);
 }
 
 static struct MHD_Daemon *start_http(server_t *s, int fd)
@@ -495,10 +522,45 @@ static struct MHD_Daemon *start_http(server_t *s, int fd)
 
 /* ------------------------------------------------------------- run, stop */
 
+/* How often a journal that failed for want of space looks for room. */
+#define REOPEN_EVERY_MS 1000
+
+/* A journal that failed because the disk was full takes writes again once
+ * there is room, without a restart: the guard is rebuilt from what was
+ * durable (everything the failed commit carried was answered "unknown" and
+ * is gone from memory with the old guard, as a restart would have it). The
+ * old guard goes first, since the tables are sized for the whole machine;
+ * if the rebuild then fails, there is nothing to serve from, so the process
+ * ends for its supervisor to start it again. */
+static void reopen_after_full_disk(server_t *s)
+{
+    int64_t now_ms = server_mono_ms();
+    if (now_ms < s->reopen_at_ms || !store_failed_for_space(&s->store)) {
+        return;
+    }
+    s->reopen_at_ms = now_ms + REOPEN_EVERY_MS;
+    if (!store_has_room(s->config.data_dir)) {
+        return;
+    }
+    fprintf(stderr, "level=info msg=\"the disk has room again: reopening the journal\"\n");
+    events_close_all(s); /* their text came from the guard that goes */
+    pthread_mutex_lock(&s->events_lock);
+    pthread_mutex_lock(&s->engine_lock);
+    guard_destroy(s->guard);
+    bool ok = create_guard(s) && load_journal(s, true) == 0;
+    pthread_mutex_unlock(&s->engine_lock);
+    pthread_mutex_unlock(&s->events_lock);
+    if (!ok) {
+        fprintf(stderr, "level=error msg=\"cannot reopen the journal; exiting\"\n");
+        exit(1);
+    }
+}
+
 /* The engine's own clock: expire what is due, take carts back for buyers
  * who wait, and compact when it is time. */
 static void tick(server_t *s)
 {
+    reopen_after_full_disk(s);
     store_snapshot_poll(&s->store, false);
     pthread_mutex_lock(&s->engine_lock);
     guard_op_t op;

@@ -81,6 +81,7 @@ struct server_s {
     int64_t clock_base_ms; /* engine time = base + monotonic ms since start */
     int64_t mono_start_ms;
     int64_t started_epoch_ms;
+    int64_t reopen_at_ms; /* next look for room after a full disk (monotonic) */
 
     pthread_mutex_t wait_lock; /* replies waiting for the journal */
     request_t *wait_head;
@@ -120,6 +121,7 @@ struct request_s {
     bool text;            /* the body is text/plain (metrics), not JSON */
     char allow[32];       /* for a 405: the methods the path takes */
     uint64_t seq;         /* the journal must reach this before the reply goes */
+    uint64_t generation;  /* the journal's, when seq was taken (store_reopen) */
     bool changed;         /* this request's change was handed to the journal */
     bool ready;  /* resumed: the reply is written, send it */
     event_stream_t *stream; /* GET /v1/events: the reply is this stream */

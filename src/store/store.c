@@ -486,6 +486,77 @@ int store_recover(store_t *s, guard_t *g, int64_t now_ms, store_recovery_t *info
     return start_mark(s, info, err, err_size);
 }
 
+/* Everything of a failed store but its identity (directory, flock, mode,
+ * callback, lock), as store_open leaves it. Under s->lock, the thread gone. */
+static void forget_failed(store_t *s)
+{
+    s->pending.size = 0;
+    s->pending_first_seq = s->pending_count = 0;
+    s->pending_since_ms = s->inflight_since_ms = INT64_MAX;
+    s->snapshot_pid = 0;
+    s->snapshot_forked_seq = s->snapshot_ready_seq = s->since_snapshot = 0;
+    s->trim_seq = 0;
+    s->thread_idle = s->stopping = false;
+    s->mark_turn = 0;
+    s->mark_failed = s->low_space = false;
+    s->fail_after_seq = 0;
+}
+
+int store_reopen(store_t *s, guard_t *g, int64_t now_ms, store_recovery_t *info, char *err,
+                 size_t err_size)
+{
+    assert(store_failed(s));
+    store_snapshot_poll(s, true);
+    if (s->thread_running) {
+        pthread_join(s->thread, NULL); /* it ended when the commit failed */
+        s->thread_running = false;
+    }
+    sqlite3_finalize((sqlite3_stmt *)s->insert_stmt);
+    sqlite3_close(db_of(s));
+    s->insert_stmt = s->db = NULL;
+    if (s->mark_fd >= 0) {
+        close(s->mark_fd);
+        s->mark_fd = -1;
+    }
+    char path[PATH_MAX + 16];
+    snprintf(path, sizeof path, "%s/holdfast.db", s->dir);
+    /* Readers of the sequence numbers wait while they are rebuilt. */
+    pthread_mutex_lock(&s->lock);
+    forget_failed(s);
+    int rc = open_db(s, path, err, err_size);
+    if (rc == 0) {
+        rc = store_recover(s, g, now_ms, info, err, err_size);
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (rc == 0) {
+        rc = store_start(s, s->on_durable, s->on_durable_ctx);
+    }
+    if (rc == 0) {
+        pthread_mutex_lock(&s->lock);
+        s->failed = s->failed_full = false;
+        s->generation++;
+        pthread_mutex_unlock(&s->lock);
+    }
+    return rc;
+}
+
+uint64_t store_appended_seq_of(store_t *s, uint64_t *generation)
+{
+    pthread_mutex_lock(&s->lock);
+    uint64_t v = s->appended_seq;
+    *generation = s->generation;
+    pthread_mutex_unlock(&s->lock);
+    return v;
+}
+
+uint64_t store_generation(store_t *s)
+{
+    pthread_mutex_lock(&s->lock);
+    uint64_t v = s->generation;
+    pthread_mutex_unlock(&s->lock);
+    return v;
+}
+
 int store_recover_readable(store_t *s, guard_t *g, int64_t now_ms, store_recovery_t *info,
                            char *err, size_t err_size)
 {
@@ -650,6 +721,21 @@ bool store_wants_snapshot(store_t *s)
  * one and a quarter more, plus this much for the journal meanwhile. */
 #define STORE_SPARE_BYTES (64ll << 20)
 
+bool store_failed_for_space(store_t *s)
+{
+    pthread_mutex_lock(&s->lock);
+    bool v = s->failed && s->failed_full;
+    pthread_mutex_unlock(&s->lock);
+    return v;
+}
+
+bool store_has_room(const char *dir)
+{
+    struct statvfs v;
+    return statvfs(dir, &v) == 0 &&
+           (int64_t)v.f_bavail * (int64_t)v.f_frsize >= STORE_SPARE_BYTES;
+}
+
 static bool room_for_snapshot(store_t *s, int64_t last_bytes)
 {
     struct statvfs v;
@@ -785,7 +871,7 @@ static int trim_journal(store_t *s, uint64_t covered_seq, bool *done)
 }
 
 /* One transaction: the batch's records, then the snapshot if one waits. */
-static bool commit_batch(store_t *s, const batch_t *b)
+static bool commit_batch(store_t *s, const batch_t *b, bool *full)
 {
     sqlite3_stmt *st = s->insert_stmt;
     int rc = exec(s, "BEGIN");
@@ -817,6 +903,10 @@ static bool commit_batch(store_t *s, const batch_t *b)
         s->chain = chain;
     }
     if (rc != SQLITE_OK) {
+        /* SQLite says SQLITE_FULL when a write found no room (ENOSPC), the
+         * one failure that leaves the files as they were and passes once
+         * space is freed. */
+        *full = (sqlite3_extended_errcode(db_of(s)) & 0xff) == SQLITE_FULL;
         fprintf(stderr, "level=error msg=\"journal commit failed; refusing writes\" err=\"%s\"\n",
                 sqlite3_errmsg(db_of(s)));
         exec(s, "ROLLBACK");
@@ -921,7 +1011,8 @@ static void *commit_thread(void *arg)
             fprintf(stderr, "level=error msg=\"journal commit failed; refusing writes\" "
                             "err=\"injected fault\"\n");
         }
-        bool ok = !inject && commit_batch(s, &b);
+        bool full = false;
+        bool ok = !inject && commit_batch(s, &b, &full);
         int64_t took_us = mono_us() - start_us;
         if (ok && b.count > 0) {
             write_mark(s, b.first_seq + b.count - 1, start_us + took_us);
@@ -939,6 +1030,7 @@ static void *commit_thread(void *arg)
             }
         } else {
             s->failed = true;
+            s->failed_full = full;
         }
         uint64_t durable = s->durable_seq;
         bool failed = s->failed;

@@ -87,6 +87,8 @@ typedef struct store_s {
     pthread_cond_t wake;
     pthread_t thread;
     bool thread_running, stopping, failed;
+    bool failed_full; /* failed because the disk was full (SQLITE_FULL) */
+    uint64_t generation; /* store_reopen()s so far: seqs of another are void */
     bool thread_idle; /* the commit thread waits for work: appends must wake it */
     store_buf_t pending; /* encoded records not yet handed to the thread */
     uint64_t pending_first_seq, pending_count;
@@ -153,6 +155,15 @@ typedef struct {
 int store_backup(const char *dir, const char *out, store_backup_t *info, char *err,
                  size_t err_size);
 
+/* A store that failed for want of space (store_failed_for_space), opened
+ * and recovered into g (fresh) again once there is room, its commit thread
+ * started. What the failed commits carried is gone, as after a restart; the
+ * generation goes up, so a reply computed before (its seq taken with
+ * store_appended_seq_of) can tell that its seq no longer means anything.
+ * Call with nothing appending (under the server's engine lock). */
+int store_reopen(store_t *s, guard_t *g, int64_t now_ms, store_recovery_t *info, char *err,
+                 size_t err_size);
+
 /* Starts the commit thread. */
 int store_start(store_t *s, store_durable_fn on_durable, void *ctx);
 
@@ -162,8 +173,17 @@ uint64_t store_append(store_t *s, const guard_op_t *op, int64_t mono_ms);
 
 /* The highest sequence number appended so far (what a reply may reveal). */
 uint64_t store_appended_seq(store_t *s);
+/* The same, and the generation it belongs to (see store_reopen). */
+uint64_t store_appended_seq_of(store_t *s, uint64_t *generation);
+uint64_t store_generation(store_t *s);
 uint64_t store_durable_seq(store_t *s);
 bool store_failed(store_t *s);
+/* Failed only because the disk was full: the files are as the last good
+ * commit left them, so closing the store and recovering it again is safe
+ * once there is room (store_has_room). */
+bool store_failed_for_space(store_t *s);
+/* Whether dir's disk has room for the journal to go on (tens of MiB). */
+bool store_has_room(const char *dir);
 
 /* Whether a reply revealing state up to seq may be sent now (see above). */
 bool store_reply_may_go(store_t *s, uint64_t seq, int64_t mono_ms);
