@@ -363,11 +363,15 @@ static int replay_journal(store_t *s, replay_t *rp, char *err, size_t err_size)
 static int check_mark(store_t *s, const replay_t *rp, char *err, size_t err_size)
 {
     const store_recovery_t *info = rp->info;
-    if (rp->mark_state == MARK_DAMAGED) {
+    /* Before meta says the mark was made, a crash may have left its file
+     * missing or empty: that is no mark yet, not a damaged one. A valid
+     * mark counts whatever meta says. */
+    bool marked = meta_get(s, "marked") == 1;
+    if (rp->mark_state == MARK_DAMAGED && marked) {
         snprintf(err, err_size, MARK_FILE " is damaged or unreadable");
         return -1;
     }
-    if (rp->mark_state == MARK_ABSENT && meta_get(s, "marked") == 1) {
+    if (rp->mark_state == MARK_ABSENT && marked) {
         snprintf(err, err_size, MARK_FILE " is missing");
         return -1;
     }
@@ -447,7 +451,11 @@ static int recover(store_t *s, guard_t *g, int64_t now_ms, store_recovery_t *inf
         }
         snprintf(info->damage, sizeof info->damage, "%s", err);
     }
-    snapshot_remove_others(s->dir, (uint64_t)snapshot_seq); /* leftovers of a crash */
+    if (!accept_loss) {
+        /* Leftovers of a crash; after damage they may be evidence, and
+         * store_rebuild moves them aside instead. */
+        snapshot_remove_others(s->dir, (uint64_t)snapshot_seq);
+    }
     s->snapshot_bytes = snapshot_seq > 0 ? snapshot_file_bytes(s->dir, (uint64_t)snapshot_seq) : 0;
     s->trim_seq = (uint64_t)snapshot_seq; /* rows it covers that were not trimmed yet */
     s->appended_seq = info->last_seq;

@@ -871,6 +871,23 @@ static void test_a_missing_or_damaged_mark_is_refused(void **state)
     fixture_free(f);
 }
 
+/* A crash while the first mark was being made leaves an empty file, and
+ * meta not yet saying it was made: no mark yet, not damage. */
+static void test_an_empty_mark_not_yet_recorded_is_no_mark(void **state)
+{
+    (void)state;
+    fixture_t *f = journal_of_holds(2);
+    db_exec(f->dir, "UPDATE meta SET value = 0 WHERE key = 'marked'");
+    char path[128];
+    snprintf(path, sizeof path, "%s/holdfast.mark", f->dir);
+    assert_int_equal(truncate(path, 0), 0);
+    store_recovery_t info;
+    assert_int_equal(holds_active(f->dir, false, &info), 2);
+    assert_int_equal(info.marked_seq, 0);
+    assert_int_equal(db_int(f->dir, "SELECT value FROM meta WHERE key = 'marked'"), 1);
+    fixture_free(f);
+}
+
 /* A torn write of one slot leaves the other, one commit older. */
 static void test_a_torn_mark_slot_falls_back_to_the_other(void **state)
 {
@@ -989,6 +1006,7 @@ int main(void)
         cmocka_unit_test(test_a_truncated_wal_is_refused_by_the_mark),
         cmocka_unit_test(test_a_missing_or_damaged_mark_is_refused),
         cmocka_unit_test(test_a_torn_mark_slot_falls_back_to_the_other),
+        cmocka_unit_test(test_an_empty_mark_not_yet_recorded_is_no_mark),
         cmocka_unit_test(test_accept_loss_rebuilds_from_the_last_good_record),
         cmocka_unit_test(test_rows_left_after_a_trim_are_still_checked),
         cmocka_unit_test(test_a_failed_snapshot_write_leaves_no_temporary_file),
