@@ -16,36 +16,20 @@
 #define SLOT_BYTES 32
 #define SLOTS 2
 
-static void put_le64(uint8_t *out, uint64_t v)
-{
-    for (int i = 0; i < 8; i++) {
-        out[i] = (uint8_t)(v >> (8 * i));
-    }
-}
-
-static uint64_t get_le64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++) {
-        v |= (uint64_t)p[i] << (8 * i);
-    }
-    return v;
-}
-
 static void encode(uint8_t slot[SLOT_BYTES], mark_t m)
 {
     memcpy(slot, MAGIC, 8);
-    put_le64(slot + 8, m.seq);
-    put_le64(slot + 16, m.chain);
-    put_le64(slot + 24, record_chain(0, m.seq, m.chain, slot, 24));
+    record_le64_put(slot + 8, m.seq);
+    record_le64_put(slot + 16, m.chain);
+    record_le64_put(slot + 24, record_chain(0, m.seq, m.chain, slot, 24));
 }
 
 static bool decode(const uint8_t slot[SLOT_BYTES], mark_t *m)
 {
-    m->seq = get_le64(slot + 8);
-    m->chain = get_le64(slot + 16);
+    m->seq = record_le64_get(slot + 8);
+    m->chain = record_le64_get(slot + 16);
     return memcmp(slot, MAGIC, 8) == 0 &&
-           get_le64(slot + 24) == record_chain(0, m->seq, m->chain, slot, 24);
+           record_le64_get(slot + 24) == record_chain(0, m->seq, m->chain, slot, 24);
 }
 
 static int path_of(const char *dir, char *out, size_t size)

@@ -52,11 +52,7 @@ uint64_t record_chain(uint64_t prev_chain, uint64_t first_seq, uint64_t count,
     h = chain_mix(h ^ (uint64_t)size);
     size_t i = 0;
     for (; i + 8 <= size; i += 8) {
-        uint64_t w = 0; /* little-endian on every machine, like the files */
-        for (int k = 0; k < 8; k++) {
-            w |= (uint64_t)body[i + k] << (8 * k);
-        }
-        h = chain_mix(h ^ w);
+        h = chain_mix(h ^ record_le64_get(body + i)); /* the same on every machine */
     }
     uint64_t tail = 0;
     for (size_t k = 0; i + k < size; k++) {
@@ -80,12 +76,26 @@ static void put_u8(store_buf_t *b, uint8_t v)
     put_bytes(b, &v, 1);
 }
 
+void record_le64_put(uint8_t out[8], uint64_t v)
+{
+    for (int i = 0; i < 8; i++) {
+        out[i] = (uint8_t)(v >> (8 * i));
+    }
+}
+
+uint64_t record_le64_get(const uint8_t in[8])
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) {
+        v |= (uint64_t)in[i] << (8 * i);
+    }
+    return v;
+}
+
 static void put_u64(store_buf_t *b, uint64_t v)
 {
     uint8_t le[8];
-    for (int i = 0; i < 8; i++) {
-        le[i] = (uint8_t)(v >> (8 * i));
-    }
+    record_le64_put(le, v);
     put_bytes(b, le, 8);
 }
 
@@ -111,10 +121,7 @@ static uint64_t get_u64(record_reader_t *r)
         r->ok = false;
         return 0;
     }
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++) {
-        v |= (uint64_t)r->p[i] << (8 * i);
-    }
+    uint64_t v = record_le64_get(r->p);
     r->p += 8;
     r->left -= 8;
     return v;

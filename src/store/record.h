@@ -42,6 +42,10 @@ void record_encode_op(store_buf_t *b, const guard_op_t *op);
 /* Decodes one op; false if the bytes are not a valid op. */
 bool record_decode_op(record_reader_t *r, guard_op_t *op);
 
+/* 64-bit little-endian, the byte order of every file the store writes. */
+void record_le64_put(uint8_t out[8], uint64_t v);
+uint64_t record_le64_get(const uint8_t in[8]);
+
 /* The journal's integrity chain: a row's chain value is this checksum of
  * its predecessor's chain value, its first sequence number, its record
  * count and its body, so a changed byte, a row put out of place or a row

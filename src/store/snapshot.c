@@ -29,22 +29,6 @@ static uint64_t checksum(const uint8_t *p, size_t n)
     return h;
 }
 
-static void le64(uint8_t *out, uint64_t v)
-{
-    for (int i = 0; i < 8; i++) {
-        out[i] = (uint8_t)(v >> (8 * i));
-    }
-}
-
-static uint64_t get_le64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++) {
-        v |= (uint64_t)p[i] << (8 * i);
-    }
-    return v;
-}
-
 static void path_of(char *out, size_t size, const char *dir, uint64_t seq, const char *ext)
 {
     snprintf(out, size, "%s/snapshot-%020llu.%s", dir, (unsigned long long)seq, ext);
@@ -88,9 +72,9 @@ int snapshot_write(const char *dir, const guard_t *g, uint64_t seq)
     record_encode_snapshot(&body, g);
     uint8_t header[HEADER_BYTES];
     memcpy(header, MAGIC, 8);
-    le64(header + 8, seq);
-    le64(header + 16, body.size);
-    le64(header + 24, checksum(body.data, body.size));
+    record_le64_put(header + 8, seq);
+    record_le64_put(header + 16, body.size);
+    record_le64_put(header + 24, checksum(body.data, body.size));
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
     int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     bool ok = fd >= 0 && dirfd >= 0 && write_all(fd, header, sizeof header) == 0 &&
@@ -171,9 +155,9 @@ int snapshot_load(const char *dir, uint64_t seq, guard_t *g, uint64_t *records_o
     store_buf_t file = {0};
     int rc = read_file(path, &file, err, err_size);
     if (rc == 0 && (file.size < HEADER_BYTES || memcmp(file.data, MAGIC, 8) != 0 ||
-                    get_le64(file.data + 8) != seq ||
-                    get_le64(file.data + 16) != file.size - HEADER_BYTES ||
-                    get_le64(file.data + 24) !=
+                    record_le64_get(file.data + 8) != seq ||
+                    record_le64_get(file.data + 16) != file.size - HEADER_BYTES ||
+                    record_le64_get(file.data + 24) !=
                         checksum(file.data + HEADER_BYTES, file.size - HEADER_BYTES))) {
         snprintf(err, err_size, "snapshot %s is damaged (header or checksum)", path);
         rc = -1;
