@@ -19,7 +19,8 @@
  *   hf_load mix   --port P [-c CONNS] [-d SECS] [--skus N] [--ttl MS] [--rate R]
  *                 [--commit-pct PCT]
  *       per connection: POST /v1/holds, then POST /v1/holds/ID/commit
- *       (PCT% of the time) or DELETE /v1/holds/ID, repeatedly
+ *       (PCT% of the time) or DELETE /v1/holds/ID, repeatedly, each with
+ *       the hold's secret from its create (Hold-Secret), as a shop sends it
  *
  * --rate R paces R holds per second in all (a hold and its commit or release
  * count as one cycle in mix); without it every connection is closed-loop.
@@ -159,6 +160,7 @@ typedef struct {
     char in[IN_BYTES];
     size_t in_len;
     char hold_id[40];
+    char secret_header[64]; /* "Hold-Secret: hs_..." of hold_id */
     uint64_t rng;
 } conn_t;
 
@@ -247,14 +249,15 @@ static void conn_flush(conn_t *c)
 }
 
 /* Sends a request; start_ns is when its latency starts counting. */
+/* header: NULL, or one more header line without its CRLF. */
 static void send_request(conn_t *c, int type, uint64_t start_ns, const char *method,
-                         const char *path, const char *body)
+                         const char *path, const char *header, const char *body)
 {
     size_t body_len = body ? strlen(body) : 0;
     int n = snprintf(c->out, sizeof c->out,
-                     "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\n%sContent-Length: %zu\r\n\r\n%s",
-                     method, path, body ? "Content-Type: application/json\r\n" : "", body_len,
-                     body ? body : "");
+                     "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\n%s%s%sContent-Length: %zu\r\n\r\n%s",
+                     method, path, header ? header : "", header ? "\r\n" : "",
+                     body ? "Content-Type: application/json\r\n" : "", body_len, body ? body : "");
     if (n < 0 || (size_t)n >= sizeof c->out) {
         fprintf(stderr, "hf_load: request too long\n");
         exit(2);
@@ -281,7 +284,7 @@ static void send_create(conn_t *c, uint64_t start_ns)
     snprintf(body, sizeof body,
              "{\"customer\":\"c-%llu\",\"lines\":[{\"sku\":\"%s\",\"qty\":1}],\"ttl_ms\":%d}",
              (unsigned long long)(rng_next(&c->rng) % 10000), sku, opt.ttl_ms);
-    send_request(c, T_CREATE, start_ns, "POST", "/v1/holds", body);
+    send_request(c, T_CREATE, start_ns, "POST", "/v1/holds", NULL, body);
 }
 
 static void send_sku_put(conn_t *c, uint64_t i)
@@ -289,7 +292,7 @@ static void send_sku_put(conn_t *c, uint64_t i)
     char path[128], body[64];
     snprintf(path, sizeof path, "/v1/skus/%s%llu", opt.prefix, (unsigned long long)i);
     snprintf(body, sizeof body, "{\"stock\":%lld}", (long long)opt.stock);
-    send_request(c, T_PUT, now_ns(), "PUT", path, body);
+    send_request(c, T_PUT, now_ns(), "PUT", path, NULL, body);
 }
 
 /* ---------------------------------------------------------------- replies */
@@ -389,31 +392,47 @@ static void next_cycle(conn_t *c, uint64_t now)
     send_create(c, now);
 }
 
+/* The string value of "key" in a compact JSON reply, copied to out; false
+ * if it is not there or does not fit. */
+static bool reply_string(const char *body, size_t body_len, const char *key, char *out,
+                         size_t size)
+{
+    char pattern[32];
+    int n = snprintf(pattern, sizeof pattern, "\"%s\":\"", key);
+    const char *p = memmem(body, body_len, pattern, (size_t)n);
+    const char *q = p ? memchr(p + n, '"', body_len - (size_t)(p + n - body)) : NULL;
+    if (q == NULL || (size_t)(q - p - n) >= size) {
+        return false;
+    }
+    memcpy(out, p + n, (size_t)(q - p - n));
+    out[q - p - n] = '\0';
+    return true;
+}
+
 static void on_reply(conn_t *c, int status, const char *body, size_t body_len, uint64_t now)
 {
     int type = c->type;
     c->busy = false;
     record(type, status, c->start_ns, now);
     if (type == T_CREATE && opt.mode == MODE_MIX && status == 201) {
-        const char *p = memmem(body, body_len, "\"id\":\"", 6);
-        const char *q = p ? memchr(p + 6, '"', body_len - (size_t)(p + 6 - body)) : NULL;
-        if (q == NULL || (size_t)(q - p - 6) >= sizeof c->hold_id) {
+        char secret[48];
+        if (!reply_string(body, body_len, "id", c->hold_id, sizeof c->hold_id) ||
+            !reply_string(body, body_len, "secret", secret, sizeof secret)) {
             stats[type].errors++;
             next_cycle(c, now);
             return;
         }
-        memcpy(c->hold_id, p + 6, (size_t)(q - p - 6));
-        c->hold_id[q - p - 6] = '\0';
+        snprintf(c->secret_header, sizeof c->secret_header, "Hold-Secret: %s", secret);
         char path[96];
         if ((int)(rng_next(&c->rng) % 100) < opt.commit_pct) {
             char order[48];
             snprintf(path, sizeof path, "/v1/holds/%s/commit", c->hold_id);
             snprintf(order, sizeof order, "{\"order_ref\":\"o-%llu\"}",
                      (unsigned long long)++order_seq);
-            send_request(c, T_COMMIT, now, "POST", path, order);
+            send_request(c, T_COMMIT, now, "POST", path, c->secret_header, order);
         } else {
             snprintf(path, sizeof path, "/v1/holds/%s", c->hold_id);
-            send_request(c, T_RELEASE, now, "DELETE", path, NULL);
+            send_request(c, T_RELEASE, now, "DELETE", path, c->secret_header, NULL);
         }
         return;
     }

@@ -38,7 +38,7 @@ holdfast demo shop is running (data in $data; Ctrl-C stops it):
 Try:
   curl -s $url/v1/skus
   curl -s -X POST $url/v1/holds -d '{"customer": "u-42", "lines": [{"sku": "cap-red", "qty": 2}, {"sku": "shirt-m", "qty": 1}], "ttl_ms": 600000}'
-  curl -s -X POST $url/v1/holds/HOLD_ID/commit -d '{"order_ref": "o-1"}'
+  curl -s -X POST $url/v1/holds/HOLD_ID/commit -H 'Hold-Secret: SECRET' -d '{"order_ref": "o-1"}'
 
 A hoarder is asked to pay in proof of work, then capped (docs/POLICIES.md):
   curl -s -X POST $url/v1/holds -d '{"customer": "troll-1", "ip": "203.0.113.9", "lines": [{"sku": "cap-red", "qty": 10}]}'

@@ -1232,6 +1232,11 @@ uint32_t engine_hold_slot(uint64_t hold_id)
     return (uint32_t)(hold_id & SLOT_MASK);
 }
 
+uint64_t engine_hold_id_seq(uint64_t hold_id)
+{
+    return hold_id >> SLOT_BITS;
+}
+
 /* --------------------------------------------------------------- snapshot */
 
 void engine_each_hold(const engine_t *e, engine_hold_visit_fn visit, void *ctx)

@@ -359,7 +359,9 @@ int64_t engine_next_expiry_ms(const engine_t *e);
 /* A request's fingerprint for idempotency: equal requests hash equal. */
 uint64_t engine_hold_request_hash(const engine_hold_create_t *req);
 
-/* Hold ids as the API shows them: "h_" and base62. format writes at most
+/* Hold ids in the engine's own spelling: "h_" and base62 (the journal's
+ * and the simulator's; the server shows other ids on the wire, made from
+ * these with a key, so that they cannot be guessed). format writes at most
  * ENGINE_HOLD_ID_TEXT_MAX bytes plus a NUL; parse is false on anything the
  * engine could not have issued. */
 #define ENGINE_HOLD_ID_TEXT_MAX 16
@@ -372,6 +374,8 @@ bool engine_id_parse(char kind, const char *text, size_t len, uint64_t *id_out);
 /* The slot a hold id names (below config.holds_max): callers that keep
  * their own per-hold records index them by it. */
 uint32_t engine_hold_slot(uint64_t hold_id);
+/* The sequence number a hold id carries (engine_hold_seq() when it was made). */
+uint64_t engine_hold_id_seq(uint64_t hold_id);
 
 /* Walks every table and checks the invariants above; true if all hold.
  * For tests and asserts: it allocates and is O(everything). */

@@ -49,10 +49,14 @@ static const char usage_serve[] =
     "                            relaxed: reply before fsync, lose at most 100 ms on a crash\n"
     "  --web DIR                 the web pages: the shop at /, the dashboard at /admin\n"
     "                            (default: the source tree's web/; \"\" serves none)\n"
+    "  --hold-secret MODE        required (default): a shop key touches a hold only with\n"
+    "                            its Hold-Secret; optional: without one too, counted in\n"
+    "                            /metrics (while a shop's clients upgrade)\n"
     "\n"
     "configuration file keys: listen, data, web_dir, api_keys, admin_key, durability, skus_max,\n"
     "holds_max, idempotency_keys_max, identities_max, customer_skus_max, waitlist_max,\n"
-    "sku_policies_max, proofs_max, connections_max, threads, compact_records, policy\n"
+    "sku_policies_max, proofs_max, connections_max, threads, compact_records, hold_secret,\n"
+    "policy\n"
     "(policy: the policy document of docs/POLICIES.md a new data directory starts with)\n"
     "\n"
     "Without keys, every request is allowed, so the server refuses to listen on\n"
@@ -137,6 +141,18 @@ static int add_api_key(server_config_t *c, const char *v)
     return set_text(c->api_keys[c->api_key_count++], SERVER_KEY_BYTES_MAX, "--api-key", v);
 }
 
+static int set_hold_secret(server_config_t *c, const char *v)
+{
+    if (strcmp(v, "required") == 0) {
+        c->hold_secret_optional = false;
+    } else if (strcmp(v, "optional") == 0) {
+        c->hold_secret_optional = true;
+    } else {
+        return bad("--hold-secret", v, "must be required or optional");
+    }
+    return 0;
+}
+
 static int set_durability(server_config_t *c, const char *v)
 {
     if (strcmp(v, "durable") == 0) {
@@ -196,7 +212,7 @@ static bool known_key(const char *key)
         "durability",     "skus_max",       "holds_max",         "idempotency_keys_max",
         "identities_max", "customer_skus_max", "waitlist_max",   "sku_policies_max",
         "proofs_max",     "connections_max", "threads",          "compact_records",
-        "policy",         "web_dir",        NULL,
+        "policy",         "web_dir",        "hold_secret",       NULL,
     };
     for (size_t i = 0; keys[i] != NULL; i++) {
         if (strcmp(key, keys[i]) == 0) {
@@ -300,6 +316,9 @@ static int file_key(server_config_t *c, const char *key, json_t *v)
     if (strcmp(key, "web_dir") == 0) {
         return set_web(c, s);
     }
+    if (strcmp(key, "hold_secret") == 0) {
+        return set_hold_secret(c, s);
+    }
     assert(strcmp(key, "durability") == 0);
     return set_durability(c, s);
 }
@@ -349,6 +368,9 @@ static int apply_flag(server_config_t *c, const char *flag, const char *v)
     }
     if (strcmp(flag, "--web") == 0) {
         return set_web(c, v);
+    }
+    if (strcmp(flag, "--hold-secret") == 0) {
+        return set_hold_secret(c, v);
     }
     if (strcmp(flag, "--config") == 0) {
         return 0; /* read first, in parse_serve */

@@ -215,7 +215,9 @@ void write_sku_defenses(const server_t *s, json_out_t *j, uint32_t sku_index)
 
 /* ---------------------------------------------------------------- waitlist */
 
-static void write_wait(request_t *r, const guard_wait_view_t *w, int64_t now_ms)
+/* The entry; a join's reply (joined) carries the entry's secret, and an
+ * offer its hold's: only the entry's owner (or the admin) reads them. */
+static void write_wait(request_t *r, const guard_wait_view_t *w, int64_t now_ms, bool joined)
 {
     const guard_t *g = r->server->guard;
     json_out_t *j = &r->out;
@@ -225,6 +227,11 @@ static void write_wait(request_t *r, const guard_wait_view_t *w, int64_t now_ms)
     engine_sku_view(guard_engine(g), w->sku_index, &v);
     jw_obj_begin(j);
     jw_kstr(j, "id", id, id_len);
+    if (joined) {
+        char secret[HOLDKEY_SECRET_TEXT_MAX + 1];
+        size_t secret_len = holdkey_secret(&r->server->holdkey, HOLDKEY_WAIT, w->id, secret);
+        jw_kstr(j, "secret", secret, secret_len);
+    }
     jw_kstr(j, "sku", v.sku, v.sku_len);
     jw_kstr(j, "customer", w->customer, w->customer_len);
     jw_kint(j, "qty", w->qty);
@@ -241,7 +248,7 @@ static void write_wait(request_t *r, const guard_wait_view_t *w, int64_t now_ms)
     engine_hold_view_t h;
     if (w->hold_id != 0 && engine_hold_view(guard_engine(g), w->hold_id, &h) == ENGINE_OK) {
         jw_key(j, "hold");
-        write_hold(r, &h, now_ms);
+        write_hold(r, &h, now_ms, true);
     }
     jw_obj_end(j);
 }
@@ -254,7 +261,7 @@ static void reply_wait(request_t *r, uint64_t id, int status, int64_t now_ms)
         return;
     }
     r->status = status;
-    write_wait(r, &w, now_ms);
+    write_wait(r, &w, now_ms, status == 201);
 }
 
 /* The optional ip and fingerprint of a join: its offer will count against
@@ -324,13 +331,15 @@ void h_wait_join(request_t *r, const route_args_t *a)
     unlock(r);
 }
 
+/* The entry named in the path, if the request may touch it; false after a
+ * 404 or a 403 (secret_allows). */
 static bool path_wait(request_t *r, const route_args_t *a, uint64_t *id)
 {
     if (!guard_wait_id_parse(a->value[0], a->len[0], id)) {
         reply_error(r, 404, "not_found", "no such waitlist entry");
         return false;
     }
-    return true;
+    return secret_allows(r, HOLDKEY_WAIT, *id);
 }
 
 void h_wait_get(request_t *r, const route_args_t *a)

@@ -62,6 +62,29 @@ static void render_requests(server_t *s, json_out_t *o)
     }
 }
 
+/* Whether clients send their holds' secrets: with --hold-secret optional,
+ * missing_allowed counts the requests that would be refused once it is
+ * required. */
+static void render_secrets(server_t *s, json_out_t *o)
+{
+    static const char *const kinds[2] = {[HOLDKEY_HOLD] = "hold", [HOLDKEY_WAIT] = "waitlist"};
+    static const char *const outcomes[SECRET_OUTCOME_COUNT] = {
+#define SECRET_LABEL(name, label) [name] = label,
+        SECRET_OUTCOMES(SECRET_LABEL)
+#undef SECRET_LABEL
+    };
+    jw_rawf(o, "# HELP holdfast_secret_checks_total Requests naming a hold or waitlist entry, "
+               "by what their secret was.\n"
+               "# TYPE holdfast_secret_checks_total counter\n");
+    for (int k = 0; k < 2; k++) {
+        for (int i = 0; i < SECRET_OUTCOME_COUNT; i++) {
+            uint64_t n = __atomic_load_n(&s->metrics.secrets[k][i], __ATOMIC_RELAXED);
+            jw_rawf(o, "holdfast_secret_checks_total{kind=\"%s\",outcome=\"%s\"} %llu\n",
+                    kinds[k], outcomes[i], (unsigned long long)n);
+        }
+    }
+}
+
 static void render_engine(const engine_stats_t *e, json_out_t *o)
 {
     jw_rawf(o,
@@ -250,6 +273,7 @@ void metrics_render(server_t *s, json_out_t *o)
     }
     pthread_mutex_unlock(&s->engine_lock);
     render_requests(s, o);
+    render_secrets(s, o);
     render_engine(&e, o);
     if (d != NULL) {
         render_defenses(d, o);

@@ -134,14 +134,19 @@ static void write_sku(request_t *r, uint32_t index)
     write_sku_object(r->server, &r->out, index);
 }
 
-void write_hold(request_t *r, const engine_hold_view_t *h, int64_t now_ms)
+void write_hold(request_t *r, const engine_hold_view_t *h, int64_t now_ms, bool with_secret)
 {
     const engine_t *e = guard_engine(r->server->guard);
     json_out_t *j = &r->out;
-    char id[ENGINE_HOLD_ID_TEXT_MAX + 1];
-    size_t id_len = engine_hold_id_format(h->id, id);
+    char id[HOLDKEY_ID_TEXT_MAX + 1];
+    size_t id_len = holdkey_id_format(&r->server->holdkey, h->id, id);
     jw_obj_begin(j);
     jw_kstr(j, "id", id, id_len);
+    if (with_secret) {
+        char secret[HOLDKEY_SECRET_TEXT_MAX + 1];
+        size_t secret_len = holdkey_secret(&r->server->holdkey, HOLDKEY_HOLD, h->id, secret);
+        jw_kstr(j, "secret", secret, secret_len);
+    }
     jw_kstr(j, "customer", h->customer, h->customer_len);
     jw_kcstr(j, "state", engine_hold_state_name(h->state));
     jw_key(j, "lines");
@@ -178,13 +183,14 @@ void write_hold(request_t *r, const engine_hold_view_t *h, int64_t now_ms)
     jw_obj_end(j);
 }
 
-/* Replies with the hold, or 404 if it is gone. Under the engine lock. */
+/* Replies with the hold, or 404 if it is gone. A create's reply (201) hands
+ * the hold to its owner, with its secret. Under the engine lock. */
 static void reply_hold(request_t *r, uint64_t id, int status, int64_t now_ms)
 {
     engine_hold_view_t h;
     if (engine_hold_view(guard_engine(r->server->guard), id, &h) != ENGINE_OK) {
-        char text[ENGINE_HOLD_ID_TEXT_MAX + 1];
-        engine_hold_id_format(id, text);
+        char text[HOLDKEY_ID_TEXT_MAX + 1];
+        holdkey_id_format(&r->server->holdkey, id, text);
         error_begin(r, 404, "not_found", r->replayed != NULL
                                              ? "this Idempotency-Key made a hold that is no "
                                                "longer kept (finished over a day ago)"
@@ -195,7 +201,7 @@ static void reply_hold(request_t *r, uint64_t id, int status, int64_t now_ms)
     }
     json_out_reset(&r->out);
     r->status = status;
-    write_hold(r, &h, now_ms);
+    write_hold(r, &h, now_ms, status == 201);
 }
 
 static bool rule_is_per_sku(policy_rule_t rule)
@@ -875,14 +881,59 @@ static void h_hold_create(request_t *r, const route_args_t *a)
     }
 }
 
-/* The hold named in the path, or false after a 404. */
+static const struct {
+    const char *header, *required, *wrong, *what;
+} secret_wire[2] = {
+    [HOLDKEY_HOLD] = {"Hold-Secret", "hold_secret_required", "hold_secret_wrong",
+                      "the hold's secret (\"secret\" in the reply that created it)"},
+    [HOLDKEY_WAIT] = {"Waitlist-Secret", "waitlist_secret_required", "waitlist_secret_wrong",
+                      "the waitlist entry's secret (\"secret\" in the reply that joined it)"},
+};
+
+static void count_secret(request_t *r, holdkey_kind_t kind, secret_outcome_t outcome)
+{
+    __atomic_fetch_add(&r->server->metrics.secrets[kind][outcome], 1, __ATOMIC_RELAXED);
+}
+
+/* Checked before anything is looked up, so a refusal says nothing about
+ * whether the id names anything: a guessed id teaches nothing. */
+bool secret_allows(request_t *r, holdkey_kind_t kind, uint64_t id)
+{
+    server_t *s = r->server;
+    char message[160];
+    const char *sent =
+        MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, secret_wire[kind].header);
+    if (sent != NULL && holdkey_secret_matches(&s->holdkey, kind, id, sent)) {
+        count_secret(r, kind, SECRET_GOOD);
+        return true;
+    }
+    if (sent != NULL) {
+        count_secret(r, kind, SECRET_WRONG);
+        snprintf(message, sizeof message, "%s is not %s", secret_wire[kind].header,
+                 secret_wire[kind].what);
+        reply_error(r, 403, secret_wire[kind].wrong, message);
+        return false;
+    }
+    if (r->role == ROLE_ADMIN || s->config.hold_secret_optional) {
+        count_secret(r, kind, r->role == ROLE_ADMIN ? SECRET_ADMIN : SECRET_MISSING_ALLOWED);
+        return true;
+    }
+    count_secret(r, kind, SECRET_MISSING);
+    snprintf(message, sizeof message, "send %s: %s", secret_wire[kind].header,
+             secret_wire[kind].what);
+    reply_error(r, 403, secret_wire[kind].required, message);
+    return false;
+}
+
+/* The hold named in the path, if the request may touch it; false after a
+ * 404 (an id no hold could have) or a 403 (secret_allows). */
 static bool path_hold(request_t *r, const route_args_t *a, uint64_t *id)
 {
-    if (!engine_hold_id_parse(a->value[0], a->len[0], id)) {
+    if (holdkey_id_parse(&r->server->holdkey, a->value[0], a->len[0], id) == HOLDKEY_ID_BAD) {
         reply_error(r, 404, "not_found", "no such hold");
         return false;
     }
-    return true;
+    return secret_allows(r, HOLDKEY_HOLD, *id);
 }
 
 static void h_hold_get(request_t *r, const route_args_t *a)

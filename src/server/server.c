@@ -20,6 +20,7 @@
 #include <arpa/inet.h>
 #include <assert.h>
 #include <errno.h>
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -428,6 +429,46 @@ static int start_defenses(server_t *s)
     return 0;
 }
 
+/* The data directory's key for the hold ids and secrets on the wire
+ * (store.h): made at the first start and read at every later one, so an id
+ * names the same hold, and its secret stays good, across restarts. */
+static int load_hold_key(server_t *s)
+{
+    char err[512];
+    store_key_t k;
+    uint64_t seq = engine_hold_seq(guard_engine(s->guard));
+    if (store_key_load(s->config.data_dir, seq, &k, err, sizeof err) != 0) {
+        fprintf(stderr, "level=error msg=\"cannot start without the hold key\" err=\"%s\"\n",
+                err);
+        return -1;
+    }
+    int rc = holdkey_init(&s->holdkey, &k);
+    OPENSSL_cleanse(&k.key, sizeof k.key);
+    if (rc != 0) {
+        fprintf(stderr, "level=error msg=\"cannot make hold ids: this OpenSSL lacks HMAC or "
+                        "SipHash, or our SipHash disagrees with it\"\n");
+        return -1;
+    }
+    if (k.created && seq > 0) {
+        fprintf(stderr, "level=warn msg=\"made a hold key for a data directory with holds: their "
+                        "ids given out before keep working (h_...); if it had a key file that "
+                        "was lost, ids and secrets given out with that key no longer work\" "
+                        "file=%s/%s\n",
+                s->config.data_dir, STORE_KEY_FILE);
+    }
+    if (k.mode_loose) {
+        fprintf(stderr, "level=warn msg=\"the hold key file is readable by others: chmod 600 "
+                        "it\" file=%s/%s\n",
+                s->config.data_dir, STORE_KEY_FILE);
+    }
+    if (s->config.hold_secret_optional) {
+        fprintf(stderr, "level=warn msg=\"hold secrets are optional: a shop key may touch any "
+                        "hold it names; switch to required once holdfast_secret_checks_total"
+                        "{outcome=\\\"missing_allowed\\\"} stays still\"\n");
+    }
+    return 0;
+}
+
 /* Test hook: HOLDFAST_FAULT_JOURNAL_AFTER=N makes journal commits fail past
  * the Nth record written after start-up (the server's own records, such as a
  * new challenge secret, come before and do not count). */
@@ -627,6 +668,7 @@ static void server_free(server_t *s)
     pthread_mutex_destroy(&s->wait_lock);
     pthread_mutex_destroy(&s->events_lock);
     simrun_deinit(s);
+    holdkey_deinit(&s->holdkey);
     free(s->sku_refusals);
     free(s);
 }
@@ -657,7 +699,8 @@ int server_run(const server_config_t *c)
 
     char addr[INET6_ADDRSTRLEN + 16];
     int fd = listen_on(s, addr, sizeof addr);
-    if (fd < 0 || recover(s) != 0 || store_start(&s->store, on_durable, s) != 0 ||
+    if (fd < 0 || recover(s) != 0 || load_hold_key(s) != 0 ||
+        store_start(&s->store, on_durable, s) != 0 ||
         start_defenses(s) != 0 || arm_fault(s) != 0 || (s->daemon = start_http(s, fd)) == NULL) {
         if (fd >= 0 && s->daemon == NULL) {
             close(fd);

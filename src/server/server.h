@@ -44,6 +44,9 @@ typedef struct {
     uint32_t connections_max;
     uint32_t threads; /* HTTP threads; the engine is behind one lock anyway */
     uint32_t compact_records;
+    /* --hold-secret optional: a shop key may still touch a hold (or waitlist
+     * entry) without its secret, counted, while a shop's clients upgrade. */
+    bool hold_secret_optional;
 } server_config_t;
 
 void server_config_default(server_config_t *c);

@@ -6,6 +6,7 @@
 
 #include <jansson.h>
 #include <microhttpd.h>
+#include <openssl/types.h>
 #include <pthread.h>
 #include <sys/types.h>
 
@@ -21,9 +22,53 @@ typedef enum { ROLE_NONE = 0, ROLE_SHOP = 1, ROLE_ADMIN = 2 } role_t;
 #define SERVER_STATUS_COUNT 17
 #define SERVER_ROUTE_COUNT_MAX 32
 
+/* holdkey.c: the ids and secrets of holds (and waitlist entries) on the
+ * wire, made from the data directory's key (store.h); read-only once made. */
+#define HOLDKEY_ID_TEXT_MAX 16     /* "hold_" and 11 base62 digits */
+#define HOLDKEY_SECRET_TEXT_MAX 25 /* "hs_" (or "ws_") and 22 base64url digits */
+typedef enum { HOLDKEY_HOLD = 0, HOLDKEY_WAIT = 1 } holdkey_kind_t;
+typedef enum {
+    HOLDKEY_ID_BAD = 0, /* no hold could have it */
+    HOLDKEY_ID_WIRE,    /* an id as the server shows them */
+    HOLDKEY_ID_LEGACY,  /* the engine's spelling, of a hold made before the key */
+} holdkey_id_t;
+typedef struct {
+    uint64_t id_key[2]; /* SipHash's: the permutation's rounds */
+    EVP_MAC_CTX *hmac;  /* keyed with the secret key */
+    uint64_t legacy_hold_seq;
+} holdkey_t;
+/* -1 if this OpenSSL lacks HMAC or SipHash (which ours is checked against). */
+int holdkey_init(holdkey_t *k, const store_key_t *sk);
+void holdkey_deinit(holdkey_t *k);
+/* Writes at most HOLDKEY_ID_TEXT_MAX bytes and a NUL: a hold made before
+ * the key keeps its id in the engine's spelling. */
+size_t holdkey_id_format(const holdkey_t *k, uint64_t engine_id, char *out);
+holdkey_id_t holdkey_id_parse(const holdkey_t *k, const char *text, size_t len,
+                              uint64_t *engine_id);
+/* Writes HOLDKEY_SECRET_TEXT_MAX bytes and a NUL. */
+size_t holdkey_secret(const holdkey_t *k, holdkey_kind_t kind, uint64_t id, char *out);
+/* In constant time for a text of the right length. */
+bool holdkey_secret_matches(const holdkey_t *k, holdkey_kind_t kind, uint64_t id,
+                            const char *text);
+
+/* What became of a request's secret (routes.c, secret_allows): a metric. */
+#define SECRET_OUTCOMES(X)                                                                     \
+    X(SECRET_GOOD, "good")                 /* sent, and right */                              \
+    X(SECRET_WRONG, "wrong")               /* sent, and wrong: refused */                     \
+    X(SECRET_MISSING, "missing")           /* none, with a shop key: refused */               \
+    X(SECRET_MISSING_ALLOWED, "missing_allowed") /* none, shop key, --hold-secret optional */ \
+    X(SECRET_ADMIN, "admin")               /* none, with the admin's powers */
+typedef enum {
+#define SECRET_ENUM(name, label) name,
+    SECRET_OUTCOMES(SECRET_ENUM)
+#undef SECRET_ENUM
+        SECRET_OUTCOME_COUNT
+} secret_outcome_t;
+
 typedef struct {
     uint64_t requests[SERVER_ROUTE_COUNT_MAX + 1][SERVER_STATUS_COUNT];
     uint64_t hold_results[ENGINE_RESULT_COUNT];
+    uint64_t secrets[2][SECRET_OUTCOME_COUNT]; /* [holdkey_kind_t][outcome] */
 } metrics_t;
 
 typedef struct request_s request_t;
@@ -102,6 +147,7 @@ struct server_s {
 
     sim_run_t sim;
     char loopback_url[80]; /* this server on loopback ("": it listens elsewhere only) */
+    holdkey_t holdkey;     /* the ids and secrets on the wire */
 };
 
 /* A request's state across the library's calls. */
@@ -167,7 +213,14 @@ void unlock(request_t *r);
 bool journal(request_t *r, const guard_op_t *op, const guard_outcome_t *o);
 /* Applies op at the current time and journals it if it changed anything. */
 bool apply_op(request_t *r, guard_op_t *op, guard_outcome_t *o);
-void write_hold(request_t *r, const engine_hold_view_t *h, int64_t now_ms);
+/* with_secret: the reply that hands the hold to its owner (a create, a
+ * waitlist's offer) carries its secret. */
+void write_hold(request_t *r, const engine_hold_view_t *h, int64_t now_ms, bool with_secret);
+/* Whether the request may touch the hold or waitlist entry id: it sends the
+ * secret (Hold-Secret or Waitlist-Secret), or has the admin's powers, or the
+ * server lets a missing secret pass (--hold-secret optional). A secret that
+ * is sent is always checked. Otherwise replies 403 and returns false. */
+bool secret_allows(request_t *r, holdkey_kind_t kind, uint64_t id);
 void write_policy_doc(json_out_t *j, const policy_config_t *c, uint64_t mask);
 
 /* defense.c: policy, waitlist and identity handlers */

@@ -1,6 +1,11 @@
 /*
  * live.c - the simulation's shop as a running server (see live.h): each
  * guard question a request, each reply a guard_outcome_t.
+ *
+ * The server's hold and waitlist ids are opaque text, and touching a hold
+ * (or entry) takes the secret handed out once, in the reply that made it.
+ * The agents keep a handle instead, where an in-process run keeps the
+ * engine's ids; refs_* below turn a handle back into the id and the secret.
  */
 #include "live.h"
 
@@ -37,6 +42,27 @@ typedef struct {
     char body[LIVE_BODY_BYTES_MAX];
 } live_proof_t;
 
+/* Holds (and waitlist entries) this run made, by handle: a ring, so a
+ * handle is good until this many newer ones were made. A run's holds live
+ * a few real seconds at most (its clock is compressed); this many is tens
+ * of seconds of a run's fastest creating. An older handle fails as an
+ * unknown hold would, and is counted. */
+#define LIVE_REFS_MAX 65536
+/* The longest id and secret kept; holdfast's are 16 and 25 bytes. */
+#define LIVE_REF_TEXT_MAX 31
+
+typedef struct {
+    uint64_t handle; /* 0: free */
+    char id[LIVE_REF_TEXT_MAX + 1];
+    char secret[LIVE_REF_TEXT_MAX + 1]; /* "": none was given */
+    uint64_t offer; /* a waitlist entry's: the handle of its offered hold, 0: none */
+} live_ref_t;
+
+typedef struct {
+    live_ref_t *ring;
+    uint64_t made;
+} live_refs_t;
+
 struct live {
     http_client_t http;
     char tag[LIVE_TAG_BYTES_MAX];
@@ -52,6 +78,7 @@ struct live {
     uint32_t challenge_bits;
     live_proof_t *proofs;
     uint32_t proof_seq;
+    live_refs_t holds, waits;
     struct timespec opened;
     uint64_t requests_max;
     double hoarder_proof_s;
@@ -212,19 +239,30 @@ static void read_policy(live_t *l, bool *policy_read)
     json_decref(doc);
 }
 
+static void live_free(live_t *l)
+{
+    if (l != NULL) {
+        free(l->proofs);
+        free(l->holds.ring);
+        free(l->waits.ring);
+        free(l);
+    }
+}
+
 live_t *live_open(const char *url, const char *key, uint64_t requests_max, uint64_t run_tag,
                   sim_scenario_t *s, policy_config_t *policy, bool *policy_read, char *err,
                   size_t err_size)
 {
     live_t *l = calloc(1, sizeof *l);
-    if (l == NULL || (l->proofs = calloc(LIVE_PROOFS_MAX, sizeof *l->proofs)) == NULL) {
-        free(l);
+    if (l == NULL || (l->proofs = calloc(LIVE_PROOFS_MAX, sizeof *l->proofs)) == NULL ||
+        (l->holds.ring = calloc(LIVE_REFS_MAX, sizeof(live_ref_t))) == NULL ||
+        (l->waits.ring = calloc(LIVE_REFS_MAX, sizeof(live_ref_t))) == NULL) {
+        live_free(l);
         snprintf(err, err_size, "out of memory");
         return NULL;
     }
     if (http_client_init(&l->http, url, key, err, err_size) != 0) {
-        free(l->proofs);
-        free(l);
+        live_free(l);
         return NULL;
     }
     l->requests_max = requests_max;
@@ -243,8 +281,7 @@ void live_close(live_t *l)
 {
     if (l != NULL) {
         http_client_deinit(&l->http);
-        free(l->proofs);
-        free(l);
+        live_free(l);
     }
 }
 
@@ -300,6 +337,49 @@ const policy_config_t *live_sku_policy(const live_t *l, uint32_t sku)
 const live_stats_t *live_stats(const live_t *l)
 {
     return &l->stats;
+}
+
+/* ------------------------------------------------------------------ refs */
+
+/* A new handle for the id and secret of a reply (a hold, or an entry);
+ * 0, counted as a failure, if the reply has no id that fits. */
+static uint64_t refs_add(live_t *l, live_refs_t *refs, const json_t *obj, const char *what)
+{
+    const char *id = str_at(obj, "id"), *secret = str_at(obj, "secret");
+    if (id[0] == '\0' || strlen(id) > LIVE_REF_TEXT_MAX || strlen(secret) > LIVE_REF_TEXT_MAX) {
+        l->stats.failed++;
+        snprintf(l->stats.last_error, sizeof l->stats.last_error, "%s: no id that fits", what);
+        return 0;
+    }
+    uint64_t handle = ++refs->made;
+    live_ref_t *ref = &refs->ring[handle % LIVE_REFS_MAX];
+    *ref = (live_ref_t){.handle = handle};
+    snprintf(ref->id, sizeof ref->id, "%s", id);
+    snprintf(ref->secret, sizeof ref->secret, "%s", secret);
+    return handle;
+}
+
+/* The ref of a handle, or NULL (counted) if the ring has moved past it. */
+static live_ref_t *refs_get(live_t *l, live_refs_t *refs, uint64_t handle, const char *what)
+{
+    live_ref_t *ref = &refs->ring[handle % LIVE_REFS_MAX];
+    if (handle != 0 && ref->handle == handle) {
+        return ref;
+    }
+    l->stats.failed++;
+    snprintf(l->stats.last_error, sizeof l->stats.last_error,
+             "%s: %u newer ones were made since, it is forgotten", what, LIVE_REFS_MAX);
+    return NULL;
+}
+
+/* The header that shows the run owns what ref names (NULL if it has no secret). */
+static const char *owner_header(const live_ref_t *ref, const char *name, char *out, size_t size)
+{
+    if (ref->secret[0] == '\0') {
+        return NULL;
+    }
+    snprintf(out, size, "%s: %s", name, ref->secret);
+    return out;
 }
 
 /* ----------------------------------------------------------------- holds */
@@ -400,10 +480,11 @@ static guard_outcome_t hold_reply(live_t *l, int status, const json_t *doc, cons
     const char *code = str_at(error, "code");
     if (status == 201) {
         const json_t *lines = json_object_get(doc, "lines");
-        const char *id = str_at(doc, "id");
         guard_outcome_t o = {.result = GUARD_OK};
-        if (!engine_hold_id_parse(id, strlen(id), &o.engine.hold_id)) {
-            return unexpected(l, status, doc, "POST /v1/holds (no id)");
+        o.engine.hold_id = refs_add(l, &l->holds, doc, "POST /v1/holds");
+        if (o.engine.hold_id == 0) {
+            return (guard_outcome_t){.result = GUARD_ENGINE,
+                                     .engine = {.result = ENGINE_HOLD_NOT_FOUND}};
         }
         *qty_out = (uint32_t)int_at(json_array_get(lines, 0), "qty", 0);
         *expires_in_ms_out = int_at(doc, "expires_in_ms", 0);
@@ -498,13 +579,19 @@ uint32_t live_take_challenge(live_t *l, bool hoarder)
 
 guard_outcome_t live_hold_op(live_t *l, engine_op_kind_t kind, uint64_t hold_id)
 {
-    char id[ENGINE_HOLD_ID_TEXT_MAX + 1], path[64];
-    engine_hold_id_format(hold_id, id);
+    char path[96], header[LIVE_REF_TEXT_MAX + 32];
     bool commit = kind == ENGINE_OP_HOLD_COMMIT;
     assert(commit || kind == ENGINE_OP_HOLD_RELEASE);
-    snprintf(path, sizeof path, commit ? "/v1/holds/%s/commit" : "/v1/holds/%s", id);
+    const live_ref_t *ref = refs_get(l, &l->holds, hold_id, commit ? "commit" : "release");
+    if (ref == NULL) {
+        return (guard_outcome_t){.result = GUARD_ENGINE,
+                                 .engine = {.result = ENGINE_HOLD_NOT_FOUND}};
+    }
+    snprintf(path, sizeof path, commit ? "/v1/holds/%s/commit" : "/v1/holds/%s", ref->id);
     int status;
-    json_t *doc = call(l, commit ? "POST" : "DELETE", path, NULL, commit ? "{}" : NULL, &status);
+    json_t *doc = call(l, commit ? "POST" : "DELETE", path,
+                       owner_header(ref, "Hold-Secret", header, sizeof header),
+                       commit ? "{}" : NULL, &status);
     const char *code = str_at(json_object_get(doc, "error"), "code");
     guard_outcome_t o = {.result = GUARD_OK};
     if (status == 410) {
@@ -532,15 +619,16 @@ guard_outcome_t live_wait_join(live_t *l, const guard_op_t *join)
     snprintf(body + n, sizeof body - (size_t)n, ", \"qty\": %u}", w->qty);
     int status;
     json_t *doc = call(l, "POST", path, NULL, body, &status);
-    const char *id = str_at(doc, "id");
     const char *code = str_at(json_object_get(doc, "error"), "code");
     guard_outcome_t o = {.result = GUARD_OK};
     if (status == 409 && strcmp(code, "units_available") == 0) {
         o.result = GUARD_WAIT_AVAILABLE;
     } else if (status == 409 && strcmp(code, "waitlist_off") == 0) {
         o.result = GUARD_WAITLIST_OFF;
-    } else if (status != 201 || !engine_id_parse('w', id, strlen(id), &o.id)) {
+    } else if (status != 201) {
         o = unexpected(l, status, doc, "waitlist join");
+    } else if ((o.id = refs_add(l, &l->waits, doc, "waitlist join")) == 0) {
+        o = (guard_outcome_t){.result = GUARD_ENGINE, .engine = {.result = ENGINE_HOLD_NOT_FOUND}};
     }
     json_decref(doc);
     return o;
@@ -557,21 +645,38 @@ static bool state_named(const char *name, guard_wait_state_t *out)
     return false;
 }
 
+/* The handle of an entry's offered hold: the one made at the first look
+ * at the offer, or a new one. */
+static uint64_t offer_handle(live_t *l, live_ref_t *entry, const json_t *hold)
+{
+    const char *id = str_at(hold, "id");
+    uint64_t known = entry->offer;
+    const live_ref_t *ref = &l->holds.ring[known % LIVE_REFS_MAX];
+    if (known != 0 && ref->handle == known && strcmp(ref->id, id) == 0) {
+        return known;
+    }
+    entry->offer = refs_add(l, &l->holds, hold, "waitlist offer");
+    return entry->offer;
+}
+
 bool live_wait_state(live_t *l, uint64_t wait_id, guard_wait_state_t *state, uint64_t *hold_id)
 {
-    char id[ENGINE_HOLD_ID_TEXT_MAX + 1], path[64];
-    engine_id_format('w', wait_id, id);
-    snprintf(path, sizeof path, "/v1/waitlist/%s", id);
-    int status;
-    json_t *doc = call(l, "GET", path, NULL, NULL, &status);
-    bool ok = status == 200 && state_named(str_at(doc, "state"), state);
+    char path[96], header[LIVE_REF_TEXT_MAX + 32];
     *hold_id = 0;
-    if (ok && *state == GUARD_WAIT_OFFERED) {
-        const char *h = str_at(json_object_get(doc, "hold"), "id");
-        ok = engine_hold_id_parse(h, strlen(h), hold_id);
+    live_ref_t *entry = refs_get(l, &l->waits, wait_id, "waitlist entry");
+    if (entry == NULL) {
+        return false;
     }
+    snprintf(path, sizeof path, "/v1/waitlist/%s", entry->id);
+    int status;
+    const char *owner = owner_header(entry, "Waitlist-Secret", header, sizeof header);
+    json_t *doc = call(l, "GET", path, owner, NULL, &status);
+    bool ok = status == 200 && state_named(str_at(doc, "state"), state);
     if (!ok) {
         unexpected(l, status, doc, "waitlist entry");
+    } else if (*state == GUARD_WAIT_OFFERED) {
+        *hold_id = offer_handle(l, entry, json_object_get(doc, "hold"));
+        ok = *hold_id != 0;
     }
     json_decref(doc);
     return ok;

@@ -12,7 +12,11 @@
  *   - a challenge is solved for real (pow_solve) and the same request is
  *     sent again with its proof, as the API asks;
  *   - names carry a run tag ("r3k9x-g12"), so one run's buyers are not
- *     mistaken for an earlier run's by the server's identity caps.
+ *     mistaken for an earlier run's by the server's identity caps;
+ *   - the server's hold and waitlist ids are opaque text, each with the
+ *     secret that its reply handed out: the agents get a handle in their
+ *     place (where guard_outcome_t has an id), and every call about a hold
+ *     or an entry sends its secret (Hold-Secret, Waitlist-Secret).
  * Internal to the simulator.
  */
 #ifndef HF_SIM_LIVE_H
@@ -45,7 +49,8 @@ live_t *live_open(const char *url, const char *key, uint64_t requests_max, uint6
                   size_t err_size);
 void live_close(live_t *l);
 
-/* POST /v1/holds. On GUARD_OK, *qty_out is the units held and
+/* POST /v1/holds. On GUARD_OK, the hold's handle is in .engine.hold_id,
+ * *qty_out is the units held and
  * *expires_in_ms_out the server's time to expiry (0 for a buy now). A
  * challenge (GUARD_CHALLENGED) is kept until live_take_challenge(). A request
  * with req->proof_tag set sends that challenge's request again, with its
@@ -57,12 +62,14 @@ guard_outcome_t live_hold(live_t *l, const guard_hold_request_t *req, uint32_t *
  * hoarder's and the hoarders' share of the run's time is spent. */
 uint32_t live_take_challenge(live_t *l, bool hoarder);
 
-/* POST /v1/holds/{id}/commit (ENGINE_OP_HOLD_COMMIT) or DELETE /v1/holds/{id}. */
+/* POST /v1/holds/{id}/commit (ENGINE_OP_HOLD_COMMIT) or DELETE /v1/holds/{id},
+ * for the hold of that handle. */
 guard_outcome_t live_hold_op(live_t *l, engine_op_kind_t kind, uint64_t hold_id);
 
-/* POST /v1/skus/{sku}/waitlist with the join's names; id in .id. */
+/* POST /v1/skus/{sku}/waitlist with the join's names; the entry's handle in .id. */
 guard_outcome_t live_wait_join(live_t *l, const guard_op_t *join);
-/* GET /v1/waitlist/{id}; false if it cannot be read. */
+/* GET /v1/waitlist/{id} of the entry's handle; an offer's hold handle in
+ * *hold_id. False if it cannot be read. */
 bool live_wait_state(live_t *l, uint64_t wait_id, guard_wait_state_t *state, uint64_t *hold_id);
 
 /* The sku's totals as last read, and its settings (the shop's, overlaid

@@ -29,7 +29,7 @@
 
 /* Files of a data directory copied as they are, if present (besides the
  * database and its snapshot). */
-static const char *const plain_files[] = {"holdfast.key"};
+static const char *const plain_files[] = {STORE_KEY_FILE};
 
 #define BACKUP_ATTEMPTS 8
 #define COPY_CHUNK_BYTES (1u << 20)
@@ -146,7 +146,7 @@ static void remove_copy(const char *out)
 {
     char path[PATH_MAX];
     static const char *const names[] = {"holdfast.db", "holdfast.db-wal", "holdfast.db-shm",
-                                        MARK_FILE, "holdfast.key"};
+                                        MARK_FILE, STORE_KEY_FILE};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         snprintf(path, sizeof path, "%s/%s", out, names[i]);
         unlink(path);

@@ -211,4 +211,37 @@ void store_close(store_t *s);
  * so the API tests can watch the sticky failure from outside. */
 void store_fail_after(store_t *s, uint64_t seq);
 
+/* ------------------------------------------------------------ the key file */
+
+/* DIR/holdfast.key: the data directory's own random key, from which the
+ * server derives the hold ids it shows and the hold secrets it hands out
+ * (server/holdkey.c). It is made once, at the first start (or the first
+ * start of a data directory from before it existed), and must stay with the
+ * journal: a copy of the data directory without it has every id and secret
+ * given out so far stop working. Backups copy it with the journal.
+ *
+ * File (STORE_KEY_FILE_BYTES): "HFKEY001", the key, u64 legacy_hold_seq
+ * (little-endian), and the first 16 bytes of SHA-256 over what comes before,
+ * so a damaged file is told from a good one. Mode 0600. */
+#define STORE_KEY_FILE "holdfast.key"
+#define STORE_KEY_BYTES 32
+#define STORE_KEY_FILE_BYTES 64
+
+typedef struct {
+    uint8_t key[STORE_KEY_BYTES];
+    /* The engine's hold sequence when the key was made: holds up to it were
+     * made before, and their ids were given out in the engine's spelling. */
+    uint64_t legacy_hold_seq;
+    bool created;     /* made by this call */
+    bool mode_loose;  /* readable by others than the owner (a warning) */
+} store_key_t;
+
+/* Reads DIR/holdfast.key, or, if there is none, makes one: a key from the
+ * OS's random source and legacy_hold_seq as given, written to a temporary
+ * file, fsynced, linked into place (never over an existing key) and the
+ * directory fsynced. Returns 0, or -1 with a message in err if the file
+ * cannot be read, is damaged, or cannot be made; nothing is changed then. */
+int store_key_load(const char *dir, uint64_t legacy_hold_seq, store_key_t *out, char *err,
+                   size_t err_size);
+
 #endif

@@ -23,6 +23,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -543,7 +544,96 @@ int hf_conn_exchange(hf_conn_t *c, const char *method, const char *target, const
         say("%s %.80s: no reply (%s)", method, target, strerror(errno));
         return -1;
     }
+    hf_secrets_learn(r->json);
     return 0;
+}
+
+/* ---- secrets ---- */
+
+/* A ring of what replies handed out: a test's holds and entries are far
+ * fewer. Threads of one test (races) share it, under a lock. */
+#define HF_SECRETS_MAX 8192
+#define HF_SECRET_TEXT_MAX 63
+
+static struct {
+    char id[HF_TEST_ID_MAX];
+    char secret[HF_SECRET_TEXT_MAX + 1];
+} secrets[HF_SECRETS_MAX];
+static size_t secrets_made;
+static pthread_mutex_t secrets_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void learn_one(const json_t *obj)
+{
+    const char *id = hf_json_str(obj, "id"), *secret = hf_json_str(obj, "secret");
+    if (id == NULL || secret == NULL || strlen(id) >= HF_TEST_ID_MAX ||
+        strlen(secret) > HF_SECRET_TEXT_MAX) {
+        return;
+    }
+    pthread_mutex_lock(&secrets_lock);
+    size_t i = secrets_made++ % HF_SECRETS_MAX;
+    snprintf(secrets[i].id, sizeof secrets[i].id, "%s", id);
+    snprintf(secrets[i].secret, sizeof secrets[i].secret, "%s", secret);
+    pthread_mutex_unlock(&secrets_lock);
+}
+
+void hf_secrets_learn(const json_t *reply)
+{
+    learn_one(reply);
+    learn_one(json_object_get(reply, "hold")); /* a waitlist entry's offer */
+}
+
+bool hf_secret_of(const char *id, char *out, size_t size)
+{
+    bool found = false;
+    pthread_mutex_lock(&secrets_lock);
+    size_t kept = secrets_made < HF_SECRETS_MAX ? secrets_made : HF_SECRETS_MAX;
+    for (size_t k = 1; k <= kept && !found; k++) { /* the newest first */
+        size_t i = (secrets_made - k) % HF_SECRETS_MAX;
+        if (strcmp(secrets[i].id, id) == 0) {
+            snprintf(out, size, "%s", secrets[i].secret);
+            found = true;
+        }
+    }
+    pthread_mutex_unlock(&secrets_lock);
+    return found;
+}
+
+/* The id in /v1/holds/ID[/...] or /v1/waitlist/ID, and the header its
+ * secret goes in; false for any other target. */
+static bool target_names(const char *target, char *id, const char **header)
+{
+    static const struct {
+        const char *prefix, *header;
+    } kinds[] = {{"/v1/holds/", "Hold-Secret"}, {"/v1/waitlist/", "Waitlist-Secret"}};
+    for (size_t k = 0; k < 2; k++) {
+        size_t n = strlen(kinds[k].prefix);
+        size_t len = strncmp(target, kinds[k].prefix, n) == 0 ? strcspn(target + n, "/?") : 0;
+        if (len > 0 && len < HF_TEST_ID_MAX) {
+            memcpy(id, target + n, len);
+            id[len] = '\0';
+            *header = kinds[k].header;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* headers, and the remembered secret of what target names unless headers
+ * send one already; NULL (headers as they are) if there is nothing to add. */
+static char *with_secret(const char *target, const char *headers)
+{
+    char id[HF_TEST_ID_MAX], secret[HF_SECRET_TEXT_MAX + 1];
+    const char *header;
+    if (!target_names(target, id, &header) || !hf_secret_of(id, secret, sizeof secret) ||
+        (headers != NULL && strstr(headers, "-Secret:") != NULL)) {
+        return NULL;
+    }
+    size_t size = (headers ? strlen(headers) : 0) + strlen(header) + strlen(secret) + 8;
+    char *all = malloc(size);
+    if (all != NULL) {
+        snprintf(all, size, "%s%s: %s\r\n", headers ? headers : "", header, secret);
+    }
+    return all;
 }
 
 int hf_call_bytes(const hf_client_t *cl, const char *method, const char *target,
@@ -554,7 +644,9 @@ int hf_call_bytes(const hf_client_t *cl, const char *method, const char *target,
     if (hf_conn_open(&c, cl->port, cl->bearer) != 0) {
         return -1;
     }
-    int rc = hf_conn_exchange(&c, method, target, headers, body, body_len, r);
+    char *all = cl->secrets ? with_secret(target, headers) : NULL;
+    int rc = hf_conn_exchange(&c, method, target, all != NULL ? all : headers, body, body_len, r);
+    free(all);
     hf_conn_close(&c);
     return rc;
 }

@@ -87,6 +87,9 @@ int hf_conn_exchange(hf_conn_t *c, const char *method, const char *target, const
 typedef struct {
     uint16_t port;
     const char *bearer; /* NULL: no Authorization header */
+    /* Send the remembered secret (below) of the hold or waitlist entry the
+     * target names, as its owner would, unless the headers send one. */
+    bool secrets;
 } hf_client_t;
 
 /* One request on a fresh connection; body is a C string or NULL.
@@ -96,6 +99,15 @@ int hf_call(const hf_client_t *cl, const char *method, const char *target, const
 /* The same with a body of any bytes. */
 int hf_call_bytes(const hf_client_t *cl, const char *method, const char *target,
                   const char *headers, const char *body, size_t body_len, hf_response_t *r);
+
+/* ---- secrets ---- */
+
+/* Every reply read is looked at for an "id" with a "secret" (a hold's
+ * create, a waitlist join, an offer's "hold"), and the pair remembered
+ * (the last 8,192). hf_secret_of copies the secret of id to out; false if
+ * none was seen. */
+void hf_secrets_learn(const json_t *reply);
+bool hf_secret_of(const char *id, char *out, size_t size);
 
 /* ---- the API's own shapes ---- */
 

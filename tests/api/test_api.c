@@ -1627,7 +1627,7 @@ static void test_connections_over_the_limit_are_refused(void **state)
 static int status_as(fx_t *fx, const char *key, const char *method, const char *target,
                      const char *body, const char *code)
 {
-    hf_client_t cl = {fx->cl.port, key};
+    hf_client_t cl = {fx->cl.port, key, true}; /* as the hold's owner */
     hf_response_t r;
     assert_int_equal(hf_call(&cl, method, target, NULL, body, &r), 0);
     if (code != NULL) {
@@ -1652,7 +1652,7 @@ static int status_with_header(fx_t *fx, const char *header, const char *target)
 
 static void expect_key_roles(fx_t *fx, const char *shop, const char *admin)
 {
-    hf_client_t as_admin = {fx->cl.port, admin};
+    hf_client_t as_admin = {fx->cl.port, admin, false};
     const char *stock = "{\"stock\": 10}";
     const char *hold = "{\"customer\": \"u-1\", \"lines\": [{\"sku\": \"cap-red\", \"qty\": 1}]}";
     assert_int_equal(status_as(fx, NULL, "PUT", "/v1/skus/cap-red", stock, "unauthorized"), 401);
@@ -1669,7 +1669,7 @@ static void expect_key_roles(fx_t *fx, const char *shop, const char *admin)
     assert_int_equal(status_as(fx, NULL, "POST", "/v1/holds", hold, "unauthorized"), 401);
     assert_int_equal(status_as(fx, "nope", "POST", "/v1/holds", hold, "unauthorized"), 401);
     assert_true(hf_expect_sku(&as_admin, "cap-red", 10, 0, 0));
-    hf_client_t as_shop = {fx->cl.port, shop};
+    hf_client_t as_shop = {fx->cl.port, shop, true};
     char id[HF_TEST_ID_MAX], target[256];
     assert_int_equal(hf_hold_create(&as_shop, hold, NULL, id, NULL), 201);
     snprintf(target, sizeof target, "/v1/holds/%s", id);
@@ -1689,7 +1689,7 @@ static void test_auth_shop_and_admin_keys(void **state)
                           "--admin-key", "admin-key-1", NULL};
     start(fx, args);
     expect_key_roles(fx, "shop-key-1", "admin-key-1");
-    hf_client_t second = {fx->cl.port, "shop-key-2"};
+    hf_client_t second = {fx->cl.port, "shop-key-2", true};
     const char *hold = "{\"customer\": \"u-2\", \"lines\": [{\"sku\": \"cap-red\", \"qty\": 1}]}";
     assert_int_equal(hf_hold_create(&second, hold, NULL, NULL, NULL), 201);
     /* Near misses of a good key. */
@@ -1890,7 +1890,7 @@ static void test_config_with_every_key_starts(void **state)
              fx->srv.data_dir, fx->srv.root);
     assert_int_equal(hf_server_write_config(&fx->srv, config), 0);
     start(fx, NULL);
-    hf_client_t admin = {fx->cl.port, "a1"}, shop = {fx->cl.port, "s2"};
+    hf_client_t admin = {fx->cl.port, "a1", false}, shop = {fx->cl.port, "s2", true};
     assert_int_equal(hf_sku_put(&admin, "cap-red", 5), 201);
     const char *hold = "{\"customer\": \"u-1\", \"lines\": [{\"sku\": \"cap-red\", \"qty\": 2}]}";
     assert_int_equal(hf_hold_create(&shop, hold, NULL, NULL, NULL), 201);

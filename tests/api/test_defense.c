@@ -1653,8 +1653,8 @@ static void test_policy_needs_the_admin_key(void **state)
     char config[256];
     snprintf(config, sizeof config, "{%s}", KEYS);
     start_raw(fx, config);
-    hf_client_t admin = {fx->srv.port, ADMIN_KEY}, shop = {fx->srv.port, SHOP_KEY},
-                none = {fx->srv.port, NULL};
+    hf_client_t admin = {fx->srv.port, ADMIN_KEY, false}, shop = {fx->srv.port, SHOP_KEY, true},
+                none = {fx->srv.port, NULL, false};
     json_t *before = get_json(&admin, "/v1/policy");
     call_expect_error(&shop, "GET", "/v1/policy", NULL, 403, "forbidden", NULL);
     call_expect_error(&none, "GET", "/v1/policy", NULL, 401, "unauthorized", NULL);
@@ -1918,7 +1918,7 @@ static void test_revoke_releases_every_active_hold_with_the_reason(void **state)
 {
     fx_t *fx = *state;
     start_with(fx, NULL, KEYS);
-    hf_client_t admin = {fx->srv.port, ADMIN_KEY}, shop = {fx->srv.port, SHOP_KEY};
+    hf_client_t admin = {fx->srv.port, ADMIN_KEY, false}, shop = {fx->srv.port, SHOP_KEY, true};
     char ids[4][HF_TEST_ID_MAX];
     build_holders(&admin, ids);
     assert_true(hf_expect_sku(&admin, "s", 100, 11, 2));
@@ -2005,7 +2005,7 @@ static void test_release_with_a_reason_needs_the_admin_key(void **state)
 {
     fx_t *fx = *state;
     start_with(fx, NULL, KEYS);
-    hf_client_t admin = {fx->srv.port, ADMIN_KEY}, shop = {fx->srv.port, SHOP_KEY};
+    hf_client_t admin = {fx->srv.port, ADMIN_KEY, false}, shop = {fx->srv.port, SHOP_KEY, true};
     assert_int_equal(hf_sku_put(&admin, "s", 10), 201);
     char body[512], h1[HF_TEST_ID_MAX], h2[HF_TEST_ID_MAX], target[256];
     hold_json(body, sizeof body, "u-1", NULL, NULL, "s", 2, NULL);

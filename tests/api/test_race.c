@@ -283,7 +283,7 @@ typedef struct {
 static void *watch(void *arg)
 {
     watch_t *w = arg;
-    hf_client_t cl = {w->port, NULL};
+    hf_client_t cl = {w->port, NULL, false};
     for (int i = 0; i < 5000 && !atomic_load(w->stop); i++) {
         hf_sku_counts_t n;
         if (hf_sku_get(&cl, "hot", &n) != 200) {
@@ -400,7 +400,7 @@ typedef struct {
 static void *retry(void *arg)
 {
     retry_t *w = arg;
-    hf_client_t cl = {w->port, NULL};
+    hf_client_t cl = {w->port, NULL, false};
     const char *body = "{\"customer\": \"u-1\", \"lines\": [{\"sku\": \"once\", \"qty\": 3}]}";
     pthread_barrier_wait(w->barrier);
     w->status = hf_hold_create(&cl, body, "same-key", w->id, NULL);

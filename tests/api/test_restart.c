@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -475,8 +476,9 @@ static long long policy_value(const json_t *doc, const char *section, const char
 /* A data directory written by holdfast 0.1.0 at abe2688 (before the newcomer
  * pool, reclaim and the purchase caps): a snapshot in its format (GRD2,
  * policies of 47 settings) and a journal record after it in the hold
- * format of then. It recovers; the settings added since take their
- * defaults; the next start writes the new format, and it recovers again. */
+ * format of then, and no key file. It recovers; the settings added since
+ * take their defaults; it gets a key file, and its holds keep the ids they
+ * were given; the next start writes the new format, and it recovers again. */
 static void test_data_written_by_0_1_0_recovers(void **state)
 {
     fx_t *fx = *state;
@@ -488,11 +490,22 @@ static void test_data_written_by_0_1_0_recovers(void **state)
                  fx->srv.data_dir);
         assert_int_equal(system(cmd), 0);
     }
+    char key_path[256];
+    snprintf(key_path, sizeof key_path, "%s/holdfast.key", fx->srv.data_dir);
+    struct stat key_before;
     for (int run = 0; run < 2; run++) {
         start(fx, NULL);
+        struct stat key;
+        assert_int_equal(stat(key_path, &key), 0);
+        assert_int_equal(key.st_mode & 0777, 0600);
+        if (run == 0) {
+            key_before = key;
+        }
+        assert_true(key.st_ino == key_before.st_ino && key.st_size == 64); /* made once */
         /* ann bought 2 caps; bob (3 shirts and a cap), cat (2 shirts) and,
          * after the snapshot, eve (3 caps) held theirs for a day. */
         json_t *h = get_ok(fx, "/v1/holds/h_IAKK8");
+        assert_string_equal(or_missing(hf_json_str(h, "id")), "h_IAKK8");
         assert_string_equal(or_missing(hf_json_str(h, "state")), "committed");
         assert_string_equal(or_missing(hf_json_str(h, "order_ref")), "o-1");
         json_decref(h);

@@ -250,6 +250,48 @@ static void test_live_run_stays_within_its_request_budget(void **state)
     free(res);
 }
 
+static long long metric_value(const char *text, const char *name)
+{
+    const char *line = strstr(text, name);
+    return line != NULL ? atoll(line + strlen(name)) : -1;
+}
+
+/* With a shop key, every hold and waitlist entry is touched with the
+ * secret its reply handed out: none is refused, none goes without. */
+static void test_live_run_with_a_shop_key_sends_each_holds_secret(void **state)
+{
+    fx_t *fx = *state;
+    fx->cl.bearer = "a1"; /* the catalog is the admin's to set */
+    start_shop(fx, "{\"api_keys\": [\"s1\"], \"admin_key\": \"a1\"}");
+    hf_run_result_t *res = calloc(1, sizeof *res);
+    assert_non_null(res);
+    const char *extra[] = {"--scenario", "merch-2020", "--seconds", "4", "--key", "s1", NULL};
+    json_t *doc = run_live(fx, extra, res);
+    const json_t *live = json_object_get(doc, "live");
+    assert_int_equal(field(live, "failed"), 0);
+    assert_false(json_is_true(json_object_get(live, "policy_read"))); /* the admin's to read */
+    assert_int_equal(field(result_of(doc), "units_sold"), server_sold(fx));
+    assert_true(field(result_of(doc), "units_sold") > 0);
+    hf_response_t m;
+    assert_int_equal(hf_call(&fx->cl, "GET", "/metrics", NULL, NULL, &m), 0);
+    assert_int_equal(m.status, 200);
+    const char *checks = "holdfast_secret_checks_total{kind=\"";
+    char name[128];
+    static const char *const refused[] = {"hold\",outcome=\"missing\"} ",
+                                          "hold\",outcome=\"wrong\"} ",
+                                          "waitlist\",outcome=\"missing\"} ",
+                                          "waitlist\",outcome=\"wrong\"} "};
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        snprintf(name, sizeof name, "%s%s", checks, refused[i]);
+        assert_int_equal(metric_value(m.body, name), 0);
+    }
+    snprintf(name, sizeof name, "%shold\",outcome=\"good\"} ", checks);
+    assert_true(metric_value(m.body, name) > 0);
+    hf_response_free(&m);
+    json_decref(doc);
+    free(res);
+}
+
 /* ------------------------------------------------- the attack panel's API */
 
 static hf_response_t sim_call(fx_t *fx, const char *method, const char *body)
@@ -385,6 +427,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_live_run_meets_the_servers_defenses, setup, teardown),
         cmocka_unit_test_setup_teardown(test_live_run_stays_within_its_request_budget, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_live_run_with_a_shop_key_sends_each_holds_secret,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_sim_api_refuses_bad_runs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sim_api_runs_one_bounded_run, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sim_api_stops_a_run, setup, teardown),

@@ -211,6 +211,45 @@ test('with keys, the shop asks for one, and works with the shop key', async () =
   }
 });
 
+test('with keys, only the shopper who holds an item can touch it: the page keeps its secret', async () => {
+  const server = await startServer({ api_keys: ['shop-k'], admin_key: 'admin-k' });
+  try {
+    assert.equal((await call(server, 'PUT', '/v1/skus/cap-red', { stock: 3 }, 'admin-k')).status, 201);
+    const page = await open(shared.browser, server.url + '/#key=shop-k');
+    /* What the page sends about its hold, once it has one. */
+    const sent = [];
+    page.on('request', (req) => {
+      if (/^\/v1\/holds\/./.test(new URL(req.url()).pathname)) {
+        sent.push({ method: req.method(), secret: req.headers()['hold-secret'] });
+      }
+    });
+    const created = page.waitForResponse((res) => new URL(res.url()).pathname === '/v1/holds' && res.status() === 201);
+    await page.getByRole('button', { name: 'Add Campaign cap, red to cart' }).click();
+    const hold = await (await created).json();
+    assert.match(hold.id, /^hold_[0-9A-Za-z]{11}$/);
+    assert.match(hold.secret, /^hs_[0-9A-Za-z_-]{22}$/);
+    await page.getByRole('timer').waitFor({ timeout: STEP_MS });
+    /* Anyone else with the shop key, who has the id but not the secret: refused, and the hold stays. */
+    const other = await call(server, 'DELETE', `/v1/holds/${hold.id}`, undefined, 'shop-k');
+    assert.equal(other.status, 403);
+    assert.equal(other.body.error.code, 'hold_secret_required');
+    assert.equal((await sku(server, 'cap-red', 'admin-k')).held, 1);
+    /* The shopper pays: the page sends the hold's secret. */
+    await page.getByRole('button', { name: 'Checkout' }).click();
+    await page.getByLabel('Card number').fill('4242 4242 4242 4242');
+    await page.getByRole('button', { name: 'Pay' }).click();
+    await page.getByText(/Thank you! Order order-/).waitFor({ timeout: STEP_MS });
+    const s = await sku(server, 'cap-red', 'admin-k');
+    assert.deepEqual([s.held, s.sold], [0, 1]);
+    const commits = sent.filter((r) => r.method === 'POST');
+    assert.equal(commits.length, 1);
+    assert.ok(sent.every((r) => r.secret === hold.secret));
+    assert.deepEqual(page.errors, []);
+  } finally {
+    assert.equal(await server.stop(), 0);
+  }
+});
+
 test('when carts are full (hold share), the shop offers to buy outright', async () => {
   /* Half the stock may sit in carts: the second shopper's hold is refused. */
   const server = await startServer({ policy: { hold_share: { held_pct_max: 50 } } });

@@ -4,6 +4,11 @@
  * units (POST /v1/holds), the cart counts each hold down, paying commits
  * it, removing or leaving releases it; a sold-out item offers its waitlist.
  *
+ * Each hold comes with a secret (and each waitlist entry with one), handed
+ * out once, in the reply that made it: the cart keeps it for its shopper and
+ * sends it (Hold-Secret, Waitlist-Secret) with every later call about that
+ * hold, since with a shop key the server lets no one else touch it.
+ *
  * A real shop would call holdfast from its own server, with the shopper's
  * address; this demo calls it from the page, as one shopper per browser.
  */
@@ -25,8 +30,8 @@ const customer = shopperId('holdfast.customer', 'shopper-');
 const fingerprint = shopperId('holdfast.fingerprint', 'browser-');
 
 const products = new Map(); /* sku -> {sku, name, price_cents, counts} */
-const cart = new Map(); /* sku -> {holdId, qty, expiresAt, state} */
-const waits = new Map(); /* sku -> {id, qty, state, position} */
+const cart = new Map(); /* sku -> {holdId, secret, qty, expiresAt, state} */
+const waits = new Map(); /* sku -> {id, secret, qty, state, position} */
 /* Carts are full (hold_share): what the shopper may buy outright instead. */
 let buyNow = null; /* {sku, qty} while offered or being paid */
 let names = {};
@@ -180,9 +185,11 @@ function renderWaits() {
 
 /* ------------------------------------------------------------------ cart */
 
+/* h is a reply that handed the hold over: it carries the secret. */
 function lineFromHold(h) {
   return {
     holdId: h.id,
+    secret: h.secret,
     qty: h.lines.reduce((n, l) => n + l.qty, 0),
     expiresAt: Date.now() + (h.expires_in_ms ?? 0),
     /* Until then the cart is never taken back for buyers who wait (later it
@@ -210,9 +217,14 @@ async function refreshSku(sku) {
   }
 }
 
-async function release(holdId) {
+/* The header that says a call about this hold comes from its owner. */
+function owner(line) {
+  return line.secret ? { 'Hold-Secret': line.secret } : {};
+}
+
+async function release(line) {
   try {
-    await api.call('DELETE', `/v1/holds/${holdId}`);
+    await api.call('DELETE', `/v1/holds/${line.holdId}`, undefined, owner(line));
   } catch {
     /* already gone: nothing held */
   }
@@ -224,7 +236,7 @@ async function addToCart(sku, qty) {
   const old = cart.get(sku);
   const body = { customer, fingerprint, lines: [{ sku, qty: (old?.state === 'active' ? old.qty : 0) + qty }] };
   if (old?.state === 'active') {
-    await release(old.holdId);
+    await release(old);
     cart.delete(sku);
   }
   try {
@@ -274,7 +286,7 @@ async function joinWaitlist(sku) {
   const qty = Number(document.querySelector(`#p-${CSS.escape(sku)} .qty`).value);
   try {
     const w = await api.call('POST', `/v1/skus/${sku}/waitlist`, { customer, fingerprint, qty });
-    waits.set(sku, { id: w.id, qty, state: w.state, position: w.position });
+    waits.set(sku, { id: w.id, secret: w.secret, qty, state: w.state, position: w.position });
     notice(`You are on the waitlist for ${products.get(sku)?.name ?? sku}: we will tell you here.`);
   } catch (err) {
     if (err.code === 'units_available') return addToCart(sku, qty);
@@ -295,7 +307,7 @@ async function removeLine(sku) {
   const line = cart.get(sku);
   cart.delete(sku);
   renderCart();
-  if (line?.state === 'active') await release(line.holdId);
+  if (line?.state === 'active') await release(line);
   refreshSku(sku);
 }
 
@@ -303,7 +315,7 @@ async function emptyCart() {
   const lines = [...cart.values()];
   cart.clear();
   renderCart();
-  await Promise.all(lines.filter((l) => l.state === 'active').map((l) => release(l.holdId)));
+  await Promise.all(lines.filter((l) => l.state === 'active').map((l) => release(l)));
   notice('Your cart is empty; the items went back on sale.');
 }
 
@@ -313,7 +325,7 @@ async function checkExpired() {
     if (line.state !== 'active' || remaining(line) > 0 || line.checking) continue;
     line.checking = true;
     try {
-      const h = await api.call('GET', `/v1/holds/${line.holdId}`);
+      const h = await api.call('GET', `/v1/holds/${line.holdId}`, undefined, owner(line));
       if (h.state === 'active') {
         line.expiresAt = Date.now() + h.expires_in_ms; /* our clock ran ahead */
       } else {
@@ -345,7 +357,7 @@ async function pay(event) {
   for (const [sku, line] of cart) {
     if (line.state !== 'active') continue;
     try {
-      await api.call('POST', `/v1/holds/${line.holdId}/commit`, { order_ref: order });
+      await api.call('POST', `/v1/holds/${line.holdId}/commit`, { order_ref: order }, owner(line));
       bought.push(`${line.qty} × ${products.get(sku)?.name ?? sku}`);
       cart.delete(sku);
       refreshSku(sku);
@@ -366,7 +378,7 @@ async function checkWaits() {
   for (const [sku, w] of waits) {
     if (w.state !== 'waiting') continue;
     try {
-      const e = await api.call('GET', `/v1/waitlist/${w.id}`);
+      const e = await api.call('GET', `/v1/waitlist/${w.id}`, undefined, w.secret ? { 'Waitlist-Secret': w.secret } : {});
       w.state = e.state;
       w.position = e.position ?? w.position;
       if (e.state === 'offered' && e.hold) {
@@ -439,7 +451,7 @@ async function start() {
   addEventListener('pagehide', () => {
     for (const line of cart.values()) {
       if (line.state === 'active') {
-        fetch(`/v1/holds/${line.holdId}`, { method: 'DELETE', headers: api.headers(), keepalive: true });
+        fetch(`/v1/holds/${line.holdId}`, { method: 'DELETE', headers: api.headers(owner(line)), keepalive: true });
       }
     }
   });
