@@ -43,6 +43,7 @@ _Static_assert(sizeof(engine_hold_t) + sizeof(int64_t) + sizeof(uint32_t) <= 128
 #define SLOT_BITS 28
 #define SLOT_MASK ((1ull << SLOT_BITS) - 1)
 #define SEQ_MAX ((1ull << (64 - SLOT_BITS)) - 1)
+_Static_assert(SEQ_MAX == ENGINE_HOLD_SEQ_MAX, "engine.h says how far ids go");
 
 static const char *const result_names[] = {
 #define ENGINE_RESULT_NAME(name, text, message) text,
@@ -1145,6 +1146,16 @@ void engine_count_idem_replay(engine_t *e)
 int64_t engine_now_ms(const engine_t *e)
 {
     return e->now_ms;
+}
+
+bool engine_raise_hold_seq(engine_t *e, uint64_t seq)
+{
+    assert(seq <= SEQ_MAX);
+    if (seq <= e->hold_seq) {
+        return false;
+    }
+    e->hold_seq = seq;
+    return true;
 }
 
 uint64_t engine_hold_seq(const engine_t *e)

@@ -341,6 +341,12 @@ void engine_count_idem_replay(engine_t *e);
 int64_t engine_now_ms(const engine_t *e);
 /* Hold ids issued so far (a snapshot keeps it: ids never repeat). */
 uint64_t engine_hold_seq(const engine_t *e);
+/* The largest hold sequence number an id can carry. */
+#define ENGINE_HOLD_SEQ_MAX ((1ull << 36) - 1)
+/* Raises the hold sequence to at least seq (<= ENGINE_HOLD_SEQ_MAX), so the
+ * ids of holds lost in a crash are never handed out again; true if it
+ * moved. Journaled through the guard's ID_SKIP op. */
+bool engine_raise_hold_seq(engine_t *e, uint64_t seq);
 engine_config_t engine_config(const engine_t *e);
 /* Slots at or above this were never used: a walk of the holds by slot
  * (a caller's own per-slot records) stops here. */

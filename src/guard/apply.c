@@ -424,6 +424,18 @@ static guard_outcome_t apply_wait_cancel(guard_t *g, guard_op_t *op)
     return (guard_outcome_t){.result = GUARD_OK, .changed = true};
 }
 
+static guard_outcome_t apply_id_skip(guard_t *g, const guard_op_t *op)
+{
+    assert(op->u.id_skip.hold_seq <= ENGINE_HOLD_SEQ_MAX);
+    assert(op->u.id_skip.wait_seq <= GUARD_WAIT_SEQ_MAX);
+    bool moved = engine_raise_hold_seq(&g->engine, op->u.id_skip.hold_seq);
+    if (op->u.id_skip.wait_seq > g->wait_seq) {
+        g->wait_seq = op->u.id_skip.wait_seq;
+        moved = true;
+    }
+    return (guard_outcome_t){.result = GUARD_OK, .changed = moved};
+}
+
 guard_outcome_t guard_apply(guard_t *g, guard_op_t *op)
 {
     guard_advance(g, op->engine.now_ms);
@@ -454,6 +466,9 @@ guard_outcome_t guard_apply(guard_t *g, guard_op_t *op)
         ident_sweep(g, op->engine.now_ms, g->id_hwm > g->cs_hwm ? g->id_hwm : g->cs_hwm, true);
         g->swept_at_ms = op->engine.now_ms;
         out = (guard_outcome_t){.result = GUARD_OK, .changed = true};
+        break;
+    case GUARD_OP_ID_SKIP:
+        out = apply_id_skip(g, op);
         break;
     case GUARD_OP_SECRET:
         memcpy(g->secret, op->u.secret, GUARD_SECRET_BYTES);

@@ -81,6 +81,7 @@ typedef enum {
     GUARD_OP_SECRET = 7,      /* the challenge secret, set once */
     GUARD_OP_SWEEP = 8,       /* a whole-table sweep a refused hold made */
     GUARD_OP_RECLAIM = 9,     /* release holds for buyers waiting (guard_reclaim) */
+    GUARD_OP_ID_SKIP = 10,    /* raise the hold and waitlist id counters */
 } guard_op_kind_t;
 
 /* Holds one reclaim op releases at most: a waiting line takes a few units
@@ -134,6 +135,13 @@ typedef struct {
             uint16_t count;
             uint64_t holds[GUARD_RECLAIM_MAX];
         } reclaim;
+        /* ID_SKIP: the counters become at least these. A start after a crash
+         * that may have lost acknowledged changes (relaxed durability) skips
+         * past every id the lost ones could have used, since an id with its
+         * secret must never name a different hold or entry. */
+        struct {
+            uint64_t hold_seq, wait_seq;
+        } id_skip;
     } u;
 } guard_op_t;
 
@@ -262,6 +270,11 @@ engine_t *guard_engine_to_restore(guard_t *g);
 /* The shop-wide policy in force; whether a POLICY_PUT chose it. */
 const policy_config_t *guard_policy(const guard_t *g);
 bool guard_policy_chosen(const guard_t *g);
+/* The waitlist's id counter (the sequence the next entry's id carries - 1). */
+uint64_t guard_wait_seq(const guard_t *g);
+/* The largest waitlist sequence number an id can carry. */
+#define GUARD_WAIT_SEQ_MAX ((1ull << 36) - 1)
+
 /* Whether the challenge secret is set (GUARD_OP_SECRET, once). */
 bool guard_has_secret(const guard_t *g);
 

@@ -192,3 +192,8 @@ bool guard_offer(const guard_t *g, uint64_t seq, guard_offer_t *out)
     assert(out->seq == seq);
     return true;
 }
+
+uint64_t guard_wait_seq(const guard_t *g)
+{
+    return g->wait_seq;
+}

@@ -11,6 +11,8 @@
 
 #define WAIT_INDEX_BITS 28
 #define WAIT_INDEX_MASK ((1ull << WAIT_INDEX_BITS) - 1)
+_Static_assert(GUARD_WAIT_SEQ_MAX == (1ull << (64 - WAIT_INDEX_BITS)) - 1,
+               "guard.h says how far waitlist ids go");
 
 /* A slot for a new entry: never used ones first, then the oldest finished;
  * GUARD_NONE if there is none. */

@@ -469,6 +469,35 @@ static int load_hold_key(server_t *s)
     return 0;
 }
 
+/* Ids skipped at a relaxed start: more holds (and waitlist entries) than
+ * HF_RELAXED_FLUSH_MS of the fastest load could make, with room to spare. */
+#define RELAXED_ID_SKIP (1ull << 20)
+
+/* Relaxed durability may lose the last acknowledged changes in a crash, and
+ * with them the ids they used: the engine would hand those ids (and, since
+ * secrets derive from ids, their secrets) out again, to other customers. A
+ * relaxed start therefore skips past them, journaled like any change. */
+static int skip_lost_ids(server_t *s)
+{
+    if (s->config.durability != STORE_RELAXED) {
+        return 0;
+    }
+    guard_op_t op = {.kind = GUARD_OP_ID_SKIP};
+    uint64_t hold_seq = engine_hold_seq(guard_engine(s->guard));
+    uint64_t wait_seq = guard_wait_seq(s->guard);
+    op.u.id_skip.hold_seq = hold_seq + RELAXED_ID_SKIP;
+    op.u.id_skip.wait_seq = wait_seq + RELAXED_ID_SKIP;
+    if (op.u.id_skip.hold_seq > ENGINE_HOLD_SEQ_MAX || op.u.id_skip.wait_seq > GUARD_WAIT_SEQ_MAX) {
+        fprintf(stderr, "level=error msg=\"hold or waitlist ids are used up\"\n");
+        return -1;
+    }
+    if (apply_own(s, &op) != 0) {
+        fprintf(stderr, "level=error msg=\"cannot journal the id skip\"\n");
+        return -1;
+    }
+    return 0;
+}
+
 /* Test hook: HOLDFAST_FAULT_JOURNAL_AFTER=N makes journal commits fail past
  * the Nth record written after start-up (the server's own records, such as a
  * new challenge secret, come before and do not count). */
@@ -588,7 +617,7 @@ static void reopen_after_full_disk(server_t *s)
     pthread_mutex_lock(&s->events_lock);
     pthread_mutex_lock(&s->engine_lock);
     guard_destroy(s->guard);
-    bool ok = create_guard(s) && load_journal(s, true) == 0;
+    bool ok = create_guard(s) && load_journal(s, true) == 0 && skip_lost_ids(s) == 0;
     pthread_mutex_unlock(&s->engine_lock);
     pthread_mutex_unlock(&s->events_lock);
     if (!ok) {
@@ -701,7 +730,7 @@ int server_run(const server_config_t *c)
     int fd = listen_on(s, addr, sizeof addr);
     if (fd < 0 || recover(s) != 0 || load_hold_key(s) != 0 ||
         store_start(&s->store, on_durable, s) != 0 ||
-        start_defenses(s) != 0 || arm_fault(s) != 0 || (s->daemon = start_http(s, fd)) == NULL) {
+        start_defenses(s) != 0 || skip_lost_ids(s) != 0 || arm_fault(s) != 0 || (s->daemon = start_http(s, fd)) == NULL) {
         if (fd >= 0 && s->daemon == NULL) {
             close(fd);
         }

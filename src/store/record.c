@@ -195,6 +195,7 @@ enum {
     KIND_SECRET = 21,
     KIND_SWEEP = 22,
     KIND_RECLAIM = 23,
+    KIND_ID_SKIP = 24,
 };
 
 static void encode_policy(store_buf_t *b, const policy_config_t *c)
@@ -247,12 +248,12 @@ static uint8_t kind_of(const guard_op_t *op)
     static const uint8_t guard_kinds[] = {0,           0,           KIND_POLICY_PUT,
                                           KIND_SKU_POLICY, KIND_REVOKE, KIND_WAIT_JOIN,
                                           KIND_WAIT_CANCEL, KIND_SECRET, KIND_SWEEP,
-                                          KIND_RECLAIM};
+                                          KIND_RECLAIM, KIND_ID_SKIP};
     if (op->kind == GUARD_OP_ENGINE) {
         assert(op->engine.kind >= ENGINE_OP_SKU_PUT && op->engine.kind <= ENGINE_OP_HOLD_EXTEND);
         return engine_kinds[op->engine.kind];
     }
-    assert(op->kind >= GUARD_OP_POLICY_PUT && op->kind <= GUARD_OP_RECLAIM);
+    assert(op->kind >= GUARD_OP_POLICY_PUT && op->kind <= GUARD_OP_ID_SKIP);
     return guard_kinds[op->kind];
 }
 
@@ -295,6 +296,12 @@ void record_encode_op(store_buf_t *b, const guard_op_t *op)
         break;
     case GUARD_OP_SWEEP:
         break; /* its time says it all */
+    case GUARD_OP_ID_SKIP:
+        assert(op->u.id_skip.hold_seq <= ENGINE_HOLD_SEQ_MAX);
+        assert(op->u.id_skip.wait_seq <= GUARD_WAIT_SEQ_MAX);
+        put_u64(b, op->u.id_skip.hold_seq);
+        put_u64(b, op->u.id_skip.wait_seq);
+        break;
     case GUARD_OP_RECLAIM:
         assert(op->u.reclaim.count >= 1 && op->u.reclaim.count <= GUARD_RECLAIM_MAX);
         put_u8(b, (uint8_t)op->u.reclaim.count);
@@ -444,6 +451,12 @@ static bool decode_guard_op(record_reader_t *r, uint8_t kind, guard_op_t *op)
         }
         return r->ok;
     }
+    case KIND_ID_SKIP:
+        op->kind = GUARD_OP_ID_SKIP;
+        op->u.id_skip.hold_seq = get_u64(r);
+        op->u.id_skip.wait_seq = get_u64(r);
+        return r->ok && op->u.id_skip.hold_seq <= ENGINE_HOLD_SEQ_MAX &&
+               op->u.id_skip.wait_seq <= GUARD_WAIT_SEQ_MAX;
     case KIND_SECRET:
         op->kind = GUARD_OP_SECRET;
         for (int i = 0; i < GUARD_SECRET_BYTES; i++) {

@@ -719,6 +719,39 @@ static void test_snapshot_decoder_survives_every_damaged_byte(void **state)
     fixture_free(f);
 }
 
+/* An id skip raises both counters, journaled: the next hold and waitlist
+ * entry carry sequence numbers past it, after a recovery too, and a record
+ * claiming more than an id can carry is refused. */
+static void test_an_id_skip_is_journaled_and_moves_the_next_ids(void **state)
+{
+    (void)state;
+    fixture_t *f = fixture_new();
+    put_sku(f, 0, "cap-red", 10);
+    guard_op_t skip = {.kind = GUARD_OP_ID_SKIP};
+    skip.engine.now_ms = 1;
+    skip.u.id_skip.hold_seq = 5000;
+    skip.u.id_skip.wait_seq = 7000;
+    assert_true(apply_guard(f, &skip).changed);
+    assert_false(apply_guard(f, &skip).changed); /* already there: nothing to journal */
+    uint64_t id = hold(f, 2, "u-1", "cap-red", 1, 60000, NULL);
+    assert_int_equal(engine_hold_id_seq(id), 5001);
+    assert_int_equal(guard_wait_seq(f->guard), 7000);
+    wait_durable(&f->wait, f->last_seq);
+    fixture_close(f);
+    store_recovery_t info;
+    assert_recovers_same(f, 3, &info);
+    fixture_free(f);
+
+    store_buf_t b = {0};
+    skip.u.id_skip.hold_seq = ENGINE_HOLD_SEQ_MAX;
+    record_encode_op(&b, &skip);
+    b.data[b.size - 9] = 0x10; /* hold_seq's top byte: past what an id carries */
+    record_reader_t r = {.p = b.data, .left = b.size, .ok = true};
+    guard_op_t got;
+    assert_false(record_decode_op(&r, &got));
+    record_buf_free(&b);
+}
+
 /* ------------------------------------------------------- damaged files */
 
 /* A journal of n holds, each its own commit, closed cleanly: the commits
@@ -1000,6 +1033,7 @@ int main(void)
         cmocka_unit_test(test_relaxed_replies_wait_once_the_journal_lags_50_ms),
         cmocka_unit_test(test_recovery_refuses_a_damaged_journal),
         cmocka_unit_test(test_snapshot_decoder_survives_every_damaged_byte),
+        cmocka_unit_test(test_an_id_skip_is_journaled_and_moves_the_next_ids),
         cmocka_unit_test(test_a_damaged_journal_page_is_refused_not_read_as_the_end),
         cmocka_unit_test(test_a_changed_byte_in_a_journal_row_is_refused),
         cmocka_unit_test(test_a_damaged_wal_frame_is_refused_by_the_mark),
