@@ -240,8 +240,13 @@ static double metric_sum(const char *text, const char *name)
     for (const char *line = text; line != NULL; line = strchr(line, '\n')) {
         line += *line == '\n';
         if (strncmp(line, name, n) == 0 && (line[n] == '{' || line[n] == ' ')) {
-            const char *space = strrchr(line, '}');
-            space = strchr(space != NULL ? space : line, ' ');
+            /* The value follows the line's last space (label values here
+             * have none), looked for within the line only. */
+            const char *end = strchr(line, '\n');
+            const char *space = NULL;
+            for (const char *p = line; p < (end != NULL ? end : line + strlen(line)); p++) {
+                space = *p == ' ' ? p : space;
+            }
             sum += space != NULL ? strtod(space + 1, NULL) : 0;
         }
     }
