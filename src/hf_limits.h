@@ -92,6 +92,12 @@
  * admin key): a dashboard, a scraper and a shell or two. */
 #define HF_CONNECTIONS_RESERVE_DEFAULT 16u
 #define HF_CONNECTIONS_RESERVE_LIMIT 1024u
+/* Connections the HTTP threads hold (a request under way, or kept alive
+ * after one); past this a reply closes its connection, and the client's
+ * next request comes on a new one, which waits for its head in the accept
+ * loop. Every turn of an HTTP thread's poll() costs time per connection it
+ * holds, so an idle crowd kept alive there would slow every request. */
+#define HF_KEEPALIVE_MAX_DEFAULT 1024u
 /* A request head must be in this long after the accept (or after its
  * request line on a kept-alive connection): a real client sends it in one
  * packet, and 10 s outlasts a lossy mobile link's retransmissions. No byte

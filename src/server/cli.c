@@ -52,6 +52,8 @@ static const char usage_serve[] =
     "                            0: no cap, e.g. behind a proxy that is the only client)\n"
     "  --connections-reserve N   kept past the cap for GET /healthz, /metrics and requests\n"
     "                            with the admin key, one request each (default 16)\n"
+    "  --keepalive-max N         connections the HTTP threads hold, serving or kept alive;\n"
+    "                            past it, a reply closes its connection (default 1024)\n"
     "  --head-timeout-ms MS      a request head must arrive within this, counted from the\n"
     "                            accept or from its request line (default 10000)\n"
     "  --body-timeout-ms MS      a body must arrive within this after its head (default 30000)\n"
@@ -62,8 +64,8 @@ static const char usage_serve[] =
     "configuration file keys: listen, data, web_dir, api_keys, admin_key, durability, skus_max,\n"
     "holds_max, idempotency_keys_max, identities_max, customer_skus_max, waitlist_max,\n"
     "sku_policies_max, proofs_max, connections_max, connections_per_address_max,\n"
-    "connections_reserve, head_timeout_ms, body_timeout_ms, idle_timeout_ms, threads,\n"
-    "compact_records, policy\n"
+    "connections_reserve, keepalive_max, head_timeout_ms, body_timeout_ms, idle_timeout_ms,\n"
+    "threads, compact_records, policy\n"
     "(policy: the policy document of docs/POLICIES.md a new data directory starts with)\n"
     "\n"
     "Without keys, every request is allowed, so the server refuses to listen on\n"
@@ -81,6 +83,7 @@ void server_config_default(server_config_t *c)
     c->connections_max = HF_CONNECTIONS_MAX_DEFAULT;
     c->connections_per_address_max = HF_CONNECTIONS_PER_ADDRESS_MAX_DEFAULT;
     c->connections_reserve = HF_CONNECTIONS_RESERVE_DEFAULT;
+    c->keepalive_max = HF_KEEPALIVE_MAX_DEFAULT;
     c->head_timeout_ms = HF_HEAD_TIMEOUT_MS_DEFAULT;
     c->body_timeout_ms = HF_BODY_TIMEOUT_MS_DEFAULT;
     c->idle_timeout_ms = HF_IDLE_TIMEOUT_MS_DEFAULT;
@@ -177,6 +180,8 @@ static const struct {
      offsetof(server_config_t, connections_per_address_max), 0, HF_CONNECTIONS_MAX_LIMIT},
     {"connections_reserve", "--connections-reserve",
      offsetof(server_config_t, connections_reserve), 0, HF_CONNECTIONS_RESERVE_LIMIT},
+    {"keepalive_max", "--keepalive-max", offsetof(server_config_t, keepalive_max), 0,
+     HF_CONNECTIONS_MAX_LIMIT},
     {"head_timeout_ms", "--head-timeout-ms", offsetof(server_config_t, head_timeout_ms),
      HF_TIMEOUT_MS_MIN, HF_TIMEOUT_MS_LIMIT},
     {"body_timeout_ms", "--body-timeout-ms", offsetof(server_config_t, body_timeout_ms),

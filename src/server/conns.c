@@ -192,6 +192,9 @@ static void slot_free(conns_t *t, uint32_t i)
         address_remove(t, a);
     }
     p->used--;
+    if (!c->waiting) {
+        __atomic_fetch_sub(&t->in_library, 1, __ATOMIC_RELAXED);
+    }
     if (!c->shut) {
         assert(p->live > 0);
         p->live--;
@@ -330,8 +333,15 @@ void conns_hand_over(conns_t *t, uint32_t index)
 {
     assert(index < t->slot_count);
     pthread_mutex_lock(&t->lock);
+    assert(t->slots[index].waiting);
     t->slots[index].waiting = false;
+    __atomic_fetch_add(&t->in_library, 1, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&t->lock);
+}
+
+uint32_t conns_in_library(const conns_t *t)
+{
+    return __atomic_load_n(&t->in_library, __ATOMIC_RELAXED);
 }
 
 void conns_close_waiting(conns_t *t)
@@ -450,6 +460,7 @@ conns_stats_t conns_stats(conns_t *t)
     pthread_mutex_lock(&t->lock);
     st.open_shop = t->pools[CONNS_SHOP].used;
     st.open_reserve = t->pools[CONNS_RESERVE].used;
+    st.in_library = conns_in_library(t);
     for (uint32_t i = 0; i <= t->address_mask; i++) {
         st.addresses += t->addresses[i].count > 0;
     }
@@ -468,7 +479,8 @@ conns_stats_t conns_stats(conns_t *t)
 
 /* A pool's free list holds exactly its free slots, and its counts are
  * those of its used slots. */
-static bool check_pool(const conns_t *t, const conns_pool_t *p, uint32_t *used)
+static bool check_pool(const conns_t *t, const conns_pool_t *p, uint32_t *used,
+                       uint32_t *handed)
 {
     uint32_t free_count = 0, live = 0, end = p->first + p->count;
     for (uint32_t i = p->free_head; i < end; i = t->slots[i].next_free) {
@@ -487,6 +499,7 @@ static bool check_pool(const conns_t *t, const conns_pool_t *p, uint32_t *used)
             return false;
         }
         (*used)++;
+        *handed += !c->waiting;
         live += !c->shut;
     }
     return free_count + *used == p->count && *used == p->used && live == p->live &&
@@ -522,10 +535,10 @@ static bool check_addresses(const conns_t *t, uint32_t used)
 bool conns_check(conns_t *t)
 {
     pthread_mutex_lock(&t->lock);
-    uint32_t shop, reserve;
-    bool ok = check_pool(t, &t->pools[CONNS_SHOP], &shop) &&
-              check_pool(t, &t->pools[CONNS_RESERVE], &reserve) &&
-              check_addresses(t, shop + reserve);
+    uint32_t shop, reserve, handed = 0;
+    bool ok = check_pool(t, &t->pools[CONNS_SHOP], &shop, &handed) &&
+              check_pool(t, &t->pools[CONNS_RESERVE], &reserve, &handed) &&
+              handed == conns_in_library(t) && check_addresses(t, shop + reserve);
     pthread_mutex_unlock(&t->lock);
     return ok;
 }

@@ -57,6 +57,7 @@
  *      only while the slot is used: the close notification frees the slot
  *      under the same lock as the reaper's shutdown, before the library
  *      closes the fd, so a reused fd number is never shut down by mistake.
+ *   5. in_library counts the used slots that are not waiting.
  */
 #ifndef HF_CONNS_H
 #define HF_CONNS_H
@@ -76,7 +77,9 @@ typedef enum {
 } conn_phase_t;
 
 /* Why a connection was refused, and why one was closed: the metrics'
- * labels. (`stalled`: the library's timeout ended a reply nobody read.) */
+ * labels. (`keepalive_max`: a reply closed its connection because the HTTP
+ * threads held too many; `stalled`: the library's timeout ended a reply
+ * nobody read.) */
 #define CONNS_REFUSALS(X)                                                                      \
     X(CONNS_REFUSED_ADDRESS, "per_address")                                                    \
     X(CONNS_REFUSED_FULL, "full")                                                              \
@@ -87,6 +90,7 @@ typedef enum {
     X(CONNS_CLOSED_BODY, "body_deadline")                                                      \
     X(CONNS_CLOSED_IDLE, "idle_deadline")                                                      \
     X(CONNS_CLOSED_EVICTED, "evicted")                                                         \
+    X(CONNS_CLOSED_KEEPALIVE, "keepalive_max")                                                 \
     X(CONNS_CLOSED_STALLED, "stalled")
 
 typedef enum {
@@ -151,6 +155,7 @@ typedef struct {
     conn_t *slots; /* max shop slots, then 2 * reserve reserve slots */
     uint32_t slot_count;
     conns_pool_t pools[2]; /* [CONNS_SHOP], [CONNS_RESERVE] */
+    uint32_t in_library;   /* used, not waiting; atomic (read without the lock) */
     uint32_t *slot_of_fd;       /* fd -> slot index + 1 (0: none); fd_limit of them */
     conns_address_t *addresses; /* open addressing, linear probing */
     uint32_t address_mask;      /* capacity - 1, a power of two over 2 * slot_count */
@@ -174,6 +179,8 @@ conns_admission_t conns_open(conns_t *t, int fd, const struct sockaddr *addr, so
 bool conns_peeked(conns_t *t, uint32_t index, size_t bytes, size_t budget_bytes);
 /* A waiting connection goes to the library (before MHD_add_connection). */
 void conns_hand_over(conns_t *t, uint32_t index);
+/* Connections the library holds (handed over, not closed). No lock. */
+uint32_t conns_in_library(const conns_t *t);
 /* Closes every connection still waiting, and frees its slot (at stop, the
  * accept thread gone). */
 void conns_close_waiting(conns_t *t);
@@ -197,7 +204,7 @@ void conns_count_refusal(conns_t *t, conns_refusal_t why);
 void conns_count_close(conns_t *t, conns_close_t why);
 
 typedef struct {
-    uint32_t open_shop, open_reserve, addresses;
+    uint32_t open_shop, open_reserve, addresses, in_library;
     uint64_t accepted;
     uint64_t refused[CONNS_REFUSAL_COUNT];
     uint64_t closed[CONNS_CLOSE_COUNT];

@@ -245,6 +245,9 @@ static void render_connections(server_t *s, json_out_t *o)
     jw_rawf(o,
             "# HELP holdfast_connections Open connections.\n"
             "# TYPE holdfast_connections gauge\nholdfast_connections %u\n"
+            "# HELP holdfast_connections_waiting Open connections whose request head is not "
+            "all in yet (held by the accept loop).\n"
+            "# TYPE holdfast_connections_waiting gauge\nholdfast_connections_waiting %u\n"
             "# HELP holdfast_connections_reserve Open connections past the cap, kept for the "
             "operator.\n"
             "# TYPE holdfast_connections_reserve gauge\nholdfast_connections_reserve %u\n"
@@ -257,7 +260,8 @@ static void render_connections(server_t *s, json_out_t *o)
             "# HELP holdfast_connections_refused_total Connections answered 503 overloaded and "
             "closed, by reason.\n"
             "# TYPE holdfast_connections_refused_total counter\n",
-            st.open_shop + st.open_reserve, st.open_reserve, st.addresses,
+            st.open_shop + st.open_reserve, st.open_shop + st.open_reserve - st.in_library,
+            st.open_reserve, st.addresses,
             (unsigned long long)st.accepted);
     for (int i = 0; i < CONNS_REFUSAL_COUNT; i++) {
         jw_rawf(o, "holdfast_connections_refused_total{reason=\"%s\"} %llu\n",

@@ -81,8 +81,12 @@ static enum MHD_Result send_reply(request_t *r)
     if (r->status == 405) {
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
     }
-    if (r->close || __atomic_load_n(&s->draining, __ATOMIC_RELAXED)) {
+    bool crowded = conns_in_library(&s->conns) > s->config.keepalive_max;
+    if (r->close || crowded || __atomic_load_n(&s->draining, __ATOMIC_RELAXED)) {
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    }
+    if (crowded && !r->close) {
+        conns_count_close(&s->conns, CONNS_CLOSED_KEEPALIVE);
     }
     if (r->retry_after) {
         char seconds[16];

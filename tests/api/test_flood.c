@@ -343,6 +343,33 @@ static void test_a_kept_alive_connection_outlives_the_head_deadline(void **state
     assert_true(metric(fx, "holdfast_connections_closed_total{reason=\"head_deadline\"}") == 0);
 }
 
+/* Past keepalive_max connections held by the HTTP threads, a reply closes
+ * its connection: an idle crowd cannot camp where every request pays for it. */
+static void test_past_keepalive_max_a_reply_closes_its_connection(void **state)
+{
+    const char *flags[] = {"--keepalive-max", "4", NULL};
+    fx_t *fx = start(state, flags, NULL);
+    hf_conn_t kept[5];
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(hf_conn_open(&kept[i], fx->cl.port, NULL), 0);
+        hf_response_t r;
+        assert_int_equal(hf_conn_exchange(&kept[i], "GET", "/healthz", NULL, NULL, 0, &r), 0);
+        assert_true(hf_expect_status(&r, 200));
+        const char *connection = hf_response_header(&r, "Connection");
+        bool closes = connection != NULL && strcmp(connection, "close") == 0;
+        assert_true(closes == (i == 4)); /* the fifth is one too many */
+        hf_response_free(&r);
+    }
+    assert_int_equal(await_close(kept[4].fd, NULL, HF_TEST_TIMEOUT_MS), CLOSED);
+    for (int i = 0; i < 4; i++) {
+        assert_true(quiet_and_open(kept[i].fd));
+    }
+    assert_true(metric(fx, "holdfast_connections_closed_total{reason=\"keepalive_max\"}") == 1);
+    for (int i = 0; i < 5; i++) {
+        hf_conn_close(&kept[i]);
+    }
+}
+
 /* ---- the operators' reserve ---- */
 
 #define SHOP_KEY "shop-key"
@@ -422,6 +449,7 @@ int main(void)
         T(test_a_dribbled_body_is_closed_at_its_deadline),
         T(test_an_idle_kept_alive_connection_is_closed),
         T(test_a_kept_alive_connection_outlives_the_head_deadline),
+        T(test_past_keepalive_max_a_reply_closes_its_connection),
         T(test_the_reserve_serves_the_operator_while_the_shop_is_full),
     };
 #undef T
