@@ -51,8 +51,9 @@
  *      the fd map points at it); each pool counts its used slots, and its
  *      live ones (used, not shut down).
  *   2. Live shop slots <= max, live reserve slots <= reserve.
- *   3. The per-address counts add up to the used slots, each count equals the
- *      used slots of that address, and no count exceeds per_address_max.
+ *   3. Each per-address count equals the used slots of that address that
+ *      have not released it (conns_closing), and none exceeds
+ *      per_address_max.
  *   4. A shut-down fd is never shut down again, and a slot's fd is shut down
  *      only while the slot is used: the close notification frees the slot
  *      under the same lock as the reaper's shutdown, before the library
@@ -128,6 +129,7 @@ typedef struct {
     uint8_t addr[16];      /* the per-address key */
     uint8_t pool;          /* CONNS_SHOP or CONNS_RESERVE */
     bool shut;
+    bool address_released; /* closing: no longer counted for its address */
     bool waiting; /* its first head is not all in: the accept thread has it */
 } conn_t;
 
@@ -187,6 +189,10 @@ void conns_close_waiting(conns_t *t);
 /* The library took the fd (its start notification): the slot, for the
  * connection's socket context; NULL if fd was never admitted. */
 conn_t *conns_started(conns_t *t, int fd);
+/* The connection's last reply is sent and it is about to close: it stops
+ * counting for its address now, since its client may already be opening
+ * the next one (the slot itself is freed by conns_closed). */
+void conns_closing(conns_t *t, conn_t *c);
 /* The connection is closing (the library's close notification, or the accept
  * thread ending a waiting one): frees its slot. Called before fd is closed. */
 void conns_closed(conns_t *t, int fd);

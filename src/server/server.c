@@ -82,11 +82,12 @@ static enum MHD_Result send_reply(request_t *r)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
     }
     bool crowded = conns_in_library(&s->conns) > s->config.keepalive_max;
-    if (r->close || crowded || __atomic_load_n(&s->draining, __ATOMIC_RELAXED)) {
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
-    }
     if (crowded && !r->close) {
         conns_count_close(&s->conns, CONNS_CLOSED_KEEPALIVE);
+    }
+    r->close = r->close || crowded || __atomic_load_n(&s->draining, __ATOMIC_RELAXED);
+    if (r->close) {
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     }
     if (r->retry_after) {
         char seconds[16];
@@ -278,6 +279,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         return;
     }
     listener_enter(s, r->slot, CONN_IDLE);
+    if (r->close && r->slot != NULL) {
+        conns_closing(&s->conns, r->slot); /* its client may be reconnecting */
+    }
     if (r->counted) {
         __atomic_fetch_sub(&s->inflight, 1, __ATOMIC_SEQ_CST);
     }
