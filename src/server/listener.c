@@ -165,7 +165,48 @@ static uint64_t event_of(uint32_t index, int fd)
     return (uint64_t)index << 32 | (uint32_t)fd;
 }
 
-/* Admits or refuses one accepted connection; an admitted one waits. */
+typedef enum { HEAD_PARTIAL, HEAD_IN, HEAD_GONE } head_state_t;
+
+/* Looks at what a waiting connection has sent. HEAD_IN: the head is all in,
+ * or no more can come (the client shut its side, or the buffer or budget is
+ * spent): the library answers what there is. */
+static head_state_t head_state(server_t *s, uint32_t index, int fd, bool ended)
+{
+    static char head[PEEK_BYTES_MAX]; /* the accept thread's only */
+    ssize_t n = recv(fd, head, sizeof head, MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+        return HEAD_PARTIAL;
+    }
+    if (n <= 0) {
+        return HEAD_GONE; /* closed, reset, or shut down by the reaper */
+    }
+    bool complete = memmem(head, (size_t)n, "\r\n\r\n", 4) != NULL;
+    bool spent = !conns_peeked(&s->conns, index, (size_t)n, PEEK_BUDGET_BYTES);
+    return complete || spent || ended || (size_t)n == sizeof head ? HEAD_IN : HEAD_PARTIAL;
+}
+
+/* Gives a connection whose head is in to the library. */
+static void hand_over(server_t *s, uint32_t index, int fd, const struct sockaddr *a,
+                      socklen_t len)
+{
+    conns_hand_over(&s->conns, index);
+    if (MHD_add_connection(s->daemon, fd, a, len) != MHD_YES) {
+        /* The library closed fd; only this thread admits fds, so the
+         * number is no one else's slot yet. */
+        conns_closed(&s->conns, fd);
+        conns_count_refusal(&s->conns, CONNS_REFUSED_ERROR);
+    }
+}
+
+static void end_waiting(server_t *s, int fd)
+{
+    conns_closed(&s->conns, fd);
+    close(fd);
+}
+
+/* Admits or refuses one accepted connection. An admitted one goes to the
+ * library at once if its head is in already (a client that sends its
+ * request with the handshake's last packet), else waits in the set. */
 static void take(server_t *s, int fd, const struct sockaddr_storage *a, socklen_t len)
 {
     conns_refusal_t why;
@@ -176,13 +217,17 @@ static void take(server_t *s, int fd, const struct sockaddr_storage *a, socklen_
         refuse(s, fd, why);
         return;
     }
+    head_state_t head = head_state(s, index, fd, false);
+    if (head == HEAD_IN) {
+        hand_over(s, index, fd, (const struct sockaddr *)a, len);
+        return;
+    }
     /* Edge-triggered: a dribbled head wakes us once per arrival, not on
      * every turn while it sits incomplete. */
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLET, .data.u64 = event_of(index, fd)};
-    if (epoll_ctl(s->epoll_fd, EPOLL_CTL_ADD, fd, &ev) != 0) {
-        conns_closed(&s->conns, fd);
-        close(fd);
-        conns_count_refusal(&s->conns, CONNS_REFUSED_ERROR);
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLET,
+                             .data.u64 = event_of(index, fd)};
+    if (head == HEAD_GONE || epoll_ctl(s->epoll_fd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+        end_waiting(s, fd);
     }
 }
 
@@ -206,42 +251,24 @@ static bool accept_batch(server_t *s)
     return true;
 }
 
-/* Bytes arrived on a waiting connection (or it ended): hand it to the
- * library once its head is all in, or once no more can come (the client
- * shut its side: the library answers what there is). */
+/* Bytes arrived on a waiting connection, or it ended. */
 static void on_waiting(server_t *s, uint64_t event, uint32_t flags)
 {
-    static char head[PEEK_BYTES_MAX]; /* the accept thread's only */
     uint32_t index = (uint32_t)(event >> 32);
     int fd = (int)(uint32_t)event;
-    ssize_t n = recv(fd, head, sizeof head, MSG_PEEK | MSG_DONTWAIT);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+    bool ended = (flags & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0;
+    head_state_t head = head_state(s, index, fd, ended);
+    if (head == HEAD_PARTIAL) {
         return;
     }
-    if (n <= 0) {
-        /* Gone, reset, or shut down by the reaper. */
-        epoll_ctl(s->epoll_fd, EPOLL_CTL_DEL, fd, NULL);
-        conns_closed(&s->conns, fd);
-        close(fd);
+    epoll_ctl(s->epoll_fd, EPOLL_CTL_DEL, fd, NULL);
+    struct sockaddr_storage a;
+    socklen_t len = sizeof a;
+    if (head == HEAD_GONE || getpeername(fd, (struct sockaddr *)&a, &len) != 0) {
+        end_waiting(s, fd);
         return;
     }
-    bool complete = memmem(head, (size_t)n, "\r\n\r\n", 4) != NULL;
-    bool final = (size_t)n == sizeof head || (flags & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0;
-    if (!conns_peeked(&s->conns, index, (size_t)n, PEEK_BUDGET_BYTES) || complete || final) {
-        epoll_ctl(s->epoll_fd, EPOLL_CTL_DEL, fd, NULL);
-        conns_hand_over(&s->conns, index);
-        struct sockaddr_storage a;
-        socklen_t len = sizeof a;
-        if (getpeername(fd, (struct sockaddr *)&a, &len) != 0) {
-            conns_closed(&s->conns, fd); /* gone meanwhile */
-            close(fd);
-        } else if (MHD_add_connection(s->daemon, fd, (struct sockaddr *)&a, len) != MHD_YES) {
-            /* The library closed fd; only this thread admits fds, so the
-             * number is no one else's slot yet. */
-            conns_closed(&s->conns, fd);
-            conns_count_refusal(&s->conns, CONNS_REFUSED_ERROR);
-        }
-    }
+    hand_over(s, index, fd, (struct sockaddr *)&a, len);
 }
 
 /* Stops polling the listening socket for a while (out of descriptors), or
