@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -226,12 +227,22 @@ static void body_append(request_t *r, const char *data, size_t size)
     r->body_size += size;
 }
 
+/* Whether the client asked for its connection to end after this request
+ * (Connection: close, or HTTP/1.0 without keep-alive). */
+static bool client_closes(struct MHD_Connection *conn, const char *version)
+{
+    const char *c = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONNECTION);
+    if (strcmp(version, MHD_HTTP_VERSION_1_0) == 0) {
+        return c == NULL || strncasecmp(c, "keep-alive", 10) != 0;
+    }
+    return c != NULL && strncasecmp(c, "close", 5) == 0;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version,
                                   const char *upload_data, size_t *upload_data_size,
                                   void **con_cls)
 {
-    (void)version;
     server_t *s = cls;
     request_t *r = *con_cls;
     if (r == NULL) {
@@ -244,6 +255,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->route = -1;
         r->slot = listener_slot(conn);
         r->close = r->slot != NULL && conn_reserve(r->slot); /* one request each */
+        r->client_closes = client_closes(conn, version);
         json_out_init(&r->out);
         *con_cls = r;
         listener_enter(s, r->slot, CONN_BODY);
@@ -279,7 +291,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         return;
     }
     listener_enter(s, r->slot, CONN_IDLE);
-    if (r->close && r->slot != NULL) {
+    if ((r->close || r->client_closes) && r->slot != NULL) {
         conns_closing(&s->conns, r->slot); /* its client may be reconnecting */
     }
     if (r->counted) {

@@ -138,6 +138,7 @@ struct request_s {
     request_t *next_waiter;
     conn_t *slot;     /* the connection's in the table (NULL: not in it) */
     bool close;       /* end the connection after this reply */
+    bool client_closes; /* the client asked for that itself */
     bool retry_after; /* a 503 that says when to come back */
 };
 
