@@ -295,7 +295,9 @@ static void *accept_main(void *arg)
             listen_pause(s, false);
             paused_until_ms = 0;
         }
-        int n = epoll_wait(s->epoll_fd, events, EVENTS_MAX, (int)(reap_at_ms - now_ms));
+        int64_t wake_ms = paused_until_ms != 0 && paused_until_ms < reap_at_ms ? paused_until_ms
+                                                                              : reap_at_ms;
+        int n = epoll_wait(s->epoll_fd, events, EVENTS_MAX, (int)(wake_ms - now_ms));
         for (int i = 0; i < n; i++) {
             uint64_t event = events[i].data.u64;
             if (event == EVENT_WAKE) {
@@ -336,7 +338,8 @@ int listener_start(server_t *s, int listen_fd, uint32_t fd_limit)
         .body_ms = c->body_timeout_ms,
         .idle_ms = c->idle_timeout_ms,
     };
-    if (RAND_bytes((unsigned char *)cc.seed, sizeof cc.seed) != 1 || conns_init(&s->conns, &cc) != 0) {
+    if (RAND_bytes((unsigned char *)cc.seed, sizeof cc.seed) != 1 ||
+        conns_init(&s->conns, &cc) != 0) {
         fprintf(stderr, "level=error msg=\"cannot reserve the connection table\"\n");
         return -1;
     }
