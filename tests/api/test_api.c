@@ -1754,6 +1754,13 @@ static void test_cli_version_and_help_exit_zero(void **state)
     const char *serve_help[] = {"serve", "--help", NULL};
     assert_int_equal(hf_run(serve_help, 10000, res), 0);
     assert_true(strstr(res->out, "--listen") != NULL || strstr(res->err, "--listen") != NULL);
+    /* Every connection flag is documented there. */
+    const char *flags[] = {"--connections-max", "--connections-per-address-max",
+                           "--connections-reserve", "--keepalive-max", "--head-timeout-ms",
+                           "--body-timeout-ms", "--idle-timeout-ms"};
+    for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) {
+        assert_non_null(strstr(res->out, flags[i]));
+    }
     free(res);
 }
 
@@ -1846,6 +1853,8 @@ static void test_cli_refuses_bad_config_and_options(void **state)
         {"{\"durability\": \"sometimes\"}", "durability"},
         {"{\"api_keys\": \"k\"}", "api_keys"},
         {"{\"connections_max\": 99999999999}", "connections_max"},
+        {"{\"head_timeout_ms\": 5}", "head_timeout_ms"},
+        {"{\"connections_reserve\": \"few\"}", "connections_reserve"},
         {"{\"api_keys\": [\"s\"], ", NULL},
         {"not json", NULL},
     };
@@ -1860,6 +1869,12 @@ static void test_cli_refuses_bad_config_and_options(void **state)
     const char *durability[] = {"--listen",     "127.0.0.1:0", "--data", fx->srv.data_dir,
                                 "--durability", "sometimes",   NULL};
     expect_serve_refused(fx, durability, NULL);
+    const char *per_address[] = {"--listen", "127.0.0.1:0", "--data", fx->srv.data_dir,
+                                 "--connections-per-address-max", "-1", NULL};
+    expect_serve_refused(fx, per_address, "--connections-per-address-max");
+    const char *idle[] = {"--listen",          "127.0.0.1:0", "--data", fx->srv.data_dir,
+                          "--idle-timeout-ms", "15s",         NULL};
+    expect_serve_refused(fx, idle, "--idle-timeout-ms");
     const char *no_config[] = {"--listen", "127.0.0.1:0",
                                "--data",   fx->srv.data_dir,
                                "--config", "/nonexistent/holdfast.json",
@@ -1890,7 +1905,9 @@ static void test_config_with_every_key_starts(void **state)
              "{\"listen\": \"127.0.0.1:0\", \"data\": \"%s\", \"api_keys\": [\"s1\", \"s2\"], "
              "\"admin_key\": \"a1\", \"durability\": \"relaxed\", \"skus_max\": 10, "
              "\"holds_max\": 10, \"idempotency_keys_max\": 10, \"connections_max\": 16, "
-             "\"web_dir\": \"%s/no-pages\"}",
+             "\"connections_per_address_max\": 8, \"connections_reserve\": 2, "
+             "\"keepalive_max\": 8, \"head_timeout_ms\": 5000, \"body_timeout_ms\": 5000, "
+             "\"idle_timeout_ms\": 5000, \"web_dir\": \"%s/no-pages\"}",
              fx->srv.data_dir, fx->srv.root);
     assert_int_equal(hf_server_write_config(&fx->srv, config), 0);
     start(fx, NULL);
