@@ -224,7 +224,8 @@ static void flood_run(void)
             if (!flood[i].connected && (events[k].events & EPOLLOUT)) {
                 flood_writable(i);
             }
-            if (flood[i].fd >= 0 && (events[k].events & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP))) {
+            uint32_t readable = EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP;
+            if (flood[i].fd >= 0 && (events[k].events & readable)) {
                 flood_readable(i);
             }
         }
@@ -262,7 +263,8 @@ static int probe_once(void)
         size_t got = 0;
         ssize_t n;
         /* Connection: close: the reply ends with the connection. */
-        while (got < sizeof reply - 1 && (n = recv(fd, reply + got, sizeof reply - 1 - got, 0)) > 0) {
+        while (got < sizeof reply - 1 &&
+               (n = recv(fd, reply + got, sizeof reply - 1 - got, 0)) > 0) {
             got += (size_t)n;
         }
         reply[got] = '\0';
@@ -404,7 +406,8 @@ int main(int argc, char **argv)
            "refused=%llu closed_by_server=%llu connect_failed=%llu drips=%llu probes=%llu "
            "probe_201=%llu probe_other=%llu probe_errors=%llu p50_ms=%.2f p90_ms=%.2f "
            "p99_ms=%.2f max_ms=%.2f\n",
-           opt.idle, opt.slow, opt.kept, opt.sources, opt.duration_s, open, (unsigned long long)opened,
+           opt.idle, opt.slow, opt.kept, opt.sources, opt.duration_s, open,
+           (unsigned long long)opened,
            (unsigned long long)refused, (unsigned long long)closed_by_server,
            (unsigned long long)connect_failed, (unsigned long long)drips,
            (unsigned long long)probe_count, (unsigned long long)probe_ok,

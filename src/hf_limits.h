@@ -80,8 +80,9 @@
  * cookies yet stops a client from pinning memory with junk headers. */
 #define HF_HEADER_BYTES_MAX (16 * 1024)
 #define HF_HEADER_COUNT_MAX 64
-/* Open connections: the HTTP threads poll them all; past this a new
- * connection is answered 503 rather than starving the ones in flight. */
+/* Open connections, each a file descriptor and a slot of the connection
+ * table; past this a new connection is answered 503 rather than starving
+ * the ones in flight. */
 #define HF_CONNECTIONS_MAX_DEFAULT 4096u
 #define HF_CONNECTIONS_MAX_LIMIT 60000u
 /* Per client address (IPv6: per /64). A browser opens 6 per host and a shop
