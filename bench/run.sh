@@ -148,7 +148,8 @@ POLICY_OFF='{"quantity": {"enabled": 0}, "identity": {"enabled": 0}, "budget": {
 # sets SERVER_PID and PORT. Compaction (a snapshot every COMPACT_RECORDS
 # journal records) is off unless asked for: its stalls are measured on their
 # own. POLICY "default" keeps the default policy; otherwise the defenses are
-# off.
+# off. The per-address connection cap is off: the load generators are one
+# address standing in for many clients (up to 256 connections).
 start_server() {
     local dir=$WORK/$GROUP
     local policy=", \"policy\": $POLICY_OFF"
@@ -156,7 +157,7 @@ start_server() {
     mkdir -p "$dir"
     cat >"$dir/config.json" <<EOF
 {"durability": "$1", "threads": $2, "holds_max": 10000000, "skus_max": 1000000,
- "compact_records": ${3:-0}$policy}
+ "connections_per_address_max": 0, "compact_records": ${3:-0}$policy}
 EOF
     "$BIN" serve --listen 127.0.0.1:0 --data "$dir/data" --config "$dir/config.json" \
         2>"$dir/server.log" &

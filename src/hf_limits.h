@@ -80,10 +80,43 @@
  * cookies yet stops a client from pinning memory with junk headers. */
 #define HF_HEADER_BYTES_MAX (16 * 1024)
 #define HF_HEADER_COUNT_MAX 64
-/* Open connections: one loop thread serves them all; past this a new
- * connection is refused rather than starving the ones in flight. */
+/* Open connections, each a file descriptor and a slot of the connection
+ * table; past this a new connection is answered 503 rather than starving
+ * the ones in flight. */
 #define HF_CONNECTIONS_MAX_DEFAULT 4096u
 #define HF_CONNECTIONS_MAX_LIMIT 60000u
+/* Per client address (IPv6: per /64). A browser opens 6 per host and a shop
+ * backend's pool is some tens; at 64, one address holds at most 1/64 of the
+ * default cap. 0 in the configuration: no cap (behind a proxy, say). */
+#define HF_CONNECTIONS_PER_ADDRESS_MAX_DEFAULT 64u
+/* Connections past the cap for the operator (GET /healthz, /metrics, the
+ * admin key): a dashboard, a scraper and a shell or two. */
+#define HF_CONNECTIONS_RESERVE_DEFAULT 16u
+#define HF_CONNECTIONS_RESERVE_LIMIT 1024u
+/* Connections the HTTP threads hold (a request under way, or kept alive
+ * after one); past this a reply closes its connection, and the client's
+ * next request comes on a new one, which waits for its head in the accept
+ * loop. Every turn of an HTTP thread's poll() costs time per connection it
+ * holds, so an idle crowd kept alive there would slow every request. */
+#define HF_KEEPALIVE_MAX_DEFAULT 1024u
+/* A request head must be in this long after the accept (or after its
+ * request line on a kept-alive connection): a real client sends it in one
+ * packet, and 10 s outlasts a lossy mobile link's retransmissions. No byte
+ * extends it. */
+#define HF_HEAD_TIMEOUT_MS_DEFAULT 10000
+/* A body (at most HF_BODY_BYTES_MAX) must be in this long after its head:
+ * 64 KiB at 20 kbit/s takes 26 s. */
+#define HF_BODY_TIMEOUT_MS_DEFAULT 30000
+/* A kept-alive connection may wait this long for its next request, and a
+ * reply that no byte of moves for this long is dropped: a shopper's next
+ * click reuses the connection, a squatter's slot comes back. */
+#define HF_IDLE_TIMEOUT_MS_DEFAULT 15000
+/* The timeouts' bounds in the configuration. */
+#define HF_TIMEOUT_MS_MIN 100
+#define HF_TIMEOUT_MS_LIMIT 3600000
+/* The Retry-After of a refused connection, in seconds: long enough for a
+ * flood's connections to be reaped, short enough for a shopper to retry. */
+#define HF_RETRY_AFTER_S 2
 /* Replies waiting for the journal's group commit; beyond this a request
  * is answered 503 overloaded instead of queueing without bound. */
 #define HF_PENDING_REPLIES_MAX 65536u

@@ -53,10 +53,27 @@ static const char usage_serve[] =
     "                            its Hold-Secret; optional: without one too, counted in\n"
     "                            /metrics (while a shop's clients upgrade)\n"
     "\n"
+    "connections (a connection past a cap is answered 503 overloaded and closed):\n"
+    "  --connections-max N       open connections (default 4096)\n"
+    "  --connections-per-address-max N\n"
+    "                            from one client address, IPv6 per /64 (default 64;\n"
+    "                            0: no cap, e.g. behind a proxy that is the only client)\n"
+    "  --connections-reserve N   kept past the cap for GET /healthz, /metrics and requests\n"
+    "                            with the admin key, one request each (default 16)\n"
+    "  --keepalive-max N         connections the HTTP threads hold, serving or kept alive;\n"
+    "                            past it, a reply closes its connection (default 1024)\n"
+    "  --head-timeout-ms MS      a request head must arrive within this, counted from the\n"
+    "                            accept or from its request line (default 10000)\n"
+    "  --body-timeout-ms MS      a body must arrive within this after its head (default 30000)\n"
+    "  --idle-timeout-ms MS      a kept-alive connection waits this long for its next request;\n"
+    "                            a reply that does not move for this long is dropped\n"
+    "                            (default 15000)\n"
+    "\n"
     "configuration file keys: listen, data, web_dir, api_keys, admin_key, durability, skus_max,\n"
     "holds_max, idempotency_keys_max, identities_max, customer_skus_max, waitlist_max,\n"
-    "sku_policies_max, proofs_max, connections_max, threads, compact_records, hold_secret,\n"
-    "policy\n"
+    "sku_policies_max, proofs_max, connections_max, connections_per_address_max,\n"
+    "connections_reserve, keepalive_max, head_timeout_ms, body_timeout_ms, idle_timeout_ms,\n"
+    "threads, compact_records, hold_secret, policy\n"
     "(policy: the policy document of docs/POLICIES.md a new data directory starts with)\n"
     "\n"
     "Without keys, every request is allowed, so the server refuses to listen on\n"
@@ -72,6 +89,12 @@ void server_config_default(server_config_t *c)
     c->durability = STORE_DURABLE;
     c->guard = guard_config_default();
     c->connections_max = HF_CONNECTIONS_MAX_DEFAULT;
+    c->connections_per_address_max = HF_CONNECTIONS_PER_ADDRESS_MAX_DEFAULT;
+    c->connections_reserve = HF_CONNECTIONS_RESERVE_DEFAULT;
+    c->keepalive_max = HF_KEEPALIVE_MAX_DEFAULT;
+    c->head_timeout_ms = HF_HEAD_TIMEOUT_MS_DEFAULT;
+    c->body_timeout_ms = HF_BODY_TIMEOUT_MS_DEFAULT;
+    c->idle_timeout_ms = HF_IDLE_TIMEOUT_MS_DEFAULT;
     /* Two: one per core here. Throughput is about equal with one, but a
      * single worker accepts a burst of new connections slowly (a 200-400 ms
      * tail when 256 arrive at once, 15-25 ms with two; docs/BENCHMARKS.md). */
@@ -165,6 +188,59 @@ static int set_durability(server_config_t *c, const char *v)
     return 0;
 }
 
+/* The connection settings, each a configuration key and a flag. */
+static const struct {
+    const char *key, *flag;
+    size_t offset;
+    uint32_t lo, hi;
+} conn_settings[] = {
+    {"connections_max", "--connections-max", offsetof(server_config_t, connections_max), 1,
+     HF_CONNECTIONS_MAX_LIMIT},
+    {"connections_per_address_max", "--connections-per-address-max",
+     offsetof(server_config_t, connections_per_address_max), 0, HF_CONNECTIONS_MAX_LIMIT},
+    {"connections_reserve", "--connections-reserve",
+     offsetof(server_config_t, connections_reserve), 0, HF_CONNECTIONS_RESERVE_LIMIT},
+    {"keepalive_max", "--keepalive-max", offsetof(server_config_t, keepalive_max), 0,
+     HF_CONNECTIONS_MAX_LIMIT},
+    {"head_timeout_ms", "--head-timeout-ms", offsetof(server_config_t, head_timeout_ms),
+     HF_TIMEOUT_MS_MIN, HF_TIMEOUT_MS_LIMIT},
+    {"body_timeout_ms", "--body-timeout-ms", offsetof(server_config_t, body_timeout_ms),
+     HF_TIMEOUT_MS_MIN, HF_TIMEOUT_MS_LIMIT},
+    {"idle_timeout_ms", "--idle-timeout-ms", offsetof(server_config_t, idle_timeout_ms),
+     HF_TIMEOUT_MS_MIN, HF_TIMEOUT_MS_LIMIT},
+};
+#define CONN_SETTING_COUNT (sizeof conn_settings / sizeof conn_settings[0])
+
+static uint32_t *conn_setting(server_config_t *c, size_t i)
+{
+    return (uint32_t *)((char *)c + conn_settings[i].offset);
+}
+
+/* A connection setting given as a flag; sets *handled when flag is one. */
+static int flag_conn_setting(server_config_t *c, const char *flag, const char *v, bool *handled)
+{
+    for (size_t i = 0; i < CONN_SETTING_COUNT; i++) {
+        if (strcmp(flag, conn_settings[i].flag) != 0) {
+            continue;
+        }
+        *handled = true;
+        char *end;
+        errno = 0;
+        unsigned long n = strtoul(v, &end, 10);
+        if (v[0] < '0' || v[0] > '9' || *end != '\0' || errno != 0 || n < conn_settings[i].lo ||
+            n > conn_settings[i].hi) {
+            char why[64];
+            snprintf(why, sizeof why, "must be an integer from %u to %u", conn_settings[i].lo,
+                     conn_settings[i].hi);
+            return bad(flag, v, why);
+        }
+        *conn_setting(c, i) = (uint32_t)n;
+        return 0;
+    }
+    *handled = false;
+    return 0;
+}
+
 /* -------------------------------------------------------------- the file */
 
 static int file_uint(json_t *v, const char *key, uint32_t lo, uint32_t hi, uint32_t *out)
@@ -211,11 +287,16 @@ static bool known_key(const char *key)
         "listen",         "data",           "api_keys",          "admin_key",
         "durability",     "skus_max",       "holds_max",         "idempotency_keys_max",
         "identities_max", "customer_skus_max", "waitlist_max",   "sku_policies_max",
-        "proofs_max",     "connections_max", "threads",          "compact_records",
-        "policy",         "web_dir",        "hold_secret",       NULL,
+        "proofs_max",     "threads",        "compact_records",   "policy",
+        "web_dir",        "hold_secret",    NULL,
     };
     for (size_t i = 0; keys[i] != NULL; i++) {
         if (strcmp(key, keys[i]) == 0) {
+            return true;
+        }
+    }
+    for (size_t i = 0; i < CONN_SETTING_COUNT; i++) {
+        if (strcmp(key, conn_settings[i].key) == 0) {
             return true;
         }
     }
@@ -292,8 +373,11 @@ static int file_key(server_config_t *c, const char *key, json_t *v)
     if (handled) {
         return rc;
     }
-    if (strcmp(key, "connections_max") == 0) {
-        return file_uint(v, key, 1, HF_CONNECTIONS_MAX_LIMIT, &c->connections_max);
+    for (size_t i = 0; i < CONN_SETTING_COUNT; i++) {
+        if (strcmp(key, conn_settings[i].key) == 0) {
+            return file_uint(v, key, conn_settings[i].lo, conn_settings[i].hi,
+                             conn_setting(c, i));
+        }
     }
     if (strcmp(key, "threads") == 0) {
         return file_uint(v, key, 1, 64, &c->threads);
@@ -374,6 +458,11 @@ static int apply_flag(server_config_t *c, const char *flag, const char *v)
     }
     if (strcmp(flag, "--config") == 0) {
         return 0; /* read first, in parse_serve */
+    }
+    bool handled;
+    int rc = flag_conn_setting(c, flag, v, &handled);
+    if (handled) {
+        return rc;
     }
     fprintf(stderr, "holdfast: unknown option %s (see holdfast serve --help)\n", flag);
     return -1;

@@ -262,6 +262,43 @@ static void render_defenses(const defense_figures_t *d, json_out_t *o)
     }
 }
 
+static void render_connections(server_t *s, json_out_t *o)
+{
+    conns_stats_t st = conns_stats(&s->conns);
+    jw_rawf(o,
+            "# HELP holdfast_connections Open connections.\n"
+            "# TYPE holdfast_connections gauge\nholdfast_connections %u\n"
+            "# HELP holdfast_connections_waiting Open connections whose request head is not "
+            "all in yet (held by the accept loop).\n"
+            "# TYPE holdfast_connections_waiting gauge\nholdfast_connections_waiting %u\n"
+            "# HELP holdfast_connections_reserve Open connections past the cap, kept for the "
+            "operator.\n"
+            "# TYPE holdfast_connections_reserve gauge\nholdfast_connections_reserve %u\n"
+            "# HELP holdfast_connection_addresses Client addresses (IPv6: /64s) with open "
+            "connections.\n"
+            "# TYPE holdfast_connection_addresses gauge\nholdfast_connection_addresses %u\n"
+            "# HELP holdfast_connections_accepted_total Connections admitted.\n"
+            "# TYPE holdfast_connections_accepted_total counter\n"
+            "holdfast_connections_accepted_total %llu\n"
+            "# HELP holdfast_connections_refused_total Connections answered 503 overloaded and "
+            "closed, by reason.\n"
+            "# TYPE holdfast_connections_refused_total counter\n",
+            st.open_shop + st.open_reserve, st.open_shop + st.open_reserve - st.in_library,
+            st.open_reserve, st.addresses,
+            (unsigned long long)st.accepted);
+    for (int i = 0; i < CONNS_REFUSAL_COUNT; i++) {
+        jw_rawf(o, "holdfast_connections_refused_total{reason=\"%s\"} %llu\n",
+                conns_refusal_label((conns_refusal_t)i), (unsigned long long)st.refused[i]);
+    }
+    jw_rawf(o, "# HELP holdfast_connections_closed_total Connections the server closed for "
+               "time, by reason.\n"
+               "# TYPE holdfast_connections_closed_total counter\n");
+    for (int i = 0; i < CONNS_CLOSE_COUNT; i++) {
+        jw_rawf(o, "holdfast_connections_closed_total{reason=\"%s\"} %llu\n",
+                conns_close_label((conns_close_t)i), (unsigned long long)st.closed[i]);
+    }
+}
+
 void metrics_render(server_t *s, json_out_t *o)
 {
     defense_figures_t *d = malloc(sizeof *d);
@@ -280,8 +317,5 @@ void metrics_render(server_t *s, json_out_t *o)
     }
     free(d);
     render_journal(s, o);
-    const union MHD_DaemonInfo *info =
-        MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
-    jw_rawf(o, "# TYPE holdfast_connections gauge\nholdfast_connections %u\n",
-              info ? info->num_connections : 0);
+    render_connections(s, o);
 }

@@ -1166,6 +1166,19 @@ static role_t role_of(const server_config_t *c, const char *header)
     return role;
 }
 
+bool routes_for_operator(request_t *r, const char *url)
+{
+    if (strcmp(url, "/healthz") == 0 || strcmp(url, "/metrics") == 0) {
+        return true;
+    }
+    const server_config_t *c = &r->server->config;
+    if (c->admin_key[0] == '\0') {
+        return false; /* no keys: nobody is known to be the operator */
+    }
+    const char *auth = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization");
+    return role_of(c, auth) == ROLE_ADMIN;
+}
+
 static bool authorised(request_t *r, role_t needed)
 {
     const server_config_t *c = &r->server->config;

@@ -2,8 +2,12 @@
  * server.c - the server's life: start-up and recovery, the HTTP library's
  * callbacks, replies that wait for the journal, the clock tick, shutdown.
  *
+ * Connections are accepted by listener.c, which caps them and reaps those
+ * past a deadline (conns.h); the library gets only admitted ones.
+ *
  * A request goes through the library's access callback several times:
- *   1. headers are in: check header count, Content-Length, connection limit;
+ *   1. headers are in: check header count, Content-Length, and that a
+ *      connection of the operators' reserve carries an operator's request;
  *   2. body chunks: collect up to HF_BODY_BYTES_MAX;
  *   3. body complete: route and handle (routes.c). If the journal already
  *      covers r->seq the reply goes now; otherwise the connection is
@@ -27,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -78,8 +83,18 @@ static enum MHD_Result send_reply(request_t *r)
     if (r->status == 405) {
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
     }
-    if (__atomic_load_n(&s->draining, __ATOMIC_RELAXED)) {
+    bool crowded = conns_in_library(&s->conns) > s->config.keepalive_max;
+    if (crowded && !r->close) {
+        conns_count_close(&s->conns, CONNS_CLOSED_KEEPALIVE);
+    }
+    r->close = r->close || crowded || __atomic_load_n(&s->draining, __ATOMIC_RELAXED);
+    if (r->close) {
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    }
+    if (r->retry_after) {
+        char seconds[16];
+        snprintf(seconds, sizeof seconds, "%d", HF_RETRY_AFTER_S);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, seconds);
     }
     metrics_count(s, r->route, r->status);
     enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)r->status, resp);
@@ -169,14 +184,32 @@ static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const ch
     return MHD_YES;
 }
 
+/* A connection of the operators' reserve carries one request, and only an
+ * operator's; false after writing the 503. */
+static bool admit_reserve(request_t *r, const char *url)
+{
+    if (r->slot == NULL || !conn_reserve(r->slot)) {
+        return true;
+    }
+    if (routes_for_operator(r, url)) {
+        return true;
+    }
+    conns_count_refusal(&r->server->conns, CONNS_REFUSED_RESERVE);
+    error_begin(r, 503, "overloaded",
+                "the server is at its connection cap; the connections past it are kept for "
+                "the operator (GET /healthz, /metrics, the admin key)");
+    jw_kcstr(&r->out, "reason", "connections");
+    error_end(r);
+    r->retry_after = true;
+    return false;
+}
+
 /* Checks made once the headers are in; false after writing an error. */
-static bool admit(request_t *r)
+static bool admit(request_t *r, const char *url)
 {
     server_t *s = r->server;
     const char *length = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
                                                      MHD_HTTP_HEADER_CONTENT_LENGTH);
-    const union MHD_DaemonInfo *info =
-        MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
     size_t header_bytes = 0;
     int headers = MHD_get_connection_values(r->conn, MHD_HEADER_KIND, count_header, &header_bytes);
     if (__atomic_load_n(&s->draining, __ATOMIC_SEQ_CST)) {
@@ -189,8 +222,8 @@ static bool admit(request_t *r)
         reply_error(r, 431, "header_too_large", "the request headers are over 16384 bytes");
     } else if (length != NULL && strtoull(length, NULL, 10) > HF_BODY_BYTES_MAX) {
         reply_error(r, 413, "body_too_large", "the body is over 65536 bytes");
-    } else if (info != NULL && info->num_connections > s->config.connections_max) {
-        reply_error(r, 503, "overloaded", "too many open connections");
+    } else if (!admit_reserve(r, url)) {
+        /* the 503 is written */
     } else if (__atomic_load_n(&s->wait_count, __ATOMIC_RELAXED) >= HF_PENDING_REPLIES_MAX) {
         reply_error(r, 503, "overloaded", "too many replies are waiting for the journal");
     } else {
@@ -215,12 +248,22 @@ static void body_append(request_t *r, const char *data, size_t size)
     r->body_size += size;
 }
 
+/* Whether the client asked for its connection to end after this request
+ * (Connection: close, or HTTP/1.0 without keep-alive). */
+static bool client_closes(struct MHD_Connection *conn, const char *version)
+{
+    const char *c = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONNECTION);
+    if (strcmp(version, MHD_HTTP_VERSION_1_0) == 0) {
+        return c == NULL || strncasecmp(c, "keep-alive", 10) != 0;
+    }
+    return c != NULL && strncasecmp(c, "close", 5) == 0;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version,
                                   const char *upload_data, size_t *upload_data_size,
                                   void **con_cls)
 {
-    (void)version;
     server_t *s = cls;
     request_t *r = *con_cls;
     if (r == NULL) {
@@ -231,13 +274,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->server = s;
         r->conn = conn;
         r->route = -1;
+        r->slot = listener_slot(conn);
+        r->close = r->slot != NULL && conn_reserve(r->slot); /* one request each */
+        r->client_closes = client_closes(conn, version);
         json_out_init(&r->out);
         *con_cls = r;
+        listener_enter(s, r->slot, CONN_BODY);
         /* Counted before admit() reads draining, and drain() sets draining
          * before it waits for the count: no request slips between them. */
         __atomic_fetch_add(&s->inflight, 1, __ATOMIC_SEQ_CST);
         r->counted = true;
-        return admit(r) ? MHD_YES : send_reply(r);
+        return admit(r, url) ? MHD_YES : send_reply(r);
     }
     if (*upload_data_size > 0) {
         body_append(r, upload_data, *upload_data_size);
@@ -247,6 +294,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (r->ready) {
         return send_reply(r);
     }
+    listener_enter(s, r->slot, CONN_BUSY);
     routes_handle(r, method, url);
     return r->stream != NULL ? events_reply(r) : reply_or_wait(r);
 }
@@ -254,11 +302,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode code)
 {
-    (void)conn, (void)code;
+    (void)conn;
     server_t *s = cls;
     request_t *r = *con_cls;
+    if (code == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED) {
+        conns_count_close(&s->conns, CONNS_CLOSED_STALLED);
+    }
     if (r == NULL) {
         return;
+    }
+    listener_enter(s, r->slot, CONN_IDLE);
+    if ((r->close || r->client_closes) && r->slot != NULL) {
+        conns_closing(&s->conns, r->slot); /* its client may be reconnecting */
     }
     if (r->counted) {
         __atomic_fetch_sub(&s->inflight, 1, __ATOMIC_SEQ_CST);
@@ -574,20 +629,26 @@ static int recover(server_t *s)
     return load_journal(s, false);
 }
 
-static struct MHD_Daemon *start_http(server_t *s, int fd)
+static struct MHD_Daemon *start_http(server_t *s)
 {
     const server_config_t *c = &s->config;
     /* poll(), not epoll: libmicrohttpd 0.9.75's epoll loop stalls (about
      * 100 requests/s) whenever exactly 128 connections are ready at once,
-     * also per worker of a pool; measured equal in speed otherwise. */
+     * also per worker of a pool; measured equal in speed otherwise. No
+     * listening socket: listener.c accepts, and adds what it admits. */
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_ALLOW_SUSPEND_RESUME |
-                     MHD_USE_ITC | MHD_USE_TURBO;
+                     MHD_USE_ITC | MHD_USE_TURBO | MHD_USE_NO_LISTEN_SOCKET;
+    /* The library's timeout restarts with every byte: it ends replies that
+     * stopped moving. A second later than ours, so that an idle connection
+     * is ours to close and count. */
+    unsigned timeout_s = (c->idle_timeout_ms + 999) / 1000 + 1;
     return MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, s, MHD_OPTION_LISTEN_SOCKET, fd,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)c->threads, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)(c->connections_max + 64), MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)(2 * HF_HEADER_BYTES_MAX), MHD_OPTION_CONNECTION_TIMEOUT, 60u,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
+        flags, 0, NULL, NULL, on_request, s, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)c->threads,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)listener_library_limit(c),
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(2 * HF_HEADER_BYTES_MAX),
+        MHD_OPTION_CONNECTION_TIMEOUT, timeout_s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        MHD_OPTION_NOTIFY_CONNECTION, listener_on_connection, s, MHD_OPTION_URI_LOG_CALLBACK,
+        listener_on_request_line, s, MHD_OPTION_END);
 }
 
 /* ------------------------------------------------------------- run, stop */
@@ -668,10 +729,7 @@ static void drain(server_t *s, int sig)
     __atomic_store_n(&s->draining, 1, __ATOMIC_SEQ_CST);
     events_close_all(s); /* streams never finish on their own */
     simrun_stop(s);
-    int fd = MHD_quiesce_daemon(s->daemon);
-    if (fd >= 0) {
-        close(fd);
-    }
+    listener_stop(s);
     int64_t deadline_ms = server_mono_ms() + DRAIN_MS_MAX;
     while (__atomic_load_n(&s->inflight, __ATOMIC_SEQ_CST) > 0 && server_mono_ms() < deadline_ms) {
         struct timespec pause = {.tv_sec = 0, .tv_nsec = 2000000L};
@@ -680,6 +738,7 @@ static void drain(server_t *s, int sig)
     /* No handler may run once the journal is closed: stop HTTP first. */
     MHD_stop_daemon(s->daemon);
     s->daemon = NULL;
+    listener_deinit(s);
     if (s->store.since_snapshot > 0 && !store_failed(&s->store)) {
         store_snapshot(&s->store, s->guard); /* a fast start next time */
     }
@@ -688,9 +747,11 @@ static void drain(server_t *s, int sig)
 
 static void server_free(server_t *s)
 {
+    listener_stop(s); /* it adds connections to the library */
     if (s->daemon != NULL) {
         MHD_stop_daemon(s->daemon);
     }
+    listener_deinit(s);
     store_close(&s->store);
     guard_destroy(s->guard);
     pthread_mutex_destroy(&s->engine_lock);
@@ -709,6 +770,8 @@ int server_run(const server_config_t *c)
         return 1;
     }
     s->config = *c;
+    s->listen_fd = -1;
+    s->wake_fds[0] = s->wake_fds[1] = s->epoll_fd = -1;
     s->sku_refusals = calloc(HF_SKU_RULE_STATS_MAX, sizeof *s->sku_refusals);
     if (s->sku_refusals == NULL) {
         free(s);
@@ -727,11 +790,13 @@ int server_run(const server_config_t *c)
     signal(SIGPIPE, SIG_IGN);
 
     char addr[INET6_ADDRSTRLEN + 16];
-    int fd = listen_on(s, addr, sizeof addr);
+    uint32_t fd_limit;
+    int fd = listener_fit_fds(c, &fd_limit) == 0 ? listen_on(s, addr, sizeof addr) : -1;
     if (fd < 0 || recover(s) != 0 || load_hold_key(s) != 0 ||
-        store_start(&s->store, on_durable, s) != 0 ||
-        start_defenses(s) != 0 || skip_lost_ids(s) != 0 || arm_fault(s) != 0 || (s->daemon = start_http(s, fd)) == NULL) {
-        if (fd >= 0 && s->daemon == NULL) {
+        store_start(&s->store, on_durable, s) != 0 || start_defenses(s) != 0 ||
+        skip_lost_ids(s) != 0 || arm_fault(s) != 0 || (s->daemon = start_http(s)) == NULL ||
+        listener_start(s, fd, fd_limit) != 0) {
+        if (fd >= 0 && s->listen_fd < 0) {
             close(fd);
         }
         server_free(s);

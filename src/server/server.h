@@ -42,6 +42,10 @@ typedef struct {
     policy_config_t policy; /* with has_policy: applied at start if it differs */
     bool has_policy;
     uint32_t connections_max;
+    uint32_t connections_per_address_max; /* 0: no cap */
+    uint32_t connections_reserve;         /* past connections_max, for the operator */
+    uint32_t keepalive_max;               /* held by the HTTP threads; past it, close */
+    uint32_t head_timeout_ms, body_timeout_ms, idle_timeout_ms;
     uint32_t threads; /* HTTP threads; the engine is behind one lock anyway */
     uint32_t compact_records;
     /* --hold-secret optional: a shop key may still touch a hold (or waitlist

@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <sys/types.h>
 
+#include "conns.h"
 #include "json_out.h"
 #include "server.h"
 
@@ -148,6 +149,16 @@ struct server_s {
     sim_run_t sim;
     char loopback_url[80]; /* this server on loopback ("": it listens elsewhere only) */
     holdkey_t holdkey;     /* the ids and secrets on the wire */
+
+    /* The accept loop and the open connections (listener.c, conns.h). */
+    conns_t conns;
+    bool conns_ready;
+    int listen_fd;   /* -1: closed */
+    int wake_fds[2]; /* a pipe that stops the accept thread */
+    int epoll_fd;    /* the accept thread's: listening socket, pipe, waiting heads */
+    pthread_t accept_thread;
+    bool accepting;
+    json_out_t refusals[CONNS_REFUSAL_COUNT]; /* the 503 replies sent at accept */
 };
 
 /* A request's state across the library's calls. */
@@ -174,6 +185,10 @@ struct request_s {
     const char *content_type; /* NULL: JSON (or text, see above) */
     bool parked; /* on the wait list (changed under wait_lock) */
     request_t *next_waiter;
+    conn_t *slot;     /* the connection's in the table (NULL: not in it) */
+    bool close;       /* end the connection after this reply */
+    bool client_closes; /* the client asked for that itself */
+    bool retry_after; /* a 503 that says when to come back */
 };
 
 /* server.c */
@@ -182,6 +197,9 @@ int64_t server_mono_ms(void);
 
 /* routes.c: dispatches a complete request and fills r->status and r->out. */
 void routes_handle(request_t *r, const char *method, const char *url);
+/* Whether the request may use a connection of the operators' reserve:
+ * GET /healthz, /metrics, or any request with the admin key. */
+bool routes_for_operator(request_t *r, const char *url);
 const char *routes_label(int route);
 int routes_count(void);
 
@@ -259,6 +277,22 @@ void h_sim_stop(request_t *r, const route_args_t *a);
 void simrun_init(server_t *s);
 void simrun_stop(server_t *s); /* shutdown: stop the run, wait for it */
 void simrun_deinit(server_t *s);
+
+/* listener.c: the accept loop, the connection caps and deadlines */
+/* Raises the soft RLIMIT_NOFILE to fit the connections; sets *fd_limit.
+ * Returns 0, or -1 after logging why they cannot fit. */
+int listener_fit_fds(const server_config_t *c, uint32_t *fd_limit);
+uint32_t listener_library_limit(const server_config_t *c); /* MHD's connection limit */
+/* Accepts on listen_fd (the library must be started). 0, or -1 if the
+ * tables or the thread could not be made (listener_deinit cleans up). */
+int listener_start(server_t *s, int listen_fd, uint32_t fd_limit);
+void listener_stop(server_t *s);   /* stop accepting; close the socket */
+void listener_deinit(server_t *s); /* after MHD_stop_daemon */
+void listener_on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                            enum MHD_ConnectionNotificationCode toe);
+void *listener_on_request_line(void *cls, const char *uri, struct MHD_Connection *conn);
+conn_t *listener_slot(struct MHD_Connection *conn);
+void listener_enter(server_t *s, conn_t *c, conn_phase_t p); /* c may be NULL */
 
 /* metrics.c */
 void metrics_count(server_t *s, int route, int status);
