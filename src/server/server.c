@@ -480,7 +480,7 @@ static struct MHD_Daemon *start_http(server_t *s, int fd)
 
 /* The engine's own clock: expire what is due, take carts back for buyers
  * who wait, and compact when it is time. */
-static void tick(server_t *s)
+void server_tick(server_t *s)
 {
     store_snapshot_poll(&s->store, false);
     pthread_mutex_lock(&s->engine_lock);
@@ -505,7 +505,7 @@ static int wait_for_signal(server_t *s, const sigset_t *signals)
         if (sig == SIGTERM || sig == SIGINT) {
             return sig;
         }
-        tick(s);
+        server_tick(s);
         events_publish(s);
     }
 }
@@ -537,7 +537,7 @@ static void drain(server_t *s, int sig)
     store_close(&s->store);
 }
 
-static void server_free(server_t *s)
+void server_free(server_t *s)
 {
     if (s->daemon != NULL) {
         MHD_stop_daemon(s->daemon);
@@ -552,22 +552,40 @@ static void server_free(server_t *s)
     free(s);
 }
 
-int server_run(const server_config_t *c)
+server_t *server_new(const server_config_t *c)
 {
     server_t *s = calloc(1, sizeof *s);
     if (s == NULL) {
-        return 1;
+        return NULL;
     }
     s->config = *c;
     s->sku_refusals = calloc(HF_SKU_RULE_STATS_MAX, sizeof *s->sku_refusals);
     if (s->sku_refusals == NULL) {
         free(s);
-        return 1;
+        return NULL;
     }
     pthread_mutex_init(&s->engine_lock, NULL);
     pthread_mutex_init(&s->wait_lock, NULL);
     pthread_mutex_init(&s->events_lock, NULL);
     simrun_init(s);
+    return s;
+}
+
+int server_start(server_t *s, bool commit_thread)
+{
+    if (recover(s) != 0 || (commit_thread && store_start(&s->store, on_durable, s) != 0) ||
+        start_defenses(s) != 0) {
+        return -1;
+    }
+    return 0;
+}
+
+int server_run(const server_config_t *c)
+{
+    server_t *s = server_new(c);
+    if (s == NULL) {
+        return 1;
+    }
     /* Signals are taken by sigtimedwait on this thread only. */
     sigset_t signals;
     sigemptyset(&signals);
@@ -578,8 +596,8 @@ int server_run(const server_config_t *c)
 
     char addr[INET6_ADDRSTRLEN + 16];
     int fd = listen_on(s, addr, sizeof addr);
-    if (fd < 0 || recover(s) != 0 || store_start(&s->store, on_durable, s) != 0 ||
-        start_defenses(s) != 0 || arm_fault(s) != 0 || (s->daemon = start_http(s, fd)) == NULL) {
+    if (fd < 0 || server_start(s, true) != 0 || arm_fault(s) != 0 ||
+        (s->daemon = start_http(s, fd)) == NULL) {
         if (fd >= 0 && s->daemon == NULL) {
             close(fd);
         }
