@@ -4,7 +4,8 @@
 #   make demo   build, then serve the demo shop on 127.0.0.1:8080
 #   make test   build with address+undefined sanitizers in build/asan, run every test
 #   make bench  build, run the benchmarks, print the figures
-#   make fuzz   build the libFuzzer targets (clang) into build/fuzz
+#   make fuzz   build the libFuzzer targets (clang) into build/fuzz (their sources
+#               say how to run them; `make test` replays fuzz/corpus/http)
 .PHONY: all deps demo test bench fuzz clean
 
 JOBS ?= $(shell nproc)
