@@ -132,12 +132,38 @@ void jw_arr_end(json_out_t *j)
     close_(j, "]");
 }
 
+/* The length of the UTF-8 sequence at s (RFC 3629: no overlong forms, no
+ * surrogates, nothing past U+10FFFF), or 0 if it is not one. */
+static size_t utf8_sequence(const unsigned char *s, size_t left)
+{
+    unsigned char c = s[0];
+    size_t n = c < 0x80 ? 1 : c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3
+                            : c >= 0xf0 && c <= 0xf4 ? 4
+                                                     : 0;
+    if (n == 0 || n > left) {
+        return 0;
+    }
+    /* The second byte's range depends on the first; the rest are 80-BF. */
+    unsigned char lo = c == 0xe0 ? 0xa0 : c == 0xf0 ? 0x90 : 0x80;
+    unsigned char hi = c == 0xed ? 0x9f : c == 0xf4 ? 0x8f : 0xbf;
+    for (size_t i = 1; i < n; i++) {
+        if (s[i] < (i == 1 ? lo : 0x80) || s[i] > (i == 1 ? hi : 0xbf)) {
+            return 0;
+        }
+    }
+    return n;
+}
+
+/* A JSON string. Text cut short to fit a message can end in part of a
+ * character, and a reply must stay valid UTF-8 whatever it quotes: a byte
+ * that starts no valid sequence is written as U+FFFD. */
 static void escaped(json_out_t *j, const char *s, size_t len)
 {
     reserve(j, len + 2);
     jw_raw(j, "\"", 1);
-    for (size_t i = 0; i < len; i++) {
+    for (size_t i = 0; i < len;) {
         unsigned char c = (unsigned char)s[i];
+        size_t n = utf8_sequence((const unsigned char *)s + i, len - i);
         if (c == '"' || c == '\\') {
             char pair[2] = {'\\', (char)c};
             jw_raw(j, pair, 2);
@@ -145,9 +171,12 @@ static void escaped(json_out_t *j, const char *s, size_t len)
             char u[8];
             snprintf(u, sizeof u, "\\u%04x", c);
             jw_raw(j, u, 6);
+        } else if (n == 0) {
+            jw_raw(j, "\xef\xbf\xbd", 3);
         } else {
-            jw_raw(j, (const char *)&c, 1);
+            jw_raw(j, s + i, n);
         }
+        i += n > 0 ? n : 1;
     }
     jw_raw(j, "\"", 1);
 }
