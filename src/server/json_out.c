@@ -154,30 +154,48 @@ static size_t utf8_sequence(const unsigned char *s, size_t left)
     return n;
 }
 
-/* A JSON string. Text cut short to fit a message can end in part of a
- * character, and a reply must stay valid UTF-8 whatever it quotes: a byte
- * that starts no valid sequence is written as U+FFFD. */
+/* How many bytes at s go into a JSON string as they are: a printable ASCII
+ * character but '"' and '\\', or a whole UTF-8 sequence; 0 for a byte that
+ * needs escaping or replacing. */
+static size_t plain_bytes(const unsigned char *s, size_t left)
+{
+    unsigned char c = s[0];
+    if (c >= 0x80) {
+        return utf8_sequence(s, left);
+    }
+    return c >= 0x20 && c != 0x7f && c != '"' && c != '\\';
+}
+
+/* A JSON string, its plain runs copied at once. Text cut short to fit a
+ * message can end in part of a character, and a reply must stay valid UTF-8
+ * whatever it quotes: a byte that starts no valid sequence is written as
+ * U+FFFD. */
 static void escaped(json_out_t *j, const char *s, size_t len)
 {
+    const unsigned char *u = (const unsigned char *)s;
     reserve(j, len + 2);
     jw_raw(j, "\"", 1);
+    size_t run = 0; /* the start of the plain bytes not yet written */
     for (size_t i = 0; i < len;) {
-        unsigned char c = (unsigned char)s[i];
-        size_t n = utf8_sequence((const unsigned char *)s + i, len - i);
-        if (c == '"' || c == '\\') {
-            char pair[2] = {'\\', (char)c};
-            jw_raw(j, pair, 2);
-        } else if (c < 0x20 || c == 0x7f) {
-            char u[8];
-            snprintf(u, sizeof u, "\\u%04x", c);
-            jw_raw(j, u, 6);
-        } else if (n == 0) {
-            jw_raw(j, "\xef\xbf\xbd", 3);
-        } else {
-            jw_raw(j, s + i, n);
+        size_t n = plain_bytes(u + i, len - i);
+        if (n > 0) {
+            i += n;
+            continue;
         }
-        i += n > 0 ? n : 1;
+        jw_raw(j, s + run, i - run);
+        if (u[i] == '"' || u[i] == '\\') {
+            char pair[2] = {'\\', (char)u[i]};
+            jw_raw(j, pair, 2);
+        } else if (u[i] < 0x20 || u[i] == 0x7f) {
+            char text[8];
+            snprintf(text, sizeof text, "\\u%04x", u[i]);
+            jw_raw(j, text, 6);
+        } else {
+            jw_raw(j, "\xef\xbf\xbd", 3);
+        }
+        run = ++i;
     }
+    jw_raw(j, s + run, len - run);
     jw_raw(j, "\"", 1);
 }
 
