@@ -10,6 +10,14 @@
  * fuzz/corpus/http stay as written.) `make test` replays fuzz/corpus/http
  * through the same checks (replay.c): an input saved there is a test.
  *
+ * For a long run add -entropic=0 -rss_limit_mb=0 -malloc_limit_mb=2048
+ * -close_fd_mask=2 and ASAN_OPTIONS=quarantine_size_mb=16: on a two-core
+ * VM that ran several times as many inputs a second. libFuzzer's RSS
+ * thread makes each munmap (a guard per input) interrupt the other core,
+ * and entropic scheduling and a 256 MB quarantine cost most of the rest.
+ * A crash's check message is then in no log: replay the crash file with
+ * the test build's fuzz_http_replay to read it.
+ *
  * An input is text, requests separated by a line "~~~":
  *
  *   PUT /v1/skus/cap?x=1           METHOD TARGET (the query is split and
