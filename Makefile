@@ -4,8 +4,13 @@
 #   make demo   build, then serve the demo shop on 127.0.0.1:8080
 #   make test   build with address+undefined sanitizers in build/asan, run every test
 #   make bench  build, run the benchmarks, print the figures
-#   make fuzz   build the libFuzzer targets (clang) into build/fuzz
-.PHONY: all deps demo test bench fuzz clean
+#   make fuzz   build the libFuzzer targets (clang) into build/fuzz (their sources
+#               say how to run them; `make test` replays fuzz/corpus/http)
+#   make torture  build (optimised, in build/torture), then kill -9 the server
+#               TORTURE_KILLS times (500) under load, checking after every restart
+#               that each acknowledged change is there (docs/DURABILITY.md); not
+#               part of `make test`: it takes twenty minutes or so
+.PHONY: all deps demo test bench fuzz torture clean
 
 JOBS ?= $(shell nproc)
 
@@ -30,6 +35,12 @@ bench: all
 
 fuzz: deps
 	./fuzz/build.sh
+
+TORTURE_KILLS ?= 500
+torture: deps
+	cmake -S . -B build/torture -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_TESTING=ON >/dev/null
+	cmake --build build/torture -j $(JOBS) --target torture
+	TORTURE_KILLS=$(TORTURE_KILLS) build/torture/tests/torture/torture
 
 clean:
 	rm -rf build

@@ -410,7 +410,7 @@ static void write_identity(json_out_t *j, const guard_identity_view_t *v)
 static bool top_args(request_t *r, guard_top_by_t *by, uint32_t *limit)
 {
     static const char *const names[] = {"held_units", "holds", "conversion"};
-    const char *by_text = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "by");
+    const char *by_text = request_value(r, MHD_GET_ARGUMENT_KIND, "by");
     *by = GUARD_TOP_HELD_UNITS;
     if (by_text != NULL) {
         int found = -1;

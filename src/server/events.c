@@ -88,7 +88,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 }
 
 /* The connection is gone: the slot is free again. */
-static void stream_free(void *cls)
+void events_stream_free(void *cls)
 {
     event_stream_t *st = cls;
     server_t *s = st->server;
@@ -139,7 +139,7 @@ void h_events(request_t *r, const route_args_t *a)
     (void)a;
     server_t *s = r->server;
     uint32_t skus[HF_EVENT_SKUS_MAX], count;
-    const char *list = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "skus");
+    const char *list = request_value(r, MHD_GET_ARGUMENT_KIND, "skus");
     lock(r);
     bool ok = parse_skus(r, list, skus, &count);
     unlock(r);
@@ -172,9 +172,10 @@ enum MHD_Result events_reply(request_t *r)
 {
     event_stream_t *st = r->stream;
     struct MHD_Response *resp =
-        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_read, st, stream_free);
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_read, st,
+                                          events_stream_free);
     if (resp == NULL) {
-        stream_free(st);
+        events_stream_free(st);
         return MHD_NO;
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");

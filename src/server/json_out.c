@@ -132,23 +132,70 @@ void jw_arr_end(json_out_t *j)
     close_(j, "]");
 }
 
-static void escaped(json_out_t *j, const char *s, size_t len)
+/* The length of the UTF-8 sequence at s (RFC 3629: no overlong forms, no
+ * surrogates, nothing past U+10FFFF), or 0 if it is not one. */
+static size_t utf8_sequence(const unsigned char *s, size_t left)
 {
-    reserve(j, len + 2);
-    jw_raw(j, "\"", 1);
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\') {
-            char pair[2] = {'\\', (char)c};
-            jw_raw(j, pair, 2);
-        } else if (c < 0x20 || c == 0x7f) {
-            char u[8];
-            snprintf(u, sizeof u, "\\u%04x", c);
-            jw_raw(j, u, 6);
-        } else {
-            jw_raw(j, (const char *)&c, 1);
+    unsigned char c = s[0];
+    size_t n = c < 0x80 ? 1 : c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3
+                            : c >= 0xf0 && c <= 0xf4 ? 4
+                                                     : 0;
+    if (n == 0 || n > left) {
+        return 0;
+    }
+    /* The second byte's range depends on the first; the rest are 80-BF. */
+    unsigned char lo = c == 0xe0 ? 0xa0 : c == 0xf0 ? 0x90 : 0x80;
+    unsigned char hi = c == 0xed ? 0x9f : c == 0xf4 ? 0x8f : 0xbf;
+    for (size_t i = 1; i < n; i++) {
+        if (s[i] < (i == 1 ? lo : 0x80) || s[i] > (i == 1 ? hi : 0xbf)) {
+            return 0;
         }
     }
+    return n;
+}
+
+/* How many bytes at s go into a JSON string as they are: a printable ASCII
+ * character but '"' and '\\', or a whole UTF-8 sequence; 0 for a byte that
+ * needs escaping or replacing. */
+static size_t plain_bytes(const unsigned char *s, size_t left)
+{
+    unsigned char c = s[0];
+    if (c >= 0x80) {
+        return utf8_sequence(s, left);
+    }
+    return c >= 0x20 && c != 0x7f && c != '"' && c != '\\';
+}
+
+/* A JSON string, its plain runs copied at once. Text cut short to fit a
+ * message can end in part of a character, and a reply must stay valid UTF-8
+ * whatever it quotes: a byte that starts no valid sequence is written as
+ * U+FFFD. */
+static void escaped(json_out_t *j, const char *s, size_t len)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    reserve(j, len + 2);
+    jw_raw(j, "\"", 1);
+    size_t run = 0; /* the start of the plain bytes not yet written */
+    for (size_t i = 0; i < len;) {
+        size_t n = plain_bytes(u + i, len - i);
+        if (n > 0) {
+            i += n;
+            continue;
+        }
+        jw_raw(j, s + run, i - run);
+        if (u[i] == '"' || u[i] == '\\') {
+            char pair[2] = {'\\', (char)u[i]};
+            jw_raw(j, pair, 2);
+        } else if (u[i] < 0x20 || u[i] == 0x7f) {
+            char text[8];
+            snprintf(text, sizeof text, "\\u%04x", u[i]);
+            jw_raw(j, text, 6);
+        } else {
+            jw_raw(j, "\xef\xbf\xbd", 3);
+        }
+        run = ++i;
+    }
+    jw_raw(j, s + run, len - run);
     jw_raw(j, "\"", 1);
 }
 

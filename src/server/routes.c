@@ -573,7 +573,7 @@ static void h_sku_get(request_t *r, const route_args_t *a)
 
 bool query_limit(request_t *r, int64_t max, int64_t def, int64_t *limit)
 {
-    const char *text = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "limit");
+    const char *text = request_value(r, MHD_GET_ARGUMENT_KIND, "limit");
     *limit = def;
     if (text != NULL) {
         char *end;
@@ -593,7 +593,7 @@ bool query_limit(request_t *r, int64_t max, int64_t def, int64_t *limit)
 /* Parses ?after=SKU&limit=N. */
 static bool list_args(request_t *r, const char **after, int64_t *limit)
 {
-    *after = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "after");
+    *after = request_value(r, MHD_GET_ARGUMENT_KIND, "after");
     if (!query_limit(r, HF_SKU_PAGE_MAX, HF_SKU_PAGE_DEFAULT, limit)) {
         return false;
     }
@@ -708,7 +708,7 @@ static bool parse_lines(request_t *r, json_t *lines, engine_hold_create_t *c)
 
 static bool parse_idem_key(request_t *r, engine_hold_create_t *c)
 {
-    const char *key = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Idempotency-Key");
+    const char *key = request_value(r, MHD_HEADER_KIND, "Idempotency-Key");
     if (key == NULL) {
         return true;
     }
@@ -814,7 +814,7 @@ static void reply_create_error(request_t *r, const guard_outcome_t *o,
  * and if good for it. */
 static void read_proof(request_t *r, guard_hold_request_t *req, uint64_t hash, int64_t now_ms)
 {
-    const char *proof = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Holdfast-Proof");
+    const char *proof = request_value(r, MHD_HEADER_KIND, "Holdfast-Proof");
     if (proof == NULL) {
         return;
     }
@@ -1186,7 +1186,7 @@ static bool authorised(request_t *r, role_t needed)
         r->role = ROLE_ADMIN; /* no keys: loopback only, and everything is allowed */
         return true;
     }
-    const char *auth = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization");
+    const char *auth = request_value(r, MHD_HEADER_KIND, "Authorization");
     role_t role = role_of(c, auth);
     r->role = role;
     if (needed == ROLE_NONE) {

@@ -689,7 +689,7 @@ static void reopen_after_full_disk(server_t *s)
 
 /* The engine's own clock: expire what is due, take carts back for buyers
  * who wait, and compact when it is time. */
-static void tick(server_t *s)
+void server_tick(server_t *s)
 {
     reopen_after_full_disk(s);
     store_snapshot_poll(&s->store, false);
@@ -715,7 +715,7 @@ static int wait_for_signal(server_t *s, const sigset_t *signals)
         if (sig == SIGTERM || sig == SIGINT) {
             return sig;
         }
-        tick(s);
+        server_tick(s);
         events_publish(s);
     }
 }
@@ -745,7 +745,7 @@ static void drain(server_t *s, int sig)
     store_close(&s->store);
 }
 
-static void server_free(server_t *s)
+void server_free(server_t *s)
 {
     listener_stop(s); /* it adds connections to the library */
     if (s->daemon != NULL) {
@@ -763,11 +763,11 @@ static void server_free(server_t *s)
     free(s);
 }
 
-int server_run(const server_config_t *c)
+server_t *server_new(const server_config_t *c)
 {
     server_t *s = calloc(1, sizeof *s);
     if (s == NULL) {
-        return 1;
+        return NULL;
     }
     s->config = *c;
     s->listen_fd = -1;
@@ -775,12 +775,31 @@ int server_run(const server_config_t *c)
     s->sku_refusals = calloc(HF_SKU_RULE_STATS_MAX, sizeof *s->sku_refusals);
     if (s->sku_refusals == NULL) {
         free(s);
-        return 1;
+        return NULL;
     }
     pthread_mutex_init(&s->engine_lock, NULL);
     pthread_mutex_init(&s->wait_lock, NULL);
     pthread_mutex_init(&s->events_lock, NULL);
     simrun_init(s);
+    return s;
+}
+
+int server_start(server_t *s, bool commit_thread)
+{
+    if (recover(s) != 0 || load_hold_key(s) != 0 ||
+        (commit_thread && store_start(&s->store, on_durable, s) != 0) ||
+        start_defenses(s) != 0 || skip_lost_ids(s) != 0) {
+        return -1;
+    }
+    return 0;
+}
+
+int server_run(const server_config_t *c)
+{
+    server_t *s = server_new(c);
+    if (s == NULL) {
+        return 1;
+    }
     /* Signals are taken by sigtimedwait on this thread only. */
     sigset_t signals;
     sigemptyset(&signals);
@@ -792,10 +811,8 @@ int server_run(const server_config_t *c)
     char addr[INET6_ADDRSTRLEN + 16];
     uint32_t fd_limit;
     int fd = listener_fit_fds(c, &fd_limit) == 0 ? listen_on(s, addr, sizeof addr) : -1;
-    if (fd < 0 || recover(s) != 0 || load_hold_key(s) != 0 ||
-        store_start(&s->store, on_durable, s) != 0 || start_defenses(s) != 0 ||
-        skip_lost_ids(s) != 0 || arm_fault(s) != 0 || (s->daemon = start_http(s)) == NULL ||
-        listener_start(s, fd, fd_limit) != 0) {
+    if (fd < 0 || server_start(s, true) != 0 || arm_fault(s) != 0 ||
+        (s->daemon = start_http(s)) == NULL || listener_start(s, fd, fd_limit) != 0) {
         if (fd >= 0 && s->listen_fd < 0) {
             close(fd);
         }

@@ -161,10 +161,17 @@ struct server_s {
     json_out_t refusals[CONNS_REFUSAL_COUNT]; /* the 503 replies sent at accept */
 };
 
+/* Where a request's headers and query arguments come from when it has no
+ * connection: the HTTP fuzz target (fuzz/fuzz_http.c) calls the handlers
+ * directly and answers their lookups from its input. */
+typedef const char *(*request_lookup_fn)(void *ctx, enum MHD_ValueKind kind, const char *key);
+
 /* A request's state across the library's calls. */
 struct request_s {
     server_t *server;
     struct MHD_Connection *conn;
+    request_lookup_fn lookup; /* NULL: look in conn */
+    void *lookup_ctx;
     char *body;
     size_t body_size;
     bool body_too_large;
@@ -191,9 +198,30 @@ struct request_s {
     bool retry_after; /* a 503 that says when to come back */
 };
 
+/* A header (MHD_HEADER_KIND) or query argument (MHD_GET_ARGUMENT_KIND) of
+ * the request, NULL if it has none. */
+static inline const char *request_value(request_t *r, enum MHD_ValueKind kind, const char *key)
+{
+    if (r->lookup != NULL) {
+        return r->lookup(r->lookup_ctx, kind, key);
+    }
+    return MHD_lookup_connection_value(r->conn, kind, key);
+}
+
 /* server.c */
 int64_t server_now_ms(server_t *s);
 int64_t server_mono_ms(void);
+/* The server without its network: server_run() listens around these, and
+ * the HTTP fuzz target drives the handlers between them. server_new() copies
+ * c (NULL if out of memory); server_start() recovers c->data_dir and starts
+ * the defenses, and the journal's commit thread if commit_thread (without
+ * it, journaled ops wait in memory and never become durable); -1 if it
+ * cannot. server_free() undoes both, whatever was reached. */
+server_t *server_new(const server_config_t *c);
+int server_start(server_t *s, bool commit_thread);
+void server_free(server_t *s);
+/* The clock thread's step: expire, reclaim, compact when due. */
+void server_tick(server_t *s);
 
 /* routes.c: dispatches a complete request and fills r->status and r->out. */
 void routes_handle(request_t *r, const char *method, const char *url);
@@ -262,6 +290,7 @@ void write_sku_defenses(const server_t *s, json_out_t *j, uint32_t sku_index);
 /* events.c: GET /v1/events, the sku totals as server-sent events */
 void h_events(request_t *r, const route_args_t *a);
 enum MHD_Result events_reply(request_t *r); /* queues r->stream's response */
+void events_stream_free(void *stream);      /* its reader is gone: the slot is free */
 void events_publish(server_t *s);           /* the clock thread, every tick */
 void events_close_all(server_t *s);         /* shutdown: end every stream */
 /* A sku as GET /v1/skus/{sku} shows it (the engine lock held). */
