@@ -30,7 +30,9 @@
  * In a target, {h} is the id of the latest hold the session made (201 from
  * POST /v1/holds, or offered on a waitlist entry shown) and {h0}..{h7} the
  * first eight; {w} and {w0}..{w7} the same for waitlist entries. So a
- * session acts on what it made without guessing opaque ids. The header
+ * session acts on what it made without guessing opaque ids. A header value
+ * {hs}, {hs3}, {ws}... is the secret of the hold or entry the same
+ * reference names (Hold-Secret: {hs} with the shop key). The header
  * "Holdfast-Proof: solve" is replaced by a solution of the latest challenge
  * (up to FUZZ_SOLVE_BITS_MAX bits), so proofs get through. The keys are
  * "shop-key" and "admin-key". With FUZZ_HTTP_TRACE set in the environment
@@ -130,7 +132,8 @@ typedef struct {
 } fuzz_request_t;
 
 typedef struct {
-    char text[ENGINE_HOLD_ID_TEXT_MAX + 1];
+    char text[HOLDKEY_ID_TEXT_MAX + 1];
+    char secret[HOLDKEY_SECRET_TEXT_MAX + 1]; /* "" if the reply had none */
 } id_text_t;
 
 /* What the session saw, for the checks across requests. */
@@ -315,6 +318,32 @@ static void parse_headers(char *lines, fuzz_request_t *q)
     }
 }
 
+/* A header value "{hs}", "{hs3}", "{ws}" or "{ws0}" becomes the secret of
+ * the hold or waitlist entry {h}, {h3}, {w} or {w0} names, so a session
+ * with the shop key can act on its own holds. */
+static void fill_secrets(const session_t *ss, fuzz_request_t *q)
+{
+    for (uint32_t i = 0; i < q->header_count; i++) {
+        const char *v = q->headers[i].value;
+        if (v[0] != '{' || (v[1] != 'h' && v[1] != 'w') || v[2] != 's') {
+            continue;
+        }
+        char ref[8]; /* "h}" or "h3}": the id reference, without the 's' */
+        snprintf(ref, sizeof ref, "%c%s", v[1], v + 3);
+        const char *at = ref;
+        const char *id = id_reference(ss, &at);
+        if (id == NULL || *at != '\0') {
+            continue;
+        }
+        const id_text_t *ids = v[1] == 'h' ? ss->holds : ss->waits;
+        for (uint32_t k = 0; k <= FUZZ_IDS_MAX; k++) {
+            if (ids[k].text == id) {
+                q->headers[i].value = ids[k].secret;
+            }
+        }
+    }
+}
+
 /* "Holdfast-Proof: solve" becomes a proof of the latest challenge. */
 static void solve_proof(const session_t *ss, fuzz_request_t *q)
 {
@@ -372,6 +401,7 @@ static bool parse_request(const session_t *ss, const uint8_t *data, size_t size,
     space[1 + strcspn(space + 1, "\r ")] = '\0'; /* "GET / HTTP/1.1" works too */
     parse_target(ss, space + 1, q);
     solve_proof(ss, q);
+    fill_secrets(ss, q);
     return true;
 }
 
@@ -425,7 +455,8 @@ static bool code_fits(int status, const char *code)
     } table[] = {
         {400, " invalid_json invalid_field unknown_field "},
         {401, " unauthorized "},
-        {403, " forbidden "},
+        {403, " forbidden hold_secret_required hold_secret_wrong waitlist_secret_required "
+              "waitlist_secret_wrong "},
         {404, " not_found "},
         {405, " method_not_allowed "},
         {409, " insufficient_stock stock_below_committed hold_committed waitlist_off "
@@ -436,7 +467,7 @@ static bool code_fits(int status, const char *code)
         {428, " challenge_required "},
         {429, " policy_denied "},
         {431, " header_too_large "},
-        {503, " overloaded storage_unavailable "},
+        {503, " overloaded storage_unavailable outcome_unknown "},
     };
     char word[64];
     if (strlen(code) + 3 > sizeof word || strspn(code, "abcdefghijklmnopqrstuvwxyz_") !=
@@ -632,15 +663,18 @@ static void check_streams(session_t *ss, const fuzz_request_t *q, const request_
     pthread_mutex_unlock(&s->events_lock);
 }
 
-static void remember_id(id_text_t *ids, uint32_t *count, const char *id)
+static void remember_id(id_text_t *ids, uint32_t *count, const char *id, const char *secret)
 {
     if (strlen(id) >= sizeof ids[0].text) {
         return;
     }
+    id_text_t t;
+    snprintf(t.text, sizeof t.text, "%s", id);
+    snprintf(t.secret, sizeof t.secret, "%s", secret != NULL ? secret : "");
     if (*count < FUZZ_IDS_MAX) {
-        snprintf(ids[(*count)++].text, sizeof ids[0].text, "%s", id);
+        ids[(*count)++] = t;
     }
-    snprintf(ids[FUZZ_IDS_MAX].text, sizeof ids[0].text, "%s", id);
+    ids[FUZZ_IDS_MAX] = t;
 }
 
 /* An Idempotency-Key makes one hold: a 201 for it names the first one,
@@ -691,15 +725,18 @@ static void check_success(session_t *ss, const fuzz_request_t *q, const request_
         CHECK(r->replayed != NULL || strcmp(state, "active") == 0 ||
                   strcmp(state, "committed") == 0,
               "a new hold is active, or committed when bought now");
-        remember_id(ss->holds, &ss->hold_count, id);
+        remember_id(ss->holds, &ss->hold_count, id,
+                    json_string_value(json_object_get(doc, "secret")));
         check_idempotency(ss, q, r, id);
     } else if (strcmp(route, "/v1/skus/*/waitlist") == 0) {
         CHECK(r->status == 201 && id != NULL, "a waitlist entry made is shown");
-        remember_id(ss->waits, &ss->wait_count, id);
+        remember_id(ss->waits, &ss->wait_count, id,
+                    json_string_value(json_object_get(doc, "secret")));
     }
     const char *offered = json_string_value(json_object_get(json_object_get(doc, "hold"), "id"));
     if (offered != NULL) { /* a waitlist entry's offer: a hold to commit or release */
-        remember_id(ss->holds, &ss->hold_count, offered);
+        remember_id(ss->holds, &ss->hold_count, offered,
+                    json_string_value(json_object_get(json_object_get(doc, "hold"), "secret")));
     }
 }
 

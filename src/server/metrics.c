@@ -264,7 +264,8 @@ static void render_defenses(const defense_figures_t *d, json_out_t *o)
 
 static void render_connections(server_t *s, json_out_t *o)
 {
-    conns_stats_t st = conns_stats(&s->conns);
+    /* A server without its network (the HTTP fuzz target) has no table. */
+    conns_stats_t st = s->conns_ready ? conns_stats(&s->conns) : (conns_stats_t){0};
     jw_rawf(o,
             "# HELP holdfast_connections Open connections.\n"
             "# TYPE holdfast_connections gauge\nholdfast_connections %u\n"

@@ -901,8 +901,7 @@ bool secret_allows(request_t *r, holdkey_kind_t kind, uint64_t id)
 {
     server_t *s = r->server;
     char message[160];
-    const char *sent =
-        MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, secret_wire[kind].header);
+    const char *sent = request_value(r, MHD_HEADER_KIND, secret_wire[kind].header);
     if (sent != NULL && holdkey_secret_matches(&s->holdkey, kind, id, sent)) {
         count_secret(r, kind, SECRET_GOOD);
         return true;
@@ -1175,7 +1174,7 @@ bool routes_for_operator(request_t *r, const char *url)
     if (c->admin_key[0] == '\0') {
         return false; /* no keys: nobody is known to be the operator */
     }
-    const char *auth = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization");
+    const char *auth = request_value(r, MHD_HEADER_KIND, "Authorization");
     return role_of(c, auth) == ROLE_ADMIN;
 }
 
