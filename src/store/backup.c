@@ -32,6 +32,8 @@
 static const char *const plain_files[] = {STORE_KEY_FILE};
 
 #define BACKUP_ATTEMPTS 8
+#define BUSY_WAIT_MS 50
+#define BUSY_TRIES 200 /* 10 s */
 #define COPY_CHUNK_BYTES (1u << 20)
 
 static int64_t mono_ms(void)
@@ -89,9 +91,16 @@ static int copy_database(const char *src_path, const char *dst_path, char *err, 
     }
     sqlite3_backup *b = rc == SQLITE_OK ? sqlite3_backup_init(dst, "main", src, "main") : NULL;
     if (b != NULL) {
+        /* Busy only while a writer holds a lock for a moment; bounded, so a
+         * database that stays locked is reported instead of waited on. */
+        int tries = 0;
         do {
             rc = sqlite3_backup_step(b, -1);
-        } while (rc == SQLITE_BUSY || rc == SQLITE_LOCKED || rc == SQLITE_OK);
+            if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) {
+                sqlite3_sleep(BUSY_WAIT_MS);
+            }
+        } while ((rc == SQLITE_BUSY || rc == SQLITE_LOCKED || rc == SQLITE_OK) &&
+                 ++tries < BUSY_TRIES);
         rc = sqlite3_backup_finish(b) == SQLITE_OK && rc == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
     } else if (rc == SQLITE_OK) {
         rc = SQLITE_ERROR;
