@@ -21,6 +21,9 @@
 #ifndef HF_VERSION
 #define HF_VERSION "dev"
 #endif
+#ifndef HF_COMMIT
+#define HF_COMMIT "unknown"
+#endif
 
 static const char usage_main[] =
     "holdfast - inventory holds that are correct, fast and hard to hoard\n"
@@ -584,7 +587,7 @@ int server_main(int argc, char **argv)
         return argc < 2 ? 2 : 0;
     }
     if (strcmp(argv[1], "--version") == 0) {
-        printf("holdfast %s\n", HF_VERSION);
+        printf("holdfast %s (commit %s)\n", HF_VERSION, HF_COMMIT);
         return 0;
     }
     if (strcmp(argv[1], "solve") == 0) {

@@ -138,17 +138,21 @@ static void render_journal(server_t *s, json_out_t *o)
     jw_rawf(o,
               "holdfast_journal_commit_seconds_sum %.6f\n"
               "holdfast_journal_commit_seconds_count %llu\n"
-              "# TYPE holdfast_journal_records_total counter\n"
+              "# HELP holdfast_journal_records_total Records (applied ops) made durable.\n"
+            "# TYPE holdfast_journal_records_total counter\n"
               "holdfast_journal_records_total %llu\n"
-              "# TYPE holdfast_journal_bytes_total counter\n"
+              "# HELP holdfast_journal_bytes_total Bytes of records made durable.\n"
+            "# TYPE holdfast_journal_bytes_total counter\n"
               "holdfast_journal_bytes_total %llu\n"
-              "# TYPE holdfast_journal_snapshots_total counter\n"
+              "# HELP holdfast_journal_snapshots_total Snapshots adopted by the journal.\n"
+            "# TYPE holdfast_journal_snapshots_total counter\n"
               "holdfast_journal_snapshots_total %llu\n"
               "# HELP holdfast_journal_failed 1 once the journal has failed (writes refused).\n"
               "# TYPE holdfast_journal_failed gauge\nholdfast_journal_failed %d\n"
               "# HELP holdfast_recovery_seconds How long the last start-up recovery took.\n"
               "# TYPE holdfast_recovery_seconds gauge\nholdfast_recovery_seconds %.3f\n"
-              "# TYPE holdfast_recovery_records gauge\nholdfast_recovery_records %llu\n"
+              "# HELP holdfast_recovery_records Records the last start-up recovery read (snapshot and journal).\n"
+            "# TYPE holdfast_recovery_records gauge\nholdfast_recovery_records %llu\n"
               "# HELP holdfast_recovery_timestamp_seconds When the last recovery ran.\n"
               "# TYPE holdfast_recovery_timestamp_seconds gauge\n"
               "holdfast_recovery_timestamp_seconds %.3f\n",
@@ -219,6 +223,7 @@ static void render_defenses(const defense_figures_t *d, json_out_t *o)
                "# TYPE holdfast_policy_challenges_total counter\n");
     render_rules(g->challenges, "holdfast_policy_challenges_total", o);
     jw_rawf(o,
+            "# HELP holdfast_proofs_total Proofs of work by outcome (stale: issued at a lower price than now asked).\n"
             "# TYPE holdfast_proofs_total counter\n"
             "holdfast_proofs_total{outcome=\"accepted\"} %llu\n"
             "holdfast_proofs_total{outcome=\"refused\"} %llu\n"
@@ -227,6 +232,7 @@ static void render_defenses(const defense_figures_t *d, json_out_t *o)
             "# TYPE holdfast_escalations_total counter\n"
             "holdfast_escalations_total{to=\"escalated\"} %llu\n"
             "holdfast_escalations_total{to=\"normal\"} %llu\n"
+            "# HELP holdfast_skus_escalated SKUs on stricter settings now.\n"
             "# TYPE holdfast_skus_escalated gauge\nholdfast_skus_escalated %u\n"
             "# HELP holdfast_waitlist_total Waitlist entries by event.\n"
             "# TYPE holdfast_waitlist_total counter\n"
@@ -236,13 +242,17 @@ static void render_defenses(const defense_figures_t *d, json_out_t *o)
             "holdfast_waitlist_total{event=\"expired\"} %llu\n"
             "holdfast_waitlist_total{event=\"cancelled\"} %llu\n"
             "holdfast_waitlist_total{event=\"refused\"} %llu\n"
+            "# HELP holdfast_waitlist_waiting Waitlist entries waiting now.\n"
             "# TYPE holdfast_waitlist_waiting gauge\nholdfast_waitlist_waiting %u\n"
+            "# HELP holdfast_revoked_holds_total Active holds released by identity revocations.\n"
             "# TYPE holdfast_revoked_holds_total counter\nholdfast_revoked_holds_total %llu\n"
+            "# HELP holdfast_buy_now_total Holds bought outright (buy now).\n"
             "# TYPE holdfast_buy_now_total counter\nholdfast_buy_now_total %llu\n"
             "# HELP holdfast_reclaimed_holds_total Stale carts taken back for buyers who wait.\n"
             "# TYPE holdfast_reclaimed_holds_total counter\nholdfast_reclaimed_holds_total %llu\n"
             "# HELP holdfast_reclaimed_units_total Units those carts held.\n"
             "# TYPE holdfast_reclaimed_units_total counter\nholdfast_reclaimed_units_total %llu\n"
+            "# HELP holdfast_identities Identities (customers, IP prefixes, fingerprints) tracked now.\n"
             "# TYPE holdfast_identities gauge\nholdfast_identities %u\n",
             (unsigned long long)g->proofs_accepted, (unsigned long long)g->proofs_refused,
             (unsigned long long)g->proofs_stale,
@@ -300,6 +310,13 @@ static void render_connections(server_t *s, json_out_t *o)
     }
 }
 
+#ifndef HF_VERSION
+#define HF_VERSION "dev"
+#endif
+#ifndef HF_COMMIT
+#define HF_COMMIT "unknown"
+#endif
+
 void metrics_render(server_t *s, json_out_t *o)
 {
     defense_figures_t *d = malloc(sizeof *d);
@@ -319,4 +336,10 @@ void metrics_render(server_t *s, json_out_t *o)
     free(d);
     render_journal(s, o);
     render_connections(s, o);
+    /* Both values are tokens checked at build time: no escaping needed. */
+    jw_rawf(o,
+            "# HELP holdfast_build_info The version and commit of this server; always 1.\n"
+            "# TYPE holdfast_build_info gauge\n"
+            "holdfast_build_info{version=\"%s\",commit=\"%s\"} 1\n",
+            HF_VERSION, HF_COMMIT);
 }

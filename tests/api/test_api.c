@@ -271,12 +271,22 @@ static void test_metrics_follow_holds_and_requests(void **state)
     char *before = scrape(fx);
     const char *names[] = {"holdfast_http_requests_total", "holdfast_holds_total",
                            "holdfast_units{state=\"held\"}", "holdfast_journal_commit_seconds",
-                           "# TYPE holdfast_"};
+                           "# TYPE holdfast_", "holdfast_build_info{version=\""};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         if (strstr(before, names[i]) == NULL) {
             fprintf(stderr, "metrics lack %s:\n%.3000s\n", names[i], before);
         }
         assert_non_null(strstr(before, names[i]));
+    }
+    /* Every metric says what it is: a # TYPE line has its # HELP. */
+    for (const char *t = strstr(before, "# TYPE "); t != NULL; t = strstr(t + 1, "# TYPE ")) {
+        char name[128], help[160];
+        assert_int_equal(sscanf(t, "# TYPE %127s", name), 1);
+        snprintf(help, sizeof help, "# HELP %s ", name);
+        if (strstr(before, help) == NULL) {
+            fprintf(stderr, "metric %s has no # HELP\n", name);
+        }
+        assert_non_null(strstr(before, help));
     }
     assert_true(metric(before, "holdfast_units{state=\"held\"}") == 0);
     put_sku(fx, "cap-red", 10, 201);
@@ -1747,7 +1757,14 @@ static void test_cli_version_and_help_exit_zero(void **state)
     assert_non_null(res);
     const char *version[] = {"--version", NULL};
     assert_int_equal(hf_run(version, 10000, res), 0);
-    assert_true(strchr(res->out, '.') != NULL || strchr(res->err, '.') != NULL);
+    /* "holdfast MAJOR.MINOR.PATCH (commit C)": a semantic version and the
+     * commit it was built from. */
+    unsigned major, minor, patch;
+    char commit[64];
+    assert_int_equal(sscanf(res->out, "holdfast %u.%u.%u (commit %63[^)])", &major, &minor,
+                            &patch, commit),
+                     4);
+    assert_true(strlen(commit) > 0);
     const char *help[] = {"--help", NULL};
     assert_int_equal(hf_run(help, 10000, res), 0);
     assert_true(strstr(res->out, "serve") != NULL || strstr(res->err, "serve") != NULL);
