@@ -10,7 +10,7 @@
 static void print_recovery(const char *dir, const store_recovery_t *info)
 {
     printf("data directory: %s\n", dir);
-    printf("readable: up to record %llu (%llu from the snapshot's records, %llu journal "
+    printf("readable: up to record %llu (a snapshot of %llu records, then %llu journal "
            "records)\n",
            (unsigned long long)info->last_seq, (unsigned long long)info->snapshot_records,
            (unsigned long long)info->journal_records);
