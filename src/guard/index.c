@@ -6,14 +6,11 @@
 #include <assert.h>
 #include <stdbool.h>
 
+#include "hf_mix.h"
+
 uint64_t index_mix64(uint64_t x)
 {
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ull;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebull;
-    x ^= x >> 31;
-    return x;
+    return hf_mix64(x);
 }
 
 uint64_t index_hash_bytes(uint64_t h, const void *data, size_t len)

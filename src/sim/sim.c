@@ -9,6 +9,8 @@
  */
 #include "sim.h"
 
+#include "hf_mix.h"
+
 #include <assert.h>
 #include <math.h>
 #include <stdlib.h>
@@ -24,18 +26,10 @@ typedef struct {
     uint64_t s[4];
 } rng_t;
 
-static uint64_t splitmix(uint64_t *x)
-{
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 static void rng_seed(rng_t *r, uint64_t seed)
 {
     for (int i = 0; i < 4; i++) {
-        r->s[i] = splitmix(&seed);
+        r->s[i] = hf_splitmix64(&seed);
     }
 }
 

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hf_mix.h"
+
 void record_buf_reserve(store_buf_t *b, size_t more)
 {
     if (b->size + more <= b->capacity) {
@@ -32,33 +34,23 @@ void record_buf_free(store_buf_t *b)
     memset(b, 0, sizeof *b);
 }
 
-/* A 64-bit mix of the splitmix64 finaliser: every input bit reaches every
- * output bit, so one flipped bit changes about half of the result. */
-static uint64_t chain_mix(uint64_t h)
-{
-    h ^= h >> 30;
-    h *= 0xbf58476d1ce4e5b9ull;
-    h ^= h >> 27;
-    h *= 0x94d049bb133111ebull;
-    return h ^ (h >> 31);
-}
 
 uint64_t record_chain(uint64_t prev_chain, uint64_t first_seq, uint64_t count,
                       const uint8_t *body, size_t size)
 {
-    uint64_t h = chain_mix(prev_chain ^ 0x9e3779b97f4a7c15ull);
-    h = chain_mix(h ^ first_seq);
-    h = chain_mix(h ^ count);
-    h = chain_mix(h ^ (uint64_t)size);
+    uint64_t h = hf_mix64(prev_chain ^ 0x9e3779b97f4a7c15ull);
+    h = hf_mix64(h ^ first_seq);
+    h = hf_mix64(h ^ count);
+    h = hf_mix64(h ^ (uint64_t)size);
     size_t i = 0;
     for (; i + 8 <= size; i += 8) {
-        h = chain_mix(h ^ record_le64_get(body + i)); /* the same on every machine */
+        h = hf_mix64(h ^ record_le64_get(body + i)); /* the same on every machine */
     }
     uint64_t tail = 0;
     for (size_t k = 0; i + k < size; k++) {
         tail |= (uint64_t)body[i + k] << (8 * k);
     }
-    return chain_mix(h ^ tail);
+    return hf_mix64(h ^ tail);
 }
 
 static void put_bytes(store_buf_t *b, const void *p, size_t n)

@@ -44,6 +44,8 @@
 /* cmocka.h needs the four headers above first. */
 #include <cmocka.h>
 
+#include "hf_mix.h"
+
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -88,10 +90,7 @@ typedef struct {
 
 static uint64_t rng_next(rng_t *r)
 {
-    uint64_t z = (r->s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
+    return hf_splitmix64(&r->s);
 }
 
 static uint64_t rng_below(rng_t *r, uint64_t n)

@@ -21,6 +21,7 @@
 
 #include <cmocka.h>
 
+#include "hf_mix.h"
 #include "conns.h"
 
 #define MAX 8
@@ -56,11 +57,7 @@ typedef struct {
 
 static uint64_t next(drive_t *d)
 {
-    d->rng += 0x9e3779b97f4a7c15ull;
-    uint64_t z = d->rng;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
+    return hf_splitmix64(&d->rng);
 }
 
 static void where(const drive_t *d, const char *what)

@@ -38,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hf_mix.h"
 #include "hf_test_http.h"
 
 #define TORTURE_SKUS 8
@@ -109,10 +110,7 @@ typedef struct {
 
 static uint64_t next_random(uint64_t *state)
 {
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
+    return hf_splitmix64(state);
 }
 
 static uint32_t below(uint64_t *state, uint32_t n)
