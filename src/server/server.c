@@ -151,15 +151,13 @@ static enum MHD_Result reply_or_wait(request_t *r)
 {
     server_t *s = r->server;
     pthread_mutex_lock(&s->wait_lock);
-    bool go = store_reply_may_go(&s->store, r->seq, server_mono_ms());
-    if ((!go && store_failed(&s->store)) ||
-        (r->seq > 0 && r->generation != store_generation(&s->store))) {
-        /* Failed, or reopened since this reply was made: the state it
-         * shows was computed on a guard that is gone. */
+    store_reply_t state = store_reply_state(&s->store, r->seq, r->generation, server_mono_ms());
+    if (state == STORE_REPLY_UNKNOWN) {
+        /* Failed first, or reopened since this reply was made: the state
+         * it shows was computed on a guard that is gone. */
         reply_unknown(r);
-        go = true;
     }
-    if (go) {
+    if (state != STORE_REPLY_WAIT) {
         pthread_mutex_unlock(&s->wait_lock);
         return send_reply(r);
     }

@@ -557,14 +557,6 @@ uint64_t store_appended_seq_of(store_t *s, uint64_t *generation)
     return v;
 }
 
-uint64_t store_generation(store_t *s)
-{
-    pthread_mutex_lock(&s->lock);
-    uint64_t v = s->generation;
-    pthread_mutex_unlock(&s->lock);
-    return v;
-}
-
 int store_recover_readable(store_t *s, guard_t *g, int64_t now_ms, store_recovery_t *info,
                            char *err, size_t err_size)
 {
@@ -703,17 +695,39 @@ bool store_failed(store_t *s)
     return v;
 }
 
-bool store_reply_may_go(store_t *s, uint64_t seq, int64_t mono_ms)
+/* Under s->lock. */
+static bool may_go(const store_t *s, uint64_t seq, int64_t mono_ms)
 {
-    pthread_mutex_lock(&s->lock);
     bool go = seq <= s->durable_seq;
     if (!go && !s->failed && s->durability == STORE_RELAXED) {
         int64_t oldest = s->inflight_since_ms < s->pending_since_ms ? s->inflight_since_ms
                                                                     : s->pending_since_ms;
         go = oldest == INT64_MAX || mono_ms - oldest < HF_RELAXED_FLUSH_MS / 2;
     }
+    return go;
+}
+
+bool store_reply_may_go(store_t *s, uint64_t seq, int64_t mono_ms)
+{
+    pthread_mutex_lock(&s->lock);
+    bool go = may_go(s, seq, mono_ms);
     pthread_mutex_unlock(&s->lock);
     return go;
+}
+
+store_reply_t store_reply_state(store_t *s, uint64_t seq, uint64_t generation, int64_t mono_ms)
+{
+    pthread_mutex_lock(&s->lock);
+    store_reply_t v = STORE_REPLY_WAIT;
+    if (seq > 0 && generation != s->generation) {
+        v = STORE_REPLY_UNKNOWN;
+    } else if (may_go(s, seq, mono_ms)) {
+        v = STORE_REPLY_GO;
+    } else if (s->failed) {
+        v = STORE_REPLY_UNKNOWN;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return v;
 }
 
 bool store_wants_snapshot(store_t *s)

@@ -175,7 +175,6 @@ uint64_t store_append(store_t *s, const guard_op_t *op, int64_t mono_ms);
 uint64_t store_appended_seq(store_t *s);
 /* The same, and the generation it belongs to (see store_reopen). */
 uint64_t store_appended_seq_of(store_t *s, uint64_t *generation);
-uint64_t store_generation(store_t *s);
 uint64_t store_durable_seq(store_t *s);
 bool store_failed(store_t *s);
 /* Failed only because the disk was full: the files are as the last good
@@ -184,6 +183,17 @@ bool store_failed(store_t *s);
 bool store_failed_for_space(store_t *s);
 /* Whether dir's disk has room for the journal to go on (tens of MiB). */
 bool store_has_room(const char *dir);
+
+typedef enum {
+    STORE_REPLY_GO,      /* the journal covers it (or relaxed mode allows it) */
+    STORE_REPLY_WAIT,    /* not yet: park it until on_durable says so */
+    STORE_REPLY_UNKNOWN, /* never: the store failed first, or was reopened since */
+} store_reply_t;
+
+/* What a reply revealing state up to seq, taken in generation (from
+ * store_appended_seq_of; seq 0 reveals nothing), may do now: the server's
+ * one look at the store per reply. */
+store_reply_t store_reply_state(store_t *s, uint64_t seq, uint64_t generation, int64_t mono_ms);
 
 /* Whether a reply revealing state up to seq may be sent now (see above). */
 bool store_reply_may_go(store_t *s, uint64_t seq, int64_t mono_ms);

@@ -629,6 +629,30 @@ static void test_failed_journal_refuses_writes_for_good(void **state)
     fixture_free(f);
 }
 
+/* A reply's one look at the store: wait until its seq is durable, never
+ * for a seq of another generation (a reopened store) or of a failed one;
+ * a reply that reveals nothing (seq 0) goes. */
+static void test_a_reply_waits_goes_or_is_unknown(void **state)
+{
+    (void)state;
+    fixture_t *f = fixture_new();
+    put_sku(f, 0, "cap-red", 10);
+    wait_durable(&f->wait, f->last_seq);
+    uint64_t gen;
+    uint64_t seq = store_appended_seq_of(&f->store, &gen);
+    assert_int_equal(store_reply_state(&f->store, seq, gen, 0), STORE_REPLY_GO);
+    assert_int_equal(store_reply_state(&f->store, seq, gen + 1, 0), STORE_REPLY_UNKNOWN);
+    assert_int_equal(store_reply_state(&f->store, 0, gen + 1, 0), STORE_REPLY_GO);
+    assert_int_equal(store_reply_state(&f->store, seq + 1, gen, 0), STORE_REPLY_WAIT);
+    store_fail_after(&f->store, seq);
+    hold(f, 1, "u-1", "cap-red", 1, 60000, NULL);
+    wait_durable(&f->wait, f->last_seq);
+    assert_int_equal(store_reply_state(&f->store, f->last_seq, gen, 0), STORE_REPLY_UNKNOWN);
+    assert_int_equal(store_reply_state(&f->store, seq, gen, 0), STORE_REPLY_GO);
+    fixture_close(f);
+    fixture_free(f);
+}
+
 static void test_relaxed_replies_wait_once_the_journal_lags_50_ms(void **state)
 {
     (void)state;
@@ -1030,6 +1054,7 @@ int main(void)
         cmocka_unit_test(test_adopting_a_snapshot_keeps_a_newer_one),
         cmocka_unit_test(test_recovery_refuses_a_damaged_snapshot),
         cmocka_unit_test(test_failed_journal_refuses_writes_for_good),
+        cmocka_unit_test(test_a_reply_waits_goes_or_is_unknown),
         cmocka_unit_test(test_relaxed_replies_wait_once_the_journal_lags_50_ms),
         cmocka_unit_test(test_recovery_refuses_a_damaged_journal),
         cmocka_unit_test(test_snapshot_decoder_survives_every_damaged_byte),
