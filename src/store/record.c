@@ -1,14 +1,25 @@
 /*
  * record.c - encoding and decoding of journal and snapshot records.
  */
+#define _GNU_SOURCE /* mremap */
 #include "record.h"
 
 #include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "hf_mix.h"
+
+/* The mapped buffer's growth: async-signal-safe system calls only. */
+static uint8_t *grow_mapped(const store_buf_t *b, size_t capacity)
+{
+    void *p = b->data == NULL
+                  ? mmap(NULL, capacity, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+                  : mremap(b->data, b->capacity, capacity, MREMAP_MAYMOVE);
+    return p == MAP_FAILED ? NULL : p;
+}
 
 void record_buf_reserve(store_buf_t *b, size_t more)
 {
@@ -19,7 +30,7 @@ void record_buf_reserve(store_buf_t *b, size_t more)
     while (capacity < b->size + more) {
         capacity *= 2;
     }
-    uint8_t *data = realloc(b->data, capacity);
+    uint8_t *data = b->mapped ? grow_mapped(b, capacity) : realloc(b->data, capacity);
     if (data == NULL) {
         fprintf(stderr, "level=fatal msg=\"out of memory in the journal buffer\"\n");
         abort();
@@ -30,7 +41,11 @@ void record_buf_reserve(store_buf_t *b, size_t more)
 
 void record_buf_free(store_buf_t *b)
 {
-    free(b->data);
+    if (b->mapped && b->data != NULL) {
+        munmap(b->data, b->capacity);
+    } else if (!b->mapped) {
+        free(b->data);
+    }
     memset(b, 0, sizeof *b);
 }
 

@@ -63,12 +63,13 @@ static int write_all(int fd, const uint8_t *p, size_t n)
     return 0;
 }
 
-int snapshot_write(const char *dir, const guard_t *g, uint64_t seq)
+/* With mapped, the body's buffer never touches malloc (see store_buf_t). */
+static int write_snapshot(const char *dir, const guard_t *g, uint64_t seq, bool mapped)
 {
     char tmp[PATH_MAX], final[PATH_MAX];
     path_of(tmp, sizeof tmp, dir, seq, "tmp");
     path_of(final, sizeof final, dir, seq, "bin");
-    store_buf_t body = {0};
+    store_buf_t body = {.mapped = mapped};
     record_encode_snapshot(&body, g);
     uint8_t header[HEADER_BYTES];
     memcpy(header, MAGIC, 8);
@@ -94,6 +95,11 @@ int snapshot_write(const char *dir, const guard_t *g, uint64_t seq)
     return ok ? 0 : -1;
 }
 
+int snapshot_write(const char *dir, const guard_t *g, uint64_t seq)
+{
+    return write_snapshot(dir, g, seq, false);
+}
+
 pid_t snapshot_fork(const char *dir, const guard_t *g, uint64_t seq)
 {
     pid_t pid = fork();
@@ -102,7 +108,7 @@ pid_t snapshot_fork(const char *dir, const guard_t *g, uint64_t seq)
     }
     /* The child holds no sockets open for the server's clients. */
     close_range(3, UINT_MAX, 0);
-    _exit(snapshot_write(dir, g, seq) == 0 ? 0 : 1);
+    _exit(write_snapshot(dir, g, seq, true) == 0 ? 0 : 1);
 }
 
 void snapshot_path(char *out, size_t size, const char *dir, uint64_t seq)

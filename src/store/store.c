@@ -37,6 +37,9 @@
 #include "mark.h"
 #include "record.h"
 #include "snapshot.h"
+#include <poll.h>
+#include <signal.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 
 #define STORE_FORMAT 2
@@ -742,6 +745,9 @@ bool store_wants_snapshot(store_t *s)
 /* Room on the data directory's disk for a snapshot as large as the last
  * one and a quarter more, plus this much for the journal meanwhile. */
 #define STORE_SPARE_BYTES (64ll << 20)
+/* A snapshot of a large state takes seconds; one that takes this long at a
+ * stop is stuck, and a stop must end. */
+#define SNAPSHOT_WAIT_MS_MAX 30000
 
 bool store_failed_for_space(store_t *s)
 {
@@ -801,13 +807,40 @@ void store_snapshot(store_t *s, const guard_t *g)
     pthread_mutex_unlock(&s->lock);
 }
 
+/* Waits for the snapshot child at most SNAPSHOT_WAIT_MS_MAX, then kills it:
+ * a stop or a reopen must never hang on an optimisation. Its file is then
+ * left unfinished (.tmp, removed at the next start) and the journal keeps
+ * everything. Returns waitpid's result. */
+static pid_t wait_snapshot_child(pid_t pid, int *status)
+{
+    int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (fd >= 0) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int n;
+        while ((n = poll(&p, 1, SNAPSHOT_WAIT_MS_MAX)) < 0 && errno == EINTR) {
+        }
+        close(fd);
+        if (n == 0) {
+            fprintf(stderr, "level=warn msg=\"the snapshot child did not finish within %d ms; "
+                            "stopping it (the journal keeps everything)\" pid=%d\n",
+                    SNAPSHOT_WAIT_MS_MAX, (int)pid);
+            kill(pid, SIGKILL);
+        }
+    }
+    pid_t got;
+    while ((got = waitpid(pid, status, 0)) < 0 && errno == EINTR) {
+    }
+    return got;
+}
+
 void store_snapshot_poll(store_t *s, bool wait)
 {
     pthread_mutex_lock(&s->lock);
     pid_t pid = s->snapshot_pid;
     pthread_mutex_unlock(&s->lock);
     int status;
-    if (pid == 0 || waitpid(pid, &status, wait ? 0 : WNOHANG) != pid) {
+    if (pid == 0 ||
+        (wait ? wait_snapshot_child(pid, &status) : waitpid(pid, &status, WNOHANG)) != pid) {
         return;
     }
     bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;

@@ -74,6 +74,10 @@ typedef struct {
 typedef struct {
     uint8_t *data;
     size_t size, capacity;
+    /* Grown with mmap/mremap instead of malloc: a snapshot child, forked
+     * from a threaded process, may find malloc's (or a sanitizer's) locks
+     * held by a thread that no longer exists there. */
+    bool mapped;
 } store_buf_t;
 
 typedef struct store_s {

@@ -341,6 +341,30 @@ static void test_records_round_trip_every_op_kind(void **state)
     record_buf_free(&b);
 }
 
+/* A snapshot child's buffer grows by mapping, not malloc, and keeps its
+ * bytes across every growth, moved or not. */
+static void test_a_mapped_buffer_grows_and_keeps_its_bytes(void **state)
+{
+    (void)state;
+    store_buf_t b = {.mapped = true};
+    enum { STEPS = 5000, CHUNK = 251 }; /* ~1.2 MiB: several doublings */
+    uint8_t chunk[CHUNK];
+    for (int i = 0; i < STEPS; i++) {
+        memset(chunk, (uint8_t)i, sizeof chunk);
+        record_buf_reserve(&b, sizeof chunk);
+        memcpy(b.data + b.size, chunk, sizeof chunk);
+        b.size += sizeof chunk;
+    }
+    assert_true(b.mapped);
+    assert_int_equal(b.size, (size_t)STEPS * CHUNK);
+    for (int i = 0; i < STEPS; i++) {
+        assert_int_equal(b.data[(size_t)i * CHUNK], (uint8_t)i);
+        assert_int_equal(b.data[(size_t)i * CHUNK + CHUNK - 1], (uint8_t)i);
+    }
+    record_buf_free(&b);
+    assert_null(b.data);
+}
+
 /* A reclaim carries 1..GUARD_RECLAIM_MAX holds; a hold's newcomer flag
  * rides in its create record. Both come back as written; a count outside
  * the range, or a flag byte with other bits, is refused. */
@@ -1045,6 +1069,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_records_round_trip_every_op_kind),
+        cmocka_unit_test(test_a_mapped_buffer_grows_and_keeps_its_bytes),
         cmocka_unit_test(test_reclaim_and_newcomer_records_round_trip_at_their_edges),
         cmocka_unit_test(test_an_older_policy_record_reads_with_new_settings_at_defaults),
         cmocka_unit_test(test_decoder_refuses_damaged_records),
