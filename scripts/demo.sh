@@ -8,8 +8,9 @@ cd "$(dirname "$0")/.."
 addr="${HOLDFAST_DEMO_ADDR:-127.0.0.1:8080}"
 data="${HOLDFAST_DEMO_DATA:-./data}"
 url="http://$addr"
+bin="${HOLDFAST_BIN:-build/holdfast}" # the README's tour test runs its own build
 
-build/holdfast serve --listen "$addr" --data "$data" &
+"$bin" serve --listen "$addr" --data "$data" &
 pid=$!
 trap 'kill -TERM "$pid" 2>/dev/null || true; wait "$pid" || true; exit 0' INT TERM
 

@@ -17,7 +17,7 @@ packages=(
     libsqlite3-dev                     # the journal
     libssl-dev                         # SHA-256 for the proof of work (libcrypto)
     libcmocka-dev                      # unit tests
-    curl                               # the demo's example requests
+    curl jq                            # the demo's and the README's example requests
     wrk                                # make bench
     nodejs                             # the JS solver's test, the browser tests, npm
     clang lld                          # web/pow/pow.wasm, the browser's solver (wasm32, wasm-ld)
