@@ -339,6 +339,7 @@ static int file_capacity(server_config_t *c, const char *key, json_t *v, bool *h
         {"sku_policies_max", offsetof(guard_config_t, sku_policies_max),
          HF_SKU_POLICIES_MAX_LIMIT},
         {"proofs_max", offsetof(guard_config_t, proofs_max), HF_PROOFS_MAX_LIMIT},
+        {"audit_max", offsetof(guard_config_t, audit_max), HF_AUDIT_MAX_LIMIT},
     };
     *handled = false;
     for (size_t i = 0; i < sizeof caps / sizeof caps[0]; i++) {

@@ -56,6 +56,11 @@ observe_log_stats_t observe_log_stats(server_t *s);
 /* audit.c: marks op as an operator's change to be kept in the audit trail,
  * with the request's key id and route. Call before applying it. */
 void observe_audit(request_t *r, guard_op_t *op);
+/* The same for a hold's release or commit when it is an operator's: the
+ * admin's powers, and no Hold-Secret (the owner's calls are not audited). */
+void observe_audit_operator_hold(request_t *r, guard_op_t *op);
+/* The policy a configuration file sets at start (no key, no route). */
+void observe_audit_config(guard_op_t *op);
 /* GET /v1/audit?limit=N&next=CURSOR: the trail, newest first. */
 void h_audit_list(request_t *r, const route_args_t *a);
 

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "observe.h"
 #include "server_internal.h"
 
 #define PATH_SEGMENTS_MAX 6
@@ -551,6 +552,8 @@ static void h_sku_put(request_t *r, const route_args_t *a)
     }
     memcpy(put.engine.u.sku_put.sku, a->value[0], a->len[0]);
     put.engine.u.sku_put.sku_len = (uint8_t)a->len[0];
+    observe_audit(r, &put);
+    observe_audit(r, &policy);
     sku_put_apply(r, a, &put, put.engine.u.sku_put.stock >= 0, &policy);
 }
 
@@ -956,6 +959,7 @@ static void hold_change(request_t *r, const route_args_t *a, guard_op_t *op)
     if (!path_hold(r, a, &op->engine.u.hold.hold_id)) {
         return;
     }
+    observe_audit_operator_hold(r, op);
     guard_outcome_t o;
     lock(r);
     if (apply_op(r, op, &o)) {
@@ -1087,6 +1091,7 @@ static const route_t routes[] = {
     {"POST", "/v1/sim", ROLE_ADMIN, h_sim_start},
     {"GET", "/v1/sim", ROLE_ADMIN, h_sim_get},
     {"DELETE", "/v1/sim", ROLE_ADMIN, h_sim_stop},
+    {"GET", "/v1/audit", ROLE_ADMIN, h_audit_list},
     /* the web pages: public; what they show comes from the API above */
     {"GET", "/", ROLE_NONE, h_static},
     {"GET", "/admin", ROLE_NONE, h_static},

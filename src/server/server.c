@@ -478,6 +478,7 @@ static int start_defenses(server_t *s)
             return -1;
         }
         op = (guard_op_t){.kind = GUARD_OP_POLICY_PUT, .u.policy = s->config.policy};
+        observe_audit_config(&op);
         if (apply_own(s, &op) != 0) {
             fprintf(stderr, "level=error msg=\"cannot journal the configured policy\"\n");
             return -1;
