@@ -16,7 +16,7 @@
 #   HF_BENCH_WRK_THREADS=2     wrk threads for runs with more than 1 connection
 #   HF_BENCH_ONLY=...          space-separated groups to run (default all):
 #                              durable-hot durable-100k relaxed-hot relaxed-100k
-#                              threads1 rates compaction policy engine
+#                              threads1 rates compaction policy accesslog engine
 #
 # Every group but `policy` runs with the defenses off (the core's hold path,
 # comparable across versions); `policy` runs the same load with the default
@@ -34,7 +34,7 @@ LUA=$ROOT/bench
 SECS=${HF_BENCH_SECONDS:-10}
 ENGINE_SECS=${HF_BENCH_ENGINE_SECONDS:-2}
 WRK_THREADS=${HF_BENCH_WRK_THREADS:-2}
-ONLY=${HF_BENCH_ONLY:-durable-hot durable-100k relaxed-hot relaxed-100k threads1 rates compaction policy engine}
+ONLY=${HF_BENCH_ONLY:-durable-hot durable-100k relaxed-hot relaxed-100k threads1 rates compaction policy accesslog engine}
 T=2 # the server's default HTTP threads
 SKUS=100000
 TTL_MS=5000
@@ -144,20 +144,23 @@ POLICY_OFF='{"quantity": {"enabled": 0}, "identity": {"enabled": 0}, "budget": {
  "challenge": {"enabled": 0}, "waitlist": {"enabled": 0}, "escalation": {"enabled": 0},
  "reclaim": {"enabled": 0}}'
 
-# start_server DURABILITY THREADS [COMPACT_RECORDS [POLICY]]: a fresh server;
-# sets SERVER_PID and PORT. Compaction (a snapshot every COMPACT_RECORDS
+# start_server DURABILITY THREADS [COMPACT_RECORDS [POLICY [ACCESS_LOG]]]: a
+# fresh server; sets SERVER_PID and PORT. ACCESS_LOG is the access_log
+# setting (off, stderr, a file); without it, the default (stderr, which goes
+# to server.log here). Compaction (a snapshot every COMPACT_RECORDS
 # journal records) is off unless asked for: its stalls are measured on their
 # own. POLICY "default" keeps the default policy; otherwise the defenses are
 # off. The per-address connection cap is off: the load generators are one
 # address standing in for many clients (up to 256 connections).
 start_server() {
     local dir=$WORK/$GROUP
-    local policy=", \"policy\": $POLICY_OFF"
+    local policy=", \"policy\": $POLICY_OFF" access_log=
     [ "${4:-off}" = default ] && policy=""
+    [ -n "${5:-}" ] && access_log=", \"access_log\": \"$5\""
     mkdir -p "$dir"
     cat >"$dir/config.json" <<EOF
 {"durability": "$1", "threads": $2, "holds_max": 10000000, "skus_max": 1000000,
- "connections_per_address_max": 0, "compact_records": ${3:-0}$policy}
+ "connections_per_address_max": 0, "compact_records": ${3:-0}$policy$access_log}
 EOF
     "$BIN" serve --listen 127.0.0.1:0 --data "$dir/data" --config "$dir/config.json" \
         2>"$dir/server.log" &
@@ -442,6 +445,30 @@ if want policy; then
     wrk_holds "holds, hot sku, 100k buyers, default policy" durable $T 32 0 $BUYERS
     stop_server
     echo "   default policy keeps $(awk -v a="$PEAK_HOLDS" -v b="$OFF_HOLDS" 'BEGIN { if (b > 0) printf "%.0f%%", 100 * a / b; else print "-" }') of the throughput without it"
+    echo
+fi
+
+if want accesslog; then
+    # What the access log costs: durable holds on the hot sku, 32
+    # connections, with the log off and with it on (a file, as a server
+    # behind logrotate has it), twice each, alternating, so drift in the
+    # VM's speed falls on both. The ratio is on/off: 100% means free.
+    declare -A AL_HOLDS=([off]=0 [on]=0) AL_US=([off]=0 [on]=0)
+    for round in 1 2; do
+        for mode in off on; do
+            GROUP=durable-hot-accesslog-$mode-$round
+            where=off
+            [ $mode = on ] && where=$WORK/$GROUP/access.log
+            start_server durable $T 0 off "$where"
+            put_hot
+            wrk_holds "holds, hot sku, access log $mode" durable $T 32 0
+            AL_HOLDS[$mode]=$(awk -v a="${AL_HOLDS[$mode]}" -v b="$PEAK_HOLDS" 'BEGIN { print a + b }')
+            AL_US[$mode]=$(awk -v a="${AL_US[$mode]}" -v b="$SRV_US_PER_REQ" 'BEGIN { print a + b }')
+            [ $mode = on ] && echo "   access log: $(wc -l <"$where") lines, $(du -h "$where" | cut -f1), dropped $(metric 'holdfast_access_log_lines_total{outcome="dropped"}')"
+            stop_server
+        done
+    done
+    echo "   access log on/off: $(awk -v a="${AL_HOLDS[on]}" -v b="${AL_HOLDS[off]}" 'BEGIN { printf "%.1f%%", 100 * a / b }') of the holds/s, $(awk -v a="${AL_US[on]}" -v b="${AL_US[off]}" 'BEGIN { printf "%.1f%%", 100 * a / b }') of the server CPU per request (sums of two rounds each)"
     echo
 fi
 

@@ -945,6 +945,7 @@ static server_t *server_ready(void)
     c.api_key_count = 1;
     snprintf(c.admin_key, sizeof c.admin_key, "admin-key");
     c.compact_records = 0; /* never fork a snapshot */
+    snprintf(c.access_log, sizeof c.access_log, "off");
     server = server_new(&c);
     if (server == NULL || server_start(server, false) != 0) {
         fprintf(stderr, "fuzz_http: the server did not start on %s\n", data_dir);

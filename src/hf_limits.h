@@ -143,5 +143,13 @@
 #define HF_SKU_RULE_STATS_MAX 4096u
 /* The web pages (web/): the largest file served. */
 #define HF_STATIC_BYTES_MAX (2 * 1024 * 1024)
+/* The audit trail (GET /v1/audit): the latest admin changes kept, about
+ * 500 bytes each in memory and in every snapshot. Ten thousand is years of
+ * a shop's operators at work; a script that changes stock all day wants
+ * more (audit_max). A page of it. */
+#define HF_AUDIT_MAX_DEFAULT 10000u
+#define HF_AUDIT_MAX_LIMIT 1000000u
+#define HF_AUDIT_PAGE_MAX 1000
+#define HF_AUDIT_PAGE_DEFAULT 100
 
 #endif

@@ -7,6 +7,7 @@
 #include <assert.h>
 #include <string.h>
 
+#include "audit.h"
 #include "book.h"
 #include "offer.h"
 #include "proof.h"
@@ -439,6 +440,10 @@ static guard_outcome_t apply_id_skip(guard_t *g, const guard_op_t *op)
 guard_outcome_t guard_apply(guard_t *g, guard_op_t *op)
 {
     guard_advance(g, op->engine.now_ms);
+    audit_before_t before;
+    if (op->audit.present) {
+        audit_before(g, op, &before);
+    }
     guard_outcome_t out;
     switch (op->kind) {
     case GUARD_OP_ENGINE:
@@ -481,5 +486,8 @@ guard_outcome_t guard_apply(guard_t *g, guard_op_t *op)
     }
     offer_serve_starved(g);
     assert(out.result == GUARD_OK || !out.changed);
+    if (op->audit.present && out.changed) {
+        audit_record(g, op, &before, &out);
+    }
     return out;
 }

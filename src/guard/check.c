@@ -4,6 +4,7 @@
  */
 #include <stdlib.h>
 
+#include "audit.h"
 #include "book.h"
 #include "identity.h"
 #include "waitlist.h"
@@ -175,7 +176,8 @@ bool guard_check(const guard_t *g)
         ok = check_hold_side(g, slot, &sum);
         sum.listed += engine_slot_view(&g->engine, slot).state == ENGINE_HOLD_ACTIVE;
     }
-    ok = ok && check_sums(g, &sum) && check_waitlists(g) && check_lists(g, &sum);
+    ok = ok && check_sums(g, &sum) && check_waitlists(g) && check_lists(g, &sum) &&
+         audit_check(g);
     free(sum.holds);
     free(sum.units);
     free(sum.cs_units);

@@ -134,6 +134,7 @@ static void hold_op_fill(guard_op_t *op, const guard_hold_request_t *req, int64_
     op->order_ref_len = req->order_ref_len;
     memcpy(op->order_ref, req->order_ref, req->order_ref_len);
     op->reason_len = 0;
+    op->audit.present = false; /* a buyer's hold: never an operator's change */
     op->proof_tag = d->bits > 0 && in->proof_bits > 0 ? req->proof_tag : 0;
     op->proof_expires_ms = op->proof_tag != 0 ? req->proof_expires_ms : 0;
     op->newcomer = in->newcomer;

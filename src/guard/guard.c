@@ -43,6 +43,7 @@ guard_config_t guard_config_default(void)
         .waitlist_max = HF_WAITLIST_MAX_DEFAULT,
         .sku_policies_max = HF_SKU_POLICIES_MAX_DEFAULT,
         .proofs_max = HF_PROOFS_MAX_DEFAULT,
+        .audit_max = HF_AUDIT_MAX_DEFAULT,
     };
 }
 
@@ -55,7 +56,7 @@ static size_t align_up(size_t n)
 
 typedef struct {
     size_t ids, id_index, cs, cs_index, holds, skus, sku_policies, waits, proofs, proof_index,
-        scratch, wait_index, pay, want, candidates, total;
+        scratch, wait_index, pay, want, candidates, audit, total;
 } layout_t;
 
 static layout_t layout_for(const guard_config_t *c)
@@ -80,6 +81,7 @@ static layout_t layout_for(const guard_config_t *c)
     PLACE(want, (size_t)c->engine.skus_max * sizeof(guard_want_t));
     PLACE(candidates, GUARD_RECLAIM_CANDIDATES_MAX * sizeof(guard_candidate_t));
     PLACE(wait_index, (size_t)index_capacity(c->waitlist_max) * sizeof(uint32_t));
+    PLACE(audit, (size_t)c->audit_max * sizeof(guard_audit_entry_t));
 #undef PLACE
     l.total = at;
     return l;
@@ -96,7 +98,8 @@ static bool config_valid(const guard_config_t *c)
            c->customer_skus_max >= 1 && c->customer_skus_max <= HF_CUSTOMER_SKUS_MAX_LIMIT &&
            c->waitlist_max >= 1 && c->waitlist_max <= HF_WAITLIST_MAX_LIMIT &&
            c->sku_policies_max >= 1 && c->sku_policies_max <= HF_SKU_POLICIES_MAX_LIMIT &&
-           c->proofs_max >= 1 && c->proofs_max <= HF_PROOFS_MAX_LIMIT;
+           c->proofs_max >= 1 && c->proofs_max <= HF_PROOFS_MAX_LIMIT &&
+           c->audit_max <= HF_AUDIT_MAX_LIMIT;
 }
 
 guard_t *guard_create(const guard_config_t *c, int64_t now_ms)
@@ -140,6 +143,7 @@ guard_t *guard_create(const guard_config_t *c, int64_t now_ms)
     g->candidates = (guard_candidate_t *)(base + l.candidates);
     g->wait_index = (uint32_t *)(base + l.wait_index);
     g->wait_index_mask = index_capacity(c->waitlist_max) - 1;
+    g->audit = (guard_audit_entry_t *)(base + l.audit);
     g->shop_at_ms = now_ms;
     return g;
 }

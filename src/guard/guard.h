@@ -66,6 +66,7 @@ typedef struct {
     uint32_t waitlist_max;      /* waitlist entries, waiting or finished */
     uint32_t sku_policies_max;  /* skus with their own policy */
     uint32_t proofs_max;        /* used proofs not yet expired */
+    uint32_t audit_max;         /* audit trail entries kept (0: none) */
 } guard_config_t;
 
 guard_config_t guard_config_default(void);
@@ -83,6 +84,21 @@ typedef enum {
     GUARD_OP_RECLAIM = 9,     /* release holds for buyers waiting (guard_reclaim) */
     GUARD_OP_ID_SKIP = 10,    /* raise the hold and waitlist id counters */
 } guard_op_kind_t;
+
+/* Who asked for an operator's change (the server fills it in; an op
+ * without it is not audited). It is journaled in the same record as the
+ * change, so a change is never durable without its audit entry nor an
+ * entry without its change, and applying the op, live or at replay, adds
+ * the entry to the audit trail (guard_audit_entry). */
+#define GUARD_AUDIT_KEY_ID_BYTES 8
+#define GUARD_AUDIT_ROUTE_BYTES_MAX 64
+typedef struct {
+    bool present;
+    char key_id[GUARD_AUDIT_KEY_ID_BYTES]; /* the key's id (hex digits), if one was sent */
+    uint8_t key_id_len;                    /* 0: no key */
+    char route[GUARD_AUDIT_ROUTE_BYTES_MAX]; /* "PUT /v1/skus/{sku}" */
+    uint8_t route_len;
+} guard_audit_t;
 
 /* Holds one reclaim op releases at most: a waiting line takes a few units
  * at a time, and the next decision takes more if it must. */
@@ -143,6 +159,7 @@ typedef struct {
             uint64_t hold_seq, wait_seq;
         } id_skip;
     } u;
+    guard_audit_t audit;
 } guard_op_t;
 
 /* Results beyond the engine's. */
@@ -417,6 +434,50 @@ guard_stats_t guard_stats(const guard_t *g);
 
 /* Invariants above plus engine_check(); for tests and asserts (O(all)). */
 bool guard_check(const guard_t *g);
+
+/* ---- the audit trail ---- */
+
+/* What an audited op changed. */
+#define GUARD_AUDIT_ACTIONS(X)                                                                   \
+    X(GUARD_AUDIT_OTHER, "other")                                                               \
+    X(GUARD_AUDIT_STOCK, "stock")               /* PUT /v1/skus/{sku}: stock */                 \
+    X(GUARD_AUDIT_SKU_POLICY, "sku_policy")     /* ... its own policy */                        \
+    X(GUARD_AUDIT_POLICY, "policy")             /* PUT /v1/policy */                            \
+    X(GUARD_AUDIT_REVOKE, "revoke")             /* an identity's holds released */              \
+    X(GUARD_AUDIT_HOLD_RELEASE, "hold_release") /* an operator released a hold */               \
+    X(GUARD_AUDIT_HOLD_COMMIT, "hold_commit")   /* ... or committed it */
+
+typedef enum {
+#define GUARD_AUDIT_ENUM(name, text) name,
+    GUARD_AUDIT_ACTIONS(GUARD_AUDIT_ENUM)
+#undef GUARD_AUDIT_ENUM
+        GUARD_AUDIT_ACTION_COUNT
+} guard_audit_action_t;
+
+const char *guard_audit_action_name(guard_audit_action_t a);
+
+#define GUARD_AUDIT_TARGET_BYTES_MAX 200 /* "customer:" and a 128-byte name */
+#define GUARD_AUDIT_CHANGE_BYTES_MAX 240 /* "before -> after", cut short with "(+N more)" */
+
+/* One entry: every text NUL-terminated. The change is written when the op
+ * is applied, from the state before and after it (so replay writes the
+ * same), and kept as text: a later build shows what was written then. */
+typedef struct {
+    uint64_t seq; /* 1, 2, ...: never reused, for paging */
+    int64_t at_ms;
+    guard_audit_action_t action;
+    uint64_t hold_id; /* HOLD_*: the engine's id (the server shows its own) */
+    char key_id[GUARD_AUDIT_KEY_ID_BYTES + 1]; /* "": none */
+    char route[GUARD_AUDIT_ROUTE_BYTES_MAX + 1];
+    char target[GUARD_AUDIT_TARGET_BYTES_MAX + 1]; /* the sku, "shop", "customer:u-1" */
+    char change[GUARD_AUDIT_CHANGE_BYTES_MAX + 1];
+} guard_audit_entry_t;
+
+/* The latest entry's sequence number (0: none yet), and one entry by its
+ * number: false once it fell out of the last audit_max, or before it was
+ * made. */
+uint64_t guard_audit_seq(const guard_t *g);
+bool guard_audit_entry(const guard_t *g, uint64_t seq, guard_audit_entry_t *out);
 
 /* ---- snapshot ---- */
 

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "audit.h"
 #include "book.h"
 #include "identity.h"
 #include "index.h"
@@ -22,6 +23,9 @@
  * its holds are never reclaimed). */
 #define SNAP_MAGIC_V2 0x32445247u /* "GRD2" */
 #define SNAP_MAGIC 0x33445247u    /* "GRD3" */
+/* The audit trail follows GRD3's part when it has entries; a snapshot
+ * without it (or from before it) has an empty trail. */
+#define SNAP_AUDIT_MAGIC 0x31445541u /* "AUD1" */
 
 typedef struct {
     guard_write_fn write;
@@ -194,6 +198,31 @@ static void w_v3(snap_writer_t *w, const guard_t *g)
     }
 }
 
+/* The audit trail, oldest entry first. */
+static void w_audit(snap_writer_t *w, const guard_t *g)
+{
+    if (g->audit_seq == 0) {
+        return; /* nothing: the snapshot stays readable by a build before the trail */
+    }
+    w_u64(w, SNAP_AUDIT_MAGIC);
+    w_u64(w, g->audit_seq);
+    w_u64(w, g->audit_count);
+    for (uint32_t k = 0; k < g->audit_count; k++) {
+        const guard_audit_entry_t *e = &g->audit[(g->audit_head + k) % g->config.audit_max];
+        size_t key = strlen(e->key_id), route = strlen(e->route), target = strlen(e->target),
+               change = strlen(e->change);
+        w_u64(w, e->seq);
+        w_u64(w, (uint64_t)e->at_ms);
+        w_u64(w, e->hold_id);
+        w_u64(w, e->action | (uint64_t)key << 8 | (uint64_t)route << 16 |
+                     (uint64_t)target << 24 | (uint64_t)change << 32);
+        w_bytes(w, e->key_id, key);
+        w_bytes(w, e->route, route);
+        w_bytes(w, e->target, target);
+        w_bytes(w, e->change, change);
+    }
+}
+
 void guard_snapshot_write(const guard_t *g, guard_write_fn write, void *ctx)
 {
     snap_writer_t w = {write, ctx};
@@ -231,6 +260,7 @@ void guard_snapshot_write(const guard_t *g, guard_write_fn write, void *ctx)
     }
     w_u64(&w, UINT64_MAX); /* the end of the hold records */
     w_v3(&w, g);
+    w_audit(&w, g);
 }
 
 typedef struct {
@@ -483,6 +513,45 @@ static void r_v3(snap_reader_t *r, guard_t *g)
     }
 }
 
+/* One text of the audit entry, len bytes (checked against its field). */
+static void r_text(snap_reader_t *r, char *out, size_t size, uint64_t len)
+{
+    r->ok = r->ok && len < size;
+    r_bytes(r, out, r->ok ? (size_t)len : 0);
+    out[r->ok ? len : 0] = '\0';
+}
+
+/* The audit trail (w_audit), if there is one. A trail longer than this
+ * server keeps (a smaller audit_max) keeps its newest entries. */
+static void r_audit(snap_reader_t *r, guard_t *g)
+{
+    if (r->left == 0) {
+        return;
+    }
+    r->ok = r->ok && r_u64(r) == SNAP_AUDIT_MAGIC;
+    uint64_t seq = r_u64(r), count = r_u64(r);
+    r->ok = r->ok && count <= seq && count <= HF_AUDIT_MAX_LIMIT;
+    for (uint64_t k = 0; r->ok && k < count; k++) {
+        guard_audit_entry_t e;
+        memset(&e, 0, sizeof e);
+        e.seq = r_u64(r);
+        e.at_ms = (int64_t)r_u64(r);
+        e.hold_id = r_u64(r);
+        uint64_t head = r_u64(r);
+        e.action = (guard_audit_action_t)(head & 0xff);
+        r->ok = r->ok && e.seq == seq - count + 1 + k && e.action < GUARD_AUDIT_ACTION_COUNT &&
+                head >> 40 == 0;
+        r_text(r, e.key_id, sizeof e.key_id, head >> 8 & 0xff);
+        r_text(r, e.route, sizeof e.route, head >> 16 & 0xff);
+        r_text(r, e.target, sizeof e.target, head >> 24 & 0xff);
+        r_text(r, e.change, sizeof e.change, head >> 32 & 0xff);
+        if (r->ok) {
+            audit_push(g, &e);
+        }
+    }
+    g->audit_seq = r->ok ? seq : 0;
+}
+
 /* What the engine's records or the guard's own entries say already is not
  * written: each active hold's creation and units, each line's waiting
  * units. */
@@ -552,6 +621,7 @@ static void r_tables(snap_reader_t *r, guard_t *g)
     }
     if (r->v3) {
         r_v3(r, g);
+        r_audit(r, g);
     }
 }
 

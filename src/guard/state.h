@@ -19,6 +19,7 @@
  *   waitlist.c  waitlist entries and lines
  *   book.c      a hold's bookkeeping as it starts and finishes
  *   offer.c     waitlist offers: freed units to the line, as holds
+ *   audit.c     the audit trail: an operator's change, before and after
  *   apply.c     guard_apply(), guard_advance(): every op, without deciding
  *   decide.c    guard_hold(), guard_extend(): decide with policy.h, then apply
  *   read.c      views for the API and the simulator
@@ -183,6 +184,10 @@ struct guard_s {
     guard_event_t events[GUARD_EVENTS_MAX];
     uint64_t offer_seq;
     guard_offer_t offer_log[GUARD_OFFER_LOG_MAX];
+    /* The audit trail: a ring of the latest config.audit_max entries (audit.c). */
+    guard_audit_entry_t *audit;
+    uint32_t audit_head, audit_count; /* head: the oldest entry's index */
+    uint64_t audit_seq;               /* the newest entry's seq */
 };
 
 #endif

@@ -55,6 +55,8 @@ static const char usage_serve[] =
     "  --hold-secret MODE        required (default): a shop key touches a hold only with\n"
     "                            its Hold-Secret; optional: without one too, counted in\n"
     "                            /metrics (while a shop's clients upgrade)\n"
+    "  --access-log WHERE        a line per request: stderr (default), off, or a file's\n"
+    "                            path (opened again on SIGHUP, for logrotate)\n"
     "\n"
     "connections (a connection past a cap is answered 503 overloaded and closed):\n"
     "  --connections-max N       open connections (default 4096)\n"
@@ -76,7 +78,7 @@ static const char usage_serve[] =
     "holds_max, idempotency_keys_max, identities_max, customer_skus_max, waitlist_max,\n"
     "sku_policies_max, proofs_max, connections_max, connections_per_address_max,\n"
     "connections_reserve, keepalive_max, head_timeout_ms, body_timeout_ms, idle_timeout_ms,\n"
-    "threads, compact_records, hold_secret, policy\n"
+    "threads, compact_records, hold_secret, access_log, audit_max, policy\n"
     "(policy: the policy document of docs/POLICIES.md a new data directory starts with)\n"
     "\n"
     "Without keys, every request is allowed, so the server refuses to listen on\n"
@@ -103,6 +105,7 @@ void server_config_default(server_config_t *c)
      * tail when 256 arrive at once, 15-25 ms with two; docs/BENCHMARKS.md). */
     c->threads = 2;
     c->compact_records = HF_COMPACT_RECORDS_DEFAULT;
+    snprintf(c->access_log, sizeof c->access_log, "stderr");
 }
 
 /* ---------------------------------------------------------------- values */
@@ -176,6 +179,16 @@ static int set_hold_secret(server_config_t *c, const char *v)
     } else {
         return bad("--hold-secret", v, "must be required or optional");
     }
+    return 0;
+}
+
+/* "off", "stderr", or a file (opened at start: a bad path stops it). */
+static int set_access_log(server_config_t *c, const char *what, const char *v)
+{
+    if (v[0] == '\0' || strlen(v) >= sizeof c->access_log) {
+        return bad(what, v, "must be off, stderr or a file's path");
+    }
+    snprintf(c->access_log, sizeof c->access_log, "%s", v);
     return 0;
 }
 
@@ -291,7 +304,8 @@ static bool known_key(const char *key)
         "durability",     "skus_max",       "holds_max",         "idempotency_keys_max",
         "identities_max", "customer_skus_max", "waitlist_max",   "sku_policies_max",
         "proofs_max",     "threads",        "compact_records",   "policy",
-        "web_dir",        "hold_secret",    NULL,
+        "web_dir",        "hold_secret",    "access_log",        "audit_max",
+        NULL,
     };
     for (size_t i = 0; keys[i] != NULL; i++) {
         if (strcmp(key, keys[i]) == 0) {
@@ -325,6 +339,7 @@ static int file_capacity(server_config_t *c, const char *key, json_t *v, bool *h
         {"sku_policies_max", offsetof(guard_config_t, sku_policies_max),
          HF_SKU_POLICIES_MAX_LIMIT},
         {"proofs_max", offsetof(guard_config_t, proofs_max), HF_PROOFS_MAX_LIMIT},
+        {"audit_max", offsetof(guard_config_t, audit_max), HF_AUDIT_MAX_LIMIT},
     };
     *handled = false;
     for (size_t i = 0; i < sizeof caps / sizeof caps[0]; i++) {
@@ -406,6 +421,9 @@ static int file_key(server_config_t *c, const char *key, json_t *v)
     if (strcmp(key, "hold_secret") == 0) {
         return set_hold_secret(c, s);
     }
+    if (strcmp(key, "access_log") == 0) {
+        return set_access_log(c, key, s);
+    }
     assert(strcmp(key, "durability") == 0);
     return set_durability(c, s);
 }
@@ -458,6 +476,9 @@ static int apply_flag(server_config_t *c, const char *flag, const char *v)
     }
     if (strcmp(flag, "--hold-secret") == 0) {
         return set_hold_secret(c, v);
+    }
+    if (strcmp(flag, "--access-log") == 0) {
+        return set_access_log(c, flag, v);
     }
     if (strcmp(flag, "--config") == 0) {
         return 0; /* read first, in parse_serve */

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "policy_json.h"
+#include "observe.h"
 #include "server_internal.h"
 
 /* ------------------------------------------------------------------ policy */
@@ -105,6 +106,7 @@ void h_policy_put(request_t *r, const route_args_t *a)
         return;
     }
     guard_outcome_t o;
+    observe_audit(r, &op);
     lock(r);
     if (skus_fit(r, &op.u.policy) && apply_op(r, &op, &o)) {
         r->status = 200;
@@ -491,6 +493,7 @@ void h_identity_revoke(request_t *r, const route_args_t *a)
     }
     memcpy(op.u.revoke.value, a->value[1], a->len[1]);
     op.u.revoke.value_len = (uint8_t)a->len[1];
+    observe_audit(r, &op);
     guard_outcome_t o;
     lock(r);
     if (apply_op(r, &op, &o)) {

@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "observe.h"
 #include "server_internal.h"
 
 /* ------------------------------------------------------------- the stream */
@@ -181,7 +182,7 @@ enum MHD_Result events_reply(request_t *r)
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
     MHD_add_response_header(resp, "X-Accel-Buffering", "no");
-    metrics_count(r->server, r->route, 200);
+    observe_reply(r, 200, 0);
     enum MHD_Result ret = MHD_queue_response(r->conn, 200, resp);
     MHD_destroy_response(resp);
     return ret;

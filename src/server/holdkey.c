@@ -334,3 +334,23 @@ bool holdkey_secret_matches(const holdkey_t *k, holdkey_kind_t kind, uint64_t id
     OPENSSL_cleanse(want, sizeof want);
     return same;
 }
+
+/* ------------------------------------------------------------ key ids */
+
+/* 'k' and the key: no other message of this MAC starts with 'k' ('h' and
+ * 'w' for the secrets), so a key's id is never another value's MAC. */
+void holdkey_key_id(const holdkey_t *k, const char *key, char *out)
+{
+    static const char hex[] = "0123456789abcdef";
+    uint8_t msg[1 + SERVER_KEY_BYTES_MAX], mac[32];
+    size_t len = strnlen(key, SERVER_KEY_BYTES_MAX);
+    msg[0] = 'k';
+    memcpy(msg + 1, key, len);
+    mac_of(k->hmac, msg, 1 + len, mac, sizeof mac, "HMAC-SHA256");
+    for (int i = 0; i < SERVER_KEY_ID_TEXT / 2; i++) {
+        out[2 * i] = hex[mac[i] >> 4];
+        out[2 * i + 1] = hex[mac[i] & 15];
+    }
+    out[SERVER_KEY_ID_TEXT] = '\0';
+    OPENSSL_cleanse(msg, sizeof msg);
+}

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "observe.h"
 #include "server_internal.h"
 
 static const int statuses[SERVER_STATUS_COUNT] = {
@@ -34,6 +35,75 @@ void metrics_count(server_t *s, int route, int status)
     int r = route < 0 ? SERVER_ROUTE_COUNT_MAX : route;
     __atomic_fetch_add(&s->metrics.requests[r][metrics_status_index(status)], 1,
                        __ATOMIC_RELAXED);
+}
+
+/* Upper bounds in microseconds. A durable reply waits for a group commit
+ * (about 0.2 ms on a good disk), a read for none; seconds mean a disk in
+ * trouble or a scrape of a large catalog. */
+static const int64_t latency_bucket_us[METRICS_LATENCY_BUCKETS] = {
+    100,   250,    500,    1000,   2500,    5000,    10000,  25000,
+    50000, 100000, 250000, 500000, 1000000, 2500000, 5000000};
+
+void metrics_time(server_t *s, int route, int64_t duration_us)
+{
+    int r = route < 0 ? SERVER_ROUTE_COUNT_MAX : route;
+    int b = 0;
+    while (b < METRICS_LATENCY_BUCKETS && duration_us > latency_bucket_us[b]) {
+        b++;
+    }
+    __atomic_fetch_add(&s->metrics.latency[r][b], 1, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&s->metrics.latency_sum_us[r], (uint64_t)(duration_us > 0 ? duration_us : 0),
+                       __ATOMIC_RELAXED);
+}
+
+/* One route's histogram; nothing for a route not asked yet. The count is
+ * the buckets' sum as read, so it always equals the +Inf bucket. */
+static void render_route_latency(server_t *s, int r, json_out_t *o)
+{
+    uint64_t counts[METRICS_LATENCY_BUCKETS + 1], total = 0;
+    for (int b = 0; b <= METRICS_LATENCY_BUCKETS; b++) {
+        counts[b] = __atomic_load_n(&s->metrics.latency[r][b], __ATOMIC_RELAXED);
+        total += counts[b];
+    }
+    if (total == 0) {
+        return;
+    }
+    int route = r == SERVER_ROUTE_COUNT_MAX ? -1 : r;
+    const char *label = routes_label(route), *method = routes_method(route);
+    uint64_t cumulative = 0;
+    for (int b = 0; b <= METRICS_LATENCY_BUCKETS; b++) {
+        cumulative += counts[b];
+        char le[32];
+        if (b < METRICS_LATENCY_BUCKETS) {
+            snprintf(le, sizeof le, "%g", (double)latency_bucket_us[b] / 1e6);
+        } else {
+            snprintf(le, sizeof le, "+Inf");
+        }
+        jw_rawf(o,
+                "holdfast_http_request_duration_seconds_bucket{route=\"%s\",method=\"%s\","
+                "le=\"%s\"} %llu\n",
+                label, method, le, (unsigned long long)cumulative);
+    }
+    uint64_t sum_us = __atomic_load_n(&s->metrics.latency_sum_us[r], __ATOMIC_RELAXED);
+    jw_rawf(o,
+            "holdfast_http_request_duration_seconds_sum{route=\"%s\",method=\"%s\"} %.6f\n"
+            "holdfast_http_request_duration_seconds_count{route=\"%s\",method=\"%s\"} %llu\n",
+            label, method, (double)sum_us / 1e6, label, method, (unsigned long long)total);
+}
+
+/* Labelled by the route table's entries (route and method), plus one
+ * series for requests that matched none: a bounded set, whatever clients
+ * send. */
+static void render_latency(server_t *s, json_out_t *o)
+{
+    jw_rawf(o, "# HELP holdfast_http_request_duration_seconds Time from a complete request to "
+               "its reply, the handler and the wait for the journal, by route and method.\n"
+               "# TYPE holdfast_http_request_duration_seconds histogram\n");
+    for (int r = 0; r <= SERVER_ROUTE_COUNT_MAX; r++) {
+        if (r < routes_count() || r == SERVER_ROUTE_COUNT_MAX) {
+            render_route_latency(s, r, o);
+        }
+    }
 }
 
 static void render_requests(server_t *s, json_out_t *o)
@@ -264,11 +334,20 @@ static void render_defenses(const defense_figures_t *d, json_out_t *o)
             g->waiting, (unsigned long long)g->revoked_holds, (unsigned long long)g->buy_now,
             (unsigned long long)g->reclaimed_holds, (unsigned long long)g->reclaimed_units,
             g->identities);
+    /* The escalation is its own gauge: as a label of the conversion it
+     * would end one series and start another at every switch. */
     jw_rawf(o, "# HELP holdfast_sku_conversion Recent hold-to-purchase conversion per sku.\n"
                "# TYPE holdfast_sku_conversion gauge\n");
     for (uint32_t i = 0; i < d->sku_count; i++) {
-        jw_rawf(o, "holdfast_sku_conversion{sku=\"%s\",escalated=\"%s\"} %.4f\n",
-                d->skus[i].sku, d->skus[i].escalated ? "true" : "false", d->skus[i].conversion);
+        jw_rawf(o, "holdfast_sku_conversion{sku=\"%s\"} %.4f\n", d->skus[i].sku,
+                d->skus[i].conversion);
+    }
+    jw_rawf(o, "# HELP holdfast_sku_escalated 1 while the sku is on stricter settings, else 0 "
+               "(the skus of holdfast_sku_conversion).\n"
+               "# TYPE holdfast_sku_escalated gauge\n");
+    for (uint32_t i = 0; i < d->sku_count; i++) {
+        jw_rawf(o, "holdfast_sku_escalated{sku=\"%s\"} %d\n", d->skus[i].sku,
+                d->skus[i].escalated ? 1 : 0);
     }
 }
 
@@ -310,6 +389,23 @@ static void render_connections(server_t *s, json_out_t *o)
     }
 }
 
+static void render_access_log(server_t *s, json_out_t *o)
+{
+    observe_log_stats_t st = observe_log_stats(s);
+    jw_rawf(o,
+            "# HELP holdfast_access_log_lines_total Access log lines by outcome (dropped: "
+            "the buffer was full, the line was not waited for).\n"
+            "# TYPE holdfast_access_log_lines_total counter\n"
+            "holdfast_access_log_lines_total{outcome=\"logged\"} %llu\n"
+            "holdfast_access_log_lines_total{outcome=\"dropped\"} %llu\n"
+            "# HELP holdfast_access_log_write_errors_total Writes of the access log that "
+            "failed (their lines are lost).\n"
+            "# TYPE holdfast_access_log_write_errors_total counter\n"
+            "holdfast_access_log_write_errors_total %llu\n",
+            (unsigned long long)st.written, (unsigned long long)st.dropped,
+            (unsigned long long)st.write_errors);
+}
+
 #ifndef HF_VERSION
 #define HF_VERSION "dev"
 #endif
@@ -328,6 +424,7 @@ void metrics_render(server_t *s, json_out_t *o)
     }
     pthread_mutex_unlock(&s->engine_lock);
     render_requests(s, o);
+    render_latency(s, o);
     render_secrets(s, o);
     render_engine(&e, o);
     if (d != NULL) {
@@ -336,6 +433,7 @@ void metrics_render(server_t *s, json_out_t *o)
     free(d);
     render_journal(s, o);
     render_connections(s, o);
+    render_access_log(s, o);
     /* Both values are tokens checked at build time: no escaping needed. */
     jw_rawf(o,
             "# HELP holdfast_build_info The version and commit of this server; always 1.\n"

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "observe.h"
 #include "server_internal.h"
 
 #define PATH_SEGMENTS_MAX 6
@@ -52,6 +53,7 @@ void error_begin(request_t *r, int status, const char *code, const char *message
 {
     json_out_reset(&r->out);
     r->status = status;
+    r->error_code = code;
     jw_obj_begin(&r->out);
     jw_key(&r->out, "error");
     jw_obj_begin(&r->out);
@@ -550,6 +552,8 @@ static void h_sku_put(request_t *r, const route_args_t *a)
     }
     memcpy(put.engine.u.sku_put.sku, a->value[0], a->len[0]);
     put.engine.u.sku_put.sku_len = (uint8_t)a->len[0];
+    observe_audit(r, &put);
+    observe_audit(r, &policy);
     sku_put_apply(r, a, &put, put.engine.u.sku_put.stock >= 0, &policy);
 }
 
@@ -955,6 +959,7 @@ static void hold_change(request_t *r, const route_args_t *a, guard_op_t *op)
     if (!path_hold(r, a, &op->engine.u.hold.hold_id)) {
         return;
     }
+    observe_audit_operator_hold(r, op);
     guard_outcome_t o;
     lock(r);
     if (apply_op(r, op, &o)) {
@@ -1086,6 +1091,7 @@ static const route_t routes[] = {
     {"POST", "/v1/sim", ROLE_ADMIN, h_sim_start},
     {"GET", "/v1/sim", ROLE_ADMIN, h_sim_get},
     {"DELETE", "/v1/sim", ROLE_ADMIN, h_sim_stop},
+    {"GET", "/v1/audit", ROLE_ADMIN, h_audit_list},
     /* the web pages: public; what they show comes from the API above */
     {"GET", "/", ROLE_NONE, h_static},
     {"GET", "/admin", ROLE_NONE, h_static},
@@ -1105,6 +1111,11 @@ int routes_count(void)
 const char *routes_label(int route)
 {
     return route >= 0 && route < (int)ROUTE_COUNT ? routes[route].pattern : "unmatched";
+}
+
+const char *routes_method(int route)
+{
+    return route >= 0 && route < (int)ROUTE_COUNT ? routes[route].method : "other";
 }
 
 /* Matches url against a pattern, capturing the '*' segments. */
@@ -1138,9 +1149,11 @@ static bool path_matches(const char *pattern, const char *url, route_args_t *a)
     return *url == '\0';
 }
 
-/* The key's role, compared in constant time against every configured key. */
-static role_t role_of(const server_config_t *c, const char *header)
+/* The key's role, compared in constant time against every configured key;
+ * *slot is the matching key's index in server_t.key_ids (-1: none). */
+static role_t role_of(const server_config_t *c, const char *header, int *slot)
 {
+    *slot = -1;
     if (header == NULL || strncmp(header, "Bearer ", 7) != 0) {
         return ROLE_NONE;
     }
@@ -1160,6 +1173,7 @@ static role_t role_of(const server_config_t *c, const char *header)
         if (diff == 0) {
             role = i < c->api_key_count ? (role == ROLE_ADMIN ? ROLE_ADMIN : ROLE_SHOP)
                                         : ROLE_ADMIN;
+            *slot = (int)i;
         }
     }
     return role;
@@ -1175,7 +1189,7 @@ bool routes_for_operator(request_t *r, const char *url)
         return false; /* no keys: nobody is known to be the operator */
     }
     const char *auth = request_value(r, MHD_HEADER_KIND, "Authorization");
-    return role_of(c, auth) == ROLE_ADMIN;
+    return role_of(c, auth, &r->key_slot) == ROLE_ADMIN;
 }
 
 static bool authorised(request_t *r, role_t needed)
@@ -1186,7 +1200,7 @@ static bool authorised(request_t *r, role_t needed)
         return true;
     }
     const char *auth = request_value(r, MHD_HEADER_KIND, "Authorization");
-    role_t role = role_of(c, auth);
+    role_t role = role_of(c, auth, &r->key_slot);
     r->role = role;
     if (needed == ROLE_NONE) {
         return true;
@@ -1206,6 +1220,7 @@ void routes_handle(request_t *r, const char *method, const char *url)
 {
     route_args_t a;
     r->route = -1;
+    r->key_slot = -1;
     r->url = url;
     r->allow[0] = '\0';
     for (size_t i = 0; i < ROUTE_COUNT; i++) {

@@ -36,6 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "observe.h"
 #include "server_internal.h"
 
 /* The clock tick: how late an expiry may be seen by the metrics, not by the
@@ -96,7 +97,7 @@ static enum MHD_Result send_reply(request_t *r)
         snprintf(seconds, sizeof seconds, "%d", HF_RETRY_AFTER_S);
         MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, seconds);
     }
-    metrics_count(s, r->route, r->status);
+    observe_reply(r, r->status, r->out.size);
     enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)r->status, resp);
     MHD_destroy_response(resp);
     return ret;
@@ -272,6 +273,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->server = s;
         r->conn = conn;
         r->route = -1;
+        r->method = method;
+        r->key_slot = -1;
+        observe_request_started(r);
         r->slot = listener_slot(conn);
         r->close = r->slot != NULL && conn_reserve(r->slot); /* one request each */
         r->client_closes = client_closes(conn, version);
@@ -293,6 +297,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return send_reply(r);
     }
     listener_enter(s, r->slot, CONN_BUSY);
+    observe_request_started(r);
     routes_handle(r, method, url);
     return r->stream != NULL ? events_reply(r) : reply_or_wait(r);
 }
@@ -473,6 +478,7 @@ static int start_defenses(server_t *s)
             return -1;
         }
         op = (guard_op_t){.kind = GUARD_OP_POLICY_PUT, .u.policy = s->config.policy};
+        observe_audit_config(&op);
         if (apply_own(s, &op) != 0) {
             fprintf(stderr, "level=error msg=\"cannot journal the configured policy\"\n");
             return -1;
@@ -713,6 +719,9 @@ static int wait_for_signal(server_t *s, const sigset_t *signals)
         if (sig == SIGTERM || sig == SIGINT) {
             return sig;
         }
+        if (sig == SIGHUP) {
+            observe_reopen(s); /* logrotate moved the access log */
+        }
         server_tick(s);
         events_publish(s);
     }
@@ -756,6 +765,7 @@ void server_free(server_t *s)
     pthread_mutex_destroy(&s->wait_lock);
     pthread_mutex_destroy(&s->events_lock);
     simrun_deinit(s);
+    observe_stop(s);
     holdkey_deinit(&s->holdkey);
     free(s->sku_refusals);
     free(s);
@@ -784,7 +794,7 @@ server_t *server_new(const server_config_t *c)
 
 int server_start(server_t *s, bool commit_thread)
 {
-    if (recover(s) != 0 || load_hold_key(s) != 0 ||
+    if (recover(s) != 0 || load_hold_key(s) != 0 || observe_start(s) != 0 ||
         (commit_thread && store_start(&s->store, on_durable, s) != 0) ||
         start_defenses(s) != 0 || skip_lost_ids(s) != 0) {
         return -1;
@@ -803,6 +813,7 @@ int server_run(const server_config_t *c)
     sigemptyset(&signals);
     sigaddset(&signals, SIGTERM);
     sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &signals, NULL);
     signal(SIGPIPE, SIG_IGN);
 

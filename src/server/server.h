@@ -51,6 +51,8 @@ typedef struct {
     /* --hold-secret optional: a shop key may still touch a hold (or waitlist
      * entry) without its secret, counted, while a shop's clients upgrade. */
     bool hold_secret_optional;
+    /* --access-log: "off", "stderr" or a file's path (observe.h) */
+    char access_log[PATH_MAX];
 } server_config_t;
 
 void server_config_default(server_config_t *c);

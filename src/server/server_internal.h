@@ -16,6 +16,9 @@
 
 typedef enum { ROLE_NONE = 0, ROLE_SHOP = 1, ROLE_ADMIN = 2 } role_t;
 
+/* A key's id in the logs: 8 hex digits of a keyed hash (observe.c). */
+#define SERVER_KEY_ID_TEXT 8
+
 /* One table of HTTP statuses the server sends, for the metrics' labels. */
 #define SERVER_STATUSES(X)                                                                     \
     X(200) X(201) X(202) X(400) X(401) X(403) X(404) X(405) X(409) X(410) X(413) X(422)       \
@@ -51,6 +54,10 @@ size_t holdkey_secret(const holdkey_t *k, holdkey_kind_t kind, uint64_t id, char
 /* In constant time for a text of the right length. */
 bool holdkey_secret_matches(const holdkey_t *k, holdkey_kind_t kind, uint64_t id,
                             const char *text);
+/* A key's id for the logs: SERVER_KEY_ID_TEXT hex digits of its MAC and a
+ * NUL; the key cannot be had back from it, nor guessed offline without the
+ * data directory's key. */
+void holdkey_key_id(const holdkey_t *k, const char *key, char *out);
 
 /* What became of a request's secret (routes.c, secret_allows): a metric. */
 #define SECRET_OUTCOMES(X)                                                                     \
@@ -66,8 +73,15 @@ typedef enum {
         SECRET_OUTCOME_COUNT
 } secret_outcome_t;
 
+/* The request latency histogram's buckets (metrics.c): from a tenth of a
+ * millisecond, a reply that waited for no journal, to seconds. */
+#define METRICS_LATENCY_BUCKETS 15
+
 typedef struct {
     uint64_t requests[SERVER_ROUTE_COUNT_MAX + 1][SERVER_STATUS_COUNT];
+    /* [route][bucket]: not cumulative (the page adds them up); last is +Inf */
+    uint64_t latency[SERVER_ROUTE_COUNT_MAX + 1][METRICS_LATENCY_BUCKETS + 1];
+    uint64_t latency_sum_us[SERVER_ROUTE_COUNT_MAX + 1];
     uint64_t hold_results[ENGINE_RESULT_COUNT];
     uint64_t secrets[2][SECRET_OUTCOME_COUNT]; /* [holdkey_kind_t][outcome] */
 } metrics_t;
@@ -159,6 +173,11 @@ struct server_s {
     pthread_t accept_thread;
     bool accepting;
     json_out_t refusals[CONNS_REFUSAL_COUNT]; /* the 503 replies sent at accept */
+
+    /* The access log and the keys' ids (observe.h): [i] is api_keys[i]'s,
+     * [api_key_count] the admin key's. */
+    struct access_log_s *access_log; /* NULL: off */
+    char key_ids[SERVER_API_KEYS_MAX + 1][SERVER_KEY_ID_TEXT + 1];
 };
 
 /* Where a request's headers and query arguments come from when it has no
@@ -196,6 +215,11 @@ struct request_s {
     bool close;       /* end the connection after this reply */
     bool client_closes; /* the client asked for that itself */
     bool retry_after; /* a 503 that says when to come back */
+    /* For the access log and the latency histogram (observe.h). */
+    const char *method;     /* the library's, valid for the request */
+    const char *error_code; /* the reply's error code (static text), NULL if none */
+    int key_slot;           /* the key sent: an index of key_ids, -1 if none */
+    int64_t started_us;     /* monotonic: the request complete (or refused) */
 };
 
 /* A header (MHD_HEADER_KIND) or query argument (MHD_GET_ARGUMENT_KIND) of
@@ -229,6 +253,7 @@ void routes_handle(request_t *r, const char *method, const char *url);
  * GET /healthz, /metrics, or any request with the admin key. */
 bool routes_for_operator(request_t *r, const char *url);
 const char *routes_label(int route);
+const char *routes_method(int route); /* "other" for an unmatched request */
 int routes_count(void);
 
 /* reply helpers (routes.c) */
@@ -325,6 +350,8 @@ void listener_enter(server_t *s, conn_t *c, conn_phase_t p); /* c may be NULL */
 
 /* metrics.c */
 void metrics_count(server_t *s, int route, int status);
+/* A reply's time from its complete request (handler and journal wait). */
+void metrics_time(server_t *s, int route, int64_t duration_us);
 void metrics_render(server_t *s, json_out_t *out);
 int metrics_status_index(int status);
 

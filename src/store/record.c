@@ -203,6 +203,9 @@ enum {
     KIND_SWEEP = 22,
     KIND_RECLAIM = 23,
     KIND_ID_SKIP = 24,
+    /* Not an op: who asked for the op that follows it in the same record
+     * (guard_audit_t), so the change and its audit entry are one record. */
+    KIND_AUDITED = 32,
 };
 
 static void encode_policy(store_buf_t *b, const policy_config_t *c)
@@ -267,6 +270,12 @@ static uint8_t kind_of(const guard_op_t *op)
 void record_encode_op(store_buf_t *b, const guard_op_t *op)
 {
     assert(op->engine.now_ms >= 0);
+    if (op->audit.present) {
+        assert(op->audit.key_id_len <= GUARD_AUDIT_KEY_ID_BYTES && op->audit.route_len >= 1);
+        put_u8(b, KIND_AUDITED);
+        put_text(b, op->audit.key_id, op->audit.key_id_len);
+        put_text(b, op->audit.route, op->audit.route_len);
+    }
     put_u8(b, kind_of(op));
     put_u64(b, (uint64_t)op->engine.now_ms);
     switch (op->kind) {
@@ -484,7 +493,17 @@ bool record_decode_op(record_reader_t *r, guard_op_t *op)
     op->proof_expires_ms = 0;
     op->newcomer = false;
     op->reason_len = 0;
+    op->audit.present = false;
     uint8_t kind = get_u8(r);
+    if (kind == KIND_AUDITED) {
+        op->audit.present = true;
+        op->audit.key_id_len = get_text0(r, op->audit.key_id, GUARD_AUDIT_KEY_ID_BYTES);
+        op->audit.route_len = get_text(r, op->audit.route, GUARD_AUDIT_ROUTE_BYTES_MAX);
+        kind = get_u8(r);
+        if (kind == KIND_AUDITED) {
+            return false; /* one wrapper at most */
+        }
+    }
     op->engine.now_ms = (int64_t)get_u64(r);
     if (!r->ok || op->engine.now_ms < 0) {
         return false;
