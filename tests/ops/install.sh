@@ -6,7 +6,7 @@
 # and the dashboard from the installed copy, and the man page rendering.
 #
 # Environment (tests/ops/CMakeLists.txt): HF_SOURCE_DIR, HF_BUILD_DIR,
-# HF_PREFIX (the build's CMAKE_INSTALL_PREFIX).
+# HF_PREFIX (the build's CMAKE_INSTALL_PREFIX), HF_UNIT_DIR (where the unit goes).
 . "$(dirname "$0")/lib.sh"
 
 ops_scratch_init
@@ -32,7 +32,7 @@ if [ -f "$HF_SOURCE_DIR/web/pow/pow.wasm" ]; then
     expect_file share/holdfast/web/pow/pow.wasm # the build made it: it must ship
 fi
 expect_file share/man/man1/holdfast.1
-expect_file lib/systemd/system/holdfast.service
+[ -f "$dest$HF_UNIT_DIR/holdfast.service" ] || fail "make install did not install $HF_UNIT_DIR/holdfast.service"
 expect_file share/holdfast/holdfast.example.json
 expect_file share/doc/holdfast/OPERATIONS.md
 expect_file share/doc/holdfast/LICENSE
@@ -44,7 +44,7 @@ extra=$(cd "$root/share/holdfast/web" && find . -type f | grep -Ev \
 [ -z "$extra" ] || fail "installed files the pages do not load: $extra"
 
 # The unit runs the installed binary.
-grep -qx "ExecStart=$HF_PREFIX/bin/holdfast serve .*" "$root/lib/systemd/system/holdfast.service" ||
+grep -qx "ExecStart=$HF_PREFIX/bin/holdfast serve .*" "$dest$HF_UNIT_DIR/holdfast.service" ||
     fail "holdfast.service does not run $HF_PREFIX/bin/holdfast"
 
 # The installed binary's pages are PREFIX's, not the source tree's.

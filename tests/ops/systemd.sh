@@ -6,7 +6,7 @@
 # Both work on a unit file offline, without systemd running as PID 1.
 #
 # Environment (tests/ops/CMakeLists.txt): HF_SOURCE_DIR, HF_BUILD_DIR,
-# HF_PREFIX.
+# HF_PREFIX, HF_UNIT_DIR (where the unit goes).
 . "$(dirname "$0")/lib.sh"
 
 # systemd-analyze's exposure scale runs from 0 (all locked down) to 10; the
@@ -22,8 +22,8 @@ dest=$ops_scratch/dest
 DESTDIR=$dest cmake --install "$HF_BUILD_DIR" >"$ops_scratch/install.log" 2>&1 ||
     { cat "$ops_scratch/install.log" >&2; fail "install"; }
 
-installed=$dest$HF_PREFIX/lib/systemd/system/holdfast.service
-[ -f "$installed" ] || fail "no holdfast.service under $HF_PREFIX/lib/systemd/system"
+installed=$dest$HF_UNIT_DIR/holdfast.service
+[ -f "$installed" ] || fail "no holdfast.service in $HF_UNIT_DIR"
 # The unit as installed, but naming the binary where DESTDIR put it.
 unit=$ops_scratch/holdfast.service
 grep -q "^ExecStart=$HF_PREFIX/bin/holdfast " "$installed" ||
