@@ -85,11 +85,15 @@ static int read_key_file(const char *what, const char *path, bool missing_ok, ch
     } else if ((size_t)st.st_size >= size) {
         why = "it is larger than a key file may be (16 KiB)";
     }
-    ssize_t got = 0;
-    if (why == NULL) {
-        got = read(fd, buf, size - 1);
-        if (got < 0) {
+    size_t got = 0;
+    while (why == NULL && got < size - 1) {
+        ssize_t n = read(fd, buf + got, size - 1 - got);
+        if (n < 0 && errno != EINTR) {
             why = strerror(errno);
+        } else if (n == 0) {
+            break;
+        } else if (n > 0) {
+            got += (size_t)n;
         }
     }
     close(fd);
