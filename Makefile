@@ -10,13 +10,24 @@
 #               TORTURE_KILLS times (500) under load, checking after every restart
 #               that each acknowledged change is there (docs/DURABILITY.md); not
 #               part of `make test`: it takes twenty minutes or so
-.PHONY: all deps demo test bench fuzz torture clean
+#   make install  build, then install under $(DESTDIR)$(PREFIX): the binary, the
+#               web pages, the man page, the systemd unit, an example configuration
+#               (docs/OPERATIONS.md lists them). PREFIX (default /usr/local) is
+#               built into the binary, as where its pages are; DESTDIR is not.
+.PHONY: all deps demo test bench fuzz torture install clean
 
 JOBS ?= $(shell nproc)
+PREFIX ?= /usr/local
+# The build that `make install` installs from (the install test names its own).
+BUILD_DIR ?= build
 
 all: deps
-	cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_TESTING=OFF >/dev/null
+	cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_TESTING=OFF \
+	    -DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null
 	cmake --build build -j $(JOBS)
+
+install: all
+	DESTDIR="$(DESTDIR)" cmake --install $(BUILD_DIR)
 
 deps:
 	@./scripts/deps.sh

@@ -6,7 +6,8 @@
 # what is missing, so `make` stays fast on a machine that has everything.
 #
 #   scripts/deps.sh        what the server, the demo and the benchmarks need
-#   scripts/deps.sh test   also Chromium, for the browser tests
+#   scripts/deps.sh test   also Chromium, for the browser tests, and what the
+#                          operations tests run (tests/ops)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +25,12 @@ packages=(
 )
 if [ "${1:-}" = test ]; then
     packages+=(chromium fonts-dejavu-core)  # the browser tests (headless)
+    packages+=(
+        systemd   # systemd-analyze: the unit verified and rated (it runs no daemon here)
+        man-db    # man (and groff): the man page rendered
+        nginx     # docs/OPERATIONS.md's proxy configuration, run in front of the server
+        openssl   # keys and a certificate made in the tests
+    )
 fi
 
 missing=()
@@ -40,6 +47,12 @@ if [ ${#missing[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     $sudo apt-get update -qq
     $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+    # Debian starts and enables nginx's own service when it installs it; the
+    # tests run their own on a loopback port, so a machine that had no nginx
+    # is not left serving port 80.
+    if [[ " ${missing[*]} " == *" nginx "* ]] && [ -d /run/systemd/system ]; then
+        $sudo systemctl disable --now nginx >&2 || true
+    fi
 fi
 
 # The web pages' packages, exactly as locked; again only when the lock changed.

@@ -12,7 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
+#include "keys.h"
 #include "policy_json.h"
 #include "pow.h"
 #include "server_internal.h"
@@ -46,12 +48,15 @@ static const char usage_serve[] =
     "  --listen HOST:PORT        address to listen on (default 127.0.0.1:8080; port 0 picks one)\n"
     "  --data DIR                data directory (default ./data)\n"
     "  --config FILE             JSON configuration; flags override it\n"
-    "  --api-key KEY             a key with the shop role (repeatable)\n"
-    "  --admin-key KEY           the key with the admin role\n"
+    "  --api-key KEY             a key with the shop role (repeatable; visible in ps:\n"
+    "                            prefer the file or the environment)\n"
+    "  --api-key-file FILE       shop keys, one a line ('#' comments); mode 600 or 400\n"
+    "  --admin-key KEY           the key with the admin role (visible in ps, as above)\n"
+    "  --admin-key-file FILE     the admin key, alone in the file; mode 600 or 400\n"
     "  --durability MODE         durable (default): reply after fsync;\n"
     "                            relaxed: reply before fsync, lose at most 100 ms on a crash\n"
     "  --web DIR                 the web pages: the shop at /, the dashboard at /admin\n"
-    "                            (default: the source tree's web/; \"\" serves none)\n"
+    "                            (\"\" serves none; default below)\n"
     "  --hold-secret MODE        required (default): a shop key touches a hold only with\n"
     "                            its Hold-Secret; optional: without one too, counted in\n"
     "                            /metrics (while a shop's clients upgrade)\n"
@@ -74,15 +79,24 @@ static const char usage_serve[] =
     "                            a reply that does not move for this long is dropped\n"
     "                            (default 15000)\n"
     "\n"
-    "configuration file keys: listen, data, web_dir, api_keys, admin_key, durability, skus_max,\n"
-    "holds_max, idempotency_keys_max, identities_max, customer_skus_max, waitlist_max,\n"
-    "sku_policies_max, proofs_max, connections_max, connections_per_address_max,\n"
-    "connections_reserve, keepalive_max, head_timeout_ms, body_timeout_ms, idle_timeout_ms,\n"
-    "threads, compact_records, hold_secret, access_log, audit_max, policy\n"
-    "(policy: the policy document of docs/POLICIES.md a new data directory starts with)\n"
+    "configuration file keys: listen, data, web_dir, api_keys, api_key_file, admin_key,\n"
+    "admin_key_file, durability, skus_max, holds_max, idempotency_keys_max, identities_max,\n"
+    "customer_skus_max, waitlist_max, sku_policies_max, proofs_max, connections_max,\n"
+    "connections_per_address_max, connections_reserve, keepalive_max, head_timeout_ms,\n"
+    "body_timeout_ms, idle_timeout_ms, threads, compact_records, hold_secret, access_log,\n"
+    "audit_max, policy\n"
+    "(policy: the policy document of docs/POLICIES.md a new data directory starts with;\n"
+    "man holdfast says what each key means)\n"
+    "\n"
+    "keys also come from the environment: HOLDFAST_API_KEYS (comma-separated shop keys),\n"
+    "HOLDFAST_ADMIN_KEY; and from systemd's LoadCredential= (api_keys, admin_key in\n"
+    "$CREDENTIALS_DIRECTORY). Shop keys from every source add up; the admin key is the\n"
+    "first of: the command line, HOLDFAST_ADMIN_KEY, the credential, the config file.\n"
     "\n"
     "Without keys, every request is allowed, so the server refuses to listen on\n"
-    "anything but a loopback address unless keys are given.\n";
+    "anything but a loopback address unless keys are given.\n"
+    "\n"
+    "The web pages' default directory: ";
 
 void server_config_default(server_config_t *c)
 {
@@ -162,12 +176,20 @@ static int set_web(server_config_t *c, const char *v)
     return 0;
 }
 
-static int add_api_key(server_config_t *c, const char *v)
+/* A key, or a key file's name, kept for keys_settle; what names it. */
+static int set_key_source(char *out, size_t size, const char *what, const char *v)
 {
-    if (c->api_key_count == SERVER_API_KEYS_MAX) {
-        return bad("--api-key", v, "at most 16 shop keys");
+    if (out[0] != '\0') {
+        fprintf(stderr, "holdfast: %s is given twice\n", what);
+        return -1;
     }
-    return set_text(c->api_keys[c->api_key_count++], SERVER_KEY_BYTES_MAX, "--api-key", v);
+    if (v[0] == '\0' || strlen(v) >= size) {
+        fprintf(stderr, "holdfast: %s must be non-empty and shorter than %zu bytes\n", what,
+                size);
+        return -1;
+    }
+    snprintf(out, size, "%s", v);
+    return 0;
 }
 
 static int set_hold_secret(server_config_t *c, const char *v)
@@ -290,7 +312,8 @@ static int file_api_keys(server_config_t *c, json_t *v)
     }
     json_array_foreach(v, i, k) {
         const char *text;
-        if (file_string(k, "api_keys", &text) != 0 || add_api_key(c, text) != 0) {
+        if (file_string(k, "api_keys", &text) != 0 ||
+            keys_add_api(c, "config key \"api_keys\"", text) != 0) {
             return -1;
         }
     }
@@ -305,6 +328,7 @@ static bool known_key(const char *key)
         "identities_max", "customer_skus_max", "waitlist_max",   "sku_policies_max",
         "proofs_max",     "threads",        "compact_records",   "policy",
         "web_dir",        "hold_secret",    "access_log",        "audit_max",
+        "api_key_file",   "admin_key_file",
         NULL,
     };
     for (size_t i = 0; keys[i] != NULL; i++) {
@@ -373,7 +397,7 @@ static int file_policy(server_config_t *c, json_t *v)
     return 0;
 }
 
-static int file_key(server_config_t *c, const char *key, json_t *v)
+static int file_key(server_config_t *c, keys_sources_t *src, const char *key, json_t *v)
 {
     const char *s;
     bool handled;
@@ -413,7 +437,16 @@ static int file_key(server_config_t *c, const char *key, json_t *v)
         return set_text(c->data_dir, sizeof c->data_dir, "data", s);
     }
     if (strcmp(key, "admin_key") == 0) {
-        return set_text(c->admin_key, sizeof c->admin_key, "admin_key", s);
+        return set_key_source(src->admin_config, sizeof src->admin_config,
+                              "config key \"admin_key\"", s);
+    }
+    if (strcmp(key, "admin_key_file") == 0) {
+        return set_key_source(src->admin_config_file, sizeof src->admin_config_file,
+                              "config key \"admin_key_file\"", s);
+    }
+    if (strcmp(key, "api_key_file") == 0) {
+        return set_key_source(src->api_config_file, sizeof src->api_config_file,
+                              "config key \"api_key_file\"", s);
     }
     if (strcmp(key, "web_dir") == 0) {
         return set_web(c, s);
@@ -428,7 +461,23 @@ static int file_key(server_config_t *c, const char *key, json_t *v)
     return set_durability(c, s);
 }
 
-static int load_file(server_config_t *c, const char *path)
+/* A configuration file that holds keys should be no more readable than a
+ * key file; it still starts (a file's mode is the operator's call), but the
+ * log says so. */
+static void warn_if_keys_readable(const char *path, json_t *root)
+{
+    struct stat st;
+    if ((json_object_get(root, "api_keys") != NULL || json_object_get(root, "admin_key") != NULL) &&
+        stat(path, &st) == 0 && (st.st_mode & 077) != 0) {
+        fprintf(stderr,
+                "level=warn msg=\"the config file holds keys and group or others may read it: "
+                "chmod 600 it, or move the keys to api_key_file and admin_key_file\" "
+                "config=%s mode=%04o\n",
+                path, (unsigned)(st.st_mode & 07777));
+    }
+}
+
+static int load_file(server_config_t *c, keys_sources_t *src, const char *path)
 {
     json_error_t err;
     json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &err);
@@ -445,8 +494,11 @@ static int load_file(server_config_t *c, const char *path)
     json_t *v;
     json_object_foreach(root, key, v) {
         if (rc == 0) {
-            rc = file_key(c, key, v);
+            rc = file_key(c, src, key, v);
         }
+    }
+    if (rc == 0) {
+        warn_if_keys_readable(path, root);
     }
     json_decref(root);
     return rc;
@@ -454,7 +506,7 @@ static int load_file(server_config_t *c, const char *path)
 
 /* ------------------------------------------------------------------ flags */
 
-static int apply_flag(server_config_t *c, const char *flag, const char *v)
+static int apply_flag(server_config_t *c, keys_sources_t *src, const char *flag, const char *v)
 {
     if (strcmp(flag, "--listen") == 0) {
         return set_listen(c, v);
@@ -463,10 +515,16 @@ static int apply_flag(server_config_t *c, const char *flag, const char *v)
         return set_text(c->data_dir, sizeof c->data_dir, "--data", v);
     }
     if (strcmp(flag, "--api-key") == 0) {
-        return add_api_key(c, v);
+        return keys_add_api(c, "--api-key", v);
+    }
+    if (strcmp(flag, "--api-key-file") == 0) {
+        return set_key_source(src->api_flag_file, sizeof src->api_flag_file, flag, v);
     }
     if (strcmp(flag, "--admin-key") == 0) {
-        return set_text(c->admin_key, sizeof c->admin_key, "--admin-key", v);
+        return set_key_source(src->admin_flag, sizeof src->admin_flag, flag, v);
+    }
+    if (strcmp(flag, "--admin-key-file") == 0) {
+        return set_key_source(src->admin_flag_file, sizeof src->admin_flag_file, flag, v);
     }
     if (strcmp(flag, "--durability") == 0) {
         return set_durability(c, v);
@@ -492,8 +550,9 @@ static int apply_flag(server_config_t *c, const char *flag, const char *v)
     return -1;
 }
 
-static int parse_serve(server_config_t *c, int argc, char **argv)
+static int parse_serve(server_config_t *c, keys_sources_t *src, int argc, char **argv)
 {
+    memset(src, 0, sizeof *src);
     for (int i = 0; i < argc; i += 2) {
         if (strncmp(argv[i], "--", 2) != 0) {
             fprintf(stderr, "holdfast: unexpected argument %s\n", argv[i]);
@@ -503,13 +562,13 @@ static int parse_serve(server_config_t *c, int argc, char **argv)
             fprintf(stderr, "holdfast: %s needs a value\n", argv[i]);
             return -1;
         }
-        if (strcmp(argv[i], "--config") == 0 && load_file(c, argv[i + 1]) != 0) {
+        if (strcmp(argv[i], "--config") == 0 && load_file(c, src, argv[i + 1]) != 0) {
             return -1;
         }
     }
-    /* Flags override the file; api keys from both add up. */
+    /* Flags override the file; the keys are settled later (keys.h). */
     for (int i = 0; i + 1 < argc; i += 2) {
-        if (apply_flag(c, argv[i], argv[i + 1]) != 0) {
+        if (apply_flag(c, src, argv[i], argv[i + 1]) != 0) {
             return -1;
         }
     }
@@ -569,7 +628,7 @@ static int backup_main(int argc, char **argv)
     return server_backup_cmd(dir, out);
 }
 
-static int parse_serve(server_config_t *c, int argc, char **argv);
+static int parse_serve(server_config_t *c, keys_sources_t *src, int argc, char **argv);
 
 static int recover_main(int argc, char **argv)
 {
@@ -594,14 +653,33 @@ static int recover_main(int argc, char **argv)
         }
     }
     server_config_t c;
+    keys_sources_t unused; /* recovering needs no keys */
     server_config_default(&c);
-    if (parse_serve(&c, n, rest) != 0) {
+    if (parse_serve(&c, &unused, n, rest) != 0) {
         return 2;
     }
     return server_recover_cmd(&c, accept_loss);
 }
 
-int server_main(int argc, char **argv)
+/* Says where the pages come from, and warns when nothing is there: an
+ * installed server started with a build's --web, or the reverse, would
+ * otherwise answer 404 at / without a word. */
+static void log_web_dir(const server_config_t *c)
+{
+    struct stat st;
+    if (c->web_dir[0] == '\0') {
+        fprintf(stderr, "level=info msg=\"serving no web pages\" web=\"\"\n");
+    } else if (stat(c->web_dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        fprintf(stderr,
+                "level=warn msg=\"no web pages: the directory is missing, so / and /admin answer "
+                "404 (--web DIR names another; --web \\\"\\\" serves none)\" web=%s\n",
+                c->web_dir);
+    } else {
+        fprintf(stderr, "level=info msg=\"web pages\" web=%s\n", c->web_dir);
+    }
+}
+
+int server_main(int argc, char **argv, const char *web_dir)
 {
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         fputs(usage_main, argc < 2 ? stderr : stdout);
@@ -628,13 +706,17 @@ int server_main(int argc, char **argv)
         return 2;
     }
     if (wants_help(argc - 2, argv + 2)) {
-        fputs(usage_serve, stdout);
+        printf("%s%s\n", usage_serve, web_dir);
         return 0;
     }
     server_config_t c;
+    keys_sources_t src;
     server_config_default(&c);
-    if (parse_serve(&c, argc - 2, argv + 2) != 0) {
+    assert(strlen(web_dir) < sizeof c.web_dir);
+    snprintf(c.web_dir, sizeof c.web_dir, "%s", web_dir);
+    if (parse_serve(&c, &src, argc - 2, argv + 2) != 0 || keys_settle(&c, &src) != 0) {
         return 2;
     }
+    log_web_dir(&c);
     return server_run(&c);
 }

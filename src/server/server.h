@@ -17,8 +17,9 @@
 #include "guard.h"
 #include "store.h"
 
-/* Where the web pages are unless --web says otherwise: the source tree's
- * web/ (CMake passes it), so a build serves its own checkout's pages. */
+/* Where the web pages are in a configuration made by server_config_default
+ * (CMake passes the source tree's web/). The holdfast executable passes its
+ * own default to server_main instead (main.c). */
 #ifndef HF_WEB_DIR
 #define HF_WEB_DIR "web"
 #endif
@@ -57,8 +58,9 @@ typedef struct {
 
 void server_config_default(server_config_t *c);
 
-/* Runs `holdfast ARGS...`; returns the process exit code. */
-int server_main(int argc, char **argv);
+/* Runs `holdfast ARGS...`; returns the process exit code. web_dir is where
+ * the pages are unless --web or web_dir says otherwise. */
+int server_main(int argc, char **argv, const char *web_dir);
 
 /* Serves until SIGTERM or SIGINT; returns 0 after a clean shutdown, non-zero
  * (with a logged reason) if it could not start. */
