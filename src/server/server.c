@@ -727,6 +727,33 @@ static int wait_for_signal(server_t *s, const sigset_t *signals)
     }
 }
 
+/* Replies still waiting for the journal when the drain's time is up (a
+ * disk that stalls): whether their changes are durable is not known yet,
+ * so each is answered so, and resumed, before HTTP stops; the library
+ * aborts when stopped with a connection suspended. */
+static void answer_waiting_at_stop(server_t *s)
+{
+    pthread_mutex_lock(&s->wait_lock);
+    while (s->wait_head != NULL) {
+        request_t *r = s->wait_head;
+        s->wait_head = r->next_waiter;
+        s->wait_count--;
+        r->parked = false;
+        if (r->changed) {
+            reply_error(r, 503, "outcome_unknown",
+                        "the server stopped before the journal said whether this change is "
+                        "durable: it may or may not have been kept. Once the server is back, "
+                        "send the same request again with the same Idempotency-Key to learn "
+                        "which");
+        } else {
+            reply_error(r, 503, "overloaded", "the server is shutting down");
+        }
+        r->ready = true;
+        MHD_resume_connection(r->conn);
+    }
+    pthread_mutex_unlock(&s->wait_lock);
+}
+
 /* Stop accepting, let requests in flight finish (their replies wait for the
  * journal, which keeps committing), then commit the rest and close. */
 static void drain(server_t *s, int sig)
@@ -742,6 +769,7 @@ static void drain(server_t *s, int sig)
         struct timespec pause = {.tv_sec = 0, .tv_nsec = 2000000L};
         nanosleep(&pause, NULL);
     }
+    answer_waiting_at_stop(s);
     /* No handler may run once the journal is closed: stop HTTP first. */
     MHD_stop_daemon(s->daemon);
     s->daemon = NULL;
