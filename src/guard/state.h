@@ -13,6 +13,7 @@
  *
  * The files, each using only those above it (no two need each other):
  *   index.c     hashing and the open-addressing index
+ *   notice.c    the log of what changed, for callers that announce it
  *   identity.c  identities, customer-and-sku units, the sweep, a request's names
  *   proof.c     proof of work, challenges, spent proofs (the one file with OpenSSL)
  *   sku.c       sku policies, conversion, escalation, refusals counted
@@ -183,6 +184,8 @@ struct guard_s {
     guard_event_t events[GUARD_EVENTS_MAX];
     uint64_t offer_seq;
     guard_offer_t offer_log[GUARD_OFFER_LOG_MAX];
+    uint64_t notice_seq;
+    guard_notice_t notices[GUARD_NOTICE_LOG_MAX];
 };
 
 #endif
