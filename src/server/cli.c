@@ -76,7 +76,9 @@ static const char usage_serve[] =
     "holds_max, idempotency_keys_max, identities_max, customer_skus_max, waitlist_max,\n"
     "sku_policies_max, proofs_max, connections_max, connections_per_address_max,\n"
     "connections_reserve, keepalive_max, head_timeout_ms, body_timeout_ms, idle_timeout_ms,\n"
-    "threads, compact_records, hold_secret, policy\n"
+    "threads, compact_records, hold_secret, policy, webhooks, webhook_secret_file, webhook_secret,\n"
+    "webhook_retry, webhook_outbox_max (docs/WEBHOOKS.md; the secret may also come from\n"
+    "the environment variable HOLDFAST_WEBHOOK_SECRET, never from a flag)\n"
     "(policy: the policy document of docs/POLICIES.md a new data directory starts with)\n"
     "\n"
     "Without keys, every request is allowed, so the server refuses to listen on\n"
@@ -103,6 +105,7 @@ void server_config_default(server_config_t *c)
      * tail when 256 arrive at once, 15-25 ms with two; docs/BENCHMARKS.md). */
     c->threads = 2;
     c->compact_records = HF_COMPACT_RECORDS_DEFAULT;
+    webhook_config_default(&c->webhooks);
 }
 
 /* ---------------------------------------------------------------- values */
@@ -362,6 +365,9 @@ static int file_key(server_config_t *c, const char *key, json_t *v)
 {
     const char *s;
     bool handled;
+    if (webhook_config_is_key(key)) {
+        return webhook_config_key(&c->webhooks, key, v);
+    }
     if (!known_key(key)) {
         fprintf(stderr, "holdfast: unknown config key \"%s\"\n", key);
         return -1;
@@ -612,7 +618,7 @@ int server_main(int argc, char **argv)
     }
     server_config_t c;
     server_config_default(&c);
-    if (parse_serve(&c, argc - 2, argv + 2) != 0) {
+    if (parse_serve(&c, argc - 2, argv + 2) != 0 || webhook_config_finish(&c.webhooks) != 0) {
         return 2;
     }
     return server_run(&c);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 
 #include "server_internal.h"
+#include "webhooks.h"
 
 static const int statuses[SERVER_STATUS_COUNT] = {
 #define STATUS_VALUE(code) code,
@@ -336,6 +337,7 @@ void metrics_render(server_t *s, json_out_t *o)
     free(d);
     render_journal(s, o);
     render_connections(s, o);
+    webhooks_metrics(s, o);
     /* Both values are tokens checked at build time: no escaping needed. */
     jw_rawf(o,
             "# HELP holdfast_build_info The version and commit of this server; always 1.\n"

@@ -16,6 +16,7 @@
 
 #include "guard.h"
 #include "store.h"
+#include "webhook.h"
 
 /* Where the web pages are unless --web says otherwise: the source tree's
  * web/ (CMake passes it), so a build serves its own checkout's pages. */
@@ -51,6 +52,7 @@ typedef struct {
     /* --hold-secret optional: a shop key may still touch a hold (or waitlist
      * entry) without its secret, counted, while a shop's clients upgrade. */
     bool hold_secret_optional;
+    webhook_config_t webhooks; /* the shop's URLs, secret and retries (docs/WEBHOOKS.md) */
 } server_config_t;
 
 void server_config_default(server_config_t *c);

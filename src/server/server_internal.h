@@ -159,6 +159,7 @@ struct server_s {
     pthread_t accept_thread;
     bool accepting;
     json_out_t refusals[CONNS_REFUSAL_COUNT]; /* the 503 replies sent at accept */
+    struct webhooks_s *webhooks; /* webhooks.h; NULL: none configured */
 };
 
 /* Where a request's headers and query arguments come from when it has no
