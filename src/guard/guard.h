@@ -66,6 +66,7 @@ typedef struct {
     uint32_t waitlist_max;      /* waitlist entries, waiting or finished */
     uint32_t sku_policies_max;  /* skus with their own policy */
     uint32_t proofs_max;        /* used proofs not yet expired */
+    bool notices;               /* keep the notice log (guard_notice): for webhooks */
 } guard_config_t;
 
 guard_config_t guard_config_default(void);
@@ -252,7 +253,9 @@ typedef struct {
  * held units or stock moved (id: its index; a sku may appear many times).
  * Transient like the offer log: not journaled, not in snapshots, so replay
  * writes it again and a caller reads from where recovery left it. Sized so
- * that the expiries of one busy instant fit between two reads. */
+ * that the expiries of one busy instant fit between two reads. Kept only
+ * when guard_config_t.notices says so (its seq stays 0 otherwise): most
+ * guards (the simulator's, a server without webhooks) have no reader. */
 #define GUARD_NOTICE_LOG_MAX 16384
 typedef enum {
     GUARD_NOTICE_EXPIRED = 1,

@@ -10,6 +10,9 @@
 
 void notice_add(guard_t *g, guard_notice_kind_t kind, uint64_t id, int64_t at_ms)
 {
+    if (g->notices == NULL) {
+        return;
+    }
     guard_notice_t *n = &g->notices[g->notice_seq % GUARD_NOTICE_LOG_MAX];
     *n = (guard_notice_t){.seq = g->notice_seq + 1, .id = id, .at_ms = at_ms, .kind = kind};
     g->notice_seq++;
@@ -17,6 +20,9 @@ void notice_add(guard_t *g, guard_notice_kind_t kind, uint64_t id, int64_t at_ms
 
 void notice_hold_skus(guard_t *g, const engine_hold_view_t *h, int64_t at_ms)
 {
+    if (g->notices == NULL) {
+        return;
+    }
     for (uint16_t i = 0; i < h->line_count; i++) {
         notice_add(g, GUARD_NOTICE_SKU, h->lines[i].sku_index, at_ms);
     }

@@ -185,7 +185,7 @@ struct guard_s {
     uint64_t offer_seq;
     guard_offer_t offer_log[GUARD_OFFER_LOG_MAX];
     uint64_t notice_seq;
-    guard_notice_t notices[GUARD_NOTICE_LOG_MAX];
+    guard_notice_t *notices; /* GUARD_NOTICE_LOG_MAX of them, or NULL: not kept */
 };
 
 #endif

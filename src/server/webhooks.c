@@ -354,6 +354,7 @@ int webhooks_init(server_t *s)
     if (c->endpoint_count == 0) {
         return 0;
     }
+    s->config.guard.notices = true; /* the guard keeps what changed for us */
     webhooks_t *h = calloc(1, sizeof *h);
     uint32_t skus_max = s->config.guard.engine.skus_max;
     if (h != NULL) {
