@@ -264,7 +264,8 @@ static void read_offers(emit_t *em)
         guard_offer_t o;
         guard_wait_view_t w;
         engine_hold_view_t hv;
-        if (!guard_offer(s->guard, h->offer_seen + 1, &o) || !guard_wait_view(s->guard, o.wait_id, &w) ||
+        if (!guard_offer(s->guard, h->offer_seen + 1, &o) ||
+            !guard_wait_view(s->guard, o.wait_id, &w) ||
             engine_hold_view(guard_engine(s->guard), o.hold_id, &hv) != ENGINE_OK) {
             continue; /* gone in the same step (its hold expired at once): nothing to offer */
         }
@@ -415,7 +416,8 @@ int webhooks_recovered(server_t *s, int64_t now_ms)
     }
     /* A reopened journal forgot the rows that waited for it. */
     webhook_unreserve(h->delivery, UINT32_MAX);
-    if (store_outbox_load(&s->store, __atomic_load_n(&h->row_id_max, __ATOMIC_RELAXED), on_loaded, h, err, sizeof err) != 0) {
+    uint64_t after = __atomic_load_n(&h->row_id_max, __ATOMIC_RELAXED);
+    if (store_outbox_load(&s->store, after, on_loaded, h, err, sizeof err) != 0) {
         fprintf(stderr, "level=error msg=\"cannot read the webhook outbox\" err=\"%s\"\n", err);
         return -1;
     }

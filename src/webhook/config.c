@@ -245,8 +245,8 @@ static int read_endpoint(json_t *o, webhook_endpoint_t *e)
             plain = json_is_true(v);
         } else {
             char why[160];
-            snprintf(why, sizeof why, "unknown or malformed member \"%s\" (url, events, plain_http)",
-                     key);
+            snprintf(why, sizeof why,
+                     "unknown or malformed member \"%s\" (url, events, plain_http)", key);
             return bad("webhooks", why);
         }
     }

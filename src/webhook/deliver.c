@@ -157,7 +157,8 @@ static uint32_t wanted_by(const webhook_t *w, webhook_event_t kind)
 {
     uint32_t mask = 0;
     for (uint32_t i = 0; i < w->config.endpoint_count; i++) {
-        if ((unsigned)kind < WEBHOOK_EVENT_COUNT && (w->config.endpoints[i].events & (1u << kind))) {
+        uint32_t events = w->config.endpoints[i].events;
+        if ((unsigned)kind < WEBHOOK_EVENT_COUNT && (events & (1u << kind))) {
             mask |= 1u << i;
         }
     }
@@ -293,8 +294,8 @@ static void attempt(webhook_t *w, endpoint_t *e, row_t *row)
     const webhook_config_t *c = &w->config;
     char signature[128], head[HEAD_BYTES_MAX], err[160] = "";
     int64_t t = wall_ms() / 1000;
-    bool signed_ok =
-        webhook_sign(c->secret, c->secret_len, t, row->body, row->size, signature, sizeof signature);
+    bool signed_ok = webhook_sign(c->secret, c->secret_len, t, row->body, row->size, signature,
+                                  sizeof signature);
     assert(signed_ok); /* webhook_create checked this OpenSSL */
     size_t head_len = write_head(w, e, row, signature, head);
     pthread_mutex_unlock(&w->lock);
@@ -359,7 +360,8 @@ webhook_t *webhook_create(const webhook_config_t *c, webhook_ack_fn ack, void *a
 {
     assert(c->endpoint_count <= WEBHOOK_ENDPOINTS_MAX && c->secret_len > 0);
     if (!sign_works()) {
-        fprintf(stderr, "level=error msg=\"cannot sign webhooks: this OpenSSL lacks HMAC-SHA256\"\n");
+        fprintf(stderr,
+                "level=error msg=\"cannot sign webhooks: this OpenSSL lacks HMAC-SHA256\"\n");
         return NULL;
     }
     webhook_t *w = calloc(1, sizeof *w);

@@ -426,7 +426,8 @@ static void hold(fx_t *fx, const char *customer, const char *sku, int qty, long 
 {
     char body[256];
     snprintf(body, sizeof body,
-             "{\"customer\": \"%s\", \"lines\": [{\"sku\": \"%s\", \"qty\": %d}], \"ttl_ms\": %lld}",
+             "{\"customer\": \"%s\", \"lines\": [{\"sku\": \"%s\", \"qty\": %d}], "
+             "\"ttl_ms\": %lld}",
              customer, sku, qty, ttl_ms);
     assert_int_equal(hf_hold_create(&fx->cl, body, NULL, id, NULL), 201);
 }
