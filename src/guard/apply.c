@@ -9,6 +9,7 @@
 
 #include "audit.h"
 #include "book.h"
+#include "notice.h"
 #include "offer.h"
 #include "proof.h"
 #include "sku.h"
@@ -24,6 +25,7 @@ static void expire_instant(guard_t *g, int64_t at_ms)
     engine_hold_view_t h;
     while (engine_next_expiry_ms(&g->engine) == at_ms &&
            engine_expire_next(&g->engine, at_ms, &h)) {
+        notice_add(g, GUARD_NOTICE_EXPIRED, h.id, at_ms); /* before what it frees */
         book_finish(g, &h, at_ms);
         for (uint16_t i = 0; i < h.line_count; i++) {
             guard_sku_t *s = &g->skus[h.lines[i].sku_index];
@@ -234,6 +236,7 @@ static guard_outcome_t apply_sku_put(guard_t *g, guard_op_t *op)
     guard_outcome_t out = engine_failed(engine_apply(&g->engine, &op->engine));
     if (out.result == GUARD_OK && out.engine.changed) {
         out.changed = true;
+        notice_add(g, GUARD_NOTICE_SKU, out.engine.sku_index, op->engine.now_ms);
         offer_serve(g, out.engine.sku_index, op->engine.now_ms);
     }
     return out;

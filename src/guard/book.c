@@ -5,6 +5,7 @@
 
 #include <assert.h>
 
+#include "notice.h"
 #include "sku.h"
 #include "waitlist.h"
 
@@ -129,6 +130,7 @@ void book_start(guard_t *g, const engine_hold_view_t *h, const guard_hold_t *sid
     sku_shop_bring(g, now_ms);
     g->shop_started += 1.0;
     start_lines(g, h, side, now_ms, known);
+    notice_hold_skus(g, h, now_ms);
 }
 
 /* Returns a finished hold's units to its identities: a sale improves their
@@ -214,4 +216,5 @@ void book_finish(guard_t *g, const engine_hold_view_t *h, int64_t at_ms)
         wait_finish(g, side.wait - 1, committed ? GUARD_WAIT_FULFILLED : GUARD_WAIT_EXPIRED, at_ms);
     }
     g->holds[slot] = (guard_hold_t){0};
+    notice_hold_skus(g, h, at_ms);
 }

@@ -105,7 +105,12 @@ static bool config_valid(const guard_config_t *c)
 guard_t *guard_create(const guard_config_t *c, int64_t now_ms)
 {
     guard_t *g = calloc(1, sizeof *g);
-    if (g == NULL || !config_valid(c) || engine_init(&g->engine, &c->engine, now_ms) != 0) {
+    if (g != NULL && c->notices) {
+        g->notices = calloc(GUARD_NOTICE_LOG_MAX, sizeof *g->notices);
+    }
+    if (g == NULL || (c->notices && g->notices == NULL) || !config_valid(c) ||
+        engine_init(&g->engine, &c->engine, now_ms) != 0) {
+        free(g != NULL ? g->notices : NULL);
         free(g);
         return NULL;
     }
@@ -114,6 +119,7 @@ guard_t *guard_create(const guard_config_t *c, int64_t now_ms)
                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (region == MAP_FAILED) {
         engine_deinit(&g->engine);
+        free(g->notices);
         free(g);
         return NULL;
     }
@@ -155,5 +161,6 @@ void guard_destroy(guard_t *g)
     }
     engine_deinit(&g->engine);
     munmap(g->region, g->region_size);
+    free(g->notices);
     free(g);
 }

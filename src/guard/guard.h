@@ -67,6 +67,7 @@ typedef struct {
     uint32_t sku_policies_max;  /* skus with their own policy */
     uint32_t proofs_max;        /* used proofs not yet expired */
     uint32_t audit_max;         /* audit trail entries kept (0: none) */
+    bool notices;               /* keep the notice log (guard_notice): for webhooks */
 } guard_config_t;
 
 guard_config_t guard_config_default(void);
@@ -264,12 +265,34 @@ typedef struct {
     uint64_t wait_id, hold_id;
 } guard_offer_t;
 
+/* What changed, as it changes, for a caller that announces it (the
+ * server's webhooks): a hold that expired (id: the hold's), and a sku whose
+ * held units or stock moved (id: its index; a sku may appear many times).
+ * Transient like the offer log: not journaled, not in snapshots, so replay
+ * writes it again and a caller reads from where recovery left it. Sized so
+ * that the expiries of one busy instant fit between two reads. Kept only
+ * when guard_config_t.notices says so (its seq stays 0 otherwise): most
+ * guards (the simulator's, a server without webhooks) have no reader. */
+#define GUARD_NOTICE_LOG_MAX 16384
+typedef enum {
+    GUARD_NOTICE_EXPIRED = 1,
+    GUARD_NOTICE_SKU = 2,
+} guard_notice_kind_t;
+typedef struct {
+    uint64_t seq; /* 1, 2, ... */
+    uint64_t id;
+    int64_t at_ms;
+    guard_notice_kind_t kind;
+} guard_notice_t;
+
 /* The latest sequence number of each log, and one entry by its number (false
  * once it is overwritten or before it is made). */
 uint64_t guard_event_seq(const guard_t *g);
 bool guard_event(const guard_t *g, uint64_t seq, guard_event_t *out);
 uint64_t guard_offer_seq(const guard_t *g);
 bool guard_offer(const guard_t *g, uint64_t seq, guard_offer_t *out);
+uint64_t guard_notice_seq(const guard_t *g);
+bool guard_notice(const guard_t *g, uint64_t seq, guard_notice_t *out);
 
 /* A guard with every table reserved (address space only), at now_ms; NULL
  * if the configuration is out of range or the reservation fails. */

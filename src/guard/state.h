@@ -13,6 +13,7 @@
  *
  * The files, each using only those above it (no two need each other):
  *   index.c     hashing and the open-addressing index
+ *   notice.c    the log of what changed, for callers that announce it
  *   identity.c  identities, customer-and-sku units, the sweep, a request's names
  *   proof.c     proof of work, challenges, spent proofs (the one file with OpenSSL)
  *   sku.c       sku policies, conversion, escalation, refusals counted
@@ -188,6 +189,8 @@ struct guard_s {
     guard_audit_entry_t *audit;
     uint32_t audit_head, audit_count; /* head: the oldest entry's index */
     uint64_t audit_seq;               /* the newest entry's seq */
+    uint64_t notice_seq;
+    guard_notice_t *notices; /* GUARD_NOTICE_LOG_MAX of them, or NULL: not kept */
 };
 
 #endif

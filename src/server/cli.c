@@ -84,14 +84,17 @@ static const char usage_serve[] =
     "customer_skus_max, waitlist_max, sku_policies_max, proofs_max, connections_max,\n"
     "connections_per_address_max, connections_reserve, keepalive_max, head_timeout_ms,\n"
     "body_timeout_ms, idle_timeout_ms, threads, compact_records, hold_secret, access_log,\n"
-    "audit_max, policy\n"
+    "audit_max, policy, webhooks, webhook_secret_file, webhook_secret, webhook_retry,\n"
+    "webhook_outbox_max\n"
     "(policy: the policy document of docs/POLICIES.md a new data directory starts with;\n"
-    "man holdfast says what each key means)\n"
+    "webhooks: docs/WEBHOOKS.md; man holdfast says what each key means)\n"
     "\n"
     "keys also come from the environment: HOLDFAST_API_KEYS (comma-separated shop keys),\n"
     "HOLDFAST_ADMIN_KEY; and from systemd's LoadCredential= (api_keys, admin_key in\n"
     "$CREDENTIALS_DIRECTORY). Shop keys from every source add up; the admin key is the\n"
     "first of: the command line, HOLDFAST_ADMIN_KEY, the credential, the config file.\n"
+    "The webhooks' secret: webhook_secret_file, webhook_secret or HOLDFAST_WEBHOOK_SECRET,\n"
+    "never a flag.\n"
     "\n"
     "Without keys, every request is allowed, so the server refuses to listen on\n"
     "anything but a loopback address unless keys are given.\n"
@@ -120,6 +123,7 @@ void server_config_default(server_config_t *c)
     c->threads = 2;
     c->compact_records = HF_COMPACT_RECORDS_DEFAULT;
     snprintf(c->access_log, sizeof c->access_log, "stderr");
+    webhook_config_default(&c->webhooks);
 }
 
 /* ---------------------------------------------------------------- values */
@@ -401,6 +405,9 @@ static int file_key(server_config_t *c, keys_sources_t *src, const char *key, js
 {
     const char *s;
     bool handled;
+    if (webhook_config_is_key(key)) {
+        return webhook_config_key(&c->webhooks, key, v);
+    }
     if (!known_key(key)) {
         fprintf(stderr, "holdfast: unknown config key \"%s\"\n", key);
         return -1;
@@ -714,7 +721,8 @@ int server_main(int argc, char **argv, const char *web_dir)
     server_config_default(&c);
     assert(strlen(web_dir) < sizeof c.web_dir);
     snprintf(c.web_dir, sizeof c.web_dir, "%s", web_dir);
-    if (parse_serve(&c, &src, argc - 2, argv + 2) != 0 || keys_settle(&c, &src) != 0) {
+    if (parse_serve(&c, &src, argc - 2, argv + 2) != 0 || keys_settle(&c, &src) != 0 ||
+        webhook_config_finish(&c.webhooks) != 0) {
         return 2;
     }
     log_web_dir(&c);

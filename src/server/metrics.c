@@ -11,6 +11,7 @@
 
 #include "observe.h"
 #include "server_internal.h"
+#include "webhooks.h"
 
 static const int statuses[SERVER_STATUS_COUNT] = {
 #define STATUS_VALUE(code) code,
@@ -434,6 +435,7 @@ void metrics_render(server_t *s, json_out_t *o)
     render_journal(s, o);
     render_connections(s, o);
     render_access_log(s, o);
+    webhooks_metrics(s, o);
     /* Both values are tokens checked at build time: no escaping needed. */
     jw_rawf(o,
             "# HELP holdfast_build_info The version and commit of this server; always 1.\n"

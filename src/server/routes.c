@@ -14,6 +14,7 @@
 
 #include "observe.h"
 #include "server_internal.h"
+#include "webhooks.h"
 
 #define PATH_SEGMENTS_MAX 6
 
@@ -440,6 +441,7 @@ static void log_escalations(server_t *s)
 void unlock(request_t *r)
 {
     server_t *s = r->server;
+    webhooks_collect(s, NULL, NULL, false);
     r->seq = store_appended_seq_of(&s->store, &r->generation);
     log_escalations(s);
     pthread_mutex_unlock(&s->engine_lock);
@@ -450,6 +452,7 @@ bool journal(request_t *r, const guard_op_t *op, const guard_outcome_t *o)
     if (!o->changed) {
         return true;
     }
+    webhooks_collect(r->server, op, o, true); /* its events commit with it */
     if (store_append(&r->server->store, op, server_mono_ms()) == 0) {
         /* Refused before anything reached the journal: a restart recovers
          * what was durable, without this change. */

@@ -38,6 +38,7 @@
 
 #include "observe.h"
 #include "server_internal.h"
+#include "webhooks.h"
 
 /* The clock tick: how late an expiry may be seen by the metrics, not by the
  * API (every request expires what is due first). */
@@ -572,20 +573,36 @@ static int arm_fault(server_t *s)
 
 /* Rebuilds the guard from the journal (opened, or failed and to be
  * reopened) and sets the server's clock from it. */
+static int catch_up(server_t *s);
+
 static int load_journal(server_t *s, bool reopen)
 {
     char err[640];
     const server_config_t *c = &s->config;
-    int64_t start_wall_ms = wall_ms();
-    int rc = reopen ? store_reopen(&s->store, s->guard, start_wall_ms, &s->recovery, err,
-                                   sizeof err)
-                    : store_recover(&s->store, s->guard, start_wall_ms, &s->recovery, err,
-                                    sizeof err);
+    /* Time 0: no advance to now inside; catch_up advances, so that what
+     * time did while the server was down is announced (webhooks.c). */
+    int rc = reopen ? store_reopen(&s->store, s->guard, 0, &s->recovery, err, sizeof err)
+                    : store_recover(&s->store, s->guard, 0, &s->recovery, err, sizeof err);
     if (rc != 0) {
         fprintf(stderr, "level=error msg=\"cannot recover\" data=%s err=\"%s\"\n", c->data_dir,
                 err);
         return -1;
     }
+    /* A first start catches up once the hold key is loaded: the events
+     * name holds by their ids on the wire. */
+    return reopen ? catch_up(s) : 0;
+}
+
+/* Brings the recovered guard to now (holds that ran out while the server
+ * was down expire) and sets the server's clock from it. */
+static int catch_up(server_t *s)
+{
+    uint64_t expired = engine_stats(guard_engine(s->guard)).holds_expired;
+    if (webhooks_recovered(s, wall_ms()) != 0) {
+        return -1;
+    }
+    s->recovery.holds_expired =
+        (uint32_t)(engine_stats(guard_engine(s->guard)).holds_expired - expired);
     /* Time never goes back, even if the wall clock did while we were down. */
     int64_t now_wall_ms = wall_ms(); /* read both clocks at one moment */
     s->mono_start_ms = server_mono_ms();
@@ -700,6 +717,7 @@ void server_tick(server_t *s)
     pthread_mutex_lock(&s->engine_lock);
     guard_op_t op;
     guard_outcome_t o = guard_reclaim(s->guard, server_now_ms(s), &op);
+    webhooks_collect(s, o.changed ? &op : NULL, &o, o.changed); /* expiries, the reclaim's */
     if (o.changed && store_append(&s->store, &op, server_mono_ms()) == 0) {
         /* The store is failed for good: every reply says so from now on. */
         fprintf(stderr, "level=error msg=\"a reclaim could not be journaled\"\n");
@@ -777,6 +795,7 @@ static void drain(server_t *s, int sig)
     if (s->store.since_snapshot > 0 && !store_failed(&s->store)) {
         store_snapshot(&s->store, s->guard); /* a fast start next time */
     }
+    webhooks_stop(s); /* what was delivered leaves the outbox in the last commit */
     store_close(&s->store);
 }
 
@@ -787,7 +806,9 @@ void server_free(server_t *s)
         MHD_stop_daemon(s->daemon);
     }
     listener_deinit(s);
+    webhooks_stop(s);
     store_close(&s->store);
+    webhooks_free(s);
     guard_destroy(s->guard);
     pthread_mutex_destroy(&s->engine_lock);
     pthread_mutex_destroy(&s->wait_lock);
@@ -822,9 +843,11 @@ server_t *server_new(const server_config_t *c)
 
 int server_start(server_t *s, bool commit_thread)
 {
-    if (recover(s) != 0 || load_hold_key(s) != 0 || observe_start(s) != 0 ||
+    if (webhooks_init(s) != 0 || recover(s) != 0 || load_hold_key(s) != 0 ||
+        observe_start(s) != 0 || catch_up(s) != 0 ||
         (commit_thread && store_start(&s->store, on_durable, s) != 0) ||
-        start_defenses(s) != 0 || skip_lost_ids(s) != 0) {
+        start_defenses(s) != 0 || skip_lost_ids(s) != 0 ||
+        (commit_thread && webhooks_start(s) != 0)) {
         return -1;
     }
     return 0;

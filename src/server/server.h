@@ -16,6 +16,7 @@
 
 #include "guard.h"
 #include "store.h"
+#include "webhook.h"
 
 /* Where the web pages are in a configuration made by server_config_default
  * (CMake passes the source tree's web/). The holdfast executable passes its
@@ -54,6 +55,7 @@ typedef struct {
     bool hold_secret_optional;
     /* --access-log: "off", "stderr" or a file's path (observe.h) */
     char access_log[PATH_MAX];
+    webhook_config_t webhooks; /* the shop's URLs, secret and retries (docs/WEBHOOKS.md) */
 } server_config_t;
 
 void server_config_default(server_config_t *c);

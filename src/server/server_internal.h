@@ -178,6 +178,7 @@ struct server_s {
      * [api_key_count] the admin key's. */
     struct access_log_s *access_log; /* NULL: off */
     char key_ids[SERVER_API_KEYS_MAX + 1][SERVER_KEY_ID_TEXT + 1];
+    struct webhooks_s *webhooks; /* webhooks.h; NULL: none configured */
 };
 
 /* Where a request's headers and query arguments come from when it has no

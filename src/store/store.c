@@ -35,6 +35,7 @@
 #include <time.h>
 
 #include "mark.h"
+#include "outbox.h"
 #include "record.h"
 #include "snapshot.h"
 #include <poll.h>
@@ -82,7 +83,11 @@ static const char schema_sql[] =
     "INSERT OR IGNORE INTO meta VALUES('snapshot_seq', 0);"
     "INSERT OR IGNORE INTO meta VALUES('trim_chain', 0);"
     "INSERT OR IGNORE INTO meta VALUES('legacy_batch', 0);"
-    "INSERT OR IGNORE INTO meta VALUES('marked', 0);";
+    "INSERT OR IGNORE INTO meta VALUES('marked', 0);"
+    /* outbox.c: rows committed with the journal (the webhook events) */
+    "CREATE TABLE IF NOT EXISTS outbox(id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " kind INTEGER NOT NULL, event_id TEXT NOT NULL, at_ms INTEGER NOT NULL, body TEXT NOT NULL);"
+    "INSERT OR IGNORE INTO meta VALUES('outbox_marker_ms', 0);";
 
 /* Format 1 (0.1.0) had no chain: its rows keep a NULL one, accepted only up
  * to the last of them (legacy_batch); every row written since has one. */
@@ -511,6 +516,7 @@ static void forget_failed(store_t *s)
     s->mark_turn = 0;
     s->mark_failed = s->low_space = false;
     s->fail_after_seq = 0;
+    outbox_forget(s);
 }
 
 int store_reopen(store_t *s, guard_t *g, int64_t now_ms, store_recovery_t *info, char *err,
@@ -879,6 +885,7 @@ typedef struct {
     store_buf_t body;
     uint64_t first_seq, count;
     uint64_t snapshot_seq; /* a written snapshot to adopt, or 0 */
+    outbox_batch_t outbox; /* rows to write with the records, rows to delete */
 } batch_t;
 
 /* Points the journal at snapshot seq and drops the rows it covers. */
@@ -926,7 +933,7 @@ static int trim_journal(store_t *s, uint64_t covered_seq, bool *done)
 }
 
 /* One transaction: the batch's records, then the snapshot if one waits. */
-static bool commit_batch(store_t *s, const batch_t *b, bool *full)
+static bool commit_batch(store_t *s, batch_t *b, bool *full)
 {
     sqlite3_stmt *st = s->insert_stmt;
     int rc = exec(s, "BEGIN");
@@ -939,6 +946,9 @@ static bool commit_batch(store_t *s, const batch_t *b, bool *full)
         sqlite3_bind_int64(st, 4, (sqlite3_int64)chain);
         rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
         sqlite3_reset(st);
+    }
+    if (rc == SQLITE_OK) {
+        rc = outbox_write(s, &b->outbox);
     }
     if (rc == SQLITE_OK && b->snapshot_seq > 0) {
         rc = adopt_snapshot(s, b->snapshot_seq);
@@ -1012,12 +1022,13 @@ static void record_latency(store_t *s, int64_t us, const batch_t *b)
 /* Takes what waits, under the lock. False when the thread should stop. */
 static bool take_batch(store_t *s, batch_t *b)
 {
-    while (!s->stopping && !s->failed && s->pending_count == 0 && s->snapshot_ready_seq == 0) {
+    while (!s->stopping && !s->failed && s->pending_count == 0 && s->snapshot_ready_seq == 0 &&
+           !outbox_ready(s)) {
         s->thread_idle = true;
         pthread_cond_wait(&s->wake, &s->lock);
         s->thread_idle = false;
     }
-    if (s->failed || (s->pending_count == 0 && s->snapshot_ready_seq == 0)) {
+    if (s->failed || (s->pending_count == 0 && s->snapshot_ready_seq == 0 && !outbox_ready(s))) {
         return false;
     }
     /* Swap buffers, so appends go on into the old batch's memory. */
@@ -1032,6 +1043,7 @@ static bool take_batch(store_t *s, batch_t *b)
     s->pending_since_ms = INT64_MAX;
     b->snapshot_seq = s->snapshot_ready_seq;
     s->snapshot_ready_seq = 0;
+    outbox_take(s, &b->outbox);
     return true;
 }
 
@@ -1090,6 +1102,7 @@ static void *commit_thread(void *arg)
         uint64_t durable = s->durable_seq;
         bool failed = s->failed;
         pthread_mutex_unlock(&s->lock);
+        outbox_done(s, &b.outbox, ok);
         if (s->on_durable != NULL) {
             s->on_durable(s->on_durable_ctx, durable, failed);
         }
@@ -1100,6 +1113,7 @@ static void *commit_thread(void *arg)
     }
     pthread_mutex_unlock(&s->lock);
     record_buf_free(&b.body);
+    outbox_batch_free(&b.outbox);
     return NULL;
 }
 
@@ -1142,6 +1156,7 @@ void store_close(store_t *s)
         close(s->lock_fd); /* releases the flock */
     }
     record_buf_free(&s->pending);
+    outbox_free(s);
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->wake);
 }

@@ -114,6 +114,7 @@ typedef struct store_s {
     bool low_space; /* a snapshot was put off for want of space (logged once) */
     store_durable_fn on_durable;
     void *on_durable_ctx;
+    struct store_outbox_s *outbox; /* outbox.c; NULL until watched */
     store_stats_t stats;
 } store_t;
 
@@ -224,6 +225,51 @@ void store_close(store_t *s);
  * an I/O error would. The server sets it from HOLDFAST_FAULT_JOURNAL_AFTER,
  * so the API tests can watch the sticky failure from outside. */
 void store_fail_after(store_t *s, uint64_t seq);
+
+/* ------------------------------------------------------------- the outbox */
+
+/* Rows that become durable in the same transaction as the journal records
+ * before them: the server's webhook events (server/webhooks.c). A row added
+ * with need_seq N is committed with the batch that makes seq N durable, or
+ * a later one, and never before: so "the change is durable" and "its event
+ * is queued" are one fact, and a crash keeps both or neither. Rows live in
+ * holdfast.db's outbox table until store_outbox_delete(); their row ids
+ * only grow (AUTOINCREMENT), so they order the events.
+ *
+ * Nothing of it runs until store_outbox_watch() is called (a server with
+ * webhooks): without it, adds are refused and the table stays as it is. */
+#define STORE_OUTBOX_EVENT_ID_MAX 40
+
+typedef struct {
+    uint64_t row_id;
+    uint32_t kind; /* the caller's */
+    const char *event_id;
+    int64_t at_ms; /* the caller's time of the row */
+    const char *body; /* good during the call only */
+    size_t size;
+} store_outbox_row_t;
+
+typedef void (*store_outbox_fn)(void *ctx, const store_outbox_row_t *row);
+
+/* From now on, fn is called on the commit thread with each row once its
+ * transaction committed, in row order. 0, or -1 if out of memory. */
+int store_outbox_watch(store_t *s, store_outbox_fn fn, void *ctx);
+/* Queues a row for the commit that covers need_seq. 0, or -1 (nothing
+ * queued) if the store failed, no one watches, or memory ran out. */
+int store_outbox_add(store_t *s, uint64_t need_seq, uint32_t kind, const char *event_id,
+                     int64_t at_ms, const char *body, size_t size);
+/* The row is done with: deleted in the next commit (one comes soon: a
+ * delete wakes the commit thread). */
+void store_outbox_delete(store_t *s, uint64_t row_id);
+/* Calls fn for every row in the table with a row id above after_row_id, in
+ * order; for a start (before store_start) or a reopen. 0, or -1 with err. */
+int store_outbox_load(store_t *s, uint64_t after_row_id, store_outbox_fn fn, void *ctx,
+                      char *err, size_t err_size);
+/* The largest at_ms of any row ever committed (0: none): how far the
+ * caller had looked when it wrote its last rows. */
+int64_t store_outbox_marker_ms(store_t *s);
+/* Rows added and not yet committed. */
+uint32_t store_outbox_waiting(store_t *s);
 
 /* ------------------------------------------------------------ the key file */
 
