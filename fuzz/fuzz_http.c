@@ -429,6 +429,13 @@ static const char *lookup(void *ctx, enum MHD_ValueKind kind, const char *key)
     return NULL;
 }
 
+/* request_t.arg_name: the input's query arguments, in order. */
+static const char *arg_name(void *ctx, uint32_t index)
+{
+    const fuzz_request_t *q = ctx;
+    return index < q->arg_count ? q->args[index].name : NULL;
+}
+
 /* ------------------------------------------------------------ reply checks */
 
 static bool status_declared(int status)
@@ -446,7 +453,7 @@ static bool status_declared(int status)
     return false;
 }
 
-/* The error codes each status may carry (API.md, and the guard's 409s). */
+/* The error codes each status may carry (docs/API.md, docs/openapi.yaml). */
 static bool code_fits(int status, const char *code)
 {
     static const struct {
@@ -496,7 +503,7 @@ static void check_error(const fuzz_request_t *q, const request_t *r, const json_
     CHECK(is_text(code) && is_text(json_object_get(e, "message")),
           "an error has a code and a message");
     const char *c = json_string_value(code);
-    CHECK(code_fits(r->status, c), "the error code goes with the status (API.md)");
+    CHECK(code_fits(r->status, c), "the error code goes with the status (docs/API.md)");
     if (strcmp(c, "invalid_field") == 0) {
         CHECK(is_text(json_object_get(e, "field")), "an invalid field is named");
     }
@@ -807,6 +814,7 @@ static void run_request(session_t *ss, fuzz_request_t *q)
     request_t req = {.server = s,
                      .route = -1,
                      .lookup = lookup,
+                     .arg_name = arg_name,
                      .lookup_ctx = q,
                      .body = q->body,
                      .body_size = q->body_size,

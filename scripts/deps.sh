@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Installs what holdfast needs to build, test and benchmark on Debian 12, and
-# nothing else: Debian packages with apt-get, and the web pages' two npm
+# nothing else: Debian packages with apt-get, the web pages' two npm
 # packages (the chart library; Playwright's driver for the browser tests)
-# with npm from web/package-lock.json. Safe to run again; it installs only
-# what is missing, so `make` stays fast on a machine that has everything.
+# with npm from web/package-lock.json, and the contract test's (an OpenAPI
+# and JSON Schema validator) from tests/contract/package-lock.json. Safe to
+# run again; it installs only what is missing, so `make` stays fast on a
+# machine that has everything.
 #
 #   scripts/deps.sh        what the server, the demo and the benchmarks need
 #   scripts/deps.sh test   also Chromium, for the browser tests, and what the
@@ -55,10 +57,14 @@ if [ ${#missing[@]} -gt 0 ]; then
     fi
 fi
 
-# The web pages' packages, exactly as locked; again only when the lock changed.
-stamp=web/node_modules/.installed-lock
-if ! cmp -s web/package-lock.json "$stamp" 2>/dev/null; then
-    echo "deps: installing the web pages' npm packages" >&2
-    (cd web && npm ci --no-audit --no-fund --loglevel=error >&2)
-    cp web/package-lock.json "$stamp"
-fi
+# The npm packages, exactly as locked; again only when a lock changed: the
+# web pages' (web/), and the contract test's OpenAPI validator
+# (tests/contract/).
+for dir in web tests/contract; do
+    stamp=$dir/node_modules/.installed-lock
+    if ! cmp -s "$dir/package-lock.json" "$stamp" 2>/dev/null; then
+        echo "deps: installing the npm packages of $dir" >&2
+        (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >&2)
+        cp "$dir/package-lock.json" "$stamp"
+    fi
+done

@@ -1,27 +1,27 @@
 /*
  * holdfast's limits, all in one place.
  *
- * Everything has a maximum (DESIGN.md, "Limits"). Each is checked at the edge
- * with a clear error and asserted inside. A limit's comment says where its
- * number comes from. Capacities marked "default" are configuration; the rest
- * are fixed by the API contract (API.md) or by the wire format.
+ * Everything has a maximum. Each is checked at the edge with a clear error
+ * and asserted inside. A limit's comment says where its number comes from.
+ * Capacities marked "default" are configuration; the rest are fixed by the
+ * API contract (docs/API.md) or by the wire format.
  */
 #ifndef HF_LIMITS_H
 #define HF_LIMITS_H
 
-/* API.md: a sku is 1-64 bytes of [A-Za-z0-9._:-]. */
+/* docs/API.md: a sku is 1-64 bytes of [A-Za-z0-9._:-]. */
 #define HF_SKU_BYTES_MAX 64
-/* API.md: customer, fingerprint and order_ref are 1-128 bytes of UTF-8. */
+/* docs/API.md: customer, fingerprint and order_ref are 1-128 bytes of UTF-8. */
 #define HF_NAME_BYTES_MAX 128
 /* The longest IPv6 literal (with an embedded IPv4 address) is 45 bytes. */
 #define HF_IP_TEXT_BYTES_MAX 45
-/* API.md: Idempotency-Key is 1-64 bytes. */
+/* docs/API.md: Idempotency-Key is 1-64 bytes. */
 #define HF_IDEM_KEY_BYTES_MAX 64
-/* API.md: 1-64 lines per hold, one per SKU. */
+/* docs/API.md: 1-64 lines per hold, one per SKU. */
 #define HF_LINES_PER_HOLD_MAX 64
-/* API.md: 1 <= qty <= 1,000,000. */
+/* docs/API.md: 1 <= qty <= 1,000,000. */
 #define HF_QTY_MAX 1000000LL
-/* API.md: 0 <= stock <= 2^40; held and sold never exceed stock. */
+/* docs/API.md: 0 <= stock <= 2^40; held and sold never exceed stock. */
 #define HF_STOCK_MAX (1LL << 40)
 /* A TTL longer than a day is a forgotten cart, not a hold. */
 #define HF_TTL_MS_MAX (24LL * 3600 * 1000)
@@ -73,7 +73,7 @@
 #define HF_TOP_IDENTITIES_MAX 1000u
 #define HF_TOP_IDENTITIES_DEFAULT 20u
 
-/* HTTP edge. API.md: a 64 KiB body is 413. 64 lines of the longest SKU
+/* HTTP edge. docs/API.md: a 64 KiB body is 413. 64 lines of the longest SKU
  * and a 128-byte customer need under 8 KiB, so 64 KiB is generous. */
 #define HF_BODY_BYTES_MAX (64 * 1024)
 /* Header block: a browser sends about 1-2 KiB; 16 KiB leaves room for

@@ -90,11 +90,14 @@ void guard_sku_view(const guard_t *g, uint32_t sku_index, guard_sku_view_t *out)
     const policy_config_t *c = guard_sku_policy(g, sku_index, NULL);
     guard_sku_t copy = *s;
     sku_bring(&copy, c, engine_now_ms(&g->engine));
+    /* Both counts decay, and a commit is counted later than its hold's
+     * start, so the ratio can pass 1 by a hair: a share is at most 1. */
+    double conversion = copy.started >= 1.0 ? copy.committed / copy.started : -1.0;
     *out =
         (guard_sku_view_t){.escalated = sku_escalated_now(g, sku_index, engine_now_ms(&g->engine)),
                            .escalations = s->escalations,
                            .escalated_at_ms = s->escalated_at_ms,
-                           .conversion = copy.started >= 1.0 ? copy.committed / copy.started : -1.0,
+                           .conversion = conversion > 1.0 ? 1.0 : conversion,
                            .recent_holds = copy.started,
                            .waiting = s->wait_count,
                            .denials = s->denials,

@@ -79,10 +79,11 @@ static void write_entry(request_t *r, const guard_audit_entry_t *e)
     jw_obj_end(j);
 }
 
-/* ?next=N: a page's "next", the seq entries older than which come next. */
+/* ?after=N: a page's "next", the seq entries older than which come next
+ * (the same parameter as the sku list's cursor). */
 static bool next_arg(request_t *r, uint64_t *next)
 {
-    const char *text = request_value(r, MHD_GET_ARGUMENT_KIND, "next");
+    const char *text = request_value(r, MHD_GET_ARGUMENT_KIND, "after");
     *next = UINT64_MAX;
     if (text == NULL) {
         return true;
@@ -90,7 +91,7 @@ static bool next_arg(request_t *r, uint64_t *next)
     char *end;
     unsigned long long v = strtoull(text, &end, 10);
     if (*text < '1' || *text > '9' || *end != '\0' || v > (1ull << 53)) {
-        invalid_field(r, "next", "next must be the \"next\" of an earlier page");
+        invalid_field(r, "after", "after must be the \"next\" of an earlier page");
         return false;
     }
     *next = v;

@@ -17,6 +17,8 @@
 #include "webhooks.h"
 
 #define PATH_SEGMENTS_MAX 6
+/* An unknown query parameter's name is quoted back up to this length. */
+#define QUERY_NAME_SHOWN_BYTES_MAX 64
 
 typedef void (*handler_fn)(request_t *r, const route_args_t *a);
 
@@ -25,6 +27,10 @@ typedef struct {
     const char *pattern; /* '*' matches one path segment */
     role_t role;
     handler_fn fn;
+    /* The query parameters it takes (NULL-terminated); any other is a 400,
+     * so that a misspelt one (?cursor= for ?after=) never passes silently.
+     * NULL: the query is not looked at (pages, health, metrics). */
+    const char *const *params;
 } route_t;
 
 /* ----------------------------------------------------------------- replies */
@@ -1071,37 +1077,43 @@ static void h_metrics(request_t *r, const route_args_t *a)
 
 /* ------------------------------------------------------------------ routing */
 
+static const char *const no_params[] = {NULL};
+static const char *const page_params[] = {"after", "limit", NULL};
+static const char *const top_params[] = {"by", "limit", NULL};
+static const char *const event_params[] = {"skus", NULL};
+
+/* docs/openapi.yaml documents each of these (tests/contract checks it). */
 static const route_t routes[] = {
-    {"GET", "/healthz", ROLE_NONE, h_healthz},
-    {"GET", "/metrics", ROLE_ADMIN, h_metrics},
-    {"GET", "/v1/skus", ROLE_SHOP, h_sku_list},
-    {"GET", "/v1/skus/*", ROLE_SHOP, h_sku_get},
-    {"PUT", "/v1/skus/*", ROLE_ADMIN, h_sku_put},
-    {"POST", "/v1/holds", ROLE_SHOP, h_hold_create},
-    {"GET", "/v1/holds/*", ROLE_SHOP, h_hold_get},
-    {"DELETE", "/v1/holds/*", ROLE_SHOP, h_hold_release},
-    {"POST", "/v1/holds/*/commit", ROLE_SHOP, h_hold_commit},
-    {"POST", "/v1/holds/*/extend", ROLE_SHOP, h_hold_extend},
-    {"GET", "/v1/policy", ROLE_ADMIN, h_policy_get},
-    {"PUT", "/v1/policy", ROLE_ADMIN, h_policy_put},
-    {"POST", "/v1/skus/*/waitlist", ROLE_SHOP, h_wait_join},
-    {"GET", "/v1/waitlist/*", ROLE_SHOP, h_wait_get},
-    {"DELETE", "/v1/waitlist/*", ROLE_SHOP, h_wait_cancel},
-    {"GET", "/v1/identities/top", ROLE_ADMIN, h_identities_top},
+    {"GET", "/healthz", ROLE_NONE, h_healthz, NULL},
+    {"GET", "/metrics", ROLE_ADMIN, h_metrics, NULL},
+    {"GET", "/v1/skus", ROLE_SHOP, h_sku_list, page_params},
+    {"GET", "/v1/skus/*", ROLE_SHOP, h_sku_get, no_params},
+    {"PUT", "/v1/skus/*", ROLE_ADMIN, h_sku_put, no_params},
+    {"POST", "/v1/holds", ROLE_SHOP, h_hold_create, no_params},
+    {"GET", "/v1/holds/*", ROLE_SHOP, h_hold_get, no_params},
+    {"DELETE", "/v1/holds/*", ROLE_SHOP, h_hold_release, no_params},
+    {"POST", "/v1/holds/*/commit", ROLE_SHOP, h_hold_commit, no_params},
+    {"POST", "/v1/holds/*/extend", ROLE_SHOP, h_hold_extend, no_params},
+    {"GET", "/v1/policy", ROLE_ADMIN, h_policy_get, no_params},
+    {"PUT", "/v1/policy", ROLE_ADMIN, h_policy_put, no_params},
+    {"POST", "/v1/skus/*/waitlist", ROLE_SHOP, h_wait_join, no_params},
+    {"GET", "/v1/waitlist/*", ROLE_SHOP, h_wait_get, no_params},
+    {"DELETE", "/v1/waitlist/*", ROLE_SHOP, h_wait_cancel, no_params},
+    {"GET", "/v1/identities/top", ROLE_ADMIN, h_identities_top, top_params},
     /* '+' takes the rest up to the literal suffix: an IP prefix has a '/' */
-    {"POST", "/v1/identities/*/+/revoke", ROLE_ADMIN, h_identity_revoke},
-    {"GET", "/v1/events", ROLE_SHOP, h_events},
-    {"POST", "/v1/sim", ROLE_ADMIN, h_sim_start},
-    {"GET", "/v1/sim", ROLE_ADMIN, h_sim_get},
-    {"DELETE", "/v1/sim", ROLE_ADMIN, h_sim_stop},
-    {"GET", "/v1/audit", ROLE_ADMIN, h_audit_list},
+    {"POST", "/v1/identities/*/+/revoke", ROLE_ADMIN, h_identity_revoke, no_params},
+    {"GET", "/v1/events", ROLE_SHOP, h_events, event_params},
+    {"POST", "/v1/sim", ROLE_ADMIN, h_sim_start, no_params},
+    {"GET", "/v1/sim", ROLE_ADMIN, h_sim_get, no_params},
+    {"DELETE", "/v1/sim", ROLE_ADMIN, h_sim_stop, no_params},
+    {"GET", "/v1/audit", ROLE_ADMIN, h_audit_list, page_params},
     /* the web pages: public; what they show comes from the API above */
-    {"GET", "/", ROLE_NONE, h_static},
-    {"GET", "/admin", ROLE_NONE, h_static},
-    {"GET", "/shop/*", ROLE_NONE, h_static},
-    {"GET", "/admin/*", ROLE_NONE, h_static},
-    {"GET", "/pow/*", ROLE_NONE, h_static},
-    {"GET", "/vendor/uplot/*", ROLE_NONE, h_static},
+    {"GET", "/", ROLE_NONE, h_static, NULL},
+    {"GET", "/admin", ROLE_NONE, h_static, NULL},
+    {"GET", "/shop/*", ROLE_NONE, h_static, NULL},
+    {"GET", "/admin/*", ROLE_NONE, h_static, NULL},
+    {"GET", "/pow/*", ROLE_NONE, h_static, NULL},
+    {"GET", "/vendor/uplot/*", ROLE_NONE, h_static, NULL},
 };
 #define ROUTE_COUNT (sizeof routes / sizeof routes[0])
 _Static_assert(ROUTE_COUNT <= SERVER_ROUTE_COUNT_MAX, "metrics has room for every route");
@@ -1195,6 +1207,56 @@ bool routes_for_operator(request_t *r, const char *url)
     return role_of(c, auth, &r->key_slot) == ROLE_ADMIN;
 }
 
+typedef struct {
+    const char *const *allowed;
+    const char *unknown; /* the first argument not allowed, or NULL */
+} arg_check_t;
+
+static enum MHD_Result check_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                                 const char *value)
+{
+    arg_check_t *c = cls;
+    (void)kind;
+    (void)value;
+    if (field_allowed(key, c->allowed)) {
+        return MHD_YES;
+    }
+    c->unknown = key;
+    return MHD_NO;
+}
+
+/* Refuses a query parameter the route does not take; false after the 400. */
+static bool params_known(request_t *r, const char *const *allowed)
+{
+    arg_check_t c = {.allowed = allowed, .unknown = NULL};
+    if (allowed == NULL) {
+        return true;
+    }
+    if (r->lookup == NULL) {
+        MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, check_arg, &c);
+    }
+    for (uint32_t i = 0; r->lookup != NULL && r->arg_name != NULL && c.unknown == NULL; i++) {
+        const char *key = r->arg_name(r->lookup_ctx, i);
+        if (key == NULL) {
+            break;
+        }
+        check_arg(&c, MHD_GET_ARGUMENT_KIND, key, NULL);
+    }
+    if (c.unknown == NULL) {
+        return true;
+    }
+    char field[QUERY_NAME_SHOWN_BYTES_MAX + 1], takes[80] = "", message[300];
+    snprintf(field, sizeof field, "%s", c.unknown);
+    for (size_t i = 0; allowed[i] != NULL; i++) {
+        size_t n = strlen(takes);
+        snprintf(takes + n, sizeof takes - n, "%s%s", i > 0 ? ", " : "", allowed[i]);
+    }
+    snprintf(message, sizeof message, "unknown query parameter \"%s\" (this route takes %s)",
+             field, takes[0] != '\0' ? takes : "none");
+    reply_error_field(r, 400, "unknown_field", field, message);
+    return false;
+}
+
 static bool authorised(request_t *r, role_t needed)
 {
     const server_config_t *c = &r->server->config;
@@ -1242,6 +1304,8 @@ void routes_handle(request_t *r, const char *method, const char *url)
         }
         if (r->body_too_large) {
             reply_error(r, 413, "body_too_large", "the body is over 65536 bytes");
+        } else if (!params_known(r, routes[i].params)) {
+            /* the 400 is written */
         } else if (routes[i].fn != h_healthz && store_failed(&r->server->store)) {
             reply_error(r, 503, "storage_unavailable", "the journal cannot be written");
         } else {

@@ -185,12 +185,15 @@ struct server_s {
  * connection: the HTTP fuzz target (fuzz/fuzz_http.c) calls the handlers
  * directly and answers their lookups from its input. */
 typedef const char *(*request_lookup_fn)(void *ctx, enum MHD_ValueKind kind, const char *key);
+/* The name of the query's index-th argument, NULL past the last. */
+typedef const char *(*request_arg_name_fn)(void *ctx, uint32_t index);
 
 /* A request's state across the library's calls. */
 struct request_s {
     server_t *server;
     struct MHD_Connection *conn;
     request_lookup_fn lookup; /* NULL: look in conn */
+    request_arg_name_fn arg_name; /* with lookup: the query's argument names */
     void *lookup_ctx;
     char *body;
     size_t body_size;

@@ -1,5 +1,5 @@
 /*
- * validate.c - the API's rules for ids and names (API.md, "Conventions").
+ * validate.c - the API's rules for ids and names (docs/API.md, "Conventions").
  */
 #include <arpa/inet.h>
 #include <string.h>

@@ -5,7 +5,7 @@
  * op; a snapshot is a sequence of restore records. Decoding checks every
  * length and range, so a damaged file is reported, never trusted: a record is
  * checked when it is written (asserts in the encoder) and again when it is
- * read back (the decoder's checks), the pair STYLE.md asks for.
+ * read back (the decoder's checks): checked on the way in and on the way out.
  */
 #ifndef HF_RECORD_H
 #define HF_RECORD_H

@@ -185,6 +185,90 @@ const char *hf_error_field(const hf_response_t *r)
     return hf_json_str(error_object(r), "field");
 }
 
+/* ---- the contract record ---- */
+
+/* A page's or the metrics' text is not checked beyond its type; its start
+ * is enough to tell a library's HTML error page. */
+#define HF_CONTRACT_TEXT_BYTES_MAX 1024
+
+static pthread_mutex_t contract_lock = PTHREAD_MUTEX_INITIALIZER;
+static int contract_fd = -2; /* -2: not opened yet; -1: not recording */
+
+/* The record file of this process; -1 if nothing is recorded. Under
+ * contract_lock. */
+static int contract_file(void)
+{
+    if (contract_fd != -2) {
+        return contract_fd;
+    }
+    const char *dir = getenv("HF_CONTRACT_DIR");
+    contract_fd = -1;
+    if (dir == NULL || dir[0] == '\0') {
+        return -1;
+    }
+    mkdir(dir, 0755); /* the fixture makes it; a suite run alone may not have */
+    char exe[256] = "test";
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    exe[n > 0 ? n : 4] = '\0';
+    const char *name = strrchr(exe, '/') != NULL ? strrchr(exe, '/') + 1 : exe;
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s-%d.jsonl", dir, name, (int)getpid());
+    contract_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (contract_fd < 0) {
+        say("cannot record replies in %s: %s", path, strerror(errno));
+    }
+    return contract_fd;
+}
+
+static bool is_json_type(const char *type)
+{
+    return type != NULL && strncasecmp(type, "application/json", 16) == 0;
+}
+
+/* The reply and the request it answers, one line, for validate.mjs. */
+static void contract_record(const hf_conn_t *c, const hf_response_t *r)
+{
+    const char *type = hf_response_header(r, "Content-Type");
+    size_t shown = is_json_type(type) || r->body_len <= HF_CONTRACT_TEXT_BYTES_MAX
+                       ? r->body_len
+                       : HF_CONTRACT_TEXT_BYTES_MAX;
+    json_t *body = json_stringn(r->body, shown); /* NULL: not UTF-8 (an image) */
+    json_t *headers = json_object();
+    static const char *const kept[] = {"Allow", "Retry-After", "Idempotent-Replayed"};
+    for (size_t i = 0; i < sizeof kept / sizeof kept[0]; i++) {
+        const char *v = hf_response_header(r, kept[i]);
+        char name[32];
+        size_t n = 0;
+        for (; kept[i][n] != '\0' && n + 1 < sizeof name; n++) {
+            name[n] = (char)tolower((unsigned char)kept[i][n]);
+        }
+        name[n] = '\0';
+        if (v != NULL) {
+            json_object_set_new(headers, name, json_string(v));
+        }
+    }
+    json_t *rec = json_pack("{s:s, s:s, s:b, s:i, s:o, s:o, s:o, s:I}", "method", c->method,
+                            "target", c->target, "raw", c->raw, "status", r->status,
+                            "content_type", type != NULL ? json_string(type) : json_null(),
+                            "headers", headers, "body", body != NULL ? body : json_null(),
+                            "body_bytes", (json_int_t)r->body_len);
+    char *line = rec != NULL ? json_dumps(rec, JSON_COMPACT) : NULL;
+    json_decref(rec);
+    if (line == NULL) {
+        say("cannot record the reply to %s %.80s", c->method, c->target);
+        return;
+    }
+    pthread_mutex_lock(&contract_lock);
+    int fd = contract_file();
+    size_t len = strlen(line);
+    line[len] = '\n'; /* json_dumps's NUL becomes the line's end: one write */
+    if (fd >= 0 && write(fd, line, len + 1) != (ssize_t)(len + 1)) {
+        say("cannot record the reply to %s %.80s: %s", c->method, c->target, strerror(errno));
+    }
+    pthread_mutex_unlock(&contract_lock);
+    free(line);
+}
+
 /* ---- connections ---- */
 
 int hf_conn_open(hf_conn_t *c, uint16_t port, const char *bearer)
@@ -226,7 +310,7 @@ void hf_conn_close(hf_conn_t *c)
     c->buf_len = c->buf_cap = 0;
 }
 
-int hf_conn_send_raw(hf_conn_t *c, const void *bytes, size_t len)
+static int send_all(hf_conn_t *c, const void *bytes, size_t len)
 {
     const char *p = bytes;
     while (len > 0) {
@@ -241,6 +325,38 @@ int hf_conn_send_raw(hf_conn_t *c, const void *bytes, size_t len)
         len -= (size_t)n;
     }
     return 0;
+}
+
+/* Remembers the request a reply will answer. */
+static void conn_names_request(hf_conn_t *c, const char *method, size_t method_len,
+                               const char *target, size_t target_len, bool raw)
+{
+    snprintf(c->method, sizeof c->method, "%.*s", (int)method_len, method);
+    snprintf(c->target, sizeof c->target, "%.*s", (int)target_len, target);
+    c->raw = raw;
+}
+
+/* Bytes that begin "METHOD SP TARGET SP HTTP/" start a request; others
+ * (a body's next slice, garbage) leave what the connection remembers, or
+ * name no request when nothing was sent before. */
+int hf_conn_send_raw(hf_conn_t *c, const void *bytes, size_t len)
+{
+    const char *text = bytes;
+    size_t method_len = 0;
+    while (method_len < len && method_len < HF_TEST_METHOD_MAX - 1 &&
+           isupper((unsigned char)text[method_len])) {
+        method_len++;
+    }
+    const char *target = text + method_len + 1;
+    const char *end = method_len > 0 && method_len + 1 < len && text[method_len] == ' '
+                          ? memchr(target, ' ', len - method_len - 1)
+                          : NULL;
+    if (end != NULL && (size_t)(text + len - end) > 6 && memcmp(end, " HTTP/", 6) == 0) {
+        conn_names_request(c, text, method_len, target, (size_t)(end - target), true);
+    } else if (c->method[0] == '\0' && c->target[0] == '\0') {
+        conn_names_request(c, "", 0, "", 0, true);
+    }
+    return send_all(c, bytes, len);
 }
 
 /* Reads more bytes into c->buf. Returns the count, 0 at EOF, -1 on error
@@ -485,6 +601,7 @@ int hf_conn_read(hf_conn_t *c, hf_response_t *r)
         body_append(r, "", 0);
     }
     r->json = json_loadb(r->body, r->body_len, 0, NULL);
+    contract_record(c, r);
     return 0;
 }
 
@@ -515,7 +632,8 @@ static int send_head(hf_conn_t *c, const char *method, const char *target, const
     }
     fputs("\r\n", m);
     fclose(m);
-    int rc = hf_conn_send_raw(c, text, size);
+    conn_names_request(c, method, strlen(method), target, strlen(target), false);
+    int rc = send_all(c, text, size);
     free(text);
     return rc;
 }
@@ -534,7 +652,7 @@ int hf_conn_exchange(hf_conn_t *c, const char *method, const char *target, const
         while (sent < body_len && !reply_waiting(c)) {
             size_t n =
                 body_len - sent < HF_SEND_SLICE_BYTES ? body_len - sent : HF_SEND_SLICE_BYTES;
-            if (hf_conn_send_raw(c, body + sent, n) != 0) {
+            if (send_all(c, body + sent, n) != 0) {
                 break;
             }
             sent += n;

@@ -58,20 +58,31 @@ bool hf_json_int(const json_t *object, const char *key, long long *out);
 
 /* ---- connections ---- */
 
+/* The request line of the last request sent on a connection, for the
+ * contract record of its reply (below). */
+#define HF_TEST_METHOD_MAX 16
+#define HF_TEST_TARGET_MAX 2048
+
 typedef struct {
     int fd;
     uint16_t port;
     const char *bearer; /* sent as "Authorization: Bearer X"; NULL: none */
     char *buf;          /* received, not yet parsed */
     size_t buf_len, buf_cap;
+    char method[HF_TEST_METHOD_MAX];  /* "" if the bytes sent began with none */
+    char target[HF_TEST_TARGET_MAX];
+    bool raw; /* sent with hf_conn_send_raw: perhaps not HTTP at all */
 } hf_conn_t;
 
 /* Connects to 127.0.0.1:port. Returns 0, or -1 with c->fd == -1. */
 int hf_conn_open(hf_conn_t *c, uint16_t port, const char *bearer);
 void hf_conn_close(hf_conn_t *c);
-/* Sends bytes as they are (malformed requests). Returns 0 or -1. */
+/* Sends bytes as they are (malformed requests). Bytes that begin with a
+ * request line name the request whose reply hf_conn_read records. Returns
+ * 0 or -1. */
 int hf_conn_send_raw(hf_conn_t *c, const void *bytes, size_t len);
-/* Reads one whole reply (Content-Length, chunked, or until close).
+/* Reads one whole reply (Content-Length, chunked, or until close), and
+ * records it for the contract check (below).
  * Returns 0, or -1 if none came (closed, reset or timed out). */
 int hf_conn_read(hf_conn_t *c, hf_response_t *r);
 /* Sends a request and reads its reply. headers: extra lines, each ending in
@@ -81,6 +92,14 @@ int hf_conn_read(hf_conn_t *c, hf_response_t *r);
  * Returns 0, or -1 if no reply came. */
 int hf_conn_exchange(hf_conn_t *c, const char *method, const char *target, const char *headers,
                      const char *body, size_t body_len, hf_response_t *r);
+
+/* ---- the contract check ----
+ *
+ * With HF_CONTRACT_DIR in the environment (ctest sets it for the API
+ * suites), every reply read is appended, as one JSON line (method, target,
+ * status, Content-Type, a few headers, the body), to NAME-PID.jsonl in that
+ * directory, and tests/contract/validate.mjs checks each against
+ * docs/openapi.yaml once the suites have run. */
 
 /* ---- one request per connection ---- */
 

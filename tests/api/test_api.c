@@ -1,7 +1,7 @@
 /*
  * test_api.c - every route of the core API, every error code the core server
  * produces, and the command line, checked from outside against the contract
- * (API.md and the server contract in the API tests' brief).
+ * (docs/API.md; every reply is also checked against docs/openapi.yaml).
  *
  * Each test starts its own server on an ephemeral port and a fresh data
  * directory, and stops it with SIGTERM at the end: a server that does not
@@ -623,6 +623,91 @@ static void test_sku_list_pages_past_the_default_limit(void **state)
     hf_response_free(&r);
 }
 
+/* A client pages by passing each page's next as the following page's
+ * after, until next is null; it sees every sku once, in order. */
+static void test_sku_pages_follow_next_to_the_end(void **state)
+{
+    fx_t *fx = *state;
+    char sku[32], target[128], after[80] = "";
+    for (int i = 0; i < 7; i++) {
+        snprintf(sku, sizeof sku, "p-%d", i);
+        put_sku(fx, sku, 1, 201);
+    }
+    int seen = 0;
+    for (int page = 0; page < 4; page++) { /* 7 skus, 3 a page: 3 pages */
+        snprintf(target, sizeof target, "/v1/skus?limit=3%s%s", after[0] ? "&after=" : "", after);
+        hf_response_t r = call(&fx->cl, "GET", target, NULL);
+        assert_true(hf_expect_status(&r, 200));
+        json_t *skus = json_object_get(r.json, "skus");
+        for (size_t i = 0; i < json_array_size(skus); i++, seen++) {
+            snprintf(sku, sizeof sku, "p-%d", seen);
+            assert_string_equal(or_missing(hf_json_str(json_array_get(skus, i), "sku")), sku);
+        }
+        json_t *next = json_object_get(r.json, "next");
+        assert_true(json_is_null(next) || json_is_string(next));
+        bool last = json_is_null(next);
+        if (!last) {
+            snprintf(after, sizeof after, "%s", json_string_value(next));
+        }
+        hf_response_free(&r);
+        if (last) {
+            assert_int_equal(page, 2);
+            break;
+        }
+    }
+    assert_int_equal(seen, 7);
+}
+
+/* Calls and checks for 400 unknown_field naming the parameter, and that the
+ * message names the ones the route takes. */
+static void expect_unknown_param(fx_t *fx, const char *method, const char *target,
+                                 const char *body, const char *param, const char *takes)
+{
+    hf_response_t r = call(&fx->cl, method, target, body);
+    assert_true(hf_expect_error(&r, 400, "unknown_field", param));
+    const char *message = hf_json_str(json_object_get(r.json, "error"), "message");
+    if (message == NULL || strstr(message, takes) == NULL) {
+        fprintf(stderr, "%s %s: the message should name %s: %s\n", method, target, takes, r.body);
+    }
+    assert_true(message != NULL && strstr(message, takes) != NULL);
+    hf_response_free(&r);
+}
+
+/* A misspelt query parameter (a cursor called something else, say) would
+ * otherwise be ignored, and a client would page the first page forever. */
+static void test_unknown_query_parameters_are_refused_and_named(void **state)
+{
+    fx_t *fx = *state;
+    put_sku(fx, "cap-red", 10, 201);
+    put_sku(fx, "cap-blue", 10, 201);
+    expect_unknown_param(fx, "GET", "/v1/skus?cursor=cap-red", NULL, "cursor", "after, limit");
+    expect_unknown_param(fx, "GET", "/v1/skus?after=cap-red&page=2", NULL, "page", "after, limit");
+    expect_unknown_param(fx, "GET", "/v1/skus?next=cap-red", NULL, "next", "after, limit");
+    expect_unknown_param(fx, "GET", "/v1/skus/cap-red?fields=stock", NULL, "fields", "none");
+    expect_unknown_param(fx, "GET", "/v1/identities/top?order=holds", NULL, "order", "by, limit");
+    expect_unknown_param(fx, "GET", "/v1/events?sku=cap-red", NULL, "sku", "skus");
+    expect_unknown_param(fx, "GET", "/v1/policy?x", NULL, "x", "none");
+    /* Refused before anything is done: no hold is made. */
+    char body[256];
+    expect_unknown_param(fx, "POST", "/v1/holds?dry_run=1",
+                         one_line(body, sizeof body, "cap-red", 1, ""), "dry_run", "none");
+    assert_true(hf_expect_sku(&fx->cl, "cap-red", 10, 0, 0));
+    /* The parameters a route takes still work, and the name is quoted
+     * back cut short if it is long. */
+    expect_page(fx, "?after=cap-red&limit=1", (const char *const[]){"cap-blue"}, 1, NULL);
+    char target[512] = "/v1/skus?";
+    memset(target + 9, 'q', 300);
+    target[309] = '\0';
+    hf_response_t r = call(&fx->cl, "GET", target, NULL);
+    assert_true(hf_expect_error(&r, 400, "unknown_field", NULL));
+    const char *field = hf_error_field(&r);
+    assert_true(field != NULL && strlen(field) == 64);
+    hf_response_free(&r);
+    /* Health and the pages do not look at the query (probes and caches
+     * add their own). */
+    call_expect(&fx->cl, "GET", "/healthz?probe=1", NULL, 200);
+}
+
 static void test_sku_over_capacity_is_503(void **state)
 {
     fx_t *fx = *state;
@@ -691,7 +776,7 @@ static void test_hold_create_returns_201_with_the_hold(void **state)
     assert_true(hf_expect_sku(&fx->cl, "cap-red", 10, 4, 0));
 }
 
-/* Instants are wall-clock time (API.md): created_at is when the server took
+/* Instants are wall-clock time (docs/API.md): created_at is when the server took
  * the request, on the same machine's clock as ours, to the millisecond. */
 static void test_hold_instants_follow_the_wall_clock(void **state)
 {
@@ -1217,7 +1302,7 @@ static void test_hold_expires_on_its_own(void **state)
     hold_ok(fx, one_line(body, sizeof body, "cap-red", 10, ""), NULL);
 }
 
-/* API.md: expired by the server on its own, to the millisecond. Read just
+/* docs/API.md: expired by the server on its own, to the millisecond. Read just
  * before and just after expires_at. */
 static void test_hold_expires_to_the_millisecond(void **state)
 {
@@ -1517,7 +1602,7 @@ static void test_too_many_headers_are_refused(void **state)
 }
 
 /* hf_limits.h: HF_HEADER_BYTES_MAX, a 16 KiB header block, enforced at the
- * edge like every limit (DESIGN.md, "Limits"). */
+ * edge like every limit. */
 static void test_header_block_over_16_kib_is_refused(void **state)
 {
     fx_t *fx = *state;
@@ -1958,6 +2043,8 @@ int main(void)
         T(test_sku_stock_below_held_plus_sold_is_409),
         T(test_sku_list_pages_in_creation_order),
         T(test_sku_list_pages_past_the_default_limit),
+        T(test_sku_pages_follow_next_to_the_end),
+        T(test_unknown_query_parameters_are_refused_and_named),
         IDLE(test_sku_over_capacity_is_503),
         T(test_hold_create_returns_201_with_the_hold),
         T(test_hold_instants_follow_the_wall_clock),

@@ -336,7 +336,7 @@ static void test_audit_pages_newest_first(void **state)
             hf_response_free(&r);
             break;
         }
-        snprintf(query, sizeof query, "?limit=3&next=%s", next);
+        snprintf(query, sizeof query, "?limit=3&after=%s", next);
         hf_response_free(&r);
         assert_true(pages < 10);
     }
@@ -348,7 +348,7 @@ static void test_audit_pages_newest_first(void **state)
     assert_int_equal(json_array_size(json_object_get(r.json, "entries")), 7);
     hf_response_free(&r);
     /* Past the oldest: an empty page. */
-    r = audit_page(fx, "?next=1");
+    r = audit_page(fx, "?after=1");
     assert_true(hf_expect_status(&r, 200));
     assert_int_equal(json_array_size(json_object_get(r.json, "entries")), 0);
     assert_true(json_is_null(json_object_get(r.json, "next")));
@@ -387,9 +387,9 @@ static void test_audit_bad_params_are_400(void **state)
         const char *query, *field;
     } bad[] = {
         {"?limit=0", "limit"},    {"?limit=1001", "limit"}, {"?limit=x", "limit"},
-        {"?limit=", "limit"},     {"?next=0", "next"},      {"?next=abc", "next"},
-        {"?next=-3", "next"},     {"?next=1e3", "next"},    {"?next=", "next"},
-        {"?next=99999999999999999999", "next"},
+        {"?limit=", "limit"},     {"?after=0", "after"},      {"?after=abc", "after"},
+        {"?after=-3", "after"},     {"?after=1e3", "after"},    {"?after=", "after"},
+        {"?after=99999999999999999999", "after"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         hf_response_t r = audit_page(fx, bad[i].query);

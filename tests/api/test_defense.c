@@ -1,6 +1,6 @@
 /*
  * test_defense.c - the denial-of-inventory defenses, checked from outside
- * against the contract (API.md, "Defenses") and the documented defaults
+ * against the contract (docs/API.md, docs/POLICIES.md) and the documented defaults
  * (POLICY_FIELDS in src/policy/policy.h).
  *
  * Each test starts the real binary on 127.0.0.1 with a fresh data directory

@@ -2,7 +2,7 @@
  * test_restart.c - what a client was told survives the server: kill -9 right
  * after the last acknowledged reply, SIGTERM, and the relaxed durability mode.
  *
- * The promise under test (DESIGN.md, "Invariants"): a reply that acknowledges
+ * The promise under test (docs/DURABILITY.md): a reply that acknowledges
  * a hold, a commit or a stock change is sent only after the change is
  * durable, and after a crash recovery yields exactly the acknowledged state;
  * holds whose time ran out while the server was down are expired, not
@@ -346,7 +346,7 @@ static void test_kill9_after_compactions_keeps_every_acknowledged_change(void **
     free_all(h, H_COUNT);
 }
 
-/* Instants are wall-clock time (API.md), after a recovery too: the time the
+/* Instants are wall-clock time (docs/API.md), after a recovery too: the time the
  * recovery took must not be lost from the server's clock. */
 static void test_instants_follow_the_wall_clock_after_recovery(void **state)
 {

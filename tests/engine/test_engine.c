@@ -16,8 +16,9 @@
  *     noticed: replaying the journal must rebuild the same state, and the
  *     timer's own engine_advance() calls are not journaled.
  *   - Releasing an expired hold is harmless (ENGINE_OK, not changed, and it
- *     stays expired), as repeating a release is (API.md: DELETE "repeating
- *     it is harmless"); releasing a committed one is ENGINE_HOLD_COMMITTED.
+ *     stays expired), as repeating a release is (docs/API.md: releasing a
+ *     released or expired hold returns it unchanged); releasing a committed
+ *     one is ENGINE_HOLD_COMMITTED.
  *   - "changed" means the state changed: a replay, a repeated commit or
  *     release, a put of the same stock and an extend that does not move the
  *     expiry are all ok and not changed.

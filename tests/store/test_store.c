@@ -727,7 +727,7 @@ static void test_recovery_refuses_a_damaged_journal(void **state)
 /* A snapshot body read back with any one byte changed (to each of a few
  * values) is refused or restores a valid state: never a crash or a broken
  * guard. (The file's checksum catches such damage first; this is the
- * decoder's own guard, the pair STYLE.md asks for.) */
+ * decoder's own guard, the check on the way back in.) */
 static void test_snapshot_decoder_survives_every_damaged_byte(void **state)
 {
     (void)state;

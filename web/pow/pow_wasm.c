@@ -73,7 +73,7 @@
 #define POW_SEARCH_NONE (-1)
 #define POW_SEARCH_REFUSED (-2)
 
-/* Asserts stay on (STYLE.md). There is no abort() here; a trap stops the
+/* Asserts stay on, as everywhere in holdfast. There is no abort() here; a trap stops the
  * call and surfaces in JS as a WebAssembly.RuntimeError. */
 #define POW_ASSERT(cond)                                                                           \
     do {                                                                                           \
