@@ -2,7 +2,8 @@
 # Installs what holdfast needs to build, test and benchmark on Debian 12, and
 # nothing else: Debian packages with apt-get, and the web pages' two npm
 # packages (the chart library; Playwright's driver for the browser tests)
-# with npm from web/package-lock.json. Safe to run again; it installs only
+# with npm from web/package-lock.json, and the Node client's build tools
+# from clients/node/package-lock.json. Safe to run again; it installs only
 # what is missing, so `make` stays fast on a machine that has everything.
 #
 #   scripts/deps.sh        what the server, the demo and the benchmarks need
@@ -42,10 +43,13 @@ if [ ${#missing[@]} -gt 0 ]; then
     $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 fi
 
-# The web pages' packages, exactly as locked; again only when the lock changed.
-stamp=web/node_modules/.installed-lock
-if ! cmp -s web/package-lock.json "$stamp" 2>/dev/null; then
-    echo "deps: installing the web pages' npm packages" >&2
-    (cd web && npm ci --no-audit --no-fund --loglevel=error >&2)
-    cp web/package-lock.json "$stamp"
-fi
+# The npm packages, exactly as locked: the web pages' and the Node client's
+# (TypeScript and the OpenAPI type generator); again only when a lock changed.
+for dir in web clients/node; do
+    stamp=$dir/node_modules/.installed-lock
+    if ! cmp -s "$dir/package-lock.json" "$stamp" 2>/dev/null; then
+        echo "deps: installing the npm packages of $dir" >&2
+        (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >&2)
+        cp "$dir/package-lock.json" "$stamp"
+    fi
+done
