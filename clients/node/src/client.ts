@@ -289,36 +289,37 @@ export class HoldfastClient {
 
     /* POST /v1/holds: all the lines held, or none. The reply's `secret` is
      * the caller's to keep for the shopper. */
-    createHold(body: HoldCreateRequest, options?: CallOptions): Promise<CreatedHold> {
+    async createHold(body: HoldCreateRequest, options?: CallOptions): Promise<CreatedHold> {
         return this.#send({ method: 'POST', route: '/v1/holds', path: '/v1/holds', body,
                             retry: 'always', challengeable: true }, options);
     }
 
     /* POST /v1/holds with "commit": true: held and sold in one step. */
-    buyNow(body: BuyNowRequest, options?: CallOptions): Promise<CreatedHold> {
+    async buyNow(body: BuyNowRequest, options?: CallOptions): Promise<CreatedHold> {
         return this.createHold({ ...body, commit: true }, options);
     }
 
-    getHold(hold: HoldRef, options?: CallOptions): Promise<Hold> {
+    async getHold(hold: HoldRef, options?: CallOptions): Promise<Hold> {
         return this.#send({ method: 'GET', route: '/v1/holds/{id}', retry: 'always',
                             ...this.#holdPath(hold, '') }, options);
     }
 
     /* The new expiry is the later of the old one and now + ttl_ms. */
-    extendHold(hold: HoldRef, body: HoldExtendRequest, options?: CallOptions): Promise<Hold> {
+    async extendHold(hold: HoldRef, body: HoldExtendRequest,
+                     options?: CallOptions): Promise<Hold> {
         return this.#send({ method: 'POST', route: '/v1/holds/{id}/extend', body,
                             retry: 'always', ...this.#holdPath(hold, '/extend') }, options);
     }
 
     /* Held units become sold; committing again returns the hold unchanged. */
-    commitHold(hold: HoldRef, body: HoldCommitRequest = {},
+    async commitHold(hold: HoldRef, body: HoldCommitRequest = {},
                options?: CallOptions): Promise<Hold> {
         return this.#send({ method: 'POST', route: '/v1/holds/{id}/commit', body,
                             retry: 'always', ...this.#holdPath(hold, '/commit') }, options);
     }
 
     /* Held units become available; releasing again is harmless. */
-    releaseHold(hold: HoldRef, options?: CallOptions): Promise<Hold> {
+    async releaseHold(hold: HoldRef, options?: CallOptions): Promise<Hold> {
         return this.#send({ method: 'DELETE', route: '/v1/holds/{id}', retry: 'always',
                             ...this.#holdPath(hold, '') }, options);
     }
@@ -326,7 +327,7 @@ export class HoldfastClient {
     /* ---------------------------------------------------------- waitlist */
 
     /* POST /v1/skus/{sku}/waitlist; the reply's `secret` is the entry's. */
-    joinWaitlist(sku: string, body: WaitlistJoinRequest,
+    async joinWaitlist(sku: string, body: WaitlistJoinRequest,
                  options?: CallOptions): Promise<JoinedEntry> {
         const path = `/v1/skus/${segment('sku', sku)}/waitlist`;
         return this.#send({ method: 'POST', route: '/v1/skus/{sku}/waitlist', path, body,
@@ -334,19 +335,19 @@ export class HoldfastClient {
     }
 
     /* An entry that is `offered` carries its hold, with the hold's secret. */
-    getWaitlistEntry(entry: WaitlistRef, options?: CallOptions): Promise<WaitlistEntry> {
+    async getWaitlistEntry(entry: WaitlistRef, options?: CallOptions): Promise<WaitlistEntry> {
         return this.#send({ method: 'GET', route: '/v1/waitlist/{id}', retry: 'always',
                             ...this.#waitPath(entry) }, options);
     }
 
-    cancelWaitlistEntry(entry: WaitlistRef, options?: CallOptions): Promise<WaitlistEntry> {
+    async cancelWaitlistEntry(entry: WaitlistRef, options?: CallOptions): Promise<WaitlistEntry> {
         return this.#send({ method: 'DELETE', route: '/v1/waitlist/{id}', retry: 'always',
                             ...this.#waitPath(entry) }, options);
     }
 
     /* -------------------------------------------------------------- skus */
 
-    getSku(sku: string, options?: CallOptions): Promise<Sku> {
+    async getSku(sku: string, options?: CallOptions): Promise<Sku> {
         return this.#send({ method: 'GET', route: '/v1/skus/{sku}',
                             path: `/v1/skus/${segment('sku', sku)}`, retry: 'always' }, options);
     }
@@ -463,7 +464,9 @@ export class HoldfastClient {
             throw noAnswer(state.sent, key, failure.kind, 0, failure.message,
                               write && !failure.refused, failure);
         }
-        await this.#pause(call, state, undefined, failure.message, key, signal);
+        const reason = failure.errno === undefined ? failure.kind
+                                                   : `${failure.kind} ${failure.errno}`;
+        await this.#pause(call, state, undefined, reason, key, signal);
     }
 
     /* An error reply that is not a challenge: pause and return to retry a

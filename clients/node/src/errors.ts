@@ -14,9 +14,10 @@
  * `outcomeUnknown` says so, and `idempotencyKey` is the key it was sent
  * with, to send it again later with the same key.
  *
- * No error ever carries a request's headers or body: the Hold-Secret, the
+ * No error carries a request's headers or body: the Hold-Secret, the
  * Waitlist-Secret and the API key cannot leak through a log line that
- * prints an error.
+ * prints an error. Nor does printing one show its Idempotency-Key, which
+ * can fetch a hold's secret again (a getter over a private field).
  */
 import type { ApiErrorBody, Challenge, Rule } from './wire.js';
 
@@ -46,8 +47,9 @@ export class HoldfastError extends Error {
     readonly details: ApiErrorBody;
     /* Requests sent for this call, retries included. */
     readonly attempts: number;
-    /* The key a write was sent with; send it again to retry the same write. */
-    readonly idempotencyKey: string | undefined;
+    /* Kept out of sight of console.log and JSON.stringify: a create's key
+     * replayed returns the hold's secret. */
+    readonly #idempotencyKey: string | undefined;
     /* True when a write may have been applied though no answer said so. */
     readonly outcomeUnknown: boolean;
 
@@ -59,8 +61,14 @@ export class HoldfastError extends Error {
         this.details = init.details ?? { code: init.code, message: init.message };
         this.field = typeof this.details.field === 'string' ? this.details.field : undefined;
         this.attempts = init.attempts;
-        this.idempotencyKey = init.idempotencyKey;
+        this.#idempotencyKey = init.idempotencyKey;
         this.outcomeUnknown = init.outcomeUnknown ?? false;
+    }
+
+    /* The key a write was sent with: send the write again with it to learn
+     * whether a write whose outcome is unknown was applied. */
+    get idempotencyKey(): string | undefined {
+        return this.#idempotencyKey;
     }
 
     /* The policy rule behind a 428 or a 429. */

@@ -107,6 +107,7 @@ export function exchange(agent: http.Agent, x: Exchange): Promise<Reply> {
             /* A pooled socket is connected already; a new one once it says so. */
             if (!socket.connecting) {
                 connected = true;
+                return;
             }
             socket.once('connect', () => {
                 connected = true;
@@ -125,15 +126,13 @@ export function exchange(agent: http.Agent, x: Exchange): Promise<Reply> {
                 chunks.push(chunk);
             });
             res.on('error', (err) => fail(err, 'network'));
-            res.on('aborted', () => fail(new Error('the reply was cut short'), 'network'));
             res.on('end', () => {
-                if (!res.complete) {
-                    fail(new Error('the reply was cut short'), 'network');
-                    return;
-                }
                 resolve({ status: res.statusCode ?? 0, headers: res.headers,
                           json: parseJson(Buffer.concat(chunks).toString('utf8')) });
             });
+            /* Closed before its end: the connection broke mid-reply. (A
+             * settled promise ignores this after 'end' or 'error'.) */
+            res.on('close', () => fail(new Error('the reply was cut short'), 'network'));
         });
         req.end(x.body);
     }).finally(() => {

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
 import { HoldfastClient, HoldfastError } from '@holdfast/client';
-import { SHOP_KEY, getSku, putSku, startHoldfast, startLossyProxy } from './harness.mjs';
+import { SHOP_KEY, admin, getSku, putSku, startHoldfast, startLossyProxy } from './harness.mjs';
 
 let server;
 
@@ -204,6 +204,24 @@ test('without a shop key the server says so', async () => {
   const hf = client({ apiKey: 'wrong-key' });
   try {
     await assert.rejects(hf.getSku('err-a'), (e) => e.status === 401 && e.code === 'unauthorized');
+  } finally {
+    hf.close();
+  }
+});
+
+async function connectionsAccepted() {
+  const r = await admin(server, 'GET', '/metrics');
+  return Number(/^holdfast_connections_accepted_total (\d+)$/m.exec(r.text)[1]);
+}
+
+test('calls share kept-alive connections', async () => {
+  const hf = client({ connectionsMax: 2 });
+  try {
+    const before = await connectionsAccepted();
+    for (let i = 0; i < 20; i++) await hf.getSku('life-a');
+    await Promise.all(Array.from({ length: 10 }, () => hf.getSku('life-a')));
+    /* The client's two at most, and the metrics read's own. */
+    assert.ok(await connectionsAccepted() - before <= 3);
   } finally {
     hf.close();
   }

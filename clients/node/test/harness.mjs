@@ -71,8 +71,9 @@ export function rawCall(url, method, path, body, headers = {}) {
       res.on('data', (c) => chunks.push(c));
       res.on('end', () => {
         const text = Buffer.concat(chunks).toString('utf8');
+        const json = /^application\/json/.test(res.headers['content-type'] ?? '');
         resolve({ status: res.statusCode, headers: res.headers, text,
-          body: text ? JSON.parse(text) : null });
+          body: json && text ? JSON.parse(text) : null });
       });
       res.on('error', reject);
     });

@@ -55,9 +55,11 @@ test('a secret is sent as Hold-Secret on its hold\'s calls and seen nowhere else
     onEvent: (e) => events.push(e) });
   let secret;
   let secretTwo;
+  let holdId;
   const written = await capturingOutput(async () => {
     const hold = await hf.createHold({ customer: 'sec-1', lines: [{ sku: 'sec-a', qty: 1 }] });
     secret = hold.secret;
+    holdId = hold.id;
     await hf.getHold(hold);
     await hf.extendHold(hold, { ttl_ms: 120000 });
     await hf.commitHold(hold, { order_ref: 'order-sec-1' }); /* its first reply is lost */
@@ -85,8 +87,17 @@ test('a secret is sent as Hold-Secret on its hold\'s calls and seen nowhere else
       JSON.stringify(e), e.stack]),
     server.log(),
   ].join('\n');
-  for (const s of [secret, secretTwo, SHOP_KEY]) {
+  /* A create's Idempotency-Key fetches its hold's secret again: it is kept
+   * as close as the secret. */
+  const writes = proxy.requests.filter((r) => r.method !== 'GET');
+  const keys = [...new Set(writes.map((r) => r.idempotencyKey))];
+  assert.equal(keys.length, writes.length - 1, 'a key a write, the retried commit\'s twice');
+  assert.ok(keys.every((k) => /^hf_/.test(k)));
+  for (const s of [secret, secretTwo, SHOP_KEY, ...keys]) {
     assert.ok(!seen.includes(s), 'a secret or key in printed output, events, errors or the log');
   }
+  assert.ok(keys.includes(errors[0].idempotencyKey), 'still there for the caller to read');
+  /* Events name routes, not holds: they can go to logs as they are. */
+  assert.ok(!JSON.stringify(events).includes(holdId));
   assert.ok(events.length > 8, 'there were events to look at');
 });
