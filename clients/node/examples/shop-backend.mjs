@@ -87,6 +87,7 @@ function send(res, status, body) {
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const shop = createShop({ holdfastUrl: process.env.HOLDFAST_URL, apiKey: process.env.HOLDFAST_KEY });
-  shop.listen(Number(process.env.PORT ?? 3000), '127.0.0.1');
+  const { HOLDFAST_URL, HOLDFAST_KEY, PORT } = process.env;
+  const shop = createShop({ holdfastUrl: HOLDFAST_URL, apiKey: HOLDFAST_KEY });
+  shop.listen(Number(PORT ?? 3000), '127.0.0.1');
 }

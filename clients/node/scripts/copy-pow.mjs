@@ -19,5 +19,6 @@ if (existsSync(join(from, 'pow.wasm'))) {
   copyFileSync(join(from, 'pow.wasm'), join(to, 'pow.wasm'));
 } else {
   rmSync(join(to, 'pow.wasm'), { force: true });
-  console.warn('copy-pow: web/pow/pow.wasm is not built (make); challenges will be solved with WebCrypto');
+  console.warn('copy-pow: web/pow/pow.wasm is not built (make): '
+    + 'challenges will be solved with WebCrypto, far slower');
 }

@@ -234,8 +234,9 @@ function isChallenge(c: unknown): c is Challenge {
 }
 
 /* A call that ended without an answer from the API. */
-function noAnswer(sent: number, key: string | undefined, code: TransportErrorCode, status: number,
-                  message: string, outcomeUnknown = false, cause?: unknown): HoldfastError {
+function noAnswer(sent: number, key: string | undefined, code: TransportErrorCode,
+                  status: number, message: string, outcomeUnknown = false,
+                  cause?: unknown): HoldfastError {
     return new HoldfastError({ status, code, message, attempts: sent, idempotencyKey: key,
                                outcomeUnknown, cause });
 }
@@ -392,8 +393,9 @@ export class HoldfastClient {
         return headers;
     }
 
-    /* The pause before retry number `failures`: full jitter over a doubling
-     * window, or the server's Retry-After. */
+    /* The pause before retry number `failures`: somewhere in the upper half
+     * of a window that doubles each time (so that clients that failed
+     * together do not come back together), or the server's Retry-After. */
     #delayMs(failures: number, serverMs: number | undefined): number {
         if (serverMs !== undefined) {
             return serverMs;
@@ -418,7 +420,7 @@ export class HoldfastClient {
         }
         const body = call.body === undefined ? undefined : JSON.stringify(call.body);
         const url = new URL(this.#pathPrefix + call.path, this.baseUrl);
-        const timeoutMs = options.timeoutMs ?? this.#settings.timeoutMs;
+        const timeoutMs = checked('timeoutMs', options.timeoutMs, this.#settings.timeoutMs);
         const state = { sent: 0, failures: 0, rounds: 0 };
         for (;;) {
             state.sent++;
@@ -439,7 +441,7 @@ export class HoldfastClient {
             if (reply.status < 400) {
                 if (reply.json === undefined || reply.json === null) {
                     throw noAnswer(state.sent, key, 'bad_reply', reply.status,
-                                      `${call.method} ${call.route}: the reply is not JSON`);
+                                   `${call.method} ${call.route}: the reply is not JSON`);
                 }
                 return reply.json as T;
             }
@@ -462,7 +464,7 @@ export class HoldfastClient {
         state.failures++;
         if (!may || !safe || state.failures >= this.#settings.attemptsMax) {
             throw noAnswer(state.sent, key, failure.kind, 0, failure.message,
-                              write && !failure.refused, failure);
+                           write && !failure.refused, failure);
         }
         const reason = failure.errno === undefined ? failure.kind
                                                    : `${failure.kind} ${failure.errno}`;
@@ -501,8 +503,8 @@ export class HoldfastClient {
             await pause(delayMs, signal);
         } catch {
             throw noAnswer(state.sent, key, 'aborted', 0,
-                              `${call.method} ${call.route}: aborted by the caller`,
-                              call.method !== 'GET');
+                           `${call.method} ${call.route}: aborted by the caller`,
+                           call.method !== 'GET');
         }
     }
 
@@ -545,8 +547,7 @@ export class HoldfastClient {
         } catch (err) {
             if (signal?.aborted === true) {
                 throw noAnswer(sent, key, 'aborted', 0,
-                                  `${call.method} ${call.route}: aborted by the caller`, false,
-                                  err);
+                               `${call.method} ${call.route}: aborted by the caller`, false, err);
             }
             const why = controller.signal.aborted ? `not found within ${limitMs} ms`
                                                   : String((err as Error | null)?.message ?? err);
