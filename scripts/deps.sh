@@ -2,10 +2,11 @@
 # Installs what holdfast needs to build, test and benchmark on Debian 12, and
 # nothing else: Debian packages with apt-get, the web pages' two npm
 # packages (the chart library; Playwright's driver for the browser tests)
-# with npm from web/package-lock.json, and the contract test's (an OpenAPI
-# and JSON Schema validator) from tests/contract/package-lock.json. Safe to
-# run again; it installs only what is missing, so `make` stays fast on a
-# machine that has everything.
+# with npm from web/package-lock.json, the contract test's (an OpenAPI and
+# JSON Schema validator) from tests/contract/package-lock.json, and the Node
+# client's build tools from clients/node/package-lock.json. Safe to run
+# again; it installs only what is missing, so `make` stays fast on a machine
+# that has everything.
 #
 #   scripts/deps.sh        what the server, the demo and the benchmarks need
 #   scripts/deps.sh test   also Chromium, for the browser tests, and what the
@@ -58,9 +59,10 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # The npm packages, exactly as locked; again only when a lock changed: the
-# web pages' (web/), and the contract test's OpenAPI validator
-# (tests/contract/).
-for dir in web tests/contract; do
+# web pages' (web/), the contract test's OpenAPI validator (tests/contract/)
+# and the Node client's build tools (clients/node/: TypeScript and the
+# OpenAPI type generator).
+for dir in web tests/contract clients/node; do
     stamp=$dir/node_modules/.installed-lock
     if ! cmp -s "$dir/package-lock.json" "$stamp" 2>/dev/null; then
         echo "deps: installing the npm packages of $dir" >&2
