@@ -9,7 +9,9 @@ addr="${HOLDFAST_DEMO_ADDR:-127.0.0.1:8080}"
 data="${HOLDFAST_DEMO_DATA:-./data}"
 url="http://$addr"
 
-build/holdfast serve --listen "$addr" --data "$data" &
+# --attack-panel on: the dashboard's attack panel replays the 2020 attack
+# against this demo shop (its buyers' purchases are real sales here).
+build/holdfast serve --listen "$addr" --data "$data" --attack-panel on &
 pid=$!
 trap 'kill -TERM "$pid" 2>/dev/null || true; wait "$pid" || true; exit 0' INT TERM
 

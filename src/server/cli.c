@@ -55,6 +55,9 @@ static const char usage_serve[] =
     "  --hold-secret MODE        required (default): a shop key touches a hold only with\n"
     "                            its Hold-Secret; optional: without one too, counted in\n"
     "                            /metrics (while a shop's clients upgrade)\n"
+    "  --attack-panel MODE       off (default) or on: the dashboard's attack panel runs the\n"
+    "                            simulator against this server (POST /v1/sim); its buyers'\n"
+    "                            purchases are real sales, so only for a demo (make demo)\n"
     "\n"
     "connections (a connection past a cap is answered 503 overloaded and closed):\n"
     "  --connections-max N       open connections (default 4096)\n"
@@ -76,7 +79,7 @@ static const char usage_serve[] =
     "holds_max, idempotency_keys_max, identities_max, customer_skus_max, waitlist_max,\n"
     "sku_policies_max, proofs_max, connections_max, connections_per_address_max,\n"
     "connections_reserve, keepalive_max, head_timeout_ms, body_timeout_ms, idle_timeout_ms,\n"
-    "threads, compact_records, hold_secret, policy\n"
+    "threads, compact_records, hold_secret, attack_panel (true or false), policy\n"
     "(policy: the policy document of docs/POLICIES.md a new data directory starts with)\n"
     "\n"
     "Without keys, every request is allowed, so the server refuses to listen on\n"
@@ -177,6 +180,15 @@ static int set_hold_secret(server_config_t *c, const char *v)
         return bad("--hold-secret", v, "must be required or optional");
     }
     return 0;
+}
+
+static int set_attack_panel(server_config_t *c, const char *v)
+{
+    if (strcmp(v, "on") == 0 || strcmp(v, "off") == 0) {
+        c->attack_panel = strcmp(v, "on") == 0;
+        return 0;
+    }
+    return bad("--attack-panel", v, "must be on or off");
 }
 
 static int set_durability(server_config_t *c, const char *v)
@@ -291,7 +303,7 @@ static bool known_key(const char *key)
         "durability",     "skus_max",       "holds_max",         "idempotency_keys_max",
         "identities_max", "customer_skus_max", "waitlist_max",   "sku_policies_max",
         "proofs_max",     "threads",        "compact_records",   "policy",
-        "web_dir",        "hold_secret",    NULL,
+        "web_dir",        "hold_secret",    "attack_panel",      NULL,
     };
     for (size_t i = 0; keys[i] != NULL; i++) {
         if (strcmp(key, keys[i]) == 0) {
@@ -388,6 +400,14 @@ static int file_key(server_config_t *c, const char *key, json_t *v)
     if (strcmp(key, "compact_records") == 0) {
         return file_uint(v, key, 0, UINT32_MAX, &c->compact_records);
     }
+    if (strcmp(key, "attack_panel") == 0) {
+        if (!json_is_boolean(v)) {
+            fprintf(stderr, "holdfast: config key \"attack_panel\" must be true or false\n");
+            return -1;
+        }
+        c->attack_panel = json_is_true(v);
+        return 0;
+    }
     if (file_string(v, key, &s) != 0) {
         return -1;
     }
@@ -458,6 +478,9 @@ static int apply_flag(server_config_t *c, const char *flag, const char *v)
     }
     if (strcmp(flag, "--hold-secret") == 0) {
         return set_hold_secret(c, v);
+    }
+    if (strcmp(flag, "--attack-panel") == 0) {
+        return set_attack_panel(c, v);
     }
     if (strcmp(flag, "--config") == 0) {
         return 0; /* read first, in parse_serve */

@@ -833,6 +833,10 @@ int server_run(const server_config_t *c)
     }
     fprintf(stderr, "level=info msg=listening addr=%s durability=%s data=%s\n", addr,
             c->durability == STORE_DURABLE ? "durable" : "relaxed", c->data_dir);
+    if (c->attack_panel) {
+        fprintf(stderr, "level=warn msg=\"the attack panel is on: its runs make real sales "
+                        "(a demo server only)\"\n");
+    }
     int sig = wait_for_signal(s, &signals);
     drain(s, sig);
     fprintf(stderr, "level=info msg=stopped\n");

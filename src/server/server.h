@@ -51,6 +51,10 @@ typedef struct {
     /* --hold-secret optional: a shop key may still touch a hold (or waitlist
      * entry) without its secret, counted, while a shop's clients upgrade. */
     bool hold_secret_optional;
+    /* --attack-panel on: the dashboard's attack panel (POST /v1/sim) may run
+     * the simulator against this server. Its buyers' purchases are real
+     * sales, so it is off unless the server is a demo (make demo). */
+    bool attack_panel;
 } server_config_t;
 
 void server_config_default(server_config_t *c);

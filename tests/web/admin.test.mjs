@@ -116,8 +116,30 @@ test('the policy editor saves a change and refuses a bad document', async () => 
   }
 });
 
-test('the attack panel runs a bounded live attack against this server', async () => {
+test('the attack panel is off unless the server is started for a demo', async () => {
   const server = await startServer(KEYS);
+  try {
+    assert.equal((await call(server, 'PUT', '/v1/skus/cap-red', { stock: 40 }, ADMIN)).status, 201);
+    const page = await open(shared.browser, server.url + '/admin');
+    const refused = page.waitForResponse((res) => new URL(res.url()).pathname === '/v1/sim');
+    await signIn(page);
+    assert.equal((await refused).status(), 403);
+    await row(page, 'cap-red').waitFor({ timeout: STEP_MS });
+    assert.equal(await page.getByRole('heading', { name: 'Attack this shop' }).isVisible(), false);
+    assert.equal(await page.getByRole('button', { name: 'Start the attack' }).isVisible(), false);
+    /* and the route itself refuses, saying why; nothing is sold */
+    const run = await call(server, 'POST', '/v1/sim', { scenario: 'merch-2020', seconds: 1 }, ADMIN);
+    assert.equal(run.status, 403);
+    assert.equal(run.body.error.reason, 'attack_panel_off');
+    assert.equal((await sku(server, 'cap-red', ADMIN)).sold, 0);
+    assert.deepEqual(page.errors, []);
+  } finally {
+    assert.equal(await server.stop(), 0);
+  }
+});
+
+test('the attack panel runs a bounded live attack against this server', async () => {
+  const server = await startServer({ ...KEYS, attack_panel: true });
   try {
     assert.equal((await call(server, 'PUT', '/v1/skus/cap-red', { stock: 40 }, ADMIN)).status, 201);
     const page = await open(shared.browser, server.url + '/admin');

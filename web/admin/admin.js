@@ -268,12 +268,21 @@ function showRun(run) {
   return running;
 }
 
+/* The panel shows only when the server answers for it: one not started
+ * for a demo refuses (403, attack_panel_off), since a run's purchases are
+ * real sales. */
 let attackTimer = null;
 async function watchRun() {
   clearTimeout(attackTimer);
   try {
-    if (showRun(await api.call('GET', '/v1/sim'))) attackTimer = setTimeout(watchRun, 1000);
+    const run = await api.call('GET', '/v1/sim');
+    $('attack-panel').hidden = false;
+    if (showRun(run)) attackTimer = setTimeout(watchRun, 1000);
   } catch (err) {
+    if (err.detail?.reason === 'attack_panel_off') {
+      $('attack-panel').hidden = true;
+      return;
+    }
     $('attack-state').textContent = `Cannot read the run: ${err.message}`;
   }
 }
