@@ -3,7 +3,8 @@
  * recently active skus, a point a second (history.h), and the route that
  * serves it (admin):
  *
- *   GET /v1/history                  -> the skus tracked, most recently active first
+ *   GET /v1/history                  -> the skus tracked, most recently active
+ *                                       first, and now_ms
  *   GET /v1/history?sku=S[&since=MS] -> S's points, one column per total:
  *
  *   {"sku": "cap-red", "tracked": true, "interval_ms": 1000, "now_ms": 1765432109876,
@@ -140,6 +141,7 @@ static void write_tracked(request_t *r)
     jw_kint(j, "skus_max", HF_HISTORY_SKUS_MAX);
     jw_kint(j, "seconds_max", HF_HISTORY_SECONDS);
     jw_kint(j, "interval_ms", HISTORY_INTERVAL_MS);
+    jw_kint(j, "now_ms", server_now_ms(s));
     jw_obj_end(j);
     unlock(r);
 }

@@ -218,6 +218,7 @@ static void test_history_keeps_the_64_most_recently_active_skus(void **state)
     assert_int_equal(r.status, 200);
     assert_int_equal(member(r.json, "skus_max"), SKUS_MAX);
     assert_int_equal(member(r.json, "seconds_max"), 3600);
+    assert_true(member(r.json, "now_ms") > 0);
     const json_t *skus = json_object_get(r.json, "skus");
     assert_int_equal((long long)json_array_size(skus), SKUS_MAX);
     assert_string_equal(json_string_value(json_array_get(skus, 0)), "s-69");
