@@ -1,5 +1,5 @@
 /*
- * api.js - the pages' client of holdfast's HTTP API (../shared/API.md):
+ * api.js - the pages' client of holdfast's HTTP API (docs/API.md):
  * JSON calls with the key the page was given, a proof of work when a 428
  * asks for one (solved in a Web Worker), and the server-sent events of
  * GET /v1/events read through fetch, so that the key goes in a header
