@@ -146,23 +146,40 @@ static void write_tracked(request_t *r)
     unlock(r);
 }
 
-/* One column: the field of each point (offsetof into history_point_t). */
-typedef enum { COL_STOCK, COL_HELD, COL_SOLD, COL_AVAILABLE, COL_DENIALS, COL_CHALLENGES,
-               COL_WAITLIST, COL_ESCALATED, COL_COUNT } column_t;
+/* The columns of a reply, in order. */
+typedef enum {
+    COL_STOCK,
+    COL_HELD,
+    COL_SOLD,
+    COL_AVAILABLE,
+    COL_DENIALS,
+    COL_CHALLENGES,
+    COL_WAITLIST,
+    COL_ESCALATED,
+    COL_COUNT
+} column_t;
 static const char *const column_names[COL_COUNT] = {
     "stock", "held", "sold", "available", "denials", "challenges", "waitlist", "escalated"};
 
 static int64_t column_value(const history_point_t *p, column_t c)
 {
     switch (c) {
-    case COL_STOCK: return p->stock;
-    case COL_HELD: return p->held;
-    case COL_SOLD: return p->sold;
-    case COL_AVAILABLE: return p->stock - p->held - p->sold;
-    case COL_DENIALS: return p->denials;
-    case COL_CHALLENGES: return p->challenges;
-    case COL_WAITLIST: return p->waitlist;
-    default: return p->escalated ? 1 : 0;
+    case COL_STOCK:
+        return p->stock;
+    case COL_HELD:
+        return p->held;
+    case COL_SOLD:
+        return p->sold;
+    case COL_AVAILABLE:
+        return p->stock - p->held - p->sold;
+    case COL_DENIALS:
+        return p->denials;
+    case COL_CHALLENGES:
+        return p->challenges;
+    case COL_WAITLIST:
+        return p->waitlist;
+    default:
+        return p->escalated ? 1 : 0;
     }
 }
 

@@ -24,21 +24,28 @@ static bool has_points(const history_ring_t *r)
     return r->last_s >= r->first_s;
 }
 
-static history_ring_t *ring_of(const history_t *h, uint32_t sku_index)
+/* The index of the sku's ring, or -1. */
+static int ring_index(const history_t *h, uint32_t sku_index)
 {
     for (uint32_t i = 0; i < HF_HISTORY_SKUS_MAX; i++) {
         if (h->rings[i].used && h->rings[i].sku_index == sku_index) {
-            return &h->rings[i];
+            return (int)i;
         }
     }
-    return NULL;
+    return -1;
+}
+
+/* The points of ring r. */
+static history_point_t *points_of(const history_t *h, const history_ring_t *r)
+{
+    return h->points[r - h->rings];
 }
 
 int history_init(history_t *h)
 {
     /* calloc: the pages of a ring are touched only once it fills. */
-    h->rings = calloc(HF_HISTORY_SKUS_MAX, sizeof *h->rings);
-    if (h->rings == NULL) {
+    h->points = calloc(HF_HISTORY_SKUS_MAX, sizeof *h->points);
+    if (h->points == NULL) {
         return -1;
     }
     history_clear(h);
@@ -47,8 +54,8 @@ int history_init(history_t *h)
 
 void history_deinit(history_t *h)
 {
-    free(h->rings);
-    h->rings = NULL;
+    free(h->points);
+    h->points = NULL;
 }
 
 void history_clear(history_t *h)
@@ -79,7 +86,7 @@ static bool older(const history_ring_t *a, const history_ring_t *b)
     return a->sku_index > b->sku_index;
 }
 
-static history_ring_t *free_ring(const history_t *h)
+static history_ring_t *free_ring(history_t *h)
 {
     for (uint32_t i = 0; i < HF_HISTORY_SKUS_MAX; i++) {
         if (!h->rings[i].used) {
@@ -91,15 +98,16 @@ static history_ring_t *free_ring(const history_t *h)
 
 void history_note(history_t *h, uint32_t sku_index, int64_t now_ms)
 {
-    history_ring_t *r = ring_of(h, sku_index);
-    if (r != NULL) {
+    int at = ring_index(h, sku_index);
+    if (at >= 0) {
+        history_ring_t *r = &h->rings[at];
         r->noted_ms = now_ms > r->noted_ms ? now_ms : r->noted_ms;
         return;
     }
-    r = free_ring(h);
-    for (uint32_t i = 0; r == NULL && i < HF_HISTORY_SKUS_MAX; i++) {
-        r = &h->rings[i]; /* all used: the least recently noted goes */
-        for (uint32_t k = i + 1; k < HF_HISTORY_SKUS_MAX; k++) {
+    history_ring_t *r = free_ring(h);
+    if (r == NULL) { /* all used: the least recently noted goes */
+        r = &h->rings[0];
+        for (uint32_t k = 1; k < HF_HISTORY_SKUS_MAX; k++) {
             r = older(&h->rings[k], r) ? &h->rings[k] : r;
         }
     }
@@ -108,7 +116,7 @@ void history_note(history_t *h, uint32_t sku_index, int64_t now_ms)
 
 bool history_seed(history_t *h, uint32_t sku_index)
 {
-    if (ring_of(h, sku_index) != NULL) {
+    if (ring_index(h, sku_index) >= 0) {
         return true;
     }
     history_ring_t *r = free_ring(h);
@@ -153,20 +161,22 @@ void history_record(history_t *h, uint32_t sku_index, int64_t now_ms, const hist
 {
     int64_t s = second_of(now_ms);
     assert(s <= h->sampled_s); /* history_due() let this second through */
-    history_ring_t *r = ring_of(h, sku_index);
+    int at = ring_index(h, sku_index);
+    history_ring_t *r = at >= 0 ? &h->rings[at] : NULL;
     if (r == NULL || (has_points(r) && s <= r->last_s)) {
         return;
     }
+    history_point_t *points = points_of(h, r);
     if (!has_points(r)) {
         r->first_s = s;
     } else {
-        const history_point_t last = r->points[r->last_s % SECONDS];
+        const history_point_t last = points[r->last_s % SECONDS];
         int64_t from = r->last_s + 1 > s - SECONDS + 1 ? r->last_s + 1 : s - SECONDS + 1;
         for (int64_t t = from; t < s; t++) {
-            r->points[t % SECONDS] = last;
+            points[t % SECONDS] = last;
         }
     }
-    r->points[s % SECONDS] = *p;
+    points[s % SECONDS] = *p;
     r->last_s = s;
     if (s - r->first_s + 1 > SECONDS) {
         r->first_s = s - SECONDS + 1;
@@ -175,13 +185,14 @@ void history_record(history_t *h, uint32_t sku_index, int64_t now_ms, const hist
 
 bool history_tracks(const history_t *h, uint32_t sku_index)
 {
-    return ring_of(h, sku_index) != NULL;
+    return ring_index(h, sku_index) >= 0;
 }
 
 uint32_t history_read(const history_t *h, uint32_t sku_index, int64_t since_ms, int64_t *first_ms,
                       history_point_t *out)
 {
-    const history_ring_t *r = ring_of(h, sku_index);
+    int at = ring_index(h, sku_index);
+    const history_ring_t *r = at >= 0 ? &h->rings[at] : NULL;
     *first_ms = 0;
     if (r == NULL || !has_points(r)) {
         return 0;
@@ -194,8 +205,9 @@ uint32_t history_read(const history_t *h, uint32_t sku_index, int64_t since_ms, 
     }
     uint32_t count = (uint32_t)(r->last_s - from + 1);
     assert(count <= HF_HISTORY_SECONDS);
+    const history_point_t *points = points_of(h, r);
     for (uint32_t i = 0; i < count; i++) {
-        out[i] = r->points[(from + i) % SECONDS];
+        out[i] = points[(from + i) % SECONDS];
     }
     *first_ms = from * 1000;
     return count;
