@@ -555,6 +555,41 @@ static void check_sku(const fuzz_request_t *q, const request_t *r, const json_t 
           "a sku shows the engine's counts");
 }
 
+/* GET /v1/history: columns of count points each, every point's counts add
+ * up, at most an hour of them, of a sku the engine has. */
+static void check_history(const fuzz_request_t *q, const request_t *r, const json_t *o)
+{
+    static const char *const columns[] = {"stock", "held",       "sold",     "available",
+                                           "denials", "challenges", "waitlist", "escalated"};
+    const json_t *col[8];
+    bool ok = true;
+    int64_t count = int_member(o, "count", &ok);
+    CHECK(ok && count >= 0 && count <= HF_HISTORY_SECONDS, "a history has a count, an hour at most");
+    CHECK(json_is_integer(json_object_get(o, "first_ms")) == (count > 0),
+          "a history's first point has a time when there is one");
+    for (size_t c = 0; c < 8; c++) {
+        col[c] = json_object_get(o, columns[c]);
+        CHECK(json_is_array(col[c]) && (int64_t)json_array_size(col[c]) == count,
+              "a history has every column, count long");
+    }
+    for (size_t i = 0; i < (size_t)count; i++) {
+        int64_t v[8];
+        for (size_t c = 0; c < 8; c++) {
+            const json_t *x = json_array_get(col[c], i);
+            CHECK(json_is_integer(x) && json_integer_value(x) >= 0, "a history point is counts");
+            v[c] = json_integer_value(x);
+        }
+        CHECK(v[1] + v[2] <= v[0] && v[3] == v[0] - v[1] - v[2] && v[7] <= 1,
+              "a history point adds up");
+    }
+    const json_t *name = json_object_get(o, "sku");
+    uint32_t index;
+    CHECK(json_is_string(name) && engine_sku_find(guard_engine(r->server->guard),
+                                                  json_string_value(name),
+                                                  json_string_length(name), &index),
+          "a history is of a sku in the engine");
+}
+
 /* A hold (h_) or waitlist entry (w_) shown is in the state the guard has. */
 static void check_state(const fuzz_request_t *q, const request_t *r, const json_t *o)
 {
@@ -587,7 +622,9 @@ static void check_objects(const fuzz_request_t *q, const request_t *r, const jso
     json_t *member;
     size_t i;
     if (json_is_object(v)) {
-        if (json_object_get(v, "stock") != NULL && json_object_get(v, "sku") != NULL) {
+        if (json_is_array(json_object_get(v, "stock")) && json_object_get(v, "sku") != NULL) {
+            check_history(q, r, v);
+        } else if (json_object_get(v, "stock") != NULL && json_object_get(v, "sku") != NULL) {
             check_sku(q, r, v);
         }
         if (json_is_string(json_object_get(v, "id")) &&
@@ -884,6 +921,7 @@ static void session_begin(session_t *ss, server_t *s)
     s->events_logged = 0;
     memset(&s->metrics, 0, sizeof s->metrics);
     memset(s->sku_refusals, 0, fuzz_tables.engine.skus_max * sizeof *s->sku_refusals);
+    chart_forget(s); /* its skus were the last input's */
     guard_op_t op = {.kind = GUARD_OP_SECRET};
     memset(op.u.secret, 0x5a, sizeof op.u.secret);
     op.engine.now_ms = server_now_ms(s);

@@ -10,7 +10,9 @@ data="${HOLDFAST_DEMO_DATA:-./data}"
 url="http://$addr"
 bin="${HOLDFAST_BIN:-build/holdfast}" # the README's tour test runs its own build
 
-"$bin" serve --listen "$addr" --data "$data" &
+# --attack-panel on: the dashboard's attack panel replays the 2020 attack
+# against this demo shop (its buyers' purchases are real sales here).
+"$bin" serve --listen "$addr" --data "$data" --attack-panel on &
 pid=$!
 trap 'kill -TERM "$pid" 2>/dev/null || true; wait "$pid" || true; exit 0' INT TERM
 

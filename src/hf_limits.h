@@ -141,6 +141,11 @@
 /* Refusals by rule are counted per sku for the dashboard for the first this
  * many skus of the catalog (about 1 MB); the others show their totals only. */
 #define HF_SKU_RULE_STATS_MAX 4096u
+/* GET /v1/history: the dashboard's chart opens with the last hour of a sku
+ * at a point a second, kept for as many skus as one event stream follows
+ * (the ones most recently active): 64 x 3600 points, 11 MB (history.h). */
+#define HF_HISTORY_SKUS_MAX HF_EVENT_SKUS_MAX
+#define HF_HISTORY_SECONDS 3600u
 /* The web pages (web/): the largest file served. */
 #define HF_STATIC_BYTES_MAX (2 * 1024 * 1024)
 /* The audit trail (GET /v1/audit): the latest admin changes kept, about

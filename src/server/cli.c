@@ -62,6 +62,9 @@ static const char usage_serve[] =
     "                            /metrics (while a shop's clients upgrade)\n"
     "  --access-log WHERE        a line per request: stderr (default), off, or a file's\n"
     "                            path (opened again on SIGHUP, for logrotate)\n"
+    "  --attack-panel MODE       off (default) or on: the dashboard's attack panel runs the\n"
+    "                            simulator against this server (POST /v1/sim); its buyers'\n"
+    "                            purchases are real sales, so only for a demo (make demo)\n"
     "\n"
     "connections (a connection past a cap is answered 503 overloaded and closed):\n"
     "  --connections-max N       open connections (default 4096)\n"
@@ -84,8 +87,8 @@ static const char usage_serve[] =
     "customer_skus_max, waitlist_max, sku_policies_max, proofs_max, connections_max,\n"
     "connections_per_address_max, connections_reserve, keepalive_max, head_timeout_ms,\n"
     "body_timeout_ms, idle_timeout_ms, threads, compact_records, hold_secret, access_log,\n"
-    "audit_max, policy, webhooks, webhook_secret_file, webhook_secret, webhook_retry,\n"
-    "webhook_outbox_max\n"
+    "audit_max, attack_panel, policy, webhooks, webhook_secret_file, webhook_secret,\n"
+    "webhook_retry, webhook_outbox_max\n"
     "(policy: the policy document of docs/POLICIES.md a new data directory starts with;\n"
     "webhooks: docs/WEBHOOKS.md; man holdfast says what each key means)\n"
     "\n"
@@ -218,6 +221,15 @@ static int set_access_log(server_config_t *c, const char *what, const char *v)
     return 0;
 }
 
+static int set_attack_panel(server_config_t *c, const char *v)
+{
+    if (strcmp(v, "on") == 0 || strcmp(v, "off") == 0) {
+        c->attack_panel = strcmp(v, "on") == 0;
+        return 0;
+    }
+    return bad("--attack-panel", v, "must be on or off");
+}
+
 static int set_durability(server_config_t *c, const char *v)
 {
     if (strcmp(v, "durable") == 0) {
@@ -333,7 +345,7 @@ static bool known_key(const char *key)
         "proofs_max",     "threads",        "compact_records",   "policy",
         "web_dir",        "hold_secret",    "access_log",        "audit_max",
         "api_key_file",   "admin_key_file",
-        NULL,
+        "attack_panel",   NULL,
     };
     for (size_t i = 0; keys[i] != NULL; i++) {
         if (strcmp(key, keys[i]) == 0) {
@@ -433,6 +445,14 @@ static int file_key(server_config_t *c, keys_sources_t *src, const char *key, js
     }
     if (strcmp(key, "compact_records") == 0) {
         return file_uint(v, key, 0, UINT32_MAX, &c->compact_records);
+    }
+    if (strcmp(key, "attack_panel") == 0) {
+        if (!json_is_boolean(v)) {
+            fprintf(stderr, "holdfast: config key \"attack_panel\" must be true or false\n");
+            return -1;
+        }
+        c->attack_panel = json_is_true(v);
+        return 0;
     }
     if (file_string(v, key, &s) != 0) {
         return -1;
@@ -544,6 +564,9 @@ static int apply_flag(server_config_t *c, keys_sources_t *src, const char *flag,
     }
     if (strcmp(flag, "--access-log") == 0) {
         return set_access_log(c, flag, v);
+    }
+    if (strcmp(flag, "--attack-panel") == 0) {
+        return set_attack_panel(c, v);
     }
     if (strcmp(flag, "--config") == 0) {
         return 0; /* read first, in parse_serve */

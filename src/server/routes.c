@@ -530,6 +530,7 @@ static void sku_put_apply(request_t *r, const route_args_t *a, guard_op_t *put, 
     }
     if (ok) {
         engine_sku_find(guard_engine(s->guard), a->value[0], a->len[0], &index);
+        chart_note(s, index, server_now_ms(s));
         r->status = created ? 201 : 200;
         write_sku(r, index);
     }
@@ -859,6 +860,7 @@ static void hold_create_apply(request_t *r, guard_hold_request_t *req)
     uint64_t hash = guard_request_hash(req); /* what a proof and a challenge are bound to */
     read_proof(r, req, hash, now_ms);
     guard_outcome_t o = guard_hold(s->guard, req, now_ms, &op);
+    chart_note_hold(s, &req->create, now_ms); /* granted or refused, the sku is in play */
     if (journal(r, &op, &o)) {
         if (o.result == GUARD_OK || o.result == GUARD_ENGINE) { /* the policy counts its own */
             __atomic_fetch_add(&s->metrics.hold_results[o.engine.result], 1, __ATOMIC_RELAXED);
@@ -1081,6 +1083,7 @@ static const char *const no_params[] = {NULL};
 static const char *const page_params[] = {"after", "limit", NULL};
 static const char *const top_params[] = {"by", "limit", NULL};
 static const char *const event_params[] = {"skus", NULL};
+static const char *const history_params[] = {"sku", "since", NULL};
 
 /* docs/openapi.yaml documents each of these (tests/contract checks it). */
 static const route_t routes[] = {
@@ -1107,6 +1110,7 @@ static const route_t routes[] = {
     {"GET", "/v1/sim", ROLE_ADMIN, h_sim_get, no_params},
     {"DELETE", "/v1/sim", ROLE_ADMIN, h_sim_stop, no_params},
     {"GET", "/v1/audit", ROLE_ADMIN, h_audit_list, page_params},
+    {"GET", "/v1/history", ROLE_ADMIN, h_history, history_params},
     /* the web pages: public; what they show comes from the API above */
     {"GET", "/", ROLE_NONE, h_static, NULL},
     {"GET", "/admin", ROLE_NONE, h_static, NULL},

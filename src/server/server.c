@@ -700,6 +700,10 @@ static void reopen_after_full_disk(server_t *s)
     pthread_mutex_lock(&s->engine_lock);
     guard_destroy(s->guard);
     bool ok = create_guard(s) && load_journal(s, true) == 0 && skip_lost_ids(s) == 0;
+    if (ok) { /* the lost changes may have made skus that are gone */
+        chart_forget(s);
+        chart_seed(s);
+    }
     pthread_mutex_unlock(&s->engine_lock);
     pthread_mutex_unlock(&s->events_lock);
     if (!ok) {
@@ -709,19 +713,21 @@ static void reopen_after_full_disk(server_t *s)
 }
 
 /* The engine's own clock: expire what is due, take carts back for buyers
- * who wait, and compact when it is time. */
+ * who wait, keep the dashboard's history, and compact when it is time. */
 void server_tick(server_t *s)
 {
     reopen_after_full_disk(s);
     store_snapshot_poll(&s->store, false);
     pthread_mutex_lock(&s->engine_lock);
+    int64_t now_ms = server_now_ms(s);
     guard_op_t op;
-    guard_outcome_t o = guard_reclaim(s->guard, server_now_ms(s), &op);
+    guard_outcome_t o = guard_reclaim(s->guard, now_ms, &op);
     webhooks_collect(s, o.changed ? &op : NULL, &o, o.changed); /* expiries, the reclaim's */
     if (o.changed && store_append(&s->store, &op, server_mono_ms()) == 0) {
         /* The store is failed for good: every reply says so from now on. */
         fprintf(stderr, "level=error msg=\"a reclaim could not be journaled\"\n");
     }
+    chart_sample(s, now_ms);
     if (store_wants_snapshot(&s->store)) {
         store_snapshot(&s->store, s->guard);
     }
@@ -815,6 +821,7 @@ void server_free(server_t *s)
     pthread_mutex_destroy(&s->events_lock);
     simrun_deinit(s);
     observe_stop(s);
+    chart_deinit(s);
     holdkey_deinit(&s->holdkey);
     free(s->sku_refusals);
     free(s);
@@ -834,6 +841,12 @@ server_t *server_new(const server_config_t *c)
         free(s);
         return NULL;
     }
+    if (chart_init(s) != 0) {
+        chart_deinit(s);
+        free(s->sku_refusals);
+        free(s);
+        return NULL;
+    }
     pthread_mutex_init(&s->engine_lock, NULL);
     pthread_mutex_init(&s->wait_lock, NULL);
     pthread_mutex_init(&s->events_lock, NULL);
@@ -850,6 +863,7 @@ int server_start(server_t *s, bool commit_thread)
         (commit_thread && webhooks_start(s) != 0)) {
         return -1;
     }
+    chart_seed(s);
     return 0;
 }
 
@@ -881,6 +895,10 @@ int server_run(const server_config_t *c)
     }
     fprintf(stderr, "level=info msg=listening addr=%s durability=%s data=%s\n", addr,
             c->durability == STORE_DURABLE ? "durable" : "relaxed", c->data_dir);
+    if (c->attack_panel) {
+        fprintf(stderr, "level=warn msg=\"the attack panel is on: its runs make real sales "
+                        "(a demo server only)\"\n");
+    }
     int sig = wait_for_signal(s, &signals);
     drain(s, sig);
     fprintf(stderr, "level=info msg=stopped\n");

@@ -56,6 +56,10 @@ typedef struct {
     /* --access-log: "off", "stderr" or a file's path (observe.h) */
     char access_log[PATH_MAX];
     webhook_config_t webhooks; /* the shop's URLs, secret and retries (docs/WEBHOOKS.md) */
+    /* --attack-panel on: the dashboard's attack panel (POST /v1/sim) may run
+     * the simulator against this server. Its buyers' purchases are real
+     * sales, so it is off unless the server is a demo (make demo). */
+    bool attack_panel;
 } server_config_t;
 
 void server_config_default(server_config_t *c);

@@ -11,6 +11,7 @@
 #include <sys/types.h>
 
 #include "conns.h"
+#include "history.h"
 #include "json_out.h"
 #include "server.h"
 
@@ -159,6 +160,11 @@ struct server_s {
     /* refusals by sku (the first HF_SKU_RULE_STATS_MAX), [denied or
      * challenged][rule], since this start; under engine_lock */
     uint64_t (*sku_refusals)[2][POLICY_RULE_COUNT];
+
+    /* The last hour of the most recently active skus, for the dashboard's
+     * chart (chart.c); history_lock is taken inside engine_lock or alone. */
+    pthread_mutex_t history_lock;
+    history_t history;
 
     sim_run_t sim;
     char loopback_url[80]; /* this server on loopback ("": it listens elsewhere only) */
@@ -324,6 +330,19 @@ void events_publish(server_t *s);           /* the clock thread, every tick */
 void events_close_all(server_t *s);         /* shutdown: end every stream */
 /* A sku as GET /v1/skus/{sku} shows it (the engine lock held). */
 void write_sku_object(server_t *s, json_out_t *j, uint32_t index);
+
+/* chart.c: GET /v1/history, the last hour of the most recently active skus */
+void h_history(request_t *r, const route_args_t *a);
+int chart_init(server_t *s); /* -1: no memory for the rings */
+void chart_deinit(server_t *s);
+void chart_seed(server_t *s);   /* at start: the catalog's first skus, as never active */
+void chart_forget(server_t *s); /* the guard was made anew: its sku indexes are others */
+/* The engine lock held: the sku (a hold's skus) active at now_ms. */
+void chart_note(server_t *s, uint32_t sku_index, int64_t now_ms);
+void chart_note_hold(server_t *s, const engine_hold_create_t *c, int64_t now_ms);
+/* The clock thread, the engine lock held, after expiring what was due: a
+ * point for every tracked sku once a second. */
+void chart_sample(server_t *s, int64_t now_ms);
 
 /* static.c: the web pages (the shop at /, the dashboard at /admin) */
 void h_static(request_t *r, const route_args_t *a);

@@ -7,6 +7,13 @@
  *   GET    /v1/sim                                             -> the run
  *   DELETE /v1/sim                                             -> stops it
  *
+ * The run's genuine buyers pay, so its purchases are real sales: the three
+ * routes answer only on a server started for a demo (--attack-panel on,
+ * "attack_panel": true; make demo), and otherwise 403 forbidden with
+ * "reason": "attack_panel_off", which is also how the dashboard learns to
+ * hide the panel. `holdfast sim --live` itself is an ordinary client, with
+ * the same limits as any other.
+ *
  * The run is a child process (this binary, `sim --live URL --json`), so it
  * talks HTTP to the server like any client and cannot touch its memory; the
  * URL is the server's own loopback address, and the admin key goes in the
@@ -202,10 +209,27 @@ static void write_run(request_t *r, const sim_run_t *run)
     jw_obj_end(j);
 }
 
+/* Whether the panel is on; false after the 403 that says how to turn it on. */
+static bool panel_on(request_t *r)
+{
+    if (r->server->config.attack_panel) {
+        return true;
+    }
+    error_begin(r, 403, "forbidden",
+                "the attack panel is off: its runs make real sales, so it answers only on a "
+                "server started for a demo (--attack-panel on, or \"attack_panel\": true)");
+    jw_kcstr(&r->out, "reason", "attack_panel_off");
+    error_end(r);
+    return false;
+}
+
 void h_sim_get(request_t *r, const route_args_t *a)
 {
     (void)a;
     sim_run_t *run = &r->server->sim;
+    if (!panel_on(r)) {
+        return;
+    }
     pthread_mutex_lock(&run->lock);
     r->status = 200;
     write_run(r, run);
@@ -285,7 +309,7 @@ void h_sim_start(request_t *r, const route_args_t *a)
     sim_run_t *run = &r->server->sim;
     char scenario[SIM_NAME_BYTES_MAX];
     int64_t seconds = 60;
-    if (!sim_body(r, scenario, sizeof scenario, &seconds)) {
+    if (!panel_on(r) || !sim_body(r, scenario, sizeof scenario, &seconds)) {
         return;
     }
     pthread_mutex_lock(&run->lock);
@@ -300,6 +324,9 @@ void h_sim_stop(request_t *r, const route_args_t *a)
 {
     (void)a;
     sim_run_t *run = &r->server->sim;
+    if (!panel_on(r)) {
+        return;
+    }
     pthread_mutex_lock(&run->lock);
     if (run->state == SIM_RUN_RUNNING) {
         kill(run->pid, SIGTERM);

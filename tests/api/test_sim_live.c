@@ -45,16 +45,25 @@ static int teardown(void **state)
     return hf_fixture_teardown(state);
 }
 
-/* Starts the server with config written exactly, and the catalog. */
-static void start_shop(fx_t *fx, const char *config)
+/* Starts the server with config written exactly (and extra flags, or
+ * NULL), and the catalog. */
+static void start_shop_with(fx_t *fx, const char *config, const char *const *extra)
 {
     assert_int_equal(hf_server_write_config_raw(&fx->srv, config), 0);
-    assert_int_equal(hf_server_start(&fx->srv, NULL), 0);
+    assert_int_equal(hf_server_start(&fx->srv, extra), 0);
     fx->cl.port = fx->srv.port;
     for (size_t i = 0; i < sizeof catalog / sizeof catalog[0]; i++) {
         assert_int_equal(hf_sku_put(&fx->cl, catalog[i].sku, catalog[i].stock), 201);
     }
 }
+
+static void start_shop(fx_t *fx, const char *config)
+{
+    start_shop_with(fx, config, NULL);
+}
+
+/* A demo server: the attack panel's routes answer. */
+static const char *const panel_on[] = {"--attack-panel", "on", NULL};
 
 static void url_of(const fx_t *fx, char *out, size_t size)
 {
@@ -322,7 +331,7 @@ static hf_response_t sim_wait(fx_t *fx)
 static void test_sim_api_refuses_bad_runs(void **state)
 {
     fx_t *fx = *state;
-    start_shop(fx, "{}");
+    start_shop_with(fx, "{}", panel_on);
     const struct {
         const char *body;
         int status;
@@ -353,7 +362,7 @@ static void test_sim_api_refuses_bad_runs(void **state)
 static void test_sim_api_runs_one_bounded_run(void **state)
 {
     fx_t *fx = *state;
-    start_shop(fx, "{}");
+    start_shop_with(fx, "{}", panel_on);
     hf_response_t r = sim_call(fx, "POST", "{\"scenario\": \"merch-2020\", \"seconds\": 2}");
     assert_int_equal(r.status, 202);
     assert_string_equal(hf_json_str(r.json, "state"), "running");
@@ -373,7 +382,7 @@ static void test_sim_api_runs_one_bounded_run(void **state)
 static void test_sim_api_stops_a_run(void **state)
 {
     fx_t *fx = *state;
-    start_shop(fx, "{}");
+    start_shop_with(fx, "{}", panel_on);
     hf_response_t r = sim_call(fx, "POST", "{\"scenario\": \"merch-2020\", \"seconds\": 600}");
     assert_int_equal(r.status, 202);
     hf_response_free(&r);
@@ -397,7 +406,7 @@ static void test_sim_api_needs_the_admin_key(void **state)
 {
     fx_t *fx = *state;
     fx->cl.bearer = "a1"; /* the catalog is the admin's to set */
-    start_shop(fx, "{\"api_keys\": [\"s1\"], \"admin_key\": \"a1\"}");
+    start_shop(fx, "{\"api_keys\": [\"s1\"], \"admin_key\": \"a1\", \"attack_panel\": true}");
     fx->cl.bearer = "s1";
     hf_response_t r = sim_call(fx, "POST", "{\"scenario\": \"merch-2020\", \"seconds\": 1}");
     assert_true(hf_expect_error(&r, 403, "forbidden", NULL));
@@ -418,6 +427,56 @@ static void test_sim_api_needs_the_admin_key(void **state)
     hf_response_free(&r);
 }
 
+/* The panel's runs make real sales: a server not started for a demo
+ * refuses all three routes, says why, and sells nothing. */
+static void test_sim_api_is_off_unless_the_server_is_a_demo(void **state)
+{
+    fx_t *fx = *state;
+    start_shop(fx, "{}");
+    const char *const methods[] = {"POST", "GET", "DELETE"};
+    for (size_t i = 0; i < 3; i++) {
+        hf_response_t r =
+            sim_call(fx, methods[i], i == 0 ? "{\"scenario\": \"merch-2020\", \"seconds\": 1}" : NULL);
+        assert_true(hf_expect_error(&r, 403, "forbidden", NULL));
+        assert_string_equal(hf_json_str(json_object_get(r.json, "error"), "reason"),
+                            "attack_panel_off");
+        assert_non_null(strstr(hf_json_str(json_object_get(r.json, "error"), "message"),
+                               "--attack-panel on"));
+        hf_response_free(&r);
+    }
+    assert_int_equal(server_sold(fx), 0);
+    assert_int_equal(hf_server_stop(&fx->srv, SIGTERM), 0);
+    /* "attack_panel": false is the same; true (or the flag) turns it on */
+    assert_int_equal(hf_server_write_config_raw(&fx->srv, "{\"attack_panel\": false}"), 0);
+    assert_int_equal(hf_server_start(&fx->srv, NULL), 0);
+    fx->cl.port = fx->srv.port;
+    hf_response_t r = sim_call(fx, "GET", NULL);
+    assert_true(hf_expect_error(&r, 403, "forbidden", NULL));
+    hf_response_free(&r);
+    assert_int_equal(hf_server_stop(&fx->srv, SIGTERM), 0);
+    assert_int_equal(hf_server_write_config_raw(&fx->srv, "{\"attack_panel\": true}"), 0);
+    assert_int_equal(hf_server_start(&fx->srv, NULL), 0);
+    fx->cl.port = fx->srv.port;
+    r = sim_call(fx, "GET", NULL);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(hf_json_str(r.json, "state"), "idle");
+    hf_response_free(&r);
+    assert_int_equal(hf_server_stop(&fx->srv, SIGTERM), 0);
+    /* a value that is neither stops the start, naming the key */
+    hf_run_result_t *res = calloc(1, sizeof *res);
+    assert_non_null(res);
+    const char *bad_flag[] = {"serve", "--listen", "127.0.0.1:0", "--data", fx->srv.data_dir,
+                              "--attack-panel", "yes", NULL};
+    assert_int_equal(hf_run(bad_flag, 10000, res), 2);
+    assert_non_null(strstr(res->err, "--attack-panel"));
+    assert_int_equal(hf_server_write_config_raw(&fx->srv, "{\"attack_panel\": \"on\"}"), 0);
+    const char *bad_key[] = {"serve", "--listen", "127.0.0.1:0", "--data", fx->srv.data_dir,
+                             "--config", fx->srv.config_path, NULL};
+    assert_int_equal(hf_run(bad_key, 10000, res), 2);
+    assert_non_null(strstr(res->err, "attack_panel"));
+    free(res);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -433,6 +492,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sim_api_runs_one_bounded_run, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sim_api_stops_a_run, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sim_api_needs_the_admin_key, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sim_api_is_off_unless_the_server_is_a_demo, setup,
+                                        teardown),
     };
     return hf_tests_done(cmocka_run_group_tests_name("sim_live", tests, NULL, NULL));
 }

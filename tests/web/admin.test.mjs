@@ -1,7 +1,8 @@
 /*
  * admin.test.mjs - the operator's dashboard in a real browser against a
- * server with keys: signing in, the live table and chart, revoking a
- * hoarder, editing the policy, and the attack panel's bounded live run.
+ * server with keys: signing in, the live table and chart, the chart's past
+ * from the server's history, revoking a hoarder, editing the policy, and
+ * the attack panel's bounded live run (on a demo server only).
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
@@ -63,6 +64,49 @@ test('the admin signs in, sees the SKUs live and the chart draw', async () => {
   }
 });
 
+test('the chart opens with the past the server kept, and goes on live with no gap', async () => {
+  const server = await startServer(KEYS);
+  try {
+    assert.equal((await call(server, 'PUT', '/v1/skus/cap-red', { stock: 20 }, ADMIN)).status, 201);
+    const history = async () => (await call(server, 'GET', '/v1/history?sku=cap-red', undefined, ADMIN)).body;
+    const last = (h, k) => h[k][h.count - 1];
+    /* a point from before the hold, then points with it */
+    await until(async () => (await history()).count >= 1, 'a point before the hold');
+    const hold = await call(server, 'POST', '/v1/holds', { customer: 'u-1', lines: [{ sku: 'cap-red', qty: 2 }] }, SHOP);
+    assert.equal(hold.status, 201);
+    await until(async () => {
+      const h = await history();
+      return h.count >= 3 && last(h, 'held') === 2;
+    }, 'points with the hold');
+    const kept = await history();
+    const firstKept = kept.first_ms / 1000;
+    assert.equal(kept.held[0], 0);
+
+    const page = await open(shared.browser, server.url + '/admin');
+    const openedAt = Date.now() / 1000;
+    await signIn(page);
+    const series = () => page.evaluate(() => globalThis.dashboard?.series('cap-red') ?? null);
+    /* The chart starts where the server's history does: before the page was opened. */
+    await until(async () => (await series())?.t[0] <= firstKept, 'the chart to have the past');
+    let s = await series();
+    assert.equal(s.t[0], firstKept);
+    assert.ok(s.t[0] < openedAt - 1);
+    assert.equal(s.held[0], 0);
+    /* It goes on live: more seconds than the history had, each once, none missing. */
+    const pastEnd = firstKept + kept.count - 1;
+    await until(async () => (await series()).t.at(-1) >= pastEnd + 2, 'live points after the past');
+    s = await series();
+    for (let i = 1; i < s.t.length; i++) assert.equal(s.t[i] - s.t[i - 1], 1, `seconds ${s.t[i - 1]}, ${s.t[i]}`);
+    assert.equal(s.held.at(-1), 2);
+    for (let i = 0; i < s.t.length; i++) assert.equal(s.available[i], s.stock[i] - s.held[i] - s.sold[i]);
+    await until(async () => (await drawnPixels(page)) > 500, 'the chart to draw');
+    await shot(page, 'admin-history');
+    assert.deepEqual(page.errors, []);
+  } finally {
+    assert.equal(await server.stop(), 0);
+  }
+});
+
 test('a revoke from the top holders frees the units', async () => {
   const server = await startServer(KEYS);
   try {
@@ -116,8 +160,30 @@ test('the policy editor saves a change and refuses a bad document', async () => 
   }
 });
 
-test('the attack panel runs a bounded live attack against this server', async () => {
+test('the attack panel is off unless the server is started for a demo', async () => {
   const server = await startServer(KEYS);
+  try {
+    assert.equal((await call(server, 'PUT', '/v1/skus/cap-red', { stock: 40 }, ADMIN)).status, 201);
+    const page = await open(shared.browser, server.url + '/admin');
+    const refused = page.waitForResponse((res) => new URL(res.url()).pathname === '/v1/sim');
+    await signIn(page);
+    assert.equal((await refused).status(), 403);
+    await row(page, 'cap-red').waitFor({ timeout: STEP_MS });
+    assert.equal(await page.getByRole('heading', { name: 'Attack this shop' }).isVisible(), false);
+    assert.equal(await page.getByRole('button', { name: 'Start the attack' }).isVisible(), false);
+    /* and the route itself refuses, saying why; nothing is sold */
+    const run = await call(server, 'POST', '/v1/sim', { scenario: 'merch-2020', seconds: 1 }, ADMIN);
+    assert.equal(run.status, 403);
+    assert.equal(run.body.error.reason, 'attack_panel_off');
+    assert.equal((await sku(server, 'cap-red', ADMIN)).sold, 0);
+    assert.deepEqual(page.errors, []);
+  } finally {
+    assert.equal(await server.stop(), 0);
+  }
+});
+
+test('the attack panel runs a bounded live attack against this server', async () => {
+  const server = await startServer({ ...KEYS, attack_panel: true });
   try {
     assert.equal((await call(server, 'PUT', '/v1/skus/cap-red', { stock: 40 }, ADMIN)).status, 201);
     const page = await open(shared.browser, server.url + '/admin');

@@ -1,8 +1,9 @@
 /*
  * shop.test.mjs - the demo storefront in a real browser (Chromium, headless)
- * against the real server: holding, the countdown, paying, live counts in a
- * second browser, expiry, the waitlist and its offer, a proof of work, a
- * phone-sized screen with the keyboard, and leaving the page.
+ * against the real server: holding, the cart's one countdown, paying, live
+ * counts in a second browser, expiry, the waitlist and its offer, a proof
+ * of work, a phone-sized screen (the keyboard; the cart below a long
+ * catalog), and leaving the page.
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
@@ -50,21 +51,48 @@ test('a buyer holds, sees the countdown, pays, and another browser sees it live'
   }
 });
 
-test('a hold that runs out says so in the cart, and the units come back', async () => {
+/* m:ss in seconds */
+function seconds(text) {
+  const m = text.match(/^(\d+):(\d\d)$/);
+  assert.ok(m, `a countdown reads m:ss, not "${text}"`);
+  return Number(m[1]) * 60 + Number(m[2]);
+}
+
+test('the cart counts down once for all its holds, and says plainly what ran out', async () => {
   const server = await startServer();
   try {
+    assert.equal((await call(server, 'PUT', '/v1/skus/cap-red', { stock: 5 })).status, 201);
     const put = await call(server, 'PUT', '/v1/skus/flash-tee', {
       stock: 3,
-      policy: { ttl: { default_ms: 2000, scarce_ms: 2000 } }, /* a 2-second cart */
+      policy: { ttl: { default_ms: 2000, scarce_ms: 2000 } }, /* a 2-second hold */
     });
     assert.equal(put.status, 201);
     const page = await open(shared.browser, server.url + '/');
+    await page.getByRole('button', { name: 'Add Campaign cap, red to cart' }).click();
+    const timer = page.getByRole('timer');
+    await timer.waitFor({ timeout: STEP_MS });
+    assert.ok(seconds(await timer.textContent()) > 60);
     await page.getByRole('button', { name: 'Add flash-tee to cart' }).click();
-    await page.getByRole('timer').waitFor({ timeout: STEP_MS });
-    await page.getByText('your hold expired').waitFor({ timeout: STEP_MS });
+    await page.locator('#cart li.line.active').nth(1).waitFor({ timeout: STEP_MS });
+    /* two holds, one countdown: the time until the first runs out */
+    assert.equal(await page.getByRole('timer').count(), 1);
+    assert.equal(await page.locator('.countdown').count(), 1);
+    assert.ok(seconds(await timer.textContent()) <= 2);
+    await shot(page, 'shop-one-countdown');
+
+    /* flash-tee runs out: the cart says so and which, the rest is still held */
+    await page.getByRole('alert').filter({ hasText: "Time's up for flash-tee: no longer held, and back on sale." }).waitFor({ timeout: STEP_MS });
     await counts(page, 'flash-tee').filter({ hasText: '3 available · 0 in carts' }).waitFor({ timeout: STEP_MS });
     assert.equal((await sku(server, 'flash-tee')).held, 0);
+    assert.ok(seconds(await timer.textContent()) > 60);
+    assert.equal(await page.getByRole('button', { name: 'Checkout' }).isDisabled(), false);
+
+    /* once nothing is held, the countdown is gone and the cart says the whole hold ran out */
+    await page.getByRole('button', { name: 'Remove Campaign cap, red from cart' }).click();
+    await page.getByRole('alert').filter({ hasText: "Time's up: your cart's hold ran out" }).waitFor({ timeout: STEP_MS });
+    assert.equal(await page.getByRole('timer').isVisible(), false);
     assert.equal(await page.getByRole('button', { name: 'Checkout' }).isDisabled(), true);
+    await until(async () => (await sku(server, 'cap-red')).held === 0, 'the removed cap to be released');
     await shot(page, 'shop-expired');
     assert.deepEqual(page.errors, []);
   } finally {
@@ -162,6 +190,68 @@ test('on a phone-sized screen, with the keyboard alone, a buyer holds an item', 
     );
     assert.equal(unnamed, 0);
     await shot(page, 'shop-phone');
+    assert.deepEqual(page.errors, []);
+  } finally {
+    assert.equal(await server.stop(), 0);
+  }
+});
+
+/* Is the element's middle on screen, and the element itself there (not a
+ * bar drawn over it)? */
+function onScreen(locator) {
+  return locator.evaluate((el) => {
+    const r = el.getBoundingClientRect();
+    const x = r.left + r.width / 2;
+    const y = r.top + r.height / 2;
+    if (y < 0 || y > innerHeight || x < 0 || x > innerWidth) return false;
+    const hit = document.elementFromPoint(x, y);
+    return hit === el || el.contains(hit);
+  });
+}
+
+test('on a phone, the cart below a long catalog is a tap away, counts down once, and works', async () => {
+  const server = await startServer();
+  try {
+    const catalog = ['cap-red', 'cap-white', 'cap-blue', 'cufflinks-gold', 'cufflinks-silver',
+      'shirt-s', 'shirt-m', 'shirt-l', 'shirt-xl'];
+    for (const name of catalog) assert.equal((await call(server, 'PUT', `/v1/skus/${name}`, { stock: 10 })).status, 201);
+    const page = await open(shared.browser, server.url + '/', { width: 390, height: 844 });
+    await page.getByRole('button', { name: 'Add Campaign cap, red to cart' }).click();
+    await page.getByRole('button', { name: 'Add T-shirt, M to cart' }).click();
+    await until(async () => (await sku(server, 'shirt-m')).held === 1, 'the shirt to be held');
+
+    /* The cart is far below; the bar at the foot of the screen says what it holds. */
+    await page.evaluate(() => scrollTo(0, 0));
+    const bar = page.locator('#cart-bar');
+    await bar.filter({ hasText: /Your cart: 2 items · \d+:\d\d left/ }).waitFor({ timeout: STEP_MS });
+    assert.equal(await onScreen(page.getByRole('button', { name: 'View cart' })), true);
+    assert.equal(await onScreen(page.getByRole('heading', { name: 'Your cart' })), false);
+    await shot(page, 'shop-phone-bar');
+    await page.getByRole('button', { name: 'View cart' }).click();
+    await until(async () => onScreen(page.getByRole('heading', { name: 'Your cart' })), 'the cart to come into view');
+    assert.equal(await page.evaluate(() => document.activeElement.id), 'cart-title');
+    await until(async () => bar.isHidden(), 'the bar to step aside while the cart is in view');
+    assert.equal(await page.getByRole('timer').count(), 1);
+    assert.match(await page.getByRole('timer').textContent(), /^\d+:\d\d$/);
+    assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= innerWidth));
+
+    /* Every button of the cart can be brought on screen, uncovered, and works. */
+    for (const name of ['Remove Campaign cap, red from cart', 'Remove T-shirt, M from cart', 'Checkout', 'Empty cart']) {
+      const button = page.getByRole('button', { name });
+      await button.scrollIntoViewIfNeeded();
+      assert.equal(await onScreen(button), true, name);
+    }
+    await page.getByRole('button', { name: 'Remove T-shirt, M from cart' }).click();
+    await until(async () => (await sku(server, 'shirt-m')).held === 0, 'the removed shirt to be released');
+    await page.getByRole('button', { name: 'Checkout' }).click();
+    const pay = page.getByRole('button', { name: 'Pay' });
+    await pay.scrollIntoViewIfNeeded();
+    assert.equal(await onScreen(pay), true);
+    await pay.click();
+    await page.getByText(/Thank you! Order order-.*: 1 × Campaign cap, red/).waitFor({ timeout: STEP_MS });
+    const s = await sku(server, 'cap-red');
+    assert.deepEqual([s.held, s.sold], [0, 1]);
+    await shot(page, 'shop-phone-cart');
     assert.deepEqual(page.errors, []);
   } finally {
     assert.equal(await server.stop(), 0);

@@ -2,32 +2,120 @@
  * admin.js - the operator's dashboard: every SKU's units live (server-sent
  * events) with a chart of the chosen one, conversion, escalation, waitlist
  * and refusals; denials and challenges by rule (/metrics); the top holders
- * with revoke; the policy editor; and the attack panel, which runs a
- * bounded `holdfast sim --live` against this server (POST /v1/sim).
+ * with revoke; the policy editor; and, on a server started for a demo, the
+ * attack panel, which runs a bounded `holdfast sim --live` against this
+ * server (POST /v1/sim).
+ *
+ * The chart has a past: the server keeps the last hour of the most recently
+ * active SKUs (GET /v1/history), which the page loads when it shows a SKU
+ * and then continues from the events, a point a second on the server's
+ * clock (the page learns how far its own clock is off from the server's
+ * now_ms), so the past and the live points meet with no gap and no second
+ * twice.
  */
 import { Api, ApiError, storedKey, storeKey } from '/shop/api.js';
 
 const $ = (id) => document.getElementById(id);
 let api = new Api(storedKey());
 
-/* Points kept per SKU for the chart: ten minutes at one a second. */
-const SERIES_MAX = 600;
+/* Points kept per SKU for the chart: an hour at one a second, as the
+ * server keeps. */
+const SERIES_MAX = 3600;
+const COLUMNS = ['stock', 'held', 'sold', 'available', 'denials', 'challenges', 'escalated'];
 const skus = new Map(); /* sku -> latest object from the events */
-const series = new Map(); /* sku -> {t, stock, held, sold, available} arrays */
+/* sku -> {t: [server seconds], and a column of each of COLUMNS} */
+const series = new Map();
+const pasts = new Map(); /* sku -> the promise of its history, asked for once */
+let clockSkewMs = 0; /* the server's clock minus ours */
 let chart = null;
 let live = null;
 
+/* For the browser tests and a curious operator's console. */
+globalThis.dashboard = { series: (sku) => series.get(sku) };
+
 /* ------------------------------------------------------------------ skus */
 
-function record(obj, t = Date.now() / 1000) {
+function serverSecond() {
+  return Math.floor((Date.now() + clockSkewMs) / 1000);
+}
+
+function emptySeries() {
+  const s = { t: [] };
+  for (const k of COLUMNS) s[k] = [];
+  return s;
+}
+
+function valuesOf(obj) {
+  return {
+    stock: obj.stock, held: obj.held, sold: obj.sold, available: obj.available,
+    denials: obj.denials ?? 0, challenges: obj.challenges ?? 0,
+    escalated: obj.escalation?.state === 'escalated' ? 1 : 0,
+  };
+}
+
+/* The SKU's point for second t: one a second. A later value in the same
+ * second replaces the point; seconds with no news repeat the last point,
+ * as the server's history does. */
+function record(obj, t = serverSecond()) {
   let s = series.get(obj.sku);
   if (!s) {
-    s = { t: [], stock: [], held: [], sold: [], available: [] };
+    s = emptySeries();
     series.set(obj.sku, s);
   }
-  for (const k of ['stock', 'held', 'sold', 'available']) s[k].push(obj[k]);
+  const n = s.t.length;
+  const last = n ? s.t[n - 1] : null;
+  if (last !== null && t < last) return; /* the clock was set back: keep what is there */
+  const v = valuesOf(obj);
+  if (last === t) {
+    for (const k of COLUMNS) s[k][n - 1] = v[k];
+    return;
+  }
+  for (let f = last === null ? t : Math.max(last + 1, t - SERIES_MAX); f < t; f++) {
+    s.t.push(f);
+    for (const k of COLUMNS) s[k].push(s[k][s[k].length - 1]);
+  }
   s.t.push(t);
-  if (s.t.length > SERIES_MAX) for (const k in s) s[k].shift();
+  for (const k of COLUMNS) s[k].push(v[k]);
+  const extra = s.t.length - SERIES_MAX;
+  if (extra > 0) for (const k in s) s[k].splice(0, extra);
+}
+
+/* The server's clock: from the history route's now_ms (the admin's). */
+async function syncClock() {
+  const before = Date.now();
+  const h = await api.call('GET', '/v1/history');
+  clockSkewMs = h.now_ms - (before + Date.now()) / 2;
+}
+
+/* The SKU's last hour from the server, put before the points the events
+ * brought since the page opened: each second once, none missing. */
+function loadPast(sku) {
+  if (!pasts.has(sku)) {
+    pasts.set(sku, api.call('GET', `/v1/history?sku=${encodeURIComponent(sku)}`).then((h) => {
+      const s = series.get(sku) ?? emptySeries();
+      const firstLive = s.t.length ? s.t[0] : Infinity;
+      const first = h.first_ms / 1000;
+      const past = emptySeries();
+      for (let i = 0; i < h.count && first + i < firstLive; i++) {
+        past.t.push(first + i);
+        for (const k of COLUMNS) past[k].push(h[k][i]);
+      }
+      /* a gap between the past and the first live point repeats the past's last */
+      const lastPast = past.t.length ? past.t[past.t.length - 1] : null;
+      if (lastPast !== null && Number.isFinite(firstLive)) {
+        for (let f = Math.max(lastPast + 1, firstLive - SERIES_MAX); f < firstLive; f++) {
+          past.t.push(f);
+          for (const k of COLUMNS) past[k].push(past[k][past[k].length - 1]);
+        }
+      }
+      for (const k in past) past[k].push(...s[k]);
+      const extra = past.t.length - SERIES_MAX;
+      if (extra > 0) for (const k in past) past[k].splice(0, extra);
+      series.set(sku, past);
+      if (sku === $('chart-sku').value) updateChart();
+    }).catch(() => pasts.delete(sku))); /* asked again when next shown */
+  }
+  return pasts.get(sku);
 }
 
 function cell(row, text, className = '') {
@@ -76,6 +164,7 @@ function onSku(obj) {
   if (first) {
     $('chart-sku').add(new Option(obj.sku, obj.sku));
     if (!chart) drawChart();
+    if (obj.sku === $('chart-sku').value) loadPast(obj.sku);
   }
   renderSkus();
   if (obj.sku === $('chart-sku').value) updateChart();
@@ -83,9 +172,35 @@ function onSku(obj) {
 
 /* ----------------------------------------------------------------- chart */
 
+/* Refusals (denials and challenges) in each second, from their totals. */
+function refusedPerSecond(s) {
+  return s.t.map((_, i) =>
+    i === 0 ? 0 : Math.max(0, s.denials[i] + s.challenges[i] - s.denials[i - 1] - s.challenges[i - 1]));
+}
+
 function chartData() {
   const s = series.get($('chart-sku').value);
-  return s ? [s.t, s.stock, s.held, s.sold, s.available] : [[], [], [], [], []];
+  return s ? [s.t, s.stock, s.held, s.sold, s.available, refusedPerSecond(s)] : [[], [], [], [], [], []];
+}
+
+/* The seconds the SKU was escalated, shaded behind the lines. */
+function shadeEscalated(u) {
+  const s = series.get($('chart-sku').value);
+  if (!s) return;
+  const { ctx } = u;
+  const { top, height } = u.bbox;
+  ctx.save();
+  ctx.fillStyle = 'rgba(164, 38, 44, 0.12)';
+  for (let i = 0; i < s.t.length; i++) {
+    if (!s.escalated[i]) continue;
+    let j = i;
+    while (j + 1 < s.t.length && s.escalated[j + 1]) j++;
+    const x0 = u.valToPos(s.t[i], 'x', true);
+    const x1 = u.valToPos(s.t[j] + 1, 'x', true);
+    ctx.fillRect(x0, top, Math.max(1, x1 - x0), height);
+    i = j;
+  }
+  ctx.restore();
 }
 
 function drawChart() {
@@ -95,7 +210,7 @@ function drawChart() {
     {
       width: Math.max(300, el.clientWidth - 8),
       height: 300,
-      scales: { x: { time: true } },
+      scales: { x: { time: true }, refused: { range: (u, min, max) => [0, Math.max(5, max)] } },
       cursor: { points: { show: false } },
       series: [
         {},
@@ -103,8 +218,10 @@ function drawChart() {
         { label: 'held', points: { show: false }, stroke: '#d9822b', width: 2 },
         { label: 'sold', points: { show: false }, stroke: '#1e6b3a', width: 2 },
         { label: 'available', points: { show: false }, stroke: '#1f5fbf', width: 2 },
+        { label: 'refused /s', scale: 'refused', points: { show: false }, stroke: '#a4262c', width: 1, dash: [4, 3] },
       ],
-      axes: [{}, { label: 'units' }],
+      axes: [{}, { label: 'units' }, { scale: 'refused', side: 1, label: 'refused /s', grid: { show: false } }],
+      hooks: { drawClear: [shadeEscalated] },
     },
     chartData(),
     el,
@@ -117,15 +234,16 @@ function updateChart() {
   const data = chartData();
   chart.setData(data);
   const t = data[0];
-  if (t.length > 0) { /* at least a minute across: one point is not years wide */
+  if (t.length > 0) { /* the span chosen, at least a minute across: one point is not years wide */
     const max = t[t.length - 1];
-    chart.setScale('x', { min: Math.min(t[0], max - 60), max });
+    const span = Number($('chart-span').value) || 900;
+    chart.setScale('x', { min: Math.min(Math.max(t[0], max - span), max - 60), max });
   }
 }
 
 /* A point a second even when nothing changes, so time moves on the chart. */
 function tick() {
-  const t = Date.now() / 1000;
+  const t = serverSecond();
   for (const obj of skus.values()) record(obj, t);
   updateChart();
 }
@@ -268,12 +386,21 @@ function showRun(run) {
   return running;
 }
 
+/* The panel shows only when the server answers for it: one not started
+ * for a demo refuses (403, attack_panel_off), since a run's purchases are
+ * real sales. */
 let attackTimer = null;
 async function watchRun() {
   clearTimeout(attackTimer);
   try {
-    if (showRun(await api.call('GET', '/v1/sim'))) attackTimer = setTimeout(watchRun, 1000);
+    const run = await api.call('GET', '/v1/sim');
+    $('attack-panel').hidden = false;
+    if (showRun(run)) attackTimer = setTimeout(watchRun, 1000);
   } catch (err) {
+    if (err.detail?.reason === 'attack_panel_off') {
+      $('attack-panel').hidden = true;
+      return;
+    }
     $('attack-state').textContent = `Cannot read the run: ${err.message}`;
   }
 }
@@ -308,11 +435,20 @@ async function open() {
   $('login').hidden = true;
   $('dashboard').hidden = false;
   live = new AbortController();
+  try {
+    await syncClock();
+  } catch {
+    /* an older server: our own clock then */
+  }
   api.follow([], onSku, (state) => {
     $('live').textContent = state === 'open' ? 'Live' : state === 'unauthorized' ? 'Signed out' : 'Reconnecting…';
     $('live').dataset.state = state;
   }, live.signal);
-  $('chart-sku').addEventListener('change', updateChart);
+  $('chart-span').addEventListener('change', updateChart);
+  $('chart-sku').addEventListener('change', () => {
+    updateChart();
+    loadPast($('chart-sku').value);
+  });
   $('top-by').addEventListener('change', () => refreshTop().catch(() => {}));
   $('policy-save').addEventListener('click', savePolicy);
   $('policy-reload').addEventListener('click', () => loadPolicy().catch(() => {}));

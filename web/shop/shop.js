@@ -4,6 +4,12 @@
  * units (POST /v1/holds), the cart counts each hold down, paying commits
  * it, removing or leaving releases it; a sold-out item offers its waitlist.
  *
+ * The cart has one countdown: the time left on its holds, until the first
+ * of them runs out (each item is a hold of its own, made when it was
+ * added). When one runs out the cart says so, plainly, and which. On a
+ * phone the cart is below the catalog, so a bar at the foot of the screen
+ * says what it holds and for how long, and takes the shopper there.
+ *
  * Each hold comes with a secret (and each waitlist entry with one), handed
  * out once, in the reply that made it: the cart keeps it for its shopper and
  * sends it (Hold-Secret, Waitlist-Secret) with every later call about that
@@ -43,9 +49,14 @@ function money(cents) {
 }
 
 function notice(text, kind = 'info') {
-  const el = $('notice');
-  el.textContent = text;
-  el.dataset.kind = kind;
+  $('notice').textContent = text;
+  $('notice').dataset.kind = kind;
+  /* The phone's bar shows it too, drawn by its style (the words are the
+   * notice's: a screen reader hears them once, and they are in the page
+   * once). */
+  $('cart-bar-note').dataset.text = text;
+  $('cart-bar-note').dataset.kind = kind;
+  renderBar();
 }
 
 function explain(err) {
@@ -121,14 +132,66 @@ function clock(ms) {
   return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
 }
 
+function activeLines() {
+  return [...cart.values()].filter((l) => l.state === 'active');
+}
+
+/* The cart's one countdown: until the first of its holds runs out. */
+function cartLeft() {
+  const active = activeLines();
+  return active.length ? Math.min(...active.map(remaining)) : null;
+}
+
+function timeOfDay(ms) {
+  return new Date(ms).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+}
+
 /* A cart that may be taken back for waiting buyers once its safe time is
- * over (it is not paid for by then) says so. */
-function safeNote(line) {
-  if (!line.safeAt || line.safeAt >= line.expiresAt) return '';
-  const left = line.safeAt - Date.now();
-  return left > 0
-    ? ` <span class="safe">(pay within <span class="safe-clock">${clock(left)}</span> to be sure to keep it)</span>`
-    : ' <span class="safe">(pay now: buyers are waiting for it)</span>';
+ * over (it is not paid for by then) says until when it is safe: a time,
+ * not a second countdown. */
+function safeNote() {
+  const safe = activeLines().filter((l) => l.safeAt && l.safeAt < l.expiresAt).map((l) => l.safeAt);
+  if (!safe.length) return '';
+  const at = Math.min(...safe);
+  return at > Date.now()
+    ? `Pay by ${timeOfDay(at)} to be sure to keep it: after that it may go to buyers who are waiting.`
+    : 'Pay now to be sure to keep it: buyers may be waiting for it.';
+}
+
+/* The countdown, the safe note and the bar, as time passes. */
+function renderClock() {
+  const left = cartLeft();
+  $('cart-clock').hidden = left === null;
+  if (left !== null) {
+    $('cart-clock').querySelector('.countdown').textContent = clock(left);
+    $('cart-safe').textContent = safeNote();
+  }
+  renderBar();
+}
+
+/* What ran out, said once for the whole cart. */
+function renderTimeout() {
+  const expired = [...cart].filter(([, l]) => l.state === 'expired').map(([sku]) => products.get(sku)?.name ?? sku);
+  const el = $('cart-timeout');
+  el.hidden = expired.length === 0;
+  if (expired.length === 0) return;
+  el.textContent = activeLines().length
+    ? `Time's up for ${expired.join(', ')}: no longer held, and back on sale.`
+    : "Time's up: your cart's hold ran out, and the items went back on sale. Add them again to hold them anew.";
+}
+
+/* The phone's bar, while the cart is out of view (wide screens hide it). */
+let cartInView = false;
+function renderBar() {
+  const bar = $('cart-bar');
+  const items = [...cart.values()].reduce((n, l) => n + (l.state === 'active' ? l.qty : 0), 0);
+  const left = cartLeft();
+  const timedOut = [...cart.values()].some((l) => l.state === 'expired');
+  bar.hidden = cartInView || (cart.size === 0 && !$('cart-bar-note').dataset.text);
+  document.body.classList.toggle('with-cart-bar', !bar.hidden);
+  $('cart-bar-text').textContent =
+    left !== null ? `Your cart: ${items} ${items === 1 ? 'item' : 'items'} · ${clock(left)} left`
+      : timedOut ? "Your cart: time's up" : 'Your cart is empty';
 }
 
 function renderCart() {
@@ -143,13 +206,10 @@ function renderCart() {
     li.dataset.sku = sku;
     const name = p?.name ?? sku;
     const status =
-      line.state === 'active'
-        ? `held for you: <span class="countdown" role="timer">${clock(remaining(line))}</span>${safeNote(line)}`
-        : line.state === 'expired'
-          ? '<strong>your hold expired</strong>: the units went back on sale'
-          : line.state;
-    li.innerHTML = `<span class="what"></span> <span class="status">${status}</span>`;
+      line.state === 'active' ? 'held' : line.state === 'expired' ? 'no longer held: back on sale' : line.state;
+    li.innerHTML = '<span class="what"></span> <span class="status"></span>';
     li.querySelector('.what').textContent = `${line.qty} × ${name} ${money((p?.price_cents ?? 0) * line.qty)}`;
+    li.querySelector('.status').textContent = `(${status})`;
     const remove = document.createElement('button');
     remove.type = 'button';
     remove.className = 'secondary small';
@@ -168,6 +228,8 @@ function renderCart() {
   $('cart-total').textContent = `Total ${money(total)}`;
   $('checkout').disabled = active === 0;
   $('empty').disabled = cart.size === 0;
+  renderTimeout();
+  renderClock();
 }
 
 function renderWaits() {
@@ -330,9 +392,7 @@ async function checkExpired() {
         line.expiresAt = Date.now() + h.expires_in_ms; /* our clock ran ahead */
       } else {
         line.state = h.state;
-        if (h.state === 'expired') {
-          notice(`Your hold on ${products.get(sku)?.name ?? sku} expired.`, 'error');
-        }
+        if (h.state === 'expired') notice(''); /* the cart says it (renderTimeout); "held" is stale */
       }
     } catch {
       line.state = 'expired';
@@ -455,15 +515,16 @@ async function start() {
       }
     }
   });
+  $('cart-bar-open').addEventListener('click', () => {
+    $('cart-section').scrollIntoView({ block: 'start' });
+    $('cart-title').focus({ preventScroll: true });
+  });
+  new IntersectionObserver(([entry]) => {
+    cartInView = entry.isIntersecting;
+    renderBar();
+  }).observe($('cart-section'));
   setInterval(() => {
-    for (const el of document.querySelectorAll('.line.active .countdown')) {
-      const line = cart.get(el.closest('.line').dataset.sku);
-      if (line) el.textContent = clock(remaining(line));
-    }
-    for (const el of document.querySelectorAll('.line.active .safe-clock')) {
-      const line = cart.get(el.closest('.line').dataset.sku);
-      if (line?.safeAt) el.textContent = clock(Math.max(0, line.safeAt - Date.now()));
-    }
+    renderClock();
     checkExpired();
   }, 250);
   setInterval(checkWaits, 5000);
