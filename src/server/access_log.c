@@ -38,6 +38,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "hf_clock.h"
 #include "observe.h"
 
 /* A half of the buffer: at 50,000 lines/s of 200 bytes, 100 ms of lines,
@@ -383,17 +384,11 @@ static void log_request(access_log_t *l, request_t *r, int status, size_t body_b
     append(l, line, n + (size_t)w);
 }
 
-static int64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 void observe_reply(request_t *r, int status, size_t body_bytes)
 {
     server_t *s = r->server;
-    int64_t duration_us = r->started_us > 0 ? mono_us() - r->started_us : 0;
+    int64_t duration_us = r->started_us > 0 ? hf_mono_us() - r->started_us : 0;
     metrics_count(s, r->route, status);
     metrics_time(s, r->route, duration_us);
     if (s->access_log != NULL) {
@@ -403,7 +398,7 @@ void observe_reply(request_t *r, int status, size_t body_bytes)
 
 void observe_request_started(request_t *r)
 {
-    r->started_us = mono_us();
+    r->started_us = hf_mono_us();
 }
 
 /* ------------------------------------------------------------ the server */

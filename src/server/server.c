@@ -36,6 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "hf_clock.h"
 #include "observe.h"
 #include "server_internal.h"
 #include "webhooks.h"
@@ -48,16 +49,7 @@
 
 int64_t server_mono_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return hf_mono_ms();
 }
 
 int64_t server_now_ms(server_t *s)
@@ -598,13 +590,13 @@ static int load_journal(server_t *s, bool reopen)
 static int catch_up(server_t *s)
 {
     uint64_t expired = engine_stats(guard_engine(s->guard)).holds_expired;
-    if (webhooks_recovered(s, wall_ms()) != 0) {
+    if (webhooks_recovered(s, hf_wall_ms()) != 0) {
         return -1;
     }
     s->recovery.holds_expired =
         (uint32_t)(engine_stats(guard_engine(s->guard)).holds_expired - expired);
     /* Time never goes back, even if the wall clock did while we were down. */
-    int64_t now_wall_ms = wall_ms(); /* read both clocks at one moment */
+    int64_t now_wall_ms = hf_wall_ms(); /* read both clocks at one moment */
     s->mono_start_ms = server_mono_ms();
     int64_t engine_ms = engine_now_ms(guard_engine(s->guard));
     s->clock_base_ms = now_wall_ms > engine_ms ? now_wall_ms : engine_ms;
@@ -646,7 +638,7 @@ static int recover(server_t *s)
                 err);
         return -1;
     }
-    s->started_epoch_ms = wall_ms();
+    s->started_epoch_ms = hf_wall_ms();
     return load_journal(s, false);
 }
 

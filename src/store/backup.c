@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "hf_clock.h"
 #include "mark.h"
 #include "snapshot.h"
 #include "store.h"
@@ -36,12 +37,6 @@ static const char *const plain_files[] = {STORE_KEY_FILE};
 #define BUSY_TRIES 200 /* 10 s */
 #define COPY_CHUNK_BYTES (1u << 20)
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Copies one file and fsyncs it; ENOENT is reported as errno. */
 static int copy_file(const char *from, const char *to, uint64_t *bytes)
@@ -217,7 +212,7 @@ static int backup_once(const char *dir, const char *out, store_backup_t *info, c
 int store_backup(const char *dir, const char *out, store_backup_t *info, char *err,
                  size_t err_size)
 {
-    int64_t start_ms = mono_ms();
+    int64_t start_ms = hf_mono_ms();
     memset(info, 0, sizeof *info);
     char db[PATH_MAX];
     struct stat st;
@@ -245,6 +240,6 @@ int store_backup(const char *dir, const char *out, store_backup_t *info, char *e
         rmdir(out);
         return -1;
     }
-    info->duration_ms = mono_ms() - start_ms;
+    info->duration_ms = hf_mono_ms() - start_ms;
     return 0;
 }

@@ -34,6 +34,7 @@
 #include <unistd.h>
 #include <time.h>
 
+#include "hf_clock.h"
 #include "mark.h"
 #include "outbox.h"
 #include "record.h"
@@ -53,12 +54,6 @@ const double store_latency_bucket_us[STORE_LATENCY_BUCKETS] = {
     100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 1000000,
 };
 
-static int64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 static sqlite3 *db_of(store_t *s)
 {
@@ -439,7 +434,7 @@ static int load_base(store_t *s, guard_t *g, store_recovery_t *info, int64_t *sn
 static int recover(store_t *s, guard_t *g, int64_t now_ms, store_recovery_t *info,
                    bool accept_loss, char *err, size_t err_size)
 {
-    int64_t start_us = mono_us();
+    int64_t start_us = hf_mono_us();
     memset(info, 0, sizeof *info);
     int64_t snapshot_seq, trim_chain;
     if (load_base(s, g, info, &snapshot_seq, &trim_chain, err, err_size) != 0) {
@@ -475,7 +470,7 @@ static int recover(store_t *s, guard_t *g, int64_t now_ms, store_recovery_t *inf
         info->holds_expired = (uint32_t)(engine_stats(guard_engine(g)).holds_expired - expired);
     }
     assert(guard_check(g));
-    info->duration_ms = (mono_us() - start_us) / 1000;
+    info->duration_ms = (hf_mono_us() - start_us) / 1000;
     return 0;
 }
 
@@ -489,7 +484,7 @@ static int start_mark(store_t *s, const store_recovery_t *info, char *err, size_
         snprintf(err, err_size, "cannot write %s/" MARK_FILE ": %s", s->dir, strerror(errno));
         return -1;
     }
-    s->mark_synced_us = mono_us();
+    s->mark_synced_us = hf_mono_us();
     return 0;
 }
 
@@ -1073,14 +1068,14 @@ static void *commit_thread(void *arg)
         bool inject = s->fail_after_seq != 0 && b.count > 0 &&
                       b.first_seq + b.count - 1 > s->fail_after_seq;
         pthread_mutex_unlock(&s->lock);
-        int64_t start_us = mono_us();
+        int64_t start_us = hf_mono_us();
         if (inject) {
             fprintf(stderr, "level=error msg=\"journal commit failed; refusing writes\" "
                             "err=\"injected fault\"\n");
         }
         bool full = false;
         bool ok = !inject && commit_batch(s, &b, &full);
-        int64_t took_us = mono_us() - start_us;
+        int64_t took_us = hf_mono_us() - start_us;
         if (ok && b.count > 0) {
             write_mark(s, b.first_seq + b.count - 1, start_us + took_us);
         }
@@ -1147,7 +1142,7 @@ void store_close(store_t *s)
     s->db = NULL;
     if (s->mark_fd >= 0) {
         if (!s->failed && !s->mark_failed) {
-            write_mark(s, s->durable_seq, mono_us());
+            write_mark(s, s->durable_seq, hf_mono_us());
             fdatasync(s->mark_fd); /* a clean stop leaves the mark durable */
         }
         close(s->mark_fd);

@@ -32,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "hf_clock.h"
 #include "hf_mix.h"
 #include "post.h"
 #include "webhook.h"
@@ -83,19 +84,7 @@ struct webhook_s {
     uint64_t drops[WEBHOOK_DROP_REASON_COUNT];
 };
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 uint32_t webhook_backoff_ms(uint32_t min_ms, uint32_t max_ms, uint32_t attempt, uint64_t r)
 {
@@ -264,7 +253,7 @@ static void failed(webhook_t *w, endpoint_t *e, row_t *row, const char *why)
     const webhook_config_t *c = &w->config;
     w->deliveries[row->kind][WEBHOOK_FAILED]++;
     e->attempts++;
-    int64_t age_ms = wall_ms() - row->at_ms;
+    int64_t age_ms = hf_wall_ms() - row->at_ms;
     webhook_drop_t reason = e->attempts >= c->attempts_max ? WEBHOOK_DROP_ATTEMPTS
                             : age_ms >= c->age_max_ms      ? WEBHOOK_DROP_AGE
                                                            : WEBHOOK_DROP_REASON_COUNT;
@@ -283,7 +272,7 @@ static void failed(webhook_t *w, endpoint_t *e, row_t *row, const char *why)
         finish(w, e, row);
         return;
     }
-    e->retry_at_ms = mono_ms() + webhook_backoff_ms(c->retry_min_ms, c->retry_max_ms, e->attempts,
+    e->retry_at_ms = hf_mono_ms() + webhook_backoff_ms(c->retry_min_ms, c->retry_max_ms, e->attempts,
                                                     hf_splitmix64(&e->rng));
 }
 
@@ -293,7 +282,7 @@ static void attempt(webhook_t *w, endpoint_t *e, row_t *row)
 {
     const webhook_config_t *c = &w->config;
     char signature[128], head[HEAD_BYTES_MAX], err[160] = "";
-    int64_t t = wall_ms() / 1000;
+    int64_t t = hf_wall_ms() / 1000;
     bool signed_ok = webhook_sign(c->secret, c->secret_len, t, row->body, row->size, signature,
                                   sizeof signature);
     assert(signed_ok); /* webhook_create checked this OpenSSL */
@@ -307,7 +296,7 @@ static void attempt(webhook_t *w, endpoint_t *e, row_t *row)
     }
     if (status >= 200 && status <= 299) {
         w->deliveries[row->kind][WEBHOOK_OK]++;
-        e->last_success_ms = wall_ms();
+        e->last_success_ms = hf_wall_ms();
         finish(w, e, row);
         return;
     }
@@ -334,7 +323,7 @@ static void *endpoint_main(void *arg)
             pthread_cond_wait(&w->more, &w->lock);
         } else if ((row->pending & (1u << e->index)) == 0) {
             e->next++; /* not an event it wants */
-        } else if (mono_ms() < e->retry_at_ms) {
+        } else if (hf_mono_ms() < e->retry_at_ms) {
             wait_until(w, e->retry_at_ms);
         } else {
             attempt(w, e, row);
@@ -387,7 +376,7 @@ webhook_t *webhook_create(const webhook_config_t *c, webhook_ack_fn ack, void *a
         e->w = w;
         e->index = i;
         if (RAND_bytes((unsigned char *)&e->rng, sizeof e->rng) != 1) {
-            e->rng = (uint64_t)mono_ms() ^ ((uint64_t)i << 32);
+            e->rng = (uint64_t)hf_mono_ms() ^ ((uint64_t)i << 32);
         }
     }
     return w;

@@ -19,15 +19,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "hf_clock.h"
+
 /* A status line and headers fit; a receiver's body is never read. */
 #define POST_REPLY_BYTES_MAX 4096
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Waits for events on fd until deadline; 1 ready, 0 timed out or
  * cancelled (why in err), -1 error. */
@@ -35,7 +31,7 @@ static int wait_fd(int fd, short events, int cancel_fd, int64_t deadline_ms, cha
                    size_t err_size)
 {
     for (;;) {
-        int64_t left = deadline_ms - mono_ms();
+        int64_t left = deadline_ms - hf_mono_ms();
         if (left <= 0) {
             snprintf(err, err_size, "timed out");
             return 0;
@@ -148,7 +144,7 @@ int webhook_post(const webhook_endpoint_t *e, const char *head, size_t head_len,
                  const char *body, size_t body_len, uint32_t timeout_ms, int cancel_fd, char *err,
                  size_t err_size)
 {
-    int64_t deadline_ms = mono_ms() + timeout_ms;
+    int64_t deadline_ms = hf_mono_ms() + timeout_ms;
     int fd = connect_to(e, cancel_fd, deadline_ms, err, err_size);
     if (fd < 0) {
         return -1;
