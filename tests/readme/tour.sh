@@ -7,6 +7,10 @@
 # <!-- tour --> and <!-- /tour -->; `localhost:8080` and `build/holdfast`
 # there stand for this run's server and binary.
 #
+# Then the simulator's table in the README must be what
+# `holdfast sim --scenario merch-2020` prints: the same seed gives the same
+# output, byte for byte, so a README left behind by a change fails here.
+#
 #   tests/readme/tour.sh BINARY README
 set -euo pipefail
 bin=$1 readme=$2
@@ -83,3 +87,13 @@ PRELUDE
 } >"$work/tour.sh"
 bash "$work/tour.sh"
 echo "tour: $(grep -c '__expect [0-9]' "$work/tour.body") checked commands passed"
+
+# The README's merch-2020 table, and the simulator's.
+awk '/^policy +units +of ctrl/ { on = 1 } on && /^```/ { exit } on { print }' "$readme" >"$work/sim.readme"
+"$bin" sim --scenario merch-2020 2>/dev/null |
+    awk '/^policy +units +of ctrl/ { on = 1 } on && /^$/ { exit } on { print }' >"$work/sim.now"
+if [ ! -s "$work/sim.readme" ] || ! diff -u "$work/sim.readme" "$work/sim.now"; then
+    echo "tour: README.md's merch-2020 table is not what holdfast sim --scenario merch-2020 prints" >&2
+    exit 1
+fi
+echo "tour: the README's simulator table is the simulator's ($(wc -l <"$work/sim.now") lines)"
