@@ -53,8 +53,12 @@ if [ ${#missing[@]} -gt 0 ]; then
     # Debian starts and enables nginx's own service when it installs it; the
     # tests run their own on a loopback port, so a machine that had no nginx
     # is not left serving port 80.
-    if [[ " ${missing[*]} " == *" nginx "* ]] && [ -d /run/systemd/system ]; then
-        $sudo systemctl disable --now nginx >&2 || true
+    if [[ " ${missing[*]} " == *" nginx "* ]]; then
+        if [ -d /run/systemd/system ]; then
+            $sudo systemctl disable --now nginx >&2 || true
+        elif command -v service >/dev/null 2>&1; then
+            $sudo service nginx stop >&2 2>/dev/null || true  # started by its init script
+        fi
     fi
 fi
 
