@@ -46,6 +46,8 @@
 #define TICK_MS 10
 /* Shutdown waits this long for requests in flight before closing anyway. */
 #define DRAIN_MS_MAX 10000
+/* ... and this long more for the replies it then answers itself to go out. */
+#define DRAIN_ANSWER_MS_MAX 1000
 
 int64_t server_mono_ms(void)
 {
@@ -770,6 +772,16 @@ static void answer_waiting_at_stop(server_t *s)
     pthread_mutex_unlock(&s->wait_lock);
 }
 
+/* Waits, at most max_ms, until no request is in flight. */
+static void wait_inflight(server_t *s, int64_t max_ms)
+{
+    int64_t deadline_ms = server_mono_ms() + max_ms;
+    while (__atomic_load_n(&s->inflight, __ATOMIC_SEQ_CST) > 0 && server_mono_ms() < deadline_ms) {
+        struct timespec pause = {.tv_sec = 0, .tv_nsec = 2000000L};
+        nanosleep(&pause, NULL);
+    }
+}
+
 /* Stop accepting, let requests in flight finish (their replies wait for the
  * journal, which keeps committing), then commit the rest and close. */
 static void drain(server_t *s, int sig)
@@ -780,12 +792,11 @@ static void drain(server_t *s, int sig)
     events_close_all(s); /* streams never finish on their own */
     simrun_stop(s);
     listener_stop(s);
-    int64_t deadline_ms = server_mono_ms() + DRAIN_MS_MAX;
-    while (__atomic_load_n(&s->inflight, __ATOMIC_SEQ_CST) > 0 && server_mono_ms() < deadline_ms) {
-        struct timespec pause = {.tv_sec = 0, .tv_nsec = 2000000L};
-        nanosleep(&pause, NULL);
-    }
+    wait_inflight(s, DRAIN_MS_MAX);
     answer_waiting_at_stop(s);
+    /* Stopping the library closes its connections at once: let the answers
+     * just given be sent first. */
+    wait_inflight(s, DRAIN_ANSWER_MS_MAX);
     /* No handler may run once the journal is closed: stop HTTP first. */
     MHD_stop_daemon(s->daemon);
     s->daemon = NULL;

@@ -18,7 +18,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -197,6 +199,58 @@ static void test_a_full_disk_recovers_without_a_restart(void **state)
     assert_string_equal(st, "active");
 }
 
+/* Waits (bounded) until the file exists: what the shim made to say it began. */
+static bool appears(const char *path)
+{
+    long long until = hf_now_ms() + SETTLE_MS;
+    while (access(path, F_OK) != 0 && hf_now_ms() < until) {
+        hf_sleep_ms(5);
+    }
+    return access(path, F_OK) == 0;
+}
+
+/* A disk that hangs while a reply waits for it, then a stop. The drain's
+ * time runs out with the reply still waiting: it must be answered (the
+ * HTTP library aborts the process when stopped with a connection
+ * suspended), and answered "unknown", since the disk may yet keep it. The
+ * stop ends once the disk answers, and here the change was kept. */
+static void test_a_stop_answers_a_reply_stuck_on_a_hung_disk(void **state)
+{
+    fx_t *fx = *state;
+    char stalled[320];
+    snprintf(stalled, sizeof stalled, "%s/fault-stalled", fx->srv.root);
+    assert_int_equal(setenv("HF_FAULT_STALLED", stalled, 1), 0);
+    start_faulty(fx, "holdfast.db-wal", "stall", "EIO");
+    assert_int_equal(unsetenv("HF_FAULT_STALLED"), 0);
+    assert_int_equal(hf_sku_put(&fx->cl, "cap", 10), 201);
+    fault(true);
+    hf_conn_t c;
+    assert_int_equal(hf_conn_open(&c, fx->srv.port, NULL), 0);
+    struct timeval wait_reply = {.tv_sec = 40}; /* the drain takes 10 s */
+    assert_int_equal(setsockopt(c.fd, SOL_SOCKET, SO_RCVTIMEO, &wait_reply, sizeof wait_reply), 0);
+    char req[512];
+    int n = snprintf(req, sizeof req,
+                     "POST /v1/holds HTTP/1.1\r\nHost: t\r\nIdempotency-Key: k-stuck\r\n"
+                     "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
+                     strlen(cap_body), cap_body);
+    assert_int_equal(hf_conn_send_raw(&c, req, (size_t)n), 0);
+    assert_true(appears(stalled)); /* its commit is stuck in fsync */
+    assert_int_equal(kill(fx->srv.pid, SIGTERM), 0);
+    hf_response_t r;
+    assert_int_equal(hf_conn_read(&c, &r), 0);
+    assert_true(hf_expect_error(&r, 503, "outcome_unknown", NULL));
+    hf_response_free(&r);
+    hf_conn_close(&c);
+    fault(false); /* the disk answers: the stop can close the journal */
+    assert_int_equal(hf_server_stop(&fx->srv, SIGTERM), 0);
+    assert_int_equal(hf_server_start(&fx->srv, NULL), 0);
+    fx->cl.port = fx->srv.port;
+    bool replayed = false;
+    assert_int_equal(create(fx, "k-stuck", &replayed, NULL), 201);
+    assert_true(replayed); /* kept after all: "not kept" would have lied */
+    assert_true(hf_expect_sku(&fx->cl, "cap", 10, 1, 0));
+}
+
 static bool tmp_file_left(const fx_t *fx)
 {
     char cmd[512];
@@ -254,6 +308,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             test_a_failed_write_is_unknown_and_the_retry_makes_it_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_full_disk_recovers_without_a_restart, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_a_stop_answers_a_reply_stuck_on_a_hung_disk, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_a_snapshot_on_a_full_disk_leaves_nothing_behind,
                                         setup, teardown),

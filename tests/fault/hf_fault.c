@@ -9,6 +9,10 @@
  *     fsync    fsync, fdatasync (after the data reached the page cache, as
  *              a real failed fsync leaves it)
  *     statvfs  statvfs reports no free blocks (any path)
+ *     stall    fsync, fdatasync block until the flag file is removed (a disk
+ *              that hangs; at most HF_FAULT_STALL_MS_MAX), then do their
+ *              work; while one blocks, the file named by HF_FAULT_STALLED
+ *              exists, so a test can wait for the stall to begin
  * Creating and removing the flag file switches the faults on and off while
  * the server runs. Without HF_FAULT_FLAG every call passes through.
  */
@@ -22,6 +26,7 @@
 #include <string.h>
 #include <sys/statvfs.h>
 #include <sys/types.h>
+#include <time.h>
 #include <unistd.h>
 
 static bool has_op(const char *op)
@@ -90,13 +95,38 @@ ssize_t pwrite64(int fd, const void *buf, size_t n, off64_t at)
     return fail_fd("write", fd) ? -1 : NEXT(pwrite64)(fd, buf, n, at);
 }
 
+/* A stalled disk never hangs a test run for good. */
+#define HF_FAULT_STALL_MS_MAX 60000
+
+/* Blocks while a stall is on for fd: the flag is polled, as a hung disk
+ * gives its caller nothing to wait on either. */
+static void stall_fd(int fd)
+{
+    if (!active("stall") || !fd_matches(fd)) {
+        return;
+    }
+    const char *stalled = getenv("HF_FAULT_STALLED");
+    if (stalled != NULL) {
+        FILE *f = fopen(stalled, "w");
+        if (f != NULL) {
+            fclose(f);
+        }
+    }
+    struct timespec pause = {.tv_sec = 0, .tv_nsec = 1000000L};
+    for (int waited_ms = 0; active("stall") && waited_ms < HF_FAULT_STALL_MS_MAX; waited_ms++) {
+        nanosleep(&pause, NULL);
+    }
+}
+
 int fsync(int fd)
 {
+    stall_fd(fd);
     return fail_fd("fsync", fd) ? -1 : NEXT(fsync)(fd);
 }
 
 int fdatasync(int fd)
 {
+    stall_fd(fd);
     return fail_fd("fsync", fd) ? -1 : NEXT(fdatasync)(fd);
 }
 
