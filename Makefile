@@ -42,6 +42,7 @@ test:
 	cd build/asan && ctest --output-on-failure --timeout 300
 
 bench: all
+	@./scripts/deps.sh bench
 	./bench/run.sh
 
 fuzz: deps

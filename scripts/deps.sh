@@ -11,6 +11,9 @@
 #   scripts/deps.sh        what the server, the demo and the benchmarks need
 #   scripts/deps.sh test   also Chromium, for the browser tests, and what the
 #                          operations tests run (tests/ops)
+#   scripts/deps.sh bench  also the benchmark's peers (make bench): Redis and
+#                          PostgreSQL 15, which bench/run.sh starts on its own
+#                          loopback ports and stops again
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,6 +39,13 @@ if [ "${1:-}" = test ]; then
     )
 fi
 
+if [ "${1:-}" = bench ]; then
+    packages+=(
+        redis-server    # the Redis+Lua peer (redis-benchmark comes with redis-tools)
+        postgresql-15   # the PostgreSQL peer: initdb, postgres, pgbench, psql
+    )
+fi
+
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -56,6 +66,13 @@ if [ ${#missing[@]} -gt 0 ]; then
     if [[ " ${missing[*]} " == *" nginx "* ]] && [ -d /run/systemd/system ]; then
         $sudo systemctl disable --now nginx >&2 || true
     fi
+    # Likewise Redis (port 6379) and PostgreSQL (a "main" cluster on 5432):
+    # the benchmark starts throwaway instances of its own.
+    for svc in redis-server postgresql; do
+        if [[ " ${missing[*]} " == *" ${svc/postgresql/postgresql-15} "* ]] && [ -d /run/systemd/system ]; then
+            $sudo systemctl disable --now "$svc" >&2 || true
+        fi
+    done
 fi
 
 # The npm packages, exactly as locked; again only when a lock changed: the
