@@ -1,12 +1,12 @@
 # bench/peers.sh - the `peers` group of bench/run.sh, which sources it: the
-# hot-sku hold of the durable-hot group done by Redis 7 (a Lua script) and by
-# PostgreSQL 15 (one transaction), each a throwaway server on a free loopback
-# port with its own directory, driven at 32 connections for HF_BENCH_SECONDS
-# by its own load generator (redis-benchmark, pgbench). docs/BENCHMARKS.md
+# durable hot-sku hold done by Redis 7 (a Lua script) and by PostgreSQL 15
+# (one transaction), each a throwaway server on a free loopback port with its
+# own directory, driven at 32 connections for HF_BENCH_SECONDS by its own
+# load generator (redis-benchmark, pgbench), between two runs of holdfast's. docs/BENCHMARKS.md
 # says what each does and where the comparison is fair and where it is not.
 #
-# Uses run.sh's WORK, ROOT, LUA, SECS, STOCK, TTL_MS, SERVER_PID and its
-# measure_start/measure_end/gen/row helpers.
+# Uses run.sh's WORK, ROOT, LUA, SECS, STOCK, TTL_MS, MEASURE_PID (the
+# server measure_start/measure_end measure) and its gen and row helpers.
 
 PEER_CONNS=32
 PEER_SKU=hot
@@ -140,11 +140,11 @@ peer_redis() {
     n=$(awk -v r="$rate" -v s="$SECS" -v m=$REDIS_REQUESTS_MIN 'BEGIN { n = int(r * s); print n < m ? m : n }')
     before=$(redis_field)
     failed0=$(redis_failed_calls)
-    SERVER_PID=$REDIS_PID
+    MEASURE_PID=$REDIS_PID
     measure_start
     line=$(redis_bench gen "$n" "$sha")
     measure_end "$n"
-    SERVER_PID=
+    MEASURE_PID=
     after=$(redis_field)
     failed=$(($(redis_failed_calls) - failed0))
     created=$((after - before))
@@ -296,7 +296,7 @@ peer_pg() {
     fi
     local aux out rc tx failed held holds tps p50 p99 check
     aux=$(children "$PG_PID" | wc -l) # the checkpointer, the WAL writer and so on
-    SERVER_PID=$PG_PID
+    MEASURE_PID=$PG_PID
     SERVER_TREE=1
     measure_start
     out=$(as_pg gen "$PG_BIN/pgbench" -n -h 127.0.0.1 -p "$PG_PORT" -U bench -c $PEER_CONNS -j 2 \
@@ -306,7 +306,7 @@ peer_pg() {
     pg_settle "$aux"
     tx=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"$out")
     measure_end "${tx:-0}"
-    SERVER_PID=
+    MEASURE_PID=
     SERVER_TREE=0
     failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' <<<"$out")
     tps=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p' <<<"$out")
@@ -333,17 +333,15 @@ peer_pg() {
 
 # ------------------------------------------------------------------ summary
 
-# peers_summary HOLDFAST_HOLDS HEALTHZ: holdfast's durable hot-sku holds/s at
-# 32 connections (the durable-hot group of this run) over each peer's and
-# over its own GET /healthz at 32 connections.
+# peers_summary BEFORE AFTER HEALTHZ: holdfast's durable hot-sku holds/s at
+# 32 connections, just before and just after the peers (empty if a run's
+# replies were not all good), their mean over each peer's, and over its own
+# GET /healthz at 32 connections.
 peers_summary() {
-    local hf=$1 hz=$2
-    if [ -z "$hf" ]; then
-        echo "   holdfast / peers: not computed, the durable-hot group did not run (HF_BENCH_ONLY)"
-        echo
-        return
-    fi
-    echo "   holdfast durable hot-sku holds at c=32: $hf/s; Redis+Lua: ${REDIS_HOLDS:--}/s; PostgreSQL: ${PG_HOLDS:--}/s; holdfast GET /healthz c=32: ${hz:--}/s"
+    local before=$1 after=$2 hz=$3 hf=
+    [ -n "$before" ] && [ -n "$after" ] &&
+        hf=$(awk -v a="$before" -v b="$after" 'BEGIN { printf "%.0f", (a + b) / 2 }')
+    echo "   holdfast durable hot-sku holds at c=32: ${hf:--}/s (before the peers ${before:--}/s, after ${after:--}/s); Redis+Lua: ${REDIS_HOLDS:--}/s; PostgreSQL: ${PG_HOLDS:--}/s; holdfast GET /healthz c=32: ${hz:--}/s"
     echo "   holdfast / redis-lua: $(ratio "$hf" "${REDIS_HOLDS:-}")x, / postgresql: $(ratio "$hf" "${PG_HOLDS:-}")x, / healthz: $(ratio "$hf" "$hz")"
     echo
 }

@@ -20,12 +20,13 @@
 #                              engine
 #
 # The `peers` group runs the same hold, on one hot sku at 32 connections, in
-# Redis 7 (a Lua script, appendfsync always) and in PostgreSQL 15 (a
-# conditional UPDATE and an INSERT in one transaction, synchronous_commit on),
-# each a throwaway instance on its own loopback port, right after
-# `durable-hot`, and prints holdfast's holds/s as ratios to them
-# (docs/BENCHMARKS.md). It needs `scripts/deps.sh bench` (make bench runs it)
-# and skips a peer whose package is missing.
+# holdfast (durable), Redis 7 (a Lua script, appendfsync always) and
+# PostgreSQL 15 (a conditional UPDATE and an INSERT in one transaction,
+# synchronous_commit on), each peer a throwaway instance on its own loopback
+# port, then holdfast again, and prints holdfast's holds/s as ratios to them
+# and to its own GET /healthz (docs/BENCHMARKS.md). It needs
+# `scripts/deps.sh bench` (make bench runs it) and skips a peer whose package
+# is missing.
 #
 # Every group but `policy` runs with the defenses off (the core's hold path,
 # comparable across versions); `policy` runs the same load with the default
@@ -93,7 +94,9 @@ row() {
 }
 
 # CPU accounting: the server's from /proc, the load generator's from
-# /usr/bin/time, both over the run's wall time.
+# /usr/bin/time, both over the run's wall time. The server measured is
+# MEASURE_PID if set (a peer's, in the peers group), else SERVER_PID.
+MEASURE_PID=
 TICKS=$(getconf CLK_TCK)
 # utime + stime, plus cutime + cstime: the CPU of reaped snapshot children.
 # With SERVER_TREE=1 (PostgreSQL: a process per connection), also the CPU of
@@ -106,10 +109,10 @@ children() { # PID: its children's pids
     done
 }
 server_ticks() {
-    local t c
-    t=$(awk '{ print $14 + $15 + $16 + $17 }' /proc/"$SERVER_PID"/stat)
+    local t c pid=${MEASURE_PID:-$SERVER_PID}
+    t=$(awk '{ print $14 + $15 + $16 + $17 }' /proc/"$pid"/stat)
     if [ "$SERVER_TREE" = 1 ]; then
-        for c in $(children "$SERVER_PID"); do
+        for c in $(children "$pid"); do
             t=$((t + $(sed 's/^.*) //' /proc/"$c"/stat 2>/dev/null | awk '{ print $12 + $13 + 0 }')))
         done
     fi
@@ -117,7 +120,7 @@ server_ticks() {
 }
 thread_ticks() { # "tid name ticks" per server thread
     local t
-    for t in /proc/"$SERVER_PID"/task/*; do
+    for t in /proc/"${MEASURE_PID:-$SERVER_PID}"/task/*; do
         printf '%s %s %s\n' "${t##*/}" "$(tr ' ' _ <"$t/comm")" "$(sed 's/^.*) //' "$t/stat" | awk '{ print $12 + $13 }')"
     done 2>/dev/null
 }
@@ -134,7 +137,7 @@ measure_end() {
     # Per thread: the main thread is the clock tick, the other unnamed one
     # the journal's commit thread, MHD-* the HTTP threads. Snapshot children
     # are not threads: they count in the total above, not here.
-    THREADS_NOTE=$(thread_ticks | awk -v hz="$TICKS" -v w="$wall" -v pid="$SERVER_PID" -v f="$WORK/threads.start" '
+    THREADS_NOTE=$(thread_ticks | awk -v hz="$TICKS" -v w="$wall" -v pid="${MEASURE_PID:-$SERVER_PID}" -v f="$WORK/threads.start" '
         BEGIN { while ((getline l < f) > 0) { split(l, a, " "); start[a[1]] = a[3] } }
         { name = $1 == pid ? "tick" : ($2 == "holdfast" ? "journal" : $2)
           pct = ($3 - start[$1]) / hz / (w / 1e9) * 100
@@ -260,6 +263,7 @@ load_skus() {
 # ------------------------------------------------------------------ runs
 
 PEAK_HOLDS= # holds/s of the last wrk hold run at 32 connections
+HOLDS_OK=   # 1 if every reply of the last wrk hold run was checked good
 
 # wrk_holds SCENARIO DURABILITY THREADS CONNS SKUS(0=hot) [BUYERS]
 wrk_holds() {
@@ -282,7 +286,9 @@ wrk_holds() {
     # whose replies were in flight when wrk stopped.
     if [ "$non2xx" = 0 ] && [ "$errors" = 0 ] && [ "$created" -ge "$requests" ]; then
         check="ok: $created x 201"
+        HOLDS_OK=1
     else
+        HOLDS_OK=0
         check="BAD: non-2xx=$non2xx errors=$errors 201s=$created of $requests"
     fi
     echo "   wrk $scenario c=$conns: $(kv "$line" rps) holds/s, p50 $(ms "$(kv "$line" p50_us)") ms, p99 $(ms "$(kv "$line" p99_us)") ms, p99.9 $(ms "$(kv "$line" p999_us)") ms, max $(ms "$(kv "$line" max_us)") ms ($check)"
@@ -374,18 +380,31 @@ if want durable-hot; then
     load_run "mix 50/50, hot sku" durable $T -- mix -c 32 --skus 0 --ttl $TTL_MS --commit-pct 50
     paced "holds, hot sku, paced at half the c=32 peak" durable $T "$peak" -- holds -c 32 --skus 0 --ttl $TTL_MS
     stop_server
-    DURABLE_HOT_32=$peak
-    DURABLE_HEALTHZ_32=$HEALTHZ_32
 fi
 
 if want peers; then
+    # holdfast's own durable hot-sku holds at 32 connections, just before
+    # and just after the peers (its server idle meanwhile), so that the
+    # ratios are of figures taken minutes apart at most: this machine's
+    # speed drifts.
     GROUP=peers
-    echo "== peers: the same hold on one hot sku, 32 connections, $SECS s, durable, in Redis and PostgreSQL"
+    start_server durable $T
+    echo "   the same hold on one hot sku, 32 connections, $SECS s, durable: holdfast, Redis, PostgreSQL, holdfast again"
+    put_hot
+    wrk_healthz durable $T 32
+    hf_healthz=$HEALTHZ_32
+    wrk_holds "holds, hot sku, before the peers" durable $T 32 0
+    hf_before=$PEAK_HOLDS
+    [ "$HOLDS_OK" = 1 ] || hf_before=
     REDIS_HOLDS=
     PG_HOLDS=
     peer_redis
     peer_pg
-    peers_summary "${DURABLE_HOT_32:-}" "${DURABLE_HEALTHZ_32:-}"
+    wrk_holds "holds, hot sku, after the peers" durable $T 32 0
+    hf_after=$PEAK_HOLDS
+    [ "$HOLDS_OK" = 1 ] || hf_after=
+    stop_server
+    peers_summary "$hf_before" "$hf_after" "$hf_healthz"
 fi
 
 if want durable-100k; then
