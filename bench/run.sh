@@ -10,8 +10,8 @@
 #
 # Environment:
 #   HF_BENCH_SECONDS=10        seconds per load run; the whole run takes about
-#                              35 times this, plus loading and the engine
-#                              (about 7 minutes at the default)
+#                              40 times this, plus loading and the engine
+#                              (about 8 minutes at the default)
 #   HF_BENCH_ENGINE_SECONDS=2  seconds per engine throughput case
 #   HF_BENCH_WRK_THREADS=2     wrk threads for runs with more than 1 connection
 #   HF_BENCH_ONLY=...          space-separated groups to run (default all):
