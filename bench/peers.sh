@@ -53,10 +53,10 @@ stop_pid() {
     return 0
 }
 
-ratio() { # ratio A B: A / B to two significant figures, or - without both
-    awk -v a="$1" -v b="$2" 'BEGIN {
+ratio() { # ratio A B [SUFFIX]: A / B to two significant figures, or - without both
+    awk -v a="$1" -v b="$2" -v x="${3:-}" 'BEGIN {
         if (a == "" || b == "" || a + 0 <= 0 || b + 0 <= 0) { print "-"; exit }
-        r = a / b; printf(r >= 10 ? "%.0f" : (r >= 1 ? "%.1f" : "%.2f"), r) }'
+        r = a / b; printf(r >= 10 ? "%.0f%s\n" : (r >= 1 ? "%.1f%s\n" : "%.2f%s\n"), r, x) }'
 }
 
 # ------------------------------------------------------------------ Redis
@@ -282,7 +282,7 @@ peer_pg() {
         echo
         return
     fi
-    echo "   postgres pid $PG_PID on 127.0.0.1:$PG_PORT: $("$PG_BIN/postgres" --version), fsync on, synchronous_commit on${PG_AS[0]:+, as $PG_USER}"
+    echo "   postgres pid $PG_PID on 127.0.0.1:$PG_PORT: $("$PG_BIN/postgres" --version), fsync on, synchronous_commit on${PG_AS[0]:+, as $PG_USER}, data in $PG_DIR"
     cp "$LUA/peer-pg-schema.sql" "$LUA/peer-pg-hold.sql" "$PG_DIR/"
     chmod a+r "$PG_DIR"/peer-pg-*.sql
     if ! as_pg "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U bench -d postgres \
@@ -342,6 +342,6 @@ peers_summary() {
     [ -n "$before" ] && [ -n "$after" ] &&
         hf=$(awk -v a="$before" -v b="$after" 'BEGIN { printf "%.0f", (a + b) / 2 }')
     echo "   holdfast durable hot-sku holds at c=32: ${hf:--}/s (before the peers ${before:--}/s, after ${after:--}/s); Redis+Lua: ${REDIS_HOLDS:--}/s; PostgreSQL: ${PG_HOLDS:--}/s; holdfast GET /healthz c=32: ${hz:--}/s"
-    echo "   holdfast / redis-lua: $(ratio "$hf" "${REDIS_HOLDS:-}")x, / postgresql: $(ratio "$hf" "${PG_HOLDS:-}")x, / healthz: $(ratio "$hf" "$hz")"
+    echo "   holdfast / redis-lua: $(ratio "$hf" "${REDIS_HOLDS:-}" x), / postgresql: $(ratio "$hf" "${PG_HOLDS:-}" x), / healthz: $(ratio "$hf" "$hz")"
     echo
 }

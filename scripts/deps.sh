@@ -67,10 +67,14 @@ if [ ${#missing[@]} -gt 0 ]; then
         $sudo systemctl disable --now nginx >&2 || true
     fi
     # Likewise Redis (port 6379) and PostgreSQL (a "main" cluster on 5432):
-    # the benchmark starts throwaway instances of its own.
+    # the benchmark starts throwaway instances of its own. Without systemd,
+    # Debian starts them through their init scripts.
     for svc in redis-server postgresql; do
-        if [[ " ${missing[*]} " == *" ${svc/postgresql/postgresql-15} "* ]] && [ -d /run/systemd/system ]; then
+        [[ " ${missing[*]} " == *" ${svc/postgresql/postgresql-15} "* ]] || continue
+        if [ -d /run/systemd/system ]; then
             $sudo systemctl disable --now "$svc" >&2 || true
+        elif [ -x "/etc/init.d/$svc" ]; then
+            $sudo "/etc/init.d/$svc" stop >&2 || true
         fi
     done
 fi
