@@ -1,3 +1,5 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2034 # MEASURE_PID, SERVER_TREE: read by run.sh
 # bench/peers.sh - the `peers` group of bench/run.sh, which sources it: the
 # durable hot-sku hold done by Redis 7 (a Lua script) and by PostgreSQL 15
 # (one transaction), each a throwaway server on a free loopback port with its
