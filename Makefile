@@ -3,7 +3,8 @@
 #   make        build build/holdfast (optimised, asserts on)
 #   make demo   build, then serve the demo shop on 127.0.0.1:8080
 #   make test   build with address+undefined sanitizers in build/asan, run every test
-#   make bench  build, run the benchmarks, print the figures
+#   make bench  build, install the benchmark's peers (Redis, PostgreSQL) if
+#               missing, run the benchmarks, print the figures
 #   make fuzz   build the libFuzzer targets (clang) into build/fuzz (their sources
 #               say how to run them; `make test` replays fuzz/corpus/http)
 #   make torture  build (optimised, in build/torture), then kill -9 the server
@@ -42,6 +43,7 @@ test:
 	cd build/asan && ctest --output-on-failure --timeout 300
 
 bench: all
+	@./scripts/deps.sh bench
 	./bench/run.sh
 
 fuzz: deps

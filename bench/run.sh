@@ -10,13 +10,23 @@
 #
 # Environment:
 #   HF_BENCH_SECONDS=10        seconds per load run; the whole run takes about
-#                              35 times this, plus loading and the engine
-#                              (about 7 minutes at the default)
+#                              40 times this, plus loading and the engine
+#                              (about 8 minutes at the default)
 #   HF_BENCH_ENGINE_SECONDS=2  seconds per engine throughput case
 #   HF_BENCH_WRK_THREADS=2     wrk threads for runs with more than 1 connection
 #   HF_BENCH_ONLY=...          space-separated groups to run (default all):
 #                              durable-hot durable-100k relaxed-hot relaxed-100k
-#                              threads1 rates compaction policy accesslog engine
+#                              peers threads1 rates compaction policy accesslog
+#                              engine
+#
+# The `peers` group runs the same hold, on one hot sku at 32 connections, in
+# holdfast (durable), Redis 7 (a Lua script, appendfsync always) and
+# PostgreSQL 15 (a conditional UPDATE and an INSERT in one transaction,
+# synchronous_commit on), each peer a throwaway instance on its own loopback
+# port, then holdfast again, and prints holdfast's holds/s as ratios to them
+# and to its own GET /healthz (docs/BENCHMARKS.md). It needs
+# `scripts/deps.sh bench` (make bench runs it) and skips a peer whose package
+# is missing.
 #
 # Every group but `policy` runs with the defenses off (the core's hold path,
 # comparable across versions); `policy` runs the same load with the default
@@ -34,7 +44,7 @@ LUA=$ROOT/bench
 SECS=${HF_BENCH_SECONDS:-10}
 ENGINE_SECS=${HF_BENCH_ENGINE_SECONDS:-2}
 WRK_THREADS=${HF_BENCH_WRK_THREADS:-2}
-ONLY=${HF_BENCH_ONLY:-durable-hot durable-100k relaxed-hot relaxed-100k threads1 rates compaction policy accesslog engine}
+ONLY=${HF_BENCH_ONLY:-durable-hot peers durable-100k relaxed-hot relaxed-100k threads1 rates compaction policy accesslog engine}
 T=2 # the server's default HTTP threads
 SKUS=100000
 TTL_MS=5000
@@ -52,6 +62,9 @@ SUMMARY=$WORK/summary.tsv
 SERVER_PID=
 PORT=
 GROUP=
+REDIS_PID= # the peers' servers, stopped by cleanup if still running
+PG_PID=
+PG_DIR=    # PostgreSQL's directory, owned by the user it runs as
 exec > >(tee "$OUT") 2>&1
 
 cleanup() {
@@ -59,7 +72,9 @@ cleanup() {
         kill -TERM "$SERVER_PID" 2>/dev/null
         wait "$SERVER_PID" 2>/dev/null
     fi
-    rm -rf "$WORK"
+    redis_stop
+    pg_stop
+    rm -rf "$WORK" ${PG_DIR:+"$PG_DIR"}
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -79,13 +94,33 @@ row() {
 }
 
 # CPU accounting: the server's from /proc, the load generator's from
-# /usr/bin/time, both over the run's wall time.
+# /usr/bin/time, both over the run's wall time. The server measured is
+# MEASURE_PID if set (a peer's, in the peers group), else SERVER_PID.
+MEASURE_PID=
 TICKS=$(getconf CLK_TCK)
 # utime + stime, plus cutime + cstime: the CPU of reaped snapshot children.
-server_ticks() { awk '{ print $14 + $15 + $16 + $17 }' /proc/"$SERVER_PID"/stat; }
+# With SERVER_TREE=1 (PostgreSQL: a process per connection), also the CPU of
+# its live children; those that exited count in cutime + cstime once reaped.
+SERVER_TREE=0
+children() { # PID: its children's pids
+    local f
+    for f in /proc/[0-9]*/stat; do
+        [ "$(sed 's/^.*) //' "$f" 2>/dev/null | cut -d' ' -f2)" = "$1" ] && { f=${f#/proc/}; echo "${f%/stat}"; }
+    done
+}
+server_ticks() {
+    local t c pid=${MEASURE_PID:-$SERVER_PID}
+    t=$(awk '{ print $14 + $15 + $16 + $17 }' /proc/"$pid"/stat)
+    if [ "$SERVER_TREE" = 1 ]; then
+        for c in $(children "$pid"); do
+            t=$((t + $(sed 's/^.*) //' /proc/"$c"/stat 2>/dev/null | awk '{ print $12 + $13 + 0 }')))
+        done
+    fi
+    echo "$t"
+}
 thread_ticks() { # "tid name ticks" per server thread
     local t
-    for t in /proc/"$SERVER_PID"/task/*; do
+    for t in /proc/"${MEASURE_PID:-$SERVER_PID}"/task/*; do
         printf '%s %s %s\n' "${t##*/}" "$(tr ' ' _ <"$t/comm")" "$(sed 's/^.*) //' "$t/stat" | awk '{ print $12 + $13 }')"
     done 2>/dev/null
 }
@@ -102,7 +137,7 @@ measure_end() {
     # Per thread: the main thread is the clock tick, the other unnamed one
     # the journal's commit thread, MHD-* the HTTP threads. Snapshot children
     # are not threads: they count in the total above, not here.
-    THREADS_NOTE=$(thread_ticks | awk -v hz="$TICKS" -v w="$wall" -v pid="$SERVER_PID" -v f="$WORK/threads.start" '
+    THREADS_NOTE=$(thread_ticks | awk -v hz="$TICKS" -v w="$wall" -v pid="${MEASURE_PID:-$SERVER_PID}" -v f="$WORK/threads.start" '
         BEGIN { while ((getline l < f) > 0) { split(l, a, " "); start[a[1]] = a[3] } }
         { name = $1 == pid ? "tick" : ($2 == "holdfast" ? "journal" : $2)
           pct = ($3 - start[$1]) / hz / (w / 1e9) * 100
@@ -112,6 +147,10 @@ measure_end() {
 # gen COMMAND...: runs the load generator, timing its CPU.
 gen() { /usr/bin/time -f '%U %S' -o "$WORK/gen.time" "$@"; }
 cpu_note() { echo "server CPU ${SRV_US_PER_REQ} us/request (${SRV_CPU_PCT}% of a core: ${THREADS_NOTE}), load generator ${GEN_CPU_PCT}%"; }
+
+# The peers group's servers and runs (peer_redis, peer_pg, peers_summary).
+# shellcheck source=bench/peers.sh
+. "$LUA/peers.sh"
 
 # ------------------------------------------------------------------ machine
 
@@ -224,6 +263,7 @@ load_skus() {
 # ------------------------------------------------------------------ runs
 
 PEAK_HOLDS= # holds/s of the last wrk hold run at 32 connections
+HOLDS_OK=   # 1 if every reply of the last wrk hold run was checked good
 
 # wrk_holds SCENARIO DURABILITY THREADS CONNS SKUS(0=hot) [BUYERS]
 wrk_holds() {
@@ -246,7 +286,9 @@ wrk_holds() {
     # whose replies were in flight when wrk stopped.
     if [ "$non2xx" = 0 ] && [ "$errors" = 0 ] && [ "$created" -ge "$requests" ]; then
         check="ok: $created x 201"
+        HOLDS_OK=1
     else
+        HOLDS_OK=0
         check="BAD: non-2xx=$non2xx errors=$errors 201s=$created of $requests"
     fi
     echo "   wrk $scenario c=$conns: $(kv "$line" rps) holds/s, p50 $(ms "$(kv "$line" p50_us)") ms, p99 $(ms "$(kv "$line" p99_us)") ms, p99.9 $(ms "$(kv "$line" p999_us)") ms, max $(ms "$(kv "$line" max_us)") ms ($check)"
@@ -255,6 +297,8 @@ wrk_holds() {
     [ "$conns" = 32 ] && PEAK_HOLDS=$(kv "$line" rps)
     sleep 1
 }
+
+HEALTHZ_32= # GET /healthz requests/s of the last run at 32 connections
 
 wrk_healthz() {
     local dur=$1 threads=$2 conns=$3 t=$WRK_THREADS line check
@@ -268,6 +312,7 @@ wrk_healthz() {
     echo "   wrk GET /healthz c=$conns: $(kv "$line" rps) req/s, p50 $(ms "$(kv "$line" p50_us)") ms, p99 $(ms "$(kv "$line" p99_us)") ms ($check)"
     echo "      $(cpu_note)"
     row "GET /healthz (baseline)" wrk "$conns" "$dur" "$threads" "$(kv "$line" rps)" "$(kv "$line" p50_us)" "$(kv "$line" p99_us)" "$check"
+    [ "$conns" = 32 ] && HEALTHZ_32=$(kv "$line" rps)
     sleep 1
 }
 
@@ -335,6 +380,31 @@ if want durable-hot; then
     load_run "mix 50/50, hot sku" durable $T -- mix -c 32 --skus 0 --ttl $TTL_MS --commit-pct 50
     paced "holds, hot sku, paced at half the c=32 peak" durable $T "$peak" -- holds -c 32 --skus 0 --ttl $TTL_MS
     stop_server
+fi
+
+if want peers; then
+    # holdfast's own durable hot-sku holds at 32 connections, just before
+    # and just after the peers (its server idle meanwhile), so that the
+    # ratios are of figures taken minutes apart at most: this machine's
+    # speed drifts.
+    GROUP=peers
+    start_server durable $T
+    echo "   the same hold on one hot sku, 32 connections, $SECS s, durable: holdfast, Redis, PostgreSQL, holdfast again"
+    put_hot
+    wrk_healthz durable $T 32
+    hf_healthz=$HEALTHZ_32
+    wrk_holds "holds, hot sku, before the peers" durable $T 32 0
+    hf_before=$PEAK_HOLDS
+    [ "$HOLDS_OK" = 1 ] || hf_before=
+    REDIS_HOLDS=
+    PG_HOLDS=
+    peer_redis
+    peer_pg
+    wrk_holds "holds, hot sku, after the peers" durable $T 32 0
+    hf_after=$PEAK_HOLDS
+    [ "$HOLDS_OK" = 1 ] || hf_after=
+    stop_server
+    peers_summary "$hf_before" "$hf_after" "$hf_healthz"
 fi
 
 if want durable-100k; then
@@ -488,7 +558,8 @@ if [ -s "$SUMMARY" ]; then
     echo "   srv/gen %: CPU of the server and of the load generator, in % of one core (2 in all)."
     {
         printf 'scenario\ttool\tconns\tdurability\tthreads\tholds/s\tp50 ms\tp99 ms\tsrv us/req\tsrv %%\tgen %%\treplies\n'
-        awk -F'\t' 'BEGIN { OFS = "\t" } { $7 = sprintf("%.2f", $7 / 1000); $8 = sprintf("%.2f", $8 / 1000); print }' "$SUMMARY"
+        awk -F'\t' 'function ms(us) { return us ~ /^[0-9.]+$/ ? sprintf("%.2f", us / 1000) : "-" }
+            BEGIN { OFS = "\t" } { $7 = ms($7); $8 = ms($8); print }' "$SUMMARY"
     } | column -t -s $'\t'
 fi
 echo

@@ -11,6 +11,9 @@
 #   scripts/deps.sh        what the server, the demo and the benchmarks need
 #   scripts/deps.sh test   also Chromium, for the browser tests, and what the
 #                          operations tests run (tests/ops)
+#   scripts/deps.sh bench  also the benchmark's peers (make bench): Redis and
+#                          PostgreSQL 15, which bench/run.sh starts on its own
+#                          loopback ports and stops again
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,6 +36,13 @@ if [ "${1:-}" = test ]; then
         man-db    # man (and groff): the man page rendered
         nginx     # docs/OPERATIONS.md's proxy configuration, run in front of the server
         openssl   # keys and a certificate made in the tests
+    )
+fi
+
+if [ "${1:-}" = bench ]; then
+    packages+=(
+        redis-server    # the Redis+Lua peer (redis-benchmark comes with redis-tools)
+        postgresql-15   # the PostgreSQL peer: initdb, postgres, pgbench, psql
     )
 fi
 
@@ -60,6 +70,17 @@ if [ ${#missing[@]} -gt 0 ]; then
             $sudo service nginx stop >&2 2>/dev/null || true  # started by its init script
         fi
     fi
+    # Likewise Redis (port 6379) and PostgreSQL (a "main" cluster on 5432):
+    # the benchmark starts throwaway instances of its own. Without systemd,
+    # Debian starts them through their init scripts.
+    for svc in redis-server postgresql; do
+        [[ " ${missing[*]} " == *" ${svc/postgresql/postgresql-15} "* ]] || continue
+        if [ -d /run/systemd/system ]; then
+            $sudo systemctl disable --now "$svc" >&2 || true
+        elif [ -x "/etc/init.d/$svc" ]; then
+            $sudo "/etc/init.d/$svc" stop >&2 || true
+        fi
+    done
 fi
 
 # The npm packages, exactly as locked; again only when a lock changed: the
