@@ -208,10 +208,12 @@ typedef struct {
 
 /* ---- private tables ---- */
 
+/* Counters and length first: a hold on a sku whose name is up to 39 bytes
+ * reads and writes one cache line of its record, not two. */
 typedef struct {
-    char id[HF_SKU_BYTES_MAX];
-    uint8_t id_len;
     int64_t stock, held, sold;
+    uint8_t id_len;
+    char id[HF_SKU_BYTES_MAX];
 } engine_sku_t;
 
 typedef struct {
@@ -270,7 +272,10 @@ typedef struct engine_s {
     size_t region_size;
 
     engine_sku_t *skus;
-    uint32_t *sku_index; /* open addressing: sku index + 1, 0 empty */
+    /* Open addressing: sku index + 1 and a tag of the hash, 0 empty. It
+     * grows with the skus (within its reservation), so that a catalog far
+     * below skus_max keeps a small, cache-resident index. */
+    uint32_t *sku_index;
     uint32_t sku_index_mask;
     uint32_t sku_count;
 

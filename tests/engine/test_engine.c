@@ -494,6 +494,47 @@ static void test_sku_table_full_refuses_only_a_new_sku(void **state)
     assert_int_equal(engine_stats(e).skus, config_small.skus_max);
 }
 
+/* The sku index starts small and doubles as skus come (rebuilding itself
+ * each time); this crosses several doublings up to its full reservation,
+ * then finds every sku by name, with its own stock, and no other name. */
+static void test_sku_index_grows_and_finds_every_sku(void **state)
+{
+    (void)state;
+    enum { SKUS = 3000 };
+    const engine_config_t config = {.skus_max = SKUS, .holds_max = 16, .idem_keys_max = 8};
+    engine_t *e = calloc(1, sizeof *e);
+    assert_non_null(e);
+    assert_int_equal(engine_init(e, &config, T0), 0);
+    char name[24];
+    for (uint32_t i = 0; i < SKUS; i++) {
+        snprintf(name, sizeof name, "grow-%u", i);
+        engine_op_t op = op_sku_put(T0, name, i + 1);
+        engine_outcome_t o = engine_apply(e, &op); /* engine_check once, below */
+        ASSERT_RESULT(o, ENGINE_OK);
+        assert_true(o.created);
+        assert_int_equal(o.sku_index, i);
+    }
+    assert_true(engine_check(e));
+    for (uint32_t i = 0; i < SKUS; i++) {
+        snprintf(name, sizeof name, "grow-%u", i);
+        uint32_t index = UINT32_MAX;
+        assert_true(engine_sku_find(e, name, strlen(name), &index));
+        assert_int_equal(index, i);
+        engine_sku_view_t v;
+        engine_sku_view(e, index, &v);
+        assert_int_equal(v.stock, i + 1);
+        assert_int_equal(v.sku_len, strlen(name));
+        assert_memory_equal(v.sku, name, v.sku_len);
+    }
+    uint32_t index;
+    assert_false(engine_sku_find(e, "grow-3000", 9, &index));
+    assert_false(engine_sku_find(e, "grow-", 5, &index));
+    engine_op_t op = op_sku_put(T0, "one-too-many", 1);
+    ASSERT_RESULT(engine_apply(e, &op), ENGINE_SKUS_FULL);
+    engine_deinit(e);
+    free(e);
+}
+
 /* ---- creating holds ---- */
 
 static void test_hold_create_holds_every_line(void **state)
@@ -1855,6 +1896,7 @@ int main(void)
         SMALL(test_sku_stock_takes_its_edge_values),
         SMALL(test_stock_below_committed_is_refused_and_changes_nothing),
         SMALL(test_sku_table_full_refuses_only_a_new_sku),
+        cmocka_unit_test(test_sku_index_grows_and_finds_every_sku),
         SMALL(test_hold_create_holds_every_line),
         SMALL(test_hold_ids_are_distinct_and_nonzero),
         SMALL(test_hold_on_an_unknown_sku_holds_nothing),
