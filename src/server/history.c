@@ -67,21 +67,26 @@ void history_clear(history_t *h)
 }
 
 /* Starts ring r, empty, for the sku. */
-static void ring_start(history_ring_t *r, uint32_t sku_index, int64_t noted_ms)
+static void ring_start(history_ring_t *r, uint32_t sku_index, int64_t noted_ms, uint64_t seq)
 {
     r->used = true;
     r->sku_index = sku_index;
     r->noted_ms = noted_ms;
+    r->noted_seq = seq;
     r->first_s = 0;
     r->last_s = -1;
 }
 
-/* Whether a is noted less recently than b: the one to give up first. Of
- * two noted at once (or both never), the later in the catalog goes. */
+/* Whether a is noted less recently than b: the one to give up first. Two
+ * noted in the same ms go by the order of their notes (a burst of stock
+ * puts lands in one ms); of two never noted, the later in the catalog goes. */
 static bool older(const history_ring_t *a, const history_ring_t *b)
 {
     if (a->noted_ms != b->noted_ms) {
         return a->noted_ms < b->noted_ms;
+    }
+    if (a->noted_seq != b->noted_seq) {
+        return a->noted_seq < b->noted_seq;
     }
     return a->sku_index > b->sku_index;
 }
@@ -102,6 +107,7 @@ void history_note(history_t *h, uint32_t sku_index, int64_t now_ms)
     if (at >= 0) {
         history_ring_t *r = &h->rings[at];
         r->noted_ms = now_ms > r->noted_ms ? now_ms : r->noted_ms;
+        r->noted_seq = ++h->notes;
         return;
     }
     history_ring_t *r = free_ring(h);
@@ -111,7 +117,7 @@ void history_note(history_t *h, uint32_t sku_index, int64_t now_ms)
             r = older(&h->rings[k], r) ? &h->rings[k] : r;
         }
     }
-    ring_start(r, sku_index, now_ms);
+    ring_start(r, sku_index, now_ms, ++h->notes);
 }
 
 bool history_seed(history_t *h, uint32_t sku_index)
@@ -123,7 +129,7 @@ bool history_seed(history_t *h, uint32_t sku_index)
     if (r == NULL) {
         return false;
     }
-    ring_start(r, sku_index, INT64_MIN);
+    ring_start(r, sku_index, INT64_MIN, 0);
     return true;
 }
 

@@ -51,6 +51,7 @@ typedef struct {
     bool used;
     uint32_t sku_index;
     int64_t noted_ms;        /* its last activity; INT64_MIN: seeded, never noted */
+    uint64_t noted_seq;      /* the order of that note among all (0: never): within a ms */
     int64_t first_s, last_s; /* the seconds it covers (last_s < first_s: none yet) */
 } history_ring_t;
 
@@ -58,6 +59,7 @@ typedef struct {
     history_ring_t rings[HF_HISTORY_SKUS_MAX];
     history_point_t (*points)[HF_HISTORY_SECONDS]; /* ring i's are points[i] */
     int64_t sampled_s; /* the last second history_due() let through */
+    uint64_t notes;    /* notes taken so far: the next noted_seq */
 } history_t;
 
 /* Reserves the rings: 0, or -1 (and nothing held) when out of memory. */

@@ -156,6 +156,24 @@ static void test_a_late_tick_repeats_what_was_known(void **state)
     free(pts);
 }
 
+/* Notes within one ms (a burst of stock puts) keep their order: the later
+ * noted is the more recent, so the first of the burst goes first. */
+static void test_notes_in_one_ms_keep_their_order(void **state)
+{
+    history_t *h = *state;
+    const uint32_t max = HF_HISTORY_SKUS_MAX;
+    for (uint32_t i = 0; i < max + 6; i++) {
+        history_note(h, i, T0_MS); /* all in the same ms */
+        assert_true(history_check(h));
+    }
+    uint32_t tracked[HF_HISTORY_SKUS_MAX];
+    assert_int_equal(history_tracked(h, tracked), max);
+    assert_int_equal(tracked[0], max + 5);
+    assert_int_equal(tracked[max - 1], 6);
+    assert_false(history_tracks(h, 5));
+    assert_true(history_tracks(h, 6));
+}
+
 /* More skus active than rings: the least recently noted gives its ring up,
  * seeded ones before any noted one, and never more than the rings. */
 static void test_the_most_recently_active_skus_are_kept(void **state)
@@ -240,6 +258,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_the_hour_rolls_on, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_late_tick_repeats_what_was_known, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_notes_in_one_ms_keep_their_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_the_most_recently_active_skus_are_kept, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_random_notes_and_ticks_keep_the_bounds, setup,
