@@ -242,14 +242,14 @@ static void write_sku_history(request_t *r, const char *sku, int64_t since_ms)
     bool found = engine_sku_find(guard_engine(s->guard), sku, sku_len, &index);
     unlock(r);
     if (!found) {
-        error_begin(r, 404, "not_found", "no such sku");
+        error_begin(r, API_ERR_NOT_FOUND, "no such sku");
         jw_kstr(&r->out, "sku", sku, sku_len);
         error_end(r);
         return;
     }
     history_point_t *points = malloc(HF_HISTORY_SECONDS * sizeof *points);
     if (points == NULL) {
-        reply_error(r, 503, "overloaded", "no memory for the history");
+        reply_error(r, API_ERR_OVERLOADED, "no memory for the history");
         return;
     }
     int64_t first_ms;

@@ -34,7 +34,7 @@ void write_policy_doc(json_out_t *j, const policy_config_t *c, uint64_t mask)
 
 static void reply_policy_error(request_t *r, const policy_json_error_t *err)
 {
-    reply_error_field(r, 400, err->unknown ? "unknown_field" : "invalid_field", err->field,
+    reply_error_field(r, err->unknown ? API_ERR_UNKNOWN_FIELD : API_ERR_INVALID_FIELD, err->field,
                       err->message);
 }
 
@@ -87,7 +87,7 @@ void h_policy_put(request_t *r, const route_args_t *a)
                                     : json_loadb(r->body, r->body_size, JSON_REJECT_DUPLICATES,
                                                  &jerr);
     if (doc == NULL) {
-        reply_error(r, 400, "invalid_json", "the body must be the policy document (JSON)");
+        reply_error(r, API_ERR_INVALID_JSON, "the body must be the policy document (JSON)");
         return;
     }
     guard_op_t op = {.kind = GUARD_OP_POLICY_PUT};
@@ -128,7 +128,7 @@ bool sku_policy_parse(request_t *r, json_t *doc, guard_op_t *op)
                           &op->u.sku_policy.mask, &err)) {
         char field[112];
         snprintf(field, sizeof field, "policy.%s", err.field);
-        reply_error_field(r, 400, err.unknown ? "unknown_field" : "invalid_field", field,
+        reply_error_field(r, err.unknown ? API_ERR_UNKNOWN_FIELD : API_ERR_INVALID_FIELD, field,
                           err.message);
         return false;
     }
@@ -259,7 +259,7 @@ static void reply_wait(request_t *r, uint64_t id, int status, int64_t now_ms)
 {
     guard_wait_view_t w;
     if (!guard_wait_view(r->server->guard, id, &w)) {
-        reply_error(r, 404, "not_found", "no such waitlist entry (or it was reused)");
+        reply_error(r, API_ERR_NOT_FOUND, "no such waitlist entry (or it was reused)");
         return;
     }
     r->status = status;
@@ -321,7 +321,7 @@ void h_wait_join(request_t *r, const route_args_t *a)
     lock(r);
     if (apply_op(r, &op, &o)) {
         if (o.result == GUARD_ENGINE && o.engine.result == ENGINE_SKU_NOT_FOUND) {
-            reply_error(r, 404, "not_found", "no such sku");
+            reply_error(r, API_ERR_NOT_FOUND, "no such sku");
         } else if (o.result == GUARD_DENIED) {
             reply_decision(r, &o.decision, 0, NULL, op.engine.now_ms);
         } else if (o.result != GUARD_OK) {
@@ -338,7 +338,7 @@ void h_wait_join(request_t *r, const route_args_t *a)
 static bool path_wait(request_t *r, const route_args_t *a, uint64_t *id)
 {
     if (!guard_wait_id_parse(a->value[0], a->len[0], id)) {
-        reply_error(r, 404, "not_found", "no such waitlist entry");
+        reply_error(r, API_ERR_NOT_FOUND, "no such waitlist entry");
         return false;
     }
     return secret_allows(r, HOLDKEY_WAIT, *id);
@@ -443,7 +443,7 @@ void h_identities_top(request_t *r, const route_args_t *a)
     }
     guard_identity_view_t *top = malloc(sizeof *top * limit);
     if (top == NULL) {
-        reply_error(r, 503, "overloaded", "out of memory");
+        reply_error(r, API_ERR_OVERLOADED, "out of memory");
         return;
     }
     server_t *s = r->server;
@@ -498,7 +498,7 @@ void h_identity_revoke(request_t *r, const route_args_t *a)
     lock(r);
     if (apply_op(r, &op, &o)) {
         if (o.result == GUARD_NOT_FOUND) {
-            reply_error(r, 404, "not_found", "no such identity (or it holds nothing and was forgotten)");
+            reply_error(r, API_ERR_NOT_FOUND, "no such identity (or it holds nothing and was forgotten)");
         } else {
             r->status = 200;
             jw_obj_begin(&r->out);

@@ -122,7 +122,7 @@ static bool parse_skus(request_t *r, const char *list, uint32_t *skus, uint32_t 
             return false;
         }
         if (!engine_sku_find(e, p, len, &index)) {
-            error_begin(r, 404, "not_found", "no such sku");
+            error_begin(r, API_ERR_NOT_FOUND, "no such sku");
             jw_kstr(&r->out, "sku", p, len);
             error_end(r);
             return false;
@@ -163,7 +163,7 @@ void h_events(request_t *r, const route_args_t *a)
     }
     pthread_mutex_unlock(&s->events_lock);
     if (r->stream == NULL) {
-        error_begin(r, 503, "overloaded", "too many event streams are open");
+        error_begin(r, API_ERR_OVERLOADED, "too many event streams are open");
         jw_kcstr(&r->out, "reason", "event_streams_full");
         error_end(r);
     }

@@ -118,12 +118,14 @@ int listener_fit_fds(const server_config_t *c, uint32_t *fd_limit)
 /* The whole reply to a refused connection, written once at start. */
 static void refusal_make(server_t *s, conns_refusal_t why, const char *message)
 {
+    const api_error_info_t *e = api_error(API_ERR_OVERLOADED);
+    assert(e->status == 503); /* the status line below */
     json_out_t body;
     json_out_init(&body);
     jw_obj_begin(&body);
     jw_key(&body, "error");
     jw_obj_begin(&body);
-    jw_kcstr(&body, "code", "overloaded");
+    jw_kcstr(&body, "code", e->code);
     jw_kcstr(&body, "message", message);
     jw_kcstr(&body, "reason", why == CONNS_REFUSED_ADDRESS ? "connections_per_address"
                                                            : "connections");

@@ -35,37 +35,55 @@ typedef struct {
 
 /* ----------------------------------------------------------------- replies */
 
-static const struct {
-    int status;
-    const char *code;
-} result_http[ENGINE_RESULT_COUNT] = {
-    [ENGINE_OK] = {200, "ok"},
-    [ENGINE_SKU_NOT_FOUND] = {404, "not_found"},
-    [ENGINE_HOLD_NOT_FOUND] = {404, "not_found"},
-    [ENGINE_INSUFFICIENT_STOCK] = {409, "insufficient_stock"},
-    [ENGINE_STOCK_BELOW_COMMITTED] = {409, "stock_below_committed"},
-    [ENGINE_HOLD_EXPIRED] = {410, "hold_expired"},
-    [ENGINE_HOLD_RELEASED] = {410, "hold_released"},
-    [ENGINE_HOLD_COMMITTED] = {409, "hold_committed"},
-    [ENGINE_DUPLICATE_LINE] = {400, "invalid_field"},
-    [ENGINE_IDEMPOTENCY_MISMATCH] = {422, "idempotency_mismatch"},
-    [ENGINE_SKUS_FULL] = {503, "overloaded"},
-    [ENGINE_HOLDS_FULL] = {503, "overloaded"},
-    [ENGINE_LINES_FULL] = {503, "overloaded"},
-    [ENGINE_IDEM_FULL] = {503, "overloaded"},
+/* The error of each engine result but OK. */
+static const api_error_t engine_error[ENGINE_RESULT_COUNT] = {
+    [ENGINE_OK] = API_ERROR_COUNT, /* never an error: api_error() asserts */
+    [ENGINE_SKU_NOT_FOUND] = API_ERR_NOT_FOUND,
+    [ENGINE_HOLD_NOT_FOUND] = API_ERR_NOT_FOUND,
+    [ENGINE_INSUFFICIENT_STOCK] = API_ERR_INSUFFICIENT_STOCK,
+    [ENGINE_STOCK_BELOW_COMMITTED] = API_ERR_STOCK_BELOW_COMMITTED,
+    [ENGINE_HOLD_EXPIRED] = API_ERR_HOLD_EXPIRED,
+    [ENGINE_HOLD_RELEASED] = API_ERR_HOLD_RELEASED,
+    [ENGINE_HOLD_COMMITTED] = API_ERR_HOLD_COMMITTED,
+    [ENGINE_DUPLICATE_LINE] = API_ERR_INVALID_FIELD,
+    [ENGINE_IDEMPOTENCY_MISMATCH] = API_ERR_IDEMPOTENCY_MISMATCH,
+    [ENGINE_SKUS_FULL] = API_ERR_OVERLOADED,
+    [ENGINE_HOLDS_FULL] = API_ERR_OVERLOADED,
+    [ENGINE_LINES_FULL] = API_ERR_OVERLOADED,
+    [ENGINE_IDEM_FULL] = API_ERR_OVERLOADED,
+};
+
+/* The error of each guard result a reply_guard_result answers; the 503s
+ * say which table is full in "reason". */
+static const api_error_t guard_error[GUARD_RESULT_COUNT] = {
+    [GUARD_ENGINE] = API_ERROR_COUNT, /* the engine's result decides */
+    [GUARD_DENIED] = API_ERR_POLICY_DENIED,
+    [GUARD_CHALLENGED] = API_ERR_CHALLENGE_REQUIRED,
+    [GUARD_NOT_FOUND] = API_ERR_NOT_FOUND,
+    [GUARD_IDENTITIES_FULL] = API_ERR_OVERLOADED,
+    [GUARD_CUSTOMER_SKUS_FULL] = API_ERR_OVERLOADED,
+    [GUARD_WAITLIST_FULL] = API_ERR_OVERLOADED,
+    [GUARD_SKU_POLICIES_FULL] = API_ERR_OVERLOADED,
+    [GUARD_POLICY_CONFLICT] = API_ERR_INVALID_FIELD,
+    [GUARD_PROOFS_FULL] = API_ERR_OVERLOADED,
+    [GUARD_WAITLIST_OFF] = API_ERR_WAITLIST_OFF,
+    [GUARD_WAIT_FINISHED] = API_ERR_WAIT_FINISHED,
+    [GUARD_WAIT_AVAILABLE] = API_ERR_UNITS_AVAILABLE,
+    [GUARD_WAIT_DUPLICATE] = API_ERR_ALREADY_WAITING,
 };
 
 /* Opens {"error": {"code": ..., "message": ...; the caller may add fields. */
-void error_begin(request_t *r, int status, const char *code, const char *message)
+void error_begin(request_t *r, api_error_t e, const char *message)
 {
+    const api_error_info_t *info = api_error(e);
     json_out_reset(&r->out);
-    r->status = status;
-    r->error_code = code;
+    r->status = info->status;
+    r->error_code = info->code;
     jw_obj_begin(&r->out);
     jw_key(&r->out, "error");
     jw_obj_begin(&r->out);
-    jw_kcstr(&r->out, "code", code);
-    jw_kcstr(&r->out, "message", message);
+    jw_kcstr(&r->out, "code", info->code);
+    jw_kcstr(&r->out, "message", message != NULL ? message : info->meaning);
 }
 
 void error_end(request_t *r)
@@ -74,31 +92,30 @@ void error_end(request_t *r)
     jw_obj_end(&r->out);
 }
 
-void reply_error(request_t *r, int status, const char *code, const char *message)
+void reply_error(request_t *r, api_error_t e, const char *message)
 {
-    error_begin(r, status, code, message);
+    error_begin(r, e, message);
     error_end(r);
 }
 
-void reply_error_field(request_t *r, int status, const char *code, const char *field,
-                       const char *message)
+void reply_error_field(request_t *r, api_error_t e, const char *field, const char *message)
 {
-    error_begin(r, status, code, message);
+    error_begin(r, e, message);
     jw_kcstr(&r->out, "field", field);
     error_end(r);
 }
 
 void invalid_field(request_t *r, const char *field, const char *message)
 {
-    reply_error_field(r, 400, "invalid_field", field, message);
+    reply_error_field(r, API_ERR_INVALID_FIELD, field, message);
 }
 
 /* An engine result other than OK, with the numbers behind it. */
 static void reply_result(request_t *r, const engine_outcome_t *o, const char *sku, size_t sku_len)
 {
     char message[256];
-    int status = result_http[o->result].status;
-    const char *code = result_http[o->result].code;
+    assert(o->result != ENGINE_OK);
+    api_error_t e = engine_error[o->result];
     if (o->result == ENGINE_INSUFFICIENT_STOCK) {
         snprintf(message, sizeof message, "%.*s: %lld available", (int)sku_len, sku,
                  (long long)o->available);
@@ -108,7 +125,7 @@ static void reply_result(request_t *r, const engine_outcome_t *o, const char *sk
     } else {
         snprintf(message, sizeof message, "%s", engine_result_message(o->result));
     }
-    error_begin(r, status, code, message);
+    error_begin(r, e, message);
     if (sku != NULL) {
         jw_kstr(&r->out, "sku", sku, sku_len);
     }
@@ -118,7 +135,7 @@ static void reply_result(request_t *r, const engine_outcome_t *o, const char *sk
     if (o->result == ENGINE_DUPLICATE_LINE) {
         jw_kcstr(&r->out, "field", "lines");
     }
-    if (status == 503) {
+    if (e == API_ERR_OVERLOADED) {
         jw_kcstr(&r->out, "reason", engine_result_name(o->result));
     }
     error_end(r);
@@ -200,7 +217,7 @@ static void reply_hold(request_t *r, uint64_t id, int status, int64_t now_ms)
     if (engine_hold_view(guard_engine(r->server->guard), id, &h) != ENGINE_OK) {
         char text[HOLDKEY_ID_TEXT_MAX + 1];
         holdkey_id_format(&r->server->holdkey, id, text);
-        error_begin(r, 404, "not_found", r->replayed != NULL
+        error_begin(r, API_ERR_NOT_FOUND, r->replayed != NULL
                                              ? "this Idempotency-Key made a hold that is no "
                                                "longer kept (finished over a day ago)"
                                              : "no such hold (or it finished over a day ago)");
@@ -251,8 +268,7 @@ void reply_decision(request_t *r, const policy_decision_t *d, uint64_t request_h
         snprintf(message, sizeof message, "%s: limit %lld, current %lld", rule,
                  (long long)d->limit, (long long)d->current);
     }
-    error_begin(r, challenge ? 428 : 429, challenge ? "challenge_required" : "policy_denied",
-                message);
+    error_begin(r, challenge ? API_ERR_CHALLENGE_REQUIRED : API_ERR_POLICY_DENIED, message);
     jw_kcstr(&r->out, "rule", rule);
     if (req != NULL && rule_is_per_sku(d->rule)) {
         const engine_line_t *l = &req->create.lines[d->line_index];
@@ -286,35 +302,18 @@ void reply_decision(request_t *r, const policy_decision_t *d, uint64_t request_h
 
 void reply_guard_result(request_t *r, const guard_outcome_t *o)
 {
-    switch (o->result) {
-    case GUARD_ENGINE:
+    if (o->result == GUARD_ENGINE) {
         reply_result(r, &o->engine, NULL, 0);
         return;
-    case GUARD_NOT_FOUND:
-        reply_error(r, 404, "not_found", guard_result_message(o->result));
-        return;
-    case GUARD_POLICY_CONFLICT:
-        reply_error(r, 400, "invalid_field", guard_result_message(o->result));
-        return;
-    case GUARD_WAITLIST_OFF:
-    case GUARD_WAIT_FINISHED:
-    case GUARD_WAIT_AVAILABLE:
-    case GUARD_WAIT_DUPLICATE:
-        reply_error(r, 409, guard_result_name(o->result), guard_result_message(o->result));
-        return;
-    case GUARD_IDENTITIES_FULL:
-    case GUARD_CUSTOMER_SKUS_FULL:
-    case GUARD_WAITLIST_FULL:
-    case GUARD_SKU_POLICIES_FULL:
-    case GUARD_PROOFS_FULL:
-        error_begin(r, 503, "overloaded", guard_result_message(o->result));
-        jw_kcstr(&r->out, "reason", guard_result_name(o->result));
-        error_end(r);
-        return;
-    default:
-        assert(0 && "a result with its own reply");
-        reply_error(r, 500, "internal", "unexpected result");
     }
+    /* Denials and challenges have their own reply (reply_decision). */
+    assert(o->result != GUARD_DENIED && o->result != GUARD_CHALLENGED);
+    api_error_t e = guard_error[o->result];
+    error_begin(r, e, guard_result_message(o->result));
+    if (e == API_ERR_OVERLOADED) {
+        jw_kcstr(&r->out, "reason", guard_result_name(o->result));
+    }
+    error_end(r);
 }
 
 /* ------------------------------------------------------------ request body */
@@ -338,7 +337,7 @@ json_t *parse_body(request_t *r, const char *const *allowed, bool required)
         return json_object();
     }
     if (r->body_size == 0) {
-        reply_error(r, 400, "invalid_json", "a JSON object body is required");
+        reply_error(r, API_ERR_INVALID_JSON, "a JSON object body is required");
         return NULL;
     }
     json_error_t err;
@@ -348,12 +347,12 @@ json_t *parse_body(request_t *r, const char *const *allowed, bool required)
         bool overflow = json_error_code(&err) == json_error_numeric_overflow;
         snprintf(message, sizeof message, "%s at byte %d",
                  overflow ? "number out of range" : err.text, err.position);
-        reply_error(r, 400, "invalid_json", message);
+        reply_error(r, API_ERR_INVALID_JSON, message);
         return NULL;
     }
     if (!json_is_object(root)) {
         json_decref(root);
-        reply_error(r, 400, "invalid_json", "the body must be a JSON object");
+        reply_error(r, API_ERR_INVALID_JSON, "the body must be a JSON object");
         return NULL;
     }
     const char *key;
@@ -362,7 +361,7 @@ json_t *parse_body(request_t *r, const char *const *allowed, bool required)
         if (!field_allowed(key, allowed)) {
             char message[300];
             snprintf(message, sizeof message, "unknown field \"%.200s\"", key);
-            reply_error_field(r, 400, "unknown_field", key, message);
+            reply_error_field(r, API_ERR_UNKNOWN_FIELD, key, message);
             json_decref(root);
             return NULL;
         }
@@ -462,7 +461,7 @@ bool journal(request_t *r, const guard_op_t *op, const guard_outcome_t *o)
     if (store_append(&r->server->store, op, server_mono_ms()) == 0) {
         /* Refused before anything reached the journal: a restart recovers
          * what was durable, without this change. */
-        reply_error(r, 503, "storage_unavailable",
+        reply_error(r, API_ERR_STORAGE_UNAVAILABLE,
                     "the journal cannot be written; this change was not kept");
         return false;
     }
@@ -577,7 +576,7 @@ static void h_sku_get(request_t *r, const route_args_t *a)
     lock(r);
     guard_advance(s->guard, server_now_ms(s));
     if (!engine_sku_find(guard_engine(s->guard), a->value[0], a->len[0], &i)) {
-        reply_error(r, 404, "not_found", "no such sku");
+        reply_error(r, API_ERR_NOT_FOUND, "no such sku");
     } else {
         r->status = 200;
         write_sku(r, i);
@@ -675,7 +674,7 @@ static bool parse_line(request_t *r, json_t *line, size_t i, engine_line_t *out)
     json_object_foreach(line, key, value) {
         if (!field_allowed(key, fields)) {
             snprintf(field, sizeof field, "lines[%zu].%.16s", i, key);
-            reply_error_field(r, 400, "unknown_field", field, "a line has only sku and qty");
+            reply_error_field(r, API_ERR_UNKNOWN_FIELD, field, "a line has only sku and qty");
             return false;
         }
     }
@@ -897,11 +896,14 @@ static void h_hold_create(request_t *r, const route_args_t *a)
 }
 
 static const struct {
-    const char *header, *required, *wrong, *what;
+    const char *header;
+    api_error_t required, wrong;
+    const char *what;
 } secret_wire[2] = {
-    [HOLDKEY_HOLD] = {"Hold-Secret", "hold_secret_required", "hold_secret_wrong",
+    [HOLDKEY_HOLD] = {"Hold-Secret", API_ERR_HOLD_SECRET_REQUIRED, API_ERR_HOLD_SECRET_WRONG,
                       "the hold's secret (\"secret\" in the reply that created it)"},
-    [HOLDKEY_WAIT] = {"Waitlist-Secret", "waitlist_secret_required", "waitlist_secret_wrong",
+    [HOLDKEY_WAIT] = {"Waitlist-Secret", API_ERR_WAITLIST_SECRET_REQUIRED,
+                      API_ERR_WAITLIST_SECRET_WRONG,
                       "the waitlist entry's secret (\"secret\" in the reply that joined it)"},
 };
 
@@ -925,7 +927,7 @@ bool secret_allows(request_t *r, holdkey_kind_t kind, uint64_t id)
         count_secret(r, kind, SECRET_WRONG);
         snprintf(message, sizeof message, "%s is not %s", secret_wire[kind].header,
                  secret_wire[kind].what);
-        reply_error(r, 403, secret_wire[kind].wrong, message);
+        reply_error(r, secret_wire[kind].wrong, message);
         return false;
     }
     if (r->role == ROLE_ADMIN || s->config.hold_secret_optional) {
@@ -935,7 +937,7 @@ bool secret_allows(request_t *r, holdkey_kind_t kind, uint64_t id)
     count_secret(r, kind, SECRET_MISSING);
     snprintf(message, sizeof message, "send %s: %s", secret_wire[kind].header,
              secret_wire[kind].what);
-    reply_error(r, 403, secret_wire[kind].required, message);
+    reply_error(r, secret_wire[kind].required, message);
     return false;
 }
 
@@ -944,7 +946,7 @@ bool secret_allows(request_t *r, holdkey_kind_t kind, uint64_t id)
 static bool path_hold(request_t *r, const route_args_t *a, uint64_t *id)
 {
     if (holdkey_id_parse(&r->server->holdkey, a->value[0], a->len[0], id) == HOLDKEY_ID_BAD) {
-        reply_error(r, 404, "not_found", "no such hold");
+        reply_error(r, API_ERR_NOT_FOUND, "no such hold");
         return false;
     }
     return secret_allows(r, HOLDKEY_HOLD, *id);
@@ -1013,7 +1015,7 @@ static void h_hold_release(request_t *r, const route_args_t *a)
     op.engine.kind = ENGINE_OP_HOLD_RELEASE;
     bool ok = body != NULL && get_name(r, body, "reason", false, &reason, &reason_len);
     if (ok && reason != NULL && r->role != ROLE_ADMIN) {
-        reply_error(r, 403, "forbidden", "a reason is for an operator: it needs the admin key");
+        reply_error(r, API_ERR_FORBIDDEN, "a reason is for an operator: it needs the admin key");
         ok = false;
     }
     if (ok && reason != NULL) {
@@ -1257,7 +1259,7 @@ static bool params_known(request_t *r, const char *const *allowed)
     }
     snprintf(message, sizeof message, "unknown query parameter \"%s\" (this route takes %s)",
              field, takes[0] != '\0' ? takes : "none");
-    reply_error_field(r, 400, "unknown_field", field, message);
+    reply_error_field(r, API_ERR_UNKNOWN_FIELD, field, message);
     return false;
 }
 
@@ -1275,11 +1277,11 @@ static bool authorised(request_t *r, role_t needed)
         return true;
     }
     if (role == ROLE_NONE) {
-        reply_error(r, 401, "unauthorized", "send Authorization: Bearer KEY");
+        reply_error(r, API_ERR_UNAUTHORIZED, "send Authorization: Bearer KEY");
         return false;
     }
     if (needed == ROLE_ADMIN && role != ROLE_ADMIN) {
-        reply_error(r, 403, "forbidden", "this needs the admin key");
+        reply_error(r, API_ERR_FORBIDDEN, "this needs the admin key");
         return false;
     }
     return true;
@@ -1307,19 +1309,19 @@ void routes_handle(request_t *r, const char *method, const char *url)
             return;
         }
         if (r->body_too_large) {
-            reply_error(r, 413, "body_too_large", "the body is over 65536 bytes");
+            reply_error(r, API_ERR_BODY_TOO_LARGE, "the body is over 65536 bytes");
         } else if (!params_known(r, routes[i].params)) {
             /* the 400 is written */
         } else if (routes[i].fn != h_healthz && store_failed(&r->server->store)) {
-            reply_error(r, 503, "storage_unavailable", "the journal cannot be written");
+            reply_error(r, API_ERR_STORAGE_UNAVAILABLE, "the journal cannot be written");
         } else {
             routes[i].fn(r, &a);
         }
         return;
     }
     if (r->allow[0] != '\0') {
-        reply_error(r, 405, "method_not_allowed", "this path does not take that method");
+        reply_error(r, API_ERR_METHOD_NOT_ALLOWED, "this path does not take that method");
     } else {
-        reply_error(r, 404, "not_found", "no such route");
+        reply_error(r, API_ERR_NOT_FOUND, "no such route");
     }
 }

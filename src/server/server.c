@@ -106,12 +106,12 @@ static enum MHD_Result send_reply(request_t *r)
 static void reply_unknown(request_t *r)
 {
     if (r->changed) {
-        reply_error(r, 503, "outcome_unknown",
+        reply_error(r, API_ERR_OUTCOME_UNKNOWN,
                     "the journal failed while this change was being made durable: it may or "
                     "may not have been kept. Once the server is back, send the same request "
                     "again with the same Idempotency-Key to learn which");
     } else {
-        reply_error(r, 503, "storage_unavailable",
+        reply_error(r, API_ERR_STORAGE_UNAVAILABLE,
                     "the journal failed; the server takes no more changes until it restarts");
     }
 }
@@ -189,7 +189,7 @@ static bool admit_reserve(request_t *r, const char *url)
         return true;
     }
     conns_count_refusal(&r->server->conns, CONNS_REFUSED_RESERVE);
-    error_begin(r, 503, "overloaded",
+    error_begin(r, API_ERR_OVERLOADED,
                 "the server is at its connection cap; the connections past it are kept for "
                 "the operator (GET /healthz, /metrics, the admin key)");
     jw_kcstr(&r->out, "reason", "connections");
@@ -209,17 +209,17 @@ static bool admit(request_t *r, const char *url)
     if (__atomic_load_n(&s->draining, __ATOMIC_SEQ_CST)) {
         /* A new request on a kept-alive connection during shutdown: the
          * journal may already be closed, so it must not reach the engine. */
-        reply_error(r, 503, "overloaded", "the server is shutting down");
+        reply_error(r, API_ERR_OVERLOADED, "the server is shutting down");
     } else if (headers > HF_HEADER_COUNT_MAX) {
-        reply_error(r, 431, "header_too_large", "more than 64 request headers");
+        reply_error(r, API_ERR_HEADER_TOO_LARGE, "more than 64 request headers");
     } else if (header_bytes > HF_HEADER_BYTES_MAX) {
-        reply_error(r, 431, "header_too_large", "the request headers are over 16384 bytes");
+        reply_error(r, API_ERR_HEADER_TOO_LARGE, "the request headers are over 16384 bytes");
     } else if (length != NULL && strtoull(length, NULL, 10) > HF_BODY_BYTES_MAX) {
-        reply_error(r, 413, "body_too_large", "the body is over 65536 bytes");
+        reply_error(r, API_ERR_BODY_TOO_LARGE, "the body is over 65536 bytes");
     } else if (!admit_reserve(r, url)) {
         /* the 503 is written */
     } else if (__atomic_load_n(&s->wait_count, __ATOMIC_RELAXED) >= HF_PENDING_REPLIES_MAX) {
-        reply_error(r, 503, "overloaded", "too many replies are waiting for the journal");
+        reply_error(r, API_ERR_OVERLOADED, "too many replies are waiting for the journal");
     } else {
         return true;
     }
@@ -758,13 +758,13 @@ static void answer_waiting_at_stop(server_t *s)
         s->wait_count--;
         r->parked = false;
         if (r->changed) {
-            reply_error(r, 503, "outcome_unknown",
+            reply_error(r, API_ERR_OUTCOME_UNKNOWN,
                         "the server stopped before the journal said whether this change is "
                         "durable: it may or may not have been kept. Once the server is back, "
                         "send the same request again with the same Idempotency-Key to learn "
                         "which");
         } else {
-            reply_error(r, 503, "overloaded", "the server is shutting down");
+            reply_error(r, API_ERR_OVERLOADED, "the server is shutting down");
         }
         r->ready = true;
         MHD_resume_connection(r->conn);

@@ -11,6 +11,7 @@
 #include <sys/types.h>
 
 #include "conns.h"
+#include "errors.h"
 #include "history.h"
 #include "json_out.h"
 #include "server.h"
@@ -267,10 +268,10 @@ const char *routes_method(int route); /* "other" for an unmatched request */
 int routes_count(void);
 
 /* reply helpers (routes.c) */
-void reply_error(request_t *r, int status, const char *code, const char *message);
-void reply_error_field(request_t *r, int status, const char *code, const char *field,
-                       const char *message);
-void error_begin(request_t *r, int status, const char *code, const char *message);
+/* The error e (errors.h: its status and code); message NULL: its meaning. */
+void reply_error(request_t *r, api_error_t e, const char *message);
+void reply_error_field(request_t *r, api_error_t e, const char *field, const char *message);
+void error_begin(request_t *r, api_error_t e, const char *message);
 void error_end(request_t *r);
 void invalid_field(request_t *r, const char *field, const char *message);
 /* A guard result other than OK (or GUARD_ENGINE's engine result). */

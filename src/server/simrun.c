@@ -215,7 +215,7 @@ static bool panel_on(request_t *r)
     if (r->server->config.attack_panel) {
         return true;
     }
-    error_begin(r, 403, "forbidden",
+    error_begin(r, API_ERR_FORBIDDEN,
                 "the attack panel is off: its runs make real sales, so it answers only on a "
                 "server started for a demo (--attack-panel on, or \"attack_panel\": true)");
     jw_kcstr(&r->out, "reason", "attack_panel_off");
@@ -267,11 +267,11 @@ static bool start_run(request_t *r, const char *scenario, int64_t seconds)
     sim_run_t *run = &s->sim;
     char err[160];
     if (s->loopback_url[0] == '\0') {
-        reply_error(r, 409, "no_loopback", "the server listens on no loopback address to attack");
+        reply_error(r, API_ERR_NO_LOOPBACK, "the server listens on no loopback address to attack");
         return false;
     }
     if (run->state == SIM_RUN_RUNNING || run->state == SIM_RUN_STOPPING) {
-        reply_error(r, 409, "sim_running", "a run is under way: wait for it or stop it");
+        reply_error(r, API_ERR_SIM_RUNNING, "a run is under way: wait for it or stop it");
         return false;
     }
     if (run->joinable) { /* the last run's reader has set its state: it is done */
@@ -282,7 +282,7 @@ static bool start_run(request_t *r, const char *scenario, int64_t seconds)
     run->report = NULL;
     run->progress[0] = '\0';
     if (spawn_run(s, scenario, seconds, err, sizeof err) != 0) {
-        reply_error(r, 503, "overloaded", err);
+        reply_error(r, API_ERR_OVERLOADED, err);
         return false;
     }
     snprintf(run->scenario, sizeof run->scenario, "%s", scenario);
@@ -296,7 +296,7 @@ static bool start_run(request_t *r, const char *scenario, int64_t seconds)
         close(run->out_fd);
         close(run->err_fd);
         run->state = SIM_RUN_FAILED;
-        reply_error(r, 503, "overloaded", "cannot start a thread to watch the run");
+        reply_error(r, API_ERR_OVERLOADED, "cannot start a thread to watch the run");
         return false;
     }
     run->joinable = true;

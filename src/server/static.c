@@ -142,7 +142,7 @@ void h_static(request_t *r, const route_args_t *a)
     char path[PATH_MAX + 256];
     const char *type;
     if (r->server->config.web_dir[0] == '\0') {
-        reply_error(r, 404, "not_found", "this server serves no web pages (--web \"\")");
+        reply_error(r, API_ERR_NOT_FOUND, "this server serves no web pages (--web \"\")");
         return;
     }
     const char *why = path_for(r->server, r->url, path, sizeof path, &type)
@@ -150,7 +150,7 @@ void h_static(request_t *r, const route_args_t *a)
                           : "no such page";
     if (why != NULL) {
         json_out_reset(&r->out);
-        reply_error(r, 404, "not_found", why);
+        reply_error(r, API_ERR_NOT_FOUND, why);
         return;
     }
     r->status = 200;

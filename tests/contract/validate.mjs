@@ -112,6 +112,54 @@ function serverRoutes(routesC) {
     return routes;
 }
 
+/* The error table of errors.h: X(NAME, status, "code", ...). */
+function serverErrors(errorsH) {
+    const text = fs.readFileSync(errorsH, 'utf8');
+    const codes = [];
+    for (const m of text.matchAll(/X\([A-Z_]+, (\d{3}), "([a-z_]+)"/g)) {
+        codes.push({ status: m[1], code: m[2] });
+    }
+    if (codes.length === 0) {
+        die(`${errorsH}: no error table found`);
+    }
+    return codes;
+}
+
+/* For each status, the error codes its responses name: the values of every
+ * "code" enum reachable from them, through $refs. */
+function documentedCodes(doc) {
+    const named = new Map();
+    const collect = (node, into, depth, seen) => {
+        if (depth > 40 || node === null || typeof node !== 'object' || seen.has(node)) {
+            return;
+        }
+        seen.add(node);
+        if (typeof node.$ref === 'string') {
+            collect(pointer(doc, node.$ref), into, depth + 1, seen);
+        }
+        if (node.code && Array.isArray(node.code.enum)) {
+            for (const c of node.code.enum) {
+                into.add(c);
+            }
+        }
+        for (const v of Object.values(node)) {
+            collect(v, into, depth + 1, seen);
+        }
+    };
+    const unrouted = { responses: doc['x-holdfast-unrouted'] ?? {} };
+    for (const item of [...Object.values(doc.paths ?? {}), { unrouted }]) {
+        for (const op of Object.values(item)) {
+            for (const [status, response] of Object.entries(op?.responses ?? {})) {
+                if (!named.has(status)) {
+                    named.set(status, new Set());
+                }
+                collect(response, named.get(status), 0, new Set());
+            }
+        }
+    }
+    return named;
+}
+
 function templateShape(template) {
     return template.replace(/\{[^}]+\}/g, '*');
 }
@@ -213,6 +261,16 @@ function lint(specFile, routesC) {
         }
     }
 
+    // Every error code of the server's table (errors.h, beside routes.c) is
+    // in the document with its status: some response of that status names it.
+    const codes = serverErrors(path.join(path.dirname(routesC), 'errors.h'));
+    const named = documentedCodes(doc);
+    for (const e of codes) {
+        if (!named.get(e.status)?.has(e.code)) {
+            problems.push(`the server's error ${e.status} ${e.code} is in no ${e.status} response`);
+        }
+    }
+
     if (problems.length > 0) {
         console.error(`contract: ${specFile} has ${problems.length} problem(s):`);
         for (const p of problems) {
@@ -221,7 +279,8 @@ function lint(specFile, routesC) {
         return 1;
     }
     console.log(`contract: ${specFile} is valid OpenAPI ${doc.openapi}: ${operations.length} operations, ` +
-        `${Object.keys(doc.components?.schemas ?? {}).length} schemas, ${routes.length} server routes all documented`);
+        `${Object.keys(doc.components?.schemas ?? {}).length} schemas, ${routes.length} server routes ` +
+        `and ${codes.length} error codes all documented`);
     return 0;
 }
 
