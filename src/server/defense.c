@@ -498,7 +498,10 @@ void h_identity_revoke(request_t *r, const route_args_t *a)
     lock(r);
     if (apply_op(r, &op, &o)) {
         if (o.result == GUARD_NOT_FOUND) {
-            reply_error(r, API_ERR_NOT_FOUND, "no such identity (or it holds nothing and was forgotten)");
+            reply_error(r, API_ERR_NOT_FOUND,
+                        "no such identity (or it holds nothing and was forgotten)");
+        } else if (o.result != GUARD_OK) {
+            reply_guard_result(r, &o); /* never a 200 for a revoke that did not happen */
         } else {
             r->status = 200;
             jw_obj_begin(&r->out);
