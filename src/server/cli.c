@@ -14,18 +14,13 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "hf_version.h"
 #include "keys.h"
 #include "policy_json.h"
 #include "pow.h"
 #include "server_internal.h"
 #include "sim.h"
 
-#ifndef HF_VERSION
-#define HF_VERSION "dev"
-#endif
-#ifndef HF_COMMIT
-#define HF_COMMIT "unknown"
-#endif
 
 static const char usage_main[] =
     "holdfast - inventory holds that are correct, fast and hard to hoard\n"

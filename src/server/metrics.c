@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "hf_version.h"
 #include "observe.h"
 #include "server_internal.h"
 #include "webhooks.h"
@@ -407,12 +408,6 @@ static void render_access_log(server_t *s, json_out_t *o)
             (unsigned long long)st.write_errors);
 }
 
-#ifndef HF_VERSION
-#define HF_VERSION "dev"
-#endif
-#ifndef HF_COMMIT
-#define HF_COMMIT "unknown"
-#endif
 
 void metrics_render(server_t *s, json_out_t *o)
 {

@@ -34,12 +34,10 @@
 
 #include "hf_clock.h"
 #include "hf_mix.h"
+#include "hf_version.h"
 #include "post.h"
 #include "webhook.h"
 
-#ifndef HF_VERSION
-#define HF_VERSION "dev"
-#endif
 
 /* The request head: the request line, the Host (72), the path (512) and
  * the event's headers fit with room to spare. */
