@@ -83,18 +83,11 @@ static void write_entry(request_t *r, const guard_audit_entry_t *e)
  * (the same parameter as the sku list's cursor). */
 static bool next_arg(request_t *r, uint64_t *next)
 {
-    const char *text = request_value(r, MHD_GET_ARGUMENT_KIND, "after");
     *next = UINT64_MAX;
-    if (text == NULL) {
-        return true;
-    }
-    char *end;
-    unsigned long long v = strtoull(text, &end, 10);
-    if (*text < '1' || *text > '9' || *end != '\0' || v > (1ull << 53)) {
+    if (query_number(r, "after", 1, 1ull << 53, next) == QUERY_BAD) {
         invalid_field(r, "after", "after must be the \"next\" of an earlier page");
         return false;
     }
-    *next = v;
     return true;
 }
 

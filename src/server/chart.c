@@ -216,19 +216,13 @@ static void write_points(request_t *r, const char *sku, size_t sku_len, bool tra
 /* ?since=MS: ms since the epoch, 0 when absent; false after a 400. */
 static bool query_since(request_t *r, int64_t *since_ms)
 {
-    const char *text = request_value(r, MHD_GET_ARGUMENT_KIND, "since");
-    *since_ms = 0;
-    if (text == NULL) {
-        return true;
-    }
-    char *end;
-    long long v = strtoll(text, &end, 10);
-    if (*text < '0' || *text > '9' || *end != '\0' || v > SINCE_MS_MAX) {
+    uint64_t v = 0;
+    if (query_number(r, "since", 0, SINCE_MS_MAX, &v) == QUERY_BAD) {
         invalid_field(r, "since", "since must be an instant in ms since the epoch, e.g. "
                                   "a reply's first_ms");
         return false;
     }
-    *since_ms = v;
+    *since_ms = (int64_t)v;
     return true;
 }
 

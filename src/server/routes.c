@@ -584,22 +584,40 @@ static void h_sku_get(request_t *r, const route_args_t *a)
     unlock(r);
 }
 
+query_number_t query_number(request_t *r, const char *name, uint64_t min, uint64_t max,
+                            uint64_t *out)
+{
+    const char *text = request_value(r, MHD_GET_ARGUMENT_KIND, name);
+    if (text == NULL) {
+        return QUERY_ABSENT;
+    }
+    uint64_t v = 0;
+    size_t n = 0;
+    for (; text[n] >= '0' && text[n] <= '9'; n++) {
+        if (v > (UINT64_MAX - 9) / 10) {
+            return QUERY_BAD; /* past any max */
+        }
+        v = v * 10 + (uint64_t)(text[n] - '0');
+    }
+    if (n == 0 || text[n] != '\0' || v < min || v > max) {
+        return QUERY_BAD;
+    }
+    *out = v;
+    return QUERY_OK;
+}
+
 bool query_limit(request_t *r, int64_t max, int64_t def, int64_t *limit)
 {
-    const char *text = request_value(r, MHD_GET_ARGUMENT_KIND, "limit");
-    *limit = def;
-    if (text != NULL) {
-        char *end;
-        long long v = strtoll(text, &end, 10);
-        if (*text == '\0' || *end != '\0' || v < 1 || v > max) {
-            char message[80];
-            snprintf(message, sizeof message, "limit must be an integer from 1 to %lld",
-                     (long long)max);
-            invalid_field(r, "limit", message);
-            return false;
-        }
-        *limit = v;
+    assert(max >= 1);
+    uint64_t v = (uint64_t)def;
+    if (query_number(r, "limit", 1, (uint64_t)max, &v) == QUERY_BAD) {
+        char message[80];
+        snprintf(message, sizeof message, "limit must be an integer from 1 to %lld",
+                 (long long)max);
+        invalid_field(r, "limit", message);
+        return false;
     }
+    *limit = (int64_t)v;
     return true;
 }
 

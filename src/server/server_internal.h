@@ -286,6 +286,12 @@ bool get_int(request_t *r, json_t *obj, const char *key, const char *field, int6
 bool get_name(request_t *r, json_t *obj, const char *key, bool required, const char **out,
               size_t *len_out);
 /* ?limit=N in 1..max (def when absent); false after a 400. */
+/* The query parameter name as a decimal number, digits only, within
+ * [min, max]: absent (out untouched), ok (out set), or bad (nothing sent:
+ * the caller answers it, naming what the parameter must be). */
+typedef enum { QUERY_ABSENT, QUERY_OK, QUERY_BAD } query_number_t;
+query_number_t query_number(request_t *r, const char *name, uint64_t min, uint64_t max,
+                            uint64_t *out);
 bool query_limit(request_t *r, int64_t max, int64_t def, int64_t *limit);
 
 /* the guard, under the engine lock (routes.c) */

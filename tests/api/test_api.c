@@ -591,7 +591,8 @@ static void test_sku_list_pages_in_creation_order(void **state)
     expect_page(fx, "?after=k", NULL, 0, NULL);
     expect_page(fx, "?limit=5", order, 5, NULL);
     expect_page(fx, "?limit=4", order, 4, "a");
-    const char *bad_limits[] = {"0", "1001", "-1", "abc", "1.5", "", "99999999999999999999", "2x"};
+    const char *bad_limits[] = {"0", "1001", "-1", "abc", "1.5", "", "99999999999999999999", "2x",
+                                "%2B5", "%205", "18446744073709551617"};
     char target[128];
     for (size_t i = 0; i < sizeof bad_limits / sizeof bad_limits[0]; i++) {
         snprintf(target, sizeof target, "/v1/skus?limit=%s", bad_limits[i]);
