@@ -38,7 +38,7 @@
  * "shop-key" and "admin-key". With FUZZ_HTTP_TRACE set in the environment
  * every request and its reply are printed (to write and read seeds).
  *
- * How it runs. The handlers are called directly (routes_handle()) with a
+ * How it runs. The handlers are called directly (router_handle()) with a
  * request whose headers and query come from the input (request_t.lookup):
  * no libmicrohttpd, no socket, as the HTTP library is not ours to fuzz and
  * without it a request costs microseconds. The server starts once as it
@@ -77,7 +77,11 @@
 #include <unistd.h>
 
 #include "pow.h"
-#include "server_internal.h"
+#include "app.h"
+#include "chart.h"
+#include "events.h"
+#include "metrics.h"
+#include "router.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -750,7 +754,7 @@ static void check_idempotency(session_t *ss, const fuzz_request_t *q, const requ
 static void check_success(session_t *ss, const fuzz_request_t *q, const request_t *r,
                           const json_t *doc)
 {
-    const char *route = routes_label(r->route);
+    const char *route = server_route_label(r->server, r->route);
     const char *id = json_string_value(json_object_get(doc, "id"));
     const char *state = json_string_value(json_object_get(doc, "state"));
     const char *want = NULL, *or = NULL;
@@ -858,8 +862,8 @@ static void run_request(session_t *ss, fuzz_request_t *q)
                      .body_too_large = q->body_too_large};
     json_out_init(&req.out);
     uint64_t seq_before = store_appended_seq(&s->store);
-    routes_handle(&req, q->method, q->path);
-    /* As the reply is sent (server.c, events.c). */
+    router_handle(&req, q->method, q->path);
+    /* As the reply is sent (http.c, events.c). */
     metrics_count(s, req.route, req.stream != NULL ? 200 : req.status);
     if (getenv("FUZZ_HTTP_TRACE") != NULL) { /* to write and read seeds */
         fprintf(stderr, "%s %s%s%s -> %d %.*s\n", q->method, q->path, q->query[0] ? "?" : "",

@@ -39,6 +39,7 @@
 #include <unistd.h>
 
 #include "hf_clock.h"
+#include "metrics.h"
 #include "observe.h"
 
 /* A half of the buffer: at 50,000 lines/s of 200 bytes, 100 ms of lines,
@@ -70,8 +71,6 @@ typedef struct access_log_s {
 
 /* The route table's patterns as the log names them: '*' segments named for
  * what they hold, so a line never carries an id or a sku from the path. */
-static char templates[SERVER_ROUTE_COUNT_MAX][64];
-static pthread_once_t templates_once = PTHREAD_ONCE_INIT;
 
 static const char *segment_name(const char *prev, size_t prev_len)
 {
@@ -115,17 +114,17 @@ static void make_template(const char *pattern, char *out, size_t size)
     out[n] = '\0';
 }
 
-static void make_templates(void)
+void observe_templates(server_t *s)
 {
-    for (int i = 0; i < routes_count(); i++) {
-        make_template(routes_label(i), templates[i], sizeof templates[i]);
+    assert(s->route_count <= SERVER_ROUTE_COUNT_MAX);
+    for (int i = 0; i < s->route_count; i++) {
+        make_template(s->route_patterns[i], s->route_templates[i], sizeof s->route_templates[i]);
     }
 }
 
-const char *observe_route_template(int route)
+const char *observe_route_template(const server_t *s, int route)
 {
-    pthread_once(&templates_once, make_templates);
-    return route >= 0 && route < routes_count() ? templates[route] : "unmatched";
+    return route >= 0 && route < s->route_count ? s->route_templates[route] : "unmatched";
 }
 
 /* ------------------------------------------------------------- the keys */
@@ -373,7 +372,8 @@ static void log_request(access_log_t *l, request_t *r, int status, size_t body_b
     }
     int w = snprintf(line + n, sizeof line - n,
                      " method=%s route=%s status=%d%s ms=%.3f bytes=%zu client=%s key=%s%s%s\n",
-                     method_name(r->method), observe_route_template(r->route), status, error,
+                     method_name(r->method), observe_route_template(r->server, r->route),
+                     status, error,
                      (double)duration_us / 1000.0, body_bytes, client, observe_key_id(r),
                      id != NULL && request_id_ok(id) ? " request_id=" : "",
                      id != NULL && request_id_ok(id) ? id : "");
@@ -405,7 +405,6 @@ void observe_request_started(request_t *r)
 
 int observe_start(server_t *s)
 {
-    pthread_once(&templates_once, make_templates);
     make_key_ids(s);
     const char *where = s->config.access_log;
     if (where[0] == '\0' || strcmp(where, OBSERVE_ACCESS_LOG_OFF) == 0) {

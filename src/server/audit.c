@@ -34,8 +34,8 @@ static void audit_as(guard_op_t *op, const char *key_id, const char *route)
 void observe_audit(request_t *r, guard_op_t *op)
 {
     char route[GUARD_AUDIT_ROUTE_BYTES_MAX + 1];
-    snprintf(route, sizeof route, "%s %s", routes_method(r->route),
-             observe_route_template(r->route));
+    snprintf(route, sizeof route, "%s %s", server_route_method(r->server, r->route),
+             observe_route_template(r->server, r->route));
     audit_as(op, observe_key_id(r), route);
 }
 
@@ -84,33 +84,41 @@ static void write_entry(request_t *r, const guard_audit_entry_t *e)
 static bool next_arg(request_t *r, uint64_t *next)
 {
     *next = UINT64_MAX;
-    if (query_number(r, "after", 1, 1ull << 53, next) == QUERY_BAD) {
-        invalid_field(r, "after", "after must be the \"next\" of an earlier page");
+    if (request_query_number(r, "after", 1, 1ull << 53, next) == REQUEST_QUERY_BAD) {
+        request_invalid_field(r, "after", "after must be the \"next\" of an earlier page");
         return false;
     }
     return true;
 }
 
-void h_audit_list(request_t *r, const route_args_t *a)
-{
-    (void)a;
+typedef struct {
     int64_t limit;
     uint64_t next;
-    if (!query_limit(r, HF_AUDIT_PAGE_MAX, HF_AUDIT_PAGE_DEFAULT, &limit) || !next_arg(r, &next)) {
-        return;
-    }
-    const guard_t *g = r->server->guard;
-    lock(r);
+} list_args_t;
+
+static bool list_parse(request_t *r, const route_args_t *a, void *args)
+{
+    list_args_t *l = args;
+    (void)a;
+    return request_query_limit(r, HF_AUDIT_PAGE_MAX, HF_AUDIT_PAGE_DEFAULT, &l->limit) &&
+           next_arg(r, &l->next);
+}
+
+static void list_reply(pipe_t *p, void *args)
+{
+    const list_args_t *l = args;
+    request_t *r = p->r;
+    const guard_t *g = p->s->guard;
     uint64_t newest = guard_audit_seq(g);
-    uint64_t seq = next - 1 < newest ? next - 1 : newest;
+    uint64_t seq = l->next - 1 < newest ? l->next - 1 : newest;
     uint64_t last = 0;
     guard_audit_entry_t e;
     r->status = 200;
     jw_obj_begin(&r->out);
-    jw_kint(&r->out, "kept_max", r->server->config.guard.audit_max);
+    jw_kint(&r->out, "kept_max", p->s->config.guard.audit_max);
     jw_key(&r->out, "entries");
     jw_arr_begin(&r->out);
-    for (int64_t n = 0; n < limit && seq >= 1 && guard_audit_entry(g, seq, &e); n++, seq--) {
+    for (int64_t n = 0; n < l->limit && seq >= 1 && guard_audit_entry(g, seq, &e); n++, seq--) {
         write_entry(r, &e);
         last = seq;
     }
@@ -124,5 +132,6 @@ void h_audit_list(request_t *r, const route_args_t *a)
         jw_null(&r->out);
     }
     jw_obj_end(&r->out);
-    unlock(r);
 }
+
+const handler_t observe_audit_handler = {list_parse, NULL, list_reply, NULL};

@@ -30,7 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "server_internal.h"
+#include "chart.h"
 
 /* ?since= at most: the largest integer a JavaScript number holds exactly. */
 #define SINCE_MS_MAX 9007199254740991LL
@@ -119,12 +119,12 @@ void chart_sample(server_t *s, int64_t now_ms)
 /* -------------------------------------------------------------- the route */
 
 /* The names of the tracked skus, most recently active first. */
-static void write_tracked(request_t *r)
+static void write_tracked(pipe_t *p)
 {
-    server_t *s = r->server;
+    server_t *s = p->s;
+    request_t *r = p->r;
     uint32_t skus[HF_HISTORY_SKUS_MAX];
     json_out_t *j = &r->out;
-    lock(r);
     pthread_mutex_lock(&s->history_lock);
     uint32_t n = history_tracked(&s->history, skus);
     pthread_mutex_unlock(&s->history_lock);
@@ -141,9 +141,8 @@ static void write_tracked(request_t *r)
     jw_kint(j, "skus_max", HF_HISTORY_SKUS_MAX);
     jw_kint(j, "seconds_max", HF_HISTORY_SECONDS);
     jw_kint(j, "interval_ms", HISTORY_INTERVAL_MS);
-    jw_kint(j, "now_ms", server_now_ms(s));
+    jw_kint(j, "now_ms", p->now_ms);
     jw_obj_end(j);
-    unlock(r);
 }
 
 /* The columns of a reply, in order. */
@@ -217,8 +216,8 @@ static void write_points(request_t *r, const char *sku, size_t sku_len, bool tra
 static bool query_since(request_t *r, int64_t *since_ms)
 {
     uint64_t v = 0;
-    if (query_number(r, "since", 0, SINCE_MS_MAX, &v) == QUERY_BAD) {
-        invalid_field(r, "since", "since must be an instant in ms since the epoch, e.g. "
+    if (request_query_number(r, "since", 0, SINCE_MS_MAX, &v) == REQUEST_QUERY_BAD) {
+        request_invalid_field(r, "since", "since must be an instant in ms since the epoch, e.g. "
                                   "a reply's first_ms");
         return false;
     }
@@ -226,48 +225,69 @@ static bool query_since(request_t *r, int64_t *since_ms)
     return true;
 }
 
-static void write_sku_history(request_t *r, const char *sku, int64_t since_ms)
+typedef struct {
+    const char *sku; /* ?sku=, valid while the request is (NULL: the list) */
+    int64_t since_ms;
+    uint32_t index; /* reply's: the sku's */
+    bool found;
+    int64_t now_ms;
+} history_args_t;
+
+static bool history_parse(request_t *r, const route_args_t *a, void *args)
 {
+    history_args_t *h = args;
+    (void)a;
+    h->sku = request_value(r, MHD_GET_ARGUMENT_KIND, "sku");
+    h->found = false;
+    if (!query_since(r, &h->since_ms)) {
+        return false;
+    }
+    if (h->sku != NULL && !valid_sku(h->sku, strlen(h->sku))) {
+        request_invalid_field(r, "sku", "sku must be 1-64 bytes of [A-Za-z0-9._:-]");
+        return false;
+    }
+    return true;
+}
+
+/* The list, or the sku's index: its points are read after the lock. */
+static void history_reply(pipe_t *p, void *args)
+{
+    history_args_t *h = args;
+    if (h->sku == NULL) {
+        write_tracked(p);
+        return;
+    }
+    h->now_ms = p->now_ms;
+    size_t sku_len = strlen(h->sku);
+    h->found = engine_sku_find(guard_engine(p->s->guard), h->sku, sku_len, &h->index);
+    if (!h->found) {
+        request_error_begin(p->r, API_ERR_NOT_FOUND, "no such sku");
+        jw_kstr(&p->r->out, "sku", h->sku, sku_len);
+        request_error_end(p->r);
+    }
+}
+
+/* An hour of points is formatted without the engine lock (history_lock
+ * alone): the shop's requests do not wait for a chart. */
+static void history_finish(request_t *r, void *args)
+{
+    const history_args_t *h = args;
     server_t *s = r->server;
-    size_t sku_len = strlen(sku);
-    uint32_t index;
-    lock(r);
-    int64_t now_ms = server_now_ms(s);
-    bool found = engine_sku_find(guard_engine(s->guard), sku, sku_len, &index);
-    unlock(r);
-    if (!found) {
-        error_begin(r, API_ERR_NOT_FOUND, "no such sku");
-        jw_kstr(&r->out, "sku", sku, sku_len);
-        error_end(r);
+    if (h->sku == NULL || !h->found) {
         return;
     }
     history_point_t *points = malloc(HF_HISTORY_SECONDS * sizeof *points);
     if (points == NULL) {
-        reply_error(r, API_ERR_OVERLOADED, "no memory for the history");
+        request_error(r, API_ERR_OVERLOADED, "no memory for the history");
         return;
     }
     int64_t first_ms;
     pthread_mutex_lock(&s->history_lock);
-    bool tracked = history_tracks(&s->history, index);
-    uint32_t count = history_read(&s->history, index, since_ms, &first_ms, points);
+    bool tracked = history_tracks(&s->history, h->index);
+    uint32_t count = history_read(&s->history, h->index, h->since_ms, &first_ms, points);
     pthread_mutex_unlock(&s->history_lock);
-    write_points(r, sku, sku_len, tracked, now_ms, first_ms, points, count);
+    write_points(r, h->sku, strlen(h->sku), tracked, h->now_ms, first_ms, points, count);
     free(points);
 }
 
-void h_history(request_t *r, const route_args_t *a)
-{
-    (void)a;
-    const char *sku = request_value(r, MHD_GET_ARGUMENT_KIND, "sku");
-    int64_t since_ms;
-    if (!query_since(r, &since_ms)) {
-        return;
-    }
-    if (sku == NULL) {
-        write_tracked(r);
-    } else if (!valid_sku(sku, strlen(sku))) {
-        invalid_field(r, "sku", "sku must be 1-64 bytes of [A-Za-z0-9._:-]");
-    } else {
-        write_sku_history(r, sku, since_ms);
-    }
-}
+const handler_t chart_history_handler = {history_parse, NULL, history_reply, history_finish};

@@ -18,7 +18,7 @@
 #include "keys.h"
 #include "policy_json.h"
 #include "pow.h"
-#include "server_internal.h"
+#include "server.h"
 #include "sim.h"
 
 

@@ -14,7 +14,7 @@
  *   1. an address (IPv6: its /64) with per_address_max open is refused;
  *   2. below max open shop connections, the connection is a shop connection;
  *   3. else it joins the operators' reserve: served one request, and only an
- *      operator's (server.c); below `reserve` of them it is simply admitted,
+ *      operator's (http.c); below `reserve` of them it is simply admitted,
  *      else the oldest reserve connection still waiting for its head is
  *      evicted for it (shut down), so a flood that fills the reserve with
  *      connections that send nothing cannot keep the operator out (an

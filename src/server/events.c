@@ -29,7 +29,8 @@
 #include <string.h>
 
 #include "observe.h"
-#include "server_internal.h"
+#include "events.h"
+#include "skus.h"
 
 /* ------------------------------------------------------------- the stream */
 
@@ -118,13 +119,13 @@ static bool parse_skus(request_t *r, const char *list, uint32_t *skus, uint32_t 
         size_t len = strcspn(p, ",");
         uint32_t index;
         if (*count == HF_EVENT_SKUS_MAX || !valid_sku(p, len)) {
-            invalid_field(r, "skus", "skus must be 1 to 64 skus separated by commas");
+            request_invalid_field(r, "skus", "skus must be 1 to 64 skus separated by commas");
             return false;
         }
         if (!engine_sku_find(e, p, len, &index)) {
-            error_begin(r, API_ERR_NOT_FOUND, "no such sku");
+            request_error_begin(r, API_ERR_NOT_FOUND, "no such sku");
             jw_kstr(&r->out, "sku", p, len);
-            error_end(r);
+            request_error_end(r);
             return false;
         }
         skus[(*count)++] = index;
@@ -135,17 +136,37 @@ static bool parse_skus(request_t *r, const char *list, uint32_t *skus, uint32_t 
     }
 }
 
-void h_events(request_t *r, const route_args_t *a)
+typedef struct {
+    const char *list; /* ?skus=, valid while the request is (NULL: all) */
+    bool found;       /* reply resolved every name */
+    uint32_t count;
+    uint32_t skus[HF_EVENT_SKUS_MAX];
+} stream_args_t;
+
+static bool stream_parse(request_t *r, const route_args_t *a, void *args)
 {
+    stream_args_t *st = args;
     (void)a;
+    st->list = request_value(r, MHD_GET_ARGUMENT_KIND, "skus");
+    st->found = false;
+    return true;
+}
+
+/* The names, resolved under the engine lock. */
+static void stream_reply(pipe_t *p, void *args)
+{
+    stream_args_t *st = args;
+    st->found = parse_skus(p->r, st->list, st->skus, &st->count);
+}
+
+/* A slot for the stream, under events_lock, which is never taken inside the
+ * engine lock: so after it. */
+static void stream_open(request_t *r, void *args)
+{
+    const stream_args_t *sa = args;
     server_t *s = r->server;
-    uint32_t skus[HF_EVENT_SKUS_MAX], count;
-    const char *list = request_value(r, MHD_GET_ARGUMENT_KIND, "skus");
-    lock(r);
-    bool ok = parse_skus(r, list, skus, &count);
-    unlock(r);
-    if (!ok) {
-        return;
+    if (!sa->found) {
+        return; /* the error is written */
     }
     pthread_mutex_lock(&s->events_lock);
     event_stream_t *st = NULL;
@@ -153,9 +174,9 @@ void h_events(request_t *r, const route_args_t *a)
         st = s->streams[i].used ? NULL : &s->streams[i];
     }
     if (st != NULL && !__atomic_load_n(&s->draining, __ATOMIC_SEQ_CST)) {
-        *st = (event_stream_t){.used = true, .server = s, .conn = r->conn, .sku_count = count,
-                               .pinged_ms = server_mono_ms()};
-        memcpy(st->skus, skus, count * sizeof skus[0]);
+        *st = (event_stream_t){.used = true, .server = s, .conn = r->conn,
+                               .sku_count = sa->count, .pinged_ms = server_mono_ms()};
+        memcpy(st->skus, sa->skus, sa->count * sizeof sa->skus[0]);
         stream_append(st, "retry: 2000\n\n", 13);
         st->ready_len = st->len; /* says nothing of the shop: no need to wait */
         r->stream = st;
@@ -163,11 +184,13 @@ void h_events(request_t *r, const route_args_t *a)
     }
     pthread_mutex_unlock(&s->events_lock);
     if (r->stream == NULL) {
-        error_begin(r, API_ERR_OVERLOADED, "too many event streams are open");
+        request_error_begin(r, API_ERR_OVERLOADED, "too many event streams are open");
         jw_kcstr(&r->out, "reason", "event_streams_full");
-        error_end(r);
+        request_error_end(r);
     }
 }
+
+const handler_t events_stream_handler = {stream_parse, NULL, stream_reply, stream_open};
 
 enum MHD_Result events_reply(request_t *r)
 {
@@ -205,7 +228,7 @@ static void stream_compose(server_t *s, event_stream_t *st, json_out_t *scratch)
 {
     for (uint32_t k = 0; k < st->sku_count && !st->closed; k++) {
         json_out_reset(scratch);
-        write_sku_object(s, scratch, st->skus[k]);
+        skus_write_object(s, scratch, st->skus[k]);
         uint64_t h = fnv1a(scratch->data, scratch->size);
         if (h == st->sent_hash[k]) {
             continue;

@@ -43,7 +43,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "server_internal.h"
+#include "holdkey.h"
+#include "server.h"
 
 #define ID_PREFIX "hold_"
 #define ID_PREFIX_BYTES 5

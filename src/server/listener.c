@@ -19,7 +19,7 @@
  * library as it is (which answers or waits, within the same deadlines).
  *
  * The library tells us where each connection is (listener_on_connection,
- * listener_on_request_line, and the request callbacks in server.c through
+ * listener_on_request_line, and the request callbacks in http.c through
  * listener_enter), which moves its phase in the table.
  */
 #define _GNU_SOURCE /* accept4, pipe2 */
@@ -34,7 +34,8 @@
 
 #include <openssl/rand.h>
 
-#include "server_internal.h"
+#include "errors.h"
+#include "listener.h"
 
 /* Deadlines are enforced to within this; a scan of 60,000 slots takes
  * about 50 us, so the reaper costs nothing worth measuring. */
@@ -49,7 +50,7 @@
  * than spin on a listening socket that stays readable. */
 #define ACCEPT_BACKOFF_MS 10
 /* A head looked at while it waits: as much as the library takes for one
- * (its memory limit per connection, server.c); a fuller buffer goes over. */
+ * (its memory limit per connection, http.c); a fuller buffer goes over. */
 #define PEEK_BYTES_MAX (2 * HF_HEADER_BYTES_MAX)
 /* Looking costs the bytes queued each time; four full looks, then over. */
 #define PEEK_BUDGET_BYTES (4 * PEEK_BYTES_MAX)

@@ -18,7 +18,7 @@
 #ifndef HF_OBSERVE_H
 #define HF_OBSERVE_H
 
-#include "server_internal.h"
+#include "pipeline.h"
 
 /* --access-log: where the lines go. */
 #define OBSERVE_ACCESS_LOG_OFF "off"
@@ -36,8 +36,10 @@ void observe_reopen(server_t *s);
 
 /* The request is complete (or refused before it was): its time starts. */
 void observe_request_started(request_t *r);
-/* The route's template as the log shows it: /v1/holds/{id}/commit. */
-const char *observe_route_template(int route);
+/* The routes' templates as the log shows them (/v1/holds/{id}/commit),
+ * made once the route table is in s (before any request). */
+void observe_templates(server_t *s);
+const char *observe_route_template(const server_t *s, int route);
 
 /* A reply is queued: counts it in /metrics (status, latency) and writes
  * its access log line. */
@@ -61,7 +63,7 @@ void observe_audit(request_t *r, guard_op_t *op);
 void observe_audit_operator_hold(request_t *r, guard_op_t *op);
 /* The policy a configuration file sets at start (no key, no route). */
 void observe_audit_config(guard_op_t *op);
-/* GET /v1/audit?limit=N&next=CURSOR: the trail, newest first. */
-void h_audit_list(request_t *r, const route_args_t *a);
+/* GET /v1/audit?limit=N&after=CURSOR: the trail, newest first. */
+extern const handler_t observe_audit_handler;
 
 #endif

@@ -33,7 +33,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "server_internal.h"
+#include "simrun.h"
 #include "sim.h"
 
 #define SIM_RUN_OUTPUT_BYTES_MAX (256 * 1024)
@@ -215,42 +215,44 @@ static bool panel_on(request_t *r)
     if (r->server->config.attack_panel) {
         return true;
     }
-    error_begin(r, API_ERR_FORBIDDEN,
+    request_error_begin(r, API_ERR_FORBIDDEN,
                 "the attack panel is off: its runs make real sales, so it answers only on a "
                 "server started for a demo (--attack-panel on, or \"attack_panel\": true)");
     jw_kcstr(&r->out, "reason", "attack_panel_off");
-    error_end(r);
+    request_error_end(r);
     return false;
 }
 
-void h_sim_get(request_t *r, const route_args_t *a)
+static bool get_parse(request_t *r, const route_args_t *a, void *args)
 {
     (void)a;
+    (void)args;
     sim_run_t *run = &r->server->sim;
     if (!panel_on(r)) {
-        return;
+        return false;
     }
     pthread_mutex_lock(&run->lock);
     r->status = 200;
     write_run(r, run);
     pthread_mutex_unlock(&run->lock);
+    return true;
 }
 
 /* {"scenario": a built-in name, "seconds": 1..600}; false after a reply. */
 static bool sim_body(request_t *r, char *scenario, size_t size, int64_t *seconds)
 {
     static const char *const fields[] = {"scenario", "seconds", NULL};
-    json_t *body = parse_body(r, fields, true);
+    json_t *body = request_body(r, fields, true);
     if (body == NULL) {
         return false;
     }
     const json_t *v = json_object_get(body, "scenario");
     sim_scenario_t s;
-    bool ok = get_int(r, body, "seconds", "seconds", 1, SIM_LIVE_SECONDS_MAX, false, seconds);
+    bool ok = request_int(r, body, "seconds", "seconds", 1, SIM_LIVE_SECONDS_MAX, false, seconds);
     if (ok && (!json_is_string(v) || !sim_scenario_builtin(json_string_value(v), &s))) {
         char message[160];
         snprintf(message, sizeof message, "scenario must be one of %s", sim_scenario_names());
-        invalid_field(r, "scenario", message);
+        request_invalid_field(r, "scenario", message);
         ok = false;
     }
     if (ok) {
@@ -267,11 +269,11 @@ static bool start_run(request_t *r, const char *scenario, int64_t seconds)
     sim_run_t *run = &s->sim;
     char err[160];
     if (s->loopback_url[0] == '\0') {
-        reply_error(r, API_ERR_NO_LOOPBACK, "the server listens on no loopback address to attack");
+        request_error(r, API_ERR_NO_LOOPBACK, "the server listens on no loopback address to attack");
         return false;
     }
     if (run->state == SIM_RUN_RUNNING || run->state == SIM_RUN_STOPPING) {
-        reply_error(r, API_ERR_SIM_RUNNING, "a run is under way: wait for it or stop it");
+        request_error(r, API_ERR_SIM_RUNNING, "a run is under way: wait for it or stop it");
         return false;
     }
     if (run->joinable) { /* the last run's reader has set its state: it is done */
@@ -282,7 +284,7 @@ static bool start_run(request_t *r, const char *scenario, int64_t seconds)
     run->report = NULL;
     run->progress[0] = '\0';
     if (spawn_run(s, scenario, seconds, err, sizeof err) != 0) {
-        reply_error(r, API_ERR_OVERLOADED, err);
+        request_error(r, API_ERR_OVERLOADED, err);
         return false;
     }
     snprintf(run->scenario, sizeof run->scenario, "%s", scenario);
@@ -296,21 +298,22 @@ static bool start_run(request_t *r, const char *scenario, int64_t seconds)
         close(run->out_fd);
         close(run->err_fd);
         run->state = SIM_RUN_FAILED;
-        reply_error(r, API_ERR_OVERLOADED, "cannot start a thread to watch the run");
+        request_error(r, API_ERR_OVERLOADED, "cannot start a thread to watch the run");
         return false;
     }
     run->joinable = true;
     return true;
 }
 
-void h_sim_start(request_t *r, const route_args_t *a)
+static bool start_parse(request_t *r, const route_args_t *a, void *args)
 {
     (void)a;
+    (void)args;
     sim_run_t *run = &r->server->sim;
     char scenario[SIM_NAME_BYTES_MAX];
     int64_t seconds = 60;
     if (!panel_on(r) || !sim_body(r, scenario, sizeof scenario, &seconds)) {
-        return;
+        return false;
     }
     pthread_mutex_lock(&run->lock);
     if (start_run(r, scenario, seconds)) {
@@ -318,14 +321,16 @@ void h_sim_start(request_t *r, const route_args_t *a)
         write_run(r, run);
     }
     pthread_mutex_unlock(&run->lock);
+    return true;
 }
 
-void h_sim_stop(request_t *r, const route_args_t *a)
+static bool stop_parse(request_t *r, const route_args_t *a, void *args)
 {
     (void)a;
+    (void)args;
     sim_run_t *run = &r->server->sim;
     if (!panel_on(r)) {
-        return;
+        return false;
     }
     pthread_mutex_lock(&run->lock);
     if (run->state == SIM_RUN_RUNNING) {
@@ -335,7 +340,12 @@ void h_sim_stop(request_t *r, const route_args_t *a)
     r->status = 200;
     write_run(r, run);
     pthread_mutex_unlock(&run->lock);
+    return true;
 }
+
+const handler_t simrun_get_handler = {get_parse, NULL, NULL, NULL};
+const handler_t simrun_start_handler = {start_parse, NULL, NULL, NULL};
+const handler_t simrun_stop_handler = {stop_parse, NULL, NULL, NULL};
 
 void simrun_init(server_t *s)
 {

@@ -19,7 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "server_internal.h"
+#include "static.h"
 
 /* URL prefix -> directory under the web directory. */
 static const struct {
@@ -136,23 +136,27 @@ static const char *read_file(request_t *r, const char *path)
     return ok ? NULL : "that page cannot be read";
 }
 
-void h_static(request_t *r, const route_args_t *a)
+static bool pages_parse(request_t *r, const route_args_t *a, void *args)
 {
     (void)a;
+    (void)args;
     char path[PATH_MAX + 256];
     const char *type;
     if (r->server->config.web_dir[0] == '\0') {
-        reply_error(r, API_ERR_NOT_FOUND, "this server serves no web pages (--web \"\")");
-        return;
+        request_error(r, API_ERR_NOT_FOUND, "this server serves no web pages (--web \"\")");
+        return false;
     }
     const char *why = path_for(r->server, r->url, path, sizeof path, &type)
                           ? read_file(r, path)
                           : "no such page";
     if (why != NULL) {
         json_out_reset(&r->out);
-        reply_error(r, API_ERR_NOT_FOUND, why);
-        return;
+        request_error(r, API_ERR_NOT_FOUND, why);
+        return false;
     }
     r->status = 200;
     r->content_type = type;
+    return true;
 }
+
+const handler_t static_pages_handler = {pages_parse, NULL, NULL, NULL};

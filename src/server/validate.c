@@ -4,7 +4,8 @@
 #include <arpa/inet.h>
 #include <string.h>
 
-#include "server_internal.h"
+#include "hf_limits.h"
+#include "validate.h"
 
 bool valid_sku(const char *s, size_t len)
 {

@@ -5,7 +5,7 @@
 #ifndef HF_SERVER_WEBHOOKS_H
 #define HF_SERVER_WEBHOOKS_H
 
-#include "server_internal.h"
+#include "server_state.h"
 
 typedef struct webhooks_s webhooks_t;
 

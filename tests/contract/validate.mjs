@@ -6,7 +6,7 @@
 //       (the specification's own JSON Schema), every $ref resolving, every
 //       schema compiling, unique operationIds, path parameters declared,
 //       and one operation for every route of the server's route table
-//       (src/server/routes.c), and no operation the server does not have.
+//       (src/server/router.c), and no operation the server does not have.
 //
 //   node validate.mjs replies SPEC RECORDS_DIR
 //       Every reply the API tests received (tests/api/hf_test_http.c writes
@@ -97,13 +97,13 @@ function resolve(doc, node) {
     return node;
 }
 
-/* The route table of routes.c: {"GET", "/v1/skus/*", ...}. '*' is one path
+/* The route table of router.c: {"GET", "/v1/skus/*", ...}. '*' is one path
  * segment, '+' the rest up to a literal suffix. */
 function serverRoutes(routesC) {
     const text = fs.readFileSync(routesC, 'utf8');
     const table = text.slice(text.indexOf('static const route_t routes[]'));
     const routes = [];
-    for (const m of table.matchAll(/\{"([A-Z]+)", "([^"]+)", ROLE_[A-Z]+, h_[a-z_]+(?:, [A-Za-z_]+)?\}/g)) {
+    for (const m of table.matchAll(/\{"([A-Z]+)", "([^"]+)", ROLE_[A-Z]+, (?:NULL|[a-z_]+), &[a-z_]+\}/g)) {
         routes.push({ method: m[1].toLowerCase(), pattern: m[2] });
     }
     if (routes.length === 0) {
@@ -261,7 +261,7 @@ function lint(specFile, routesC) {
         }
     }
 
-    // Every error code of the server's table (errors.h, beside routes.c) is
+    // Every error code of the server's table (errors.h, beside router.c) is
     // in the document with its status: some response of that status names it.
     const codes = serverErrors(path.join(path.dirname(routesC), 'errors.h'));
     const named = documentedCodes(doc);

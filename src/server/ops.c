@@ -1,0 +1,42 @@
+/*
+ * ops.c - /healthz (no lock: it must answer while the engine is busy) and
+ * /metrics (the figures, once what they count is durable).
+ */
+#include "metrics_page.h"
+#include "ops.h"
+
+static bool healthz_parse(request_t *r, const route_args_t *a, void *args)
+{
+    (void)a;
+    (void)args;
+    bool failed = store_failed(&r->server->store);
+    r->status = failed ? 503 : 200;
+    jw_obj_begin(&r->out);
+    jw_kcstr(&r->out, "status", failed ? "storage_unavailable" : "ok");
+    jw_obj_end(&r->out);
+    return true;
+}
+
+const handler_t ops_healthz_handler = {healthz_parse, NULL, NULL, NULL};
+
+static bool metrics_parse(request_t *r, const route_args_t *a, void *args)
+{
+    (void)r;
+    (void)a;
+    (void)args;
+    return true;
+}
+
+/* Rendered under the lock: the engine's and the defenses' figures are read
+ * as one state, and, like every reply, wait until what they count is
+ * durable. */
+static void metrics_reply(pipe_t *p, void *args)
+{
+    (void)args;
+    pipe_advance(p);
+    p->r->status = 200;
+    p->r->text = true;
+    metrics_render(p->s, &p->r->out);
+}
+
+const handler_t ops_metrics_handler = {metrics_parse, NULL, metrics_reply, NULL};
