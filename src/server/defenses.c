@@ -33,7 +33,7 @@ void defenses_write_doc(json_out_t *j, const policy_config_t *c, uint64_t mask)
 static void reply_policy_error(request_t *r, const policy_json_error_t *err)
 {
     request_error_field(r, err->unknown ? API_ERR_UNKNOWN_FIELD : API_ERR_INVALID_FIELD, err->field,
-                      err->message);
+                        err->message);
 }
 
 /* prefix: "" for the shop's document, "policy." for a sku's. */
@@ -157,7 +157,7 @@ bool defenses_sku_parse(request_t *r, json_t *doc, guard_op_t *op)
         char field[112];
         snprintf(field, sizeof field, "policy.%s", err.field);
         request_error_field(r, err.unknown ? API_ERR_UNKNOWN_FIELD : API_ERR_INVALID_FIELD, field,
-                          err.message);
+                            err.message);
         return false;
     }
     return true;

@@ -223,7 +223,7 @@ static bool parse_hold_create(request_t *r, json_t *body, guard_hold_request_t *
     }
     return parse_lines(r, json_object_get(body, "lines"), c) &&
            request_int(r, body, "ttl_ms", "ttl_ms", HF_TTL_MS_MIN, HF_TTL_MS_MAX, false,
-                   &c->ttl_ms) &&
+                       &c->ttl_ms) &&
            parse_idem_key(r, c);
 }
 

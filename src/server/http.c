@@ -74,12 +74,12 @@ static void reply_unknown(request_t *r)
 {
     if (r->changed) {
         request_error(r, API_ERR_OUTCOME_UNKNOWN,
-                    "the journal failed while this change was being made durable: it may or "
-                    "may not have been kept. Once the server is back, send the same request "
-                    "again with the same Idempotency-Key to learn which");
+                      "the journal failed while this change was being made durable: it may or "
+                      "may not have been kept. Once the server is back, send the same request "
+                      "again with the same Idempotency-Key to learn which");
     } else {
         request_error(r, API_ERR_STORAGE_UNAVAILABLE,
-                    "the journal failed; the server takes no more changes until it restarts");
+                      "the journal failed; the server takes no more changes until it restarts");
     }
 }
 
@@ -157,8 +157,8 @@ static bool admit_reserve(request_t *r, const char *url)
     }
     conns_count_refusal(&r->server->conns, CONNS_REFUSED_RESERVE);
     request_error_begin(r, API_ERR_OVERLOADED,
-                "the server is at its connection cap; the connections past it are kept for "
-                "the operator (GET /healthz, /metrics, the admin key)");
+                        "the server is at its connection cap; the connections past it are kept for "
+                        "the operator (GET /healthz, /metrics, the admin key)");
     jw_kcstr(&r->out, "reason", "connections");
     request_error_end(r);
     r->retry_after = true;
@@ -339,10 +339,10 @@ void http_answer_waiting(server_t *s)
         r->parked = false;
         if (r->changed) {
             request_error(r, API_ERR_OUTCOME_UNKNOWN,
-                        "the server stopped before the journal said whether this change is "
-                        "durable: it may or may not have been kept. Once the server is back, "
-                        "send the same request again with the same Idempotency-Key to learn "
-                        "which");
+                          "the server stopped before the journal said whether this change is "
+                          "durable: it may or may not have been kept. Once the server is back, "
+                          "send the same request again with the same Idempotency-Key to learn "
+                          "which");
         } else {
             request_error(r, API_ERR_OVERLOADED, "the server is shutting down");
         }

@@ -96,7 +96,7 @@ static bool rule_sells_outright(policy_rule_t rule)
  * req is the hold request (NULL for an extension, which is never
  * challenged). */
 void outcome_reply_decision(request_t *r, const policy_decision_t *d, uint64_t request_hash,
-                    const guard_hold_request_t *req, int64_t now_ms)
+                            const guard_hold_request_t *req, int64_t now_ms)
 {
     char message[200];
     const char *rule = policy_rule_name(d->rule);

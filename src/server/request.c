@@ -103,7 +103,7 @@ json_t *request_body(request_t *r, const char *const *allowed, bool required)
 
 /* Reads an integer member in [lo, hi]; absent is fine unless required. */
 bool request_int(request_t *r, json_t *obj, const char *key, const char *field, int64_t lo,
-             int64_t hi, bool required, int64_t *out)
+                 int64_t hi, bool required, int64_t *out)
 {
     json_t *v = json_object_get(obj, key);
     if (v == NULL && !required) {
@@ -123,7 +123,7 @@ bool request_int(request_t *r, json_t *obj, const char *key, const char *field, 
 
 /* Reads a name member (customer, fingerprint, order_ref). */
 bool request_name(request_t *r, json_t *obj, const char *key, bool required, const char **out,
-              size_t *len_out)
+                  size_t *len_out)
 {
     json_t *v = json_object_get(obj, key);
     if (v == NULL && !required) {

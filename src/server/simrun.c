@@ -216,8 +216,8 @@ static bool panel_on(request_t *r)
         return true;
     }
     request_error_begin(r, API_ERR_FORBIDDEN,
-                "the attack panel is off: its runs make real sales, so it answers only on a "
-                "server started for a demo (--attack-panel on, or \"attack_panel\": true)");
+                        "the attack panel is off: its runs make real sales, so it answers only on a "
+                        "server started for a demo (--attack-panel on, or \"attack_panel\": true)");
     jw_kcstr(&r->out, "reason", "attack_panel_off");
     request_error_end(r);
     return false;
