@@ -1162,12 +1162,23 @@ static int options_check(const sim_options_t *o, char *err, size_t err_size)
     return 0;
 }
 
+/* Every operation of the shop's table is set (shop.h): none is optional. */
+static bool shop_complete(const shop_ops_t *ops)
+{
+    return ops->sku_view != NULL && ops->sku_policy != NULL && ops->hold != NULL &&
+           ops->proof_tag != NULL && ops->hold_op != NULL && ops->wait_join != NULL &&
+           ops->wait_state != NULL && ops->hold_expired != NULL && ops->scenario_ms != NULL &&
+           ops->start != NULL && ops->pace != NULL && ops->tick != NULL && ops->check != NULL &&
+           ops->finish != NULL && ops->close != NULL;
+}
+
 /* Every event in its turn, at the pace the shop sets, to the scenario's
  * end (or the shop's); then the shop's last word and the tally. */
 static void play(sim_t *m)
 {
     const shop_ops_t *ops = m->shop.ops;
     void *ctx = m->shop.ctx;
+    assert(ops != NULL && shop_complete(ops));
     const shop_news_t news = {.hold_taken_back = news_hold_taken_back,
                               .offer_made = news_offer_made,
                               .agents = m};
