@@ -17,7 +17,9 @@
  *     secret that its reply handed out: the agents get a handle in their
  *     place (where guard_outcome_t has an id), and every call about a hold
  *     or an entry sends its secret (Hold-Secret, Waitlist-Secret).
- * Internal to the simulator.
+ * The wall clock (pacing, converting durations) is shop_live.c's, which
+ * puts this module behind the shop interface (shop.h). Internal to the
+ * simulator.
  */
 #ifndef HF_SIM_LIVE_H
 #define HF_SIM_LIVE_H

@@ -1,11 +1,12 @@
 /*
  * sim.c - the simulation loop (see sim.h): agents, their events, and the
- * guard they all talk to.
+ * shop they all talk to (shop.h).
  *
  * Events are (time, sequence, agent, kind) in a binary min-heap; the
  * sequence breaks ties in the order events were scheduled, so a run is a
- * function of its seed. Each event calls the guard at its instant, exactly
- * as the server would for the request it stands for.
+ * function of its seed. Each event asks the shop at its instant what the
+ * request it stands for would ask: the guard in process (sim_run), or a
+ * running server (sim_live). Which one answers, this file never asks.
  */
 #include "sim.h"
 
@@ -15,10 +16,8 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#include "guard.h"
-#include "live.h"
+#include "shop.h"
 
 /* ------------------------------------------------------------ randomness */
 
@@ -226,18 +225,13 @@ typedef struct {
     const sim_policy_t *p;
     const sim_options_t *o;
     sim_result_t *r;
-    guard_t *g;    /* the shop in process, or */
-    live_t *live;  /* a running server (sim_live) */
-    double speed;  /* live: scenario ms per wall ms (1 in process) */
-    int64_t wall_start_ms; /* live: when scenario time 0 was */
+    shop_t shop;
     rng_t rng;
     queue_t q;
     buyer_t *buyers;
     hoarder_t *hoarders;
-    uint32_t proof_seq;
     int64_t now_ms;
     uint32_t sample_next;
-    uint64_t offers_seen;
     uint32_t *watchers; /* a ring of bots watching a sold-out shop */
     uint32_t watch_head, watch_count;
     uint32_t bots;      /* hoarders, then scalpers */
@@ -289,111 +283,55 @@ static int64_t think_ms(sim_t *m)
     return t < 1000 ? 1000 : (int64_t)t;
 }
 
-static int64_t wall_ms(void);
-
 /* -------------------------------------------------------------- the shop
- * What the agents ask of the shop: the guard in process, or a live server
- * (live.h) that answers the same questions over HTTP. */
+ * What the agents ask of it (shop.h), at the run's instant. */
 
 static engine_sku_view_t sku_view(const sim_t *m, uint8_t sku)
 {
-    if (m->live != NULL) {
-        return live_sku_view(m->live, sku);
-    }
-    uint32_t index;
-    const sim_sku_t *k = &m->s->skus[sku];
-    bool found = engine_sku_find(guard_engine(m->g), k->sku, strlen(k->sku), &index);
-    assert(found);
-    engine_sku_view_t v;
-    engine_sku_view(guard_engine(m->g), index, &v);
-    return v;
+    return m->shop.ops->sku_view(m->shop.ctx, sku);
 }
 
 static const policy_config_t *sku_policy(const sim_t *m, uint8_t sku)
 {
-    return m->live != NULL ? live_sku_policy(m->live, sku) : guard_sku_policy(m->g, sku, NULL);
+    return m->shop.ops->sku_policy(m->shop.ctx, sku);
 }
 
-/* A duration the server gave (a TTL, a retry-after) in scenario time: a live
- * server keeps its own clock while the scenario runs `speed` times faster. */
-static int64_t server_ms(const sim_t *m, int64_t ms)
+/* A duration the shop gave (a TTL, a retry-after), in scenario time. */
+static int64_t scenario_ms(const sim_t *m, int64_t shop_ms)
 {
-    return m->live != NULL ? (int64_t)((double)ms * m->speed) : ms;
+    return m->shop.ops->scenario_ms(m->shop.ctx, shop_ms);
 }
 
-/* The hold time a live agent asks for: what the policy would give (a
- * hoarder: what the scenario says it asks, else the same) in scenario time,
- * so that carts run out on the agents' clock; the server still shortens it
- * as its policy says. */
-static int64_t live_ttl_ms(const sim_t *m, uint8_t sku, bool hoarder)
+/* A hold. A bot (qty and expires_ms set) also learns, on GUARD_OK, the
+ * units held and when the hold runs out. */
+static guard_outcome_t place_hold(sim_t *m, guard_hold_request_t *req, uint8_t sku, uint32_t *qty,
+                                  int64_t *expires_ms)
 {
-    const policy_config_t *c = sku_policy(m, sku);
-    int64_t want_ms = hoarder && m->s->hoard_ttl_ms > 0 ? m->s->hoard_ttl_ms : c->ttl_default_ms;
-    double ms = (double)want_ms / m->speed;
-    return ms < HF_TTL_MS_MIN ? HF_TTL_MS_MIN : ms > HF_TTL_MS_MAX ? HF_TTL_MS_MAX : (int64_t)ms;
-}
-
-/* A hold. A bot (hoarder true) also learns, on GUARD_OK, the units held
- * and when the hold runs out; a buyer (qty and expires_ms NULL) needs
- * neither, and the in-process path then looks nothing up. */
-static guard_outcome_t shop_hold(sim_t *m, guard_hold_request_t *req, uint8_t sku, bool hoarder,
-                                 uint32_t *qty, int64_t *expires_ms)
-{
-    assert(hoarder == (qty != NULL) && hoarder == (expires_ms != NULL));
-    if (m->live != NULL) {
-        int64_t in_ms = 0;
-        uint32_t held = 0;
-        req->create.ttl_ms = req->buy_now ? 0 : live_ttl_ms(m, sku, hoarder);
-        guard_outcome_t o = live_hold(m->live, req, &held, &in_ms);
-        if (hoarder) {
-            *qty = held;
-            /* From the reply's instant (the loop may be behind its
-             * schedule), a couple of ms after the server's expiry. */
-            *expires_ms = (int64_t)((double)(wall_ms() - m->wall_start_ms) * m->speed) +
-                          server_ms(m, in_ms + 2);
-        }
-        return o;
-    }
-    guard_op_t op;
-    guard_outcome_t o = guard_hold(m->g, req, m->now_ms, &op);
-    if (o.result == GUARD_OK && hoarder) {
-        engine_hold_view_t v;
-        engine_result_t r = engine_hold_view(guard_engine(m->g), o.engine.hold_id, &v);
-        assert(r == ENGINE_OK);
-        *qty = v.lines[0].qty;
-        *expires_ms = v.expires_ms;
-    }
-    return o;
+    bool bot = qty != NULL;
+    assert(bot == (expires_ms != NULL));
+    return m->shop.ops->hold(m->shop.ctx, req, sku, bot, m->now_ms, qty, expires_ms);
 }
 
 /* After a challenge the agent pays for: the tag its next request carries,
- * 0 if the proof cannot be had (live only: see live_take_challenge). */
-static uint32_t shop_proof_tag(sim_t *m, bool hoarder)
+ * 0 if the proof cannot be had. */
+static uint32_t proof_tag(sim_t *m, bool bot)
 {
-    return m->live != NULL ? live_take_challenge(m->live, hoarder) : ++m->proof_seq;
+    return m->shop.ops->proof_tag(m->shop.ctx, bot);
 }
 
 static guard_outcome_t hold_op(sim_t *m, engine_op_kind_t kind, uint64_t hold_id)
 {
-    if (m->live != NULL) {
-        return live_hold_op(m->live, kind, hold_id);
-    }
-    guard_op_t op = {.kind = GUARD_OP_ENGINE};
-    op.engine = (engine_op_t){.kind = kind, .now_ms = m->now_ms};
-    op.engine.u.hold.hold_id = hold_id;
-    return guard_apply(m->g, &op);
+    return m->shop.ops->hold_op(m->shop.ctx, kind, hold_id, m->now_ms);
 }
 
-static guard_outcome_t shop_wait_join(sim_t *m, guard_op_t *op)
+static guard_outcome_t wait_join(sim_t *m, guard_op_t *op)
 {
-    return m->live != NULL ? live_wait_join(m->live, op) : guard_apply(m->g, op);
+    return m->shop.ops->wait_join(m->shop.ctx, op);
 }
 
-static bool shop_wait_state(sim_t *m, uint64_t wait_id, guard_wait_state_t *state,
-                            uint64_t *hold_id)
+static bool wait_state(sim_t *m, uint64_t wait_id, guard_wait_state_t *state, uint64_t *hold_id)
 {
-    return m->live != NULL ? live_wait_state(m->live, wait_id, state, hold_id)
-                           : guard_wait_state(m->g, wait_id, state, hold_id);
+    return m->shop.ops->wait_state(m->shop.ctx, wait_id, state, hold_id);
 }
 
 /* -------------------------------------------------------- guard requests */
@@ -523,17 +461,18 @@ static bool waitlist_on(const sim_t *m, uint8_t sku)
     return !m->p->no_holds && sku_policy(m, sku)->waitlist_enabled;
 }
 
-/* When a waiting buyer looks at its entry next. In process it is told of
- * an offer (notice_offers), and a slow look, less often as the wait grows,
- * covers a notice lost to a burst of offers. A live server's offers reach
- * no one but by a look: the buyer takes one as often as a notice would
- * come (the shop's e-mail or push, modelled), but no more than four times
- * in an offer's life on the server's clock, which is enough to catch every
- * offer and keeps a compressed run's looks from eating its requests. */
+/* When a waiting buyer looks at its entry next. A shop that tells of its
+ * offers tells the buyer (offer_made), and a slow look, less often as the
+ * wait grows, covers a notice lost to a burst of offers. Where offers reach
+ * no one but by a look (a live server), the buyer takes one as often as a
+ * notice would come (the shop's e-mail or push, modelled), but no more
+ * than four times in an offer's life on the shop's clock, which is enough
+ * to catch every offer and keeps a compressed run's looks from eating its
+ * requests. */
 static int64_t wait_poll_ms(const sim_t *m, buyer_t *b)
 {
-    if (m->live != NULL) {
-        int64_t quarter_ms = server_ms(m, sku_policy(m, b->sku)->waitlist_offer_ttl_ms / 4);
+    if (!m->shop.ops->tells_offers) {
+        int64_t quarter_ms = scenario_ms(m, sku_policy(m, b->sku)->waitlist_offer_ttl_ms / 4);
         return quarter_ms > OFFER_REACTION_MS ? quarter_ms : OFFER_REACTION_MS;
     }
     int64_t ms = (int64_t)WAIT_POLL_MS << b->polls;
@@ -561,7 +500,7 @@ static bool buyer_join(sim_t *m, uint32_t i)
     memcpy(op.u.wait_join.fingerprint, c->fingerprint, c->fingerprint_len);
     op.u.wait_join.fingerprint_len = c->fingerprint_len;
     op.u.wait_join.qty = b->qty;
-    guard_outcome_t o = shop_wait_join(m, &op);
+    guard_outcome_t o = wait_join(m, &op);
     if (o.result == GUARD_WAIT_AVAILABLE) {
         push(&m->q, m->now_ms + 1, i, EV_RETRY); /* units came back meanwhile: hold them */
         return true;
@@ -606,7 +545,7 @@ static void buyer_denied(sim_t *m, uint32_t i, const policy_decision_t *d)
     b->flags |= G_DENIED;
     if (d->retry_after_ms >= 0 && b->tries < m->s->retries) {
         b->tries++;
-        push(&m->q, m->now_ms + server_ms(m, d->retry_after_ms) + 1, i, EV_RETRY);
+        push(&m->q, m->now_ms + scenario_ms(m, d->retry_after_ms) + 1, i, EV_RETRY);
     }
 }
 
@@ -624,7 +563,7 @@ static void buyer_attempt(sim_t *m, uint32_t i)
     }
     guard_hold_request_t req;
     buyer_request(m, i, &req, false);
-    guard_outcome_t o = shop_hold(m, &req, b->sku, false, NULL, NULL);
+    guard_outcome_t o = place_hold(m, &req, b->sku, NULL, NULL);
     if (o.result == GUARD_OK) {
         b->hold_id = o.engine.hold_id;
         push(&m->q, m->now_ms + think_ms(m), i, EV_PAY);
@@ -633,7 +572,7 @@ static void buyer_attempt(sim_t *m, uint32_t i)
         double s = proof_s(o.decision.bits, m->s->browser_hashes_per_s);
         m->r->genuine_proof_s += s;
         b->proof_s += (float)s;
-        b->proof_tag = shop_proof_tag(m, false);
+        b->proof_tag = proof_tag(m, false);
         b->proof_bits = (uint8_t)o.decision.bits;
         if (b->proof_tag != 0) { /* else too hard a proof: the buyer leaves */
             push(&m->q, m->now_ms + (int64_t)(s * 1000.0) + 1, i, EV_PROOF);
@@ -685,7 +624,7 @@ static void buyer_buy_now(sim_t *m, uint32_t i)
     }
     guard_hold_request_t req;
     buyer_request(m, i, &req, true);
-    guard_outcome_t o = shop_hold(m, &req, b->sku, false, NULL, NULL);
+    guard_outcome_t o = place_hold(m, &req, b->sku, NULL, NULL);
     if (o.result == GUARD_OK) {
         bought(m, i);
     } else if (m->p->no_holds) {
@@ -702,7 +641,7 @@ static void buyer_wait_check(sim_t *m, uint32_t i)
     buyer_t *b = &m->buyers[i];
     guard_wait_state_t state;
     uint64_t hold_id;
-    if (!shop_wait_state(m, b->wait_id, &state, &hold_id)) {
+    if (!wait_state(m, b->wait_id, &state, &hold_id)) {
         return;
     }
     if (state == GUARD_WAIT_WAITING) {
@@ -734,28 +673,17 @@ static bool agent_of(const char *name, uint8_t len, const char *kinds, uint32_t 
     return i > 1 && (i == len || name[i] == '-') && n < limit;
 }
 
-/* Offers made since the last look: each buyer is told, and goes to pay. */
-static void notice_offers(sim_t *m)
+/* The shop told of an offer: its buyer, if one of the run's and still
+ * waiting on that entry, goes to pay. */
+static void news_offer_made(void *agents, uint64_t wait_id, const char *customer,
+                            uint8_t customer_len)
 {
-    const guard_t *g = m->g;
-    uint64_t last = guard_offer_seq(g);
-    uint64_t first = m->offers_seen + 1;
-    if (last - m->offers_seen > GUARD_OFFER_LOG_MAX) {
-        first = last - GUARD_OFFER_LOG_MAX + 1; /* older ones: the poll finds them */
+    sim_t *m = agents;
+    uint32_t i;
+    if (agent_of(customer, customer_len, "g", m->s->genuine, &i) &&
+        m->buyers[i].wait_id == wait_id) {
+        push(&m->q, m->now_ms + OFFER_REACTION_MS, i, EV_WAIT_CHECK);
     }
-    for (uint64_t seq = first; seq <= last; seq++) {
-        guard_offer_t o;
-        bool kept = guard_offer(g, seq, &o);
-        assert(kept);
-        const char *customer;
-        uint8_t len;
-        uint32_t i;
-        if (guard_wait_customer(g, o.wait_id, &customer, &len) &&
-            agent_of(customer, len, "g", m->s->genuine, &i) && m->buyers[i].wait_id == o.wait_id) {
-            push(&m->q, m->now_ms + OFFER_REACTION_MS, i, EV_WAIT_CHECK);
-        }
-    }
-    m->offers_seen = last;
 }
 
 /* -------------------------------------------------------------- hoarders */
@@ -768,20 +696,14 @@ static void notice_offers(sim_t *m)
 
 static void hoarder_reclaimed(sim_t *m, uint32_t a);
 
-/* The shop's own tick, as a server runs it: carts taken back for buyers who
- * wait (at most once a second of shop time). Bots whose carts went see it. */
-static void shop_reclaim(sim_t *m)
+/* The shop took a cart back for buyers who wait: a bot whose cart it was
+ * sees it. */
+static void news_hold_taken_back(void *agents, const char *customer, uint8_t customer_len)
 {
-    guard_op_t op;
-    guard_outcome_t o = guard_reclaim(m->g, m->now_ms, &op);
-    for (uint16_t i = 0; o.changed && i < op.u.reclaim.count; i++) {
-        engine_hold_view_t v;
-        engine_result_t r = engine_hold_view(guard_engine(m->g), op.u.reclaim.holds[i], &v);
-        assert(r == ENGINE_OK);
-        uint32_t a;
-        if (agent_of(v.customer, v.customer_len, "hs", m->bots, &a)) {
-            hoarder_reclaimed(m, a);
-        }
+    sim_t *m = agents;
+    uint32_t a;
+    if (agent_of(customer, customer_len, "hs", m->bots, &a)) {
+        hoarder_reclaimed(m, a);
     }
 }
 
@@ -905,13 +827,14 @@ static bool hoarder_find_stock(sim_t *m, hoarder_t *h)
     return false;
 }
 
-/* Its hold has run out: a live run's sku totals (read every so often) learn
- * of the units now, so the hoarder finds them again as it would in process. */
+/* Its hold has run out: the shop is told, as a shop that learns its totals
+ * only every so often (a live server) must be, so that the hoarder finds
+ * the units again. */
 static void hoarder_expired(sim_t *m, uint32_t agent)
 {
     hoarder_t *h = &m->hoarders[agent - m->s->genuine];
-    if (m->live != NULL && h->held_qty > 0) {
-        live_note_expired(m->live, h->held_sku, h->held_qty);
+    if (h->held_qty > 0) {
+        m->shop.ops->hold_expired(m->shop.ctx, h->held_sku, h->held_qty);
     }
     h->held_qty = 0;
 }
@@ -921,7 +844,7 @@ static void hoarder_expired(sim_t *m, uint32_t agent)
 static bool bot_pays_proof(sim_t *m, uint32_t agent, hoarder_t *h, uint32_t bits)
 {
     double s = proof_s(bits, m->s->attacker_hashes_per_s);
-    if (s > h->cpu_left_s || (h->proof_tag = shop_proof_tag(m, true)) == 0) {
+    if (s > h->cpu_left_s || (h->proof_tag = proof_tag(m, true)) == 0) {
         return false;
     }
     h->proof_bits = (uint8_t)bits;
@@ -961,7 +884,7 @@ static void hoarder_attempt(sim_t *m, uint32_t agent)
     int64_t expires_ms;
     uint32_t asked = hoard_qty(m, h, h->sku);
     hoarder_request(m, agent - m->s->genuine, &req, asked);
-    guard_outcome_t o = shop_hold(m, &req, h->sku, true, &qty, &expires_ms);
+    guard_outcome_t o = place_hold(m, &req, h->sku, &qty, &expires_ms);
     if (o.result == GUARD_OK) {
         h->misses = 0;
         hoarder_held(m, agent, h, qty, expires_ms, o.engine.hold_id);
@@ -980,7 +903,7 @@ static void hoarder_attempt(sim_t *m, uint32_t agent)
         return;
     } else if (o.result == GUARD_DENIED) {
         m->r->attacker_denied++;
-        int64_t retry_ms = server_ms(m, o.decision.retry_after_ms);
+        int64_t retry_ms = scenario_ms(m, o.decision.retry_after_ms);
         if (o.decision.retry_after_ms >= 0 && retry_ms < wait_ms) {
             wait_ms = retry_ms + 1;
         }
@@ -1017,7 +940,7 @@ static void scalper_attempt(sim_t *m, uint32_t agent, hoarder_t *h)
     uint32_t asked = qty < left ? qty : left;
     hoarder_request(m, agent - s->genuine, &req, asked);
     req.buy_now = m->p->no_holds || h->buy_now;
-    guard_outcome_t o = shop_hold(m, &req, h->sku, true, &held, &expires_ms);
+    guard_outcome_t o = place_hold(m, &req, h->sku, &held, &expires_ms);
     if (o.result == GUARD_OK) {
         h->misses = 0;
         h->holds++; /* a rotating bot's next account */
@@ -1047,7 +970,7 @@ static void scalper_attempt(sim_t *m, uint32_t agent, hoarder_t *h)
         push(&m->q, m->now_ms + SCALP_NEXT_MS, agent, EV_HOARD); /* the same sku, fewer */
         return;
     } else if (o.result == GUARD_DENIED && o.decision.retry_after_ms >= 0) {
-        int64_t retry_ms = server_ms(m, o.decision.retry_after_ms) + 1;
+        int64_t retry_ms = scenario_ms(m, o.decision.retry_after_ms) + 1;
         wait_ms = retry_ms < wait_ms ? retry_ms : wait_ms;
     }
     hoarder_next_sku(m, h);
@@ -1129,48 +1052,6 @@ static void dispatch(sim_t *m, const event_t *e)
     }
 }
 
-/* The guard's tables, sized for the run's populations. */
-static guard_config_t tables_for(const sim_scenario_t *s)
-{
-    guard_config_t c = guard_config_default();
-    uint64_t bots = (uint64_t)s->attackers + s->scalpers;
-    uint64_t agents = s->genuine + bots;
-    /* Rotating bots' one-hold accounts are swept when the table fills, as
-     * on a server: room for a few each is enough. */
-    uint64_t churn = s->rotate_ids ? 4 * bots : bots;
-    c.engine.skus_max = s->sku_count;
-    c.engine.holds_max = (uint32_t)(agents * 2 + 1024);
-    c.engine.idem_keys_max = 16;
-    uint64_t ids = 3 * agents + 3 * churn + 1024;
-    c.identities_max = (uint32_t)(ids < HF_IDENTITIES_MAX_LIMIT ? ids : HF_IDENTITIES_MAX_LIMIT);
-    uint64_t pairs = POLICY_ID_KINDS * (agents + churn) + 1024; /* units per identity and sku */
-    c.customer_skus_max =
-        (uint32_t)(pairs < HF_CUSTOMER_SKUS_MAX_LIMIT ? pairs : HF_CUSTOMER_SKUS_MAX_LIMIT);
-    c.waitlist_max = s->genuine + 16;
-    c.sku_policies_max = 4;
-    uint64_t proofs = agents * 4 + 1024;
-    c.proofs_max = (uint32_t)(proofs < HF_PROOFS_MAX_LIMIT ? proofs : HF_PROOFS_MAX_LIMIT);
-    return c;
-}
-
-/* The policy, then the catalog, at time 0, as a shop would set them. */
-static void open_shop(sim_t *m)
-{
-    guard_op_t op = {.kind = GUARD_OP_POLICY_PUT, .u.policy = m->p->config};
-    guard_outcome_t o = guard_apply(m->g, &op);
-    assert(o.result == GUARD_OK);
-    for (uint32_t i = 0; i < m->s->sku_count; i++) {
-        op = (guard_op_t){.kind = GUARD_OP_ENGINE};
-        op.engine.kind = ENGINE_OP_SKU_PUT;
-        const sim_sku_t *k = &m->s->skus[i];
-        op.engine.u.sku_put.sku_len = (uint8_t)strlen(k->sku);
-        memcpy(op.engine.u.sku_put.sku, k->sku, op.engine.u.sku_put.sku_len);
-        op.engine.u.sku_put.stock = k->stock;
-        o = guard_apply(m->g, &op);
-        assert(o.result == GUARD_OK);
-    }
-}
-
 static void populate(sim_t *m)
 {
     const sim_scenario_t *s = m->s;
@@ -1236,14 +1117,10 @@ static int sim_check(const sim_scenario_t *s, char *err, size_t err_size)
     return 0;
 }
 
-/* The agents, the series, and (in process) the guard. */
+/* The agents and the series. */
 static int sim_start(sim_t *m, char *err, size_t err_size)
 {
     const sim_scenario_t *s = m->s;
-    guard_config_t tables = tables_for(s);
-    if (m->live == NULL) {
-        m->g = guard_create(&tables, 0);
-    }
     m->buyers = calloc(s->genuine + 1, sizeof *m->buyers);
     m->bots = s->attackers + s->scalpers;
     m->hoarders = calloc(m->bots + 1, sizeof *m->hoarders);
@@ -1254,8 +1131,8 @@ static int sim_start(sim_t *m, char *err, size_t err_size)
     m->r->sample_available = calloc(n + 1, sizeof(int64_t));
     m->r->sample_held = calloc(n + 1, sizeof(int64_t));
     m->r->sample_sold = calloc(n + 1, sizeof(int64_t));
-    if ((m->live == NULL && m->g == NULL) || m->buyers == NULL || m->hoarders == NULL ||
-        m->watchers == NULL || m->r->sample_sold == NULL || m->r->sample_held == NULL ||
+    if (m->buyers == NULL || m->hoarders == NULL || m->watchers == NULL ||
+        m->r->sample_sold == NULL || m->r->sample_held == NULL ||
         m->r->sample_available == NULL || m->r->sample_ms == NULL) {
         snprintf(err, err_size, "cannot reserve the tables for %u buyers and %u hoarders",
                  s->genuine, s->attackers);
@@ -1266,13 +1143,14 @@ static int sim_start(sim_t *m, char *err, size_t err_size)
 
 static void sim_stop(sim_t *m)
 {
-    guard_destroy(m->g);
+    if (m->shop.ops != NULL) {
+        m->shop.ops->close(m->shop.ctx);
+    }
     free(m->buyers);
     free(m->hoarders);
     free(m->watchers);
     free(m->q.heap);
     free(m->q.arrivals);
-    live_close(m->live);
 }
 
 static int options_check(const sim_options_t *o, char *err, size_t err_size)
@@ -1284,6 +1162,53 @@ static int options_check(const sim_options_t *o, char *err, size_t err_size)
     return 0;
 }
 
+/* Every operation of the shop's table is set (shop.h): none is optional. */
+static bool shop_complete(const shop_ops_t *ops)
+{
+    return ops->sku_view != NULL && ops->sku_policy != NULL && ops->hold != NULL &&
+           ops->proof_tag != NULL && ops->hold_op != NULL && ops->wait_join != NULL &&
+           ops->wait_state != NULL && ops->hold_expired != NULL && ops->scenario_ms != NULL &&
+           ops->start != NULL && ops->pace != NULL && ops->tick != NULL && ops->check != NULL &&
+           ops->finish != NULL && ops->close != NULL;
+}
+
+/* Every event in its turn, at the pace the shop sets, to the scenario's
+ * end (or the shop's); then the shop's last word and the tally. */
+static void play(sim_t *m)
+{
+    const shop_ops_t *ops = m->shop.ops;
+    void *ctx = m->shop.ctx;
+    assert(ops != NULL && shop_complete(ops));
+    const shop_news_t news = {.hold_taken_back = news_hold_taken_back,
+                              .offer_made = news_offer_made,
+                              .agents = m};
+    ops->start(ctx);
+    while (!queue_empty(&m->q) && queue_next_ms(&m->q) <= m->s->duration_ms) {
+        shop_pace_t pace = ops->pace(ctx, m->now_ms, queue_next_ms(&m->q));
+        if (pace == SHOP_PACE_STOP) {
+            break;
+        }
+        if (pace == SHOP_PACE_WAIT) {
+            continue;
+        }
+        event_t e = pop(&m->q);
+        m->now_ms = e.at_ms;
+        dispatch(m, &e);
+        if (e.kind == EV_SAMPLE) {
+            continue; /* a sample reads, so a run with plots runs as one without */
+        }
+        ops->tick(ctx, m->now_ms, &news);
+        wake_watchers(m);
+        m->r->events++;
+        if (m->o->check_invariants && (m->r->events & 1023) == 0) {
+            assert(ops->check(ctx));
+        }
+    }
+    m->r->units_sold = ops->finish(ctx, m->s->duration_ms);
+    assert(!m->o->check_invariants || ops->check(ctx));
+    tally(m);
+}
+
 int sim_run(const sim_scenario_t *s, const sim_policy_t *p, const sim_options_t *o,
             sim_result_t *r, char *err, size_t err_size)
 {
@@ -1292,34 +1217,15 @@ int sim_run(const sim_scenario_t *s, const sim_policy_t *p, const sim_options_t 
     if (sim_check(s, err, err_size) != 0 || options_check(o, err, err_size) != 0) {
         return -1;
     }
-    sim_t m = {.s = s, .p = p, .o = o, .r = r, .speed = 1};
+    sim_t m = {.s = s, .p = p, .o = o, .r = r};
     rng_seed(&m.rng, o->seed);
-    int rc = sim_start(&m, err, err_size);
+    int rc = shop_guard_open(&m.shop, s, p, err, err_size);
     if (rc == 0) {
-        open_shop(&m);
+        rc = sim_start(&m, err, err_size);
+    }
+    if (rc == 0) {
         populate(&m);
-        while (!queue_empty(&m.q) && queue_next_ms(&m.q) <= s->duration_ms) {
-            event_t e = pop(&m.q);
-            m.now_ms = e.at_ms;
-            dispatch(&m, &e);
-            if (e.kind == EV_SAMPLE) {
-                continue; /* a sample reads, so a run with plots runs as one without */
-            }
-            shop_reclaim(&m);
-            if (guard_offer_seq(m.g) != m.offers_seen) {
-                notice_offers(&m);
-            }
-            wake_watchers(&m);
-            r->events++;
-            if (o->check_invariants && (r->events & 1023) == 0) {
-                assert(guard_check(m.g));
-            }
-        }
-        m.now_ms = s->duration_ms;
-        guard_advance(m.g, m.now_ms);
-        assert(!o->check_invariants || guard_check(m.g));
-        tally(&m);
-        r->units_sold = (uint64_t)engine_stats(guard_engine(m.g)).units_sold;
+        play(&m);
     }
     sim_stop(&m);
     return rc;
@@ -1335,127 +1241,8 @@ void sim_result_free(sim_result_t *r)
     r->sample_available = r->sample_held = r->sample_sold = NULL;
 }
 
-/* ------------------------------------------------------------------ live */
-
-/* How often a live run reads the sku totals again (one request). */
-#define LIVE_REFRESH_MS 250
-
-static int64_t wall_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
-static int64_t stock_of(const sim_scenario_t *s)
-{
-    int64_t total = 0;
-    for (uint32_t i = 0; i < s->sku_count; i++) {
-        total += s->skus[i].stock;
-    }
-    return total;
-}
-
-/* A population in proportion to the server's stock, at least 1 if any. */
-static uint32_t scaled(uint32_t n, double scale, uint32_t max)
-{
-    double x = (double)n * scale + 0.5;
-    uint32_t v = x >= (double)max ? max : (uint32_t)x;
-    return n > 0 && v == 0 ? 1 : v;
-}
-
-/* Connects, takes the server's catalog and policy, sizes the populations. */
-static int live_setup(sim_t *m, sim_scenario_t *s, sim_policy_t *p, const sim_live_options_t *lo,
-                      sim_live_report_t *lr, char *err, size_t err_size)
-{
-    int64_t scenario_stock = stock_of(s);
-    uint64_t tag = (uint64_t)time(NULL) * 31 + m->o->seed; /* names differ from run to run */
-    m->live = live_open(lo->url, lo->key, lo->requests_max, tag, s, &p->config, &lr->policy_read,
-                        err, err_size);
-    if (m->live == NULL) {
-        return -1;
-    }
-    double scale = scenario_stock > 0 ? (double)stock_of(s) / (double)scenario_stock : 1.0;
-    s->genuine = lo->genuine >= 0 ? (uint32_t)lo->genuine
-                                  : scaled(s->genuine, scale, SIM_LIVE_GENUINE_MAX);
-    s->attackers = lo->attackers >= 0 ? (uint32_t)lo->attackers
-                                      : scaled(s->attackers, scale, SIM_LIVE_ATTACKERS_MAX);
-    s->scalpers = scaled(s->scalpers, scale, SIM_LIVE_ATTACKERS_MAX);
-    m->speed = lr->speed = (double)s->duration_ms / (lo->seconds * 1000.0);
-    return sim_check(s, err, err_size);
-}
-
-static void live_progress(sim_t *m, FILE *out, int64_t elapsed_ms)
-{
-    engine_sku_view_t t = totals(m);
-    const live_stats_t *st = live_stats(m->live);
-    fprintf(out,
-            "sim live: %3lld s (scenario %.1f h): %llu requests, %llu failed; units available "
-            "%lld, held %lld, sold %lld\n",
-            (long long)(elapsed_ms / 1000), (double)m->now_ms / 3.6e6,
-            (unsigned long long)st->requests, (unsigned long long)st->failed,
-            (long long)t.available, (long long)t.held, (long long)t.sold);
-    fflush(out);
-}
-
-static void pause_ms(int64_t ms)
-{
-    struct timespec t = {.tv_sec = ms / 1000, .tv_nsec = ms % 1000 * 1000000};
-    nanosleep(&t, NULL);
-}
-
-/* Events at their wall-clock instants (scenario time / speed), the sku
- * totals read every LIVE_REFRESH_MS, until the end, the time or the
- * request budget. */
-static void live_loop(sim_t *m, const sim_live_options_t *lo, sim_live_report_t *lr)
-{
-    const live_stats_t *st = live_stats(m->live);
-    int64_t start = m->wall_start_ms = wall_ms(), end = start + (int64_t)lo->seconds * 1000;
-    int64_t refreshed = start, reported = start, sold = 0;
-    while (!queue_empty(&m->q) && queue_next_ms(&m->q) <= m->s->duration_ms) {
-        int64_t now = wall_ms();
-        int64_t due = start + (int64_t)((double)queue_next_ms(&m->q) / m->speed);
-        if (now >= end || st->requests + 1 >= lo->requests_max) { /* one left: the last read */
-            lr->stopped_at_requests = now < end;
-            break;
-        }
-        if (now - refreshed >= LIVE_REFRESH_MS) {
-            live_refresh(m->live, &sold);
-            refreshed = now;
-        }
-        if (lo->progress != NULL && now - reported >= SIM_LIVE_PROGRESS_MS) {
-            live_progress(m, lo->progress, now - start);
-            reported = now;
-        }
-        if (due > now) { /* pacing: the next agent's step is not due yet */
-            int64_t until = due < refreshed + LIVE_REFRESH_MS ? due : refreshed + LIVE_REFRESH_MS;
-            pause_ms((until < end ? until : end) - now);
-            continue;
-        }
-        event_t e = pop(&m->q);
-        m->now_ms = e.at_ms;
-        dispatch(m, &e);
-        if (e.kind != EV_SAMPLE) {
-            wake_watchers(m);
-            m->r->events++;
-        }
-    }
-    live_refresh(m->live, &sold);
-    m->r->units_sold = (uint64_t)(sold > 0 ? sold : 0);
-    lr->wall_s = (double)(wall_ms() - start) / 1000.0;
-}
-
-static void live_report(const live_t *l, sim_live_report_t *lr)
-{
-    const live_stats_t *st = live_stats(l);
-    lr->requests = st->requests;
-    lr->failed = st->failed;
-    memcpy(lr->status, st->status, sizeof lr->status);
-    lr->proofs_solved = st->proofs_solved;
-    lr->proof_wall_s = st->proof_wall_s;
-    snprintf(lr->last_error, sizeof lr->last_error, "%s", st->last_error);
-}
-
+/* The shop, its catalog and its policy are the server's (shop_live_open()
+ * reads them, and sizes the populations to its stock). */
 int sim_live(sim_scenario_t *s, const sim_live_options_t *lo, const sim_options_t *o,
              sim_result_t *r, sim_live_report_t *lr, char *err, size_t err_size)
 {
@@ -1473,19 +1260,18 @@ int sim_live(sim_scenario_t *s, const sim_live_options_t *lo, const sim_options_
         return -1;
     }
     sim_policy_t p = {.name = "server"};
-    sim_t m = {.s = s, .p = &p, .o = o, .r = r, .speed = 1};
+    sim_t m = {.s = s, .p = &p, .o = o, .r = r};
     rng_seed(&m.rng, o->seed);
-    int rc = live_setup(&m, s, &p, lo, lr, err, err_size);
+    int rc = shop_live_open(&m.shop, s, &p.config, lo, o->seed, lr, err, err_size);
+    if (rc == 0) {
+        rc = sim_check(s, err, err_size); /* the populations as scaled */
+    }
     if (rc == 0) {
         rc = sim_start(&m, err, err_size);
     }
     if (rc == 0) {
         populate(&m);
-        live_loop(&m, lo, lr);
-        tally(&m);
-    }
-    if (m.live != NULL) {
-        live_report(m.live, lr);
+        play(&m);
     }
     sim_stop(&m);
     return rc;
