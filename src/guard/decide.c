@@ -175,7 +175,9 @@ guard_outcome_t guard_hold(guard_t *g, const guard_hold_request_t *req, int64_t 
                            guard_op_t *op)
 {
     guard_advance(g, now_ms);
-    uint64_t hash = guard_request_hash(req);
+    /* The caller may have hashed it already (to check a proof). */
+    uint64_t hash = req->create.request_hash != 0 ? req->create.request_hash
+                                                  : guard_request_hash(req);
     guard_outcome_t out;
     if (idem_replay(g, req, hash, &out)) {
         if (out.engine.replayed) {

@@ -211,7 +211,10 @@ typedef struct {
 
 /* A request for a hold, as the client sent it, before any decision. */
 typedef struct {
-    engine_hold_create_t create; /* ttl_ms: asked for, 0 if not */
+    /* ttl_ms: asked for, 0 if not. request_hash: guard_request_hash() of
+     * this request if the caller has it already, else 0 (guard_hold then
+     * computes it). */
+    engine_hold_create_t create;
     bool buy_now;
     char order_ref[HF_NAME_BYTES_MAX];
     uint8_t order_ref_len;

@@ -304,6 +304,7 @@ static void create_run(pipe_t *p, void *args)
     create_args_t *c = args;
     guard_op_t op;
     c->hash = guard_request_hash(&c->req);
+    c->req.create.request_hash = c->hash; /* guard_hold need not hash it again */
     read_proof(p->r, &c->req, c->hash, p->now_ms);
     bool kept = pipe_hold(p, &c->req, &op, &c->o);
     chart_note_hold(p->s, &c->req.create, p->now_ms); /* granted or refused, in play */
