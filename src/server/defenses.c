@@ -50,14 +50,6 @@ static void reply_relation_error(request_t *r, policy_field_t bad, const char *p
     request_invalid_field(r, field, message);
 }
 
-static bool get_parse(request_t *r, const route_args_t *a, void *args)
-{
-    (void)r;
-    (void)a;
-    (void)args;
-    return true;
-}
-
 static void get_reply(pipe_t *p, void *args)
 {
     (void)args;
@@ -65,7 +57,7 @@ static void get_reply(pipe_t *p, void *args)
     defenses_write_doc(&p->r->out, guard_policy(p->s->guard), POLICY_MASK_ALL);
 }
 
-const handler_t defenses_get_handler = {get_parse, NULL, get_reply, NULL};
+const handler_t defenses_get_handler = {NULL, NULL, get_reply, NULL};
 
 
 /* Every sku's own settings must still make sense on top of the new policy. */

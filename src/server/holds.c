@@ -394,22 +394,35 @@ static void change_reply(pipe_t *p, void *args)
     }
 }
 
-static bool commit_parse(request_t *r, const route_args_t *a, void *args)
+/* The op of kind, and the body's one optional name member (order_ref or
+ * reason; *name NULL if absent). The body, which *name points into, or
+ * NULL after the 400. */
+static json_t *change_begin(request_t *r, change_args_t *c, engine_op_kind_t kind,
+                            const char *member, const char **name, size_t *len)
 {
-    static const char *const fields[] = {"order_ref", NULL};
-    change_args_t *c = args;
-    json_t *body = request_body(r, fields, false);
-    const char *order_ref;
-    size_t order_ref_len;
+    const char *const fields[] = {member, NULL};
     memset(&c->op, 0, sizeof c->op);
     c->op.kind = GUARD_OP_ENGINE;
-    c->op.engine.kind = ENGINE_OP_HOLD_COMMIT;
-    bool ok = body != NULL &&
-              request_name(r, body, "order_ref", false, &order_ref, &order_ref_len);
-    if (ok && order_ref != NULL) {
-        memcpy(c->op.engine.u.hold.order_ref, order_ref, order_ref_len); /* before the body goes */
-        c->op.engine.u.hold.order_ref_len = (uint8_t)order_ref_len;
+    c->op.engine.kind = kind;
+    json_t *body = request_body(r, fields, false);
+    if (body != NULL && !request_name(r, body, member, false, name, len)) {
+        json_decref(body);
+        return NULL;
     }
+    return body;
+}
+
+static bool commit_parse(request_t *r, const route_args_t *a, void *args)
+{
+    change_args_t *c = args;
+    const char *order_ref;
+    size_t len;
+    json_t *body = change_begin(r, c, ENGINE_OP_HOLD_COMMIT, "order_ref", &order_ref, &len);
+    if (body != NULL && order_ref != NULL) {
+        memcpy(c->op.engine.u.hold.order_ref, order_ref, len); /* before the body goes */
+        c->op.engine.u.hold.order_ref_len = (uint8_t)len;
+    }
+    bool ok = body != NULL;
     json_decref(body);
     return ok && change_path(r, a, c);
 }
@@ -419,22 +432,18 @@ const handler_t holds_commit_handler = {commit_parse, change_run, change_reply, 
 /* DELETE: an operator (admin key) may say why, and the hold keeps it. */
 static bool release_parse(request_t *r, const route_args_t *a, void *args)
 {
-    static const char *const fields[] = {"reason", NULL};
     change_args_t *c = args;
-    json_t *body = request_body(r, fields, false);
     const char *reason;
-    size_t reason_len;
-    memset(&c->op, 0, sizeof c->op);
-    c->op.kind = GUARD_OP_ENGINE;
-    c->op.engine.kind = ENGINE_OP_HOLD_RELEASE;
-    bool ok = body != NULL && request_name(r, body, "reason", false, &reason, &reason_len);
+    size_t len;
+    json_t *body = change_begin(r, c, ENGINE_OP_HOLD_RELEASE, "reason", &reason, &len);
+    bool ok = body != NULL;
     if (ok && reason != NULL && r->role != ROLE_ADMIN) {
         request_error(r, API_ERR_FORBIDDEN, "a reason is for an operator: it needs the admin key");
         ok = false;
     }
     if (ok && reason != NULL) {
-        memcpy(c->op.reason, reason, reason_len);
-        c->op.reason_len = (uint8_t)reason_len;
+        memcpy(c->op.reason, reason, len);
+        c->op.reason_len = (uint8_t)len;
     }
     json_decref(body);
     return ok && change_path(r, a, c);

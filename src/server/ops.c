@@ -19,14 +19,6 @@ static bool healthz_parse(request_t *r, const route_args_t *a, void *args)
 
 const handler_t ops_healthz_handler = {healthz_parse, NULL, NULL, NULL};
 
-static bool metrics_parse(request_t *r, const route_args_t *a, void *args)
-{
-    (void)r;
-    (void)a;
-    (void)args;
-    return true;
-}
-
 /* Rendered under the lock: the engine's and the defenses' figures are read
  * as one state, and, like every reply, wait until what they count is
  * durable. */
@@ -39,4 +31,4 @@ static void metrics_reply(pipe_t *p, void *args)
     metrics_render(p->s, &p->r->out);
 }
 
-const handler_t ops_metrics_handler = {metrics_parse, NULL, metrics_reply, NULL};
+const handler_t ops_metrics_handler = {NULL, NULL, metrics_reply, NULL};

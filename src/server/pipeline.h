@@ -44,9 +44,10 @@ typedef bool (*handler_parse_fn)(request_t *r, const route_args_t *a, void *args
  * taken before it), from what reply left in args. */
 typedef void (*handler_finish_fn)(request_t *r, void *args);
 
-/* A route's handler. reply NULL: parse wrote the whole reply and the
- * shop's state has nothing to do with it (pages, the health check).
- * finish is NULL but for the event stream's. */
+/* A route's handler. parse NULL: nothing to read from the request. reply
+ * NULL: parse wrote the whole reply and the shop's state has nothing to do
+ * with it (pages, the health check). finish is NULL but where a reply must
+ * not hold the engine lock (the event stream, the chart's points). */
 typedef struct {
     handler_parse_fn parse;
     pipe_fn run;

@@ -4,6 +4,7 @@
  * (parse, run, reply: pipeline.h). Matching, keys and the checks every
  * route shares are here; what a route does is its handler's file.
  */
+#include <assert.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -270,12 +271,13 @@ static void dispatch(request_t *r, const route_t *route, const route_args_t *a)
         return; /* the 400 is written */
     }
     const handler_t *h = route->handler;
+    assert(h->parse != NULL || h->reply != NULL); /* one of them answers */
     if (h != &ops_healthz_handler && store_failed(&r->server->store)) {
         request_error(r, API_ERR_STORAGE_UNAVAILABLE, "the journal cannot be written");
         return;
     }
     _Alignas(max_align_t) unsigned char args[REQUEST_ARGS_BYTES_MAX];
-    if (!h->parse(r, a, args) || h->reply == NULL) {
+    if ((h->parse != NULL && !h->parse(r, a, args)) || h->reply == NULL) {
         return;
     }
     if (pipeline_run(r, args, h->run, h->reply) && h->finish != NULL) {
