@@ -19,9 +19,9 @@
  *     large catalog, and at 100,000 skus each lookup's record misses the
  *     cache, so what a lookup touches is kept small: the index grows with
  *     the skus (1 MiB at 100,000), the hot records take 3.2 MB there (not the
- *     9.6 MB of a 96-byte record with the whole name), and both ask for huge
- *     pages, so that the lookup's two dependent loads do not also miss the
- *     TLB. A name longer than the head costs a third load, in sku_cold[].
+ *     9.6 MB of a 96-byte record with the whole name). A lookup is two
+ *     dependent loads, the bucket and the hot record; a name longer than the
+ *     head costs a third, in sku_cold[].
  *   - holds[] by slot. A hold id is (sequence << 28 | slot): reading a hold is
  *     an array access plus a check that the slot still holds that sequence,
  *     and no id is ever issued twice, even after its slot is reused.
@@ -46,7 +46,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <unistd.h>
 
 /* Budget: at most 128 bytes of engine memory per active one-line hold
  * (record plus timer entry), whoever its customer is. */
@@ -186,33 +185,6 @@ static bool config_valid(const engine_config_t *c)
 
 static uint32_t sku_index_capacity(const engine_config_t *c, uint32_t count);
 
-/* Bytes of a huge page (x86-64, arm64 with 4 KiB pages). */
-#define HUGE_PAGE_BYTES ((size_t)2 << 20)
-
-/* An anonymous, unreserved mapping of size bytes that starts on a huge page
- * boundary, so that the sku tables at its start can be given huge pages;
- * NULL if it cannot be made. */
-static void *region_map(size_t size)
-{
-    size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    size = (size + page - 1) / page * page;
-    size_t padded = size + HUGE_PAGE_BYTES;
-    char *p = mmap(NULL, padded, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (p == MAP_FAILED) {
-        return NULL;
-    }
-    size_t head = (HUGE_PAGE_BYTES - (uintptr_t)p % HUGE_PAGE_BYTES) % HUGE_PAGE_BYTES;
-    size_t tail = padded - head - size;
-    if (head > 0) {
-        munmap(p, head);
-    }
-    if (tail > 0) {
-        munmap(p + head + size, tail);
-    }
-    return p + head;
-}
-
 int engine_init(engine_t *e, const engine_config_t *config, int64_t now_ms)
 {
     memset(e, 0, sizeof *e);
@@ -220,14 +192,11 @@ int engine_init(engine_t *e, const engine_config_t *config, int64_t now_ms)
         return -1;
     }
     layout_t l = layout_for(config);
-    void *region = region_map(l.total);
-    if (region == NULL) {
+    void *region = mmap(NULL, l.total, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (region == MAP_FAILED) {
         return -1;
     }
-    /* Every hold looks a sku up at random: with 4 KiB pages a catalog of
-     * 100,000 costs a TLB miss on top of each cache miss. A hint only: if
-     * huge pages are off, nothing changes but speed. */
-    (void)madvise(region, l.sku_cold, MADV_HUGEPAGE);
     char *base = region;
     e->config = *config;
     e->now_ms = now_ms;
