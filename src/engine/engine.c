@@ -6,14 +6,22 @@
  * space, not memory, until they are used. Nothing is allocated afterwards.
  *
  * Tables and why they look as they do:
- *   - skus[] in creation order, found through an open-addressing index.
- *     SKUs are never deleted, so the index needs no tombstones, and the
- *     creation order doubles as the listing order (a cursor is an index).
- *     Every hold looks its skus up, at random over a large catalog, so the
- *     index is kept small (it grows with the skus), its buckets carry a tag
- *     of the hash so that probes rarely read a record that is not the one,
- *     and a record's counters share a cache line with a name of up to 39
- *     bytes: one lookup costs two cache misses at most, not three or four.
+ *   - skus in creation order, in two arrays by the same index: skus[], what
+ *     every hold reads and writes, 32 bytes (available, held, the name's
+ *     length and its first ENGINE_SKU_HEAD_BYTES bytes), and sku_cold[], the
+ *     stock and the whole name, for puts, views and longer names. A sku's
+ *     sold is stock - held - available, so no hold ever writes the cold
+ *     record. They are found through an open-addressing index of uint32
+ *     (index + 1, and a tag of the hash so that probes rarely read a record
+ *     that is not the one). SKUs are never deleted, so the index needs no
+ *     tombstones, and the creation order doubles as the listing order (a
+ *     cursor is an index). Every hold looks its skus up, at random over a
+ *     large catalog, and at 100,000 skus each lookup's record misses the
+ *     cache, so what a lookup touches is kept small: the index grows with
+ *     the skus (1 MiB at 100,000), the hot records take 3.2 MB there (not the
+ *     9.6 MB of a 96-byte record with the whole name). A lookup is two
+ *     dependent loads, the bucket and the hot record; a name longer than the
+ *     head costs a third, in sku_cold[].
  *   - holds[] by slot. A hold id is (sequence << 28 | slot): reading a hold is
  *     an array access plus a check that the slot still holds that sequence,
  *     and no id is ever issued twice, even after its slot is reused.
@@ -130,7 +138,7 @@ static size_t align_up(size_t n)
 }
 
 typedef struct {
-    size_t skus, sku_index, names, name_index, holds, chunks, heap_ms, heap_slot, idem,
+    size_t skus, sku_index, sku_cold, names, name_index, holds, chunks, heap_ms, heap_slot, idem,
         idem_index, total;
 } layout_t;
 
@@ -149,6 +157,7 @@ static layout_t layout_for(const engine_config_t *c)
     at += align_up(bytes)
     PLACE(skus, (size_t)c->skus_max * sizeof(engine_sku_t));
     PLACE(sku_index, (size_t)index_capacity(c->skus_max) * sizeof(uint32_t));
+    PLACE(sku_cold, (size_t)c->skus_max * sizeof(engine_sku_cold_t));
     PLACE(names, (size_t)names_max(c) * sizeof(engine_name_t));
     PLACE(name_index, (size_t)index_capacity(names_max(c)) * sizeof(uint32_t));
     PLACE(holds, (size_t)c->holds_max * sizeof(engine_hold_t));
@@ -195,6 +204,7 @@ int engine_init(engine_t *e, const engine_config_t *config, int64_t now_ms)
     e->region_size = l.total;
     e->skus = (engine_sku_t *)(base + l.skus);
     e->sku_index = (uint32_t *)(base + l.sku_index);
+    e->sku_cold = (engine_sku_cold_t *)(base + l.sku_cold);
     e->sku_index_mask = sku_index_capacity(config, 0) - 1;
     e->names = (engine_name_t *)(base + l.names);
     e->name_index = (uint32_t *)(base + l.name_index);
@@ -293,6 +303,26 @@ static uint32_t sku_index_capacity(const engine_config_t *c, uint32_t count)
     return wanted < reserved ? wanted : reserved;
 }
 
+_Static_assert(sizeof(engine_sku_t) == 32, "a sku's hot record is half a cache line");
+
+static size_t sku_head_len(size_t len)
+{
+    return len < ENGINE_SKU_HEAD_BYTES ? len : ENGINE_SKU_HEAD_BYTES;
+}
+
+/* Whether sku i is named sku: the hot record answers for names up to
+ * ENGINE_SKU_HEAD_BYTES long (and for nearly every mismatch). */
+static bool sku_matches(const engine_t *e, uint32_t i, const char *sku, size_t len)
+{
+    const engine_sku_t *s = &e->skus[i];
+    if (s->id_len != len || memcmp(s->id_head, sku, sku_head_len(len)) != 0) {
+        return false;
+    }
+    return len <= ENGINE_SKU_HEAD_BYTES ||
+           memcmp(e->sku_cold[i].id + ENGINE_SKU_HEAD_BYTES, sku + ENGINE_SKU_HEAD_BYTES,
+                  len - ENGINE_SKU_HEAD_BYTES) == 0;
+}
+
 static bool sku_find_hashed(const engine_t *e, const char *sku, size_t sku_len, uint64_t hash,
                             uint32_t *index_out)
 {
@@ -301,8 +331,7 @@ static bool sku_find_hashed(const engine_t *e, const char *sku, size_t sku_len, 
     for (uint32_t entry = e->sku_index[b]; entry != 0; entry = e->sku_index[b]) {
         if ((entry & ~SKU_ENTRY_MASK) == tag) {
             uint32_t i = (entry & SKU_ENTRY_MASK) - 1;
-            const engine_sku_t *s = &e->skus[i];
-            if (s->id_len == sku_len && memcmp(s->id, sku, sku_len) == 0) {
+            if (sku_matches(e, i, sku, sku_len)) {
                 *index_out = i;
                 return true;
             }
@@ -339,7 +368,7 @@ static void sku_index_reserve(engine_t *e, uint32_t count)
     memset(e->sku_index, 0, (size_t)capacity * sizeof *e->sku_index);
     e->sku_index_mask = capacity - 1;
     for (uint32_t i = 0; i < e->sku_count; i++) {
-        sku_index_insert(e, sku_hash(e->skus[i].id, e->skus[i].id_len), i);
+        sku_index_insert(e, sku_hash(e->sku_cold[i].id, e->skus[i].id_len), i);
     }
 }
 
@@ -350,11 +379,13 @@ static uint32_t sku_add(engine_t *e, const char *sku, size_t sku_len, int64_t st
     sku_index_reserve(e, e->sku_count + 1);
     uint32_t i = e->sku_count++;
     engine_sku_t *s = &e->skus[i];
-    memcpy(s->id, sku, sku_len);
     s->id_len = (uint8_t)sku_len;
-    s->stock = stock;
+    memset(s->id_head, 0, sizeof s->id_head);
+    memcpy(s->id_head, sku, sku_head_len(sku_len));
+    s->available = stock;
     s->held = 0;
-    s->sold = 0;
+    memcpy(e->sku_cold[i].id, sku, sku_len);
+    e->sku_cold[i].stock = stock;
     sku_index_insert(e, sku_hash(sku, sku_len), i);
     e->stats.skus = e->sku_count;
     e->stats.units_stock += stock;
@@ -365,13 +396,19 @@ void engine_sku_view(const engine_t *e, uint32_t index, engine_sku_view_t *out)
 {
     assert(index < e->sku_count);
     const engine_sku_t *s = &e->skus[index];
-    out->sku = s->id;
+    out->sku = e->sku_cold[index].id;
     out->sku_len = s->id_len;
-    out->stock = s->stock;
+    out->stock = e->sku_cold[index].stock;
     out->held = s->held;
-    out->sold = s->sold;
-    out->available = s->stock - s->held - s->sold;
-    assert(out->available >= 0);
+    out->available = s->available;
+    out->sold = out->stock - s->held - s->available;
+    assert(out->available >= 0 && out->sold >= 0);
+}
+
+/* What a sku has sold: the units neither held nor available. */
+static int64_t sku_sold(const engine_t *e, uint32_t index)
+{
+    return e->sku_cold[index].stock - e->skus[index].held - e->skus[index].available;
 }
 
 uint32_t engine_sku_count(const engine_t *e)
@@ -379,9 +416,8 @@ uint32_t engine_sku_count(const engine_t *e)
     return e->sku_count;
 }
 
-static engine_outcome_t apply_sku_put(engine_t *e, const engine_op_t *op)
+static void apply_sku_put(engine_t *e, const engine_op_t *op, engine_outcome_t *o)
 {
-    engine_outcome_t o = {.result = ENGINE_OK};
     const char *sku = op->u.sku_put.sku;
     size_t len = op->u.sku_put.sku_len;
     int64_t stock = op->u.sku_put.stock;
@@ -389,25 +425,26 @@ static engine_outcome_t apply_sku_put(engine_t *e, const engine_op_t *op)
     uint32_t i;
     if (!engine_sku_find(e, sku, len, &i)) {
         if (e->sku_count == e->config.skus_max) {
-            o.result = ENGINE_SKUS_FULL;
-            return o;
+            o->result = ENGINE_SKUS_FULL;
+            return;
         }
-        o.sku_index = sku_add(e, sku, len, stock);
-        o.created = true;
-        o.changed = true;
-        return o;
+        o->sku_index = sku_add(e, sku, len, stock);
+        o->created = true;
+        o->changed = true;
+        return;
     }
     engine_sku_t *s = &e->skus[i];
-    o.sku_index = i;
-    if (stock < s->held + s->sold) {
-        o.result = ENGINE_STOCK_BELOW_COMMITTED;
-        o.available = s->stock - s->held - s->sold;
-        return o;
+    engine_sku_cold_t *cold = &e->sku_cold[i];
+    o->sku_index = i;
+    if (stock < s->held + sku_sold(e, i)) {
+        o->result = ENGINE_STOCK_BELOW_COMMITTED;
+        o->available = s->available;
+        return;
     }
-    o.changed = stock != s->stock;
-    e->stats.units_stock += stock - s->stock;
-    s->stock = stock;
-    return o;
+    o->changed = stock != cold->stock;
+    e->stats.units_stock += stock - cold->stock;
+    s->available += stock - cold->stock;
+    cold->stock = stock;
 }
 
 /* ------------------------------------------------------------------- names */
@@ -690,8 +727,10 @@ static void free_list_remove(engine_t *e, uint32_t slot)
     }
 }
 
-/* Forgets the oldest finished hold: its id reads as not found from now on. */
-static void evict_oldest_finished(engine_t *e)
+/* Forgets the oldest finished hold, whose id reads as not found from now
+ * on, and returns its slot, which is in no list: the caller frees it or
+ * places a hold in it at once. */
+static uint32_t forget_oldest_finished(engine_t *e)
 {
     uint32_t slot = e->finished_head;
     assert(slot != ENGINE_NONE);
@@ -710,9 +749,15 @@ static void evict_oldest_finished(engine_t *e)
     e->finished_chunks -= chunks_needed(h->line_count);
     chunks_free(e, h->chunk);
     h->chunk = ENGINE_NONE;
-    free_list_push(e, slot);
+    h->state = ENGINE_HOLD_FREE;
     e->stats.holds_retained--;
     e->stats.holds_evicted++;
+    return slot;
+}
+
+static void evict_oldest_finished(engine_t *e)
+{
+    free_list_push(e, forget_oldest_finished(e));
 }
 
 static bool slot_available(const engine_t *e)
@@ -725,7 +770,9 @@ static bool slot_available(const engine_t *e)
 static uint32_t slot_take(engine_t *e)
 {
     if (e->hold_free == ENGINE_NONE && e->hold_hwm == e->config.holds_max) {
-        evict_oldest_finished(e);
+        /* What evicting it onto the empty free list and taking the free
+         * list's head would do, without the two list updates. */
+        return forget_oldest_finished(e);
     }
     if (e->hold_free != ENGINE_NONE) {
         uint32_t slot = e->hold_free;
@@ -774,6 +821,21 @@ static uint32_t slot_of(const engine_t *e, const engine_hold_t *h)
 
 static void hold_view_fill(const engine_t *e, const engine_hold_t *h, engine_hold_view_t *out);
 
+/* Gives a finished hold's line back: a sale moves its units from held to
+ * sold, which is implied; any other end makes them available again. */
+static void line_finish(engine_t *e, uint32_t sku_index, uint32_t qty, engine_hold_state_t to)
+{
+    engine_sku_t *s = &e->skus[sku_index];
+    assert(s->held >= qty);
+    s->held -= qty;
+    e->stats.units_held -= qty;
+    if (to == ENGINE_HOLD_COMMITTED_STATE) {
+        e->stats.units_sold += qty;
+    } else {
+        s->available += qty;
+    }
+}
+
 /* Moves an active hold to a final state and returns its units. */
 static void hold_finish(engine_t *e, engine_hold_t *h, engine_hold_state_t to, int64_t at_ms)
 {
@@ -781,18 +843,16 @@ static void hold_finish(engine_t *e, engine_hold_t *h, engine_hold_state_t to, i
     assert(to == ENGINE_HOLD_COMMITTED_STATE || to == ENGINE_HOLD_RELEASED_STATE ||
            to == ENGINE_HOLD_EXPIRED_STATE);
     uint32_t slot = slot_of(e, h);
-    engine_line_view_t lines[HF_LINES_PER_HOLD_MAX];
-    uint16_t n = hold_lines(e, h, lines);
-    for (uint16_t i = 0; i < n; i++) {
-        engine_sku_t *s = &e->skus[lines[i].sku_index];
-        assert(s->held >= lines[i].qty);
-        s->held -= lines[i].qty;
-        e->stats.units_held -= lines[i].qty;
-        if (to == ENGINE_HOLD_COMMITTED_STATE) {
-            s->sold += lines[i].qty;
-            e->stats.units_sold += lines[i].qty;
+    /* In place, not through hold_lines(): most holds have the one line. */
+    line_finish(e, h->sku0, h->qty0, to);
+    uint32_t n = 1;
+    for (uint32_t c = h->chunk; c != ENGINE_NONE; c = e->chunks[c].next) {
+        for (uint32_t i = 0; i < e->chunks[c].count; i++) {
+            line_finish(e, e->chunks[c].lines[i].sku_index, e->chunks[c].lines[i].qty, to);
         }
+        n += e->chunks[c].count;
     }
+    assert(n == h->line_count);
     heap_remove(e, slot);
     h->state = (uint8_t)to;
     h->finished_ms = at_ms;
@@ -967,8 +1027,7 @@ static engine_result_t create_check_lines(const engine_t *e, const engine_hold_c
         }
     }
     for (uint16_t i = 0; i < r->line_count; i++) {
-        const engine_sku_t *s = &e->skus[lines[i].sku_index];
-        int64_t available = s->stock - s->held - s->sold;
+        int64_t available = e->skus[lines[i].sku_index].available;
         if (available < (int64_t)lines[i].qty) {
             o->sku_index = lines[i].sku_index;
             o->available = available;
@@ -1035,6 +1094,7 @@ static uint64_t create_place(engine_t *e, const engine_hold_create_t *r,
     h->state = ENGINE_HOLD_ACTIVE;
     for (uint16_t i = 0; i < r->line_count; i++) {
         e->skus[lines[i].sku_index].held += lines[i].qty;
+        e->skus[lines[i].sku_index].available -= lines[i].qty;
         e->stats.units_held += lines[i].qty;
     }
     heap_push(e, slot);
@@ -1043,37 +1103,35 @@ static uint64_t create_place(engine_t *e, const engine_hold_create_t *r,
     return id;
 }
 
-static engine_outcome_t apply_hold_create(engine_t *e, const engine_op_t *op)
+static void apply_hold_create(engine_t *e, const engine_op_t *op, engine_outcome_t *o)
 {
     const engine_hold_create_t *r = &op->u.hold_create;
-    engine_outcome_t o = {.result = ENGINE_OK};
     assert_create_valid(r);
     uint64_t request_hash = 0;
     if (r->idem_key_len > 0) {
         request_hash = r->request_hash != 0 ? r->request_hash : engine_hold_request_hash(r);
         const engine_idem_t *k = idem_find(e, r->idem_key, r->idem_key_len);
         if (k != NULL) {
-            o.result = k->request_hash == request_hash ? ENGINE_OK : ENGINE_IDEMPOTENCY_MISMATCH;
-            o.replayed = o.result == ENGINE_OK;
-            o.hold_id = k->hold_id;
-            e->stats.idem_replays += o.replayed;
-            return o;
+            o->result = k->request_hash == request_hash ? ENGINE_OK : ENGINE_IDEMPOTENCY_MISMATCH;
+            o->replayed = o->result == ENGINE_OK;
+            o->hold_id = k->hold_id;
+            e->stats.idem_replays += o->replayed;
+            return;
         }
     }
     engine_line_view_t lines[HF_LINES_PER_HOLD_MAX];
-    o.result = create_check_lines(e, r, lines, &o);
-    if (o.result == ENGINE_OK) {
-        o.result = create_check_room(e, r);
+    o->result = create_check_lines(e, r, lines, o);
+    if (o->result == ENGINE_OK) {
+        o->result = create_check_room(e, r);
     }
-    if (o.result != ENGINE_OK) {
-        return o;
+    if (o->result != ENGINE_OK) {
+        return;
     }
-    o.hold_id = create_place(e, r, lines, op->now_ms);
+    o->hold_id = create_place(e, r, lines, op->now_ms);
     if (r->idem_key_len > 0) {
-        idem_add(e, r->idem_key, r->idem_key_len, request_hash, o.hold_id, op->now_ms);
+        idem_add(e, r->idem_key, r->idem_key_len, request_hash, o->hold_id, op->now_ms);
     }
-    o.changed = true;
-    return o;
+    o->changed = true;
 }
 
 /* The result of acting on a hold that is no longer active. */
@@ -1092,87 +1150,91 @@ static engine_result_t finished_result(const engine_hold_t *h)
     }
 }
 
-static engine_outcome_t apply_hold_commit(engine_t *e, const engine_op_t *op)
+static void apply_hold_commit(engine_t *e, const engine_op_t *op, engine_outcome_t *o)
 {
-    engine_outcome_t o = {.result = ENGINE_OK, .hold_id = op->u.hold.hold_id};
-    engine_hold_t *h = hold_find(e, o.hold_id);
+    o->hold_id = op->u.hold.hold_id;
+    engine_hold_t *h = hold_find(e, o->hold_id);
     if (h == NULL) {
-        o.result = ENGINE_HOLD_NOT_FOUND;
+        o->result = ENGINE_HOLD_NOT_FOUND;
     } else if (h->state == ENGINE_HOLD_ACTIVE) {
         hold_finish(e, h, ENGINE_HOLD_COMMITTED_STATE, op->now_ms);
         hold_set_order_ref(e, h, op->u.hold.order_ref, op->u.hold.order_ref_len);
         e->stats.holds_committed++;
-        o.changed = true;
+        o->changed = true;
     } else if (h->state != ENGINE_HOLD_COMMITTED_STATE) {
-        o.result = finished_result(h); /* committing twice is not an error */
+        o->result = finished_result(h); /* committing twice is not an error */
     }
-    return o;
 }
 
-static engine_outcome_t apply_hold_release(engine_t *e, const engine_op_t *op)
+static void apply_hold_release(engine_t *e, const engine_op_t *op, engine_outcome_t *o)
 {
-    engine_outcome_t o = {.result = ENGINE_OK, .hold_id = op->u.hold.hold_id};
-    engine_hold_t *h = hold_find(e, o.hold_id);
+    o->hold_id = op->u.hold.hold_id;
+    engine_hold_t *h = hold_find(e, o->hold_id);
     if (h == NULL) {
-        o.result = ENGINE_HOLD_NOT_FOUND;
+        o->result = ENGINE_HOLD_NOT_FOUND;
     } else if (h->state == ENGINE_HOLD_ACTIVE) {
         hold_finish(e, h, ENGINE_HOLD_RELEASED_STATE, op->now_ms);
         hold_set_order_ref(e, h, op->u.hold.order_ref, op->u.hold.order_ref_len);
         e->stats.holds_released++;
-        o.changed = true;
+        o->changed = true;
     } else if (h->state == ENGINE_HOLD_COMMITTED_STATE) {
-        o.result = ENGINE_HOLD_COMMITTED; /* a sale is not undone by a release */
+        o->result = ENGINE_HOLD_COMMITTED; /* a sale is not undone by a release */
     }
     /* Releasing a released or expired hold is harmless: its units are free. */
-    return o;
 }
 
-static engine_outcome_t apply_hold_extend(engine_t *e, const engine_op_t *op)
+static void apply_hold_extend(engine_t *e, const engine_op_t *op, engine_outcome_t *o)
 {
-    engine_outcome_t o = {.result = ENGINE_OK, .hold_id = op->u.hold.hold_id};
+    o->hold_id = op->u.hold.hold_id;
     int64_t ttl_ms = op->u.hold.ttl_ms;
     assert(ttl_ms >= 1 && ttl_ms <= HF_TTL_MS_MAX);
-    engine_hold_t *h = hold_find(e, o.hold_id);
+    engine_hold_t *h = hold_find(e, o->hold_id);
     if (h == NULL) {
-        o.result = ENGINE_HOLD_NOT_FOUND;
+        o->result = ENGINE_HOLD_NOT_FOUND;
     } else if (h->state != ENGINE_HOLD_ACTIVE) {
-        o.result = finished_result(h);
+        o->result = finished_result(h);
     } else if (op->now_ms + ttl_ms > h->expires_ms) {
         /* An extension never shortens a hold: a late, smaller retry of an
          * extend must not cut a buyer's time. */
         h->expires_ms = op->now_ms + ttl_ms;
         heap_later(e, slot_of(e, h));
-        o.changed = true;
+        o->changed = true;
     }
-    return o;
 }
 
 engine_outcome_t engine_apply(engine_t *e, const engine_op_t *op)
 {
     engine_advance(e, op->now_ms);
-    engine_outcome_t o;
+    engine_outcome_t o = {.result = ENGINE_OK};
     switch (op->kind) {
     case ENGINE_OP_SKU_PUT:
-        o = apply_sku_put(e, op);
+        apply_sku_put(e, op, &o);
         break;
     case ENGINE_OP_HOLD_CREATE:
-        o = apply_hold_create(e, op);
+        apply_hold_create(e, op, &o);
         break;
     case ENGINE_OP_HOLD_COMMIT:
-        o = apply_hold_commit(e, op);
+        apply_hold_commit(e, op, &o);
         break;
     case ENGINE_OP_HOLD_RELEASE:
-        o = apply_hold_release(e, op);
+        apply_hold_release(e, op, &o);
         break;
     case ENGINE_OP_HOLD_EXTEND:
-        o = apply_hold_extend(e, op);
+        apply_hold_extend(e, op, &o);
         break;
     default:
         assert(0 && "unknown op kind");
-        o = (engine_outcome_t){.result = ENGINE_HOLD_NOT_FOUND};
+        o.result = ENGINE_HOLD_NOT_FOUND;
     }
     assert(o.result == ENGINE_OK || !o.changed);
-    return o;
+    /* Field by field: each load then matches the store that wrote it. */
+    return (engine_outcome_t){.result = o.result,
+                              .changed = o.changed,
+                              .replayed = o.replayed,
+                              .created = o.created,
+                              .hold_id = o.hold_id,
+                              .sku_index = o.sku_index,
+                              .available = o.available};
 }
 
 /* ------------------------------------------------------------------ reads */
@@ -1400,7 +1462,7 @@ engine_result_t engine_restore_sku(engine_t *e, const char *sku, size_t sku_len,
         return ENGINE_SKUS_FULL;
     }
     uint32_t i = sku_add(e, sku, sku_len, stock);
-    e->skus[i].sold = sold;
+    e->skus[i].available -= sold;
     e->stats.units_sold += sold;
     return ENGINE_OK;
 }
@@ -1435,6 +1497,7 @@ engine_result_t engine_restore_hold(engine_t *e, const engine_hold_view_t *v)
     for (uint16_t i = 0; i < v->line_count; i++) {
         assert(v->lines[i].sku_index < e->sku_count);
         e->skus[v->lines[i].sku_index].held += v->lines[i].qty;
+        e->skus[v->lines[i].sku_index].available -= v->lines[i].qty;
         e->stats.units_held += v->lines[i].qty;
     }
     heap_push(e, slot);
@@ -1447,9 +1510,10 @@ engine_result_t engine_restore_hold(engine_t *e, const engine_hold_view_t *v)
             hold_set_order_ref(e, h, v->order_ref, v->order_ref_len);
         }
         if (v->state == ENGINE_HOLD_COMMITTED_STATE) {
-            /* restore_sku already counted the sold units. */
+            /* restore_sku already counted the sold units: finishing the
+             * hold sold them twice, so give them back to available. */
             for (uint16_t i = 0; i < v->line_count; i++) {
-                e->skus[v->lines[i].sku_index].sold -= v->lines[i].qty;
+                e->skus[v->lines[i].sku_index].available += v->lines[i].qty;
                 e->stats.units_sold -= v->lines[i].qty;
             }
         }
@@ -1499,20 +1563,38 @@ engine_result_t engine_restore_idem(engine_t *e, const engine_idem_t *entry)
         }                                                                                      \
     } while (0)
 
+/* A sku's hot record repeats the head of its name, zero past its length,
+ * or lookups would miss it. */
+static bool check_sku_head(const engine_t *e, uint32_t i)
+{
+    const engine_sku_t *s = &e->skus[i];
+    if (s->id_len < 1 || s->id_len > HF_SKU_BYTES_MAX) {
+        return false;
+    }
+    size_t head = sku_head_len(s->id_len);
+    for (size_t k = head; k < ENGINE_SKU_HEAD_BYTES; k++) {
+        if (s->id_head[k] != 0) {
+            return false;
+        }
+    }
+    return memcmp(s->id_head, e->sku_cold[i].id, head) == 0;
+}
+
 static bool check_skus(const engine_t *e, const int64_t *held_sum)
 {
     int64_t stock = 0, held = 0, sold = 0;
     for (uint32_t i = 0; i < e->sku_count; i++) {
         const engine_sku_t *s = &e->skus[i];
+        int64_t sku_stock = e->sku_cold[i].stock;
         uint32_t found;
-        if (s->held < 0 || s->sold < 0 || s->held + s->sold > s->stock ||
-            s->stock > HF_STOCK_MAX || s->held != held_sum[i] ||
-            !engine_sku_find(e, s->id, s->id_len, &found) || found != i) {
+        if (s->held < 0 || s->available < 0 || sku_sold(e, i) < 0 || sku_stock > HF_STOCK_MAX ||
+            s->held != held_sum[i] || !check_sku_head(e, i) ||
+            !engine_sku_find(e, e->sku_cold[i].id, s->id_len, &found) || found != i) {
             return false;
         }
-        stock += s->stock;
+        stock += sku_stock;
         held += s->held;
-        sold += s->sold;
+        sold += sku_sold(e, i);
     }
     return stock == e->stats.units_stock && held == e->stats.units_held &&
            sold == e->stats.units_sold;

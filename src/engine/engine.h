@@ -28,7 +28,9 @@
  * oldest first; then its id reads as not found.
  *
  * Invariants, checked by engine_check():
- *   1. For every SKU: 0 <= held, 0 <= sold, held + sold <= stock <= 2^40.
+ *   1. For every SKU: 0 <= held, 0 <= available, stock <= 2^40, and
+ *      sold = stock - held - available >= 0 (the engine keeps available and
+ *      held, and derives sold).
  *   2. A SKU's held equals the sum of the active holds' lines on it.
  *   3. Every active hold is in the timer heap exactly once, at heap_index, and
  *      the heap is ordered by expires_ms; no other hold is in it.
@@ -38,6 +40,9 @@
  *      not interned) or as their order_ref (committed holds: the order;
  *      released ones: the reason they were released for).
  *   6. Every slot is exactly one of: free, active, finished-and-retained.
+ *   7. A SKU's hot record carries its name's length and first
+ *      ENGINE_SKU_HEAD_BYTES bytes, zero past the name, and the index finds
+ *      every SKU by its name at its own index.
  *
  * Fields of the structs below are private to engine.c; they are in this
  * header only so that the caller can allocate the engine (libuv style).
@@ -208,13 +213,25 @@ typedef struct {
 
 /* ---- private tables ---- */
 
-/* Counters and length first: a hold on a sku whose name is up to 39 bytes
- * reads and writes one cache line of its record, not two. */
+/* What every hold reads and writes of a sku, in 32 bytes (two to a cache
+ * line): a hold create, release, commit or expiry touches only available and
+ * held (sold is stock - held - available), and a lookup compares the length
+ * and the name's first bytes here, so a sku whose name is up to
+ * ENGINE_SKU_HEAD_BYTES long costs one cache line per hold, and 100,000 of
+ * them fit in 3.2 MB. id_head is zero past id_len. */
+#define ENGINE_SKU_HEAD_BYTES 15
 typedef struct {
-    int64_t stock, held, sold;
+    int64_t available, held;
     uint8_t id_len;
-    char id[HF_SKU_BYTES_MAX];
+    char id_head[ENGINE_SKU_HEAD_BYTES];
 } engine_sku_t;
+
+/* The rest of a sku, by the same index: read by views, puts and the lookup
+ * of a name longer than the head. id is the whole name. */
+typedef struct {
+    int64_t stock;
+    char id[HF_SKU_BYTES_MAX];
+} engine_sku_cold_t;
 
 typedef struct {
     uint32_t refs;
@@ -272,6 +289,7 @@ typedef struct engine_s {
     size_t region_size;
 
     engine_sku_t *skus;
+    engine_sku_cold_t *sku_cold;
     /* Open addressing: sku index + 1 and a tag of the hash, 0 empty. It
      * grows with the skus (within its reservation), so that a catalog far
      * below skus_max keeps a small, cache-resident index. */

@@ -1874,9 +1874,69 @@ static void test_check_catches_a_broken_count(void **state)
     assert_false(engine_check(e));
     e->skus[a].held = 3;
     assert_true(engine_check(e));
-    e->skus[a].sold = 8;
+    /* sold is what is neither held nor available: 10 - 3 - 8 < 0. */
+    e->skus[a].available = 8;
     assert_false(engine_check(e));
-    e->skus[a].sold = 0;
+    /* 10 - 3 - 0 = 7 sold, but nothing was. */
+    e->skus[a].available = 0;
+    assert_false(engine_check(e));
+    e->skus[a].available = 7;
+    assert_true(engine_check(e));
+}
+
+static void test_check_catches_a_sku_head_that_is_not_its_name(void **state)
+{
+    engine_t *e = *state;
+    uint32_t a = put_ok(e, T0, "abc", 10);
+    assert_true(engine_check(e));
+    e->skus[a].id_head[1] = 'x';
+    assert_false(engine_check(e));
+    e->skus[a].id_head[1] = 'b';
+    assert_true(engine_check(e));
+    e->skus[a].id_head[ENGINE_SKU_HEAD_BYTES - 1] = 'x'; /* past the name: must be 0 */
+    assert_false(engine_check(e));
+    e->skus[a].id_head[ENGINE_SKU_HEAD_BYTES - 1] = 0;
+    assert_true(engine_check(e));
+}
+
+/* A sku's first ENGINE_SKU_HEAD_BYTES bytes are kept with its counters and
+ * the rest apart: names that share a head, or differ only at the head's
+ * edge, are still different skus, and every one of them is found. */
+static void test_long_sku_names_are_told_apart_past_their_head(void **state)
+{
+    engine_t *e = *state;
+    char head[ENGINE_SKU_HEAD_BYTES + 1];
+    memset(head, 'h', ENGINE_SKU_HEAD_BYTES);
+    head[ENGINE_SKU_HEAD_BYTES] = '\0';
+    char longest[HF_SKU_BYTES_MAX + 1];
+    memset(longest, 'h', HF_SKU_BYTES_MAX);
+    longest[HF_SKU_BYTES_MAX] = '\0';
+    char names[5][HF_SKU_BYTES_MAX + 1];
+    snprintf(names[0], sizeof names[0], "%s", head);     /* exactly the head */
+    snprintf(names[1], sizeof names[1], "%sa", head);    /* one byte past it */
+    snprintf(names[2], sizeof names[2], "%sb", head);    /* differs past it */
+    snprintf(names[3], sizeof names[3], "%s", longest);  /* the longest name */
+    snprintf(names[4], sizeof names[4], "%.*sz", HF_SKU_BYTES_MAX - 1, longest);
+    uint32_t index[5];
+    for (int i = 0; i < 5; i++) {
+        index[i] = put_ok(e, T0, names[i], 10 + i);
+    }
+    assert_int_equal(engine_sku_count(e), 5);
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(sku_index_of(e, names[i]), index[i]);
+        engine_sku_view_t v;
+        engine_sku_view(e, index[i], &v);
+        assert_int_equal(v.stock, 10 + i);
+        assert_int_equal(v.sku_len, strlen(names[i]));
+        assert_memory_equal(v.sku, names[i], v.sku_len);
+    }
+    uint32_t found;
+    assert_false(engine_sku_find(e, longest, HF_SKU_BYTES_MAX - 1, &found));
+    assert_false(engine_sku_find(e, "hhhhhhhhhhhhhhhc", ENGINE_SKU_HEAD_BYTES + 1, &found));
+    /* A hold on one of them moves that sku's counters only. */
+    hold_ok(e, T0, "u", 5000, NULL, LINES({names[2], 2}));
+    ASSERT_SKU(e, names[1], 11, 0, 0);
+    ASSERT_SKU(e, names[2], 12, 2, 0);
     assert_true(engine_check(e));
 }
 
@@ -1940,6 +2000,8 @@ int main(void)
         SMALL(test_snapshot_restores_the_same_engine),
         SMALL(test_stats_count_every_transition),
         SMALL(test_check_catches_a_broken_count),
+        SMALL(test_check_catches_a_sku_head_that_is_not_its_name),
+        SMALL(test_long_sku_names_are_told_apart_past_their_head),
     };
 #undef SMALL
 #undef WIDE
