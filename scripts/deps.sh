@@ -43,6 +43,7 @@ if [ "${1:-}" = bench ]; then
     packages+=(
         redis-server    # the Redis+Lua peer (redis-benchmark comes with redis-tools)
         postgresql-15   # the PostgreSQL peer: initdb, postgres, pgbench, psql
+        libh2o-evloop-dev # bench/shape.sh's probe of another HTTP library's event loop
     )
 fi
 
