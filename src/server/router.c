@@ -11,20 +11,19 @@
 #include <string.h>
 
 #include "chart.h"
+#include "defenses.h"
 #include "events.h"
 #include "holds.h"
 #include "identities.h"
 #include "observe.h"
 #include "ops.h"
 #include "pipeline.h"
-#include "defenses.h"
 #include "router.h"
 #include "simrun.h"
 #include "skus.h"
 #include "static.h"
 #include "waitlists.h"
 
-#define PATH_SEGMENTS_MAX 6
 /* An unknown query parameter's name is quoted back up to this length. */
 #define QUERY_NAME_SHOWN_BYTES_MAX 64
 
