@@ -12,53 +12,102 @@
 #include "observe.h"
 #include "outcome.h"
 
-void holds_write(server_t *s, json_out_t *j, const engine_hold_view_t *h, int64_t now_ms,
-                 bool with_secret)
+/* A hold as its reply shows it, every field copied or pointed to, so that
+ * the reply can be written with or without the engine lock. */
+typedef struct {
+    uint64_t id;
+    engine_hold_state_t state;
+    const char *customer;
+    uint8_t customer_len;
+    int64_t created_ms, expires_ms, finished_ms;
+    int64_t safe_ms; /* active: until when it is never taken back */
+    const char *order_ref; /* or the release's reason; NULL: none */
+    uint8_t order_ref_len;
+    uint16_t line_count;
+    struct {
+        const char *sku;
+        uint8_t sku_len;
+        uint32_t qty;
+    } lines[HF_LINES_PER_HOLD_MAX];
+} hold_doc_t;
+
+/* The engine lock held: the hold h as its reply shows it. */
+static void doc_of_view(const server_t *s, const engine_hold_view_t *h, hold_doc_t *d)
 {
     const engine_t *e = guard_engine(s->guard);
+    d->id = h->id;
+    d->state = h->state;
+    d->customer = h->customer;
+    d->customer_len = h->customer_len;
+    d->created_ms = h->created_ms;
+    d->expires_ms = h->expires_ms;
+    d->finished_ms = h->finished_ms;
+    d->order_ref = h->order_ref;
+    d->order_ref_len = h->order_ref_len;
+    d->line_count = h->line_count;
+    for (uint16_t i = 0; i < h->line_count; i++) {
+        engine_sku_view_t v;
+        engine_sku_view(e, h->lines[i].sku_index, &v);
+        d->lines[i].sku = v.sku;
+        d->lines[i].sku_len = v.sku_len;
+        d->lines[i].qty = h->lines[i].qty;
+    }
+    int64_t safe_ms =
+        h->state == ENGINE_HOLD_ACTIVE ? guard_hold_safe_until_ms(s->guard, h->id) : 0;
+    d->safe_ms = safe_ms > 0 && safe_ms < h->expires_ms ? safe_ms : h->expires_ms;
+}
+
+/* Needs no lock: what d points to must live until it returns. */
+static void write_doc(const server_t *s, json_out_t *j, const hold_doc_t *d, int64_t now_ms,
+                      bool with_secret)
+{
     char id[HOLDKEY_ID_TEXT_MAX + 1];
-    size_t id_len = holdkey_id_format(&s->holdkey, h->id, id);
+    size_t id_len = holdkey_id_format(&s->holdkey, d->id, id);
     jw_obj_begin(j);
     jw_kstr(j, "id", id, id_len);
     if (with_secret) {
         char secret[HOLDKEY_SECRET_TEXT_MAX + 1];
-        size_t secret_len = holdkey_secret(&s->holdkey, HOLDKEY_HOLD, h->id, secret);
+        size_t secret_len = holdkey_secret(&s->holdkey, HOLDKEY_HOLD, d->id, secret);
         jw_kstr(j, "secret", secret, secret_len);
     }
-    jw_kstr(j, "customer", h->customer, h->customer_len);
-    jw_kcstr(j, "state", engine_hold_state_name(h->state));
+    jw_kstr(j, "customer", d->customer, d->customer_len);
+    jw_kcstr(j, "state", engine_hold_state_name(d->state));
     jw_key(j, "lines");
     jw_arr_begin(j);
-    for (uint16_t i = 0; i < h->line_count; i++) {
-        engine_sku_view_t v;
-        engine_sku_view(e, h->lines[i].sku_index, &v);
+    for (uint16_t i = 0; i < d->line_count; i++) {
         jw_obj_begin(j);
-        jw_kstr(j, "sku", v.sku, v.sku_len);
-        jw_kint(j, "qty", h->lines[i].qty);
+        jw_kstr(j, "sku", d->lines[i].sku, d->lines[i].sku_len);
+        jw_kint(j, "qty", d->lines[i].qty);
         jw_obj_end(j);
     }
     jw_arr_end(j);
     jw_key(j, "created_at");
-    jw_time(j, h->created_ms);
+    jw_time(j, d->created_ms);
     jw_key(j, "expires_at");
-    jw_time(j, h->expires_ms);
-    bool active = h->state == ENGINE_HOLD_ACTIVE;
-    jw_kint(j, "expires_in_ms", active ? h->expires_ms - now_ms : 0);
+    jw_time(j, d->expires_ms);
+    bool active = d->state == ENGINE_HOLD_ACTIVE;
+    jw_kint(j, "expires_in_ms", active ? d->expires_ms - now_ms : 0);
     if (active) {
         /* Until then the cart is never taken back for buyers who wait. */
-        int64_t safe_ms = guard_hold_safe_until_ms(s->guard, h->id);
         jw_key(j, "safe_until");
-        jw_time(j, safe_ms > 0 && safe_ms < h->expires_ms ? safe_ms : h->expires_ms);
-    }
-    if (!active) {
+        jw_time(j, d->safe_ms);
+    } else {
         jw_key(j, "finished_at");
-        jw_time(j, h->finished_ms);
+        jw_time(j, d->finished_ms);
     }
-    if (h->order_ref != NULL) {
-        bool sale = h->state == ENGINE_HOLD_COMMITTED_STATE;
-        jw_kstr(j, sale ? "order_ref" : "reason", h->order_ref, h->order_ref_len);
+    if (d->order_ref != NULL) {
+        bool sale = d->state == ENGINE_HOLD_COMMITTED_STATE;
+        jw_kstr(j, sale ? "order_ref" : "reason", d->order_ref, d->order_ref_len);
     }
     jw_obj_end(j);
+}
+
+void holds_write(server_t *s, json_out_t *j, const engine_hold_view_t *h, int64_t now_ms,
+                 bool with_secret)
+{
+    hold_doc_t d;
+    doc_of_view(s, h, &d);
+    write_doc(s, j, &d, now_ms, with_secret);
 }
 
 /* Replies with the hold, or 404 if it is gone. A create's reply (201) hands
@@ -278,6 +327,8 @@ typedef struct {
     guard_hold_request_t req;
     uint64_t hash; /* what a proof and a challenge are bound to */
     guard_outcome_t o;
+    bool fresh;     /* a new active hold: its reply is written after the lock */
+    hold_doc_t doc; /* fresh: the hold as its reply shows it */
 } create_args_t;
 _Static_assert(sizeof(create_args_t) <= REQUEST_ARGS_BYTES_MAX, "a create's arguments fit");
 
@@ -296,6 +347,7 @@ static bool create_parse(request_t *r, const route_args_t *a, void *args)
            sizeof *req - offsetof(guard_hold_request_t, buy_now));
     bool ok = body != NULL && parse_hold_create(r, body, req);
     json_decref(body);
+    c->fresh = false;
     return ok;
 }
 
@@ -319,6 +371,24 @@ static void create_run(pipe_t *p, void *args)
     }
 }
 
+/* Under the lock: whether the hold just made is active, and if so its
+ * reply's fields, pointing only at what outlives the lock: the request's
+ * customer (the engine's copy may be reused once the hold ends) and the
+ * skus' names (never changed or moved once made). */
+static bool create_is_fresh(pipe_t *p, create_args_t *c)
+{
+    engine_hold_view_t h;
+    c->fresh = engine_hold_view(guard_engine(p->s->guard), c->o.engine.hold_id, &h) == ENGINE_OK &&
+               h.state == ENGINE_HOLD_ACTIVE && h.order_ref == NULL;
+    if (c->fresh) {
+        doc_of_view(p->s, &h, &c->doc);
+        assert(h.customer_len == c->req.create.customer_len &&
+               h.created_ms == p->now_ms);
+        c->doc.customer = c->req.create.customer;
+    }
+    return c->fresh;
+}
+
 static void create_reply(pipe_t *p, void *args)
 {
     create_args_t *c = args;
@@ -328,13 +398,26 @@ static void create_reply(pipe_t *p, void *args)
         outcome_reply_decision(r, &o->decision, c->hash, &c->req, p->now_ms);
     } else if (o->result != GUARD_OK) {
         reply_create_error(r, o, &c->req.create);
+    } else if (!o->engine.replayed && create_is_fresh(p, c)) {
+        r->status = 201; /* the body is create_finish's */
     } else {
         r->replayed = o->engine.replayed ? "true" : NULL;
         reply_hold(r, o->engine.hold_id, 201, p->now_ms);
     }
 }
 
-const handler_t holds_create_handler = {create_parse, create_run, create_reply, NULL};
+/* The reply of a new active hold, written without the engine lock: its id
+ * and secret (two keyed hashes) and its JSON are the longest part of a
+ * create's reply, and the lock is what two HTTP threads wait for. */
+static void create_finish(request_t *r, void *args)
+{
+    const create_args_t *c = args;
+    if (c->fresh) {
+        write_doc(r->server, &r->out, &c->doc, c->doc.created_ms, true);
+    }
+}
+
+const handler_t holds_create_handler = {create_parse, create_run, create_reply, create_finish};
 
 /* ---------------------------------------------------------- one hold by id */
 
