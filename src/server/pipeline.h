@@ -2,7 +2,8 @@
  * pipeline.h - the one way a request reaches the shop's state
  * (server-private).
  *
- * Every route's handler is three steps (router.c's table):
+ * Every route's handler is three steps, and sometimes a fourth (router.c's
+ * table):
  *
  *   parse   without the lock: read and validate the request into its
  *           arguments; on a bad request, write its error and stop there;
@@ -12,7 +13,12 @@
  *   reply   under the engine lock, while the state is as run left it: write
  *           the reply. Skipped when the journal refused a change (its 503 is
  *           written), or when run refused the request itself with reasons
- *           only it had at hand (pipe_answered).
+ *           only it had at hand (pipe_answered);
+ *   finish  after the lock, if reply ran: what must not hold the engine
+ *           lock, from what reply copied into the arguments (the event
+ *           stream's slot, under a lock taken before the engine's; the
+ *           chart's hour of points; a new hold's reply, whose keyed hashes
+ *           and JSON are the longest part of a create).
  *
  * pipeline_run() is the lock → run → reply → unlock in between, and the
  * only code that takes the engine lock for a request or hands the store a
@@ -46,8 +52,7 @@ typedef void (*handler_finish_fn)(request_t *r, void *args);
 
 /* A route's handler. parse NULL: nothing to read from the request. reply
  * NULL: parse wrote the whole reply and the shop's state has nothing to do
- * with it (pages, the health check). finish is NULL but where a reply must
- * not hold the engine lock (the event stream, the chart's points). */
+ * with it (pages, the health check). finish: NULL for most. */
 typedef struct {
     handler_parse_fn parse;
     pipe_fn run;
