@@ -40,11 +40,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-POLICY_OFF='{"quantity": {"enabled": 0}, "identity": {"enabled": 0}, "budget": {"enabled": 0},
- "hold_share": {"held_pct_max": 100}, "ttl": {"adaptive": 0, "pay_floor": 0, "max_ms": 86400000,
- "life_max_ms": 86400000}, "newcomer": {"enabled": 0}, "reputation": {"enabled": 0},
- "challenge": {"enabled": 0}, "waitlist": {"enabled": 0}, "escalation": {"enabled": 0},
- "reclaim": {"enabled": 0}}'
+POLICY_OFF=$(cat "$ROOT/bench/policy-off.json") # every defense switched off (docs/POLICIES.md)
 
 # wrk_rate LUA URL ARGS...: "rps p50_us p99_us errors"
 wrk_rate() {
