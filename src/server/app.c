@@ -22,13 +22,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "hf_clock.h"
-#include "observe.h"
 #include "app.h"
 #include "chart.h"
 #include "events.h"
+#include "hf_clock.h"
 #include "http.h"
 #include "listener.h"
+#include "observe.h"
 #include "router.h"
 #include "simrun.h"
 #include "webhooks.h"
