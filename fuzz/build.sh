@@ -20,8 +20,8 @@ server_src=()
 for f in src/server/*.c; do
     [ "$f" = src/server/main.c ] || server_src+=("$f")
 done
-clang "${flags[@]}" -Isrc/server -Isrc/sim -DHF_WEB_DIR="\"$PWD/web\"" -DHF_VERSION='"fuzz"' \
-    fuzz/fuzz_http.c "${server_src[@]}" src/store/*.c src/sim/*.c src/guard/*.c src/policy/*.c \
+clang "${flags[@]}" -Isrc/server -Isrc/sim -Isrc/webhook -DHF_WEB_DIR="\"$PWD/web\"" -DHF_VERSION='"fuzz"' \
+    fuzz/fuzz_http.c "${server_src[@]}" src/store/*.c src/sim/*.c src/guard/*.c src/policy/*.c src/webhook/*.c \
     src/engine/engine.c $(pkg-config --cflags --libs libmicrohttpd jansson sqlite3 libcrypto) \
     -lpthread -lm -o build/fuzz/fuzz_http
 mkdir -p build/fuzz/http  # what it finds; the seeds in fuzz/corpus/http stay as written
