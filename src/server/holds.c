@@ -110,25 +110,61 @@ void holds_write(server_t *s, json_out_t *j, const engine_hold_view_t *h, int64_
     write_doc(s, j, &d, now_ms, with_secret);
 }
 
-/* Replies with the hold, or 404 if it is gone. A create's reply (201) hands
- * the hold to its owner, with its secret. Under the engine lock. */
-static void reply_hold(request_t *r, uint64_t id, int status, int64_t now_ms)
+/* A hold's reply, taken under the engine lock and written after it
+ * (hold_reply_write, in the route's finish step): the id and secret are
+ * keyed hashes and the JSON is the longest part of a hold's reply, and the
+ * engine lock is what the HTTP threads wait for. The names it shows are
+ * copied, since the engine may reuse a finished hold's; the skus' names are
+ * pointed to, since they never change or move once made. */
+typedef struct {
+    bool taken; /* false: nothing to write (an error was) */
+    bool with_secret;
+    int64_t now_ms;
+    hold_doc_t doc;
+    char customer[HF_NAME_BYTES_MAX];
+    char order_ref[HF_NAME_BYTES_MAX];
+} hold_reply_t;
+
+/* Under the lock: takes the hold's reply with status (a create's, 201,
+ * hands the hold to its owner with its secret), or writes the 404 if the
+ * hold is gone. */
+static void hold_reply_take(request_t *r, uint64_t id, int status, int64_t now_ms,
+                            hold_reply_t *out)
 {
     engine_hold_view_t h;
+    out->taken = false;
     if (engine_hold_view(guard_engine(r->server->guard), id, &h) != ENGINE_OK) {
         char text[HOLDKEY_ID_TEXT_MAX + 1];
         holdkey_id_format(&r->server->holdkey, id, text);
         request_error_begin(r, API_ERR_NOT_FOUND, r->replayed != NULL
-                                             ? "this Idempotency-Key made a hold that is no "
-                                               "longer kept (finished over a day ago)"
-                                             : "no such hold (or it finished over a day ago)");
+                                                      ? "this Idempotency-Key made a hold that is "
+                                                        "no longer kept (finished over a day ago)"
+                                                      : "no such hold (or it finished over a day "
+                                                        "ago)");
         jw_kcstr(&r->out, "id", text);
         request_error_end(r);
         return;
     }
-    json_out_reset(&r->out);
+    doc_of_view(r->server, &h, &out->doc);
+    memcpy(out->customer, h.customer, h.customer_len);
+    out->doc.customer = out->customer;
+    if (h.order_ref != NULL) {
+        memcpy(out->order_ref, h.order_ref, h.order_ref_len);
+        out->doc.order_ref = out->order_ref;
+    }
+    out->with_secret = status == 201;
+    out->now_ms = now_ms;
+    out->taken = true;
     r->status = status;
-    holds_write(r->server, &r->out, &h, now_ms, status == 201);
+}
+
+/* After the lock: writes what hold_reply_take took, if it took it. */
+static void hold_reply_write(request_t *r, const hold_reply_t *hr)
+{
+    if (hr->taken) {
+        json_out_reset(&r->out);
+        write_doc(r->server, &r->out, &hr->doc, hr->now_ms, hr->with_secret);
+    }
 }
 
 static bool parse_line(request_t *r, json_t *line, size_t i, engine_line_t *out)
@@ -327,8 +363,7 @@ typedef struct {
     guard_hold_request_t req;
     uint64_t hash; /* what a proof and a challenge are bound to */
     guard_outcome_t o;
-    bool fresh;     /* a new active hold: its reply is written after the lock */
-    hold_doc_t doc; /* fresh: the hold as its reply shows it */
+    hold_reply_t reply;
 } create_args_t;
 _Static_assert(sizeof(create_args_t) <= REQUEST_ARGS_BYTES_MAX, "a create's arguments fit");
 
@@ -347,7 +382,7 @@ static bool create_parse(request_t *r, const route_args_t *a, void *args)
            sizeof *req - offsetof(guard_hold_request_t, buy_now));
     bool ok = body != NULL && parse_hold_create(r, body, req);
     json_decref(body);
-    c->fresh = false;
+    c->reply.taken = false;
     return ok;
 }
 
@@ -371,24 +406,6 @@ static void create_run(pipe_t *p, void *args)
     }
 }
 
-/* Under the lock: whether the hold just made is active, and if so its
- * reply's fields, pointing only at what outlives the lock: the request's
- * customer (the engine's copy may be reused once the hold ends) and the
- * skus' names (never changed or moved once made). */
-static bool create_is_fresh(pipe_t *p, create_args_t *c)
-{
-    engine_hold_view_t h;
-    c->fresh = engine_hold_view(guard_engine(p->s->guard), c->o.engine.hold_id, &h) == ENGINE_OK &&
-               h.state == ENGINE_HOLD_ACTIVE && h.order_ref == NULL;
-    if (c->fresh) {
-        doc_of_view(p->s, &h, &c->doc);
-        assert(h.customer_len == c->req.create.customer_len &&
-               h.created_ms == p->now_ms);
-        c->doc.customer = c->req.create.customer;
-    }
-    return c->fresh;
-}
-
 static void create_reply(pipe_t *p, void *args)
 {
     create_args_t *c = args;
@@ -398,23 +415,15 @@ static void create_reply(pipe_t *p, void *args)
         outcome_reply_decision(r, &o->decision, c->hash, &c->req, p->now_ms);
     } else if (o->result != GUARD_OK) {
         reply_create_error(r, o, &c->req.create);
-    } else if (!o->engine.replayed && create_is_fresh(p, c)) {
-        r->status = 201; /* the body is create_finish's */
     } else {
         r->replayed = o->engine.replayed ? "true" : NULL;
-        reply_hold(r, o->engine.hold_id, 201, p->now_ms);
+        hold_reply_take(r, o->engine.hold_id, 201, p->now_ms, &c->reply);
     }
 }
 
-/* The reply of a new active hold, written without the engine lock: its id
- * and secret (two keyed hashes) and its JSON are the longest part of a
- * create's reply, and the lock is what two HTTP threads wait for. */
 static void create_finish(request_t *r, void *args)
 {
-    const create_args_t *c = args;
-    if (c->fresh) {
-        write_doc(r->server, &r->out, &c->doc, c->doc.created_ms, true);
-    }
+    hold_reply_write(r, &((const create_args_t *)args)->reply);
 }
 
 const handler_t holds_create_handler = {create_parse, create_run, create_reply, create_finish};
@@ -432,23 +441,37 @@ static bool path_hold(request_t *r, const route_args_t *a, uint64_t *id)
     return request_secret_allows(r, HOLDKEY_HOLD, *id);
 }
 
+typedef struct {
+    uint64_t id;
+    hold_reply_t reply;
+} get_args_t;
+
 static bool get_parse(request_t *r, const route_args_t *a, void *args)
 {
-    return path_hold(r, a, args);
+    get_args_t *g = args;
+    g->reply.taken = false;
+    return path_hold(r, a, &g->id);
 }
 
 static void get_reply(pipe_t *p, void *args)
 {
+    get_args_t *g = args;
     pipe_advance(p);
-    reply_hold(p->r, *(const uint64_t *)args, 200, p->now_ms);
+    hold_reply_take(p->r, g->id, 200, p->now_ms, &g->reply);
 }
 
-const handler_t holds_get_handler = {get_parse, NULL, get_reply, NULL};
+static void get_finish(request_t *r, void *args)
+{
+    hold_reply_write(r, &((const get_args_t *)args)->reply);
+}
+
+const handler_t holds_get_handler = {get_parse, NULL, get_reply, get_finish};
 
 /* Commit and release: one op on the hold, and the hold as it then is. */
 typedef struct {
     guard_op_t op;
     guard_outcome_t o;
+    hold_reply_t reply;
 } change_args_t;
 _Static_assert(sizeof(change_args_t) <= REQUEST_ARGS_BYTES_MAX, "a change's arguments fit");
 
@@ -469,12 +492,17 @@ static void change_run(pipe_t *p, void *args)
 
 static void change_reply(pipe_t *p, void *args)
 {
-    const change_args_t *c = args;
+    change_args_t *c = args;
     if (c->o.result != GUARD_OK) {
         outcome_reply_guard(p->r, &c->o);
     } else {
-        reply_hold(p->r, c->op.engine.u.hold.hold_id, 200, p->now_ms);
+        hold_reply_take(p->r, c->op.engine.u.hold.hold_id, 200, p->now_ms, &c->reply);
     }
+}
+
+static void change_finish(request_t *r, void *args)
+{
+    hold_reply_write(r, &((const change_args_t *)args)->reply);
 }
 
 /* The op of kind, and the body's one optional name member (order_ref or
@@ -487,6 +515,7 @@ static json_t *change_begin(request_t *r, change_args_t *c, engine_op_kind_t kin
     memset(&c->op, 0, sizeof c->op);
     c->op.kind = GUARD_OP_ENGINE;
     c->op.engine.kind = kind;
+    c->reply.taken = false;
     json_t *body = request_body(r, fields, false);
     if (body != NULL && !request_name(r, body, member, false, name, len)) {
         json_decref(body);
@@ -510,7 +539,7 @@ static bool commit_parse(request_t *r, const route_args_t *a, void *args)
     return ok && change_path(r, a, c);
 }
 
-const handler_t holds_commit_handler = {commit_parse, change_run, change_reply, NULL};
+const handler_t holds_commit_handler = {commit_parse, change_run, change_reply, change_finish};
 
 /* DELETE: an operator (admin key) may say why, and the hold keeps it. */
 static bool release_parse(request_t *r, const route_args_t *a, void *args)
@@ -532,18 +561,20 @@ static bool release_parse(request_t *r, const route_args_t *a, void *args)
     return ok && change_path(r, a, c);
 }
 
-const handler_t holds_release_handler = {release_parse, change_run, change_reply, NULL};
+const handler_t holds_release_handler = {release_parse, change_run, change_reply, change_finish};
 
 typedef struct {
     uint64_t id;
     int64_t ttl_ms;
     guard_outcome_t o;
+    hold_reply_t reply;
 } extend_args_t;
 
 static bool extend_parse(request_t *r, const route_args_t *a, void *args)
 {
     static const char *const fields[] = {"ttl_ms", NULL};
     extend_args_t *x = args;
+    x->reply.taken = false;
     json_t *body = request_body(r, fields, true);
     bool ok = body != NULL && request_int(r, body, "ttl_ms", "ttl_ms", HF_TTL_MS_MIN,
                                           HF_TTL_MS_MAX, true, &x->ttl_ms);
@@ -560,14 +591,19 @@ static void extend_run(pipe_t *p, void *args)
 
 static void extend_reply(pipe_t *p, void *args)
 {
-    const extend_args_t *x = args;
+    extend_args_t *x = args;
     if (x->o.result == GUARD_DENIED) {
         outcome_reply_decision(p->r, &x->o.decision, 0, NULL, p->now_ms);
     } else if (x->o.result != GUARD_OK) {
         outcome_reply_guard(p->r, &x->o);
     } else {
-        reply_hold(p->r, x->id, 200, p->now_ms);
+        hold_reply_take(p->r, x->id, 200, p->now_ms, &x->reply);
     }
 }
 
-const handler_t holds_extend_handler = {extend_parse, extend_run, extend_reply, NULL};
+static void extend_finish(request_t *r, void *args)
+{
+    hold_reply_write(r, &((const extend_args_t *)args)->reply);
+}
+
+const handler_t holds_extend_handler = {extend_parse, extend_run, extend_reply, extend_finish};
