@@ -17,8 +17,8 @@
  *   finish  after the lock, if reply ran: what must not hold the engine
  *           lock, from what reply copied into the arguments (the event
  *           stream's slot, under a lock taken before the engine's; the
- *           chart's hour of points; a new hold's reply, whose keyed hashes
- *           and JSON are the longest part of a create).
+ *           chart's hour of points; a hold's reply, whose keyed hashes and
+ *           JSON are the longest part of a hold route).
  *
  * pipeline_run() is the lock → run → reply → unlock in between, and the
  * only code that takes the engine lock for a request or hands the store a
