@@ -113,9 +113,10 @@ void holds_write(server_t *s, json_out_t *j, const engine_hold_view_t *h, int64_
 /* A hold's reply, taken under the engine lock and written after it
  * (hold_reply_write, in the route's finish step): the id and secret are
  * keyed hashes and the JSON is the longest part of a hold's reply, and the
- * engine lock is what the HTTP threads wait for. The names it shows are
- * copied, since the engine may reuse a finished hold's; the skus' names are
- * pointed to, since they never change or move once made. */
+ * engine lock is what the HTTP threads wait for. Every name it shows is
+ * copied: once the lock is let go the engine may reuse a finished hold's
+ * record, and a journal reopened after a full disk replaces the whole
+ * guard, skus' names included. */
 typedef struct {
     bool taken; /* false: nothing to write (an error was) */
     bool with_secret;
@@ -123,6 +124,7 @@ typedef struct {
     hold_doc_t doc;
     char customer[HF_NAME_BYTES_MAX];
     char order_ref[HF_NAME_BYTES_MAX];
+    char skus[HF_LINES_PER_HOLD_MAX][HF_SKU_BYTES_MAX];
 } hold_reply_t;
 
 /* Under the lock: takes the hold's reply with status (a create's, 201,
@@ -148,6 +150,10 @@ static void hold_reply_take(request_t *r, uint64_t id, int status, int64_t now_m
     doc_of_view(r->server, &h, &out->doc);
     memcpy(out->customer, h.customer, h.customer_len);
     out->doc.customer = out->customer;
+    for (uint16_t i = 0; i < out->doc.line_count; i++) {
+        memcpy(out->skus[i], out->doc.lines[i].sku, out->doc.lines[i].sku_len);
+        out->doc.lines[i].sku = out->skus[i];
+    }
     if (h.order_ref != NULL) {
         memcpy(out->order_ref, h.order_ref, h.order_ref_len);
         out->doc.order_ref = out->order_ref;
@@ -445,6 +451,7 @@ typedef struct {
     uint64_t id;
     hold_reply_t reply;
 } get_args_t;
+_Static_assert(sizeof(get_args_t) <= REQUEST_ARGS_BYTES_MAX, "a read's arguments fit");
 
 static bool get_parse(request_t *r, const route_args_t *a, void *args)
 {
@@ -569,6 +576,7 @@ typedef struct {
     guard_outcome_t o;
     hold_reply_t reply;
 } extend_args_t;
+_Static_assert(sizeof(extend_args_t) <= REQUEST_ARGS_BYTES_MAX, "an extension's arguments fit");
 
 static bool extend_parse(request_t *r, const route_args_t *a, void *args)
 {
