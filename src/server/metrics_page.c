@@ -199,7 +199,7 @@ typedef struct {
     bool escalated;
 } sku_line_t;
 
-typedef struct {
+typedef struct defense_figures_s {
     guard_stats_t g;
     uint32_t sku_count;
     sku_line_t skus[METRICS_SKUS_MAX];
@@ -363,21 +363,26 @@ static void render_access_log(server_t *s, json_out_t *o)
 }
 
 
-void metrics_render(server_t *s, json_out_t *o)
+void metrics_collect(server_t *s, metrics_figures_t *f)
 {
-    defense_figures_t *d = malloc(sizeof *d);
-    engine_stats_t e = engine_stats(guard_engine(s->guard));
-    if (d != NULL) {
-        collect_defenses(s->guard, d);
+    f->engine = engine_stats(guard_engine(s->guard));
+    f->defenses = malloc(sizeof *f->defenses);
+    if (f->defenses != NULL) {
+        collect_defenses(s->guard, f->defenses);
     }
+}
+
+void metrics_render(server_t *s, metrics_figures_t *f, json_out_t *o)
+{
     render_requests(s, o);
     render_latency(s, o);
     render_secrets(s, o);
-    render_engine(&e, o);
-    if (d != NULL) {
-        render_defenses(d, o);
+    render_engine(&f->engine, o);
+    if (f->defenses != NULL) {
+        render_defenses(f->defenses, o);
     }
-    free(d);
+    free(f->defenses);
+    f->defenses = NULL;
     render_journal(s, o);
     render_connections(s, o);
     render_access_log(s, o);

@@ -18,7 +18,7 @@
  *           lock, from what reply copied into the arguments (the event
  *           stream's slot, under a lock taken before the engine's; the
  *           chart's hour of points; a hold's reply, whose keyed hashes and
- *           JSON are the longest part of a hold route).
+ *           JSON are the longest part of a hold route; the /metrics page).
  *
  * pipeline_run() is the lock → run → reply → unlock in between, and the
  * only code that takes the engine lock for a request or hands the store a
