@@ -111,7 +111,7 @@ void holds_write(server_t *s, json_out_t *j, const engine_hold_view_t *h, int64_
 }
 
 /* A hold's reply, taken under the engine lock and written after it
- * (hold_reply_write, in the route's finish step): the id and secret are
+ * (hold_finish, the route's finish step): the id and secret are
  * keyed hashes and the JSON is the longest part of a hold's reply, and the
  * engine lock is what the HTTP threads wait for. Every name it shows is
  * copied: once the lock is let go the engine may reuse a finished hold's
@@ -164,9 +164,12 @@ static void hold_reply_take(request_t *r, uint64_t id, int status, int64_t now_m
     r->status = status;
 }
 
-/* After the lock: writes what hold_reply_take took, if it took it. */
-static void hold_reply_write(request_t *r, const hold_reply_t *hr)
+/* Every hold route's finish step: after the lock, writes what
+ * hold_reply_take took, if it took it. Each route's arguments begin with
+ * their hold_reply_t. */
+static void hold_finish(request_t *r, void *args)
 {
+    const hold_reply_t *hr = args;
     if (hr->taken) {
         json_out_reset(&r->out);
         write_doc(r->server, &r->out, &hr->doc, hr->now_ms, hr->with_secret);
@@ -366,11 +369,12 @@ static void count_sku_refusal(server_t *s, const guard_hold_request_t *req,
 /* ------------------------------------------------------------------ create */
 
 typedef struct {
+    hold_reply_t reply; /* first: hold_finish reads it there */
     guard_hold_request_t req;
     uint64_t hash; /* what a proof and a challenge are bound to */
     guard_outcome_t o;
-    hold_reply_t reply;
 } create_args_t;
+_Static_assert(offsetof(create_args_t, reply) == 0, "hold_finish finds the reply first");
 _Static_assert(sizeof(create_args_t) <= REQUEST_ARGS_BYTES_MAX, "a create's arguments fit");
 
 static bool create_parse(request_t *r, const route_args_t *a, void *args)
@@ -427,12 +431,7 @@ static void create_reply(pipe_t *p, void *args)
     }
 }
 
-static void create_finish(request_t *r, void *args)
-{
-    hold_reply_write(r, &((const create_args_t *)args)->reply);
-}
-
-const handler_t holds_create_handler = {create_parse, create_run, create_reply, create_finish};
+const handler_t holds_create_handler = {create_parse, create_run, create_reply, hold_finish};
 
 /* ---------------------------------------------------------- one hold by id */
 
@@ -448,9 +447,10 @@ static bool path_hold(request_t *r, const route_args_t *a, uint64_t *id)
 }
 
 typedef struct {
+    hold_reply_t reply; /* first: hold_finish reads it there */
     uint64_t id;
-    hold_reply_t reply;
 } get_args_t;
+_Static_assert(offsetof(get_args_t, reply) == 0, "hold_finish finds the reply first");
 _Static_assert(sizeof(get_args_t) <= REQUEST_ARGS_BYTES_MAX, "a read's arguments fit");
 
 static bool get_parse(request_t *r, const route_args_t *a, void *args)
@@ -467,19 +467,15 @@ static void get_reply(pipe_t *p, void *args)
     hold_reply_take(p->r, g->id, 200, p->now_ms, &g->reply);
 }
 
-static void get_finish(request_t *r, void *args)
-{
-    hold_reply_write(r, &((const get_args_t *)args)->reply);
-}
-
-const handler_t holds_get_handler = {get_parse, NULL, get_reply, get_finish};
+const handler_t holds_get_handler = {get_parse, NULL, get_reply, hold_finish};
 
 /* Commit and release: one op on the hold, and the hold as it then is. */
 typedef struct {
+    hold_reply_t reply; /* first: hold_finish reads it there */
     guard_op_t op;
     guard_outcome_t o;
-    hold_reply_t reply;
 } change_args_t;
+_Static_assert(offsetof(change_args_t, reply) == 0, "hold_finish finds the reply first");
 _Static_assert(sizeof(change_args_t) <= REQUEST_ARGS_BYTES_MAX, "a change's arguments fit");
 
 static bool change_path(request_t *r, const route_args_t *a, change_args_t *c)
@@ -505,11 +501,6 @@ static void change_reply(pipe_t *p, void *args)
     } else {
         hold_reply_take(p->r, c->op.engine.u.hold.hold_id, 200, p->now_ms, &c->reply);
     }
-}
-
-static void change_finish(request_t *r, void *args)
-{
-    hold_reply_write(r, &((const change_args_t *)args)->reply);
 }
 
 /* The op of kind, and the body's one optional name member (order_ref or
@@ -546,7 +537,7 @@ static bool commit_parse(request_t *r, const route_args_t *a, void *args)
     return ok && change_path(r, a, c);
 }
 
-const handler_t holds_commit_handler = {commit_parse, change_run, change_reply, change_finish};
+const handler_t holds_commit_handler = {commit_parse, change_run, change_reply, hold_finish};
 
 /* DELETE: an operator (admin key) may say why, and the hold keeps it. */
 static bool release_parse(request_t *r, const route_args_t *a, void *args)
@@ -568,14 +559,15 @@ static bool release_parse(request_t *r, const route_args_t *a, void *args)
     return ok && change_path(r, a, c);
 }
 
-const handler_t holds_release_handler = {release_parse, change_run, change_reply, change_finish};
+const handler_t holds_release_handler = {release_parse, change_run, change_reply, hold_finish};
 
 typedef struct {
+    hold_reply_t reply; /* first: hold_finish reads it there */
     uint64_t id;
     int64_t ttl_ms;
     guard_outcome_t o;
-    hold_reply_t reply;
 } extend_args_t;
+_Static_assert(offsetof(extend_args_t, reply) == 0, "hold_finish finds the reply first");
 _Static_assert(sizeof(extend_args_t) <= REQUEST_ARGS_BYTES_MAX, "an extension's arguments fit");
 
 static bool extend_parse(request_t *r, const route_args_t *a, void *args)
@@ -609,9 +601,4 @@ static void extend_reply(pipe_t *p, void *args)
     }
 }
 
-static void extend_finish(request_t *r, void *args)
-{
-    hold_reply_write(r, &((const extend_args_t *)args)->reply);
-}
-
-const handler_t holds_extend_handler = {extend_parse, extend_run, extend_reply, extend_finish};
+const handler_t holds_extend_handler = {extend_parse, extend_run, extend_reply, hold_finish};
