@@ -22,6 +22,7 @@ packages=(
     libmicrohttpd-dev                  # HTTP server
     libjansson-dev                     # JSON parsing
     libsqlite3-dev                     # the journal
+    libpq-dev                          # the journal in PostgreSQL (a cluster's nodes)
     libssl-dev                         # SHA-256 for the proof of work (libcrypto)
     libcmocka-dev                      # unit tests
     curl jq                            # the demo's and the README's example requests

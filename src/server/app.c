@@ -24,6 +24,7 @@
 
 #include "app.h"
 #include "chart.h"
+#include "cluster.h"
 #include "events.h"
 #include "hf_clock.h"
 #include "http.h"
@@ -197,7 +198,7 @@ static int load_hold_key(server_t *s)
     char err[512];
     store_key_t k;
     uint64_t seq = engine_hold_seq(guard_engine(s->guard));
-    if (store_key_load(s->config.data_dir, seq, &k, err, sizeof err) != 0) {
+    if (store_hold_key(&s->store, seq, &k, err, sizeof err) != 0) {
         fprintf(stderr, "level=error msg=\"cannot start without the hold key\" err=\"%s\"\n",
                 err);
         return -1;
@@ -340,8 +341,11 @@ static int recover(server_t *s)
     if (!create_guard(s)) {
         return -1;
     }
-    if (store_open(&s->store, c->data_dir, c->durability, c->compact_records, err, sizeof err) !=
-        0) {
+    /* A cluster's node opened its journal and took the shop before
+     * (cluster_take_shop). */
+    if (c->journal_url[0] == '\0' &&
+        store_open(&s->store, c->data_dir, c->durability, c->compact_records, err,
+                   sizeof err) != 0) {
         fprintf(stderr, "level=error msg=\"cannot recover\" data=%s err=\"%s\"\n", c->data_dir,
                 err);
         return -1;
@@ -394,6 +398,9 @@ static void reopen_after_full_disk(server_t *s)
  * who wait, keep the dashboard's history, and compact when it is time. */
 void server_tick(server_t *s)
 {
+    if (s->config.journal_url[0] != '\0') {
+        cluster_check_lease(s, server_mono_ms());
+    }
     reopen_after_full_disk(s);
     store_snapshot_poll(&s->store, false);
     pthread_mutex_lock(&s->engine_lock);
@@ -530,6 +537,20 @@ int server_start(server_t *s, bool commit_thread)
     return 0;
 }
 
+/* Waits for the shop's lease; TERM or INT stop the wait (1). */
+static int take_shop(server_t *s)
+{
+    const server_config_t *c = &s->config;
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGINT);
+    char addr[SERVER_HOST_BYTES_MAX + 16];
+    bool v6 = strchr(c->host, ':') != NULL;
+    snprintf(addr, sizeof addr, v6 ? "[%s]:%u" : "%s:%u", c->host, c->port);
+    return cluster_take_shop(s, addr, &stop);
+}
+
 int server_run(const server_config_t *c)
 {
     server_t *s = server_new(c);
@@ -547,6 +568,13 @@ int server_run(const server_config_t *c)
 
     char addr[INET6_ADDRSTRLEN + 16];
     uint32_t fd_limit;
+    /* A standby does not listen: its clients are refused at once and go
+     * to the owner, instead of waiting in its backlog. */
+    int taken = c->journal_url[0] != '\0' ? take_shop(s) : 0;
+    if (taken != 0) {
+        server_free(s);
+        return taken > 0 ? 0 : 1;
+    }
     int fd = listener_fit_fds(c, &fd_limit) == 0 ? listen_on(s, addr, sizeof addr) : -1;
     if (fd < 0 || server_start(s, true) != 0 || arm_fault(s) != 0 ||
         (s->daemon = http_start(s)) == NULL || listener_start(s, fd, fd_limit) != 0) {

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "cluster.h"
 #include "hf_version.h"
 #include "keys.h"
 #include "policy_json.h"
@@ -77,13 +78,24 @@ static const char usage_serve[] =
     "                            a reply that does not move for this long is dropped\n"
     "                            (default 15000)\n"
     "\n"
+    "a cluster's node (the journal in PostgreSQL; docs/OPERATIONS.md, \"A cluster\"):\n"
+    "  --journal URI             postgresql://USER@HOST[:PORT][,HOST2...]/DB?... keeps the\n"
+    "                            journal there instead of in --data (which still holds this\n"
+    "                            node's lock and its snapshot files on their way there);\n"
+    "                            name every server with target_session_attrs=read-write\n"
+    "  --shop NAME               the shop this node serves (default \"default\"; a-z 0-9 -)\n"
+    "  --node NAME               this node's name, unique in the cluster (default: the host's)\n"
+    "  --node-url URL            where clients reach this node (default http://--listen)\n"
+    "  --lease-ms MS             how long the shop stays this node's without a renewal; a\n"
+    "                            standby takes over once it runs out (default 2000)\n"
+    "\n"
     "configuration file keys: listen, data, web_dir, api_keys, api_key_file, admin_key,\n"
     "admin_key_file, durability, skus_max, holds_max, idempotency_keys_max, identities_max,\n"
     "customer_skus_max, waitlist_max, sku_policies_max, proofs_max, connections_max,\n"
     "connections_per_address_max, connections_reserve, keepalive_max, head_timeout_ms,\n"
     "body_timeout_ms, idle_timeout_ms, threads, compact_records, hold_secret, access_log,\n"
     "audit_max, attack_panel, policy, webhooks, webhook_secret_file, webhook_secret,\n"
-    "webhook_retry, webhook_outbox_max\n"
+    "webhook_retry, webhook_outbox_max, journal, shop, node, node_url, lease_ms\n"
     "(policy: the policy document of docs/POLICIES.md a new data directory starts with;\n"
     "webhooks: docs/WEBHOOKS.md; man holdfast says what each key means)\n"
     "\n"
@@ -415,6 +427,9 @@ static int file_key(server_config_t *c, keys_sources_t *src, const char *key, js
     if (webhook_config_is_key(key)) {
         return webhook_config_key(&c->webhooks, key, v);
     }
+    if (cluster_config_is_key(key)) {
+        return cluster_config_key(c, key, v);
+    }
     if (!known_key(key)) {
         fprintf(stderr, "holdfast: unknown config key \"%s\"\n", key);
         return -1;
@@ -571,6 +586,10 @@ static int apply_flag(server_config_t *c, keys_sources_t *src, const char *flag,
     if (handled) {
         return rc;
     }
+    rc = cluster_config_flag(c, flag, v, &handled);
+    if (handled) {
+        return rc;
+    }
     fprintf(stderr, "holdfast: unknown option %s (see holdfast serve --help)\n", flag);
     return -1;
 }
@@ -683,6 +702,12 @@ static int recover_main(int argc, char **argv)
     if (parse_serve(&c, &unused, n, rest) != 0) {
         return 2;
     }
+    if (c.journal_url[0] != '\0') {
+        fprintf(stderr, "holdfast recover: the configuration keeps the journal in PostgreSQL; "
+                        "a node checks it at every start, and PostgreSQL's own tools back it "
+                        "up and restore it\n");
+        return 2;
+    }
     return server_recover_cmd(&c, accept_loss);
 }
 
@@ -740,7 +765,7 @@ int server_main(int argc, char **argv, const char *web_dir)
     assert(strlen(web_dir) < sizeof c.web_dir);
     snprintf(c.web_dir, sizeof c.web_dir, "%s", web_dir);
     if (parse_serve(&c, &src, argc - 2, argv + 2) != 0 || keys_settle(&c, &src) != 0 ||
-        webhook_config_finish(&c.webhooks) != 0) {
+        webhook_config_finish(&c.webhooks) != 0 || cluster_config_finish(&c) != 0) {
         return 2;
     }
     log_web_dir(&c);

@@ -43,6 +43,7 @@
     X(HEADER_TOO_LARGE, 431, "header_too_large", "the request headers are too large")              \
     X(OVERLOADED, 503, "overloaded", "a table or a cap is full")                                   \
     X(STORAGE_UNAVAILABLE, 503, "storage_unavailable", "the journal failed")                       \
+    X(NOT_OWNER, 503, "not_owner", "this node does not serve the shop now")                        \
     X(OUTCOME_UNKNOWN, 503, "outcome_unknown", "whether this change was kept is not known")
 
 typedef enum {

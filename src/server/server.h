@@ -30,6 +30,8 @@
 #define SERVER_API_KEYS_MAX 16
 #define SERVER_KEY_BYTES_MAX 256
 #define SERVER_HOST_BYTES_MAX 256
+#define SERVER_JOURNAL_URL_BYTES_MAX 1024
+#define SERVER_NODE_URL_BYTES_MAX 256
 
 typedef struct {
     char host[SERVER_HOST_BYTES_MAX];
@@ -60,6 +62,14 @@ typedef struct {
      * the simulator against this server. Its buyers' purchases are real
      * sales, so it is off unless the server is a demo (make demo). */
     bool attack_panel;
+    /* A cluster's node (cluster.h): journal_url "" keeps the journal in
+     * data_dir; otherwise it is PostgreSQL's, shared by every node of the
+     * shop, and this node serves the shop only while it holds the lease. */
+    char journal_url[SERVER_JOURNAL_URL_BYTES_MAX];
+    char shop[STORE_SHOP_NAME_MAX + 1];
+    char node[STORE_NODE_NAME_MAX + 1];
+    char node_url[SERVER_NODE_URL_BYTES_MAX]; /* "": http://<the listening address> */
+    uint32_t lease_ms;
 } server_config_t;
 
 void server_config_default(server_config_t *c);

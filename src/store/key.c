@@ -140,7 +140,7 @@ static int key_read(const char *path, store_key_t *out, char *err, size_t err_si
     return 1;
 }
 
-static int random_key(uint8_t *key, char *err, size_t err_size)
+int store_key_random(uint8_t *key, char *err, size_t err_size)
 {
     size_t got = 0;
     while (got < STORE_KEY_BYTES) {
@@ -213,7 +213,7 @@ int store_key_load(const char *dir, uint64_t legacy_hold_seq, store_key_t *out, 
         if (rc != 0) {
             return rc > 0 ? 0 : -1;
         }
-        if (random_key(made.key, err, err_size) != 0) {
+        if (store_key_random(made.key, err, err_size) != 0) {
             return -1;
         }
         rc = key_create(dir, path, tmp, &made, err, err_size);

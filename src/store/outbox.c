@@ -48,6 +48,9 @@ static bool grow(void **items, uint32_t *cap, uint32_t need, size_t item_size)
 
 int store_outbox_watch(store_t *s, store_outbox_fn fn, void *ctx)
 {
+    if (s->db == NULL) {
+        return -1; /* the outbox lives in holdfast.db only */
+    }
     struct store_outbox_s *o = calloc(1, sizeof *o);
     if (o == NULL) {
         return -1;
@@ -259,6 +262,10 @@ void outbox_free(store_t *s)
 int store_outbox_load(store_t *s, uint64_t after_row_id, store_outbox_fn fn, void *ctx,
                       char *err, size_t err_size)
 {
+    if (s->db == NULL) {
+        snprintf(err, err_size, "the outbox lives in holdfast.db only");
+        return -1;
+    }
     sqlite3 *db = s->db;
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(db,
@@ -290,6 +297,9 @@ int store_outbox_load(store_t *s, uint64_t after_row_id, store_outbox_fn fn, voi
 
 int64_t store_outbox_marker_ms(store_t *s)
 {
+    if (s->db == NULL) {
+        return 0;
+    }
     sqlite3_stmt *st;
     int64_t v = 0;
     if (sqlite3_prepare_v2(s->db, "SELECT value FROM meta WHERE key='outbox_marker_ms'", -1, &st,

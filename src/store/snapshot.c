@@ -153,6 +153,29 @@ static int read_file(const char *path, store_buf_t *out, char *err, size_t err_s
     return 0;
 }
 
+int snapshot_read(const char *dir, uint64_t seq, store_buf_t *out, char *err, size_t err_size)
+{
+    char path[PATH_MAX];
+    path_of(path, sizeof path, dir, seq, "bin");
+    return read_file(path, out, err, err_size);
+}
+
+int snapshot_load_bytes(const store_buf_t *file, uint64_t seq, const char *name, guard_t *g,
+                        uint64_t *records_out, char *err, size_t err_size)
+{
+    if (file->size < HEADER_BYTES || memcmp(file->data, MAGIC, 8) != 0 ||
+        record_le64_get(file->data + 8) != seq ||
+        record_le64_get(file->data + 16) != file->size - HEADER_BYTES ||
+        record_le64_get(file->data + 24) !=
+            checksum(file->data + HEADER_BYTES, file->size - HEADER_BYTES)) {
+        snprintf(err, err_size, "snapshot %s is damaged (header or checksum)", name);
+        return -1;
+    }
+    record_reader_t r = {.p = file->data + HEADER_BYTES, .left = file->size - HEADER_BYTES,
+                         .ok = true};
+    return record_restore_snapshot(&r, g, records_out, err, err_size) ? 0 : -1;
+}
+
 int snapshot_load(const char *dir, uint64_t seq, guard_t *g, uint64_t *records_out, char *err,
                   size_t err_size)
 {
@@ -160,18 +183,8 @@ int snapshot_load(const char *dir, uint64_t seq, guard_t *g, uint64_t *records_o
     path_of(path, sizeof path, dir, seq, "bin");
     store_buf_t file = {0};
     int rc = read_file(path, &file, err, err_size);
-    if (rc == 0 && (file.size < HEADER_BYTES || memcmp(file.data, MAGIC, 8) != 0 ||
-                    record_le64_get(file.data + 8) != seq ||
-                    record_le64_get(file.data + 16) != file.size - HEADER_BYTES ||
-                    record_le64_get(file.data + 24) !=
-                        checksum(file.data + HEADER_BYTES, file.size - HEADER_BYTES))) {
-        snprintf(err, err_size, "snapshot %s is damaged (header or checksum)", path);
-        rc = -1;
-    }
     if (rc == 0) {
-        record_reader_t r = {.p = file.data + HEADER_BYTES, .left = file.size - HEADER_BYTES,
-                             .ok = true};
-        rc = record_restore_snapshot(&r, g, records_out, err, err_size) ? 0 : -1;
+        rc = snapshot_load_bytes(&file, seq, path, g, records_out, err, err_size);
     }
     record_buf_free(&file);
     return rc;

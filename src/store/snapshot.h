@@ -20,6 +20,7 @@
 #include <sys/types.h>
 
 #include "guard.h"
+#include "store.h"
 
 /* Forks a child that writes e's state as snapshot seq. Call with e
  * quiescent (under the server's engine lock). Returns the child's pid, or -1
@@ -36,6 +37,14 @@ void snapshot_path(char *out, size_t size, const char *dir, uint64_t seq);
 
 /* The size of snapshot seq's file, or -1 if it cannot be read. */
 int64_t snapshot_file_bytes(const char *dir, uint64_t seq);
+
+/* Reads snapshot seq's file, whole, into out. 0, or -1 with err. */
+int snapshot_read(const char *dir, uint64_t seq, store_buf_t *out, char *err, size_t err_size);
+
+/* Restores a snapshot file's bytes (of seq; name says where they came from
+ * in a complaint) into a fresh guard. 0, or -1 with err. */
+int snapshot_load_bytes(const store_buf_t *file, uint64_t seq, const char *name, guard_t *g,
+                        uint64_t *records_out, char *err, size_t err_size);
 
 /* Restores snapshot seq into a fresh guard. On failure returns -1 with err. */
 int snapshot_load(const char *dir, uint64_t seq, guard_t *g, uint64_t *records_out, char *err,

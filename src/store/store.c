@@ -37,6 +37,7 @@
 #include "hf_clock.h"
 #include "mark.h"
 #include "outbox.h"
+#include "pgjournal.h"
 #include "record.h"
 #include "snapshot.h"
 #include <poll.h>
@@ -149,8 +150,9 @@ static int open_db(store_t *s, const char *path, char *err, size_t err_size)
     return 0;
 }
 
-int store_open(store_t *s, const char *dir, store_durability_t durability,
-               uint32_t compact_records, char *err, size_t err_size)
+/* What every store starts with: its fields, its directory made and locked. */
+static int open_dir(store_t *s, const char *dir, store_durability_t durability,
+                    uint32_t compact_records, char *err, size_t err_size)
 {
     memset(s, 0, sizeof *s);
     s->lock_fd = -1;
@@ -167,12 +169,30 @@ int store_open(store_t *s, const char *dir, store_durability_t durability,
         snprintf(err, err_size, "cannot create data directory %s: %s", dir, strerror(errno));
         return -1;
     }
+    return lock_dir(s, dir, err, err_size);
+}
+
+static void init_sync(store_t *s)
+{
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->wake, &attr);
+    pthread_condattr_destroy(&attr);
+}
+
+int store_open(store_t *s, const char *dir, store_durability_t durability,
+               uint32_t compact_records, char *err, size_t err_size)
+{
+    if (open_dir(s, dir, durability, compact_records, err, err_size) != 0) {
+        return -1;
+    }
     char path[PATH_MAX];
     if (snprintf(path, sizeof path, "%s/holdfast.db", dir) >= (int)sizeof path) {
         snprintf(err, err_size, "data directory path is too long");
-        return -1;
-    }
-    if (lock_dir(s, dir, err, err_size) != 0) {
+        close(s->lock_fd);
+        s->lock_fd = -1;
         return -1;
     }
     if (open_db(s, path, err, err_size) != 0) {
@@ -180,12 +200,53 @@ int store_open(store_t *s, const char *dir, store_durability_t durability,
         s->lock_fd = -1;
         return -1;
     }
-    pthread_mutex_init(&s->lock, NULL);
-    pthread_condattr_t attr;
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&s->wake, &attr);
-    pthread_condattr_destroy(&attr);
+    init_sync(s);
+    return 0;
+}
+
+int store_open_pg(store_t *s, const char *dir, const store_pg_t *pg,
+                  store_durability_t durability, uint32_t compact_records, char *err,
+                  size_t err_size)
+{
+    if (open_dir(s, dir, durability, compact_records, err, err_size) != 0) {
+        return -1;
+    }
+    s->pg = pgj_open(pg, err, err_size);
+    if (s->pg == NULL) {
+        close(s->lock_fd);
+        s->lock_fd = -1;
+        return -1;
+    }
+    init_sync(s);
+    return 0;
+}
+
+store_lease_t store_lease_take(store_t *s, store_lease_info_t *held, char *err, size_t err_size)
+{
+    assert(s->pg != NULL);
+    return pgj_acquire(s->pg, held, err, err_size);
+}
+
+bool store_owner_at(store_t *s, int64_t mono_ms)
+{
+    return s->pg == NULL || pgj_owner_at(s->pg, mono_ms);
+}
+
+int store_hold_key(store_t *s, uint64_t legacy_hold_seq, store_key_t *out, char *err,
+                   size_t err_size)
+{
+    if (s->pg == NULL) {
+        return store_key_load(s->dir, legacy_hold_seq, out, err, err_size);
+    }
+    pgj_base_t b;
+    if (pgj_base(s->pg, &b, err, err_size) != 0) {
+        return -1;
+    }
+    memset(out, 0, sizeof *out);
+    memcpy(out->key, b.key, STORE_KEY_BYTES);
+    out->legacy_hold_seq = b.legacy_hold_seq;
+    out->created = b.created;
+    memset(b.key, 0, sizeof b.key);
     return 0;
 }
 
@@ -270,14 +331,20 @@ static int replay_batch(replay_t *rp, const uint8_t *body, size_t size, uint64_t
     return 0;
 }
 
+/* One journal row, from SQLite or PostgreSQL. */
+typedef struct {
+    int64_t batch; /* SQLite's row order (PostgreSQL's: first_seq) */
+    uint64_t first, count;
+    const uint8_t *body;
+    size_t size;
+    bool legacy; /* written before rows had a chain value */
+    uint64_t chain;
+} row_t;
+
 /* Checks a row's place and checksum before any of it is applied. */
-static int check_row(replay_t *rp, sqlite3_stmt *st, char *err, size_t err_size)
+static int check_row(replay_t *rp, const row_t *row, char *err, size_t err_size)
 {
-    int64_t batch = sqlite3_column_int64(st, 0);
-    uint64_t first = (uint64_t)sqlite3_column_int64(st, 1);
-    uint64_t count = (uint64_t)sqlite3_column_int64(st, 2);
-    const uint8_t *body = sqlite3_column_blob(st, 3);
-    size_t size = (size_t)sqlite3_column_bytes(st, 3);
+    uint64_t first = row->first, count = row->count;
     uint64_t last = first + count - 1;
     if (count == 0 || first == 0 || first > rp->next_seq) {
         snprintf(err, err_size, "the journal has a gap: record %llu follows record %llu",
@@ -289,14 +356,14 @@ static int check_row(replay_t *rp, sqlite3_stmt *st, char *err, size_t err_size)
                  (unsigned long long)first, (unsigned long long)last);
         return -1;
     }
-    bool legacy = sqlite3_column_type(st, 4) == SQLITE_NULL;
-    uint64_t chain = legacy ? 0 : (uint64_t)sqlite3_column_int64(st, 4);
-    if (legacy && batch > rp->legacy_batch) {
+    bool legacy = row->legacy;
+    uint64_t chain = legacy ? 0 : row->chain;
+    if (legacy && row->batch > rp->legacy_batch) {
         snprintf(err, err_size, "journal records %llu-%llu have lost their checksum",
                  (unsigned long long)first, (unsigned long long)last);
         return -1;
     }
-    if (!legacy && chain != record_chain(rp->chain, first, count, body, size)) {
+    if (!legacy && chain != record_chain(rp->chain, first, count, row->body, row->size)) {
         snprintf(err, err_size, "journal records %llu-%llu are damaged (checksum mismatch)",
                  (unsigned long long)first, (unsigned long long)last);
         return -1;
@@ -311,13 +378,11 @@ static int check_row(replay_t *rp, sqlite3_stmt *st, char *err, size_t err_size)
     return 0;
 }
 
-static int replay_row(replay_t *rp, sqlite3_stmt *st, char *err, size_t err_size)
+static int replay_row(replay_t *rp, const row_t *row, char *err, size_t err_size)
 {
-    uint64_t first = (uint64_t)sqlite3_column_int64(st, 1);
-    uint64_t count = (uint64_t)sqlite3_column_int64(st, 2);
-    if (check_row(rp, st, err, err_size) != 0 ||
-        replay_batch(rp, sqlite3_column_blob(st, 3), (size_t)sqlite3_column_bytes(st, 3), first,
-                     count, err, err_size) != 0) {
+    uint64_t first = row->first, count = row->count;
+    if (check_row(rp, row, err, err_size) != 0 ||
+        replay_batch(rp, row->body, row->size, first, count, err, err_size) != 0) {
         return -1;
     }
     if (first + count - 1 > rp->info->last_seq) {
@@ -354,7 +419,16 @@ static int replay_journal(store_t *s, replay_t *rp, char *err, size_t err_size)
             rc = -1;
             break;
         }
-        if ((rc = replay_row(rp, st, err, err_size)) != 0) {
+        row_t row = {
+            .batch = sqlite3_column_int64(st, 0),
+            .first = (uint64_t)sqlite3_column_int64(st, 1),
+            .count = (uint64_t)sqlite3_column_int64(st, 2),
+            .body = sqlite3_column_blob(st, 3),
+            .size = (size_t)sqlite3_column_bytes(st, 3),
+            .legacy = sqlite3_column_type(st, 4) == SQLITE_NULL,
+            .chain = (uint64_t)sqlite3_column_int64(st, 4),
+        };
+        if ((rc = replay_row(rp, &row, err, err_size)) != 0) {
             break;
         }
     }
@@ -402,6 +476,13 @@ static void explain_refusal(const store_t *s, const store_recovery_t *info, char
 {
     char why[320];
     snprintf(why, sizeof why, "%s", err);
+    if (s->pg != NULL) {
+        snprintf(err, err_size,
+                 "the journal in PostgreSQL: %s. The last good record is %llu. Nothing was "
+                 "changed",
+                 why, (unsigned long long)info->last_seq);
+        return;
+    }
     snprintf(err, err_size,
              "%s/holdfast.db: %s. The last good record is %llu. Nothing was changed; to start "
              "from record %llu and lose what follows it: holdfast recover --data %s "
@@ -431,23 +512,69 @@ static int load_base(store_t *s, guard_t *g, store_recovery_t *info, int64_t *sn
     return 0;
 }
 
+/* load_base, for the journal in PostgreSQL: the snapshot comes from there. */
+static int pg_load_base(store_t *s, guard_t *g, store_recovery_t *info, int64_t *snapshot_seq,
+                        int64_t *trim_chain, char *err, size_t err_size)
+{
+    pgj_base_t b;
+    if (pgj_base(s->pg, &b, err, err_size) != 0) {
+        return -1;
+    }
+    memset(b.key, 0, sizeof b.key);
+    *snapshot_seq = (int64_t)b.snapshot_seq;
+    *trim_chain = (int64_t)b.trim_chain;
+    s->snapshot_bytes = 0;
+    if (b.snapshot_seq == 0) {
+        return 0;
+    }
+    store_buf_t file = {0};
+    int rc = pgj_snapshot(s->pg, b.snapshot_seq, &file, err, err_size);
+    if (rc == 0) {
+        rc = snapshot_load_bytes(&file, b.snapshot_seq, "in PostgreSQL", g,
+                                 &info->snapshot_records, err, err_size);
+    }
+    s->snapshot_bytes = (int64_t)file.size;
+    record_buf_free(&file);
+    return rc;
+}
+
+static int pg_row(void *ctx, uint64_t first_seq, uint64_t count, const uint8_t *body,
+                  size_t size, uint64_t chain, char *err, size_t err_size)
+{
+    row_t row = {.batch = (int64_t)first_seq, .first = first_seq, .count = count, .body = body,
+                 .size = size, .chain = chain};
+    return replay_row(ctx, &row, err, err_size);
+}
+
+/* The journal after the base, and (SQLite) the mark it must reach. */
+static int replay_all(store_t *s, replay_t *rp, char *err, size_t err_size)
+{
+    if (s->pg != NULL) {
+        return pgj_replay(s->pg, pg_row, rp, err, err_size);
+    }
+    return replay_journal(s, rp, err, err_size) != 0 || check_mark(s, rp, err, err_size) != 0
+               ? -1
+               : 0;
+}
+
 static int recover(store_t *s, guard_t *g, int64_t now_ms, store_recovery_t *info,
                    bool accept_loss, char *err, size_t err_size)
 {
     int64_t start_us = hf_mono_us();
     memset(info, 0, sizeof *info);
     int64_t snapshot_seq, trim_chain;
-    if (load_base(s, g, info, &snapshot_seq, &trim_chain, err, err_size) != 0) {
+    if ((s->pg != NULL ? pg_load_base(s, g, info, &snapshot_seq, &trim_chain, err, err_size)
+                       : load_base(s, g, info, &snapshot_seq, &trim_chain, err, err_size)) != 0) {
         return -1;
     }
     replay_t rp = {.g = g, .after_seq = (uint64_t)snapshot_seq, .chain = (uint64_t)trim_chain,
                    .next_seq = (uint64_t)snapshot_seq + 1,
-                   .legacy_batch = meta_get(s, "legacy_batch"), .info = info};
-    rp.mark_state = mark_read(s->dir, &rp.mark);
+                   .legacy_batch = s->pg != NULL ? 0 : meta_get(s, "legacy_batch"), .info = info};
+    rp.mark_state = s->pg != NULL ? MARK_ABSENT : mark_read(s->dir, &rp.mark);
     info->marked_seq = rp.mark_state == MARK_OK ? rp.mark.seq : 0;
     info->last_seq = (uint64_t)snapshot_seq;
     info->last_chain = rp.chain;
-    if (replay_journal(s, &rp, err, err_size) != 0 || check_mark(s, &rp, err, err_size) != 0) {
+    if (replay_all(s, &rp, err, err_size) != 0) {
         if (!accept_loss) {
             explain_refusal(s, info, err, err_size);
             return -1;
@@ -459,7 +586,10 @@ static int recover(store_t *s, guard_t *g, int64_t now_ms, store_recovery_t *inf
          * store_rebuild moves them aside instead. */
         snapshot_remove_others(s->dir, (uint64_t)snapshot_seq);
     }
-    s->snapshot_bytes = snapshot_seq > 0 ? snapshot_file_bytes(s->dir, (uint64_t)snapshot_seq) : 0;
+    if (s->pg == NULL) {
+        s->snapshot_bytes =
+            snapshot_seq > 0 ? snapshot_file_bytes(s->dir, (uint64_t)snapshot_seq) : 0;
+    }
     s->trim_seq = (uint64_t)snapshot_seq; /* rows it covers that were not trimmed yet */
     s->appended_seq = info->last_seq;
     s->durable_seq = s->appended_seq;
@@ -494,7 +624,7 @@ int store_recover(store_t *s, guard_t *g, int64_t now_ms, store_recovery_t *info
     if (recover(s, g, now_ms, info, false, err, err_size) != 0) {
         return -1;
     }
-    return start_mark(s, info, err, err_size);
+    return s->pg != NULL ? 0 : start_mark(s, info, err, err_size);
 }
 
 /* Everything of a failed store but its identity (directory, flock, mode,
@@ -927,9 +1057,48 @@ static int trim_journal(store_t *s, uint64_t covered_seq, bool *done)
     return rc;
 }
 
+/* commit_batch, for the journal in PostgreSQL. A commit that fails there
+ * ends the process (pgjournal.h): the shop may already be another node's,
+ * and a restart finds out what was kept. */
+static bool pg_commit_batch(store_t *s, batch_t *b)
+{
+    char err[512];
+    pgj_commit_t c = {.first_seq = b->first_seq, .count = b->count, .chain = s->chain,
+                      .body = b->body.data, .size = b->body.size};
+    if (b->count > 0) {
+        c.chain = record_chain(s->chain, b->first_seq, b->count, b->body.data, b->body.size);
+    }
+    store_buf_t snap = {0};
+    if (b->snapshot_seq > 0 && snapshot_read(s->dir, b->snapshot_seq, &snap, err, sizeof err) != 0) {
+        fprintf(stderr, "level=warn msg=\"snapshot not stored; the journal keeps everything\" "
+                        "err=\"%s\"\n", err);
+        b->snapshot_seq = 0;
+    }
+    if (b->snapshot_seq > 0) {
+        c.snapshot = &snap;
+        c.snapshot_seq = b->snapshot_seq;
+    }
+    bool fenced = false;
+    int rc = c.count > 0 || c.snapshot != NULL ? pgj_commit(s->pg, &c, &fenced, err, sizeof err) : 0;
+    record_buf_free(&snap);
+    if (rc != 0) {
+        fprintf(stderr, "level=error msg=\"%s; exiting for a restart\" err=\"%s\"\n",
+                fenced ? "the shop was taken over by another node"
+                       : "journal commit failed, its outcome unknown",
+                fenced ? "this node's epoch is gone" : err);
+        fflush(stderr);
+        _exit(STORE_EXIT_LEASE_LOST);
+    }
+    s->chain = c.chain;
+    return true;
+}
+
 /* One transaction: the batch's records, then the snapshot if one waits. */
 static bool commit_batch(store_t *s, batch_t *b, bool *full)
 {
+    if (s->pg != NULL) {
+        return pg_commit_batch(s, b);
+    }
     sqlite3_stmt *st = s->insert_stmt;
     int rc = exec(s, "BEGIN");
     uint64_t chain = s->chain;
@@ -1125,7 +1294,7 @@ int store_start(store_t *s, store_durable_fn on_durable, void *ctx)
 
 void store_close(store_t *s)
 {
-    if (s->db == NULL) {
+    if (s->db == NULL && s->pg == NULL) {
         return;
     }
     store_snapshot_poll(s, true); /* never leave a child behind */
@@ -1140,6 +1309,8 @@ void store_close(store_t *s)
     sqlite3_finalize((sqlite3_stmt *)s->insert_stmt);
     sqlite3_close(db_of(s));
     s->db = NULL;
+    pgj_close(s->pg);
+    s->pg = NULL;
     if (s->mark_fd >= 0) {
         if (!s->failed && !s->mark_failed) {
             write_mark(s, s->durable_seq, hf_mono_us());

@@ -50,6 +50,39 @@ typedef enum {
 /* Called on the commit thread after each commit (or on failure). */
 typedef void (*store_durable_fn)(void *ctx, uint64_t durable_seq, bool failed);
 
+/* The journal in PostgreSQL instead of DIR/holdfast.db (pgjournal.h): one
+ * shop's, owned by one node at a time. */
+#define STORE_SHOP_NAME_MAX 32
+#define STORE_NODE_NAME_MAX 24
+#define STORE_PG_LEASE_MS_MIN 500
+#define STORE_PG_LEASE_MS_MAX 60000
+#define STORE_PG_LEASE_MS_DEFAULT 2000
+
+typedef struct {
+    const char *url;      /* a libpq connection string or URI */
+    const char *shop;     /* [a-z0-9-]{1,STORE_SHOP_NAME_MAX} */
+    const char *node;     /* [a-z0-9-]{1,STORE_NODE_NAME_MAX}: this node's name */
+    const char *node_url; /* where clients reach this node */
+    int64_t lease_ms;
+} store_pg_t;
+
+/* The exit status of a node that lost its shop, or its journal in
+ * PostgreSQL, and ended for a restart (store_open_pg). */
+#define STORE_EXIT_LEASE_LOST 75
+
+typedef enum {
+    STORE_LEASE_OWNED, /* this node owns the shop */
+    STORE_LEASE_HELD,  /* another node does, for now */
+    STORE_LEASE_ERROR,
+} store_lease_t;
+
+typedef struct {
+    char owner[STORE_NODE_NAME_MAX + 1];
+    char owner_url[256];
+    int64_t remaining_ms; /* until the holder's lease runs out */
+    uint64_t epoch;
+} store_lease_info_t;
+
 typedef struct {
     uint64_t snapshot_records, journal_records;
     int64_t duration_ms;
@@ -81,7 +114,8 @@ typedef struct {
 } store_buf_t;
 
 typedef struct store_s {
-    void *db; /* sqlite3 */
+    void *db; /* sqlite3; NULL with the journal in PostgreSQL */
+    struct pgj_s *pg; /* the journal in PostgreSQL (pgjournal.h), or NULL */
     int lock_fd; /* DIR/holdfast.lock, flock()ed: one server per directory */
     void *insert_stmt;
     store_durability_t durability;
@@ -122,6 +156,29 @@ typedef struct store_s {
  * writes a message to err; nothing is left open. */
 int store_open(store_t *s, const char *dir, store_durability_t durability,
                uint32_t compact_records, char *err, size_t err_size);
+
+/* Opens the journal in PostgreSQL for pg's shop, as a standby: the shop is
+ * this node's only once store_lease_take() says so. dir is still the local
+ * directory for the flock and the snapshot files on their way to
+ * PostgreSQL. On failure returns -1 with err; nothing is left open.
+ *
+ * From then on a commit that fails, or finds the shop taken over, ends the
+ * process (exit status 75) instead of failing the store: the shop may be
+ * another node's already, and whatever this one would answer could be
+ * wrong. Clients see the connection drop (an unknown outcome) and retry
+ * with their Idempotency-Key; a supervisor restarts the node. */
+int store_open_pg(store_t *s, const char *dir, const store_pg_t *pg,
+                  store_durability_t durability, uint32_t compact_records, char *err,
+                  size_t err_size);
+
+/* One try at the shop's lease (store_open_pg): OWNED, the node owns the
+ * shop from now until the process ends; HELD, another node does (held says
+ * which, where, and for how long at most); ERROR, err. */
+store_lease_t store_lease_take(store_t *s, store_lease_info_t *held, char *err, size_t err_size);
+
+/* Whether this node may answer for the shop at mono_ms: always with SQLite;
+ * with PostgreSQL, while its lease is surely its own. */
+bool store_owner_at(store_t *s, int64_t mono_ms);
 
 /* Rebuilds g (freshly initialised) from disk, then advances it to now_ms if
  * that is later than the last recorded time. Returns 0, or -1 with err set if
@@ -303,5 +360,13 @@ typedef struct {
  * cannot be read, is damaged, or cannot be made; nothing is changed then. */
 int store_key_load(const char *dir, uint64_t legacy_hold_seq, store_key_t *out, char *err,
                    size_t err_size);
+
+/* The shop's hold key: the data directory's key file (store_key_load), or
+ * with the journal in PostgreSQL the shop's row there, made with the row. */
+int store_hold_key(store_t *s, uint64_t legacy_hold_seq, store_key_t *out, char *err,
+                   size_t err_size);
+
+/* STORE_KEY_BYTES from the OS's random source. 0, or -1 with err. */
+int store_key_random(uint8_t *key, char *err, size_t err_size);
 
 #endif
