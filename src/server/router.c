@@ -284,11 +284,44 @@ static void dispatch(request_t *r, const route_t *route, const route_args_t *a)
     }
 }
 
+/* /v1/shops/{shop}/REST is /v1/REST, for the shop this server serves
+ * (its --shop; "default" when it is no cluster's node). */
+#define SHOP_PATH_BYTES_MAX 2048
+
+/* The path to route: url, or its /v1/REST in buf; NULL when url names
+ * another shop (answered). */
+static const char *shop_path(request_t *r, const char *url, char *buf, size_t size)
+{
+    static const char prefix[] = "/v1/shops/";
+    if (strncmp(url, prefix, sizeof prefix - 1) != 0) {
+        return url;
+    }
+    const char *name = url + sizeof prefix - 1;
+    size_t n = strcspn(name, "/");
+    const char *own = r->server->config.shop[0] != '\0' ? r->server->config.shop : "default";
+    if (n != strlen(own) || strncmp(name, own, n) != 0) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "this server serves shop \"%s\" only", own);
+        request_error(r, API_ERR_NOT_FOUND, msg);
+        return NULL;
+    }
+    if (snprintf(buf, size, "/v1%s", name + n) >= (int)size) {
+        request_error(r, API_ERR_NOT_FOUND, "no such route");
+        return NULL;
+    }
+    return buf;
+}
+
 void router_handle(request_t *r, const char *method, const char *url)
 {
     route_args_t a;
+    char path[SHOP_PATH_BYTES_MAX];
     r->route = -1;
     r->key_slot = -1;
+    url = shop_path(r, url, path, sizeof path);
+    if (url == NULL) {
+        return;
+    }
     r->url = url;
     r->allow[0] = '\0';
     for (size_t i = 0; i < ROUTE_COUNT; i++) {

@@ -327,6 +327,37 @@ static void test_unknown_path_is_404(void **state)
     assert_true(hf_expect_sku(&fx->cl, "cap-red", 10, 1, 0));
 }
 
+/* /v1/shops/{shop}/... is /v1/... of the shop a server serves: "default"
+ * for one that is no cluster's node; another shop's name is a 404 that
+ * says which shop is here, and changes nothing. */
+static void test_shop_paths_reach_this_servers_shop(void **state)
+{
+    fx_t *fx = *state;
+    hf_response_t r = call(&fx->cl, "PUT", "/v1/shops/default/skus/cap-red", "{\"stock\": 10}");
+    assert_true(hf_expect_status(&r, 201));
+    hf_response_free(&r);
+    assert_true(hf_expect_sku(&fx->cl, "cap-red", 10, 0, 0));
+    char body[256], id[HF_TEST_ID_MAX];
+    hold_ok(fx, one_line(body, sizeof body, "cap-red", 2, ""), id);
+    r = call(&fx->cl, "GET", "/v1/shops/default/skus/cap-red", NULL);
+    assert_true(hf_expect_status(&r, 200));
+    long long held = -1;
+    assert_true(hf_json_int(r.json, "held", &held) && held == 2);
+    hf_response_free(&r);
+    r = call(&fx->cl, "PUT", "/v1/shops/other/skus/cap-red", "{\"stock\": 99}");
+    assert_true(hf_expect_status(&r, 404));
+    const char *message = hf_json_str(json_object_get(r.json, "error"), "message");
+    assert_non_null(message);
+    assert_non_null(strstr(message, "\"default\""));
+    hf_response_free(&r);
+    const char *paths[] = {"/v1/shops/default", "/v1/shops/default/", "/v1/shops//skus/cap-red",
+                           "/v1/shops/default/nope", "/v1/shops/defaultx/skus/cap-red"};
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+        call_expect_error(&fx->cl, "GET", paths[i], NULL, 404, "not_found", NULL);
+    }
+    assert_true(hf_expect_sku(&fx->cl, "cap-red", 10, 2, 0));
+}
+
 static void test_wrong_method_is_405(void **state)
 {
     fx_t *fx = *state;
@@ -2045,6 +2076,7 @@ int main(void)
         T(test_healthz_is_ok),
         T(test_metrics_follow_holds_and_requests),
         T(test_unknown_path_is_404),
+        T(test_shop_paths_reach_this_servers_shop),
         T(test_wrong_method_is_405),
         T(test_keep_alive_serves_many_requests),
         T(test_sku_put_creates_201_then_updates_200),

@@ -57,7 +57,8 @@ function newAjv() {
     // The document is registered whole, so that its own references
     // resolve; its top level is OpenAPI, not schema.
     for (const keyword of ['openapi', 'info', 'servers', 'tags', 'security', 'paths', 'components',
-        'x-holdfast-unrouted', 'x-holdfast-http-layer', 'x-holdfast-connection-refused']) {
+        'x-holdfast-unrouted', 'x-holdfast-http-layer', 'x-holdfast-connection-refused',
+        'x-holdfast-shop-paths']) {
         ajv.addKeyword({ keyword });
     }
     return ajv;
@@ -369,7 +370,11 @@ class Checker {
                 ? { label, library: true }
                 : { label, error: `the HTTP library's ${rec.status} is not expected for a ${rec.raw ? 'raw' : 'well-formed'} request (expected: ${statuses.join(', ')})` };
         }
-        const hit = this.paths.find((e) => e.re.test(p));
+        const routed = this.unshop(p);
+        let hit = this.paths.find((e) => e.re.test(routed));
+        if (routed !== p && rec.status === 404 && !hit?.item[method]?.responses['404']) {
+            hit = undefined; // another shop's path: answered before routing
+        }
         if (hit && hit.item[method]) {
             const op = hit.item[method];
             const label = `${method.toUpperCase()} ${hit.template}`;
@@ -387,6 +392,13 @@ class Checker {
             return { label, error: `status ${rec.status} is not what ${label} gets` };
         }
         return { label, ...this.ref(`#/x-holdfast-unrouted/${status}`, unrouted[status]) };
+    }
+
+    /* /v1/shops/{shop}/REST is /v1/REST, as x-holdfast-shop-paths says. */
+    unshop(p) {
+        if (!this.doc['x-holdfast-shop-paths']) return p;
+        const m = /^\/v1\/shops\/[a-z0-9-]{1,32}(\/.*)$/.exec(p);
+        return m ? `/v1${m[1]}` : p;
     }
 
     /* Follows a response's $ref, keeping the pointer to where it lands. */
