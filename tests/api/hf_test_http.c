@@ -1043,8 +1043,73 @@ static uint16_t listening_port(const char *log)
     return 0;
 }
 
+/* ---- the journal in PostgreSQL ---- */
+
+/* HF_TEST_PG_ENV names a file with a line PG_URL=<URI> (the pg test
+ * fixture's, tests/cluster): then every server under test is a cluster's
+ * node with its journal there, each on a shop of its own, so the suites
+ * check the same contract on that journal. NULL when unset. */
+const char *hf_test_journal_url(void)
+{
+    static char url[1024];
+    static int state; /* 0: not read, 1: set, -1: unset */
+    if (state == 0) {
+        state = -1;
+        const char *path = getenv("HF_TEST_PG_ENV");
+        FILE *f = path && *path ? fopen(path, "r") : NULL;
+        char line[1100];
+        while (f != NULL && fgets(line, sizeof line, f) != NULL) {
+            if (strncmp(line, "PG_URL=", 7) == 0) {
+                char *v = line + 7;
+                v += *v == '\'' || *v == '"';
+                v[strcspn(v, "'\"\r\n")] = '\0';
+                snprintf(url, sizeof url, "%s", v);
+                state = url[0] != '\0' ? 1 : -1;
+            }
+        }
+        if (f != NULL) {
+            fclose(f);
+        }
+        if (path && *path && state != 1) {
+            say("HF_TEST_PG_ENV=%s has no PG_URL line", path);
+            abort();
+        }
+    }
+    return state == 1 ? url : NULL;
+}
+
+/* The server's shop: named after its root directory, so that it is the
+ * same across the restarts of one test and unique to it. */
+static void shop_of(const hf_server_t *s, char *out, size_t size)
+{
+    const char *suffix = strrchr(s->root, '-');
+    suffix = suffix ? suffix + 1 : "x";
+    int n = snprintf(out, size, "t%d-", (int)getpid());
+    for (size_t i = 0; suffix[i] != '\0' && (size_t)n + 1 < size; i++) {
+        char ch = suffix[i];
+        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9');
+        /* mkdtemp's letters have two cases: keep them apart */
+        out[n++] = ok ? ch : (ch >= 'A' && ch <= 'Z') ? (char)('a' + (ch - 'A') % 26) : '-';
+        if (ch >= 'A' && ch <= 'Z' && (size_t)n + 1 < size) {
+            out[n++] = '0';
+        }
+    }
+    out[n] = '\0';
+}
+
+const char *hf_server_shop(const hf_server_t *s)
+{
+    static char shop[33];
+    if (hf_test_journal_url() == NULL) {
+        return "default";
+    }
+    shop_of(s, shop, sizeof shop);
+    return shop;
+}
+
 static int build_argv(const hf_server_t *s, const char *const *extra, const char **argv, int max)
 {
+    static char shop[33];
     int n = 0;
     argv[n++] = HF_BINARY;
     argv[n++] = "serve";
@@ -1052,6 +1117,15 @@ static int build_argv(const hf_server_t *s, const char *const *extra, const char
     argv[n++] = "127.0.0.1:0";
     argv[n++] = "--data";
     argv[n++] = s->data_dir;
+    if (hf_test_journal_url() != NULL) {
+        shop_of(s, shop, sizeof shop);
+        argv[n++] = "--journal";
+        argv[n++] = hf_test_journal_url();
+        argv[n++] = "--shop";
+        argv[n++] = shop;
+        argv[n++] = "--node";
+        argv[n++] = "api";
+    }
     if (s->config_path[0] != '\0') {
         argv[n++] = "--config";
         argv[n++] = s->config_path;

@@ -172,6 +172,24 @@ typedef struct {
     bool failed; /* it died on its own or reported a sanitizer error */
 } hf_server_t;
 
+/* The PostgreSQL journal the servers under test use (HF_TEST_PG_ENV), or
+ * NULL: the data directory's own. Suites skip what only the latter has. */
+const char *hf_test_journal_url(void);
+
+/* Skips the calling test (cmocka's skip()) when the servers keep their
+ * journal in PostgreSQL: what it checks belongs to the data directory's
+ * own journal (its files, its disk). */
+#define HF_SKIP_WITH_PG()                                                                          \
+    do {                                                                                           \
+        if (hf_test_journal_url() != NULL) {                                                       \
+            skip();                                                                                \
+        }                                                                                          \
+    } while (0)
+
+/* The shop server s serves: "default", or with the PostgreSQL journal its
+ * own (a static buffer, good until the next call). */
+const char *hf_server_shop(const hf_server_t *s);
+
 /* Makes a fresh root directory with an empty data directory. 0 or -1. */
 int hf_server_init(hf_server_t *s);
 /* Every defense switched off: the core suites test the core contract (the

@@ -330,16 +330,22 @@ static void test_unknown_path_is_404(void **state)
 /* /v1/shops/{shop}/... is /v1/... of the shop a server serves: "default"
  * for one that is no cluster's node; another shop's name is a 404 that
  * says which shop is here, and changes nothing. */
+/* /v1/shops/{shop}/... is /v1/... of the shop a server serves: "default"
+ * for one that is no cluster's node; another shop's name is a 404 that
+ * says which shop is here, and changes nothing. */
 static void test_shop_paths_reach_this_servers_shop(void **state)
 {
     fx_t *fx = *state;
-    hf_response_t r = call(&fx->cl, "PUT", "/v1/shops/default/skus/cap-red", "{\"stock\": 10}");
+    char shop[40], path[128], quoted[48];
+    snprintf(shop, sizeof shop, "%s", hf_server_shop(&fx->srv));
+    snprintf(path, sizeof path, "/v1/shops/%s/skus/cap-red", shop);
+    hf_response_t r = call(&fx->cl, "PUT", path, "{\"stock\": 10}");
     assert_true(hf_expect_status(&r, 201));
     hf_response_free(&r);
     assert_true(hf_expect_sku(&fx->cl, "cap-red", 10, 0, 0));
     char body[256], id[HF_TEST_ID_MAX];
     hold_ok(fx, one_line(body, sizeof body, "cap-red", 2, ""), id);
-    r = call(&fx->cl, "GET", "/v1/shops/default/skus/cap-red", NULL);
+    r = call(&fx->cl, "GET", path, NULL);
     assert_true(hf_expect_status(&r, 200));
     long long held = -1;
     assert_true(hf_json_int(r.json, "held", &held) && held == 2);
@@ -347,11 +353,16 @@ static void test_shop_paths_reach_this_servers_shop(void **state)
     r = call(&fx->cl, "PUT", "/v1/shops/other/skus/cap-red", "{\"stock\": 99}");
     assert_true(hf_expect_status(&r, 404));
     const char *message = hf_json_str(json_object_get(r.json, "error"), "message");
+    snprintf(quoted, sizeof quoted, "\"%s\"", shop);
     assert_non_null(message);
-    assert_non_null(strstr(message, "\"default\""));
+    assert_non_null(strstr(message, quoted));
     hf_response_free(&r);
-    const char *paths[] = {"/v1/shops/default", "/v1/shops/default/", "/v1/shops//skus/cap-red",
-                           "/v1/shops/default/nope", "/v1/shops/defaultx/skus/cap-red"};
+    char bare[96], slash[96], unknown[128], longer[128];
+    snprintf(bare, sizeof bare, "/v1/shops/%s", shop);
+    snprintf(slash, sizeof slash, "/v1/shops/%s/", shop);
+    snprintf(unknown, sizeof unknown, "/v1/shops/%s/nope", shop);
+    snprintf(longer, sizeof longer, "/v1/shops/%sx/skus/cap-red", shop);
+    const char *paths[] = {bare, slash, "/v1/shops//skus/cap-red", unknown, longer};
     for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
         call_expect_error(&fx->cl, "GET", paths[i], NULL, 404, "not_found", NULL);
     }

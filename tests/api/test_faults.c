@@ -125,6 +125,7 @@ static bool log_has(const fx_t *fx, const char *needle)
  * whether the change survives, and here it did. */
 static void test_a_failed_fsync_is_unknown_and_the_retry_finds_it_kept(void **state)
 {
+    HF_SKIP_WITH_PG(); /* the data directory's own */
     fx_t *fx = *state;
     start_faulty(fx, "holdfast.db-wal", "fsync", "EIO");
     assert_int_equal(hf_sku_put(&fx->cl, "cap", 10), 201);
@@ -151,6 +152,7 @@ static void test_a_failed_fsync_is_unknown_and_the_retry_finds_it_kept(void **st
  * the retry makes the hold once. */
 static void test_a_failed_write_is_unknown_and_the_retry_makes_it_once(void **state)
 {
+    HF_SKIP_WITH_PG(); /* the data directory's own */
     fx_t *fx = *state;
     start_faulty(fx, "holdfast.db-wal", "write", "EIO");
     assert_int_equal(hf_sku_put(&fx->cl, "cap", 10), 201);
@@ -173,6 +175,7 @@ static void test_a_failed_write_is_unknown_and_the_retry_makes_it_once(void **st
  * makes it once; a kill -9 after that keeps both. */
 static void test_a_full_disk_recovers_without_a_restart(void **state)
 {
+    HF_SKIP_WITH_PG(); /* the data directory's own */
     fx_t *fx = *state;
     start_faulty(fx, "holdfast.db", "write,statvfs", "ENOSPC");
     assert_int_equal(hf_sku_put(&fx->cl, "cap", 10), 201);
@@ -216,6 +219,7 @@ static bool appears(const char *path)
  * stop ends once the disk answers, and here the change was kept. */
 static void test_a_stop_answers_a_reply_stuck_on_a_hung_disk(void **state)
 {
+    HF_SKIP_WITH_PG(); /* the data directory's own */
     fx_t *fx = *state;
     char stalled[320];
     snprintf(stalled, sizeof stalled, "%s/fault-stalled", fx->srv.root);

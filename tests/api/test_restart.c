@@ -481,6 +481,7 @@ static long long policy_value(const json_t *doc, const char *section, const char
  * were given; the next start writes the new format, and it recovers again. */
 static void test_data_written_by_0_1_0_recovers(void **state)
 {
+    HF_SKIP_WITH_PG(); /* the data directory's own */
     fx_t *fx = *state;
     static const char *const files[] = {"holdfast.db", "holdfast.db-wal",
                                         "snapshot-00000000000000000010.bin"};
@@ -643,6 +644,7 @@ static int buyer_wait(buyer_t *b, int n)
  * acknowledged before the backup began, and its counts add up. */
 static void test_backup_under_load_has_everything_acknowledged_before_it(void **state)
 {
+    HF_SKIP_WITH_PG(); /* the data directory's own */
     fx_t *fx = *state;
     assert_int_equal(hf_server_write_config(&fx->srv, "{\"compact_records\": 50}"), 0);
     start(fx, NULL);
