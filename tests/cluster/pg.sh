@@ -152,9 +152,9 @@ pgh_save() {
 pgh_hosts() {
     local node hosts=''
     for node in primary standby; do
-        if [ "$PG_PRIMARY_DATA" = "$PG_ROOT/$node" ]; then
+        if [ "$PG_PRIMARY_DATA" = "$PG_ROOT/$node" ] && [ -n "$PG_PRIMARY_PORT" ]; then
             hosts+=${hosts:+,}127.0.0.1:$PG_PRIMARY_PORT
-        elif [ "$PG_STANDBY_DATA" = "$PG_ROOT/$node" ]; then
+        elif [ "$PG_STANDBY_DATA" = "$PG_ROOT/$node" ] && [ -n "$PG_STANDBY_PORT" ]; then
             hosts+=${hosts:+,}127.0.0.1:$PG_STANDBY_PORT
         fi
     done
@@ -192,7 +192,7 @@ pgh_reap() {
         sleep 0.05
     done
     # shellcheck disable=SC2086 # a list of pids
-    kill -KILL $pids 2>/dev/null
+    kill -KILL $pids 2>/dev/null || true  # some may have gone meanwhile
     deadline=$((SECONDS + PGH_EXIT_WAIT_S))
     while [ $SECONDS -lt $deadline ]; do
         [ -n "$(pgh_procs "$data")" ] || return 0
@@ -385,11 +385,18 @@ pgh_root() {
 # pgh_forget DIR: a previous cluster of DIR stopped and its data removed, so
 # that `start` can be run again on the same directory after anything.
 pgh_forget() {
-    local dir=$1
+    local dir=$1 node data
     if [ -f "$dir/env" ]; then
         pgh_stop "$dir" >/dev/null || return 1
         [ "$PG_ROOT" = "$dir" ] || [ -z "$PG_ROOT" ] || rm -rf "$PG_ROOT"
     fi
+    # A start cut short before it wrote env (a test's timeout) may have left
+    # servers running all the same.
+    for node in primary standby; do
+        data=$(realpath -e "$dir/$node" 2>/dev/null) || continue
+        pgh_node_stop "$data" || return 1
+        [ "$data" = "$dir/$node" ] || rm -rf "$data"
+    done
     rm -rf "$dir/primary" "$dir/standby" "$dir/env" "$dir"/*.log "$dir"/.s.PGSQL.*
 }
 
@@ -437,6 +444,7 @@ host replication all 127.0.0.1/32 trust
 EOF
     PG_PRIMARY_PORT=$(pgh_node_start "$PG_PRIMARY_DATA" primary '' '') || return 1
     PG_PRIMARY_PID=$(pgh_postmaster "$PG_PRIMARY_DATA")
+    pgh_save "$dir" >/dev/null || return 1  # so that stop finds it if what follows fails
     # pgh_probe (in the database postgres, away from the tests' own): the
     # row pgh_check_sync updates.
     if ! pgh_sql "$PG_PRIMARY_PORT" postgres "CREATE DATABASE $PGH_DB" >>"$log" 2>&1 ||
@@ -448,6 +456,7 @@ EOF
     if [ -n "$standby" ]; then
         PG_STANDBY_DATA=$PG_ROOT/standby
         [ "$PG_ROOT" = "$dir" ] || ln -s "$PG_ROOT/standby" "$dir/standby" || return 1
+        pgh_save "$dir" >/dev/null || return 1  # so that stop finds both if what follows fails
         PG_STANDBY_PORT=$(pgh_standby_build "$PG_PRIMARY_PORT" "$PG_STANDBY_DATA" standby '') || return 1
         PG_STANDBY_PID=$(pgh_postmaster "$PG_STANDBY_DATA")
     fi
