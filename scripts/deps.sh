@@ -9,8 +9,10 @@
 # that has everything.
 #
 #   scripts/deps.sh        what the server, the demo and the benchmarks need
-#   scripts/deps.sh test   also Chromium, for the browser tests, and what the
-#                          operations tests run (tests/ops)
+#   scripts/deps.sh test   also Chromium, for the browser tests, what the
+#                          operations tests run (tests/ops), and PostgreSQL
+#                          15, which the cluster tests start on their own
+#                          loopback ports and stop again (tests/cluster)
 #   scripts/deps.sh bench  also the benchmark's peers (make bench): Redis and
 #                          PostgreSQL 15, which bench/run.sh starts on its own
 #                          loopback ports and stops again
@@ -37,6 +39,7 @@ if [ "${1:-}" = test ]; then
         man-db    # man (and groff): the man page rendered
         nginx     # docs/OPERATIONS.md's proxy configuration, run in front of the server
         openssl   # keys and a certificate made in the tests
+        postgresql-15 # tests/cluster/pg.sh's primaries and standbys
     )
 fi
 
@@ -73,8 +76,8 @@ if [ ${#missing[@]} -gt 0 ]; then
         fi
     fi
     # Likewise Redis (port 6379) and PostgreSQL (a "main" cluster on 5432):
-    # the benchmark starts throwaway instances of its own. Without systemd,
-    # Debian starts them through their init scripts.
+    # the benchmark and the cluster tests start throwaway instances of their
+    # own. Without systemd, Debian starts them through their init scripts.
     for svc in redis-server postgresql; do
         [[ " ${missing[*]} " == *" ${svc/postgresql/postgresql-15} "* ]] || continue
         if [ -d /run/systemd/system ]; then
