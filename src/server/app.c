@@ -537,18 +537,15 @@ int server_start(server_t *s, bool commit_thread)
     return 0;
 }
 
-/* Waits for the shop's lease; TERM or INT stop the wait (1). */
-static int take_shop(server_t *s)
+/* Waits for the shop's lease, a standby on fd meanwhile; TERM or INT stop
+ * the wait (1). */
+static int take_shop(server_t *s, int fd, const char *addr)
 {
-    const server_config_t *c = &s->config;
     sigset_t stop;
     sigemptyset(&stop);
     sigaddset(&stop, SIGTERM);
     sigaddset(&stop, SIGINT);
-    char addr[SERVER_HOST_BYTES_MAX + 16];
-    bool v6 = strchr(c->host, ':') != NULL;
-    snprintf(addr, sizeof addr, v6 ? "[%s]:%u" : "%s:%u", c->host, c->port);
-    return cluster_take_shop(s, addr, &stop);
+    return cluster_take_shop(s, fd, addr, &stop);
 }
 
 int server_run(const server_config_t *c)
@@ -568,14 +565,13 @@ int server_run(const server_config_t *c)
 
     char addr[INET6_ADDRSTRLEN + 16];
     uint32_t fd_limit;
-    /* A standby does not listen: its clients are refused at once and go
-     * to the owner, instead of waiting in its backlog. */
-    int taken = c->journal_url[0] != '\0' ? take_shop(s) : 0;
+    int fd = listener_fit_fds(c, &fd_limit) == 0 ? listen_on(s, addr, sizeof addr) : -1;
+    int taken = fd >= 0 && c->journal_url[0] != '\0' ? take_shop(s, fd, addr) : 0;
     if (taken != 0) {
+        close(fd);
         server_free(s);
         return taken > 0 ? 0 : 1;
     }
-    int fd = listener_fit_fds(c, &fd_limit) == 0 ? listen_on(s, addr, sizeof addr) : -1;
     if (fd < 0 || server_start(s, true) != 0 || arm_fault(s) != 0 ||
         (s->daemon = http_start(s)) == NULL || listener_start(s, fd, fd_limit) != 0) {
         if (fd >= 0 && s->listen_fd < 0) {

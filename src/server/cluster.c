@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "hf_clock.h"
+#include "standby.h"
 
 #define SHOP_DEFAULT "default"
 /* How soon a standby looks again once the holder's lease has run out by
@@ -208,8 +209,9 @@ static bool stopped_within(const sigset_t *stop, int64_t ms)
     return sig > 0;
 }
 
-/* Tries until the shop is this node's; 0 owned, 1 stopped, -1 error. */
-static int wait_for_lease(server_t *s, const sigset_t *stop)
+/* Tries until the shop is this node's; 0 owned, 1 stopped, -1 error.
+ * Meanwhile sb sends requests to the owner. */
+static int wait_for_lease(server_t *s, standby_t *sb, const char *node_url, const sigset_t *stop)
 {
     const server_config_t *c = &s->config;
     char err[640], said[640] = "";
@@ -224,6 +226,8 @@ static int wait_for_lease(server_t *s, const sigset_t *stop)
         }
         int64_t wait_ms = c->lease_ms / 4;
         if (got == STORE_LEASE_HELD) {
+            /* Never to itself: its own record is a run of its that ended. */
+            standby_set_owner(sb, strcmp(held.owner_url, node_url) != 0 ? held.owner_url : "");
             if (strcmp(held.owner, last_owner) != 0) {
                 log_held(&held, c->shop);
                 snprintf(last_owner, sizeof last_owner, "%s", held.owner);
@@ -244,7 +248,7 @@ static int wait_for_lease(server_t *s, const sigset_t *stop)
     }
 }
 
-int cluster_take_shop(server_t *s, const char *listen_addr, const sigset_t *stop)
+int cluster_take_shop(server_t *s, int listen_fd, const char *listen_addr, const sigset_t *stop)
 {
     const server_config_t *c = &s->config;
     char node_url[SERVER_NODE_URL_BYTES_MAX + 16];
@@ -261,10 +265,18 @@ int cluster_take_shop(server_t *s, const char *listen_addr, const sigset_t *stop
                 err);
         return -1;
     }
-    fprintf(stderr, "level=info msg=\"journal in PostgreSQL\" shop=%s node=%s node_url=%s "
-                    "lease_ms=%u\n",
-            c->shop, c->node, node_url, c->lease_ms);
-    return wait_for_lease(s, stop);
+    standby_t *sb = standby_start(listen_fd, c->shop);
+    if (sb == NULL) {
+        fprintf(stderr, "level=error msg=\"cannot answer as a standby: the HTTP library did not "
+                        "start\"\n");
+        return -1;
+    }
+    fprintf(stderr, "level=info msg=\"journal in PostgreSQL; a standby until this node owns the "
+                    "shop\" shop=%s node=%s node_url=%s lease_ms=%u addr=%s\n",
+            c->shop, c->node, node_url, c->lease_ms, listen_addr);
+    int rc = wait_for_lease(s, sb, node_url, stop);
+    standby_stop(sb);
+    return rc;
 }
 
 void cluster_check_lease(server_t *s, int64_t mono_ms)

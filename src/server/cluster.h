@@ -24,10 +24,11 @@ int cluster_config_flag(server_config_t *c, const char *flag, const char *v, boo
 /* Checks the settings together, once all are read. 0, or -1 said. */
 int cluster_config_finish(server_config_t *c);
 
-/* Opens the store in PostgreSQL and waits until this node owns the shop,
- * or a signal in stop arrives (-1, as for an error, which is logged).
- * listen_addr: where this node listens, for the default node URL. */
-int cluster_take_shop(server_t *s, const char *listen_addr, const sigset_t *stop);
+/* Opens the store in PostgreSQL and waits until this node owns the shop
+ * (0), a signal in stop arrives (1), or an error (-1, logged). Meanwhile it
+ * answers on listen_fd as a standby (standby.h); listen_addr, where that
+ * is, makes the default node URL. */
+int cluster_take_shop(server_t *s, int listen_fd, const char *listen_addr, const sigset_t *stop);
 
 /* The tick's look at the lease: a node that may no longer be sure it owns
  * the shop ends at once (store.h says why). */
