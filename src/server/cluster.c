@@ -248,6 +248,29 @@ static int wait_for_lease(server_t *s, standby_t *sb, const char *node_url, cons
     }
 }
 
+/* Opens the journal, trying again until PostgreSQL answers: a node may
+ * start before its database, or while the database fails over. 0 opened,
+ * 1 stopped. */
+static int open_journal(server_t *s, const store_pg_t *pg, const sigset_t *stop)
+{
+    const server_config_t *c = &s->config;
+    char err[640], said[640] = "";
+    while (store_open_pg(&s->store, c->data_dir, pg, c->durability, c->compact_records, err,
+                         sizeof err) != 0) {
+        if (strcmp(err, said) != 0) {
+            fprintf(stderr, "level=warn msg=\"cannot open the journal in PostgreSQL; retrying\" "
+                            "err=\"%s\"\n",
+                    err);
+            snprintf(said, sizeof said, "%s", err);
+        }
+        if (stopped_within(stop, c->lease_ms / 4)) {
+            fprintf(stderr, "level=info msg=\"stopped while waiting for PostgreSQL\"\n");
+            return 1;
+        }
+    }
+    return 0;
+}
+
 int cluster_take_shop(server_t *s, int listen_fd, const char *listen_addr, const sigset_t *stop)
 {
     const server_config_t *c = &s->config;
@@ -258,13 +281,6 @@ int cluster_take_shop(server_t *s, int listen_fd, const char *listen_addr, const
     }
     store_pg_t pg = {.url = c->journal_url, .shop = c->shop, .node = c->node,
                      .node_url = node_url, .lease_ms = c->lease_ms};
-    char err[640];
-    if (store_open_pg(&s->store, c->data_dir, &pg, c->durability, c->compact_records, err,
-                      sizeof err) != 0) {
-        fprintf(stderr, "level=error msg=\"cannot open the journal in PostgreSQL\" err=\"%s\"\n",
-                err);
-        return -1;
-    }
     standby_t *sb = standby_start(listen_fd, c->shop);
     if (sb == NULL) {
         fprintf(stderr, "level=error msg=\"cannot answer as a standby: the HTTP library did not "
@@ -274,7 +290,10 @@ int cluster_take_shop(server_t *s, int listen_fd, const char *listen_addr, const
     fprintf(stderr, "level=info msg=\"journal in PostgreSQL; a standby until this node owns the "
                     "shop\" shop=%s node=%s node_url=%s lease_ms=%u addr=%s\n",
             c->shop, c->node, node_url, c->lease_ms, listen_addr);
-    int rc = wait_for_lease(s, sb, node_url, stop);
+    int rc = open_journal(s, &pg, stop);
+    if (rc == 0) {
+        rc = wait_for_lease(s, sb, node_url, stop);
+    }
     standby_stop(sb);
     return rc;
 }

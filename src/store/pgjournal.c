@@ -95,6 +95,25 @@ static void app_name(const pgj_t *j, const char *role, char *out, size_t size)
     snprintf(out, size, "holdfast/%s/%s/%s", j->shop, role, j->node);
 }
 
+/* libpq's messages run over lines and quote names: one line, no double
+ * quotes, so that they fit in a log line's quoted value. */
+static void tidy(char *text)
+{
+    size_t out = 0;
+    for (size_t i = 0; text[i] != '\0'; i++) {
+        char ch = text[i] == '"' ? '\'' : text[i];
+        bool space = ch == '\n' || ch == '\t' || ch == '\r' || ch == ' ';
+        if (space && (out == 0 || text[out - 1] == ' ')) {
+            continue;
+        }
+        text[out++] = space ? ' ' : ch;
+    }
+    while (out > 0 && text[out - 1] == ' ') {
+        out--;
+    }
+    text[out] = '\0';
+}
+
 /* A connection that notices a dead peer within about a lease: without the
  * TCP limits a commit to a database cut off by the network waits for
  * minutes, and with it every reply. The URL's own settings come after ours
@@ -114,11 +133,7 @@ static PGconn *connect_as(const pgj_t *j, const char *role, char *err, size_t er
     if (c == NULL || PQstatus(c) != CONNECTION_OK) {
         snprintf(err, err_size, "cannot connect to PostgreSQL: %s",
                  c ? PQerrorMessage(c) : "out of memory");
-        /* libpq's messages end with a newline */
-        size_t n = strlen(err);
-        while (n > 0 && (err[n - 1] == '\n' || err[n - 1] == ' ')) {
-            err[--n] = '\0';
-        }
+        tidy(err);
         PQfinish(c);
         return NULL;
     }
@@ -132,10 +147,8 @@ static void sql_error(PGconn *c, const PGresult *r, const char *what, char *err,
     if (msg == NULL || *msg == '\0') {
         msg = PQerrorMessage(c);
     }
-    int n = snprintf(err, err_size, "%s: %s", what, msg);
-    while (n > 0 && (size_t)n <= err_size && (err[n - 1] == '\n' || err[n - 1] == ' ')) {
-        err[--n] = '\0';
-    }
+    snprintf(err, err_size, "%s: %s", what, msg);
+    tidy(err);
 }
 
 /* Runs sql (no parameters); 0 if it returned want. */
@@ -281,8 +294,11 @@ static void *renew_thread(void *arg)
             lost(j, "another node took the shop over");
         }
         if (rc < 0 && !complained) {
+            char msg[512];
+            snprintf(msg, sizeof msg, "%s", PQerrorMessage(j->lease_conn));
+            tidy(msg);
             fprintf(stderr, "level=warn msg=\"cannot renew the shop's lease; retrying\" err=\"%s\"\n",
-                    PQerrorMessage(j->lease_conn));
+                    msg);
         }
         complained = rc < 0;
         if (rc < 0 && PQstatus(j->lease_conn) != CONNECTION_OK) {
