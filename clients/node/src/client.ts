@@ -9,18 +9,24 @@
  *   2. Each request has its own deadline (timeoutMs, an AbortController),
  *      and the caller's signal ends the call at any point.
  *   3. No answer (a network error, a deadline), a 503 (overloaded,
- *      outcome_unknown, storage_unavailable) or another 5xx is retried after
- *      a pause that doubles from backoffMs up to backoffMaxMs, with jitter
- *      (or the server's Retry-After), at most attemptsMax requests in all.
- *      Only calls that are safe to repeat are retried this way (see
- *      RETRY_ALWAYS below); a waitlist join only after failures that say
- *      nothing was applied.
- *   4. A 428 challenge_required is answered with a proof of work (pow.ts)
+ *      outcome_unknown, storage_unavailable, not_owner) or another 5xx is
+ *      retried after a pause that doubles from backoffMs up to
+ *      backoffMaxMs, with jitter (or the server's Retry-After), at most
+ *      attemptsMax requests in all. Only calls that are safe to repeat are
+ *      retried this way (see RetryKind below); a waitlist join only after
+ *      failures that say nothing was applied.
+ *   4. A cluster: baseUrl may list a shop's nodes. Calls go to the node
+ *      that answered last. A 307 from a standby is followed to the owner
+ *      (same method, body and headers, key included), at most
+ *      REDIRECT_HOPS_MAX hops in a row, and the owner is remembered for the
+ *      next calls. No answer from a node, or a 503 not_owner, moves the
+ *      retry to the next node of the list (round robin).
+ *   5. A 428 challenge_required is answered with a proof of work (pow.ts)
  *      and the same request, same key, is sent again with Holdfast-Proof,
  *      at most challengeRoundsMax times (a proof whose price rose meanwhile
  *      is challenged again). A price over challengeBitsMax is not paid: the
  *      428 is thrown, with its challenge, for the shopper's browser to solve.
- *   5. Any other 4xx is thrown at once as a HoldfastError with the server's
+ *   6. Any other 4xx is thrown at once as a HoldfastError with the server's
  *      code, message, field and the rest of its error object.
  *
  * Secrets: a hold's secret comes back once, in the create's reply, and is
@@ -41,8 +47,9 @@ import type {
 } from './wire.js';
 
 export interface ClientOptions {
-    /* The server, e.g. http://127.0.0.1:8080 (a path prefix is kept). */
-    baseUrl: string | URL;
+    /* The server, e.g. http://127.0.0.1:8080 (a path prefix is kept), or a
+     * cluster's nodes of one shop, in the order they are tried first. */
+    baseUrl: string | URL | readonly (string | URL)[];
     /* A shop key (Authorization: Bearer), when the server has keys. */
     apiKey?: string;
     /* One request's deadline, from sending it to the last byte of its reply. */
@@ -106,10 +113,12 @@ export type JoinedEntry = WaitlistEntry & { secret: string };
 export type BuyNowRequest = Omit<HoldCreateRequest, 'commit' | 'ttl_ms'>;
 
 /* `route` is the path's pattern (`/v1/holds/{id}/commit`): no ids, no
- * secrets. */
+ * secrets. `node`, `from` and `to` are a node's origin (scheme, host,
+ * port): where a retry goes, where a redirect came from and leads to. */
 export type ClientEvent =
     | { type: 'retry'; method: string; route: string; attempt: number; delayMs: number;
-        reason: string }
+        reason: string; node: string }
+    | { type: 'redirect'; method: string; route: string; from: string; to: string; hop: number }
     | { type: 'challenge'; method: string; route: string; rule: string | undefined; bits: number;
         engine: string; tries: number }
     | { type: 'reply'; method: string; route: string; status: number; attempts: number;
@@ -146,8 +155,21 @@ const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,64}$/;
 const PROOF = /^[0-9A-Za-z]{1,64}:[0-9A-Za-z]{1,32}$/;
 
 /* 503s that say the change was not applied: a table or the connections are
- * full, or the journal refused it before it was kept. */
-const UNAPPLIED_CODES = new Set(['overloaded', 'storage_unavailable']);
+ * full, the journal refused it before it was kept, or the node does not own
+ * the shop (a standby that knows no owner yet, an owner whose lease ran out
+ * while it was paused). */
+const UNAPPLIED_CODES = new Set(['overloaded', 'storage_unavailable', 'not_owner']);
+
+/* A 503 that another node may answer: the call's retry goes there. */
+const ELSEWHERE_CODES = new Set(['not_owner']);
+
+/* The nodes of one shop a client is given, at most. */
+const NODES_MAX = 16;
+
+/* 307s followed in a row before the call fails: a standby points at the
+ * owner, which answers; more than a few hops is nodes that disagree about
+ * who owns the shop, or a loop. */
+const REDIRECT_HOPS_MAX = 3;
 
 /* Which failures a call may be retried after:
  *   'always'    any failure that may pass later (no answer, 5xx): the call
@@ -155,7 +177,8 @@ const UNAPPLIED_CODES = new Set(['overloaded', 'storage_unavailable']);
  *               commit, release and cancel, whose repeat changes nothing
  *               more);
  *   'unapplied' only those that say nothing was applied (the connection
- *               was refused, 503 overloaded or storage_unavailable): a
+ *               was refused, 503 overloaded, storage_unavailable or
+ *               not_owner): a
  *               waitlist join, which the server does not deduplicate by key
  *               (a second join is 409 already_waiting, and the first's
  *               secret would be lost). */
@@ -241,6 +264,43 @@ function noAnswer(sent: number, key: string | undefined, code: TransportErrorCod
                                outcomeUnknown, cause });
 }
 
+/* The nodes the caller gave: one URL, or a cluster's list of them. */
+function nodesOf(baseUrl: ClientOptions['baseUrl']): URL[] {
+    const list = typeof baseUrl === 'string' || baseUrl instanceof URL ? [baseUrl] : baseUrl;
+    if (!Array.isArray(list) || list.length === 0 || list.length > NODES_MAX) {
+        throw new RangeError(`baseUrl must be a URL or a list of 1 to ${NODES_MAX} of them`);
+    }
+    return list.map((value) => {
+        const node = new URL(String(value));
+        if (node.protocol !== 'http:' && node.protocol !== 'https:') {
+            throw new TypeError('baseUrl must be an http: or https: URL');
+        }
+        return node;
+    });
+}
+
+/* Where a call's path is on a node (whose path prefix is kept). */
+function apiUrl(node: URL, path: string): URL {
+    return new URL(node.pathname.replace(/\/+$/, '') + path, node);
+}
+
+/* The node a redirect names: its Location less the call's path, which the
+ * standby appended to the owner's URL. undefined when the Location does not
+ * end with that path (a proxy between rewrote it): the hop is followed, the
+ * owner not remembered. */
+function ownerOf(location: URL, path: string): URL | undefined {
+    if (location.search !== '' || !location.pathname.endsWith(path)) {
+        return undefined;
+    }
+    const prefix = location.pathname.slice(0, location.pathname.length - path.length);
+    return new URL(`${prefix.replace(/\/+$/, '')}/`, location);
+}
+
+/* A node as compared: its origin and path prefix, trailing slashes aside. */
+function nodeKey(node: URL): string {
+    return node.origin + node.pathname.replace(/\/+$/, '');
+}
+
 /* Resolves after ms, or rejects at once when signal aborts. */
 function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
     return new Promise((resolve, reject) => {
@@ -261,29 +321,39 @@ function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
 }
 
 export class HoldfastClient {
+    /* The first node given. */
     readonly baseUrl: URL;
-    readonly #pathPrefix: string;
+    readonly #nodes: readonly URL[];
+    /* The node of the list last moved to; #node may be an owner that a
+     * redirect named and the list does not. */
+    #nodeIndex = 0;
+    /* Where calls go: the node that answered last. */
+    #node: URL;
     readonly #apiKey: string | undefined;
     readonly #settings: Settings;
     readonly #onEvent: ((event: ClientEvent) => void) | undefined;
-    readonly #agent: http.Agent;
+    /* A keep-alive pool per scheme (a redirect may lead to https:). */
+    readonly #agents = new Map<string, http.Agent>();
 
     constructor(options: ClientOptions) {
-        const base = new URL(String(options.baseUrl));
-        if (base.protocol !== 'http:' && base.protocol !== 'https:') {
-            throw new TypeError('baseUrl must be an http: or https: URL');
-        }
-        this.baseUrl = base;
-        this.#pathPrefix = base.pathname.replace(/\/+$/, '');
+        this.#nodes = Object.freeze(nodesOf(options.baseUrl));
+        this.baseUrl = this.#nodes[0] as URL;
+        this.#node = this.baseUrl;
         this.#apiKey = options.apiKey;
         this.#settings = settingsOf(options);
         this.#onEvent = options.onEvent;
-        this.#agent = makeAgent(base, this.#settings.connectionsMax, this.#settings.idleSocketMs);
+    }
+
+    /* The node the next call goes to: the one that answered last. */
+    get nodeUrl(): URL {
+        return new URL(this.#node.href);
     }
 
     /* Closes the pooled connections; calls made afterwards open new ones. */
     close(): void {
-        this.#agent.destroy();
+        for (const agent of this.#agents.values()) {
+            agent.destroy();
+        }
     }
 
     /* ------------------------------------------------------------- holds */
@@ -365,6 +435,71 @@ export class HoldfastClient {
                  secretHeader: 'Waitlist-Secret', secret: entry.secret };
     }
 
+    #agentFor(url: URL): http.Agent {
+        let agent = this.#agents.get(url.protocol);
+        if (agent === undefined) {
+            agent = makeAgent(url, this.#settings.connectionsMax, this.#settings.idleSocketMs);
+            this.#agents.set(url.protocol, agent);
+        }
+        return agent;
+    }
+
+    /* The node `from` gave no answer, or said it does not own the shop:
+     * calls go to the next node of the list. Unless another call moved on
+     * already, so that calls failing together skip one node, not several. */
+    #moveOn(from: URL): void {
+        if (this.#node.href !== from.href) {
+            return;
+        }
+        this.#nodeIndex = (this.#nodeIndex + 1) % this.#nodes.length;
+        this.#node = this.#nodes[this.#nodeIndex] as URL;
+    }
+
+    /* A redirect named the shop's owner: calls go there from now on (to
+     * the list's own URL of it, when it is one of the list's). */
+    #remember(owner: URL): URL {
+        const index = this.#nodes.findIndex((n) => nodeKey(n) === nodeKey(owner));
+        if (index >= 0) {
+            this.#nodeIndex = index;
+        }
+        this.#node = index >= 0 ? this.#nodes[index] as URL : owner;
+        return this.#node;
+    }
+
+    /* Where a 307 leads, or a bad_redirect thrown: a Location that is an
+     * absolute http(s) URL, not from https: to http: (the key and secrets
+     * would go in the clear), within REDIRECT_HOPS_MAX hops in a row. */
+    #redirectTarget(call: Call, state: { sent: number; hops: number }, reply: Reply, from: URL,
+                    key: string | undefined): URL {
+        const fail = (why: string) => noAnswer(state.sent, key, 'bad_redirect', reply.status,
+                                               `${call.method} ${call.route}: ${why}`);
+        const location = reply.headers.location;
+        if (typeof location !== 'string' || location.length === 0) {
+            throw fail(`a ${reply.status} from ${from.origin} without a Location`);
+        }
+        let to: URL;
+        try {
+            to = new URL(location);
+        } catch {
+            throw fail(`a ${reply.status} from ${from.origin} whose Location is not a URL`);
+        }
+        if (to.protocol !== 'http:' && to.protocol !== 'https:') {
+            throw fail(`a ${reply.status} from ${from.origin} to a ${to.protocol} URL: only ` +
+                       'http: and https: are followed');
+        }
+        if (from.protocol === 'https:' && to.protocol === 'http:') {
+            throw fail(`a ${reply.status} from ${from.origin} to ${to.origin} is not followed: ` +
+                       'it would send the key and secrets unencrypted');
+        }
+        state.hops++;
+        if (state.hops > REDIRECT_HOPS_MAX) {
+            throw fail(`more than ${REDIRECT_HOPS_MAX} redirects in a row (the last from ` +
+                       `${from.origin} to ${to.origin}): the nodes do not agree on the ` +
+                       "shop's owner");
+        }
+        return to;
+    }
+
     #emit(event: ClientEvent): void {
         try {
             this.#onEvent?.(event);
@@ -419,25 +554,43 @@ export class HoldfastClient {
             headers['Holdfast-Proof'] = options.proof;
         }
         const body = call.body === undefined ? undefined : JSON.stringify(call.body);
-        const url = new URL(this.#pathPrefix + call.path, this.baseUrl);
         const timeoutMs = checked('timeoutMs', options.timeoutMs, this.#settings.timeoutMs);
-        const state = { sent: 0, failures: 0, rounds: 0 };
+        const state = { sent: 0, failures: 0, rounds: 0, hops: 0 };
+        /* The node this request is addressed to, and the request's URL
+         * there (or where a redirect from it led). */
+        let node = this.#node;
+        let url = apiUrl(node, call.path);
         for (;;) {
             state.sent++;
             let reply: Reply;
             try {
-                reply = await exchange(this.#agent, { method: call.method, url, headers, body,
-                                                      timeoutMs, signal: options.signal });
+                reply = await exchange(this.#agentFor(url),
+                                       { method: call.method, url, headers, body, timeoutMs,
+                                         signal: options.signal });
             } catch (err) {
                 if (!(err instanceof TransportFailure)) {
                     throw err;
                 }
-                await this.#afterFailure(call, state, err, key, options.signal);
+                await this.#afterFailure(call, state, err, key, options.signal, node);
+                node = this.#node;
+                url = apiUrl(node, call.path);
                 continue;
             }
             this.#emit({ type: 'reply', method: call.method, route: call.route,
                          status: reply.status, attempts: state.sent,
                          replayed: reply.headers['idempotent-replayed'] === 'true' });
+            if (reply.status === 307) {
+                const to = this.#redirectTarget(call, state, reply, url, key);
+                this.#emit({ type: 'redirect', method: call.method, route: call.route,
+                             from: url.origin, to: to.origin, hop: state.hops });
+                const owner = ownerOf(to, call.path);
+                if (owner !== undefined) {
+                    node = this.#remember(owner);
+                }
+                url = to;
+                continue;
+            }
+            state.hops = 0;
             if (reply.status < 400) {
                 if (reply.json === undefined || reply.json === null) {
                     throw noAnswer(state.sent, key, 'bad_reply', reply.status,
@@ -450,14 +603,17 @@ export class HoldfastClient {
                 headers['Holdfast-Proof'] = proof;
                 continue;
             }
-            await this.#afterErrorReply(call, state, reply, key, options.signal);
+            await this.#afterErrorReply(call, state, reply, key, options.signal, node);
+            node = this.#node;
+            url = apiUrl(node, call.path);
         }
     }
 
-    /* No reply: pause and return to retry, or throw. */
-    async #afterFailure(call: Call, state: { sent: number; failures: number },
+    /* No reply: move on to the next node, pause and return to retry; or
+     * throw. */
+    async #afterFailure(call: Call, state: { sent: number; failures: number; hops: number },
                         failure: TransportFailure, key: string | undefined,
-                        signal: AbortSignal | undefined): Promise<void> {
+                        signal: AbortSignal | undefined, node: URL): Promise<void> {
         const write = call.method !== 'GET';
         const may = failure.kind === 'timeout' || failure.kind === 'network';
         const safe = call.retry === 'always' || failure.refused;
@@ -468,14 +624,17 @@ export class HoldfastClient {
         }
         const reason = failure.errno === undefined ? failure.kind
                                                    : `${failure.kind} ${failure.errno}`;
+        this.#moveOn(node);
+        state.hops = 0;
         await this.#pause(call, state, undefined, reason, key, signal);
     }
 
     /* An error reply that is not a challenge: pause and return to retry a
-     * 5xx that may pass, or throw it. */
+     * 5xx that may pass (on the next node, for a node that does not own the
+     * shop), or throw it. */
     async #afterErrorReply(call: Call, state: { sent: number; failures: number },
                            reply: Reply, key: string | undefined,
-                           signal: AbortSignal | undefined): Promise<void> {
+                           signal: AbortSignal | undefined, node: URL): Promise<void> {
         const details = errorBodyOf(reply);
         const unapplied = reply.status === 503 && UNAPPLIED_CODES.has(details.code);
         const may = reply.status >= 500 && (call.retry === 'always' || unapplied);
@@ -489,6 +648,9 @@ export class HoldfastClient {
                 outcomeUnknown: call.method !== 'GET' && reply.status >= 500 && !unapplied,
             });
         }
+        if (reply.status === 503 && ELSEWHERE_CODES.has(details.code)) {
+            this.#moveOn(node);
+        }
         await this.#pause(call, state, retryAfterMs(reply), `${reply.status} ${details.code}`,
                           key, signal);
     }
@@ -498,7 +660,7 @@ export class HoldfastClient {
                  signal: AbortSignal | undefined): Promise<void> {
         const delayMs = this.#delayMs(state.failures, serverMs);
         this.#emit({ type: 'retry', method: call.method, route: call.route,
-                     attempt: state.sent + 1, delayMs, reason });
+                     attempt: state.sent + 1, delayMs, reason, node: this.#node.origin });
         try {
             await pause(delayMs, signal);
         } catch {

@@ -8,7 +8,9 @@
  *     `buy_now`, `challenge`, `reason`, ...);
  *   - no answer came (status 0): `code` is `timeout`, `network` or
  *     `aborted` (the caller's signal), or `bad_reply` when what came back
- *     was not the API's JSON.
+ *     was not the API's JSON, or `bad_redirect` (status 307) when a
+ *     cluster's redirect could not be followed: no Location, not an
+ *     http(s) URL, or more hops in a row than a standby-to-owner one.
  *
  * A write that ends without an answer may or may not have been applied:
  * `outcomeUnknown` says so, and `idempotencyKey` is the key it was sent
@@ -22,7 +24,7 @@
 import type { ApiErrorBody, Challenge, Rule } from './wire.js';
 
 /* Codes for a call that got no answer from the API. */
-export type TransportErrorCode = 'timeout' | 'network' | 'aborted' | 'bad_reply';
+export type TransportErrorCode = 'timeout' | 'network' | 'aborted' | 'bad_reply' | 'bad_redirect';
 
 export interface HoldfastErrorInit {
     status: number;
