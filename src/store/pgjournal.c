@@ -474,7 +474,11 @@ store_lease_t pgj_acquire(pgj_t *j, store_lease_info_t *held, char *err, size_t 
         return STORE_LEASE_ERROR;
     }
     if (become_owner(j, err, err_size) != 0) {
-        /* The lease is ours and runs out by itself; a restart retakes it. */
+        /* The lease is ours, but this node cannot serve it: the next try
+         * takes it again (the same node's name), with a new epoch. */
+        PQfinish(j->journal_conn);
+        j->journal_conn = NULL;
+        j->epoch = 0;
         return STORE_LEASE_ERROR;
     }
     held->epoch = j->epoch;
@@ -660,6 +664,25 @@ int pgj_commit(pgj_t *j, const pgj_commit_t *c, bool *fenced, char *err, size_t 
                err_size);
 }
 
+/* Lets the lease run out now, so that a standby takes the shop at its
+ * next look instead of after a whole lease: a planned stop (an upgrade, a
+ * move) costs a fraction of a lease. Only its own epoch's. */
+static void release(pgj_t *j)
+{
+    char epoch[24];
+    snprintf(epoch, sizeof epoch, "%" PRIu64, j->epoch);
+    const char *params[] = {j->shop, epoch};
+    PGresult *r = PQexecParams(j->lease_conn,
+                               "UPDATE holdfast_shops SET expires = clock_timestamp()"
+                               " WHERE shop = $1 AND epoch = $2",
+                               2, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) == PGRES_COMMAND_OK && strcmp(PQcmdTuples(r), "1") == 0) {
+        fprintf(stderr, "level=info msg=\"released the shop's lease\" shop=%s epoch=%" PRIu64 "\n",
+                j->shop, j->epoch);
+    }
+    PQclear(r);
+}
+
 void pgj_close(pgj_t *j)
 {
     if (j == NULL) {
@@ -671,6 +694,7 @@ void pgj_close(pgj_t *j)
         pthread_cond_signal(&j->wake);
         pthread_mutex_unlock(&j->lock);
         pthread_join(j->renewer, NULL);
+        release(j);
     }
     PQfinish(j->journal_conn);
     PQfinish(j->lease_conn);

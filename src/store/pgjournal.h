@@ -88,8 +88,9 @@ typedef struct {
 
 int pgj_commit(pgj_t *j, const pgj_commit_t *c, bool *fenced, char *err, size_t err_size);
 
-/* Stops the renewals and closes the connections; the lease is left to
- * expire (or to this node's next start, which retakes it at once). */
+/* Stops the renewals, lets an owner's lease run out at once (everything
+ * it acknowledged is committed by now: the store closes its journal
+ * first), and closes the connections. */
 void pgj_close(pgj_t *j);
 
 #endif
