@@ -5,6 +5,9 @@
 #   make test   build with address+undefined sanitizers in build/asan, run every test
 #   make bench  build, install the benchmark's peers (Redis, PostgreSQL) if
 #               missing, run the benchmarks, print the figures
+#   make bench-cluster  build, then measure the journal in PostgreSQL (a primary
+#               and a synchronous standby on loopback) beside SQLite's, and many
+#               shops' servers on one PostgreSQL (bench/cluster.sh, 3-4 minutes)
 #   make fuzz   build the libFuzzer targets (clang) into build/fuzz (their sources
 #               say how to run them; `make test` replays fuzz/corpus/http)
 #   make torture  build (optimised, in build/torture), then kill -9 the server
@@ -15,7 +18,7 @@
 #               web pages, the man page, the systemd unit, an example configuration
 #               (docs/OPERATIONS.md lists them). PREFIX (default /usr/local) is
 #               built into the binary, as where its pages are; DESTDIR is not.
-.PHONY: all deps demo test bench fuzz torture install clean
+.PHONY: all deps demo test bench bench-cluster fuzz torture install clean
 
 JOBS ?= $(shell nproc)
 PREFIX ?= /usr/local
@@ -45,6 +48,10 @@ test:
 bench: all
 	@./scripts/deps.sh bench
 	./bench/run.sh
+
+bench-cluster: all
+	@./scripts/deps.sh bench
+	./bench/cluster.sh
 
 fuzz: deps
 	./fuzz/build.sh

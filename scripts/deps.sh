@@ -14,8 +14,8 @@
 #                          15, which the cluster tests start on their own
 #                          loopback ports and stop again (tests/cluster)
 #   scripts/deps.sh bench  also the benchmark's peers (make bench): Redis and
-#                          PostgreSQL 15, which bench/run.sh starts on its own
-#                          loopback ports and stops again
+#                          PostgreSQL 15, which bench/run.sh and bench/cluster.sh
+#                          start on their own loopback ports and stop again
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
