@@ -47,7 +47,11 @@ static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS holdfast_journal("
     " shop text NOT NULL, first_seq bigint NOT NULL, records integer NOT NULL,"
     " epoch bigint NOT NULL, body bytea NOT NULL, chain bigint NOT NULL,"
-    " PRIMARY KEY (shop, first_seq));"
+    " durable_seq bigint NOT NULL DEFAULT 0, PRIMARY KEY (shop, first_seq));"
+    /* Tables made before rows said how far the journal was durable: 0 is
+     * what their rows, sent one at a time, would have said at most. */
+    "ALTER TABLE holdfast_journal ADD COLUMN IF NOT EXISTS"
+    " durable_seq bigint NOT NULL DEFAULT 0;"
     "CREATE TABLE IF NOT EXISTS holdfast_snapshots("
     " shop text NOT NULL, seq bigint NOT NULL, body bytea NOT NULL,"
     " PRIMARY KEY (shop, seq));"
@@ -56,8 +60,8 @@ static const char schema_sql[] =
 /* The row goes in only while the shop's row still has this node's epoch;
  * the key-share lock makes a takeover (FOR UPDATE) wait for it. */
 static const char append_sql[] =
-    "INSERT INTO holdfast_journal(shop, first_seq, records, epoch, body, chain)"
-    " SELECT $1, $2, $3, $4, $5, $6 FROM holdfast_shops"
+    "INSERT INTO holdfast_journal(shop, first_seq, records, epoch, body, chain, durable_seq)"
+    " SELECT $1, $2, $3, $4, $5, $6, $7 FROM holdfast_shops"
     " WHERE shop = $1 AND epoch = $4 FOR KEY SHARE";
 
 static const char snapshot_sql[] =
@@ -539,13 +543,16 @@ int pgj_snapshot(pgj_t *j, uint64_t seq, store_buf_t *out, char *err, size_t err
 /* One row of the replay's result; nonzero stops calling fn. */
 static int replay_one(const PGresult *r, pgj_row_fn fn, void *ctx, char *err, size_t err_size)
 {
-    if (PQnfields(r) != 4 || PQgetlength(r, 0, 0) != 8 || PQgetlength(r, 0, 1) != 4 ||
-        PQgetlength(r, 0, 3) != 8) {
+    if (PQnfields(r) != 5 || PQgetlength(r, 0, 0) != 8 || PQgetlength(r, 0, 1) != 4 ||
+        PQgetlength(r, 0, 3) != 8 || PQgetlength(r, 0, 4) != 8) {
         snprintf(err, err_size, "the journal table has an unexpected shape");
         return -1;
     }
-    return fn(ctx, int_at(r, 0, 0), int_at(r, 0, 1), (const uint8_t *)PQgetvalue(r, 0, 2),
-              (size_t)PQgetlength(r, 0, 2), int_at(r, 0, 3), err, err_size);
+    pgj_row_t row = {.first_seq = int_at(r, 0, 0), .count = int_at(r, 0, 1),
+                     .body = (const uint8_t *)PQgetvalue(r, 0, 2),
+                     .size = (size_t)PQgetlength(r, 0, 2), .chain = int_at(r, 0, 3),
+                     .durable_seq = int_at(r, 0, 4)};
+    return fn(ctx, &row, err, err_size);
 }
 
 int pgj_replay(pgj_t *j, pgj_row_fn fn, void *ctx, char *err, size_t err_size)
@@ -553,7 +560,8 @@ int pgj_replay(pgj_t *j, pgj_row_fn fn, void *ctx, char *err, size_t err_size)
     const char *params[] = {j->shop};
     /* One row at a time: a long journal never sits in memory whole. */
     if (!PQsendQueryParams(j->journal_conn,
-                           "SELECT first_seq, records, body, chain FROM holdfast_journal"
+                           "SELECT first_seq, records, body, chain, durable_seq"
+                           " FROM holdfast_journal"
                            " WHERE shop = $1 ORDER BY first_seq",
                            1, NULL, params, NULL, NULL, 1) ||
         !PQsetSingleRowMode(j->journal_conn)) {
@@ -578,33 +586,77 @@ int pgj_replay(pgj_t *j, pgj_row_fn fn, void *ctx, char *err, size_t err_size)
     return rc == 0 && !ended ? -1 : rc;
 }
 
-/* Runs a fenced statement; 1 it wrote, 0 the epoch is gone, -1 error. */
-static int fenced_exec(pgj_t *j, const char *sql, int n, const char *const *values,
-                       const int *lengths, const int *formats, char *err, size_t err_size)
+int pgj_drop_after(pgj_t *j, uint64_t last_seq, uint64_t *dropped, char *err, size_t err_size)
 {
-    PGresult *r =
-        PQexecParams(j->journal_conn, sql, n, NULL, values, lengths, formats, 0);
-    int rc = -1;
-    if (PQresultStatus(r) == PGRES_COMMAND_OK) {
-        rc = strcmp(PQcmdTuples(r), "1") == 0 ? 1 : 0;
+    char last[24], epoch[24];
+    snprintf(last, sizeof last, "%" PRIu64, last_seq);
+    snprintf(epoch, sizeof epoch, "%" PRIu64, j->epoch);
+    const char *params[] = {j->shop, last, epoch};
+    /* Fenced like an append: only the shop's owner trims its journal. */
+    PGresult *r = PQexecParams(j->journal_conn,
+                               "DELETE FROM holdfast_journal WHERE shop = $1 AND first_seq > $2"
+                               " AND EXISTS (SELECT 1 FROM holdfast_shops"
+                               "  WHERE shop = $1 AND epoch = $3 FOR KEY SHARE)",
+                               3, NULL, params, NULL, NULL, 0);
+    int rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : -1;
+    if (rc == 0) {
+        *dropped = strtoull(PQcmdTuples(r), NULL, 10);
     } else {
-        sql_error(j->journal_conn, r, "journal commit failed", err, err_size);
+        sql_error(j->journal_conn, r, "cannot drop the journal's unacknowledged rows", err,
+                  err_size);
     }
     PQclear(r);
     return rc;
 }
 
-static int append_row(pgj_t *j, const pgj_commit_t *c, char *err, size_t err_size)
+/* Runs a fenced statement; 1 it wrote, 0 the epoch is gone, -1 error. */
+static int fenced_exec(PGconn *conn, const char *sql, int n, const char *const *values,
+                       const int *lengths, const int *formats, char *err, size_t err_size)
 {
-    char first[24], count[24], epoch[24], chain[24];
+    PGresult *r = PQexecParams(conn, sql, n, NULL, values, lengths, formats, 0);
+    int rc = -1;
+    if (PQresultStatus(r) == PGRES_COMMAND_OK) {
+        rc = strcmp(PQcmdTuples(r), "1") == 0 ? 1 : 0;
+    } else {
+        sql_error(conn, r, "journal commit failed", err, err_size);
+    }
+    PQclear(r);
+    return rc;
+}
+
+static int append_row(pgj_t *j, PGconn *conn, const pgj_commit_t *c, char *err,
+                      size_t err_size)
+{
+    char first[24], count[24], epoch[24], chain[24], durable[24];
     snprintf(first, sizeof first, "%" PRIu64, c->first_seq);
     snprintf(count, sizeof count, "%" PRIu64, c->count);
     snprintf(epoch, sizeof epoch, "%" PRIu64, j->epoch);
     snprintf(chain, sizeof chain, "%" PRId64, (int64_t)c->chain); /* bigint: the bits */
-    const char *values[] = {j->shop, first, count, epoch, (const char *)c->body, chain};
-    int lengths[] = {0, 0, 0, 0, (int)c->size, 0};
-    int formats[] = {0, 0, 0, 0, 1, 0};
-    return fenced_exec(j, append_sql, 6, values, lengths, formats, err, err_size);
+    snprintf(durable, sizeof durable, "%" PRIu64, c->durable_seq);
+    const char *values[] = {j->shop, first, count, epoch, (const char *)c->body, chain, durable};
+    int lengths[] = {0, 0, 0, 0, (int)c->size, 0, 0};
+    int formats[] = {0, 0, 0, 0, 1, 0, 0};
+    return fenced_exec(conn, append_sql, 7, values, lengths, formats, err, err_size);
+}
+
+int pgj_append(pgj_t *j, struct pg_conn *conn, const pgj_commit_t *c, bool *fenced, char *err,
+               size_t err_size)
+{
+    assert(j->epoch > 0 && c->count > 0 && c->size <= INT32_MAX && c->snapshot == NULL);
+    int rc = append_row(j, conn, c, err, err_size);
+    *fenced = rc == 0;
+    return rc == 1 ? 0 : -1;
+}
+
+struct pg_conn *pgj_connect_owner(pgj_t *j, char *err, size_t err_size)
+{
+    assert(j->epoch > 0);
+    return connect_as(j, "owner", err, err_size);
+}
+
+void pgj_disconnect(struct pg_conn *conn)
+{
+    PQfinish(conn);
 }
 
 static int adopt(pgj_t *j, const pgj_commit_t *c, char *err, size_t err_size)
@@ -615,10 +667,11 @@ static int adopt(pgj_t *j, const pgj_commit_t *c, char *err, size_t err_size)
     const char *values[] = {j->shop, seq, (const char *)c->snapshot->data, epoch};
     int lengths[] = {0, 0, (int)c->snapshot->size, 0};
     int formats[] = {0, 0, 1, 0};
-    int rc = fenced_exec(j, snapshot_sql, 4, values, lengths, formats, err, err_size);
+    int rc = fenced_exec(j->journal_conn, snapshot_sql, 4, values, lengths, formats, err,
+                         err_size);
     if (rc == 1) {
         const char *adopt_values[] = {j->shop, seq, epoch};
-        rc = fenced_exec(j, adopt_sql, 3, adopt_values, NULL, NULL, err, err_size);
+        rc = fenced_exec(j->journal_conn, adopt_sql, 3, adopt_values, NULL, NULL, err, err_size);
     }
     if (rc == 1) {
         const char *drop_values[] = {j->shop, seq};
@@ -639,9 +692,9 @@ int pgj_commit(pgj_t *j, const pgj_commit_t *c, bool *fenced, char *err, size_t 
     assert(j->epoch > 0 && c->size <= INT32_MAX);
     *fenced = false;
     if (c->snapshot == NULL) {
-        /* The common case: one statement, one round trip, its own commit. */
+        /* One statement, one round trip, its own commit. */
         assert(c->count > 0);
-        int rc = append_row(j, c, err, err_size);
+        int rc = append_row(j, j->journal_conn, c, err, err_size);
         *fenced = rc == 0;
         return rc == 1 ? 0 : -1;
     }
@@ -650,7 +703,7 @@ int pgj_commit(pgj_t *j, const pgj_commit_t *c, bool *fenced, char *err, size_t 
             err_size) != 0) {
         return -1;
     }
-    int rc = c->count > 0 ? append_row(j, c, err, err_size) : 1;
+    int rc = c->count > 0 ? append_row(j, j->journal_conn, c, err, err_size) : 1;
     if (rc == 1) {
         rc = adopt(j, c, err, err_size);
     }

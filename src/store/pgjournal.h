@@ -68,9 +68,16 @@ int pgj_base(pgj_t *j, pgj_base_t *out, char *err, size_t err_size);
 /* The snapshot the base names, the file's bytes into out. */
 int pgj_snapshot(pgj_t *j, uint64_t seq, store_buf_t *out, char *err, size_t err_size);
 
+/* A journal row as read back. durable_seq: how far the journal was
+ * durable (acknowledged, at most) when the row was sent. */
+typedef struct {
+    uint64_t first_seq, count, chain, durable_seq;
+    const uint8_t *body;
+    size_t size;
+} pgj_row_t;
+
 /* Called for every journal row in order; nonzero stops the replay. */
-typedef int (*pgj_row_fn)(void *ctx, uint64_t first_seq, uint64_t count, const uint8_t *body,
-                          size_t size, uint64_t chain, char *err, size_t err_size);
+typedef int (*pgj_row_fn)(void *ctx, const pgj_row_t *row, char *err, size_t err_size);
 
 /* Every row of the shop's journal, in order, one at a time. */
 int pgj_replay(pgj_t *j, pgj_row_fn fn, void *ctx, char *err, size_t err_size);
@@ -80,6 +87,7 @@ int pgj_replay(pgj_t *j, pgj_row_fn fn, void *ctx, char *err, size_t err_size);
  * by the epoch. Commit thread. 0, or -1 with err (fenced: *fenced). */
 typedef struct {
     uint64_t first_seq, count, chain;
+    uint64_t durable_seq; /* the store's, when the row is sent (pgj_row_t) */
     const uint8_t *body;
     size_t size;
     const store_buf_t *snapshot;
@@ -87,6 +95,21 @@ typedef struct {
 } pgj_commit_t;
 
 int pgj_commit(pgj_t *j, const pgj_commit_t *c, bool *fenced, char *err, size_t err_size);
+
+/* Deletes the journal's rows after last_seq: rows that commits in flight
+ * left behind a gap when their node ended, never acknowledged (store.c
+ * says how that is told from damage). Fenced. 0 (*dropped rows), or -1. */
+int pgj_drop_after(pgj_t *j, uint64_t last_seq, uint64_t *dropped, char *err, size_t err_size);
+
+/* For commits in flight on connections of their own (pgflight.h): a new
+ * connection as the shop's owner (NULL with err), one append on it (as
+ * pgj_commit without a snapshot; the caller's connection, the caller's
+ * thread), and closing it. */
+struct pg_conn;
+struct pg_conn *pgj_connect_owner(pgj_t *j, char *err, size_t err_size);
+int pgj_append(pgj_t *j, struct pg_conn *conn, const pgj_commit_t *c, bool *fenced, char *err,
+               size_t err_size);
+void pgj_disconnect(struct pg_conn *conn);
 
 /* Stops the renewals, lets an owner's lease run out at once (everything
  * it acknowledged is committed by now: the store closes its journal

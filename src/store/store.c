@@ -37,6 +37,7 @@
 #include "hf_clock.h"
 #include "mark.h"
 #include "outbox.h"
+#include "pgflight.h"
 #include "pgjournal.h"
 #include "record.h"
 #include "snapshot.h"
@@ -538,19 +539,68 @@ static int pg_load_base(store_t *s, guard_t *g, store_recovery_t *info, int64_t 
     return rc;
 }
 
-static int pg_row(void *ctx, uint64_t first_seq, uint64_t count, const uint8_t *body,
-                  size_t size, uint64_t chain, char *err, size_t err_size)
+/* A replay from PostgreSQL, where rows commit out of order (pgflight.h):
+ * a gap ends the journal if no row after it was sent once the gap's
+ * records were durable; else acknowledged records are missing. */
+typedef struct {
+    replay_t *rp;
+    bool cut;         /* past a gap */
+    uint64_t gap_seq; /* the first record missing */
+    uint64_t past_rows;
+} pg_replay_t;
+
+static int pg_row(void *ctx, const pgj_row_t *row, char *err, size_t err_size)
 {
-    row_t row = {.batch = (int64_t)first_seq, .first = first_seq, .count = count, .body = body,
-                 .size = size, .chain = chain};
-    return replay_row(ctx, &row, err, err_size);
+    pg_replay_t *pr = ctx;
+    replay_t *rp = pr->rp;
+    if (!pr->cut && row->first_seq > rp->next_seq) {
+        pr->cut = true;
+        pr->gap_seq = rp->next_seq;
+    }
+    if (pr->cut) {
+        if (row->durable_seq >= pr->gap_seq) {
+            snprintf(err, err_size,
+                     "the journal lacks records from %llu on, and they were durable: the row "
+                     "at %llu was sent when records up to %llu were",
+                     (unsigned long long)pr->gap_seq, (unsigned long long)row->first_seq,
+                     (unsigned long long)row->durable_seq);
+            return -1;
+        }
+        pr->past_rows++;
+        return 0;
+    }
+    row_t r = {.batch = (int64_t)row->first_seq, .first = row->first_seq, .count = row->count,
+               .body = row->body, .size = row->size, .chain = row->chain};
+    return replay_row(rp, &r, err, err_size);
+}
+
+/* The journal in PostgreSQL, and the rows past a gap dropped: their seqs
+ * are the next appends'. */
+static int pg_replay(store_t *s, replay_t *rp, char *err, size_t err_size)
+{
+    pg_replay_t pr = {.rp = rp};
+    if (pgj_replay(s->pg, pg_row, &pr, err, err_size) != 0) {
+        return -1;
+    }
+    if (!pr.cut) {
+        return 0;
+    }
+    uint64_t dropped = 0;
+    if (pgj_drop_after(s->pg, rp->info->last_seq, &dropped, err, err_size) != 0) {
+        return -1;
+    }
+    fprintf(stderr,
+            "level=warn msg=\"dropped journal rows past a gap: commits in flight when the last "
+            "owner ended, never acknowledged\" gap_seq=%llu rows=%llu\n",
+            (unsigned long long)pr.gap_seq, (unsigned long long)dropped);
+    return 0;
 }
 
 /* The journal after the base, and (SQLite) the mark it must reach. */
 static int replay_all(store_t *s, replay_t *rp, char *err, size_t err_size)
 {
     if (s->pg != NULL) {
-        return pgj_replay(s->pg, pg_row, rp, err, err_size);
+        return pg_replay(s, rp, err, err_size);
     }
     return replay_journal(s, rp, err, err_size) != 0 || check_mark(s, rp, err, err_size) != 0
                ? -1
@@ -1057,48 +1107,10 @@ static int trim_journal(store_t *s, uint64_t covered_seq, bool *done)
     return rc;
 }
 
-/* commit_batch, for the journal in PostgreSQL. A commit that fails there
- * ends the process (pgjournal.h): the shop may already be another node's,
- * and a restart finds out what was kept. */
-static bool pg_commit_batch(store_t *s, batch_t *b)
-{
-    char err[512];
-    pgj_commit_t c = {.first_seq = b->first_seq, .count = b->count, .chain = s->chain,
-                      .body = b->body.data, .size = b->body.size};
-    if (b->count > 0) {
-        c.chain = record_chain(s->chain, b->first_seq, b->count, b->body.data, b->body.size);
-    }
-    store_buf_t snap = {0};
-    if (b->snapshot_seq > 0 && snapshot_read(s->dir, b->snapshot_seq, &snap, err, sizeof err) != 0) {
-        fprintf(stderr, "level=warn msg=\"snapshot not stored; the journal keeps everything\" "
-                        "err=\"%s\"\n", err);
-        b->snapshot_seq = 0;
-    }
-    if (b->snapshot_seq > 0) {
-        c.snapshot = &snap;
-        c.snapshot_seq = b->snapshot_seq;
-    }
-    bool fenced = false;
-    int rc = c.count > 0 || c.snapshot != NULL ? pgj_commit(s->pg, &c, &fenced, err, sizeof err) : 0;
-    record_buf_free(&snap);
-    if (rc != 0) {
-        fprintf(stderr, "level=error msg=\"%s; exiting for a restart\" err=\"%s\"\n",
-                fenced ? "the shop was taken over by another node"
-                       : "journal commit failed, its outcome unknown",
-                fenced ? "this node's epoch is gone" : err);
-        fflush(stderr);
-        _exit(STORE_EXIT_LEASE_LOST);
-    }
-    s->chain = c.chain;
-    return true;
-}
-
 /* One transaction: the batch's records, then the snapshot if one waits. */
 static bool commit_batch(store_t *s, batch_t *b, bool *full)
 {
-    if (s->pg != NULL) {
-        return pg_commit_batch(s, b);
-    }
+    assert(s->pg == NULL);
     sqlite3_stmt *st = s->insert_stmt;
     int rc = exec(s, "BEGIN");
     uint64_t chain = s->chain;
@@ -1187,12 +1199,13 @@ static void record_latency(store_t *s, int64_t us, const batch_t *b)
 static bool take_batch(store_t *s, batch_t *b)
 {
     while (!s->stopping && !s->failed && s->pending_count == 0 && s->snapshot_ready_seq == 0 &&
-           !outbox_ready(s)) {
+           !outbox_ready(s) && !s->pg_progress) {
         s->thread_idle = true;
         pthread_cond_wait(&s->wake, &s->lock);
         s->thread_idle = false;
     }
-    if (s->failed || (s->pending_count == 0 && s->snapshot_ready_seq == 0 && !outbox_ready(s))) {
+    if (s->failed || (s->pending_count == 0 && s->snapshot_ready_seq == 0 && !outbox_ready(s) &&
+                      !s->pg_progress)) {
         return false;
     }
     /* Swap buffers, so appends go on into the old batch's memory. */
@@ -1203,7 +1216,10 @@ static bool take_batch(store_t *s, batch_t *b)
     b->count = s->pending_count;
     s->pending = spare;
     s->pending_count = 0;
-    s->inflight_since_ms = s->pending_since_ms;
+    /* With rows in flight (PostgreSQL), the oldest of them counts. */
+    if (s->pending_count > 0 && s->inflight_since_ms == INT64_MAX) {
+        s->inflight_since_ms = s->pending_since_ms;
+    }
     s->pending_since_ms = INT64_MAX;
     b->snapshot_seq = s->snapshot_ready_seq;
     s->snapshot_ready_seq = 0;
@@ -1281,11 +1297,140 @@ static void *commit_thread(void *arg)
     return NULL;
 }
 
+/* ------------------------------------- commit thread, PostgreSQL's journal */
+
+/* Rows in flight at once (pgflight.h): enough to keep a synchronous
+ * standby's flushes overlapping, few enough to stay a small share of
+ * PostgreSQL's connections per shop. */
+#define STORE_PG_CONNECTIONS 4
+
+/* pgflight's callback, on a connection's thread: counted, and the commit
+ * thread woken to publish how far the journal is durable. */
+static void pg_row_done(void *ctx, uint64_t records, size_t bytes, int64_t took_us)
+{
+    store_t *s = ctx;
+    pthread_mutex_lock(&s->lock);
+    batch_t b = {.count = records, .body = {.size = bytes}};
+    record_latency(s, took_us, &b);
+    s->pg_progress = true;
+    pthread_cond_signal(&s->wake);
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* Moves durable_seq to what has committed, and says so. */
+static void pg_publish(store_t *s)
+{
+    uint64_t durable = pgflight_durable_seq(s->flight);
+    bool idle = pgflight_idle(s->flight);
+    pthread_mutex_lock(&s->lock);
+    bool moved = durable > s->durable_seq;
+    s->durable_seq = moved ? durable : s->durable_seq;
+    if (idle) {
+        s->inflight_since_ms = INT64_MAX;
+    }
+    durable = s->durable_seq;
+    pthread_mutex_unlock(&s->lock);
+    if (moved && s->on_durable != NULL) {
+        s->on_durable(s->on_durable_ctx, durable, false);
+    }
+}
+
+/* A written snapshot, stored and adopted once every row before it has
+ * committed (the adoption deletes the rows it covers). A failure ends the
+ * process, as any journal failure does. */
+static void pg_adopt(store_t *s, batch_t *b)
+{
+    char err[512];
+    store_buf_t snap = {0};
+    if (snapshot_read(s->dir, b->snapshot_seq, &snap, err, sizeof err) != 0) {
+        fprintf(stderr, "level=warn msg=\"snapshot not stored; the journal keeps everything\" "
+                        "err=\"%s\"\n", err);
+        record_buf_free(&snap);
+        return;
+    }
+    pgflight_drain(s->flight);
+    pg_publish(s);
+    pgj_commit_t c = {.chain = s->chain, .snapshot = &snap, .snapshot_seq = b->snapshot_seq};
+    bool fenced = false;
+    if (pgj_commit(s->pg, &c, &fenced, err, sizeof err) != 0) {
+        fprintf(stderr, "level=error msg=\"%s; exiting for a restart\" err=\"%s\"\n",
+                fenced ? "the shop was taken over by another node"
+                       : "journal commit failed, its outcome unknown",
+                fenced ? "this node's epoch is gone" : err);
+        fflush(stderr);
+        _exit(STORE_EXIT_LEASE_LOST);
+    }
+    pthread_mutex_lock(&s->lock);
+    s->stats.snapshots++;
+    s->snapshot_bytes = (int64_t)snap.size;
+    pthread_mutex_unlock(&s->lock);
+    snapshot_remove_older(s->dir, b->snapshot_seq);
+    record_buf_free(&snap);
+}
+
+/* Sends a batch's row on a free connection (or waits for one). */
+static void pg_send(store_t *s, const batch_t *b, uint64_t durable_seq, uint64_t fail_after)
+{
+    if (fail_after != 0 && b->first_seq + b->count - 1 > fail_after) {
+        /* The test hook: a failed commit, as PostgreSQL's journal meets
+         * one (store_open_pg). */
+        fprintf(stderr, "level=error msg=\"journal commit failed, its outcome unknown; exiting "
+                        "for a restart\" err=\"injected fault\"\n");
+        fflush(stderr);
+        _exit(STORE_EXIT_LEASE_LOST);
+    }
+    uint64_t chain = record_chain(s->chain, b->first_seq, b->count, b->body.data, b->body.size);
+    pgj_commit_t c = {.first_seq = b->first_seq, .count = b->count, .chain = chain,
+                      .durable_seq = durable_seq, .body = b->body.data, .size = b->body.size};
+    pgflight_submit(s->flight, &c);
+    s->chain = chain; /* a row that fails ends the process: no going back */
+}
+
+static void *pg_commit_thread(void *arg)
+{
+    store_t *s = arg;
+    batch_t b = {0};
+    pthread_mutex_lock(&s->lock);
+    while (take_batch(s, &b)) {
+        s->pg_progress = false;
+        uint64_t durable = s->durable_seq, fail_after = s->fail_after_seq;
+        pthread_mutex_unlock(&s->lock);
+        if (b.count > 0) {
+            pg_send(s, &b, durable, fail_after);
+        }
+        if (b.snapshot_seq > 0) {
+            pg_adopt(s, &b);
+        }
+        pg_publish(s);
+        pthread_mutex_lock(&s->lock);
+        if (s->durability == STORE_RELAXED) {
+            relaxed_gather(s);
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+    pgflight_drain(s->flight);
+    pg_publish(s);
+    record_buf_free(&b.body);
+    outbox_batch_free(&b.outbox);
+    return NULL;
+}
+
 int store_start(store_t *s, store_durable_fn on_durable, void *ctx)
 {
     s->on_durable = on_durable;
     s->on_durable_ctx = ctx;
-    if (pthread_create(&s->thread, NULL, commit_thread, s) != 0) {
+    if (s->pg != NULL) {
+        char err[512];
+        s->flight = pgflight_start(s->pg, STORE_PG_CONNECTIONS, s->durable_seq, pg_row_done, s,
+                                   err, sizeof err);
+        if (s->flight == NULL) {
+            fprintf(stderr, "level=error msg=\"cannot open the journal's connections\" "
+                            "err=\"%s\"\n", err);
+            return -1;
+        }
+    }
+    if (pthread_create(&s->thread, NULL, s->pg != NULL ? pg_commit_thread : commit_thread, s) !=
+        0) {
         return -1;
     }
     s->thread_running = true;
@@ -1309,6 +1454,8 @@ void store_close(store_t *s)
     sqlite3_finalize((sqlite3_stmt *)s->insert_stmt);
     sqlite3_close(db_of(s));
     s->db = NULL;
+    pgflight_stop(s->flight);
+    s->flight = NULL;
     pgj_close(s->pg);
     s->pg = NULL;
     if (s->mark_fd >= 0) {

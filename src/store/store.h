@@ -116,6 +116,8 @@ typedef struct {
 typedef struct store_s {
     void *db; /* sqlite3; NULL with the journal in PostgreSQL */
     struct pgj_s *pg; /* the journal in PostgreSQL (pgjournal.h), or NULL */
+    struct pgflight_s *flight; /* its rows in flight (pgflight.h), once started */
+    bool pg_progress; /* a row committed since the commit thread last looked */
     int lock_fd; /* DIR/holdfast.lock, flock()ed: one server per directory */
     void *insert_stmt;
     store_durability_t durability;

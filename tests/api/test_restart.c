@@ -551,6 +551,7 @@ static void test_data_written_by_0_1_0_recovers(void **state)
  * so, and after a restart exactly what was acknowledged is there. */
 static void test_a_failed_journal_refuses_everything_until_restart(void **state)
 {
+    HF_SKIP_WITH_PG(); /* there a failed commit ends the node (store_open_pg) */
     fx_t *fx = *state;
     assert_int_equal(setenv("HOLDFAST_FAULT_JOURNAL_AFTER", "2", 1), 0);
     start(fx, NULL);
