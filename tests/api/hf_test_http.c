@@ -1160,10 +1160,8 @@ static int await_listening(hf_server_t *s)
     return -1;
 }
 
-int hf_server_start(hf_server_t *s, const char *const *extra)
+int hf_server_spawn(hf_server_t *s, const char *const *argv)
 {
-    const char *argv[64];
-    build_argv(s, extra, argv, 64);
     snprintf(s->log_path, sizeof s->log_path, "%s/server-%u.log", s->root, s->run_count++);
     fflush(NULL);
     pid_t pid = fork();
@@ -1176,6 +1174,16 @@ int hf_server_start(hf_server_t *s, const char *const *extra)
     }
     s->pid = pid;
     s->port = 0;
+    return 0;
+}
+
+int hf_server_start(hf_server_t *s, const char *const *extra)
+{
+    const char *argv[64];
+    build_argv(s, extra, argv, 64);
+    if (hf_server_spawn(s, argv) != 0) {
+        return -1;
+    }
     if (await_listening(s) != 0) {
         s->failed = true;
         if (s->pid != 0) {

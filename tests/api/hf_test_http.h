@@ -212,6 +212,11 @@ int hf_server_write_config_raw(hf_server_t *s, const char *json_text);
  * "msg=listening addr=127.0.0.1:PORT" line. Returns 0 with s->port set, or
  * -1 (the server is killed and its log printed). */
 int hf_server_start(hf_server_t *s, const char *const *extra);
+/* Starts argv (argv[0] is HF_BINARY, NULL-terminated) with its output to
+ * the next server-N.log and returns at once, s->pid set: for a node that
+ * waits to own its shop before it listens, which its caller supervises.
+ * Returns 0 or -1. */
+int hf_server_spawn(hf_server_t *s, const char *const *argv);
 /* Sends sig and waits for the exit. Returns the exit status (0-255), 128 +
  * the signal if a signal ended it, or -1 if it outlived HF_TEST_STOP_MS (it
  * is then killed). */
