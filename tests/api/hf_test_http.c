@@ -49,8 +49,18 @@
 
 static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+static bool quiet; /* atomic: hf_test_quiet */
+
+void hf_test_quiet(bool on)
+{
+    __atomic_store_n(&quiet, on, __ATOMIC_RELEASE);
+}
+
 static void say(const char *fmt, ...)
 {
+    if (__atomic_load_n(&quiet, __ATOMIC_ACQUIRE)) {
+        return;
+    }
     va_list ap;
     va_start(ap, fmt);
     fputs("hf_test: ", stderr);

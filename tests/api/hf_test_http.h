@@ -56,6 +56,11 @@ const char *hf_error_field(const hf_response_t *r);
 const char *hf_json_str(const json_t *object, const char *key);
 bool hf_json_int(const json_t *object, const char *key, long long *out);
 
+/* Whether the harness keeps its own complaints (a refused connection, a
+ * reply that never came) to itself: for a client that expects many, as
+ * one of a cluster that is being failed over. Off at first. */
+void hf_test_quiet(bool on);
+
 /* ---- connections ---- */
 
 /* The request line of the last request sent on a connection, for the

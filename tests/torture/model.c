@@ -11,6 +11,9 @@
 
 #include "hf_mix.h"
 
+/* A checker's request sent again at most this often (model.h). */
+#define MODEL_ASK_TRIES 100
+
 static const char *const state_names[] = {"active", "committed", "released"};
 static const char *program = "torture";
 static unsigned reports;
@@ -250,10 +253,14 @@ void model_record(worker_t *w, const op_t *op, const hf_response_t *r)
 static bool ask(checker_t *k, const char *method, const char *target, const char *headers,
                 const char *body, hf_response_t *r)
 {
-    for (;;) {
+    for (int tries = 0; tries < MODEL_ASK_TRIES; tries++) {
         if (hf_conn_exchange(&k->conn, method, target, headers, body, body ? strlen(body) : 0,
                              r) == 0) {
-            return true;
+            const char *code = hf_error_code(r);
+            if (r->status != 503 || code == NULL || strcmp(code, "not_owner") != 0) {
+                return true;
+            }
+            hf_response_free(r); /* a node of a cluster that does not serve it now */
         }
         if (k->reconnect == NULL || !k->reconnect(k->ctx, &k->conn)) {
             break;

@@ -93,9 +93,10 @@ typedef struct {
 } worker_t;
 
 /* The connection the settling and the checks go through. reconnect, if
- * not NULL, is called when a request got no reply: it points conn at the
- * server that serves now (true) or gives up (false); without it, or once
- * it gives up, the request counts as unexpected. */
+ * not NULL, is called when a request got no reply, or a 503 not_owner (a
+ * node of a cluster that does not serve the shop now): it points conn at
+ * the server that serves now (true) or gives up (false); without it, or
+ * once it gives up, the request counts as unexpected. */
 typedef struct {
     model_t *m;
     hf_conn_t conn;
