@@ -167,7 +167,7 @@ struct cluster_s {
     pthread_mutex_t lock;
     bool load_stopping, supervising;
     bool hold_restarts; /* a database failover is under way, or the run ends */
-    bool ending;        /* SIGTERM sent to every node: 0 is their status */
+    bool ending;        /* SIGTERM sent to every node */
     uint64_t exits_by_status[CLUSTER_EXIT_STATUSES];
     uint64_t bad_exits;
     pthread_t supervisor;
@@ -182,7 +182,9 @@ struct cluster_s {
     /* figures */
     long long *times[FAULT_KINDS];
     uint32_t time_count[FAULT_KINDS], rounds[FAULT_KINDS];
-    uint64_t probes_refused, failures;
+    long long *db_times; /* how long pg.sh failover itself took */
+    uint32_t db_time_count;
+    uint64_t probes_503, probes_dropped, failures;
 };
 
 static char pg_sh_stop_dir[192]; /* for the signal handler */
@@ -511,7 +513,10 @@ static void count_exit(cluster_t *c, int i, int status)
     n->last_status = status;
     n->exited_ms = hf_now_ms();
     c->exits_by_status[status < CLUSTER_EXIT_STATUSES ? status : CLUSTER_EXIT_STATUSES - 1]++;
-    bool expected = status == 75 || status == 128 + SIGKILL || (c->ending && status == 0);
+    /* At the end: 0, or SIGTERM's own status for a node just started,
+     * that had no handler yet. */
+    bool ending = c->ending && (status == 0 || status == 128 + SIGTERM);
+    bool expected = status == 75 || status == 128 + SIGKILL || ending;
     if (!expected) {
         model_report("node %s exited with status %d", n->name, status);
         hf_server_dump_log(&n->srv);
@@ -829,7 +834,7 @@ static bool probe_resumed(cluster_t *c, int node)
     for (int i = 0; i < CLUSTER_PROBES && probe->doubt.kind == OP_NONE; i++) {
         hf_conn_t conn;
         if (hf_conn_open(&conn, c->nodes[node].port, NULL) != 0) {
-            c->probes_refused++;
+            c->probes_dropped++; /* it has exited: the connection is refused */
             continue;
         }
         op_t op;
@@ -837,7 +842,7 @@ static bool probe_resumed(cluster_t *c, int node)
         model_choose(probe, &op);
         if (model_send(probe, &conn, &op, &r) != 0) {
             probe->doubt = op;
-            c->probes_refused++;
+            c->probes_dropped++;
             hf_conn_close(&conn);
             continue;
         }
@@ -854,7 +859,7 @@ static bool probe_resumed(cluster_t *c, int node)
                          r.body);
             ok = false;
         } else {
-            c->probes_refused++;
+            c->probes_503++;
         }
         hf_response_free(&r);
         hf_conn_close(&conn);
@@ -959,7 +964,9 @@ static bool round_db(cluster_t *c)
     pthread_mutex_lock(&c->lock);
     c->hold_restarts = true;
     pthread_mutex_unlock(&c->lock);
+    long long started_ms = hf_now_ms();
     int status = pg_sh("failover", c->pg_dir, NULL);
+    c->db_times[c->db_time_count++] = hf_now_ms() - started_ms;
     bool ok = status == 0 && follow_pg(c) == 0;
     if (status != 0) {
         model_report("pg.sh failover %s failed with status %d", c->pg_dir, status);
@@ -1015,31 +1022,37 @@ static int compare_ms(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+static void print_times(const char *what, const char *kind, long long *t, uint32_t n)
+{
+    if (n == 0) {
+        return;
+    }
+    qsort(t, n, sizeof *t, compare_ms);
+    printf("cluster: %s %s (ms, %u rounds): min %lld p50 %lld p99 %lld max %lld\n", what, kind,
+           n, t[0], t[(n - 1) / 2], t[(n * 99 - 1) / 100], t[n - 1]);
+}
+
 static void summary(cluster_t *c, long long duration_ms)
 {
     const model_t *m = &c->m;
     printf("cluster: rounds: kill %u, stop %u, db %u, partition %u; acknowledged changes "
            "checked %llu (holds read back %llu, sku reads %llu); in doubt: kept %llu, not kept "
            "%llu; lost %llu, skus disagreeing %llu, unexpected replies %llu, acknowledged by a "
-           "resumed node %llu (its probes refused: %llu); duration %.1f s\n",
+           "resumed node %llu (its probes: 503 not_owner %llu, dropped or refused %llu); "
+           "duration %.1f s\n",
            c->rounds[FAULT_KILL], c->rounds[FAULT_STOP], c->rounds[FAULT_DB],
            c->rounds[FAULT_PARTITION], (unsigned long long)m->acks_checked,
            (unsigned long long)m->holds_read, (unsigned long long)m->skus_read,
            (unsigned long long)m->settled_kept, (unsigned long long)m->settled_dropped,
            (unsigned long long)m->lost, (unsigned long long)m->disagreed,
            (unsigned long long)m->unexpected, (unsigned long long)c->acked_after_resume,
-           (unsigned long long)c->probes_refused, (double)duration_ms / 1000);
+           (unsigned long long)c->probes_503, (unsigned long long)c->probes_dropped,
+           (double)duration_ms / 1000);
     for (int k = 0; k < FAULT_KINDS; k++) {
-        uint32_t n = c->time_count[k];
-        if (n == 0) {
-            continue;
-        }
-        long long *t = c->times[k];
-        qsort(t, n, sizeof *t, compare_ms);
-        printf("cluster: failover time after %s (ms, %u rounds): min %lld p50 %lld p99 %lld "
-               "max %lld\n",
-               fault_names[k], n, t[0], t[(n - 1) / 2], t[(n * 99 - 1) / 100], t[n - 1]);
+        print_times("failover time after", fault_names[k], c->times[k], c->time_count[k]);
     }
+    print_times("of which", "pg.sh failover itself (kill, promote, standby rebuilt)",
+                c->db_times, c->db_time_count);
     printf("cluster: node exits by status:");
     for (int s = 0; s < CLUSTER_EXIT_STATUSES; s++) {
         if (c->exits_by_status[s] > 0) {
@@ -1243,6 +1256,7 @@ int main(void)
     for (int k = 0; k < FAULT_KINDS; k++) {
         c.times[k] = calloc(counts[k] + 1, sizeof *c.times[k]);
     }
+    c.db_times = calloc(counts[FAULT_DB] + 1, sizeof *c.db_times);
     long long started_ms = hf_now_ms();
     bool ok = setup(&c, &rng) == 0;
     for (uint32_t r = 0; ok && r < total && healthy(&c); r++) {
@@ -1257,6 +1271,7 @@ int main(void)
     for (int k = 0; k < FAULT_KINDS; k++) {
         free(c.times[k]);
     }
+    free(c.db_times);
     free(order);
     return ok ? 0 : 1;
 }
