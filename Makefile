@@ -17,8 +17,8 @@
 #               CLUSTER_DB_FAILOVERS PostgreSQL failovers (20), CLUSTER_STOPS
 #               pauses past the lease (10), CLUSTER_PARTITIONS cuts from the
 #               database (10); every acknowledged change checked after each, and
-#               the failover times printed; not part of `make test` (a quarter
-#               of an hour or so; ctest's cluster.failover runs a few rounds)
+#               the failover times printed; not part of `make test` (ten
+#               minutes or so; ctest's cluster.failover runs a few rounds)
 #   make install  build, then install under $(DESTDIR)$(PREFIX): the binary, the
 #               web pages, the man page, the systemd unit, an example configuration
 #               (docs/OPERATIONS.md lists them). PREFIX (default /usr/local) is

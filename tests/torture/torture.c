@@ -26,6 +26,9 @@
  * its active holds' units; sold: its committed ones') with available =
  * stock - held - sold. Holds live a day, so none expires during a run.
  *
+ * The clients, the model, the settling and the checks are model.c's,
+ * shared with tests/cluster/cluster_torture.c.
+ *
  * Prints the seed first and a summary last, on stdout; exits 1 if an
  * acknowledged change was lost or a sku disagreed (or the server failed to
  * start). The clients' "no reply" lines on stderr are the kills.
