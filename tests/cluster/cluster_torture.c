@@ -113,7 +113,7 @@ typedef enum { FAULT_KILL, FAULT_STOP, FAULT_DB, FAULT_PARTITION, FAULT_KINDS } 
 static const char *const fault_names[] = {"kill", "stop", "db", "partition"};
 
 typedef struct {
-    int fd[2]; /* 0: the node's side, 1: the database's */
+    int fd[2];                    /* 0: the node's side, 1: the database's */
     char buf[2][PROXY_BUF_BYTES]; /* buf[d]: read from fd[d], for fd[1 - d] */
     size_t len[2], off[2];
     int node;
@@ -135,10 +135,10 @@ typedef struct {
     char name[8];
     uint16_t port;
     char journal_url[512];
-    uint32_t generation;   /* starts so far */
-    uint32_t exits;        /* of this node */
+    uint32_t generation; /* starts so far */
+    uint32_t exits;      /* of this node */
     int last_status;
-    long long exited_ms;   /* when it was found dead (pid 0) */
+    long long exited_ms; /* when it was found dead (pid 0) */
 } node_t;
 
 /* A client thread of the load: the model's worker, on whichever node. */
@@ -289,8 +289,8 @@ static void proxy_accept(proxy_t *x, int node, int host)
     }
     int up = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons(__atomic_load_n(&x->target_port[host],
-                                                              __ATOMIC_ACQUIRE))};
+                            .sin_port =
+                                htons(__atomic_load_n(&x->target_port[host], __ATOMIC_ACQUIRE))};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     pipe_t *p = NULL;
     for (int i = 0; i < PROXY_PIPES && p == NULL; i++) {
@@ -353,7 +353,8 @@ static void *proxy_run(void *arg)
             }
             pipe_at[i] = (int)n;
             for (int d = 0; d < 2; d++) {
-                short ev = (short)((p->len[d] == 0 ? POLLIN : 0) | (p->len[1 - d] > 0 ? POLLOUT : 0));
+                short ev =
+                    (short)((p->len[d] == 0 ? POLLIN : 0) | (p->len[1 - d] > 0 ? POLLOUT : 0));
                 pf[n++] = (struct pollfd){.fd = p->fd[d], .events = ev};
             }
         }
@@ -466,8 +467,8 @@ static int follow_pg(cluster_t *c)
     }
     for (int i = 0; i < CLUSTER_NODES; i++) {
         snprintf(c->nodes[i].journal_url, sizeof c->nodes[i].journal_url,
-                 "postgresql://holdfast@127.0.0.1:%u,127.0.0.1:%u%s",
-                 c->proxy.listen_port[i][0], c->proxy.listen_port[i][1], tail);
+                 "postgresql://holdfast@127.0.0.1:%u,127.0.0.1:%u%s", c->proxy.listen_port[i][0],
+                 c->proxy.listen_port[i][1], tail);
     }
     return 0;
 }
@@ -495,10 +496,11 @@ static int node_start(cluster_t *c, int i)
     char listen[32], lease[16];
     snprintf(listen, sizeof listen, "127.0.0.1:%u", n->port);
     snprintf(lease, sizeof lease, "%u", c->lease_ms);
-    const char *argv[] = {HF_BINARY, "serve", "--listen", listen, "--data", n->srv.data_dir,
-                          "--config", n->srv.config_path, "--journal", n->journal_url,
-                          "--shop", CLUSTER_SHOP, "--node", n->name, "--lease-ms", lease,
-                          "--access-log", "off", NULL};
+    const char *argv[] = {HF_BINARY,      "serve",         "--listen",   listen,
+                          "--data",       n->srv.data_dir, "--config",   n->srv.config_path,
+                          "--journal",    n->journal_url,  "--shop",     CLUSTER_SHOP,
+                          "--node",       n->name,         "--lease-ms", lease,
+                          "--access-log", "off",           NULL};
     if (hf_server_spawn(&n->srv, argv) != 0) {
         return -1;
     }
@@ -668,7 +670,7 @@ static void *client_run(void *arg)
     model_t *m = &c->m;
     while (!load_stopping(c)) {
         if (cl->k.conn.fd < 0 && !connect_any(c, &cl->k.conn, &cl->node, &cl->generation,
-                                               hf_now_ms() + CLUSTER_BACKOFF_MS)) {
+                                              hf_now_ms() + CLUSTER_BACKOFF_MS)) {
             continue;
         }
         if (w->doubt.kind != OP_NONE) {
@@ -1028,8 +1030,8 @@ static void print_times(const char *what, const char *kind, long long *t, uint32
         return;
     }
     qsort(t, n, sizeof *t, compare_ms);
-    printf("cluster: %s %s (ms, %u rounds): min %lld p50 %lld p99 %lld max %lld\n", what, kind,
-           n, t[0], t[(n - 1) / 2], t[(n * 99 - 1) / 100], t[n - 1]);
+    printf("cluster: %s %s (ms, %u rounds): min %lld p50 %lld p99 %lld max %lld\n", what, kind, n,
+           t[0], t[(n - 1) / 2], t[(n * 99 - 1) / 100], t[n - 1]);
 }
 
 static void summary(cluster_t *c, long long duration_ms)
@@ -1051,8 +1053,8 @@ static void summary(cluster_t *c, long long duration_ms)
     for (int k = 0; k < FAULT_KINDS; k++) {
         print_times("failover time after", fault_names[k], c->times[k], c->time_count[k]);
     }
-    print_times("of which", "pg.sh failover itself (kill, promote, standby rebuilt)",
-                c->db_times, c->db_time_count);
+    print_times("of which", "pg.sh failover itself (kill, promote, standby rebuilt)", c->db_times,
+                c->db_time_count);
     printf("cluster: node exits by status:");
     for (int s = 0; s < CLUSTER_EXIT_STATUSES; s++) {
         if (c->exits_by_status[s] > 0) {
@@ -1098,8 +1100,7 @@ static int setup(cluster_t *c, uint64_t *rng)
         return -1;
     }
     /* The first owner, and the skus' first stock: round 0's changes. */
-    if (!connect_any(c, &c->k.conn, &c->k_node, &c->k_generation,
-                     hf_now_ms() + CLUSTER_BACK_MS) ||
+    if (!connect_any(c, &c->k.conn, &c->k_node, &c->k_generation, hf_now_ms() + CLUSTER_BACK_MS) ||
         model_first_stock(&c->k) != 0) {
         model_report("no node served the shop within %d ms of the start", CLUSTER_BACK_MS);
         return -1;
@@ -1240,16 +1241,19 @@ int main(void)
     signal(SIGTERM, on_signal);
     uint64_t rng = seed;
     pthread_mutex_init(&c.lock, NULL);
-    c.k = (checker_t){.m = &c.m, .conn = {.fd = -1}, .rng = seed ^ 1, .reconnect = checker_reconnect,
-                      .ctx = &c};
+    c.k = (checker_t){
+        .m = &c.m, .conn = {.fd = -1}, .rng = seed ^ 1, .reconnect = checker_reconnect, .ctx = &c};
     c.k_node = CLUSTER_NODES - 1;
     for (uint32_t i = 0; i <= CLUSTER_WORKERS; i++) {
         c.workers[i] = (worker_t){.m = &c.m, .index = i, .workers = CLUSTER_WORKERS, .seed = seed};
     }
     for (uint32_t i = 0; i < CLUSTER_WORKERS; i++) {
         c.clients[i] = (client_t){.c = &c, .w = &c.workers[i], .node = (int)i % CLUSTER_NODES};
-        c.clients[i].k = (checker_t){.m = &c.m, .conn = {.fd = -1}, .rng = seed ^ (i + 2),
-                                     .reconnect = client_reconnect, .ctx = &c.clients[i]};
+        c.clients[i].k = (checker_t){.m = &c.m,
+                                     .conn = {.fd = -1},
+                                     .rng = seed ^ (i + 2),
+                                     .reconnect = client_reconnect,
+                                     .ctx = &c.clients[i]};
     }
     uint32_t total;
     fault_t *order = plan(counts, &total, &rng);

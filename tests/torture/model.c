@@ -145,8 +145,8 @@ static void choose_create(worker_t *w, op_t *op)
     uint32_t n = w->serial++;
     snprintf(op->key, sizeof op->key, "t%llu-%u-%u", (unsigned long long)w->seed, w->index, n);
     char lines[128];
-    int len = snprintf(lines, sizeof lines, "{\"sku\": \"t%u\", \"qty\": %u}", h->sku[0],
-                       h->qty[0]);
+    int len =
+        snprintf(lines, sizeof lines, "{\"sku\": \"t%u\", \"qty\": %u}", h->sku[0], h->qty[0]);
     if (h->line_count == 2) {
         snprintf(lines + len, sizeof lines - (size_t)len, ", {\"sku\": \"t%u\", \"qty\": %u}",
                  h->sku[1], h->qty[1]);
@@ -254,8 +254,8 @@ static bool ask(checker_t *k, const char *method, const char *target, const char
                 const char *body, hf_response_t *r)
 {
     for (int tries = 0; tries < MODEL_ASK_TRIES; tries++) {
-        if (hf_conn_exchange(&k->conn, method, target, headers, body, body ? strlen(body) : 0,
-                             r) == 0) {
+        if (hf_conn_exchange(&k->conn, method, target, headers, body, body ? strlen(body) : 0, r) ==
+            0) {
             const char *code = hf_error_code(r);
             if (r->status != 503 || code == NULL || strcmp(code, "not_owner") != 0) {
                 return true;

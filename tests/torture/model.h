@@ -85,7 +85,7 @@ typedef struct {
     uint16_t port;
     uint64_t rng;
     uint64_t seed;
-    uint32_t serial; /* for keys and customers */
+    uint32_t serial;  /* for keys and customers */
     uint32_t *active; /* this worker's active holds (model indexes) */
     uint32_t active_count, active_capacity;
     op_t doubt; /* sent, unanswered (kind NONE: none) */
