@@ -14,11 +14,19 @@
 #               TORTURE_KILLS times (500) under load, checking after every restart
 #               that each acknowledged change is there (docs/DURABILITY.md); not
 #               part of `make test`: it takes twenty minutes or so
+#   make cluster-test  build (optimised, in build/cluster), then fail a
+#               three-node cluster (journal in PostgreSQL 15, which deps.sh test
+#               installs) under load: CLUSTER_KILLS kill -9s of the owner (100),
+#               CLUSTER_DB_FAILOVERS PostgreSQL failovers (20), CLUSTER_STOPS
+#               pauses past the lease (10), CLUSTER_PARTITIONS cuts from the
+#               database (10); every acknowledged change checked after each, and
+#               the failover times printed; not part of `make test` (ten
+#               minutes or so; ctest's cluster.failover runs a few rounds)
 #   make install  build, then install under $(DESTDIR)$(PREFIX): the binary, the
 #               web pages, the man page, the systemd unit, an example configuration
 #               (docs/OPERATIONS.md lists them). PREFIX (default /usr/local) is
 #               built into the binary, as where its pages are; DESTDIR is not.
-.PHONY: all deps demo test bench bench-cluster fuzz torture install clean
+.PHONY: all deps demo test bench bench-cluster fuzz torture cluster-test install clean
 
 JOBS ?= $(shell nproc)
 PREFIX ?= /usr/local
@@ -61,6 +69,18 @@ torture: deps
 	cmake -S . -B build/torture -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_TESTING=ON >/dev/null
 	cmake --build build/torture -j $(JOBS) --target torture
 	TORTURE_KILLS=$(TORTURE_KILLS) build/torture/tests/torture/torture
+
+CLUSTER_KILLS ?= 100
+CLUSTER_DB_FAILOVERS ?= 20
+CLUSTER_STOPS ?= 10
+CLUSTER_PARTITIONS ?= 10
+cluster-test:
+	@./scripts/deps.sh test
+	cmake -S . -B build/cluster -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_TESTING=ON >/dev/null
+	cmake --build build/cluster -j $(JOBS) --target cluster_torture
+	CLUSTER_KILLS=$(CLUSTER_KILLS) CLUSTER_DB_FAILOVERS=$(CLUSTER_DB_FAILOVERS) \
+	    CLUSTER_STOPS=$(CLUSTER_STOPS) CLUSTER_PARTITIONS=$(CLUSTER_PARTITIONS) \
+	    build/cluster/tests/cluster/cluster_torture
 
 clean:
 	rm -rf build

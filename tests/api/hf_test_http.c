@@ -49,8 +49,18 @@
 
 static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+static bool quiet; /* atomic: hf_test_quiet */
+
+void hf_test_quiet(bool on)
+{
+    __atomic_store_n(&quiet, on, __ATOMIC_RELEASE);
+}
+
 static void say(const char *fmt, ...)
 {
+    if (__atomic_load_n(&quiet, __ATOMIC_ACQUIRE)) {
+        return;
+    }
     va_list ap;
     va_start(ap, fmt);
     fputs("hf_test: ", stderr);
@@ -1160,10 +1170,8 @@ static int await_listening(hf_server_t *s)
     return -1;
 }
 
-int hf_server_start(hf_server_t *s, const char *const *extra)
+int hf_server_spawn(hf_server_t *s, const char *const *argv)
 {
-    const char *argv[64];
-    build_argv(s, extra, argv, 64);
     snprintf(s->log_path, sizeof s->log_path, "%s/server-%u.log", s->root, s->run_count++);
     fflush(NULL);
     pid_t pid = fork();
@@ -1176,6 +1184,16 @@ int hf_server_start(hf_server_t *s, const char *const *extra)
     }
     s->pid = pid;
     s->port = 0;
+    return 0;
+}
+
+int hf_server_start(hf_server_t *s, const char *const *extra)
+{
+    const char *argv[64];
+    build_argv(s, extra, argv, 64);
+    if (hf_server_spawn(s, argv) != 0) {
+        return -1;
+    }
     if (await_listening(s) != 0) {
         s->failed = true;
         if (s->pid != 0) {

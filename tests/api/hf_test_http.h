@@ -56,6 +56,11 @@ const char *hf_error_field(const hf_response_t *r);
 const char *hf_json_str(const json_t *object, const char *key);
 bool hf_json_int(const json_t *object, const char *key, long long *out);
 
+/* Whether the harness keeps its own complaints (a refused connection, a
+ * reply that never came) to itself: for a client that expects many, as
+ * one of a cluster that is being failed over. Off at first. */
+void hf_test_quiet(bool on);
+
 /* ---- connections ---- */
 
 /* The request line of the last request sent on a connection, for the
@@ -212,6 +217,11 @@ int hf_server_write_config_raw(hf_server_t *s, const char *json_text);
  * "msg=listening addr=127.0.0.1:PORT" line. Returns 0 with s->port set, or
  * -1 (the server is killed and its log printed). */
 int hf_server_start(hf_server_t *s, const char *const *extra);
+/* Starts argv (argv[0] is HF_BINARY, NULL-terminated) with its output to
+ * the next server-N.log and returns at once, s->pid set: for a node that
+ * waits to own its shop before it listens, which its caller supervises.
+ * Returns 0 or -1. */
+int hf_server_spawn(hf_server_t *s, const char *const *argv);
 /* Sends sig and waits for the exit. Returns the exit status (0-255), 128 +
  * the signal if a signal ended it, or -1 if it outlived HF_TEST_STOP_MS (it
  * is then killed). */
