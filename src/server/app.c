@@ -284,6 +284,15 @@ static int load_journal(server_t *s, bool reopen)
      * time did while the server was down is announced (webhooks.c). */
     int rc = reopen ? store_reopen(&s->store, s->guard, 0, &s->recovery, err, sizeof err)
                     : store_recover(&s->store, s->guard, 0, &s->recovery, err, sizeof err);
+    if (rc != 0 && store_pg_lost(&s->store)) {
+        /* Not damage: the shop was taken over, or PostgreSQL went away,
+         * while this node read it. A restart waits for it again. */
+        fprintf(stderr, "level=error msg=\"lost PostgreSQL while recovering; exiting for a "
+                        "restart\" err=\"%s\"\n",
+                err);
+        fflush(stderr);
+        _exit(STORE_EXIT_LEASE_LOST);
+    }
     if (rc != 0) {
         fprintf(stderr, "level=error msg=\"cannot recover\" data=%s err=\"%s\"\n", c->data_dir,
                 err);

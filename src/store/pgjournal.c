@@ -231,6 +231,12 @@ bool pgj_owner_at(pgj_t *j, int64_t mono_ms)
     return j->epoch > 0 && mono_ms < __atomic_load_n(&j->owner_until_ms, __ATOMIC_ACQUIRE);
 }
 
+bool pgj_connected(const pgj_t *j)
+{
+    return PQstatus(j->lease_conn) == CONNECTION_OK &&
+           (j->journal_conn == NULL || PQstatus(j->journal_conn) == CONNECTION_OK);
+}
+
 uint64_t pgj_epoch(const pgj_t *j)
 {
     return j->epoch;

@@ -55,6 +55,8 @@ store_lease_t pgj_acquire(pgj_t *j, store_lease_info_t *held, char *err, size_t 
 /* Whether this node may still answer as the shop's owner at mono_ms. */
 bool pgj_owner_at(pgj_t *j, int64_t mono_ms);
 uint64_t pgj_epoch(const pgj_t *j);
+/* Whether both connections still are (a takeover ends them). */
+bool pgj_connected(const pgj_t *j);
 
 /* The shop's row: where its journal starts, and its hold key. */
 typedef struct {

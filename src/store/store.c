@@ -228,6 +228,11 @@ store_lease_t store_lease_take(store_t *s, store_lease_info_t *held, char *err, 
     return pgj_acquire(s->pg, held, err, err_size);
 }
 
+bool store_pg_lost(store_t *s)
+{
+    return s->pg != NULL && !pgj_connected(s->pg);
+}
+
 bool store_owner_at(store_t *s, int64_t mono_ms)
 {
     return s->pg == NULL || pgj_owner_at(s->pg, mono_ms);

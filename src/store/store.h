@@ -182,6 +182,11 @@ store_lease_t store_lease_take(store_t *s, store_lease_info_t *held, char *err, 
  * with PostgreSQL, while its lease is surely its own. */
 bool store_owner_at(store_t *s, int64_t mono_ms);
 
+/* Whether the journal in PostgreSQL lost a connection (a takeover ended
+ * it, or the database went away): what failed then is no damage, and the
+ * node ends as it does after a failed commit, for a restart. */
+bool store_pg_lost(store_t *s);
+
 /* Rebuilds g (freshly initialised) from disk, then advances it to now_ms if
  * that is later than the last recorded time. Returns 0, or -1 with err set if
  * the files are unreadable or do not fit e's capacities. */
