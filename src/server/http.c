@@ -16,6 +16,8 @@
  * No thread ever blocks on the disk but the commit thread.
  */
 #include <assert.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -302,6 +304,43 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     *con_cls = NULL;
 }
 
+/* The library's own word, at most this many lines a second: clients that
+ * vanish mid-request make it talk, and a flood of them must not flood the
+ * log. */
+#define LIBRARY_LOG_LINES_PER_S 10
+#define LIBRARY_LOG_BYTES_MAX 256
+
+/* The library closes a connection it cannot serve (no memory, its own
+ * connection limit, a request it cannot parse the start of) without a
+ * reply and without a callback of ours: its message is the only trace of
+ * that connection, so it goes to the log. Called on any of its threads. */
+static void library_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    static int64_t window_s;
+    static uint32_t lines;
+    int64_t now_s = server_mono_ms() / 1000;
+    int64_t seen_s = __atomic_load_n(&window_s, __ATOMIC_RELAXED);
+    if (seen_s != now_s &&
+        __atomic_compare_exchange_n(&window_s, &seen_s, now_s, false, __ATOMIC_RELAXED,
+                                    __ATOMIC_RELAXED)) {
+        __atomic_store_n(&lines, 0, __ATOMIC_RELAXED);
+    }
+    if (__atomic_fetch_add(&lines, 1, __ATOMIC_RELAXED) >= LIBRARY_LOG_LINES_PER_S) {
+        return;
+    }
+    char text[LIBRARY_LOG_BYTES_MAX];
+    vsnprintf(text, sizeof text, fmt, ap);
+    for (char *c = text; *c != '\0'; c++) {
+        *c = *c == '"' ? '\'' : *c == '\n' || *c == '\r' ? ' ' : *c; /* one logfmt line */
+    }
+    size_t n = strlen(text);
+    while (n > 0 && text[n - 1] == ' ') {
+        text[--n] = '\0';
+    }
+    fprintf(stderr, "level=warn msg=\"from the HTTP library\" said=\"%s\"\n", text);
+}
+
 struct MHD_Daemon *http_start(server_t *s)
 {
     const server_config_t *c = &s->config;
@@ -310,14 +349,16 @@ struct MHD_Daemon *http_start(server_t *s)
      * also per worker of a pool; measured equal in speed otherwise. No
      * listening socket: listener.c accepts, and adds what it admits. */
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_ALLOW_SUSPEND_RESUME |
-                     MHD_USE_ITC | MHD_USE_TURBO | MHD_USE_NO_LISTEN_SOCKET;
+                     MHD_USE_ITC | MHD_USE_TURBO | MHD_USE_NO_LISTEN_SOCKET |
+                     MHD_USE_ERROR_LOG;
     /* The library's timeout restarts with every byte: it ends replies that
      * stopped moving. A second later than ours, so that an idle connection
      * is ours to close and count. */
     unsigned timeout_s = (c->idle_timeout_ms + 999) / 1000 + 1;
     return MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, s, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)c->threads,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)listener_library_limit(c),
+        flags, 0, NULL, NULL, on_request, s, /* the logger first: it hears every message */
+        MHD_OPTION_EXTERNAL_LOGGER, library_log, s, MHD_OPTION_THREAD_POOL_SIZE,
+        (unsigned)c->threads, MHD_OPTION_CONNECTION_LIMIT, (unsigned)listener_library_limit(c),
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(2 * HF_HEADER_BYTES_MAX),
         MHD_OPTION_CONNECTION_TIMEOUT, timeout_s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
         MHD_OPTION_NOTIFY_CONNECTION, listener_on_connection, s, MHD_OPTION_URI_LOG_CALLBACK,

@@ -55,6 +55,10 @@
 /* Looking costs the bytes queued each time; four full looks, then over. */
 #define PEEK_BUDGET_BYTES (4 * PEEK_BYTES_MAX)
 
+/* A line for connections closed unread at most this often (a storm of
+ * them, out of memory say, must not flood the log). */
+#define CLOSED_UNREAD_LOG_MS 1000
+
 /* The epoll set's own entries; a waiting connection's is its slot and fd. */
 #define EVENT_LISTEN UINT64_MAX
 #define EVENT_WAKE (UINT64_MAX - 1)
@@ -188,6 +192,29 @@ static head_state_t head_state(server_t *s, uint32_t index, int fd, bool ended)
     return complete || spent || ended || (size_t)n == sizeof head ? HEAD_IN : HEAD_PARTIAL;
 }
 
+/* A connection admitted, then closed by this thread with no reply and its
+ * request unread (its client sees a reset): counted as refused
+ * {reason="error"} and logged, at most one line per CLOSED_UNREAD_LOG_MS
+ * with how many were closed since, so that a client's "connection reset"
+ * can always be traced to here. */
+static void closed_unread(server_t *s, const char *why, int err)
+{
+    static int64_t logged_ms;   /* the accept thread's only */
+    static uint64_t unlogged;
+    conns_count_refusal(&s->conns, CONNS_REFUSED_ERROR);
+    int64_t now_ms = server_mono_ms();
+    if (logged_ms != 0 && now_ms - logged_ms < CLOSED_UNREAD_LOG_MS) {
+        unlogged++;
+        return;
+    }
+    fprintf(stderr,
+            "level=warn msg=\"a connection was closed unread\" why=\"%s\" err=\"%s\" "
+            "closed_since_last_line=%llu\n",
+            why, strerror(err), (unsigned long long)unlogged);
+    logged_ms = now_ms;
+    unlogged = 0;
+}
+
 /* Gives a connection whose head is in to the library. */
 static void hand_over(server_t *s, uint32_t index, int fd, const struct sockaddr *a,
                       socklen_t len)
@@ -196,8 +223,9 @@ static void hand_over(server_t *s, uint32_t index, int fd, const struct sockaddr
     if (MHD_add_connection(s->daemon, fd, a, len) != MHD_YES) {
         /* The library closed fd; only this thread admits fds, so the
          * number is no one else's slot yet. */
+        int err = errno;
         conns_closed(&s->conns, fd);
-        conns_count_refusal(&s->conns, CONNS_REFUSED_ERROR);
+        closed_unread(s, "the HTTP library would not take it", err);
     }
 }
 
@@ -229,8 +257,12 @@ static void take(server_t *s, int fd, const struct sockaddr_storage *a, socklen_
      * every turn while it sits incomplete. */
     struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLET,
                              .data.u64 = event_of(index, fd)};
-    if (head == HEAD_GONE || epoll_ctl(s->epoll_fd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+    if (head == HEAD_GONE) {
+        end_waiting(s, fd); /* its client left first */
+    } else if (epoll_ctl(s->epoll_fd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+        int err = errno;
         end_waiting(s, fd);
+        closed_unread(s, "cannot wait for its request head", err);
     }
 }
 

@@ -386,6 +386,7 @@ static ssize_t conn_fill(hf_conn_t *c)
     do {
         n = recv(c->fd, c->buf + c->buf_len, c->buf_cap - c->buf_len - 1, 0);
     } while (n < 0 && errno == EINTR);
+    c->ended = n == 0;
     if (n > 0) {
         c->buf_len += (size_t)n;
     }
@@ -615,6 +616,20 @@ int hf_conn_read(hf_conn_t *c, hf_response_t *r)
     return 0;
 }
 
+/* Why a read found no reply. errno means nothing when recv() found the
+ * end (it returned 0 and set none), so that case is named apart: a server
+ * that closed cleanly is not one that reset, nor one that never answered. */
+static const char *no_reply_why(const hf_conn_t *c, int err)
+{
+    if (c->ended) {
+        return "the server closed the connection";
+    }
+    if (err == EAGAIN || err == EWOULDBLOCK) {
+        return "none before the read timeout";
+    }
+    return strerror(err);
+}
+
 static bool reply_waiting(const hf_conn_t *c)
 {
     struct pollfd p = {.fd = c->fd, .events = POLLIN};
@@ -669,7 +684,7 @@ int hf_conn_exchange(hf_conn_t *c, const char *method, const char *target, const
         }
     }
     if (hf_conn_read(c, r) != 0) {
-        say("%s %.80s: no reply (%s)", method, target, strerror(errno));
+        say("%s %.80s: no reply (%s)", method, target, no_reply_why(c, errno));
         return -1;
     }
     hf_secrets_learn(r->json);

@@ -77,6 +77,7 @@ typedef struct {
     char method[HF_TEST_METHOD_MAX];  /* "" if the bytes sent began with none */
     char target[HF_TEST_TARGET_MAX];
     bool raw; /* sent with hf_conn_send_raw: perhaps not HTTP at all */
+    bool ended; /* the server closed its side: the last read found the end */
 } hf_conn_t;
 
 /* Connects to 127.0.0.1:port. Returns 0, or -1 with c->fd == -1. */
