@@ -32,8 +32,8 @@
  * and no other node's takeover would be measured); it counts exit statuses:
  * 75 (the lease lost) and 137 (our kill -9) are expected, anything else
  * fails the run. Standbys do not listen, so a client finds the owner by
- * trying the nodes in turn: a refused connection, a dropped one or a 503
- * not_owner sends it to the next.
+ * trying the nodes in turn: a refused connection, a dropped one, a 503
+ * not_owner or a standby's 307 sends it to the next.
  *
  * The partition. Each node reaches PostgreSQL through a TCP proxy in this
  * process (a port per node and per database server), which can stop
@@ -627,8 +627,7 @@ static int find_owner(cluster_t *c, long long deadline_ms)
 
 static bool not_owner(const hf_response_t *r)
 {
-    const char *code = hf_error_code(r);
-    return r->status == 503 && code != NULL && strcmp(code, "not_owner") == 0;
+    return model_not_serving(r);
 }
 
 /* An acknowledged hold (m.lock held): the round's failover time, if it is
@@ -689,6 +688,7 @@ static void *client_run(void *arg)
         if (not_owner(&r)) {
             w->doubt = op;
             hf_conn_close(&cl->k.conn);
+            sleep_ms(CLUSTER_BACKOFF_MS); /* as a client honours Retry-After */
         } else {
             pthread_mutex_lock(&m->lock);
             model_record(w, &op, &r);

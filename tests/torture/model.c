@@ -11,8 +11,13 @@
 
 #include "hf_mix.h"
 
-/* A checker's request sent again at most this often (model.h). */
-#define MODEL_ASK_TRIES 100
+/* A checker's request is sent again for at most this long (model.h): a
+ * cluster's takeover after a database failover takes seconds. */
+#define MODEL_ASK_MS 60000
+/* ... pausing this long after a node that does not serve the shop now,
+ * so that a cluster whose nodes all wait is asked a few times a second,
+ * not in a loop. */
+#define MODEL_NOT_SERVING_PAUSE_MS 50
 
 static const char *const state_names[] = {"active", "committed", "released"};
 static const char *program = "torture";
@@ -248,21 +253,30 @@ void model_record(worker_t *w, const op_t *op, const hf_response_t *r)
 
 /* ------------------------------------------------- settling and checking */
 
+bool model_not_serving(const hf_response_t *r)
+{
+    const char *code = hf_error_code(r);
+    return (r->status == 503 || r->status == 307) && code != NULL &&
+           strcmp(code, "not_owner") == 0;
+}
+
 /* A request of the checker, sent again wherever k->reconnect points while
  * no reply comes; false (and counted) once it gives up. */
 static bool ask(checker_t *k, const char *method, const char *target, const char *headers,
                 const char *body, hf_response_t *r)
 {
-    for (int tries = 0; tries < MODEL_ASK_TRIES; tries++) {
+    long long deadline_ms = hf_now_ms() + MODEL_ASK_MS;
+    for (;;) {
         if (hf_conn_exchange(&k->conn, method, target, headers, body, body ? strlen(body) : 0, r) ==
             0) {
-            const char *code = hf_error_code(r);
-            if (r->status != 503 || code == NULL || strcmp(code, "not_owner") != 0) {
+            if (!model_not_serving(r)) {
                 return true;
             }
             hf_response_free(r); /* a node of a cluster that does not serve it now */
+            hf_sleep_ms(MODEL_NOT_SERVING_PAUSE_MS);
         }
-        if (k->reconnect == NULL || !k->reconnect(k->ctx, &k->conn)) {
+        if (hf_now_ms() >= deadline_ms || k->reconnect == NULL ||
+            !k->reconnect(k->ctx, &k->conn)) {
             break;
         }
     }

@@ -130,4 +130,8 @@ void model_settle_one(checker_t *k, worker_t *w);
 /* Every hold the round changed, a sample of older ones, every sku. */
 void model_check(checker_t *k);
 
+/* A cluster's node that does not serve the shop now: 503 not_owner, or a
+ * standby's 307 to the owner. Nothing was applied; the next node may. */
+bool model_not_serving(const hf_response_t *r);
+
 #endif
