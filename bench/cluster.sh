@@ -93,9 +93,11 @@ TICKS=$(getconf CLK_TCK)
 
 # ticks PID...: utime + stime + cutime + cstime of the processes, summed.
 ticks() {
-    local p t=0
+    local p v t=0
     for p in "$@"; do
-        t=$((t + $(sed 's/^.*) //' /proc/"$p"/stat 2>/dev/null | awk '{ print $12 + $13 + $14 + $15 + 0 }')))
+        # a process that ended since it was listed counts nothing
+        v=$(sed 's/^.*) //' /proc/"$p"/stat 2>/dev/null | awk '{ print $12 + $13 + $14 + $15 + 0 }')
+        t=$((t + ${v:-0}))
     done
     echo "$t"
 }
