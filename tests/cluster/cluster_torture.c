@@ -16,8 +16,12 @@
  *   stop       SIGSTOP of the owner for lease_ms + 1 s, then SIGCONT, and at
  *              once requests to it: none may be acknowledged (it answers
  *              503 not_owner, or drops them), and it must exit with 75;
- *   db         a PostgreSQL failover (tests/cluster/pg.sh failover: the
- *              primary killed, the standby promoted, the old one rebuilt);
+ *   db         a PostgreSQL failover: the primary killed and the standby
+ *              promoted (tests/cluster/pg.sh kill-primary, promote), which
+ *              then takes commits alone, as Patroni's synchronous_mode
+ *              does until a new standby streams; once the shop serves
+ *              again, the old primary is rebuilt as the new synchronous
+ *              standby (pg.sh rejoin), under load;
  *   partition  the owner cut off from PostgreSQL for 3 leases, then healed:
  *              it must stop acknowledging and exit with 75.
  * Each round's failover time runs from the fault to the first hold created
@@ -182,7 +186,7 @@ struct cluster_s {
     /* figures */
     long long *times[FAULT_KINDS];
     uint32_t time_count[FAULT_KINDS], rounds[FAULT_KINDS];
-    long long *db_times; /* how long pg.sh failover itself took */
+    long long *db_times; /* how long pg.sh kill-primary and promote took */
     uint32_t db_time_count;
     uint64_t probes_503, probes_dropped, failures;
 };
@@ -287,21 +291,30 @@ static void proxy_accept(proxy_t *x, int node, int host)
     if (fd < 0) {
         return;
     }
-    int up = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port =
-                                htons(__atomic_load_n(&x->target_port[host], __ATOMIC_ACQUIRE))};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     pipe_t *p = NULL;
     for (int i = 0; i < PROXY_PIPES && p == NULL; i++) {
         p = x->pipes[i].used ? NULL : &x->pipes[i];
     }
-    /* A server that is down refuses at once: so does the proxy. */
-    if (p == NULL || up < 0 || connect(up, (struct sockaddr *)&a, sizeof a) != 0) {
-        close(fd);
-        if (up >= 0) {
+    /* A server that is down: the other one. libpq moves on to a URI's next
+     * host when a host refuses or times out, but takes a connection that
+     * was accepted and then closed for the server's own failure, and stops
+     * there; a dead primary behind this proxy would then hide the promoted
+     * standby from every node that tries the hosts in that order. */
+    int up = -1;
+    for (int k = 0; k < PG_HOSTS && p != NULL && up < 0; k++) {
+        int h = (host + k) % PG_HOSTS;
+        struct sockaddr_in a = {
+            .sin_family = AF_INET,
+            .sin_port = htons(__atomic_load_n(&x->target_port[h], __ATOMIC_ACQUIRE))};
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        up = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (up >= 0 && connect(up, (struct sockaddr *)&a, sizeof a) != 0) {
             close(up);
+            up = -1;
         }
+    }
+    if (up < 0) {
+        close(fd); /* both down: as a refusal, as near as an accepted socket gets */
         return;
     }
     fcntl(up, F_SETFL, O_NONBLOCK);
@@ -967,16 +980,24 @@ static bool round_db(cluster_t *c)
     c->hold_restarts = true;
     pthread_mutex_unlock(&c->lock);
     long long started_ms = hf_now_ms();
-    int status = pg_sh("failover", c->pg_dir, NULL);
+    int status = pg_sh("kill-primary", c->pg_dir, NULL);
+    status = status == 0 ? pg_sh("promote", c->pg_dir, NULL) : status;
     c->db_times[c->db_time_count++] = hf_now_ms() - started_ms;
     bool ok = status == 0 && follow_pg(c) == 0;
     if (status != 0) {
-        model_report("pg.sh failover %s failed with status %d", c->pg_dir, status);
+        model_report("pg.sh kill-primary, promote %s failed with status %d", c->pg_dir, status);
     }
     pthread_mutex_lock(&c->lock);
     c->hold_restarts = false;
     pthread_mutex_unlock(&c->lock);
-    return ok && await_failover(c);
+    ok = ok && await_failover(c);
+    /* A new synchronous standby, the shop under load: commits wait for it
+     * from when it is named until it streams. */
+    status = ok ? pg_sh("rejoin", c->pg_dir, NULL) : 0;
+    if (status != 0) {
+        model_report("pg.sh rejoin %s failed with status %d", c->pg_dir, status);
+    }
+    return ok && status == 0 && follow_pg(c) == 0;
 }
 
 /* One round: load, the fault, the shop back, then the settling and check. */
@@ -1053,7 +1074,7 @@ static void summary(cluster_t *c, long long duration_ms)
     for (int k = 0; k < FAULT_KINDS; k++) {
         print_times("failover time after", fault_names[k], c->times[k], c->time_count[k]);
     }
-    print_times("of which", "pg.sh failover itself (kill, promote, standby rebuilt)", c->db_times,
+    print_times("of which", "pg.sh kill-primary and promote", c->db_times,
                 c->db_time_count);
     printf("cluster: node exits by status:");
     for (int s = 0; s < CLUSTER_EXIT_STATUSES; s++) {
