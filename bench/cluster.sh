@@ -329,20 +329,12 @@ one() {
 
 # ------------------------------------------------------------------ machine
 
-fsync_latency_us() {
-    local f=$WORK/fsync.probe n=500 t0 t1
-    t0=$(date +%s%N)
-    dd if=/dev/zero of="$f" bs=4096 count=$n oflag=dsync conv=notrunc status=none 2>/dev/null || return
-    t1=$(date +%s%N)
-    rm -f "$f"
-    echo $(((t1 - t0) / n / 1000))
-}
 
-echo "holdfast with the journal in PostgreSQL, $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-echo "command:  make bench-cluster  (bench/cluster.sh; HF_CLUSTER_SECONDS=$SECS HF_CLUSTER_ROUNDS=$ROUNDS HF_CLUSTER_SHOPS_MAX=$SHOPS_MAX)"
-echo "commit:   $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)')"
-echo "machine:  $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo) RAM, $(uname -sr)"
-echo "disk:     $(df -T "$WORK" | awk 'NR == 2 {print $1 ", " $2}') (holdfast's data and PostgreSQL's, primary and standby); 4 KiB write+fdatasync (dd oflag=dsync): $(fsync_latency_us) us"
+# shellcheck source=bench/machine.sh
+. "$ROOT/bench/machine.sh"
+run_header "holdfast with the journal in PostgreSQL" \
+    "make bench-cluster  (bench/cluster.sh; HF_CLUSTER_SECONDS=$SECS HF_CLUSTER_ROUNDS=$ROUNDS HF_CLUSTER_SHOPS_MAX=$SHOPS_MAX)" "$ROOT"
+echo "disk:     $(df -T "$WORK" | awk 'NR == 2 {print $1 ", " $2}') (holdfast's data and PostgreSQL's, primary and standby); 4 KiB write+fdatasync (dd oflag=dsync): $(fsync_latency_us "$WORK") us"
 echo "tools:    $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2), $("$PGH_BIN/postgres" --version)"
 echo "load:     $(cut -d' ' -f1-3 /proc/loadavg) (load average at start; wrk, the servers and PostgreSQL share the CPUs)"
 echo "each run: wrk, $SECS s, durable holds on one hot sku, a new buyer each (bench/holds.lua, $BUYERS buyers), default policy"

@@ -154,22 +154,12 @@ cpu_note() { echo "server CPU ${SRV_US_PER_REQ} us/request (${SRV_CPU_PCT}% of a
 
 # ------------------------------------------------------------------ machine
 
-fsync_latency_us() {
-    local f=$WORK/fsync.probe n=500
-    local t0 t1
-    t0=$(date +%s%N)
-    dd if=/dev/zero of="$f" bs=4096 count=$n oflag=dsync conv=notrunc status=none 2>/dev/null || return
-    t1=$(date +%s%N)
-    rm -f "$f"
-    echo $(((t1 - t0) / n / 1000))
-}
 
-echo "holdfast benchmarks, $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-echo "command:  make bench  (bench/run.sh; HF_BENCH_SECONDS=$SECS HF_BENCH_ENGINE_SECONDS=$ENGINE_SECS HF_BENCH_WRK_THREADS=$WRK_THREADS)"
-echo "commit:   $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)')"
-echo "machine:  $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo) RAM"
-echo "kernel:   $(uname -srm)"
-echo "disk:     data under $WORK ($(df -T "$WORK" | awk 'NR == 2 {print $1 ", " $2}')); 4 KiB write+fdatasync (dd oflag=dsync): $(fsync_latency_us) us"
+# shellcheck source=bench/machine.sh
+. "$ROOT/bench/machine.sh"
+run_header "holdfast benchmarks" \
+    "make bench  (bench/run.sh; HF_BENCH_SECONDS=$SECS HF_BENCH_ENGINE_SECONDS=$ENGINE_SECS HF_BENCH_WRK_THREADS=$WRK_THREADS)" "$ROOT"
+echo "disk:     data under $WORK ($(df -T "$WORK" | awk 'NR == 2 {print $1 ", " $2}')); 4 KiB write+fdatasync (dd oflag=dsync): $(fsync_latency_us "$WORK") us"
 echo "tools:    $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2), libmicrohttpd $(pkg-config --modversion libmicrohttpd 2>/dev/null), sqlite $(pkg-config --modversion sqlite3 2>/dev/null)"
 echo "load:     $(cut -d' ' -f1-3 /proc/loadavg) (load average at start; the load generator shares the CPUs with the server)"
 echo

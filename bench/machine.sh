@@ -1,0 +1,23 @@
+# bench/machine.sh - what a benchmark's output says first about the run and
+# the machine (sourced by bench/run.sh and bench/cluster.sh).
+
+# fsync_latency_us DIR: a 4 KiB write+fdatasync on DIR's disk, in us
+# (the mean of 500, dd oflag=dsync).
+fsync_latency_us() {
+    local f=$1/fsync.probe n=500 t0 t1
+    t0=$(date +%s%N)
+    dd if=/dev/zero of="$f" bs=4096 count=$n oflag=dsync conv=notrunc status=none 2>/dev/null || return
+    t1=$(date +%s%N)
+    rm -f "$f"
+    echo $(((t1 - t0) / n / 1000))
+}
+
+# run_header TITLE COMMAND ROOT: the title with the time, the command, the
+# commit of ROOT (and whether it has changes), the machine and the kernel.
+run_header() {
+    echo "$1, $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+    echo "command:  $2"
+    echo "commit:   $(git -C "$3" rev-parse --short HEAD 2>/dev/null)$(git -C "$3" diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)')"
+    echo "machine:  $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo) RAM"
+    echo "kernel:   $(uname -srm)"
+}
