@@ -48,15 +48,21 @@ static bool starts_with(const char *v, const char *prefix)
     return strncmp(v, prefix, strlen(prefix)) == 0;
 }
 
+/* The URI is never echoed: it may carry a password. */
+static int bad_journal(const char *what, const char *why)
+{
+    fprintf(stderr, "holdfast: %s: %s\n", what, why);
+    return -1;
+}
+
 static int set_journal(server_config_t *c, const char *what, const char *v)
 {
     if (!starts_with(v, "postgresql://") && !starts_with(v, "postgres://")) {
-        return bad(what, "", "expected a PostgreSQL URI, postgresql://USER@HOST:PORT/DB?...");
+        return bad_journal(what, "expected a PostgreSQL URI, postgresql://USER@HOST:PORT/DB?...");
     }
     if (strlen(v) >= sizeof c->journal_url) {
-        return bad(what, "", "the URI is too long");
+        return bad_journal(what, "the URI is too long (1023 bytes at most)");
     }
-    /* Not echoed: it may carry a password. */
     snprintf(c->journal_url, sizeof c->journal_url, "%s", v);
     return 0;
 }
@@ -120,14 +126,14 @@ int cluster_config_key(server_config_t *c, const char *key, json_t *v)
     snprintf(what, sizeof what, "config key \"%s\"", key);
     if (strcmp(key, "lease_ms") == 0) {
         if (!json_is_integer(v)) {
-            return bad(what, "", "must be a number");
+            return bad_journal(what, "must be a number");
         }
         char text[32];
         snprintf(text, sizeof text, "%lld", (long long)json_integer_value(v));
         return set_value(c, what, key, text);
     }
     if (!json_is_string(v)) {
-        return bad(what, "", "must be a string");
+        return bad_journal(what, "must be a string");
     }
     return set_value(c, what, key, json_string_value(v));
 }
