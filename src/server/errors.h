@@ -44,6 +44,7 @@
     X(OVERLOADED, 503, "overloaded", "a table or a cap is full")                                   \
     X(STORAGE_UNAVAILABLE, 503, "storage_unavailable", "the journal failed")                       \
     X(NOT_OWNER, 503, "not_owner", "this node does not serve the shop now")                        \
+    X(SHOP_ELSEWHERE, 307, "not_owner", "another node serves this shop")                           \
     X(OUTCOME_UNKNOWN, 503, "outcome_unknown", "whether this change was kept is not known")
 
 typedef enum {

@@ -48,6 +48,9 @@ static enum MHD_Result send_reply(request_t *r)
     if (r->status == 405) {
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
     }
+    if (r->location != NULL) {
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, r->location);
+    }
     bool crowded = conns_in_library(&s->conns) > s->config.keepalive_max;
     if (crowded && !r->close) {
         conns_count_close(&s->conns, CONNS_CLOSED_KEEPALIVE);
@@ -300,6 +303,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     pthread_mutex_unlock(&s->wait_lock);
     json_out_free(&r->out);
     free(r->body);
+    free(r->location);
     free(r);
     *con_cls = NULL;
 }

@@ -4,6 +4,7 @@
  */
 #include <assert.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "request.h"
@@ -34,6 +35,81 @@ void request_error(request_t *r, api_error_t e, const char *message)
 {
     request_error_begin(r, e, message);
     request_error_end(r);
+}
+
+/* A redirect's target, growing: base, path, then the query's arguments. */
+typedef struct {
+    char *text;
+    size_t size, capacity;
+    bool failed;
+    unsigned args; /* query arguments added */
+} target_t;
+
+static void target_add(target_t *t, const char *bytes, size_t n)
+{
+    if (t->failed || n == 0) {
+        return;
+    }
+    if (t->size + n + 1 > t->capacity) {
+        size_t want = (t->size + n + 1) * 2;
+        char *grown = realloc(t->text, want);
+        if (grown == NULL) {
+            t->failed = true;
+            return;
+        }
+        t->text = grown;
+        t->capacity = want;
+    }
+    memcpy(t->text + t->size, bytes, n);
+    t->size += n;
+    t->text[t->size] = '\0';
+}
+
+/* Percent-encodes all but RFC 3986's unreserved characters: the library
+ * gave the arguments decoded, and they go back as a query that means the
+ * same. */
+static void target_add_encoded(target_t *t, const char *text)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (const unsigned char *p = (const unsigned char *)text; *p != '\0'; p++) {
+        bool plain = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                     (*p >= '0' && *p <= '9') || *p == '-' || *p == '.' || *p == '_' || *p == '~';
+        char esc[3] = {'%', hex[*p >> 4], hex[*p & 15]};
+        target_add(t, plain ? (const char *)p : esc, plain ? 1 : 3);
+    }
+}
+
+static enum MHD_Result target_add_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                                      const char *value)
+{
+    (void)kind;
+    target_t *t = cls;
+    target_add(t, t->args++ == 0 ? "?" : "&", 1);
+    target_add_encoded(t, key);
+    if (value != NULL) {
+        target_add(t, "=", 1);
+        target_add_encoded(t, value);
+    }
+    return MHD_YES;
+}
+
+bool request_redirect(request_t *r, api_error_t e, const char *base, const char *path,
+                      const char *message)
+{
+    target_t t = {0};
+    target_add(&t, base, strlen(base));
+    target_add(&t, path, strlen(path));
+    if (r->conn != NULL) {
+        MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, target_add_arg, &t);
+    }
+    if (t.failed || t.text == NULL) {
+        free(t.text);
+        return false;
+    }
+    free(r->location);
+    r->location = t.text;
+    request_error(r, e, message);
+    return true;
 }
 
 void request_error_field(request_t *r, api_error_t e, const char *field, const char *message)

@@ -51,6 +51,7 @@ struct request_s {
     const char *replayed; /* Idempotent-Replayed header value, or NULL */
     bool text;            /* the body is text/plain (metrics), not JSON */
     char allow[32];       /* for a 405: the methods the path takes */
+    char *location;       /* for a 307: where to (owned; request_redirect) */
     uint64_t seq;         /* the journal must reach this before the reply goes */
     uint64_t generation;  /* the journal's, when seq was taken (store_reopen) */
     bool changed;         /* this request's change was handed to the journal */
@@ -85,6 +86,10 @@ static inline const char *request_value(request_t *r, enum MHD_ValueKind kind, c
  * code's own meaning. _begin/_end bracket one to which the caller adds
  * members. */
 void request_error(request_t *r, api_error_t e, const char *message);
+/* 307 to base + path + this request's query (re-encoded), with the error
+ * e's body; false (nothing written) if out of memory. */
+bool request_redirect(request_t *r, api_error_t e, const char *base, const char *path,
+                      const char *message);
 void request_error_field(request_t *r, api_error_t e, const char *field, const char *message);
 void request_error_begin(request_t *r, api_error_t e, const char *message);
 void request_error_end(request_t *r);

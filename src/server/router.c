@@ -288,6 +288,22 @@ static void dispatch(request_t *r, const route_t *route, const route_args_t *a)
  * (its --shop; "default" when it is no cluster's node). */
 #define SHOP_PATH_BYTES_MAX 2048
 
+/* Another shop's path: a cluster's node sends it to that shop's owner if
+ * its lease is live (the same path; a shop lives in one process per
+ * node, and the owner answers there); else 404, naming this shop. */
+static void other_shop(request_t *r, const char *url, const char *name, size_t n,
+                       const char *own)
+{
+    char owner[256], msg[96];
+    if (store_shop_owner(&r->server->store, name, n, owner, sizeof owner) &&
+        request_redirect(r, API_ERR_SHOP_ELSEWHERE, owner, url,
+                         "another node serves that shop: follow Location")) {
+        return;
+    }
+    snprintf(msg, sizeof msg, "this server serves shop \"%s\" only", own);
+    request_error(r, API_ERR_NOT_FOUND, msg);
+}
+
 /* The path to route: url, or its /v1/REST in buf; NULL when url names
  * another shop (answered). */
 static const char *shop_path(request_t *r, const char *url, char *buf, size_t size)
@@ -300,9 +316,7 @@ static const char *shop_path(request_t *r, const char *url, char *buf, size_t si
     size_t n = strcspn(name, "/");
     const char *own = r->server->config.shop[0] != '\0' ? r->server->config.shop : "default";
     if (n != strlen(own) || strncmp(name, own, n) != 0) {
-        char msg[96];
-        snprintf(msg, sizeof msg, "this server serves shop \"%s\" only", own);
-        request_error(r, API_ERR_NOT_FOUND, msg);
+        other_shop(r, url, name, n, own);
         return NULL;
     }
     if (snprintf(buf, size, "/v1%s", name + n) >= (int)size) {

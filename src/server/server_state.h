@@ -21,9 +21,9 @@
 
 /* One table of HTTP statuses the server sends, for the metrics' labels. */
 #define SERVER_STATUSES(X)                                                                     \
-    X(200) X(201) X(202) X(400) X(401) X(403) X(404) X(405) X(409) X(410) X(413) X(422)       \
-        X(428) X(429) X(431) X(500) X(503)
-#define SERVER_STATUS_COUNT 17
+    X(200) X(201) X(202) X(307) X(400) X(401) X(403) X(404) X(405) X(409) X(410) X(413)       \
+        X(422) X(428) X(429) X(431) X(500) X(503)
+#define SERVER_STATUS_COUNT 18
 #define SERVER_ROUTE_COUNT_MAX 32
 
 #define SECRET_OUTCOMES(X)                                                                     \

@@ -31,6 +31,9 @@
 /* A connection that cannot be made within this long counts as failed. */
 #define CONNECT_TIMEOUT_S "2"
 #define APP_NAME_MAX 64
+/* Other shops' owners known for redirects (pgj_owner_of), at most. */
+#define OWNERS_KNOWN_MAX 1024
+#define OWNER_URL_BYTES 256
 
 /* Any two of these are far apart; the schema is made under this lock so
  * that nodes starting together do not race on CREATE TABLE. */
@@ -78,8 +81,18 @@ static const char adopt_sql[] =
     "                        trim_chain)"
     " WHERE shop = $1 AND epoch = $3";
 
+typedef struct {
+    char shop[STORE_SHOP_NAME_MAX + 1];
+    char url[OWNER_URL_BYTES];
+} owner_t;
+
 struct pgj_s {
     char *url, *shop, *node, *node_url;
+    /* Other shops' owners, sorted by shop (bytewise), as the last renewal
+     * found them; owners_lock guards the swap and the reads. */
+    pthread_mutex_t owners_lock;
+    owner_t *owners;
+    size_t owner_count;
     int64_t lease_ms;
     PGconn *lease_conn;   /* acquire, renewals */
     PGconn *journal_conn; /* recovery, commits */
@@ -199,6 +212,7 @@ pgj_t *pgj_open(const store_pg_t *config, char *err, size_t err_size)
     j->node_url = strdup(config->node_url);
     j->lease_ms = config->lease_ms;
     pthread_mutex_init(&j->lock, NULL);
+    pthread_mutex_init(&j->owners_lock, NULL);
     pthread_condattr_t attr;
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
@@ -266,6 +280,68 @@ static int renew(pgj_t *j)
     return rc;
 }
 
+/* Reads the other shops' owners whose leases are live (renewal thread):
+ * what a redirect to another shop's owner needs. A failed read keeps the
+ * last list; the next renewal tries again. */
+static void refresh_owners(pgj_t *j)
+{
+    char max[16];
+    snprintf(max, sizeof max, "%d", OWNERS_KNOWN_MAX);
+    const char *params[] = {j->shop, max};
+    /* COLLATE "C": the order pgj_owner_of's bytewise search expects. */
+    PGresult *r = PQexecParams(j->lease_conn,
+                               "SELECT shop, owner_url FROM holdfast_shops"
+                               " WHERE shop <> $1 AND owner_url <> ''"
+                               " AND expires > clock_timestamp()"
+                               " ORDER BY shop COLLATE \"C\" LIMIT $2",
+                               2, NULL, params, NULL, NULL, 0);
+    int n = PQresultStatus(r) == PGRES_TUPLES_OK ? PQntuples(r) : -1;
+    owner_t *list = n > 0 ? calloc((size_t)n, sizeof *list) : NULL;
+    if (n < 0 || (n > 0 && list == NULL)) {
+        PQclear(r);
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        snprintf(list[i].shop, sizeof list[i].shop, "%s", PQgetvalue(r, i, 0));
+        snprintf(list[i].url, sizeof list[i].url, "%s", PQgetvalue(r, i, 1));
+    }
+    PQclear(r);
+    pthread_mutex_lock(&j->owners_lock);
+    owner_t *old = j->owners;
+    j->owners = list;
+    j->owner_count = (size_t)n;
+    pthread_mutex_unlock(&j->owners_lock);
+    free(old);
+}
+
+bool pgj_owner_of(pgj_t *j, const char *shop, size_t len, char *url, size_t size)
+{
+    char key[STORE_SHOP_NAME_MAX + 1];
+    if (len == 0 || len > STORE_SHOP_NAME_MAX) {
+        return false;
+    }
+    memcpy(key, shop, len);
+    key[len] = '\0';
+    bool found = false;
+    pthread_mutex_lock(&j->owners_lock);
+    size_t lo = 0, hi = j->owner_count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int cmp = strcmp(key, j->owners[mid].shop);
+        if (cmp == 0) {
+            found = snprintf(url, size, "%s", j->owners[mid].url) < (int)size;
+            break;
+        }
+        if (cmp < 0) {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    pthread_mutex_unlock(&j->owners_lock);
+    return found;
+}
+
 /* Ends the process at once, as the header says: nothing it did not
  * acknowledge may be acknowledged now, and nothing it did is lost. */
 static _Noreturn void lost(const pgj_t *j, const char *why)
@@ -302,6 +378,9 @@ static void *renew_thread(void *arg)
         int rc = renew(j);
         if (rc == 0) {
             lost(j, "another node took the shop over");
+        }
+        if (rc == 1) {
+            refresh_owners(j);
         }
         if (rc < 0 && !complained) {
             char msg[512];
@@ -758,7 +837,9 @@ void pgj_close(pgj_t *j)
     PQfinish(j->journal_conn);
     PQfinish(j->lease_conn);
     pthread_mutex_destroy(&j->lock);
+    pthread_mutex_destroy(&j->owners_lock);
     pthread_cond_destroy(&j->wake);
+    free(j->owners);
     free(j->url);
     free(j->shop);
     free(j->node);

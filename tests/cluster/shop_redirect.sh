@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# tests/cluster/shop_redirect.sh - a request for another shop, sent to a
+# cluster's node, goes to that shop's owner (ctest cluster.shop_redirect,
+# with the fixture `pg`).
+#
+# Two nodes, each the owner of a shop of its own in one PostgreSQL. Asked
+# for the other shop's path, a node answers 307 to that shop's owner, the
+# path and the query kept (the query re-encoded, meaning the same); a
+# shop with no live owner is a 404 naming the node's own shop; nothing is
+# changed by either.
+#
+#   HF_BINARY=build/holdfast HF_PG_ENV=DIR/env tests/cluster/shop_redirect.sh
+set -uo pipefail
+
+fail() { echo "FAIL: $*" >&2; for l in "$work"/*.log; do tail -3 "$l" >&2; done; exit 1; }
+
+[ -n "${HF_BINARY:-}" ] && [ -x "$HF_BINARY" ] || { echo "HF_BINARY must name holdfast" >&2; exit 1; }
+[ -r "${HF_PG_ENV:-}" ] || { echo "HF_PG_ENV must name the pg fixture's env file" >&2; exit 1; }
+# shellcheck disable=SC1090
+. "$HF_PG_ENV"
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/holdfast-redirect.XXXXXX")
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+a="ra-$$" b="rb-$$"
+
+# start SHOP: a node owning SHOP; prints its port once it serves.
+start() {
+    local log=$work/$1.log port=
+    "$HF_BINARY" serve --listen 127.0.0.1:0 --data "$work/$1" --journal "$PG_URL" \
+        --shop "$1" --node "n-$1" --lease-ms 1000 --access-log off >"$log" 2>&1 &
+    pids+=($!)
+    for _ in $(seq 100); do
+        port=$(sed -n 's/.*msg=listening addr=127.0.0.1:\([0-9]*\).*/\1/p' "$log")
+        [ -n "$port" ] && { echo "$port"; return 0; }
+        sleep 0.1
+    done
+    return 1
+}
+port_a=$(start "$a") || fail "shop $a's node did not serve"
+port_b=$(start "$b") || fail "shop $b's node did not serve"
+curl -s -m 5 -X PUT "http://127.0.0.1:$port_b/v1/skus/tee" -d '{"stock": 7}' | grep -q '"stock":7' ||
+    fail "PUT on $b's node"
+
+# Node a learns b's owner at a lease renewal (every quarter lease): bounded.
+target="/v1/shops/$b/skus?limit=1&after=a%20b"
+for _ in $(seq 50); do
+    code=$(curl -s -m 5 -o "$work/reply" -D "$work/head" -w '%{http_code}' "http://127.0.0.1:$port_a$target")
+    [ "$code" = 307 ] && break
+    [ "$code" = 404 ] || fail "GET $target on $a's node: $code"
+    sleep 0.1
+done
+[ "$code" = 307 ] || fail "$a's node never sent $b's path to $b's owner"
+location=$(tr -d '\r' <"$work/head" | sed -n 's/^Location: //Ip')
+want="http://127.0.0.1:$port_b/v1/shops/$b/skus?limit=1&after=a%20b"
+[ "$location" = "$want" ] || fail "Location '$location', want '$want'"
+grep -q '"code":"not_owner"' "$work/reply" || fail "the 307's body is not a not_owner error"
+echo "ok: another shop's path is a 307 to its owner, the query kept"
+
+# Followed, the same request reaches b's shop.
+curl -s -m 5 -L "http://127.0.0.1:$port_a/v1/shops/$b/skus/tee" | grep -q '"stock":7' ||
+    fail "the redirect did not reach $b's sku"
+# A change through the redirect (curl -L keeps a 307's method and body).
+curl -s -m 5 -L -X POST "http://127.0.0.1:$port_a/v1/shops/$b/holds" \
+    -d '{"customer":"c1","lines":[{"sku":"tee","qty":2}]}' | grep -q '"state":"active"' ||
+    fail "a hold through the redirect"
+curl -s -m 5 "http://127.0.0.1:$port_b/v1/skus/tee" | grep -q '"held":2' || fail "$b's sku after it"
+curl -s -m 5 "http://127.0.0.1:$port_a/v1/skus/tee" | grep -q '"code":"not_found"' ||
+    fail "$a's own shop got $b's sku"
+echo "ok: followed, it reaches that shop's owner, and only it"
+
+# A shop nobody owns: 404, naming this node's shop.
+code=$(curl -s -m 5 -o "$work/reply" -w '%{http_code}' "http://127.0.0.1:$port_a/v1/shops/nobody-$$/skus")
+[ "$code" = 404 ] || fail "an unknown shop: $code"
+grep -q "\\\\\"$a\\\\\"" "$work/reply" || fail "the 404 does not name $a: $(cat "$work/reply")"
+echo "ok: a shop with no live owner is a 404 naming this node's shop"
