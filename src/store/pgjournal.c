@@ -33,6 +33,10 @@
 #define APP_NAME_MAX 64
 /* Other shops' owners known for redirects (pgj_owner_of), at most. */
 #define OWNERS_KNOWN_MAX 1024
+/* ... read again this often, or at the next renewal after a lookup missed:
+ * every owner of a platform's shops reads the list, so reading it at each
+ * renewal would cost PostgreSQL the square of the shops. */
+#define OWNERS_REFRESH_MS 5000
 #define OWNER_URL_BYTES 256
 
 /* Any two of these are far apart; the schema is made under this lock so
@@ -93,6 +97,8 @@ struct pgj_s {
     pthread_mutex_t owners_lock;
     owner_t *owners;
     size_t owner_count;
+    int64_t owners_read_ms; /* renewal thread: when the list was last read */
+    bool owners_wanted;     /* atomic: a lookup missed since */
     int64_t lease_ms;
     PGconn *lease_conn;   /* acquire, renewals */
     PGconn *journal_conn; /* recovery, commits */
@@ -339,6 +345,9 @@ bool pgj_owner_of(pgj_t *j, const char *shop, size_t len, char *url, size_t size
         }
     }
     pthread_mutex_unlock(&j->owners_lock);
+    if (!found) {
+        __atomic_store_n(&j->owners_wanted, true, __ATOMIC_RELEASE);
+    }
     return found;
 }
 
@@ -379,8 +388,11 @@ static void *renew_thread(void *arg)
         if (rc == 0) {
             lost(j, "another node took the shop over");
         }
-        if (rc == 1) {
+        int64_t now_ms = hf_mono_ms();
+        if (rc == 1 && (now_ms - j->owners_read_ms >= OWNERS_REFRESH_MS ||
+                        __atomic_exchange_n(&j->owners_wanted, false, __ATOMIC_ACQ_REL))) {
             refresh_owners(j);
+            j->owners_read_ms = now_ms;
         }
         if (rc < 0 && !complained) {
             char msg[512];

@@ -55,8 +55,9 @@ store_lease_t pgj_acquire(pgj_t *j, store_lease_info_t *held, char *err, size_t 
 /* Whether this node may still answer as the shop's owner at mono_ms. */
 bool pgj_owner_at(pgj_t *j, int64_t mono_ms);
 uint64_t pgj_epoch(const pgj_t *j);
-/* Another shop's owner's URL, as the last renewal found it (shop: len
- * bytes, not terminated). False if that shop has no live owner known. */
+/* Another shop's owner's URL, as a renewal read it (every few seconds, or
+ * at the next renewal after a lookup missed; shop: len bytes, not
+ * terminated). False if that shop has no live owner known. */
 bool pgj_owner_of(pgj_t *j, const char *shop, size_t len, char *url, size_t size);
 
 /* Whether both connections still are (a takeover ends them). */

@@ -183,8 +183,9 @@ store_lease_t store_lease_take(store_t *s, store_lease_info_t *held, char *err, 
 bool store_owner_at(store_t *s, int64_t mono_ms);
 
 /* With the journal in PostgreSQL: where another shop's owner is (shop:
- * len bytes), as this node's last lease renewal saw it; false if unknown
- * (no live owner, or no cluster). For redirects to other shops. */
+ * len bytes), as this node's lease renewals last read it (pgjournal.h);
+ * false if unknown (no live owner, or no cluster). For redirects to other
+ * shops. */
 bool store_shop_owner(store_t *s, const char *shop, size_t len, char *url, size_t size);
 
 /* Whether the journal in PostgreSQL lost a connection (a takeover ended
