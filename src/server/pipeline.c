@@ -34,8 +34,9 @@ bool pipeline_run(request_t *r, void *args, pipe_fn run, pipe_fn reply)
     server_t *s = r->server;
     assert(reply != NULL);
     pthread_mutex_lock(&s->engine_lock);
-    pipe_t p = {.r = r, .s = s, .now_ms = server_now_ms(s)};
-    if (!store_owner_at(&s->store, server_mono_ms())) {
+    int64_t mono_ms = server_mono_ms();
+    pipe_t p = {.r = r, .s = s, .now_ms = server_now_at_ms(s, mono_ms)};
+    if (!store_owner_at(&s->store, mono_ms)) {
         /* Paused past its lease: another node may own the shop by now. */
         request_error(r, API_ERR_NOT_OWNER, "this node no longer owns the shop; retry");
         p.refused = true;

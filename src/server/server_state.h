@@ -177,9 +177,16 @@ static inline int64_t server_mono_ms(void)
     return hf_mono_ms();
 }
 
+/* Engine time at monotonic time mono_ms (a caller that needs both reads
+ * the clock once). */
+static inline int64_t server_now_at_ms(const server_t *s, int64_t mono_ms)
+{
+    return s->clock_base_ms + (mono_ms - s->mono_start_ms);
+}
+
 static inline int64_t server_now_ms(const server_t *s)
 {
-    return s->clock_base_ms + (server_mono_ms() - s->mono_start_ms);
+    return server_now_at_ms(s, server_mono_ms());
 }
 
 #endif

@@ -187,6 +187,24 @@ static int run(PGconn *c, const char *sql, ExecStatusType want, const char *what
     return rc;
 }
 
+/* A statement that must give exactly one row: its result, or NULL with
+ * err ("what: why", or "what: no such row"). result_format 1: binary. */
+static PGresult *one_row(PGconn *c, const char *sql, int n, const char *const *params,
+                         int result_format, const char *what, char *err, size_t err_size)
+{
+    PGresult *r = PQexecParams(c, sql, n, NULL, params, NULL, NULL, result_format);
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
+        return r;
+    }
+    if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+        snprintf(err, err_size, "%s: no such row", what);
+    } else {
+        sql_error(c, r, what, err, err_size);
+    }
+    PQclear(r);
+    return NULL;
+}
+
 static uint64_t be_get(const char *p, int len)
 {
     uint64_t v = 0;
@@ -441,14 +459,12 @@ static store_lease_t look(pgj_t *j, seen_t *seen, store_lease_info_t *held, char
     j->created = j->created || strcmp(PQcmdTuples(r), "1") == 0;
     PQclear(r);
     params[1] = j->node;
-    r = PQexecParams(j->lease_conn,
-                     "SELECT epoch, owner, owner_url, expires <= clock_timestamp() OR owner = $2,"
-                     " greatest(0, extract(epoch FROM expires - clock_timestamp()) * 1000)::bigint"
-                     " FROM holdfast_shops WHERE shop = $1",
-                     2, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
-        sql_error(j->lease_conn, r, "cannot read the shop's lease", err, err_size);
-        PQclear(r);
+    r = one_row(j->lease_conn,
+                "SELECT epoch, owner, owner_url, expires <= clock_timestamp() OR owner = $2,"
+                " greatest(0, extract(epoch FROM expires - clock_timestamp()) * 1000)::bigint"
+                " FROM holdfast_shops WHERE shop = $1",
+                2, params, 0, "cannot read the shop's lease", err, err_size);
+    if (r == NULL) {
         return STORE_LEASE_ERROR;
     }
     seen->epoch = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
@@ -504,14 +520,12 @@ static int take(pgj_t *j, const seen_t *seen, int64_t sent_ms, char *err, size_t
     if (!same) {
         return 0;
     }
-    r = PQexecParams(j->lease_conn,
-                     "UPDATE holdfast_shops SET epoch = epoch + 1, owner = $3, owner_url = $4,"
-                     " expires = clock_timestamp() + $5 * interval '1 millisecond'"
-                     " WHERE shop = $1 AND epoch = $2 RETURNING epoch",
-                     5, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
-        sql_error(j->lease_conn, r, "cannot take the shop's lease", err, err_size);
-        PQclear(r);
+    r = one_row(j->lease_conn,
+                "UPDATE holdfast_shops SET epoch = epoch + 1, owner = $3, owner_url = $4,"
+                " expires = clock_timestamp() + $5 * interval '1 millisecond'"
+                " WHERE shop = $1 AND epoch = $2 RETURNING epoch",
+                5, params, 0, "cannot take the shop's lease", err, err_size);
+    if (r == NULL) {
         return -1;
     }
     j->epoch = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
@@ -592,13 +606,15 @@ int pgj_base(pgj_t *j, pgj_base_t *out, char *err, size_t err_size)
 {
     assert(j->journal_conn != NULL);
     const char *params[] = {j->shop};
-    PGresult *r = PQexecParams(j->journal_conn,
-                               "SELECT snapshot_seq, trim_chain, legacy_hold_seq, key"
-                               " FROM holdfast_shops WHERE shop = $1",
-                               1, NULL, params, NULL, NULL, 1);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1 ||
-        PQgetlength(r, 0, 3) != STORE_KEY_BYTES) {
-        sql_error(j->journal_conn, r, "cannot read the shop's row", err, err_size);
+    PGresult *r = one_row(j->journal_conn,
+                          "SELECT snapshot_seq, trim_chain, legacy_hold_seq, key"
+                          " FROM holdfast_shops WHERE shop = $1",
+                          1, params, 1, "cannot read the shop's row", err, err_size);
+    if (r == NULL) {
+        return -1;
+    }
+    if (PQgetlength(r, 0, 3) != STORE_KEY_BYTES) {
+        snprintf(err, err_size, "the shop's row has a damaged hold key");
         PQclear(r);
         return -1;
     }
@@ -616,16 +632,12 @@ int pgj_snapshot(pgj_t *j, uint64_t seq, store_buf_t *out, char *err, size_t err
     char seq_text[24];
     snprintf(seq_text, sizeof seq_text, "%" PRIu64, seq);
     const char *params[] = {j->shop, seq_text};
-    PGresult *r = PQexecParams(j->journal_conn,
-                               "SELECT body FROM holdfast_snapshots WHERE shop = $1 AND seq = $2",
-                               2, NULL, params, NULL, NULL, 1);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
-        if (PQresultStatus(r) == PGRES_TUPLES_OK) {
-            snprintf(err, err_size, "snapshot %" PRIu64 " of shop %s is missing", seq, j->shop);
-        } else {
-            sql_error(j->journal_conn, r, "cannot read the snapshot", err, err_size);
-        }
-        PQclear(r);
+    char what[96];
+    snprintf(what, sizeof what, "snapshot %" PRIu64 " of shop %s", seq, j->shop);
+    PGresult *r = one_row(j->journal_conn,
+                          "SELECT body FROM holdfast_snapshots WHERE shop = $1 AND seq = $2", 2,
+                          params, 1, what, err, err_size);
+    if (r == NULL) {
         return -1;
     }
     size_t size = (size_t)PQgetlength(r, 0, 0);
