@@ -20,7 +20,11 @@
 #   3. many shops: HF_CLUSTER_SHOPS_MAX holdfast processes, each the only
 #      node of its own shop (--shop), all journaling to the same PostgreSQL,
 #      loaded 1, 2, 4, ... at a time by one wrk per shop running together,
-#      first with 32 connections split between them, then with 32 each.
+#      first with 32 connections split between them, then with 32 each;
+#   4. two nodes against one: the first 4 of those shops, 32 connections
+#      each, first all under one CPU cap standing in for one machine, then
+#      split under two (bench/cpucap.sh; needs root, else skipped),
+#      alternating HF_CLUSTER_ROUNDS times.
 #
 # Each run reports holds/s, latency, the CPU of the servers, of PostgreSQL
 # (primary and standby, every process) and of wrk in % of one core, the whole
@@ -32,10 +36,12 @@
 #
 # Environment:
 #   HF_CLUSTER_SECONDS=6        seconds per load run; the whole run takes about
-#                               18 runs of this plus about 4 s each, and PostgreSQL
+#                               22 runs of this plus about 4 s each, and PostgreSQL
 #                               (3.5 minutes at the default; more on a busy machine)
 #   HF_CLUSTER_ROUNDS=2         SQLite / PostgreSQL alternations
 #   HF_CLUSTER_SHOPS_MAX=8      the most shop processes (1, 2, 4, ... up to it)
+#   HF_CLUSTER_NODE_CPU=25      section 4's cap of a node, % of one core: small
+#                               enough that the holdfast side is the bound
 #
 # Needs wrk and PostgreSQL 15 (scripts/deps.sh bench installs both).
 set -uo pipefail
@@ -46,6 +52,8 @@ LUA=$ROOT/bench
 SECS=${HF_CLUSTER_SECONDS:-6}
 ROUNDS=${HF_CLUSTER_ROUNDS:-2}
 SHOPS_MAX=${HF_CLUSTER_SHOPS_MAX:-8}
+NODE_CPU=${HF_CLUSTER_NODE_CPU:-25}
+NODE_SHOPS=$((SHOPS_MAX < 4 ? SHOPS_MAX : 4)) # the shops of section 4, on one node or split over two
 CONNS=32          # make bench's main figure
 CONNS_WIDE=256    # the other connection count make bench measures
 WRK_THREADS=2
@@ -56,11 +64,14 @@ START_WAIT_TENTHS=300
 
 # shellcheck source=tests/cluster/pg.sh
 . "$ROOT/tests/cluster/pg.sh"
+# shellcheck source=bench/cpucap.sh
+. "$ROOT/bench/cpucap.sh"
 
 [ -x "$BIN" ] || { echo "cluster.sh: $BIN is missing; run make first (make bench-cluster does)" >&2; exit 2; }
 command -v wrk >/dev/null || { echo "cluster.sh: wrk is not installed (scripts/deps.sh)" >&2; exit 2; }
 pgh_available || { echo "cluster.sh: PostgreSQL 15 is not installed (scripts/deps.sh bench)" >&2; exit 2; }
 [[ "$SHOPS_MAX" =~ ^[1-9][0-9]?$ ]] || { echo "cluster.sh: HF_CLUSTER_SHOPS_MAX must be 1..99" >&2; exit 2; }
+[[ "$NODE_CPU" =~ ^[1-9][0-9]?$|^100$ ]] || { echo "cluster.sh: HF_CLUSTER_NODE_CPU must be 1..100 (% of a core)" >&2; exit 2; }
 
 mkdir -p "$ROOT/build/bench"
 STAMP=$(date -u +%Y%m%d-%H%M%S)
@@ -71,6 +82,7 @@ PG_DIR=$WORK/pg
 SUMMARY=$WORK/summary.tsv
 PIDS=()    # every holdfast server running
 PG_UP=0
+CAPS=0     # bench/cpucap.sh's caps made
 exec > >(tee "$OUT") 2>&1
 
 stop_servers() {
@@ -81,6 +93,7 @@ stop_servers() {
 }
 cleanup() {
     stop_servers
+    [ "$CAPS" = 1 ] && { cpucap_remove node-a; cpucap_remove node-b; }
     [ "$PG_UP" = 1 ] && pgh_destroy "$PG_DIR" >/dev/null
     rm -rf "$WORK"
 }
@@ -407,6 +420,36 @@ for spread in split each; do
         k=$((k * 2))
     done
 done
+echo
+
+# ------------------------------------------------------------------ 4. nodes
+
+# Two nodes against one, for the same shops. A node is a machine of its own;
+# here each is a CPU cap (bench/cpucap.sh) of NODE_CPU % of a core over its
+# shops' processes, so that the holdfast side is what runs out, as it does
+# when shops outgrow one machine. PostgreSQL and wrk stay uncapped and
+# shared, as one database serves every node.
+echo "== 4. two nodes against one: $NODE_SHOPS shops, $CONNS connections each, a node capped at $NODE_CPU% of a core"
+declare -A NODES1 NODES2
+if [ "$SHOPS_MAX" -lt 2 ]; then
+    echo "   skipped: needs HF_CLUSTER_SHOPS_MAX >= 2"
+elif ! cpucap_available; then
+    echo "   skipped: CPU caps need root and a writable cgroup filesystem (bench/cpucap.sh)"
+else
+    CAPS=1
+    cpucap_make node-a "$NODE_CPU" && cpucap_make node-b "$NODE_CPU" || exit 1
+    half=$((NODE_SHOPS / 2))
+    PORT_PIDS=("${ALL_PIDS[@]:0:NODE_SHOPS}")
+    for r in $(seq "$ROUNDS"); do
+        cpucap_put node-a "${PORT_PIDS[@]}" || exit 1
+        load "round $r: one node, $NODE_SHOPS shops" $CONNS holds "${PORTS[@]:0:NODE_SHOPS}"
+        NODES1[$r]=$RATE
+        cpucap_put node-b "${PORT_PIDS[@]:half}" || exit 1
+        load "round $r: two nodes, $half + $((NODE_SHOPS - half)) shops" $CONNS holds "${PORTS[@]:0:NODE_SHOPS}"
+        NODES2[$r]=$RATE
+    done
+    cpucap_put "" "${PORT_PIDS[@]}"
+fi
 stop_servers
 echo
 
@@ -433,5 +476,12 @@ while [ "$k" -le "$SHOPS_MAX" ]; do
     k=$((k * 2))
 done
 echo "shops: holds/s with $CONNS connections split / $CONNS each (each vs one shop): $line"
+if [ "${#NODES1[@]}" -gt 0 ]; then
+    line=""
+    for r in $(seq "$ROUNDS"); do
+        line="$line${line:+; }round $r: ${NODES1[$r]} / ${NODES2[$r]} ($(awk -v a="${NODES2[$r]}" -v b="${NODES1[$r]}" 'BEGIN { printf "%.2fx", (b > 0 ? a / b : 0) }'))"
+    done
+    echo "nodes: holds/s of $NODE_SHOPS shops on one node / on two, each node capped at $NODE_CPU% of a core: $line"
+fi
 echo "target >= 20000 holds/s per shop with the PostgreSQL journal at $CONNS connections: $(awk -v b="$SUM_B" -v n="$ROUNDS" 'BEGIN { print (b / n >= 20000 ? "met" : "missed") }') ($((SUM_B / ROUNDS))/s)"
 echo "results: $OUT"
