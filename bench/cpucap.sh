@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # bench/cpucap.sh - CPU caps for processes, to stand in for machines of
 # their own on one machine (sourced by bench/cluster.sh): a cap is a
 # control group with a CPU quota. Needs root and a writable cgroup
