@@ -30,6 +30,7 @@
 #define RENEWS_PER_LEASE 4
 /* A connection that cannot be made within this long counts as failed. */
 #define CONNECT_TIMEOUT_S "2"
+/* PostgreSQL keeps 63 bytes of an application_name (NAMEDATALEN). */
 #define APP_NAME_MAX 64
 /* Other shops' owners known for redirects (pgj_owner_of), at most. */
 #define OWNERS_KNOWN_MAX 1024
@@ -478,16 +479,23 @@ static store_lease_t look(pgj_t *j, seen_t *seen, store_lease_info_t *held, char
     return seen->free ? STORE_LEASE_OWNED : STORE_LEASE_HELD;
 }
 
-/* Ends the old owner's sessions, so that its locks go with them. */
-static int end_old_owner(pgj_t *j, char *err, size_t err_size)
+/* Ends the sessions of the owner seen (none for a new shop), so that its
+ * locks go with them. Only that owner's: a node restarted under the name
+ * it owned under sees itself there, maybe before another standby's
+ * takeover commits, and must not end the newer owner (its take then finds
+ * the epoch moved). An older owner's appends are fenced by the epoch. The
+ * name is cut as PostgreSQL cuts application_name (names are ASCII). */
+static int end_old_owner(pgj_t *j, const char *owner, char *err, size_t err_size)
 {
-    char prefix[APP_NAME_MAX];
-    snprintf(prefix, sizeof prefix, "holdfast/%s/owner/", j->shop);
-    const char *params[] = {prefix};
+    if (owner[0] == '\0') {
+        return 0;
+    }
+    char name[APP_NAME_MAX];
+    snprintf(name, sizeof name, "holdfast/%s/owner/%s", j->shop, owner);
+    const char *params[] = {name};
     PGresult *r = PQexecParams(j->lease_conn,
                                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                               " WHERE left(application_name, length($1)) = $1"
-                               " AND pid <> pg_backend_pid()",
+                               " WHERE application_name = $1 AND pid <> pg_backend_pid()",
                                1, NULL, params, NULL, NULL, 0);
     int rc = PQresultStatus(r) == PGRES_TUPLES_OK ? 0 : -1;
     if (rc != 0) {
@@ -575,7 +583,9 @@ store_lease_t pgj_acquire(pgj_t *j, store_lease_info_t *held, char *err, size_t 
     store_lease_t got = look(j, &seen, held, err, err_size);
     int taken = 0;
     if (got == STORE_LEASE_OWNED) {
-        taken = end_old_owner(j, err, err_size) == 0 ? take(j, &seen, sent_ms, err, err_size) : -1;
+        taken = end_old_owner(j, held->owner, err, err_size) == 0
+                    ? take(j, &seen, sent_ms, err, err_size)
+                    : -1;
     }
     if (taken != 1) {
         char ignored[64];
