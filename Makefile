@@ -15,13 +15,16 @@
 #               that each acknowledged change is there (docs/DURABILITY.md); not
 #               part of `make test`: it takes twenty minutes or so
 #   make cluster-test  build (optimised, in build/cluster), then fail a
-#               three-node cluster (journal in PostgreSQL 15, which deps.sh test
-#               installs) under load: CLUSTER_KILLS kill -9s of the owner (100),
-#               CLUSTER_DB_FAILOVERS PostgreSQL failovers (20), CLUSTER_STOPS
-#               pauses past the lease (10), CLUSTER_PARTITIONS cuts from the
-#               database (10); every acknowledged change checked after each, and
-#               the failover times printed; not part of `make test` (ten
-#               minutes or so; ctest's cluster.failover runs a few rounds)
+#               three-node cluster (journal in PostgreSQL 15, which deps.sh cluster
+#               installs with etcd and Patroni) under load: CLUSTER_KILLS kill -9s
+#               of the owner (100), CLUSTER_DB_FAILOVERS PostgreSQL failovers (20),
+#               CLUSTER_STOPS pauses past the lease (10), CLUSTER_PARTITIONS cuts
+#               from the database (10); then docs/OPERATIONS.md's layout with
+#               Patroni and etcd, its PostgreSQL leader killed
+#               CLUSTER_PATRONI_ROUNDS times (3; tests/cluster/patroni.sh); every
+#               acknowledged change checked after each, and the failover times
+#               printed; not part of `make test` (fifteen minutes or so; ctest's
+#               cluster.failover runs a few rounds)
 #   make install  build, then install under $(DESTDIR)$(PREFIX): the binary, the
 #               web pages, the man page, the systemd unit, an example configuration
 #               (docs/OPERATIONS.md lists them). PREFIX (default /usr/local) is
@@ -74,13 +77,15 @@ CLUSTER_KILLS ?= 100
 CLUSTER_DB_FAILOVERS ?= 20
 CLUSTER_STOPS ?= 10
 CLUSTER_PARTITIONS ?= 10
+CLUSTER_PATRONI_ROUNDS ?= 3
 cluster-test:
-	@./scripts/deps.sh test
+	@./scripts/deps.sh cluster
 	cmake -S . -B build/cluster -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_TESTING=ON >/dev/null
 	cmake --build build/cluster -j $(JOBS) --target cluster_torture
 	CLUSTER_KILLS=$(CLUSTER_KILLS) CLUSTER_DB_FAILOVERS=$(CLUSTER_DB_FAILOVERS) \
 	    CLUSTER_STOPS=$(CLUSTER_STOPS) CLUSTER_PARTITIONS=$(CLUSTER_PARTITIONS) \
 	    build/cluster/tests/cluster/cluster_torture
+	HF_BINARY=build/cluster/holdfast tests/cluster/patroni.sh $(CLUSTER_PATRONI_ROUNDS)
 
 clean:
 	rm -rf build

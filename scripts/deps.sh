@@ -13,6 +13,9 @@
 #                          operations tests run (tests/ops), and PostgreSQL
 #                          15, which the cluster tests start on their own
 #                          loopback ports and stop again (tests/cluster)
+#   scripts/deps.sh cluster  what `test` installs, and etcd and Patroni, for
+#                          make cluster-test's run of docs/OPERATIONS.md's
+#                          cluster (tests/cluster/patroni.sh)
 #   scripts/deps.sh bench  also the benchmark's peers (make bench): Redis and
 #                          PostgreSQL 15, which bench/run.sh and bench/cluster.sh
 #                          start on their own loopback ports and stop again
@@ -32,7 +35,7 @@ packages=(
     nodejs                             # the JS solver's test, the browser tests, npm
     clang lld                          # web/pow/pow.wasm, the browser's solver (wasm32, wasm-ld)
 )
-if [ "${1:-}" = test ]; then
+if [ "${1:-}" = test ] || [ "${1:-}" = cluster ]; then
     packages+=(chromium fonts-dejavu-core)  # the browser tests (headless)
     packages+=(
         systemd   # systemd-analyze: the unit verified and rated (it runs no daemon here)
@@ -40,6 +43,13 @@ if [ "${1:-}" = test ]; then
         nginx     # docs/OPERATIONS.md's proxy configuration, run in front of the server
         openssl   # keys and a certificate made in the tests
         postgresql-15 # tests/cluster/pg.sh's primaries and standbys
+    )
+fi
+
+if [ "${1:-}" = cluster ]; then
+    packages+=(
+        etcd-server # the store Patroni keeps its leader lock in
+        patroni     # fails PostgreSQL over (it runs the postgresql-15 above)
     )
 fi
 
@@ -75,11 +85,13 @@ if [ ${#missing[@]} -gt 0 ]; then
             $sudo service nginx stop >&2 2>/dev/null || true  # started by its init script
         fi
     fi
-    # Likewise Redis (port 6379) and PostgreSQL (a "main" cluster on 5432):
-    # the benchmark and the cluster tests start throwaway instances of their
-    # own. Without systemd, Debian starts them through their init scripts.
-    for svc in redis-server postgresql; do
-        [[ " ${missing[*]} " == *" ${svc/postgresql/postgresql-15} "* ]] || continue
+    # Likewise Redis (port 6379), PostgreSQL (a "main" cluster on 5432) and
+    # etcd (2379): the benchmark and the cluster tests start throwaway
+    # instances of their own. Without systemd, Debian starts them through
+    # their init scripts.
+    for pair in redis-server:redis-server postgresql:postgresql-15 etcd:etcd-server patroni:patroni; do
+        svc=${pair%%:*} pkg=${pair#*:}
+        [[ " ${missing[*]} " == *" $pkg "* ]] || continue
         if [ -d /run/systemd/system ]; then
             $sudo systemctl disable --now "$svc" >&2 || true
         elif [ -x "/etc/init.d/$svc" ]; then
