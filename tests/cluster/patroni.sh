@@ -229,9 +229,11 @@ node() {
  "node_url": "http://127.0.0.1:$port", "lease_ms": $LEASE_MS, "policy": $POLICY_OFF}
 EOF
     while [ ! -e "$STOP_NODES" ]; do
+        # Each line stamped with the time, to line it up with Patroni's log.
         "$HF_BINARY" serve --listen "127.0.0.1:$port" --data "$WORK/$name" \
-            --config "$WORK/$name.json" --access-log off >>"$WORK/$name.log" 2>&1
-        echo "exit $?" >>"$WORK/$name.exits"
+            --config "$WORK/$name.json" --access-log off 2>&1 |
+            while IFS= read -r line; do echo "$(date '+%F %T.%3N') $line"; done >>"$WORK/$name.log"
+        echo "exit ${PIPESTATUS[0]}" >>"$WORK/$name.exits"
         sleep 0.2 # systemd's RestartSec; the node itself waits for PostgreSQL
     done
 }
