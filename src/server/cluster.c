@@ -304,8 +304,34 @@ int cluster_take_shop(server_t *s, int listen_fd, const char *listen_addr, const
     return rc;
 }
 
+/* A node whose journal failed has answered what waited (outcome unknown)
+ * and refuses the rest (503 not_owner); it ends once those answers are out,
+ * but keeps the shop from the next owner no longer than this. */
+#define FAILED_ANSWER_MS 300
+
+/* Ends the node once its failed journal's answers have gone out. */
+static void end_after_answers(server_t *s, int64_t mono_ms)
+{
+    if (s->journal_failed_ms == 0) {
+        s->journal_failed_ms = mono_ms;
+    }
+    int inflight = __atomic_load_n(&s->inflight, __ATOMIC_SEQ_CST);
+    if (inflight > 0 && mono_ms - s->journal_failed_ms < FAILED_ANSWER_MS) {
+        return;
+    }
+    fprintf(stderr, "level=error msg=\"the journal failed; what waited for it was answered, "
+                    "exiting for a restart\" shop=%s node=%s inflight=%d\n",
+            s->config.shop, s->config.node, inflight);
+    fflush(stderr);
+    _exit(STORE_EXIT_LEASE_LOST);
+}
+
 void cluster_check_lease(server_t *s, int64_t mono_ms)
 {
+    if (store_pg_failed(&s->store)) {
+        end_after_answers(s, mono_ms);
+        return;
+    }
     if (store_owner_at(&s->store, mono_ms)) {
         return;
     }

@@ -30,8 +30,10 @@ int cluster_config_finish(server_config_t *c);
  * is, makes the default node URL. */
 int cluster_take_shop(server_t *s, int listen_fd, const char *listen_addr, const sigset_t *stop);
 
-/* The tick's look at the lease: a node that may no longer be sure it owns
- * the shop ends at once (store.h says why). */
+/* The tick's look at the lease and the journal: a node that may no longer
+ * be sure it owns the shop ends at once; one whose journal failed ends once
+ * the replies that waited for it have gone out, or a moment later
+ * (store_open_pg says why). */
 void cluster_check_lease(server_t *s, int64_t mono_ms);
 
 #endif

@@ -272,7 +272,12 @@ static void dispatch(request_t *r, const route_t *route, const route_args_t *a)
     const handler_t *h = route->handler;
     assert(h->parse != NULL || h->reply != NULL); /* one of them answers */
     if (h != &ops_healthz_handler && store_failed(&r->server->store)) {
-        request_error(r, API_ERR_STORAGE_UNAVAILABLE, "the journal cannot be written");
+        if (store_pg_failed(&r->server->store)) { /* the node ends in a moment */
+            request_error(r, API_ERR_NOT_OWNER,
+                          "this node's journal failed and it is giving the shop up; retry");
+        } else {
+            request_error(r, API_ERR_STORAGE_UNAVAILABLE, "the journal cannot be written");
+        }
         return;
     }
     _Alignas(max_align_t) unsigned char args[REQUEST_ARGS_BYTES_MAX];

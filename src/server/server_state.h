@@ -108,6 +108,7 @@ struct server_s {
     int64_t mono_start_ms;
     int64_t started_epoch_ms;
     int64_t reopen_at_ms; /* next look for room after a full disk (monotonic) */
+    int64_t journal_failed_ms; /* when the tick saw PostgreSQL's journal fail (0: not) */
 
     pthread_mutex_t wait_lock; /* replies waiting for the journal */
     request_t *wait_head;

@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "hf_clock.h"
 #include "record.h"
@@ -33,9 +32,11 @@ struct pgflight_s {
     worker_t workers[PGFLIGHT_CONNECTIONS_MAX];
     unsigned count;
     bool stopping;
+    bool failed; /* a row failed: nothing is sent any more */
     uint64_t durable_seq; /* the longest committed run from the start */
     uint64_t sent_seq;    /* the last seq sent */
     pgflight_done_fn done;
+    pgflight_fail_fn fail;
     void *ctx;
 };
 
@@ -57,17 +58,19 @@ static void advance(pgflight_t *f)
     pthread_cond_broadcast(&f->freed);
 }
 
-/* A row PostgreSQL did not take: the process ends (pgflight.h says why
- * that is safe, and store_open_pg why it is right). */
-static _Noreturn void failed(const pgj_commit_t *c, bool fenced, const char *err)
+/* A row PostgreSQL did not take: the flight stops here (its row never
+ * counts, so durable_seq stays before it) and the owner is told once. */
+static void failed(worker_t *w, const pgj_commit_t *c, bool fenced, const char *err)
 {
-    fprintf(stderr,
-            "level=error msg=\"%s; exiting for a restart\" first_seq=%" PRIu64 " err=\"%s\"\n",
-            fenced ? "the shop was taken over by another node"
-                   : "journal commit failed, its outcome unknown",
-            c->first_seq, fenced ? "this node's epoch is gone" : err);
-    fflush(stderr);
-    _exit(STORE_EXIT_LEASE_LOST);
+    pgflight_t *f = w->f;
+    pthread_mutex_lock(&f->lock);
+    bool first = !f->failed;
+    f->failed = true;
+    pthread_cond_broadcast(&f->freed);
+    pthread_mutex_unlock(&f->lock);
+    if (first) {
+        f->fail(f->ctx, c->first_seq, fenced, err);
+    }
 }
 
 static void *worker_thread(void *arg)
@@ -88,7 +91,9 @@ static void *worker_thread(void *arg)
         bool fenced = false;
         int64_t start_us = hf_mono_us();
         if (pgj_append(f->j, w->conn, &job, &fenced, err, sizeof err) != 0) {
-            failed(&job, fenced, err);
+            failed(w, &job, fenced, err);
+            pthread_mutex_lock(&f->lock);
+            break;
         }
         int64_t took_us = hf_mono_us() - start_us;
         pthread_mutex_lock(&f->lock);
@@ -103,7 +108,8 @@ static void *worker_thread(void *arg)
 }
 
 pgflight_t *pgflight_start(pgj_t *j, unsigned connections, uint64_t durable_seq,
-                           pgflight_done_fn done, void *ctx, char *err, size_t err_size)
+                           pgflight_done_fn done, pgflight_fail_fn fail, void *ctx, char *err,
+                           size_t err_size)
 {
     assert(connections >= 1 && connections <= PGFLIGHT_CONNECTIONS_MAX);
     pgflight_t *f = calloc(1, sizeof *f);
@@ -114,6 +120,7 @@ pgflight_t *pgflight_start(pgj_t *j, unsigned connections, uint64_t durable_seq,
     f->j = j;
     f->durable_seq = f->sent_seq = durable_seq;
     f->done = done;
+    f->fail = fail;
     f->ctx = ctx;
     pthread_mutex_init(&f->lock, NULL);
     pthread_cond_init(&f->freed, NULL);
@@ -143,7 +150,7 @@ void pgflight_submit(pgflight_t *f, const pgj_commit_t *c)
     pthread_mutex_lock(&f->lock);
     assert(c->first_seq == f->sent_seq + 1);
     worker_t *w = NULL;
-    for (;;) {
+    while (!f->failed) {
         for (unsigned i = 0; i < f->count && w == NULL; i++) {
             w = f->workers[i].busy ? NULL : &f->workers[i];
         }
@@ -151,6 +158,10 @@ void pgflight_submit(pgflight_t *f, const pgj_commit_t *c)
             break;
         }
         pthread_cond_wait(&f->freed, &f->lock);
+    }
+    if (f->failed) {
+        pthread_mutex_unlock(&f->lock);
+        return;
     }
     w->body.size = 0;
     record_buf_reserve(&w->body, c->size);
@@ -184,7 +195,7 @@ bool pgflight_idle(pgflight_t *f)
 void pgflight_drain(pgflight_t *f)
 {
     pthread_mutex_lock(&f->lock);
-    while (f->durable_seq != f->sent_seq) {
+    while (!f->failed && f->durable_seq != f->sent_seq) {
         pthread_cond_wait(&f->freed, &f->lock);
     }
     pthread_mutex_unlock(&f->lock);

@@ -11,8 +11,10 @@
  * the start, so no reply goes out before every row before its own has
  * committed.
  *
- * A row that fails ends the process (pgjournal.h, store_open_pg): rows
- * after it may have committed, past a gap. Recovery tells such a gap from
+ * A row that fails fails the whole flight: nothing more is sent, durable_seq
+ * stops at the gap, and the owner is told, who answers what waits with an
+ * unknown outcome and then ends the process (store_open_pg): rows after it
+ * may have committed, past a gap. Recovery tells such a gap from
  * damage by each row's durable_seq (how far the journal was durable when
  * it was sent): the rows past a gap were never acknowledged, so none of
  * them was sent with a durable_seq reaching the gap.
@@ -35,14 +37,20 @@ typedef struct pgflight_s pgflight_t;
  * took. */
 typedef void (*pgflight_done_fn)(void *ctx, uint64_t records, size_t bytes, int64_t took_us);
 
+/* Called once, on a connection's thread, when a row failed (fenced: the
+ * shop's epoch had moved on, so it was not written; else its outcome is
+ * unknown). err says why. */
+typedef void (*pgflight_fail_fn)(void *ctx, uint64_t first_seq, bool fenced, const char *err);
+
 /* connections (1..PGFLIGHT_CONNECTIONS_MAX) of the shop's owner, each with
  * a thread; durable_seq: how far the journal is already (recovered). NULL
  * with err if a connection cannot be made. */
 pgflight_t *pgflight_start(pgj_t *j, unsigned connections, uint64_t durable_seq,
-                           pgflight_done_fn done, void *ctx, char *err, size_t err_size);
+                           pgflight_done_fn done, pgflight_fail_fn fail, void *ctx, char *err,
+                           size_t err_size);
 
 /* Sends c (its body copied): c->first_seq must follow the last row sent.
- * Waits while every connection is busy. */
+ * Waits while every connection is busy. Once a row has failed, drops c. */
 void pgflight_submit(pgflight_t *f, const pgj_commit_t *c);
 
 /* The last seq of the longest run of committed rows from the start. */
@@ -51,7 +59,7 @@ uint64_t pgflight_durable_seq(pgflight_t *f);
 /* Whether no row is in flight. */
 bool pgflight_idle(pgflight_t *f);
 
-/* Waits until no row is in flight. */
+/* Waits until no row is in flight, or a row has failed. */
 void pgflight_drain(pgflight_t *f);
 
 /* Drains, then ends the threads and closes the connections. NULL does

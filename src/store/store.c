@@ -21,6 +21,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -238,9 +239,15 @@ bool store_pg_lost(store_t *s)
     return s->pg != NULL && !pgj_connected(s->pg);
 }
 
+bool store_pg_failed(store_t *s)
+{
+    return __atomic_load_n(&s->pg_failed, __ATOMIC_ACQUIRE);
+}
+
 bool store_owner_at(store_t *s, int64_t mono_ms)
 {
-    return s->pg == NULL || pgj_owner_at(s->pg, mono_ms);
+    /* Read on every request: atomics, not the store's lock. */
+    return s->pg == NULL || (pgj_owner_at(s->pg, mono_ms) && !store_pg_failed(s));
 }
 
 int store_hold_key(store_t *s, uint64_t legacy_hold_seq, store_key_t *out, char *err,
@@ -1327,6 +1334,30 @@ static void pg_row_done(void *ctx, uint64_t records, size_t bytes, int64_t took_
     pthread_mutex_unlock(&s->lock);
 }
 
+/* A commit that failed (pgflight's callback, or the commit thread's own):
+ * the store fails for good, and every reply waiting learns that its
+ * outcome is unknown (store_open_pg). The node ends once they are out. */
+static void pg_failed(void *ctx, uint64_t first_seq, bool fenced, const char *err)
+{
+    store_t *s = ctx;
+    fprintf(stderr,
+            "level=error msg=\"%s; answering what waits, then exiting for a restart\" "
+            "first_seq=%" PRIu64 " err=\"%s\"\n",
+            fenced ? "the shop was taken over by another node"
+                   : "journal commit failed, its outcome unknown",
+            first_seq, fenced ? "this node's epoch is gone" : err);
+    fflush(stderr);
+    pthread_mutex_lock(&s->lock);
+    s->failed = true;
+    __atomic_store_n(&s->pg_failed, true, __ATOMIC_RELEASE);
+    uint64_t durable = s->durable_seq;
+    pthread_cond_broadcast(&s->wake);
+    pthread_mutex_unlock(&s->lock);
+    if (s->on_durable != NULL) {
+        s->on_durable(s->on_durable_ctx, durable, true);
+    }
+}
+
 /* Moves durable_seq to what has committed, and says so. */
 static void pg_publish(store_t *s)
 {
@@ -1363,12 +1394,9 @@ static void pg_adopt(store_t *s, batch_t *b)
     pgj_commit_t c = {.chain = s->chain, .snapshot = &snap, .snapshot_seq = b->snapshot_seq};
     bool fenced = false;
     if (pgj_commit(s->pg, &c, &fenced, err, sizeof err) != 0) {
-        fprintf(stderr, "level=error msg=\"%s; exiting for a restart\" err=\"%s\"\n",
-                fenced ? "the shop was taken over by another node"
-                       : "journal commit failed, its outcome unknown",
-                fenced ? "this node's epoch is gone" : err);
-        fflush(stderr);
-        _exit(STORE_EXIT_LEASE_LOST);
+        pg_failed(s, b->snapshot_seq, fenced, err);
+        record_buf_free(&snap);
+        return;
     }
     pthread_mutex_lock(&s->lock);
     s->stats.snapshots++;
@@ -1384,10 +1412,8 @@ static void pg_send(store_t *s, const batch_t *b, uint64_t durable_seq, uint64_t
     if (fail_after != 0 && b->first_seq + b->count - 1 > fail_after) {
         /* The test hook: a failed commit, as PostgreSQL's journal meets
          * one (store_open_pg). */
-        fprintf(stderr, "level=error msg=\"journal commit failed, its outcome unknown; exiting "
-                        "for a restart\" err=\"injected fault\"\n");
-        fflush(stderr);
-        _exit(STORE_EXIT_LEASE_LOST);
+        pg_failed(s, b->first_seq, false, "injected fault");
+        return;
     }
     uint64_t chain = record_chain(s->chain, b->first_seq, b->count, b->body.data, b->body.size);
     pgj_commit_t c = {.first_seq = b->first_seq, .count = b->count, .chain = chain,
@@ -1431,8 +1457,8 @@ int store_start(store_t *s, store_durable_fn on_durable, void *ctx)
     s->on_durable_ctx = ctx;
     if (s->pg != NULL) {
         char err[512];
-        s->flight = pgflight_start(s->pg, STORE_PG_CONNECTIONS, s->durable_seq, pg_row_done, s,
-                                   err, sizeof err);
+        s->flight = pgflight_start(s->pg, STORE_PG_CONNECTIONS, s->durable_seq, pg_row_done,
+                                   pg_failed, s, err, sizeof err);
         if (s->flight == NULL) {
             fprintf(stderr, "level=error msg=\"cannot open the journal's connections\" "
                             "err=\"%s\"\n", err);

@@ -118,6 +118,7 @@ typedef struct store_s {
     struct pgj_s *pg; /* the journal in PostgreSQL (pgjournal.h), or NULL */
     struct pgflight_s *flight; /* its rows in flight (pgflight.h), once started */
     bool pg_progress; /* a row committed since the commit thread last looked */
+    bool pg_failed;   /* a commit to it failed: the node ends (store_pg_failed) */
     int lock_fd; /* DIR/holdfast.lock, flock()ed: one server per directory */
     void *insert_stmt;
     store_durability_t durability;
@@ -164,11 +165,13 @@ int store_open(store_t *s, const char *dir, store_durability_t durability,
  * directory for the flock and the snapshot files on their way to
  * PostgreSQL. On failure returns -1 with err; nothing is left open.
  *
- * From then on a commit that fails, or finds the shop taken over, ends the
- * process (exit status 75) instead of failing the store: the shop may be
- * another node's already, and whatever this one would answer could be
- * wrong. Clients see the connection drop (an unknown outcome) and retry
- * with their Idempotency-Key; a supervisor restarts the node. */
+ * From then on a commit that fails, or finds the shop taken over, fails
+ * the store for good, as a failed commit of the local journal does: every
+ * reply waiting is answered with an unknown outcome (on_durable's failed),
+ * no change is taken, and store_pg_failed() says the node must end (exit
+ * status 75) once those replies are out, not reopen: the shop may be
+ * another node's already. Clients retry with their Idempotency-Key on
+ * another node; a supervisor restarts this one. */
 int store_open_pg(store_t *s, const char *dir, const store_pg_t *pg,
                   store_durability_t durability, uint32_t compact_records, char *err,
                   size_t err_size);
@@ -179,7 +182,8 @@ int store_open_pg(store_t *s, const char *dir, const store_pg_t *pg,
 store_lease_t store_lease_take(store_t *s, store_lease_info_t *held, char *err, size_t err_size);
 
 /* Whether this node may answer for the shop at mono_ms: always with SQLite;
- * with PostgreSQL, while its lease is surely its own. */
+ * with PostgreSQL, while its lease is surely its own and its journal has
+ * not failed. */
 bool store_owner_at(store_t *s, int64_t mono_ms);
 
 /* With the journal in PostgreSQL: where another shop's owner is (shop:
@@ -192,6 +196,10 @@ bool store_shop_owner(store_t *s, const char *shop, size_t len, char *url, size_
  * it, or the database went away): what failed then is no damage, and the
  * node ends as it does after a failed commit, for a restart. */
 bool store_pg_lost(store_t *s);
+
+/* Whether a commit to the journal in PostgreSQL failed (store_open_pg):
+ * the node answers what waits, then ends for a restart. */
+bool store_pg_failed(store_t *s);
 
 /* Rebuilds g (freshly initialised) from disk, then advances it to now_ms if
  * that is later than the last recorded time. Returns 0, or -1 with err set if

@@ -178,6 +178,10 @@ typedef struct {
     bool failed; /* it died on its own or reported a sanitizer error */
 } hf_server_t;
 
+/* The exit status of a cluster's node that ends for its supervisor to
+ * restart it (docs/OPERATIONS.md, "A cluster"). */
+#define HF_EXIT_FOR_RESTART 75
+
 /* The PostgreSQL journal the servers under test use (HF_TEST_PG_ENV), or
  * NULL: the data directory's own. Suites skip what only the latter has. */
 const char *hf_test_journal_url(void);
@@ -225,7 +229,8 @@ int hf_server_start(hf_server_t *s, const char *const *extra);
 int hf_server_spawn(hf_server_t *s, const char *const *argv);
 /* Sends sig and waits for the exit. Returns the exit status (0-255), 128 +
  * the signal if a signal ended it, or -1 if it outlived HF_TEST_STOP_MS (it
- * is then killed). */
+ * is then killed). sig 0 sends nothing: it waits for an exit of the
+ * server's own. */
 int hf_server_stop(hf_server_t *s, int sig);
 /* True if no run's log holds a sanitizer report. */
 bool hf_server_logs_clean(const hf_server_t *s);

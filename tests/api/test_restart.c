@@ -582,6 +582,43 @@ static void test_a_failed_journal_refuses_everything_until_restart(void **state)
     assert_int_equal(hf_sku_get(&fx->cl, "other", &none), 404);
 }
 
+/* The same fault with the journal in PostgreSQL, where a failed commit
+ * may mean the shop is another node's already: the change whose commit
+ * failed is still answered 503 outcome_unknown, what follows is 503
+ * not_owner (go to another node), and the node then ends by itself with
+ * status 75 for its supervisor. Restarted, it has exactly what was
+ * acknowledged. */
+static void test_a_failed_commit_to_postgresql_answers_then_ends(void **state)
+{
+    if (hf_test_journal_url() == NULL) {
+        skip(); /* the data directory's journal fails and stays up (above) */
+    }
+    fx_t *fx = *state;
+    assert_int_equal(setenv("HOLDFAST_FAULT_JOURNAL_AFTER", "2", 1), 0);
+    start(fx, NULL);
+    assert_int_equal(unsetenv("HOLDFAST_FAULT_JOURNAL_AFTER"), 0);
+    put(fx, "cap", 10, 201); /* record 1 */
+    const char *body = "{\"customer\": \"u-1\", \"lines\": [{\"sku\": \"cap\", \"qty\": 2}]}";
+    char kept[HF_TEST_ID_MAX];
+    assert_int_equal(hf_hold_create(&fx->cl, body, NULL, kept, NULL), 201); /* record 2 */
+    hf_response_t r;
+    assert_int_equal(hf_call(&fx->cl, "POST", "/v1/holds", NULL, body, &r), 0); /* record 3 */
+    assert_true(hf_expect_error(&r, 503, "outcome_unknown", NULL));
+    hf_response_free(&r);
+    /* Until it has ended: refused as a node that does not own the shop
+     * (or, once it has, no answer at all). */
+    if (hf_call(&fx->cl, "GET", "/v1/skus/cap", NULL, NULL, &r) == 0) {
+        assert_true(hf_expect_error(&r, 503, "not_owner", NULL));
+        hf_response_free(&r);
+    }
+    assert_int_equal(hf_server_stop(&fx->srv, 0), HF_EXIT_FOR_RESTART);
+    start(fx, NULL);
+    char st[32];
+    assert_int_equal(hf_hold_state(&fx->cl, kept, st), 200);
+    assert_string_equal(st, "active");
+    assert_true(hf_expect_sku(&fx->cl, "cap", 10, 2, 0)); /* the third hold is not there */
+}
+
 /* ---- online backup ---- */
 
 #define BACKUP_LOAD_MAX 4000
@@ -714,6 +751,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sigterm_exits_zero_and_keeps_state, setup, teardown),
         cmocka_unit_test_setup_teardown(test_data_written_by_0_1_0_recovers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_failed_journal_refuses_everything_until_restart,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_failed_commit_to_postgresql_answers_then_ends,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_relaxed_durability_keeps_state_after_sigterm, setup,
                                         teardown),

@@ -257,7 +257,8 @@ bool model_not_serving(const hf_response_t *r)
 {
     const char *code = hf_error_code(r);
     return (r->status == 503 || r->status == 307) && code != NULL &&
-           strcmp(code, "not_owner") == 0;
+           (strcmp(code, "not_owner") == 0 ||
+            (r->status == 503 && strcmp(code, "outcome_unknown") == 0));
 }
 
 /* A request of the checker, sent again wherever k->reconnect points while

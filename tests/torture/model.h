@@ -131,7 +131,10 @@ void model_settle_one(checker_t *k, worker_t *w);
 void model_check(checker_t *k);
 
 /* A cluster's node that does not serve the shop now: 503 not_owner, or a
- * standby's 307 to the owner. Nothing was applied; the next node may. */
+ * standby's 307 to the owner (nothing was applied; the next node may), or
+ * 503 outcome_unknown from a node whose journal failed under the request
+ * (it may have been applied: settled on the next node, as a dropped
+ * reply is). */
 bool model_not_serving(const hf_response_t *r);
 
 #endif
