@@ -16,7 +16,10 @@
 #   2. what bounds the PostgreSQL journal: the same load at 256 connections,
 #      and once with commits that do not wait for the standby
 #      (synchronous_commit = local for the journal's database; not a setting
-#      to run with, only to show what the standby's round trip costs);
+#      to run with, only to show what the standby's round trip costs); then
+#      PostgreSQL alone, driven by pgbench: the journal's own rows (4
+#      clients, as a node's 4 connections), and the usual PostgreSQL-backed
+#      shop's hold transaction at 32 clients (bench/peer-pg-hold.sql);
 #   3. many shops: HF_CLUSTER_SHOPS_MAX holdfast processes, each the only
 #      node of its own shop (--shop), all journaling to the same PostgreSQL,
 #      loaded 1, 2, 4, ... at a time by one wrk per shop running together,
@@ -333,11 +336,72 @@ one() {
     PORT_PIDS=("$SERVER_PID")
     load "$scenario" "$conns" holds "$PORT"
     ONE_RATE=$RATE
+    if [ -n "$url" ] && [ "$RECS_PER_COMMIT" != - ]; then
+        # The rows of this run, for pg_alone: records each, bytes a record.
+        PG_ROW_RECORDS=$RECS_PER_COMMIT
+        PG_RECORD_BYTES=$(curl -s "http://127.0.0.1:$PORT/metrics" | awk '
+            /^holdfast_journal_bytes_total/ { b = $2 } /^holdfast_journal_records_total/ { r = $2 }
+            END { printf "%.0f", (r > 0 ? b / r : 0) }')
+    fi
     if [ "$what" = healthz ]; then
         load "GET /healthz, the same server" "$conns" healthz "$PORT"
         ONE_HEALTHZ=$RATE
     fi
     stop_servers
+}
+
+# ------------------------------------------------------------------ PostgreSQL alone
+
+# pgbench_run SCENARIO CLIENTS SCRIPT [pgbench options...]: pgbench on the
+# primary for SECS, each transaction one commit; sets RATE (commits/s) and
+# CHECK (ok when pgbench saw no failure), and prints a line. p50/p99 come
+# from its per-transaction log.
+pgbench_run() {
+    local scenario=$1 clients=$2 script=$3 out rc tps failed p50 p99
+    shift 3
+    rm -f "$WORK"/pgb.*
+    cpu_start
+    out=$(/usr/bin/time -f '%U %S' -o "$WORK/gen.pgb" "$PGH_BIN/pgbench" -n -h 127.0.0.1 \
+        -p "$PG_PRIMARY_PORT" -U "$PGH_DB_USER" -c "$clients" -j "$WRK_THREADS" -T "$SECS" \
+        -M prepared -l --log-prefix="$WORK/pgb" -f "$script" "$@" "$PGH_DB" 2>&1)
+    rc=$?
+    cpu_end
+    tps=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p' <<<"$out")
+    failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' <<<"$out")
+    read -r p50 p99 < <(cat "$WORK"/pgb.* 2>/dev/null | awk '{ print $3 }' | sort -n | awk '{ v[NR] = $1 }
+        END { if (NR == 0) { print "", ""; exit } print v[int((NR - 1) * 0.5) + 1], v[int((NR - 1) * 0.99) + 1] }')
+    RATE=$(awk -v t="${tps:-0}" 'BEGIN { printf "%.0f", t }')
+    GEN_PCT=$(awk -v g="$(cat "$WORK/gen.pgb")" -v w="$WALL_S" 'BEGIN { split(g, x, " "); printf "%.0f", (x[1] + x[2]) / w * 100 }')
+    CHECK=ok
+    if [ "$rc" != 0 ] || [ -z "$tps" ] || [ "${failed:-0}" != 0 ]; then
+        CHECK="BAD (pgbench exit $rc, failed ${failed:-?})"
+        grep -iE 'error|abort' <<<"$out" | sort | uniq -c | head -3 | sed 's/^/      pgbench said: /'
+    fi
+    echo "   $scenario: $RATE commits/s, p50 $(ms "$p50") ms, p99 $(ms "$p99") ms ($CHECK)"
+    echo "      CPU: PostgreSQL $PG_PCT%, pgbench $GEN_PCT% of a core; machine $MACHINE_PCT% busy"
+    RECS_PER_COMMIT=- COMMIT_MEAN_MS=- SRV_PCT=0
+    row "$scenario" - "$clients" "$RATE" "$p50" "$p99" "$CHECK"
+    echo "      ($SECONDS s)"
+}
+
+# pg_alone: what the same PostgreSQL does without holdfast: the journal's
+# own appends (one fenced row per commit, as large as the last PostgreSQL
+# run's rows were on average), then the usual PostgreSQL-backed shop's
+# hold (bench/peer-pg-hold.sql, make bench's PostgreSQL peer), each from
+# pgbench. Sets ALONE_JOURNAL (rows/s at 4 clients), ALONE_RECORDS (the
+# records per row) and ALONE_HOLDS (holds/s at 32 clients).
+pg_alone() {
+    local recs bytes
+    recs=$(awk -v r="${PG_ROW_RECORDS:-1}" 'BEGIN { r = int(r + 0.5); print (r < 1 ? 1 : r) }')
+    bytes=$((recs * ${PG_RECORD_BYTES:-200}))
+    pgh_sql "$PG_PRIMARY_PORT" "$PGH_DB" "$(cat "$LUA/peer-pg-journal-schema.sql" "$LUA/peer-pg-schema.sql")
+        INSERT INTO skus (sku, stock) VALUES ('hot', $STOCK)" >/dev/null || exit 1
+    pgbench_run "PostgreSQL alone: journal rows of $recs records ($bytes bytes), 4 clients" 4 \
+        "$LUA/peer-pg-journal.sql" -D records="$recs" -D bytes="$bytes"
+    ALONE_JOURNAL=$RATE ALONE_RECORDS=$recs
+    pgbench_run "PostgreSQL alone: a shop's hold transaction, $CONNS clients" $CONNS \
+        "$LUA/peer-pg-hold.sql" -D sku=hot -D qty=1 -D ttl_s=$((TTL_MS / 1000))
+    ALONE_HOLDS=$RATE
 }
 
 # ------------------------------------------------------------------ machine
@@ -392,6 +456,7 @@ for mode in remote_write local; do
     pgh_sql "$PG_PRIMARY_PORT" postgres "ALTER DATABASE $PGH_DB RESET synchronous_commit" >/dev/null || exit 1
 done
 SAMPLE=0
+pg_alone
 echo
 
 # ------------------------------------------------------------------ 3. shops
@@ -468,6 +533,7 @@ echo
 for l in "${RATIOS[@]}"; do echo "$l"; done
 echo "mean of $ROUNDS rounds: SQLite $((SUM_A / ROUNDS)) holds/s, PostgreSQL $((SUM_B / ROUNDS)) holds/s, healthz $((SUM_Z / ROUNDS)) req/s;" \
     "PostgreSQL/SQLite $(awk -v a="$SUM_A" -v b="$SUM_B" 'BEGIN { printf "%.3f", b / a }'), PostgreSQL/healthz $(awk -v z="$SUM_Z" -v b="$SUM_B" 'BEGIN { printf "%.3f", b / z }')"
+echo "PostgreSQL alone (pgbench): the journal's rows of $ALONE_RECORDS records at 4 clients: $ALONE_JOURNAL commits/s (so $((ALONE_JOURNAL * ALONE_RECORDS)) records/s at most at that size); a shop's hold transaction at $CONNS clients: $ALONE_HOLDS holds/s, so holdfast with the journal there / it: $(awk -v b="$SUM_B" -v n="$ROUNDS" -v a="$ALONE_HOLDS" 'BEGIN { printf "%.2f", (a > 0 ? b / n / a : 0) }')"
 echo "PostgreSQL journal at $CONNS_WIDE connections: $WIDE holds/s; synchronous_commit remote_write (the standby writes, flushes later): ${SYNC[remote_write]} holds/s; local (no wait for the standby): ${SYNC[local]} holds/s"
 k=1
 line=""
