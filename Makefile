@@ -6,8 +6,9 @@
 #   make bench  build, install the benchmark's peers (Redis, PostgreSQL) if
 #               missing, run the benchmarks, print the figures
 #   make bench-cluster  build, then measure the journal in PostgreSQL (a primary
-#               and a synchronous standby on loopback) beside SQLite's, and many
-#               shops' servers on one PostgreSQL (bench/cluster.sh, 3-4 minutes)
+#               and a synchronous standby on loopback) beside SQLite's and beside
+#               PostgreSQL driven alone, many shops' servers on one PostgreSQL, and
+#               two nodes against one (bench/cluster.sh, about 5 minutes)
 #   make fuzz   build the libFuzzer targets (clang) into build/fuzz (their sources
 #               say how to run them; `make test` replays fuzz/corpus/http)
 #   make torture  build (optimised, in build/torture), then kill -9 the server
