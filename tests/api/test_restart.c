@@ -543,27 +543,46 @@ static void test_data_written_by_0_1_0_recovers(void **state)
     }
 }
 
-/* With journal commits failing past record 2 (HOLDFAST_FAULT_JOURNAL_AFTER,
- * the server's fault hook), the store fails for good: the change whose
- * commit failed is answered 503 outcome_unknown (a real failed commit may
- * still have reached the disk; this hook fails before writing, so here it
- * did not), every later request is 503 storage_unavailable, /healthz says
- * so, and after a restart exactly what was acknowledged is there. */
-static void test_a_failed_journal_refuses_everything_until_restart(void **state)
+/* Starts the server with journal commits failing past record 2
+ * (HOLDFAST_FAULT_JOURNAL_AFTER, the server's fault hook): a sku (record
+ * 1) and a hold (record 2, its id in kept) are acknowledged, and the next
+ * hold, whose commit fails, is answered 503 outcome_unknown (a real failed
+ * commit may still have reached the disk; this hook fails before writing,
+ * so here it did not). */
+static void fail_the_third_record(fx_t *fx, char kept[HF_TEST_ID_MAX])
 {
-    HF_SKIP_WITH_PG(); /* there a failed commit ends the node (store_open_pg) */
-    fx_t *fx = *state;
     assert_int_equal(setenv("HOLDFAST_FAULT_JOURNAL_AFTER", "2", 1), 0);
     start(fx, NULL);
     assert_int_equal(unsetenv("HOLDFAST_FAULT_JOURNAL_AFTER"), 0);
-    put(fx, "cap", 10, 201); /* record 1 */
+    put(fx, "cap", 10, 201);
     const char *body = "{\"customer\": \"u-1\", \"lines\": [{\"sku\": \"cap\", \"qty\": 2}]}";
-    char kept[HF_TEST_ID_MAX];
-    assert_int_equal(hf_hold_create(&fx->cl, body, NULL, kept, NULL), 201); /* record 2 */
+    assert_int_equal(hf_hold_create(&fx->cl, body, NULL, kept, NULL), 201);
     hf_response_t r;
-    assert_int_equal(hf_call(&fx->cl, "POST", "/v1/holds", NULL, body, &r), 0); /* record 3 */
+    assert_int_equal(hf_call(&fx->cl, "POST", "/v1/holds", NULL, body, &r), 0);
     assert_true(hf_expect_error(&r, 503, "outcome_unknown", NULL));
     hf_response_free(&r);
+}
+
+/* After a restart, exactly what fail_the_third_record had acknowledged. */
+static void expect_only_the_acknowledged(fx_t *fx, const char *kept)
+{
+    start(fx, NULL);
+    char st[32];
+    assert_int_equal(hf_hold_state(&fx->cl, kept, st), 200);
+    assert_string_equal(st, "active");
+    assert_true(hf_expect_sku(&fx->cl, "cap", 10, 2, 0)); /* the third hold is not there */
+}
+
+/* After that failure the store fails for good: every later request is 503
+ * storage_unavailable, /healthz says so, and after a restart exactly what
+ * was acknowledged is there. */
+static void test_a_failed_journal_refuses_everything_until_restart(void **state)
+{
+    HF_SKIP_WITH_PG(); /* there a failed commit ends the node (below) */
+    fx_t *fx = *state;
+    char kept[HF_TEST_ID_MAX];
+    fail_the_third_record(fx, kept);
+    hf_response_t r;
     assert_int_equal(hf_call(&fx->cl, "GET", "/v1/skus/cap", NULL, NULL, &r), 0);
     assert_true(hf_expect_error(&r, 503, "storage_unavailable", NULL));
     hf_response_free(&r);
@@ -573,50 +592,33 @@ static void test_a_failed_journal_refuses_everything_until_restart(void **state)
     assert_string_equal(or_missing(hf_json_str(r.json, "status")), "storage_unavailable");
     hf_response_free(&r);
     assert_int_equal(hf_server_stop(&fx->srv, SIGTERM), 0);
-    start(fx, NULL);
-    char st[32];
-    assert_int_equal(hf_hold_state(&fx->cl, kept, st), 200);
-    assert_string_equal(st, "active");
-    assert_true(hf_expect_sku(&fx->cl, "cap", 10, 2, 0)); /* the refused hold is not there */
+    expect_only_the_acknowledged(fx, kept);
     hf_sku_counts_t none;
     assert_int_equal(hf_sku_get(&fx->cl, "other", &none), 404);
 }
 
 /* The same fault with the journal in PostgreSQL, where a failed commit
- * may mean the shop is another node's already: the change whose commit
- * failed is still answered 503 outcome_unknown, what follows is 503
- * not_owner (go to another node), and the node then ends by itself with
- * status 75 for its supervisor. Restarted, it has exactly what was
- * acknowledged. */
+ * may mean the shop is another node's already: the failed change is still
+ * answered 503 outcome_unknown, what follows is 503 not_owner (go to
+ * another node), and the node then ends by itself with status 75 for its
+ * supervisor. Restarted, it has exactly what was acknowledged. */
 static void test_a_failed_commit_to_postgresql_answers_then_ends(void **state)
 {
     if (hf_test_journal_url() == NULL) {
         skip(); /* the data directory's journal fails and stays up (above) */
     }
     fx_t *fx = *state;
-    assert_int_equal(setenv("HOLDFAST_FAULT_JOURNAL_AFTER", "2", 1), 0);
-    start(fx, NULL);
-    assert_int_equal(unsetenv("HOLDFAST_FAULT_JOURNAL_AFTER"), 0);
-    put(fx, "cap", 10, 201); /* record 1 */
-    const char *body = "{\"customer\": \"u-1\", \"lines\": [{\"sku\": \"cap\", \"qty\": 2}]}";
     char kept[HF_TEST_ID_MAX];
-    assert_int_equal(hf_hold_create(&fx->cl, body, NULL, kept, NULL), 201); /* record 2 */
-    hf_response_t r;
-    assert_int_equal(hf_call(&fx->cl, "POST", "/v1/holds", NULL, body, &r), 0); /* record 3 */
-    assert_true(hf_expect_error(&r, 503, "outcome_unknown", NULL));
-    hf_response_free(&r);
+    fail_the_third_record(fx, kept);
     /* Until it has ended: refused as a node that does not own the shop
      * (or, once it has, no answer at all). */
+    hf_response_t r;
     if (hf_call(&fx->cl, "GET", "/v1/skus/cap", NULL, NULL, &r) == 0) {
         assert_true(hf_expect_error(&r, 503, "not_owner", NULL));
         hf_response_free(&r);
     }
     assert_int_equal(hf_server_stop(&fx->srv, 0), HF_EXIT_FOR_RESTART);
-    start(fx, NULL);
-    char st[32];
-    assert_int_equal(hf_hold_state(&fx->cl, kept, st), 200);
-    assert_string_equal(st, "active");
-    assert_true(hf_expect_sku(&fx->cl, "cap", 10, 2, 0)); /* the third hold is not there */
+    expect_only_the_acknowledged(fx, kept);
 }
 
 /* ---- online backup ---- */
