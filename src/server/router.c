@@ -295,14 +295,22 @@ static void dispatch(request_t *r, const route_t *route, const route_args_t *a)
 
 /* Another shop's path: a cluster's node sends it to that shop's owner if
  * its lease is live (the same path; a shop lives in one process per
- * node, and the owner answers there); else 404, naming this shop. */
+ * node, and the owner answers there), asks for a retry while it looks the
+ * shop up, else answers 404, naming this shop. */
 static void other_shop(request_t *r, const char *url, const char *name, size_t n,
                        const char *own)
 {
     char owner[256], msg[96];
-    if (store_shop_owner(&r->server->store, name, n, owner, sizeof owner) &&
+    store_shop_t where = store_shop_owner(&r->server->store, name, n, owner, sizeof owner);
+    if (where == STORE_SHOP_AT &&
         request_redirect(r, API_ERR_SHOP_ELSEWHERE, owner, url,
                          "another node serves that shop: follow Location")) {
+        return;
+    }
+    if (where == STORE_SHOP_LOOKING) {
+        request_error(r, API_ERR_NOT_OWNER,
+                      "looking up which node serves that shop; retry in a moment");
+        r->retry_after = true;
         return;
     }
     snprintf(msg, sizeof msg, "this server serves shop \"%s\" only", own);

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "hf_clock.h"
+#include "pgowners.h"
 
 /* The owner stops counting itself the owner this much before its lease
  * runs out by its own clock: room for the clocks' rates to differ. */
@@ -32,13 +33,10 @@
 #define CONNECT_TIMEOUT_S "2"
 /* PostgreSQL keeps 63 bytes of an application_name (NAMEDATALEN). */
 #define APP_NAME_MAX 64
-/* Other shops' owners known for redirects (pgj_owner_of), at most. */
-#define OWNERS_KNOWN_MAX 1024
-/* ... read again this often, or at the next renewal after a lookup missed:
- * every owner of a platform's shops reads the list, so reading it at each
- * renewal would cost PostgreSQL the square of the shops. */
-#define OWNERS_REFRESH_MS 5000
-#define OWNER_URL_BYTES 256
+/* Other shops' owners (pgowners.h) are read at most this often, all that
+ * are wanted in one query: a flood of requests for unknown shops costs
+ * PostgreSQL at most 20 small reads a second per node. */
+#define OWNERS_READ_GAP_MS 50
 
 /* Any two of these are far apart; the schema is made under this lock so
  * that nodes starting together do not race on CREATE TABLE. */
@@ -86,20 +84,13 @@ static const char adopt_sql[] =
     "                        trim_chain)"
     " WHERE shop = $1 AND epoch = $3";
 
-typedef struct {
-    char shop[STORE_SHOP_NAME_MAX + 1];
-    char url[OWNER_URL_BYTES];
-} owner_t;
-
 struct pgj_s {
     char *url, *shop, *node, *node_url;
-    /* Other shops' owners, sorted by shop (bytewise), as the last renewal
-     * found them; owners_lock guards the swap and the reads. */
-    pthread_mutex_t owners_lock;
-    owner_t *owners;
-    size_t owner_count;
-    int64_t owners_read_ms; /* renewal thread: when the list was last read */
-    bool owners_wanted;     /* atomic: a lookup missed since */
+    /* Where other shops are served, read by the lease's thread when a
+     * request asks (pgowners.h). */
+    pgowners_t *owners;
+    bool owners_wanted;     /* atomic: a shop was marked wanted since the last read */
+    int64_t owners_read_ms; /* lease's thread: when it last read them */
     int64_t lease_ms;
     PGconn *lease_conn;   /* acquire, renewals */
     PGconn *journal_conn; /* recovery, commits */
@@ -237,13 +228,14 @@ pgj_t *pgj_open(const store_pg_t *config, char *err, size_t err_size)
     j->node_url = strdup(config->node_url);
     j->lease_ms = config->lease_ms;
     pthread_mutex_init(&j->lock, NULL);
-    pthread_mutex_init(&j->owners_lock, NULL);
+    j->owners = pgowners_new();
     pthread_condattr_t attr;
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
     pthread_cond_init(&j->wake, &attr);
     pthread_condattr_destroy(&attr);
-    if (j->url == NULL || j->shop == NULL || j->node == NULL || j->node_url == NULL) {
+    if (j->url == NULL || j->shop == NULL || j->node == NULL || j->node_url == NULL ||
+        j->owners == NULL) {
         snprintf(err, err_size, "out of memory");
         pgj_close(j);
         return NULL;
@@ -305,69 +297,84 @@ static int renew(pgj_t *j)
     return rc;
 }
 
-/* Reads the other shops' owners whose leases are live (renewal thread):
- * what a redirect to another shop's owner needs. A failed read keeps the
- * last list; the next renewal tries again. */
-static void refresh_owners(pgj_t *j)
+/* Reads where the wanted shops are served (lease's thread), in one query.
+ * A failed read leaves them wanted: the next pass tries again. */
+static void read_owners(pgj_t *j)
 {
-    char max[16];
-    snprintf(max, sizeof max, "%d", OWNERS_KNOWN_MAX);
-    const char *params[] = {j->shop, max};
-    /* COLLATE "C": the order pgj_owner_of's bytewise search expects. */
-    PGresult *r = PQexecParams(j->lease_conn,
-                               "SELECT shop, owner_url FROM holdfast_shops"
-                               " WHERE shop <> $1 AND owner_url <> ''"
-                               " AND expires > clock_timestamp()"
-                               " ORDER BY shop COLLATE \"C\" LIMIT $2",
-                               2, NULL, params, NULL, NULL, 0);
-    int n = PQresultStatus(r) == PGRES_TUPLES_OK ? PQntuples(r) : -1;
-    owner_t *list = n > 0 ? calloc((size_t)n, sizeof *list) : NULL;
-    if (n < 0 || (n > 0 && list == NULL)) {
-        PQclear(r);
+    char(*names)[STORE_SHOP_NAME_MAX + 1] = malloc(PGOWNERS_MAX * sizeof *names);
+    size_t n = names != NULL ? pgowners_wanted(j->owners, names, PGOWNERS_MAX) : 0;
+    /* An array literal: names are [a-z0-9-], so none needs quoting. */
+    size_t size = n * (STORE_SHOP_NAME_MAX + 1) + 3, used = 0;
+    char *list = n > 0 ? malloc(size) : NULL;
+    if (list == NULL) {
+        free(names);
         return;
     }
-    for (int i = 0; i < n; i++) {
-        snprintf(list[i].shop, sizeof list[i].shop, "%s", PQgetvalue(r, i, 0));
-        snprintf(list[i].url, sizeof list[i].url, "%s", PQgetvalue(r, i, 1));
+    list[used++] = '{';
+    for (size_t i = 0; i < n; i++) {
+        used += (size_t)snprintf(list + used, size - used, "%s%s", i > 0 ? "," : "", names[i]);
+    }
+    snprintf(list + used, size - used, "}");
+    const char *params[] = {list};
+    PGresult *r = PQexecParams(j->lease_conn,
+                               "SELECT shop, owner_url FROM holdfast_shops"
+                               " WHERE shop = ANY($1::text[]) AND owner_url <> ''"
+                               " AND expires > clock_timestamp() ORDER BY shop COLLATE \"C\"",
+                               1, NULL, params, NULL, NULL, 0);
+    free(list);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        PQclear(r);
+        free(names);
+        return;
+    }
+    /* Both in bytewise order (pgowners_wanted's, COLLATE "C"): one merge. A
+     * shop not in the answer has no live owner. */
+    int64_t now_ms = hf_mono_ms();
+    int row = 0, rows = PQntuples(r);
+    for (size_t i = 0; i < n; i++) {
+        while (row < rows && strcmp(PQgetvalue(r, row, 0), names[i]) < 0) {
+            row++;
+        }
+        bool there = row < rows && strcmp(PQgetvalue(r, row, 0), names[i]) == 0;
+        pgowners_found(j->owners, names[i], there ? PQgetvalue(r, row, 1) : NULL, now_ms);
     }
     PQclear(r);
-    pthread_mutex_lock(&j->owners_lock);
-    owner_t *old = j->owners;
-    j->owners = list;
-    j->owner_count = (size_t)n;
-    pthread_mutex_unlock(&j->owners_lock);
-    free(old);
+    free(names);
 }
 
-bool pgj_owner_of(pgj_t *j, const char *shop, size_t len, char *url, size_t size)
+/* [a-z0-9-]{1,STORE_SHOP_NAME_MAX}: could be a shop's name. */
+static bool shop_name(const char *shop, size_t len)
 {
-    char key[STORE_SHOP_NAME_MAX + 1];
     if (len == 0 || len > STORE_SHOP_NAME_MAX) {
         return false;
     }
+    for (size_t i = 0; i < len; i++) {
+        char ch = shop[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-')) {
+            return false;
+        }
+    }
+    return true;
+}
+
+store_shop_t pgj_owner_of(pgj_t *j, const char *shop, size_t len, char *url, size_t size)
+{
+    if (!shop_name(shop, len)) {
+        return STORE_SHOP_NONE; /* no shop could have that name */
+    }
+    char key[STORE_SHOP_NAME_MAX + 1];
     memcpy(key, shop, len);
     key[len] = '\0';
-    bool found = false;
-    pthread_mutex_lock(&j->owners_lock);
-    size_t lo = 0, hi = j->owner_count;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int cmp = strcmp(key, j->owners[mid].shop);
-        if (cmp == 0) {
-            found = snprintf(url, size, "%s", j->owners[mid].url) < (int)size;
-            break;
-        }
-        if (cmp < 0) {
-            hi = mid;
-        } else {
-            lo = mid + 1;
-        }
-    }
-    pthread_mutex_unlock(&j->owners_lock);
-    if (!found) {
+    bool wake = false;
+    pgowners_answer_t a = pgowners_find(j->owners, key, hf_mono_ms(), url, size, &wake);
+    if (wake) {
         __atomic_store_n(&j->owners_wanted, true, __ATOMIC_RELEASE);
+        pthread_mutex_lock(&j->lock);
+        pthread_cond_signal(&j->wake);
+        pthread_mutex_unlock(&j->lock);
     }
-    return found;
+    return a == PGOWNERS_AT ? STORE_SHOP_AT : a == PGOWNERS_NONE ? STORE_SHOP_NONE
+                                                                 : STORE_SHOP_LOOKING;
 }
 
 /* Ends the process at once, as the header says: nothing it did not
@@ -382,47 +389,61 @@ static _Noreturn void lost(const pgj_t *j, const char *why)
     _exit(STORE_EXIT_LEASE_LOST);
 }
 
+/* One renewal, and what its failure says (lease's thread). */
+static void renew_once(pgj_t *j, bool *complained)
+{
+    int rc = renew(j);
+    if (rc == 0) {
+        lost(j, "another node took the shop over");
+    }
+    if (rc < 0 && !*complained) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", PQerrorMessage(j->lease_conn));
+        tidy(msg);
+        fprintf(stderr, "level=warn msg=\"cannot renew the shop's lease; retrying\" err=\"%s\"\n",
+                msg);
+    }
+    *complained = rc < 0;
+    if (rc < 0 && PQstatus(j->lease_conn) != CONNECTION_OK) {
+        PQreset(j->lease_conn); /* bounded by connect_timeout */
+    }
+}
+
+/* Waits under j->lock until deadline_ms (monotonic), a stop, or a wake. */
+static void wait_until(pgj_t *j, int64_t deadline_ms)
+{
+    struct timespec until = {.tv_sec = deadline_ms / 1000,
+                             .tv_nsec = (deadline_ms % 1000) * 1000000L};
+    pthread_cond_timedwait(&j->wake, &j->lock, &until); /* the caller looks again */
+}
+
+/* Renews the lease every quarter of it, and reads where other shops are
+ * served when a request wants to know (at most every OWNERS_READ_GAP_MS). */
 static void *renew_thread(void *arg)
 {
     pgj_t *j = arg;
     int64_t every_ms = j->lease_ms / RENEWS_PER_LEASE;
+    int64_t renew_at_ms = hf_mono_ms() + every_ms;
     bool complained = false;
     pthread_mutex_lock(&j->lock);
     while (!j->stopping) {
-        struct timespec until;
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_sec += every_ms / 1000;
-        until.tv_nsec += (every_ms % 1000) * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
-        while (!j->stopping && pthread_cond_timedwait(&j->wake, &j->lock, &until) == 0) {
-        }
-        if (j->stopping) {
-            break;
+        int64_t now_ms = hf_mono_ms();
+        int64_t read_at_ms = j->owners_read_ms + OWNERS_READ_GAP_MS;
+        bool read = __atomic_load_n(&j->owners_wanted, __ATOMIC_ACQUIRE) && now_ms >= read_at_ms;
+        if (now_ms < renew_at_ms && !read) {
+            bool wanted = __atomic_load_n(&j->owners_wanted, __ATOMIC_ACQUIRE);
+            wait_until(j, wanted && read_at_ms < renew_at_ms ? read_at_ms : renew_at_ms);
+            continue;
         }
         pthread_mutex_unlock(&j->lock);
-        int rc = renew(j);
-        if (rc == 0) {
-            lost(j, "another node took the shop over");
+        if (now_ms >= renew_at_ms) {
+            renew_at_ms = now_ms + every_ms;
+            renew_once(j, &complained);
         }
-        int64_t now_ms = hf_mono_ms();
-        if (rc == 1 && (now_ms - j->owners_read_ms >= OWNERS_REFRESH_MS ||
-                        __atomic_exchange_n(&j->owners_wanted, false, __ATOMIC_ACQ_REL))) {
-            refresh_owners(j);
+        if (read) {
+            __atomic_store_n(&j->owners_wanted, false, __ATOMIC_RELEASE);
             j->owners_read_ms = now_ms;
-        }
-        if (rc < 0 && !complained) {
-            char msg[512];
-            snprintf(msg, sizeof msg, "%s", PQerrorMessage(j->lease_conn));
-            tidy(msg);
-            fprintf(stderr, "level=warn msg=\"cannot renew the shop's lease; retrying\" err=\"%s\"\n",
-                    msg);
-        }
-        complained = rc < 0;
-        if (rc < 0 && PQstatus(j->lease_conn) != CONNECTION_OK) {
-            PQreset(j->lease_conn); /* bounded by connect_timeout */
+            read_owners(j);
         }
         pthread_mutex_lock(&j->lock);
     }
@@ -871,9 +892,8 @@ void pgj_close(pgj_t *j)
     PQfinish(j->journal_conn);
     PQfinish(j->lease_conn);
     pthread_mutex_destroy(&j->lock);
-    pthread_mutex_destroy(&j->owners_lock);
     pthread_cond_destroy(&j->wake);
-    free(j->owners);
+    pgowners_free(j->owners);
     free(j->url);
     free(j->shop);
     free(j->node);

@@ -55,10 +55,11 @@ store_lease_t pgj_acquire(pgj_t *j, store_lease_info_t *held, char *err, size_t 
 /* Whether this node may still answer as the shop's owner at mono_ms. */
 bool pgj_owner_at(pgj_t *j, int64_t mono_ms);
 uint64_t pgj_epoch(const pgj_t *j);
-/* Another shop's owner's URL, as a renewal read it (every few seconds, or
- * at the next renewal after a lookup missed; shop: len bytes, not
- * terminated). False if that shop has no live owner known. */
-bool pgj_owner_of(pgj_t *j, const char *shop, size_t len, char *url, size_t size);
+/* Where another shop is served (shop: len bytes, not terminated), as this
+ * node last read it (pgowners.h): STORE_SHOP_AT with its owner's url;
+ * STORE_SHOP_NONE, no live owner (or no such name); STORE_SHOP_LOOKING,
+ * not read yet: the lease's thread reads it within moments. */
+store_shop_t pgj_owner_of(pgj_t *j, const char *shop, size_t len, char *url, size_t size);
 
 /* Whether both connections still are (a takeover ends them). */
 bool pgj_connected(const pgj_t *j);

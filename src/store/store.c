@@ -229,9 +229,9 @@ store_lease_t store_lease_take(store_t *s, store_lease_info_t *held, char *err, 
     return pgj_acquire(s->pg, held, err, err_size);
 }
 
-bool store_shop_owner(store_t *s, const char *shop, size_t len, char *url, size_t size)
+store_shop_t store_shop_owner(store_t *s, const char *shop, size_t len, char *url, size_t size)
 {
-    return s->pg != NULL && pgj_owner_of(s->pg, shop, len, url, size);
+    return s->pg != NULL ? pgj_owner_of(s->pg, shop, len, url, size) : STORE_SHOP_NONE;
 }
 
 bool store_pg_lost(store_t *s)

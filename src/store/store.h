@@ -186,11 +186,16 @@ store_lease_t store_lease_take(store_t *s, store_lease_info_t *held, char *err, 
  * not failed. */
 bool store_owner_at(store_t *s, int64_t mono_ms);
 
+/* Where another shop is served, for redirects to it. */
+typedef enum {
+    STORE_SHOP_AT,      /* at url: its owner's */
+    STORE_SHOP_NONE,    /* nowhere: no live owner, or no cluster */
+    STORE_SHOP_LOOKING, /* not known yet: ask again in a moment */
+} store_shop_t;
+
 /* With the journal in PostgreSQL: where another shop's owner is (shop:
- * len bytes), as this node's lease renewals last read it (pgjournal.h);
- * false if unknown (no live owner, or no cluster). For redirects to other
- * shops. */
-bool store_shop_owner(store_t *s, const char *shop, size_t len, char *url, size_t size);
+ * len bytes), as this node last read it (pgjournal.h). */
+store_shop_t store_shop_owner(store_t *s, const char *shop, size_t len, char *url, size_t size);
 
 /* Whether the journal in PostgreSQL lost a connection (a takeover ended
  * it, or the database went away): what failed then is no damage, and the

@@ -5,9 +5,11 @@
 #
 # Two nodes, each the owner of a shop of its own in one PostgreSQL. Asked
 # for the other shop's path, a node answers 307 to that shop's owner, the
-# path and the query kept (the query re-encoded, meaning the same); a
+# path and the query kept (the query re-encoded, meaning the same), after
+# at most a few 503 not_owner while it looks the shop up, never a 404; a
 # shop with no live owner is a 404 naming the node's own shop; nothing is
-# changed by either.
+# changed by either. A platform's shops beyond the first thousand are found
+# too (1,100 shops' rows are put in by hand, and taken out after).
 #
 #   HF_BINARY=build/holdfast HF_PG_ENV=DIR/env tests/cluster/shop_redirect.sh
 set -uo pipefail
@@ -21,8 +23,12 @@ fail() { echo "FAIL: $*" >&2; for l in "$work"/*.log; do tail -3 "$l" >&2; done;
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/holdfast-redirect.XXXXXX")
 pids=()
+PSQL=${PGH_BIN:-/usr/lib/postgresql/15/bin}/psql
+sql() { "$PSQL" -X -q -A -t -v ON_ERROR_STOP=1 "$PG_URL" -c "$1"; }
+many="zz$$"
 cleanup() {
     for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
+    sql "DELETE FROM holdfast_shops WHERE shop LIKE '$many-%'" >/dev/null 2>&1
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -46,15 +52,21 @@ port_b=$(start "$b") || fail "shop $b's node did not serve"
 curl -s -m 5 -X PUT "http://127.0.0.1:$port_b/v1/skus/tee" -d '{"stock": 7}' | grep -q '"stock":7' ||
     fail "PUT on $b's node"
 
-# Node a learns b's owner at a lease renewal (every quarter lease): bounded.
+# ask TARGET: GET TARGET on node a until it stops answering 503 not_owner
+# (looking the shop up: moments); sets code, leaves the reply in $work.
+ask() {
+    for _ in $(seq 50); do
+        code=$(curl -s -m 5 -o "$work/reply" -D "$work/head" -w '%{http_code}' "http://127.0.0.1:$port_a$1")
+        [ "$code" = 503 ] && grep -q '"code":"not_owner"' "$work/reply" || return 0
+        grep -qi '^Retry-After:' "$work/head" || fail "a 503 while looking up has no Retry-After"
+        sleep 0.1
+    done
+}
+
+# Node a looks b's owner up when first asked.
 target="/v1/shops/$b/skus?limit=1&after=a%20b"
-for _ in $(seq 50); do
-    code=$(curl -s -m 5 -o "$work/reply" -D "$work/head" -w '%{http_code}' "http://127.0.0.1:$port_a$target")
-    [ "$code" = 307 ] && break
-    [ "$code" = 404 ] || fail "GET $target on $a's node: $code"
-    sleep 0.1
-done
-[ "$code" = 307 ] || fail "$a's node never sent $b's path to $b's owner"
+ask "$target"
+[ "$code" = 307 ] || fail "GET $target on $a's node: $code, not a 307 to $b's owner: $(cat "$work/reply")"
 location=$(tr -d '\r' <"$work/head" | sed -n 's/^Location: //Ip')
 want="http://127.0.0.1:$port_b/v1/shops/$b/skus?limit=1&after=a%20b"
 [ "$location" = "$want" ] || fail "Location '$location', want '$want'"
@@ -74,7 +86,20 @@ curl -s -m 5 "http://127.0.0.1:$port_a/v1/skus/tee" | grep -q '"code":"not_found
 echo "ok: followed, it reaches that shop's owner, and only it"
 
 # A shop nobody owns: 404, naming this node's shop.
-code=$(curl -s -m 5 -o "$work/reply" -w '%{http_code}' "http://127.0.0.1:$port_a/v1/shops/nobody-$$/skus")
+ask "/v1/shops/nobody-$$/skus"
 [ "$code" = 404 ] || fail "an unknown shop: $code"
 grep -q "\\\\\"$a\\\\\"" "$work/reply" || fail "the 404 does not name $a: $(cat "$work/reply")"
 echo "ok: a shop with no live owner is a 404 naming this node's shop"
+
+# A platform of 1,100 shops: the last of them, in any order, is found too.
+sql "INSERT INTO holdfast_shops(shop, epoch, owner, owner_url, expires, key, legacy_hold_seq,
+         snapshot_seq, trim_chain)
+     SELECT '$many-' || lpad(i::text, 4, '0'), 1, 'n', 'http://127.0.0.1:9', now() + interval '1 hour',
+            '\\x00', 0, 0, 0 FROM generate_series(1, 1100) i" >/dev/null || fail "the shops' rows"
+for i in 0001 0550 1100; do
+    ask "/v1/shops/$many-$i/skus"
+    [ "$code" = 307 ] || fail "shop $many-$i of 1,100: $code"
+    location=$(tr -d '\r' <"$work/head" | sed -n 's/^Location: //Ip')
+    [ "$location" = "http://127.0.0.1:9/v1/shops/$many-$i/skus" ] || fail "shop $many-$i's Location: $location"
+done
+echo "ok: shops beyond the first thousand are found"
