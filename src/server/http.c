@@ -74,7 +74,8 @@ static enum MHD_Result send_reply(request_t *r)
  * applied and handed to the journal, and the failed commit may still have
  * reached the disk (SQLite wrote the log before the fsync failed; the next
  * start replays what is there): its outcome is unknown, never "not kept".
- * A read only learns that the journal is down. */
+ * A read only learns that the journal is down, or, on a cluster's node
+ * (which ends in a moment), to ask another node. */
 static void reply_unknown(request_t *r)
 {
     if (r->changed) {
@@ -82,6 +83,9 @@ static void reply_unknown(request_t *r)
                       "the journal failed while this change was being made durable: it may or "
                       "may not have been kept. Once the server is back, send the same request "
                       "again with the same Idempotency-Key to learn which");
+    } else if (store_pg_failed(&r->server->store)) {
+        request_error(r, API_ERR_NOT_OWNER,
+                      "this node's journal failed and it is giving the shop up; retry");
     } else {
         request_error(r, API_ERR_STORAGE_UNAVAILABLE,
                       "the journal failed; the server takes no more changes until it restarts");
