@@ -390,6 +390,18 @@ static void test_shop_paths_reach_this_servers_shop(void **state)
         assert_true(hf_expect_error(&r, 404, "not_found", NULL));
         hf_response_free(&r);
     }
+    /* Past the 2 KiB a shop path may have once its prefix is cut: no route. */
+    enum { HUGE_BYTES = 2100 };
+    char huge[HUGE_BYTES + 64];
+    int n = snprintf(huge, sizeof huge, "/v1/shops/%s/skus/", shop);
+    memset(huge + n, 'a', HUGE_BYTES);
+    huge[n + HUGE_BYTES] = '\0';
+    r = call(&fx->cl, "GET", huge, NULL);
+    assert_true(hf_expect_error(&r, 404, "not_found", NULL));
+    message = hf_json_str(json_object_get(r.json, "error"), "message");
+    assert_non_null(message);
+    assert_string_equal(message, "no such route");
+    hf_response_free(&r);
     assert_true(hf_expect_sku(&fx->cl, "cap-red", 10, 2, 0));
 }
 
