@@ -1391,6 +1391,12 @@ static void pg_adopt(store_t *s, batch_t *b)
     }
     pgflight_drain(s->flight);
     pg_publish(s);
+    if (store_pg_failed(s)) {
+        /* A row failed: the snapshot may hold changes past that gap, never
+         * made durable (answered as unknown), and the node ends anyway. */
+        record_buf_free(&snap);
+        return;
+    }
     pgj_commit_t c = {.chain = s->chain, .snapshot = &snap, .snapshot_seq = b->snapshot_seq};
     bool fenced = false;
     if (pgj_commit(s->pg, &c, &fenced, err, sizeof err) != 0) {
