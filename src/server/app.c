@@ -422,7 +422,7 @@ void server_tick(server_t *s)
         fprintf(stderr, "level=error msg=\"a reclaim could not be journaled\"\n");
     }
     chart_sample(s, now_ms);
-    if (store_wants_snapshot(&s->store)) {
+    if (store_wants_snapshot(&s->store, server_mono_ms())) {
         store_snapshot(&s->store, s->guard);
     }
     pthread_mutex_unlock(&s->engine_lock);

@@ -702,6 +702,8 @@ static void forget_failed(store_t *s)
     s->pending_first_seq = s->pending_count = 0;
     s->pending_since_ms = s->inflight_since_ms = INT64_MAX;
     s->snapshot_pid = 0;
+    s->snapshot_failed = false;
+    s->snapshot_retry_at_ms = 0;
     s->snapshot_forked_seq = s->snapshot_ready_seq = s->since_snapshot = 0;
     s->trim_seq = 0;
     s->thread_idle = s->stopping = false;
@@ -931,11 +933,16 @@ store_reply_t store_reply_state(store_t *s, uint64_t seq, uint64_t generation, i
     return v;
 }
 
-bool store_wants_snapshot(store_t *s)
+bool store_wants_snapshot(store_t *s, int64_t mono_ms)
 {
     pthread_mutex_lock(&s->lock);
+    if (s->snapshot_failed) {
+        s->snapshot_failed = false;
+        s->snapshot_retry_at_ms = mono_ms + STORE_SNAPSHOT_RETRY_MS;
+    }
     bool v = s->compact_records > 0 && s->since_snapshot >= s->compact_records &&
-             s->snapshot_pid == 0 && s->snapshot_ready_seq == 0 && !s->failed;
+             s->snapshot_pid == 0 && s->snapshot_ready_seq == 0 && !s->failed &&
+             mono_ms >= s->snapshot_retry_at_ms;
     pthread_mutex_unlock(&s->lock);
     return v;
 }
@@ -1048,6 +1055,7 @@ void store_snapshot_poll(store_t *s, bool wait)
         s->snapshot_ready_seq = s->snapshot_forked_seq;
         pthread_cond_signal(&s->wake);
     }
+    s->snapshot_failed = !ok;
     pthread_mutex_unlock(&s->lock);
     if (!ok) {
         fprintf(stderr, "level=warn msg=\"snapshot failed; the journal keeps everything\" "

@@ -138,6 +138,8 @@ typedef struct store_s {
     uint64_t fail_after_seq; /* test hook: 0, or fail commits past this seq */
     char dir[PATH_MAX];
     pid_t snapshot_pid;         /* the child writing a snapshot, or 0 */
+    bool snapshot_failed;       /* the last child failed: retry later */
+    int64_t snapshot_retry_at_ms; /* monotonic: no snapshot before */
     uint64_t snapshot_forked_seq;
     uint64_t snapshot_ready_seq; /* written, waiting for the journal to adopt it */
     uint64_t appended_seq, durable_seq, since_snapshot;
@@ -286,9 +288,14 @@ store_reply_t store_reply_state(store_t *s, uint64_t seq, uint64_t generation, i
 /* Whether a reply revealing state up to seq may be sent now (see above). */
 bool store_reply_may_go(store_t *s, uint64_t seq, int64_t mono_ms);
 
-/* True when enough has been journaled since the last snapshot and none is
- * being written. */
-bool store_wants_snapshot(store_t *s);
+/* How long after a failed snapshot the next one may start. */
+#define STORE_SNAPSHOT_RETRY_MS 1000
+
+/* True at mono_ms when enough has been journaled since the last snapshot,
+ * none is being written, and none failed in the last
+ * STORE_SNAPSHOT_RETRY_MS (on a full disk every tick would fork a child
+ * that fails again). */
+bool store_wants_snapshot(store_t *s, int64_t mono_ms);
 /* Starts writing e as a snapshot at the current appended seq (unless one is
  * being written, or the disk has no room for it and the journal's next
  * commits: a snapshot is an optimisation, and filling the disk with one
