@@ -27,22 +27,6 @@ static int bad(const char *what, const char *value, const char *why)
     return -1;
 }
 
-/* [a-z0-9-]{1,max}: safe in a session name, a log line and a URL path. */
-static bool is_name(const char *v, size_t max)
-{
-    size_t n = strlen(v);
-    if (n == 0 || n > max) {
-        return false;
-    }
-    for (size_t i = 0; i < n; i++) {
-        char ch = v[i];
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-')) {
-            return false;
-        }
-    }
-    return true;
-}
-
 static bool starts_with(const char *v, const char *prefix)
 {
     return strncmp(v, prefix, strlen(prefix)) == 0;
@@ -73,14 +57,14 @@ static int set_value(server_config_t *c, const char *what, const char *name, con
         return set_journal(c, what, v);
     }
     if (strcmp(name, "shop") == 0) {
-        if (!is_name(v, STORE_SHOP_NAME_MAX)) {
+        if (!store_name_ok(v, strlen(v), STORE_SHOP_NAME_MAX)) {
             return bad(what, v, "1 to 32 of a-z, 0-9 and -");
         }
         snprintf(c->shop, sizeof c->shop, "%s", v);
         return 0;
     }
     if (strcmp(name, "node") == 0) {
-        if (!is_name(v, STORE_NODE_NAME_MAX)) {
+        if (!store_name_ok(v, strlen(v), STORE_NODE_NAME_MAX)) {
             return bad(what, v, "1 to 24 of a-z, 0-9 and -");
         }
         snprintf(c->node, sizeof c->node, "%s", v);

@@ -342,24 +342,9 @@ static void read_owners(pgj_t *j)
     free(names);
 }
 
-/* [a-z0-9-]{1,STORE_SHOP_NAME_MAX}: could be a shop's name. */
-static bool shop_name(const char *shop, size_t len)
-{
-    if (len == 0 || len > STORE_SHOP_NAME_MAX) {
-        return false;
-    }
-    for (size_t i = 0; i < len; i++) {
-        char ch = shop[i];
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-')) {
-            return false;
-        }
-    }
-    return true;
-}
-
 store_shop_t pgj_owner_of(pgj_t *j, const char *shop, size_t len, char *url, size_t size)
 {
-    if (!shop_name(shop, len)) {
+    if (!store_name_ok(shop, len, STORE_SHOP_NAME_MAX)) {
         return STORE_SHOP_NONE; /* no shop could have that name */
     }
     char key[STORE_SHOP_NAME_MAX + 1];

@@ -37,6 +37,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -54,6 +55,22 @@ typedef void (*store_durable_fn)(void *ctx, uint64_t durable_seq, bool failed);
  * shop's, owned by one node at a time. */
 #define STORE_SHOP_NAME_MAX 32
 #define STORE_NODE_NAME_MAX 24
+
+/* Whether name (len bytes) is a shop's or a node's name: [a-z0-9-]{1,max},
+ * safe in a session name, a log line and a URL path. */
+static inline bool store_name_ok(const char *name, size_t len, size_t max)
+{
+    if (len == 0 || len > max) {
+        return false;
+    }
+    for (size_t i = 0; i < len; i++) {
+        char ch = name[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-')) {
+            return false;
+        }
+    }
+    return true;
+}
 #define STORE_PG_LEASE_MS_MIN 500
 #define STORE_PG_LEASE_MS_MAX 60000
 #define STORE_PG_LEASE_MS_DEFAULT 2000
