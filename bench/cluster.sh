@@ -63,12 +63,13 @@ WRK_THREADS=2
 TTL_MS=5000
 BUYERS=100000     # bench/holds.lua: a new buyer each, enough that the default policy lets all through
 STOCK=1099511627776 # 2^40, the API's maximum: holds never run out
-START_WAIT_TENTHS=300
 
 # shellcheck source=tests/cluster/pg.sh
 . "$ROOT/tests/cluster/pg.sh"
 # shellcheck source=bench/cpucap.sh
 . "$ROOT/bench/cpucap.sh"
+# shellcheck source=bench/machine.sh
+. "$ROOT/bench/machine.sh"
 
 [ -x "$BIN" ] || { echo "cluster.sh: $BIN is missing; run make first (make bench-cluster does)" >&2; exit 2; }
 command -v wrk >/dev/null || { echo "cluster.sh: wrk is not installed (scripts/deps.sh)" >&2; exit 2; }
@@ -162,13 +163,7 @@ EOF
         2>"$dir/server.log" &
     SERVER_PID=$!
     PIDS+=("$SERVER_PID")
-    PORT=
-    for _ in $(seq $START_WAIT_TENTHS); do
-        PORT=$(sed -n 's/.*msg=listening addr=127\.0\.0\.1:\([0-9]*\).*/\1/p' "$dir/server.log")
-        [ -n "$PORT" ] && break
-        kill -0 "$SERVER_PID" 2>/dev/null || break
-        sleep 0.1
-    done
+    wait_listening "$dir/server.log" "$SERVER_PID"
     if [ -z "$PORT" ]; then
         echo "cluster.sh: the server $name did not start:" >&2
         cat "$dir/server.log" >&2
@@ -407,8 +402,6 @@ pg_alone() {
 # ------------------------------------------------------------------ machine
 
 
-# shellcheck source=bench/machine.sh
-. "$ROOT/bench/machine.sh"
 run_header "holdfast with the journal in PostgreSQL" \
     "make bench-cluster  (bench/cluster.sh; HF_CLUSTER_SECONDS=$SECS HF_CLUSTER_ROUNDS=$ROUNDS HF_CLUSTER_SHOPS_MAX=$SHOPS_MAX)" "$ROOT"
 echo "disk:     $(df -T "$WORK" | awk 'NR == 2 {print $1 ", " $2}') (holdfast's data and PostgreSQL's, primary and standby); 4 KiB write+fdatasync (dd oflag=dsync): $(fsync_latency_us "$WORK") us"

@@ -1,5 +1,7 @@
+# shellcheck shell=bash
 # bench/machine.sh - what a benchmark's output says first about the run and
-# the machine (sourced by bench/run.sh and bench/cluster.sh).
+# the machine, and the wait for a server it started (sourced by bench/run.sh
+# and bench/cluster.sh).
 
 # fsync_latency_us DIR: a 4 KiB write+fdatasync on DIR's disk, in us
 # (the mean of 500, dd oflag=dsync).
@@ -20,4 +22,17 @@ run_header() {
     echo "commit:   $(git -C "$3" rev-parse --short HEAD 2>/dev/null)$(git -C "$3" diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)')"
     echo "machine:  $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo) RAM"
     echo "kernel:   $(uname -srm)"
+}
+
+# wait_listening LOG PID: waits (30 s at most) until the server PID has
+# logged "msg=listening addr=127.0.0.1:PORT" to LOG, and sets PORT; PORT
+# stays empty if it ended or never listened.
+wait_listening() {
+    PORT=
+    for _ in $(seq 300); do
+        PORT=$(sed -n 's/.*msg=listening addr=127\.0\.0\.1:\([0-9]*\).*/\1/p' "$1")
+        [ -n "$PORT" ] && return
+        kill -0 "$2" 2>/dev/null || return
+        sleep 0.1
+    done
 }

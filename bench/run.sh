@@ -189,12 +189,7 @@ EOF
     "$BIN" serve --listen 127.0.0.1:0 --data "$dir/data" --config "$dir/config.json" \
         2>"$dir/server.log" &
     SERVER_PID=$!
-    for _ in $(seq 300); do
-        PORT=$(sed -n 's/.*msg=listening addr=127\.0\.0\.1:\([0-9]*\).*/\1/p' "$dir/server.log")
-        [ -n "$PORT" ] && break
-        kill -0 "$SERVER_PID" 2>/dev/null || break
-        sleep 0.1
-    done
+    wait_listening "$dir/server.log" "$SERVER_PID"
     if [ -z "$PORT" ]; then
         echo "run.sh: the server did not start:" >&2
         cat "$dir/server.log" >&2
