@@ -72,13 +72,9 @@ EOF
 "$BIN" serve --listen 127.0.0.1:0 --data "$WORK/data" --config "$WORK/config.json" \
     2>"$WORK/server.log" &
 SERVER_PID=$!
-PORT=
-for _ in $(seq 300); do
-    PORT=$(sed -n 's/.*msg=listening addr=127\.0\.0\.1:\([0-9]*\).*/\1/p' "$WORK/server.log")
-    [ -n "$PORT" ] && break
-    kill -0 "$SERVER_PID" 2>/dev/null || break
-    sleep 0.1
-done
+# shellcheck source=bench/machine.sh
+. "$ROOT/bench/machine.sh"
+wait_listening "$WORK/server.log" "$SERVER_PID"
 [ -n "$PORT" ] || { echo "flood.sh: the server did not start:" >&2; cat "$WORK/server.log" >&2; exit 1; }
 curl -s -o /dev/null -X PUT "http://127.0.0.1:$PORT/v1/skus/hot" -d '{"stock": 1099511627776}'
 

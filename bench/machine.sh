@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # bench/machine.sh - what a benchmark's output says first about the run and
-# the machine, and the wait for a server it started (sourced by bench/run.sh
-# and bench/cluster.sh).
+# the machine, and the wait for a server it started (sourced by bench/run.sh,
+# bench/cluster.sh and bench/flood.sh).
 
 # fsync_latency_us DIR: a 4 KiB write+fdatasync on DIR's disk, in us
 # (the mean of 500, dd oflag=dsync).
