@@ -540,13 +540,11 @@ static bool check_addresses(const conns_t *t)
             tally[address_find(t, t->slots[k].addr) - t->addresses]++;
         }
     }
-    uint32_t total = 0;
     for (uint32_t i = 0; i <= t->address_mask; i++) {
         const conns_address_t *a = &t->addresses[i];
         ok = ok && tally[i] == a->count &&
              (a->count == 0 || address_find(t, a->key) == a) &&
              (t->config.per_address_max == 0 || a->count <= t->config.per_address_max);
-        total += a->count;
     }
     free(tally);
     return ok;
