@@ -159,7 +159,7 @@ typedef struct {
 
 /* ------------------------------------------------------------------ failing */
 
-static void fail(const fuzz_request_t *q, const request_t *r, const char *what)
+_Noreturn static void fail(const fuzz_request_t *q, const request_t *r, const char *what)
 {
     fprintf(stderr, "fuzz_http: check failed: %s\n", what);
     if (q != NULL) {
