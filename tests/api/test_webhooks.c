@@ -34,6 +34,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -648,6 +649,7 @@ static void test_failing_receiver_gets_every_event_in_order_once_it_recovers(voi
     assert_non_null(f);
     fputs("file-secret-0123456789abcdef\n", f);
     fclose(f);
+    assert_int_equal(chmod(path, 0600), 0); /* others may not read it */
     snprintf(extra, sizeof extra,
              "{\"webhooks\": [{\"url\": \"http://127.0.0.1:%u/hooks\", \"events\": "
              "[\"sku.sold_out\"]}], \"webhook_secret_file\": \"%s\", " RETRY "}",
@@ -835,6 +837,51 @@ static void test_unsafe_or_unsigned_webhooks_are_refused_at_start(void **state)
     }
 }
 
+/* The secret forges the shop's events: its file is kept as a key file is. */
+static void test_a_secret_file_others_may_read_is_refused_at_start(void **state)
+{
+    fx_t *fx = *state;
+    char path[256], config[512];
+    snprintf(path, sizeof path, "%s/webhook.secret", fx->srv.root);
+    snprintf(config, sizeof config,
+             "{\"webhooks\": [{\"url\": \"http://127.0.0.1:9/h\"}], "
+             "\"webhook_secret_file\": \"%s\"}",
+             path);
+    assert_int_equal(hf_server_write_config_raw(&fx->srv, config), 0);
+    static const struct {
+        mode_t mode;
+        size_t bytes;
+        const char *says;
+    } cases[] = {
+        {0644, 32, "(mode 0644): chmod 600 it"},
+        {0640, 32, "(mode 0640)"},
+        {0600, 300, "larger than a webhook secret"},
+        {0, 0, "not a regular file"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        if (cases[i].bytes > 0) {
+            FILE *f = fopen(path, "w");
+            assert_non_null(f);
+            for (size_t b = 0; b < cases[i].bytes; b++) {
+                fputc('s', f);
+            }
+            fclose(f);
+            assert_int_equal(chmod(path, cases[i].mode), 0);
+        } else {
+            assert_int_equal(mkdir(path, 0700), 0);
+        }
+        const char *argv[] = {"serve", "--listen", "127.0.0.1:0", "--data", fx->srv.data_dir,
+                              "--config", fx->srv.config_path, NULL};
+        hf_run_result_t res;
+        assert_int_equal(hf_run(argv, HF_TEST_START_MS, &res), 2);
+        if (strstr(res.err, cases[i].says) == NULL) {
+            fprintf(stderr, "case %zu: expected \"%s\" in: %s\n", i, cases[i].says, res.err);
+        }
+        assert_non_null(strstr(res.err, cases[i].says));
+        assert_int_equal(cases[i].bytes > 0 ? unlink(path) : rmdir(path), 0);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -846,6 +893,7 @@ int main(void)
         T(test_a_hold_that_expires_while_the_server_is_down_is_announced),
         T(test_a_full_outbox_drops_new_events_and_counts_them),
         T(test_unsafe_or_unsigned_webhooks_are_refused_at_start),
+        T(test_a_secret_file_others_may_read_is_refused_at_start),
 #undef T
     };
     return hf_tests_done(cmocka_run_group_tests(tests, NULL, NULL));
