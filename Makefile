@@ -2,7 +2,8 @@
 # Debian packages only), then builds with CMake.
 #   make        build build/holdfast (optimised, asserts on)
 #   make demo   build, then serve the demo shop on 127.0.0.1:8080
-#   make test   build with address+undefined sanitizers in build/asan, run every test
+#   make test   build with address+undefined sanitizers in build/asan, run every test,
+#               JOBS at once (the cores; suites that time deadlines run alone)
 #   make bench  build, install the benchmark's peers (Redis, PostgreSQL) if
 #               missing, run the benchmarks, print the figures
 #   make bench-cluster  build, then measure the journal in PostgreSQL (a primary
@@ -55,7 +56,7 @@ test:
 	@./scripts/deps.sh test
 	cmake -S . -B build/asan -DCMAKE_BUILD_TYPE=Debug -DHF_SANITIZE=ON -DBUILD_TESTING=ON >/dev/null
 	cmake --build build/asan -j $(JOBS)
-	cd build/asan && ctest --output-on-failure --timeout 300
+	cd build/asan && ctest --output-on-failure --timeout 300 -j $(JOBS)
 
 bench: all
 	@./scripts/deps.sh bench
