@@ -5,6 +5,7 @@
  * the attack panel's bounded live run (on a demo server only).
  */
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { after, before, test } from 'node:test';
 
 import { STEP_MS, call, open, shot, sku, startServer, until, useBrowser } from './harness.mjs';
@@ -103,6 +104,79 @@ test('the chart opens with the past the server kept, and goes on live with no ga
     await shot(page, 'admin-history');
     assert.deepEqual(page.errors, []);
   } finally {
+    assert.equal(await server.stop(), 0);
+  }
+});
+
+/* A TCP relay to the server that the test can cut: every connection
+ * through it closed, and new ones closed at once, until it is mended. */
+async function relay(target) {
+  const port = Number(new URL(target).port);
+  const sockets = new Set();
+  let cut = false;
+  const server = net.createServer((client) => {
+    if (cut) return client.destroy();
+    const upstream = net.connect(port, '127.0.0.1');
+    for (const [a, b] of [[client, upstream], [upstream, client]]) {
+      sockets.add(a);
+      a.pipe(b);
+      a.on('error', () => b.destroy());
+      a.on('close', () => { sockets.delete(a); b.destroy(); });
+    }
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const cutAll = () => {
+    cut = true;
+    for (const sock of sockets) sock.destroy();
+  };
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    cut: cutAll,
+    mend: () => { cut = false; },
+    close: () => { cutAll(); return new Promise((resolve) => server.close(resolve)); },
+  };
+}
+
+test('after its stream was cut, the chart shows what the server saw meanwhile', async () => {
+  const server = await startServer(KEYS);
+  const through = await relay(server.url);
+  try {
+    assert.equal((await call(server, 'PUT', '/v1/skus/cap-red', { stock: 20 }, ADMIN)).status, 201);
+    const page = await open(shared.browser, through.url + '/admin');
+    await signIn(page);
+    const series = () => page.evaluate(() => globalThis.dashboard?.series('cap-red') ?? null);
+    const state = () => page.$eval('#live', (e) => e.dataset.state);
+    await until(async () => (await state()) === 'open' && (await series())?.t.length >= 2, 'the chart live');
+
+    through.cut();
+    await until(async () => (await state()) === 'retrying', 'the page to see the break');
+    /* Units held while the page cannot hear (two: an ordinary cart, never
+     * challenged); the server's history sees them. */
+    const hold = await call(server, 'POST', '/v1/holds', { customer: 'u-1', lines: [{ sku: 'cap-red', qty: 2 }] }, SHOP);
+    assert.equal(hold.status, 201);
+    const history = async () => (await call(server, 'GET', '/v1/history?sku=cap-red', undefined, ADMIN)).body;
+    const heldSeconds = (h) => h.held.filter((n) => n === 2).length;
+    await until(async () => heldSeconds(await history()) >= 2, 'two seconds of the hold in the history');
+    /* The page went on drawing its last news for those seconds. */
+    const stale = await series();
+    assert.equal(stale.held.at(-1), 0);
+
+    through.mend();
+    await until(async () => (await state()) === 'open', 'the stream back');
+    /* Every second the server kept is now the server's, none twice, none missing. */
+    const kept = await history();
+    const first = kept.first_ms / 1000;
+    const agrees = (s) => kept.held.every((n, i) => {
+      const at = s.t.indexOf(first + i);
+      return at < 0 || s.held[at] === n;
+    });
+    await until(async () => agrees(await series()), 'the seconds of the break as the server saw them');
+    const s = await series();
+    for (let i = 1; i < s.t.length; i++) assert.equal(s.t[i] - s.t[i - 1], 1, `seconds ${s.t[i - 1]}, ${s.t[i]}`);
+    assert.ok(s.held.filter((n) => n === 2).length >= 2);
+    assert.deepEqual(page.errors, []);
+  } finally {
+    await through.close();
     assert.equal(await server.stop(), 0);
   }
 });

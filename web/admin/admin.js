@@ -70,10 +70,7 @@ function record(obj, t = serverSecond()) {
     for (const k of COLUMNS) s[k][n - 1] = v[k];
     return;
   }
-  for (let f = last === null ? t : Math.max(last + 1, t - SERIES_MAX); f < t; f++) {
-    s.t.push(f);
-    for (const k of COLUMNS) s[k].push(s[k][s[k].length - 1]);
-  }
+  if (last !== null) repeatLast(s, last + 1, t);
   s.t.push(t);
   for (const k of COLUMNS) s[k].push(v[k]);
   const extra = s.t.length - SERIES_MAX;
@@ -87,35 +84,61 @@ async function syncClock() {
   clockSkewMs = h.now_ms - (before + Date.now()) / 2;
 }
 
-/* The SKU's last hour from the server, put before the points the events
- * brought since the page opened: each second once, none missing. */
+/* Seconds from..to-1 as copies of the point before them: a gap repeats
+ * the last known point, as the server's history does. */
+function repeatLast(s, from, to) {
+  for (let f = Math.max(from, to - SERIES_MAX); f < to; f++) {
+    s.t.push(f);
+    for (const k of COLUMNS) s[k].push(s[k][s[k].length - 1]);
+  }
+}
+
+/* The server's hour h of a SKU merged with the points s the page has: the
+ * server's seconds as it kept them (it saw every change, even while the
+ * page's stream was down), the page's own before them (a restarted server
+ * has no past) and after them (the events since); each second once. */
+function merged(h, s) {
+  if (!h.count) return s;
+  const first = h.first_ms / 1000;
+  const last = first + h.count - 1;
+  const out = emptySeries();
+  const before = s.t.findIndex((t) => t >= first);
+  const head = before < 0 ? s.t.length : before;
+  for (const k in out) out[k].push(...s[k].slice(0, head));
+  if (head > 0) repeatLast(out, out.t[head - 1] + 1, first);
+  for (let i = 0; i < h.count; i++) {
+    out.t.push(first + i);
+    for (const k of COLUMNS) out[k].push(h[k][i]);
+  }
+  const after = s.t.findIndex((t) => t > last);
+  if (after >= 0) {
+    repeatLast(out, last + 1, s.t[after]);
+    for (const k in out) out[k].push(...s[k].slice(after));
+  }
+  const extra = out.t.length - SERIES_MAX;
+  if (extra > 0) for (const k in out) out[k].splice(0, extra);
+  return out;
+}
+
+/* The SKU's last hour from the server, merged with the points the events
+ * brought: asked for once, and again after the stream was down. */
 function loadPast(sku) {
   if (!pasts.has(sku)) {
     pasts.set(sku, api.call('GET', `/v1/history?sku=${encodeURIComponent(sku)}`).then((h) => {
-      const s = series.get(sku) ?? emptySeries();
-      const firstLive = s.t.length ? s.t[0] : Infinity;
-      const first = h.first_ms / 1000;
-      const past = emptySeries();
-      for (let i = 0; i < h.count && first + i < firstLive; i++) {
-        past.t.push(first + i);
-        for (const k of COLUMNS) past[k].push(h[k][i]);
-      }
-      /* a gap between the past and the first live point repeats the past's last */
-      const lastPast = past.t.length ? past.t[past.t.length - 1] : null;
-      if (lastPast !== null && Number.isFinite(firstLive)) {
-        for (let f = Math.max(lastPast + 1, firstLive - SERIES_MAX); f < firstLive; f++) {
-          past.t.push(f);
-          for (const k of COLUMNS) past[k].push(past[k][past[k].length - 1]);
-        }
-      }
-      for (const k in past) past[k].push(...s[k]);
-      const extra = past.t.length - SERIES_MAX;
-      if (extra > 0) for (const k in past) past[k].splice(0, extra);
-      series.set(sku, past);
+      series.set(sku, merged(h, series.get(sku) ?? emptySeries()));
       if (sku === $('chart-sku').value) updateChart();
     }).catch(() => pasts.delete(sku))); /* asked again when next shown */
   }
   return pasts.get(sku);
+}
+
+/* The stream is back after a break: what happened meanwhile is in the
+ * server's history, not in the events, so each SKU's past is asked again
+ * (the shown one now, the others when shown). */
+function refetchPasts() {
+  pasts.clear();
+  syncClock().catch(() => {}); /* a restarted server may keep another time */
+  if ($('chart-sku').value) loadPast($('chart-sku').value);
 }
 
 function cell(row, text, className = '') {
@@ -440,7 +463,10 @@ async function open() {
   } catch {
     /* an older server: our own clock then */
   }
+  let opened = false;
   api.follow([], onSku, (state) => {
+    if (state === 'open' && opened) refetchPasts();
+    opened ||= state === 'open';
     $('live').textContent = state === 'open' ? 'Live' : state === 'unauthorized' ? 'Signed out' : 'Reconnecting…';
     $('live').dataset.state = state;
   }, live.signal);
