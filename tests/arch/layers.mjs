@@ -136,7 +136,8 @@ function checkSymbols(src, build) {
     // One library's objects per module folder (the installed binary's copy
     // of main.c aside): module -> [{unit, defined, used}]
     const mods = new Map();
-    for (const o of objects(path.join(build, 'CMakeFiles'))) {
+    const cmakeFiles = path.join(build, 'CMakeFiles');
+    for (const o of fs.existsSync(cmakeFiles) ? objects(cmakeFiles) : []) {
         const m = o.match(/\.dir\/src\/([^/]+)\/([^/]+)\.c\.o$/);
         if (m === null || !o.includes('holdfast_') ||
             !fs.existsSync(path.join(src, m[1], `${m[2]}.c`))) {
