@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -427,6 +428,62 @@ static void test_sku_conversion_keeps_its_labels_across_an_escalation(void **sta
     free(after);
 }
 
+/* Lines past what the log's two 1 MiB buffers hold while its file does not
+ * take them are dropped and counted; the replies never wait. The file is a
+ * pipe nobody reads: full at 64 KiB, then the log's writer waits in write(). */
+#define FULL_LOG_REQUESTS 20000
+#define FULL_LOG_BATCH 50
+/* A line here has at least the time, method, route, status, client and the
+ * request id: 150 bytes. So the pipe and the buffers hold at most this many. */
+#define FULL_LOG_LINES_HELD ((64 * 1024 + 2 * 1024 * 1024) / 150)
+
+static void test_a_stuck_access_log_drops_lines_never_a_reply(void **state)
+{
+    HF_SKIP_WITH_PG(); /* the log is the same whichever journal */
+    fx_t *fx = *state;
+    char path[256];
+    snprintf(path, sizeof path, "%s/access.fifo", fx->srv.root);
+    assert_int_equal(mkfifo(path, 0600), 0);
+    int reader = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC); /* so the server's open returns */
+    assert_true(reader >= 0);
+    const char *extra[] = {"--access-log", path, NULL};
+    start(fx, extra);
+    hf_conn_t c;
+    assert_int_equal(hf_conn_open(&c, fx->srv.port, NULL), 0);
+    /* Sent FULL_LOG_BATCH at a time on one connection (pipelined), so the
+     * sanitized server answers 20,000 in a few seconds. */
+    static const char one[] = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                              "X-Request-Id: a-request-id-of-sixty-characters-to-make-each-line-long\r\n\r\n";
+    char batch[FULL_LOG_BATCH * (sizeof one - 1)];
+    for (int i = 0; i < FULL_LOG_BATCH; i++) {
+        memcpy(batch + (size_t)i * (sizeof one - 1), one, sizeof one - 1);
+    }
+    for (int sent = 0; sent < FULL_LOG_REQUESTS; sent += FULL_LOG_BATCH) {
+        assert_int_equal(hf_conn_send_raw(&c, batch, sizeof batch), 0);
+        for (int i = 0; i < FULL_LOG_BATCH; i++) {
+            hf_response_t r;
+            assert_int_equal(hf_conn_read(&c, &r), 0);
+            assert_true(hf_expect_status(&r, 200));
+            hf_response_free(&r);
+        }
+    }
+    hf_conn_close(&c);
+    char *m = scrape(fx);
+    double logged = series(m, "holdfast_access_log_lines_total{outcome=\"logged\"}");
+    double dropped = series(m, "holdfast_access_log_lines_total{outcome=\"dropped\"}");
+    free(m);
+    /* Every request's line is one or the other (a line is counted before
+     * its reply is sent; the start's probes add a few); no more was kept
+     * than the pipe and the two buffers hold. */
+    assert_true(logged + dropped >= FULL_LOG_REQUESTS && logged + dropped <= FULL_LOG_REQUESTS + 100);
+    assert_true(logged <= FULL_LOG_LINES_HELD);
+    assert_true(dropped >= FULL_LOG_REQUESTS - FULL_LOG_LINES_HELD);
+    fprintf(stderr, "stuck access log: %.0f lines logged, %.0f dropped\n", logged, dropped);
+    /* The writer stuck in write() gets EPIPE: the stop is still clean. */
+    close(reader);
+    assert_int_equal(hf_server_stop(&fx->srv, SIGTERM), 0);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -436,6 +493,7 @@ int main(void)
         T(test_access_log_goes_to_stderr_by_default_and_off_is_off),
         T(test_access_log_file_is_opened_again_on_sighup),
         T(test_access_log_that_cannot_be_opened_stops_the_start),
+        T(test_a_stuck_access_log_drops_lines_never_a_reply),
         T(test_latency_histogram_counts_each_route_and_method),
         T(test_sku_conversion_keeps_its_labels_across_an_escalation),
     };
