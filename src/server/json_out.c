@@ -218,10 +218,22 @@ void jw_cstr(json_out_t *j, const char *s)
     jw_str(j, s, strlen(s));
 }
 
+/* By hand, not printf: a history reply has thousands of integers and every
+ * hold reply several, and printf's format parsing cost more than the digits. */
 void jw_int(json_out_t *j, int64_t v)
 {
     separate(j);
-    jw_rawf(j, "%lld", (long long)v);
+    char digits[24]; /* 19 digits and a sign */
+    char *p = digits + sizeof digits;
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v; /* INT64_MIN too */
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u != 0);
+    if (v < 0) {
+        *--p = '-';
+    }
+    jw_raw(j, p, (size_t)(digits + sizeof digits - p));
 }
 
 void jw_null(json_out_t *j)
