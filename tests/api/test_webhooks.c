@@ -800,6 +800,19 @@ static void test_a_full_outbox_drops_new_events_and_counts_them(void **state)
     assert_int_equal(rx_count("sku.sold_out", "\"sku\":\"c\"", -1), 0);
 }
 
+/* A start with the fixture's configuration is refused (status 2), saying so. */
+static void expect_start_refused(const fx_t *fx, size_t case_index, const char *says)
+{
+    const char *argv[] = {"serve", "--listen", "127.0.0.1:0", "--data", fx->srv.data_dir,
+                          "--config", fx->srv.config_path, NULL};
+    hf_run_result_t res;
+    assert_int_equal(hf_run(argv, HF_TEST_START_MS, &res), 2);
+    if (strstr(res.err, says) == NULL) {
+        fprintf(stderr, "case %zu: expected \"%s\" in: %s\n", case_index, says, res.err);
+    }
+    assert_non_null(strstr(res.err, says));
+}
+
 static void test_unsafe_or_unsigned_webhooks_are_refused_at_start(void **state)
 {
     fx_t *fx = *state;
@@ -826,14 +839,7 @@ static void test_unsafe_or_unsigned_webhooks_are_refused_at_start(void **state)
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         assert_int_equal(hf_server_write_config_raw(&fx->srv, cases[i].config), 0);
-        const char *argv[] = {"serve", "--listen", "127.0.0.1:0", "--data", fx->srv.data_dir,
-                              "--config", fx->srv.config_path, NULL};
-        hf_run_result_t res;
-        assert_int_equal(hf_run(argv, HF_TEST_START_MS, &res), 2);
-        if (strstr(res.err, cases[i].says) == NULL) {
-            fprintf(stderr, "case %zu: expected \"%s\" in: %s\n", i, cases[i].says, res.err);
-        }
-        assert_non_null(strstr(res.err, cases[i].says));
+        expect_start_refused(fx, i, cases[i].says);
     }
 }
 
@@ -870,14 +876,7 @@ static void test_a_secret_file_others_may_read_is_refused_at_start(void **state)
         } else {
             assert_int_equal(mkdir(path, 0700), 0);
         }
-        const char *argv[] = {"serve", "--listen", "127.0.0.1:0", "--data", fx->srv.data_dir,
-                              "--config", fx->srv.config_path, NULL};
-        hf_run_result_t res;
-        assert_int_equal(hf_run(argv, HF_TEST_START_MS, &res), 2);
-        if (strstr(res.err, cases[i].says) == NULL) {
-            fprintf(stderr, "case %zu: expected \"%s\" in: %s\n", i, cases[i].says, res.err);
-        }
-        assert_non_null(strstr(res.err, cases[i].says));
+        expect_start_refused(fx, i, cases[i].says);
         assert_int_equal(cases[i].bytes > 0 ? unlink(path) : rmdir(path), 0);
     }
 }
