@@ -89,7 +89,6 @@ struct pgj_s {
     /* Where other shops are served, read by the lease's thread when a
      * request asks (pgowners.h). */
     pgowners_t *owners;
-    bool owners_wanted;     /* atomic: a shop was marked wanted since the last read */
     int64_t owners_read_ms; /* lease's thread: when it last read them */
     int64_t lease_ms;
     PGconn *lease_conn;   /* acquire, renewals */
@@ -353,7 +352,6 @@ store_shop_t pgj_owner_of(pgj_t *j, const char *shop, size_t len, char *url, siz
     bool wake = false;
     pgowners_answer_t a = pgowners_find(j->owners, key, hf_mono_ms(), url, size, &wake);
     if (wake) {
-        __atomic_store_n(&j->owners_wanted, true, __ATOMIC_RELEASE);
         pthread_mutex_lock(&j->lock);
         pthread_cond_signal(&j->wake);
         pthread_mutex_unlock(&j->lock);
@@ -414,9 +412,11 @@ static void *renew_thread(void *arg)
     while (!j->stopping) {
         int64_t now_ms = hf_mono_ms();
         int64_t read_at_ms = j->owners_read_ms + OWNERS_READ_GAP_MS;
-        bool read = __atomic_load_n(&j->owners_wanted, __ATOMIC_ACQUIRE) && now_ms >= read_at_ms;
+        /* Asked of the shops themselves, not of a flag: a read that failed
+         * leaves them wanted, and so it is tried again after the gap. */
+        bool wanted = pgowners_any_wanted(j->owners);
+        bool read = wanted && now_ms >= read_at_ms;
         if (now_ms < renew_at_ms && !read) {
-            bool wanted = __atomic_load_n(&j->owners_wanted, __ATOMIC_ACQUIRE);
             wait_until(j, wanted && read_at_ms < renew_at_ms ? read_at_ms : renew_at_ms);
             continue;
         }
@@ -426,7 +426,6 @@ static void *renew_thread(void *arg)
             renew_once(j, &complained);
         }
         if (read) {
-            __atomic_store_n(&j->owners_wanted, false, __ATOMIC_RELEASE);
             j->owners_read_ms = now_ms;
             read_owners(j);
         }

@@ -148,6 +148,17 @@ size_t pgowners_wanted(pgowners_t *o, char (*names)[STORE_SHOP_NAME_MAX + 1], si
     return n;
 }
 
+bool pgowners_any_wanted(pgowners_t *o)
+{
+    bool any = false;
+    pthread_mutex_lock(&o->lock);
+    for (size_t i = 0; i < o->count && !any; i++) {
+        any = o->entries[i].wanted;
+    }
+    pthread_mutex_unlock(&o->lock);
+    return any;
+}
+
 void pgowners_found(pgowners_t *o, const char *shop, const char *url, int64_t now_ms)
 {
     pthread_mutex_lock(&o->lock);

@@ -51,6 +51,9 @@ pgowners_answer_t pgowners_find(pgowners_t *o, const char *shop, int64_t now_ms,
  * returns how many. */
 size_t pgowners_wanted(pgowners_t *o, char (*names)[STORE_SHOP_NAME_MAX + 1], size_t max);
 
+/* Whether any shop is wanted (a read is due, or failed and is due again). */
+bool pgowners_any_wanted(pgowners_t *o);
+
 /* What a read at now_ms found for a wanted shop: its owner's url, or NULL
  * for no live owner. A shop no longer kept is ignored. */
 void pgowners_found(pgowners_t *o, const char *shop, const char *url, int64_t now_ms);

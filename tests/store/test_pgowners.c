@@ -38,7 +38,11 @@ static void test_an_unknown_shop_is_looked_up_once(void **state)
     char names[4][STORE_SHOP_NAME_MAX + 1];
     assert_int_equal(pgowners_wanted(o, names, 4), 1);
     assert_string_equal(names[0], "tees");
+    /* A read that failed said nothing: the shop stays wanted, to be read
+     * again, though no request marks it anew. */
+    assert_true(pgowners_any_wanted(o));
     pgowners_found(o, "tees", "http://b:8080", T0_MS + 10);
+    assert_false(pgowners_any_wanted(o));
     assert_int_equal(find(o, "tees", T0_MS + 20, url, &wanted), PGOWNERS_AT);
     assert_string_equal(url, "http://b:8080");
     assert_false(wanted);
