@@ -14,6 +14,19 @@ fsync_latency_us() {
     echo $(((t1 - t0) / n / 1000))
 }
 
+# flush_latency DIR: the disk's 4 KiB overwrite+fdatasync latency on DIR as
+# "p50 X, p99 Y, max Z us (N pairs)", from build/bench/fsync_probe (2000
+# pairs or 3 s); empty if the probe is not built or failed. A durable reply
+# waits for at least one such flush, so its p99 is the floor of theirs.
+flush_latency() {
+    local probe line
+    probe=$(dirname "${BASH_SOURCE[0]}")/../build/bench/fsync_probe
+    [ -x "$probe" ] || return 0
+    line=$("$probe" "$1" --count 2000 --seconds 3 2>/dev/null) || return 0
+    awk '{ for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+           printf "p50 %s, p99 %s, max %s us (%s pairs)", v["p50_us"], v["p99_us"], v["max_us"], v["count"] }' <<<"$line"
+}
+
 # run_header TITLE COMMAND ROOT: the title with the time, the command, the
 # commit of ROOT (and whether it has changes), the machine and the kernel.
 run_header() {

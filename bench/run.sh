@@ -160,6 +160,7 @@ cpu_note() { echo "server CPU ${SRV_US_PER_REQ} us/request (${SRV_CPU_PCT}% of a
 run_header "holdfast benchmarks" \
     "make bench  (bench/run.sh; HF_BENCH_SECONDS=$SECS HF_BENCH_ENGINE_SECONDS=$ENGINE_SECS HF_BENCH_WRK_THREADS=$WRK_THREADS)" "$ROOT"
 echo "disk:     data under $WORK ($(df -T "$WORK" | awk 'NR == 2 {print $1 ", " $2}')); 4 KiB write+fdatasync (dd oflag=dsync): $(fsync_latency_us "$WORK") us"
+echo "          4 KiB overwrite+fdatasync, as the journal's reused log does (fsync_probe): $(flush_latency "$WORK")"
 echo "tools:    $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2), libmicrohttpd $(pkg-config --modversion libmicrohttpd 2>/dev/null), sqlite $(pkg-config --modversion sqlite3 2>/dev/null)"
 echo "load:     $(cut -d' ' -f1-3 /proc/loadavg) (load average at start; the load generator shares the CPUs with the server)"
 echo
@@ -334,6 +335,14 @@ put_hot() {
     curl -s -o /dev/null -X PUT "http://127.0.0.1:$PORT/v1/skus/hot" -d "{\"stock\": $STOCK}"
 }
 
+# disk_now: the disk's flush latency just before a paced run, the floor of
+# a durable reply's p99 (docs/BENCHMARKS.md, What bounds p99).
+disk_now() {
+    local d
+    d=$(flush_latency "$WORK")
+    [ -n "$d" ] && echo "   the disk now, 4 KiB overwrite+fdatasync: $d"
+}
+
 # paced SCENARIO DURABILITY THREADS PEAK -- hf_load arguments...: a run paced
 # at half of PEAK, skipped if no peak was measured.
 paced() {
@@ -343,6 +352,7 @@ paced() {
         echo "   (skipped $scenario: no peak measured)"
         return
     fi
+    disk_now
     load_run "$scenario" "$dur" "$threads" -- "$@" --rate "$(half "$peak")"
 }
 
@@ -453,6 +463,7 @@ if want rates; then
         put_hot
         SECS_SAVED=$SECS
         SECS=$(((SECS + 1) / 2))
+        disk_now
         for rate in 2000 5000 10000; do
             load_run "holds, hot sku, paced at $rate/s" $mode $T -- holds -c 32 --skus 0 --ttl $TTL_MS --rate $rate
         done
