@@ -134,12 +134,13 @@ measure_end() {
     SRV_US_PER_REQ=$(awk -v t="$ticks" -v hz="$TICKS" -v n="$1" 'BEGIN { if (n > 0) printf "%.1f", t / hz * 1e6 / n; else print "-" }')
     SRV_CPU_PCT=$(awk -v t="$ticks" -v hz="$TICKS" -v w="$wall" 'BEGIN { printf "%.0f", t / hz / (w / 1e9) * 100 }')
     GEN_CPU_PCT=$(awk -v g="$gen" -v w="$wall" 'BEGIN { split(g, a, " "); printf "%.0f", (a[1] + a[2]) / (w / 1e9) * 100 }')
-    # Per thread: the main thread is the clock tick, the other unnamed one
-    # the journal's commit thread, MHD-* the HTTP threads. Snapshot children
-    # are not threads: they count in the total above, not here.
+    # Per thread: the main thread is the clock tick, hf-journal the
+    # journal's commit thread, MHD-* the HTTP threads, hf-accept the
+    # listener (src/hf_thread.h names them). Snapshot children are not
+    # threads: they count in the total above, not here.
     THREADS_NOTE=$(thread_ticks | awk -v hz="$TICKS" -v w="$wall" -v pid="${MEASURE_PID:-$SERVER_PID}" -v f="$WORK/threads.start" '
         BEGIN { while ((getline l < f) > 0) { split(l, a, " "); start[a[1]] = a[3] } }
-        { name = $1 == pid ? "tick" : ($2 == "holdfast" ? "journal" : $2)
+        { name = $1 == pid ? "tick" : $2; sub(/^hf-/, "", name)
           pct = ($3 - start[$1]) / hz / (w / 1e9) * 100
           if (pct >= 1) out = out sprintf("%s%s %.0f%%", out == "" ? "" : ", ", name, pct) }
         END { print out }')

@@ -39,6 +39,7 @@
 #include <unistd.h>
 
 #include "hf_clock.h"
+#include "hf_thread.h"
 #include "metrics.h"
 #include "observe.h"
 
@@ -199,6 +200,7 @@ static void reopen_file(access_log_t *l)
 static void *writer_thread(void *arg)
 {
     access_log_t *l = arg;
+    hf_thread_name("hf-access-log");
     pthread_mutex_lock(&l->lock);
     for (;;) {
         bool stopping = l->stopping;

@@ -35,6 +35,7 @@
 #include <openssl/rand.h>
 
 #include "errors.h"
+#include "hf_thread.h"
 #include "listener.h"
 
 /* Deadlines are enforced to within this; a scan of 60,000 slots takes
@@ -317,6 +318,7 @@ static void listen_pause(server_t *s, bool pause)
 static void *accept_main(void *arg)
 {
     server_t *s = arg;
+    hf_thread_name("hf-accept");
     int64_t reap_at_ms = server_mono_ms() + REAP_MS;
     int64_t paused_until_ms = 0;
     struct epoll_event events[EVENTS_MAX];

@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "simrun.h"
+#include "hf_thread.h"
 #include "sim.h"
 
 #define SIM_RUN_OUTPUT_BYTES_MAX (256 * 1024)
@@ -79,6 +80,7 @@ static void last_line(const char *text, size_t len, char *out, size_t size)
 static void *reader(void *arg)
 {
     server_t *s = arg;
+    hf_thread_name("hf-simrun");
     sim_run_t *run = &s->sim;
     char *out = NULL, *err = NULL;
     size_t out_len = 0, err_len = 0;

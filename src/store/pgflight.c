@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "hf_clock.h"
+#include "hf_thread.h"
 #include "record.h"
 
 typedef struct {
@@ -76,6 +77,7 @@ static void failed(worker_t *w, const pgj_commit_t *c, bool fenced, const char *
 static void *worker_thread(void *arg)
 {
     worker_t *w = arg;
+    hf_thread_name("hf-pg-row");
     pgflight_t *f = w->f;
     pthread_mutex_lock(&f->lock);
     for (;;) {

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "hf_clock.h"
+#include "hf_thread.h"
 #include "pgowners.h"
 
 /* The owner stops counting itself the owner this much before its lease
@@ -405,6 +406,7 @@ static void wait_until(pgj_t *j, int64_t deadline_ms)
 static void *renew_thread(void *arg)
 {
     pgj_t *j = arg;
+    hf_thread_name("hf-pg-lease");
     int64_t every_ms = j->lease_ms / RENEWS_PER_LEASE;
     int64_t renew_at_ms = hf_mono_ms() + every_ms;
     bool complained = false;

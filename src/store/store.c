@@ -36,6 +36,7 @@
 #include <time.h>
 
 #include "hf_clock.h"
+#include "hf_thread.h"
 #include "mark.h"
 #include "outbox.h"
 #include "pgflight.h"
@@ -1272,6 +1273,7 @@ static void relaxed_gather(store_t *s)
 static void *commit_thread(void *arg)
 {
     store_t *s = arg;
+    hf_thread_name("hf-journal");
     batch_t b = {0};
     pthread_mutex_lock(&s->lock);
     while (take_batch(s, &b)) {
@@ -1439,6 +1441,7 @@ static void pg_send(store_t *s, const batch_t *b, uint64_t durable_seq, uint64_t
 static void *pg_commit_thread(void *arg)
 {
     store_t *s = arg;
+    hf_thread_name("hf-journal");
     batch_t b = {0};
     pthread_mutex_lock(&s->lock);
     while (take_batch(s, &b)) {

@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "hf_clock.h"
+#include "hf_thread.h"
 #include "hf_mix.h"
 #include "hf_version.h"
 #include "post.h"
@@ -313,6 +314,7 @@ static void wait_until(webhook_t *w, int64_t at_mono_ms)
 static void *endpoint_main(void *arg)
 {
     endpoint_t *e = arg;
+    hf_thread_name("hf-webhook");
     webhook_t *w = e->w;
     pthread_mutex_lock(&w->lock);
     while (!w->stopping) {

@@ -5,6 +5,7 @@
  * The access log is flushed by a thread of its own; these tests read it
  * after SIGTERM (which writes out what is buffered), never after a sleep.
  */
+#include <dirent.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -484,6 +485,49 @@ static void test_a_stuck_access_log_drops_lines_never_a_reply(void **state)
     assert_int_equal(hf_server_stop(&fx->srv, SIGTERM), 0);
 }
 
+/* ================================ threads ================================ */
+
+/* How many of the server's threads have this name (/proc/PID/task/N/comm). */
+static int threads_named(pid_t pid, const char *name)
+{
+    char dir_path[64];
+    snprintf(dir_path, sizeof dir_path, "/proc/%d/task", (int)pid);
+    DIR *dir = opendir(dir_path);
+    assert_non_null(dir);
+    int count = 0;
+    for (struct dirent *d = readdir(dir); d != NULL; d = readdir(dir)) {
+        if (d->d_name[0] == '.') {
+            continue;
+        }
+        char path[384], comm[32] = "";
+        snprintf(path, sizeof path, "%s/%s/comm", dir_path, d->d_name);
+        FILE *f = fopen(path, "r"); /* procfs: no size to seek to */
+        if (f != NULL && fgets(comm, sizeof comm, f) != NULL) {
+            comm[strcspn(comm, "\n")] = '\0';
+            count += strcmp(comm, name) == 0;
+        }
+        if (f != NULL) { /* NULL: the thread ended meanwhile */
+            fclose(f);
+        }
+    }
+    closedir(dir);
+    return count;
+}
+
+/* Operators and the benchmark tell the threads apart by name (top -H). */
+static void test_threads_are_named_for_what_they_do(void **state)
+{
+    fx_t *fx = *state;
+    start(fx, NULL);
+    hf_client_t admin = as(fx, ADMIN);
+    expect_call(&admin, "PUT", "/v1/skus/named", NULL, "{\"stock\": 5}", 201);
+    pid_t pid = fx->srv.pid;
+    assert_int_equal(threads_named(pid, "hf-journal"), 1);
+    assert_int_equal(threads_named(pid, "hf-accept"), 1);
+    assert_int_equal(threads_named(pid, "MHD-worker"), 2); /* threads: 2, the default */
+    assert_int_equal(threads_named(pid, "holdfast"), 1);   /* the main thread: the tick */
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -496,6 +540,7 @@ int main(void)
         T(test_a_stuck_access_log_drops_lines_never_a_reply),
         T(test_latency_histogram_counts_each_route_and_method),
         T(test_sku_conversion_keeps_its_labels_across_an_escalation),
+        T(test_threads_are_named_for_what_they_do),
     };
     return hf_tests_done(cmocka_run_group_tests(tests, NULL, NULL));
 }
