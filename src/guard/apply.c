@@ -362,12 +362,45 @@ static guard_outcome_t apply_reclaim(guard_t *g, const guard_op_t *op)
     return out;
 }
 
+/* Whether entry i was made by this very join request: the same sku,
+ * customer, qty, ip and fingerprint. */
+static bool wait_same_request(const guard_t *g, uint32_t i, uint32_t sku, const guard_op_t *op)
+{
+    const guard_wait_t *w = &g->waits[i];
+    return w->sku == sku && w->qty == op->u.wait_join.qty &&
+           w->customer_len == op->u.wait_join.customer_len &&
+           memcmp(w->customer, op->u.wait_join.customer, w->customer_len) == 0 &&
+           w->ip_len == op->u.wait_join.ip_len &&
+           memcmp(w->ip, op->u.wait_join.ip, w->ip_len) == 0 &&
+           w->fingerprint_len == op->u.wait_join.fingerprint_len &&
+           memcmp(w->fingerprint, op->u.wait_join.fingerprint, w->fingerprint_len) == 0;
+}
+
+/* A join whose Idempotency-Key made an entry before: that entry as it is
+ * now (the same request), or idempotency_mismatch. Changes nothing, so it
+ * is never journaled; nothing else about the join is checked again. */
+static guard_outcome_t wait_join_replay(const guard_t *g, uint32_t i, uint32_t sku,
+                                        const guard_op_t *op)
+{
+    if (!wait_same_request(g, i, sku, op)) {
+        return (guard_outcome_t){.result = GUARD_ENGINE,
+                                 .engine = {.result = ENGINE_IDEMPOTENCY_MISMATCH}};
+    }
+    return (guard_outcome_t){.result = GUARD_OK, .id = g->waits[i].id, .replayed = true};
+}
+
 static guard_outcome_t apply_wait_join(guard_t *g, guard_op_t *op)
 {
     uint32_t sku;
     if (!engine_sku_find(&g->engine, op->u.wait_join.sku, op->u.wait_join.sku_len, &sku)) {
         return (guard_outcome_t){.result = GUARD_ENGINE,
                                  .engine = {.result = ENGINE_SKU_NOT_FOUND}};
+    }
+    uint32_t made = op->u.wait_join.idem_key_len == 0
+                        ? GUARD_NONE
+                        : wait_find_key(g, op->u.wait_join.idem_key, op->u.wait_join.idem_key_len);
+    if (made != GUARD_NONE) {
+        return wait_join_replay(g, made, sku, op);
     }
     const policy_config_t *c = guard_sku_policy(g, sku, NULL);
     if (!c->waitlist_enabled) {

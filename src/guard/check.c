@@ -161,6 +161,19 @@ static bool check_waitlists(const guard_t *g)
     return waiting == g->stats.waiting;
 }
 
+/* Each join's Idempotency-Key finds its own entry, and only it. */
+static bool check_wait_keys(const guard_t *g)
+{
+    for (uint32_t i = 0; i < g->wait_hwm; i++) {
+        const guard_wait_t *w = &g->waits[i];
+        if (w->key_len > HF_IDEM_KEY_BYTES_MAX ||
+            (w->key_len > 0 && wait_find_key(g, w->key, w->key_len) != i)) {
+            return false;
+        }
+    }
+    return true;
+}
+
 bool guard_check(const guard_t *g)
 {
     if (!engine_check(&g->engine)) {
@@ -176,8 +189,8 @@ bool guard_check(const guard_t *g)
         ok = check_hold_side(g, slot, &sum);
         sum.listed += engine_slot_view(&g->engine, slot).state == ENGINE_HOLD_ACTIVE;
     }
-    ok = ok && check_sums(g, &sum) && check_waitlists(g) && check_lists(g, &sum) &&
-         audit_check(g);
+    ok = ok && check_sums(g, &sum) && check_waitlists(g) && check_wait_keys(g) &&
+         check_lists(g, &sum) && audit_check(g);
     free(sum.holds);
     free(sum.units);
     free(sum.cs_units);

@@ -56,7 +56,7 @@ static size_t align_up(size_t n)
 
 typedef struct {
     size_t ids, id_index, cs, cs_index, holds, skus, sku_policies, waits, proofs, proof_index,
-        scratch, wait_index, pay, want, candidates, audit, total;
+        scratch, wait_index, wait_key_index, pay, want, candidates, audit, total;
 } layout_t;
 
 static layout_t layout_for(const guard_config_t *c)
@@ -81,6 +81,7 @@ static layout_t layout_for(const guard_config_t *c)
     PLACE(want, (size_t)c->engine.skus_max * sizeof(guard_want_t));
     PLACE(candidates, GUARD_RECLAIM_CANDIDATES_MAX * sizeof(guard_candidate_t));
     PLACE(wait_index, (size_t)index_capacity(c->waitlist_max) * sizeof(uint32_t));
+    PLACE(wait_key_index, (size_t)index_capacity(c->waitlist_max) * sizeof(uint32_t));
     PLACE(audit, (size_t)c->audit_max * sizeof(guard_audit_entry_t));
 #undef PLACE
     l.total = at;
@@ -149,6 +150,8 @@ guard_t *guard_create(const guard_config_t *c, int64_t now_ms)
     g->candidates = (guard_candidate_t *)(base + l.candidates);
     g->wait_index = (uint32_t *)(base + l.wait_index);
     g->wait_index_mask = index_capacity(c->waitlist_max) - 1;
+    g->wait_key_index = (uint32_t *)(base + l.wait_key_index);
+    g->wait_key_index_mask = index_capacity(c->waitlist_max) - 1;
     g->audit = (guard_audit_entry_t *)(base + l.audit);
     g->shop_at_ms = now_ms;
     return g;

@@ -145,6 +145,10 @@ typedef struct {
             uint8_t fingerprint_len;
             uint32_t qty;
             uint64_t id; /* 0: the guard picks; replay passes the recorded one */
+            /* Optional: a join with the key of an entry still kept answers
+             * that entry (the same request) or is refused (another). */
+            char idem_key[HF_IDEM_KEY_BYTES_MAX];
+            uint8_t idem_key_len;
         } wait_join;
         uint64_t wait_id; /* WAIT_CANCEL */
         uint8_t secret[GUARD_SECRET_BYTES];
@@ -206,6 +210,7 @@ typedef struct {
      * a GUARD_OP_SWEEP, which replays the same sweep. */
     bool changed;
     uint64_t id;      /* WAIT_JOIN: the entry's id */
+    bool replayed;    /* WAIT_JOIN: its key named an entry made before */
     uint32_t revoked; /* REVOKE, RECLAIM: holds released */
 } guard_outcome_t;
 

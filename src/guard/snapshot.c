@@ -169,11 +169,15 @@ static void w_wait(snap_writer_t *w, const guard_wait_t *e)
     w_u64(w, e->sku);
     w_u64(w, e->qty);
     w_u64(w, e->next);
+    /* The key's length went into bits that were 0 before it existed: a
+     * snapshot without keys reads as it always did, and one with a key is
+     * refused by a build that does not know keys, never misread. */
     w_u64(w, e->state | (uint64_t)e->customer_len << 8 | (uint64_t)e->ip_len << 16 |
-                 (uint64_t)e->fingerprint_len << 24);
+                 (uint64_t)e->fingerprint_len << 24 | (uint64_t)e->key_len << 32);
     w_bytes(w, e->customer, e->customer_len);
     w_bytes(w, e->ip, e->ip_len);
     w_bytes(w, e->fingerprint, e->fingerprint_len);
+    w_bytes(w, e->key, e->key_len);
 }
 
 /* What GRD3 added, after the hold records. */
@@ -451,12 +455,15 @@ static void r_wait(snap_reader_t *r, const guard_t *g, guard_wait_t *e)
     e->customer_len = (uint8_t)(head >> 8 & 0xff);
     e->ip_len = (uint8_t)(head >> 16 & 0xff);
     e->fingerprint_len = (uint8_t)(head >> 24 & 0xff);
-    r->ok = r->ok && head >> 32 == 0 && e->state <= GUARD_WAIT_CANCELLED &&
+    e->key_len = (uint8_t)(head >> 32 & 0xff);
+    r->ok = r->ok && head >> 40 == 0 && e->state <= GUARD_WAIT_CANCELLED &&
             e->customer_len <= HF_NAME_BYTES_MAX && e->ip_len <= HF_IP_TEXT_BYTES_MAX &&
-            e->fingerprint_len <= HF_NAME_BYTES_MAX;
+            e->fingerprint_len <= HF_NAME_BYTES_MAX && e->key_len <= HF_IDEM_KEY_BYTES_MAX;
     r_bytes(r, e->customer, r->ok ? e->customer_len : 0);
     r_bytes(r, e->ip, r->ok ? e->ip_len : 0);
     r_bytes(r, e->fingerprint, r->ok ? e->fingerprint_len : 0);
+    r_bytes(r, e->key, r->ok ? e->key_len : 0);
+    e->key_len = r->ok ? e->key_len : 0;
 }
 
 /* One hold's side record (GRD2: without its pool flag, list and promise). */
@@ -643,6 +650,9 @@ static void rebuild_indexes(guard_t *g)
     for (uint32_t i = 0; i < g->wait_hwm; i++) {
         if (g->waits[i].state == GUARD_WAIT_WAITING) {
             index_insert(g->wait_index, g->wait_index_mask, wait_hash_of(g, i), i);
+        }
+        if (g->waits[i].key_len > 0) {
+            index_insert(g->wait_key_index, g->wait_key_index_mask, wait_key_hash_of(g, i), i);
         }
     }
 }

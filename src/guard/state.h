@@ -137,6 +137,8 @@ typedef struct {
     char customer[HF_NAME_BYTES_MAX];
     char ip[HF_IP_TEXT_BYTES_MAX]; /* as joined: the offer's identities */
     char fingerprint[HF_NAME_BYTES_MAX];
+    uint8_t key_len; /* the join's Idempotency-Key, 0: none */
+    char key[HF_IDEM_KEY_BYTES_MAX];
 } guard_wait_t;
 
 typedef struct {
@@ -180,6 +182,7 @@ struct guard_s {
     uint32_t proof_head, proof_count;
     uint32_t *scratch;                     /* skus to serve after an instant's expiries */
     uint32_t *wait_index, wait_index_mask; /* waiting entries by (sku, customer) */
+    uint32_t *wait_key_index, wait_key_index_mask; /* entries with a key, by key */
     guard_stats_t stats;
     uint64_t event_seq;
     guard_event_t events[GUARD_EVENTS_MAX];

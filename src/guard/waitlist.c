@@ -15,6 +15,12 @@ uint64_t wait_hash_of(const void *g, uint32_t i)
     return index_waiting_hash(w->sku, w->customer, w->customer_len);
 }
 
+uint64_t wait_key_hash_of(const void *g, uint32_t i)
+{
+    const guard_wait_t *w = &((const guard_t *)g)->waits[i];
+    return index_hash_bytes(0, w->key, w->key_len);
+}
+
 uint32_t wait_alloc(guard_t *g)
 {
     if (g->wait_hwm < g->config.waitlist_max) {
@@ -27,6 +33,11 @@ uint32_t wait_alloc(guard_t *g)
     g->wait_done_head = g->waits[i].next;
     if (g->wait_done_head == 0) {
         g->wait_done_tail = 0;
+    }
+    if (g->waits[i].key_len > 0) { /* the slot's next entry is another's */
+        index_delete(g->wait_key_index, g->wait_key_index_mask, wait_key_hash_of(g, i), i,
+                     wait_key_hash_of, g);
+        g->waits[i].key_len = 0;
     }
     return i;
 }
@@ -97,6 +108,13 @@ bool wait_link(guard_t *g, uint32_t i, uint32_t sku, guard_op_t *op)
     memcpy(w->customer, op->u.wait_join.customer, w->customer_len);
     memcpy(w->ip, op->u.wait_join.ip, w->ip_len);
     memcpy(w->fingerprint, op->u.wait_join.fingerprint, w->fingerprint_len);
+    assert(op->u.wait_join.idem_key_len <= HF_IDEM_KEY_BYTES_MAX);
+    w->key_len = op->u.wait_join.idem_key_len;
+    memcpy(w->key, op->u.wait_join.idem_key, w->key_len);
+    if (w->key_len > 0) {
+        assert(wait_find_key(g, w->key, w->key_len) == GUARD_NONE && "a key makes one entry");
+        index_insert(g->wait_key_index, g->wait_key_index_mask, wait_key_hash_of(g, i), i);
+    }
     guard_sku_t *s = &g->skus[sku];
     if (s->wait_tail == 0) {
         s->wait_head = i + 1;
@@ -132,6 +150,20 @@ bool wait_has_customer(const guard_t *g, uint32_t sku, const char *customer, siz
         }
     }
     return false;
+}
+
+uint32_t wait_find_key(const guard_t *g, const char *key, size_t len)
+{
+    assert(len >= 1 && len <= HF_IDEM_KEY_BYTES_MAX);
+    uint64_t h = index_hash_bytes(0, key, len);
+    for (uint32_t b = (uint32_t)h & g->wait_key_index_mask; g->wait_key_index[b] != 0;
+         b = (b + 1) & g->wait_key_index_mask) {
+        const guard_wait_t *w = &g->waits[g->wait_key_index[b] - 1];
+        if (w->key_len == len && memcmp(w->key, key, len) == 0) {
+            return g->wait_key_index[b] - 1;
+        }
+    }
+    return GUARD_NONE;
 }
 
 uint32_t wait_first_servable(const guard_t *g, uint32_t sku, int64_t sellable)

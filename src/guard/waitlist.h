@@ -34,5 +34,9 @@ bool wait_has_customer(const guard_t *g, uint32_t sku, const char *customer, siz
  * sell waits for a restock without holding up those behind it. */
 uint32_t wait_first_servable(const guard_t *g, uint32_t sku, int64_t sellable);
 uint64_t wait_hash_of(const void *g, uint32_t i);
+/* The entry (waiting or finished) a join's Idempotency-Key made, or
+ * GUARD_NONE; a key is forgotten when its entry's slot is reused. */
+uint32_t wait_find_key(const guard_t *g, const char *key, size_t len);
+uint64_t wait_key_hash_of(const void *g, uint32_t i);
 
 #endif

@@ -235,22 +235,6 @@ static bool parse_lines(request_t *r, json_t *lines, engine_hold_create_t *c)
     return true;
 }
 
-static bool parse_idem_key(request_t *r, engine_hold_create_t *c)
-{
-    const char *key = request_value(r, MHD_HEADER_KIND, "Idempotency-Key");
-    if (key == NULL) {
-        return true;
-    }
-    size_t len = strlen(key);
-    if (!valid_idem_key(key, len)) {
-        request_invalid_field(r, "Idempotency-Key", "Idempotency-Key must be 1-64 printable bytes");
-        return false;
-    }
-    memcpy(c->idem_key, key, len);
-    c->idem_key_len = (uint8_t)len;
-    return true;
-}
-
 static bool parse_who(request_t *r, json_t *body, engine_hold_create_t *c)
 {
     const char *customer, *fingerprint;
@@ -318,7 +302,7 @@ static bool parse_hold_create(request_t *r, json_t *body, guard_hold_request_t *
     return parse_lines(r, json_object_get(body, "lines"), c) &&
            request_int(r, body, "ttl_ms", "ttl_ms", HF_TTL_MS_MIN, HF_TTL_MS_MAX, false,
                        &c->ttl_ms) &&
-           parse_idem_key(r, c);
+           request_idem_key(r, c->idem_key, &c->idem_key_len);
 }
 
 /* Names the sku a failed create is about: the unknown one or the short one. */

@@ -220,6 +220,24 @@ bool request_name(request_t *r, json_t *obj, const char *key, bool required, con
     return true;
 }
 
+bool request_idem_key(request_t *r, char *out, uint8_t *len_out)
+{
+    const char *key = request_value(r, MHD_HEADER_KIND, "Idempotency-Key");
+    *len_out = 0;
+    if (key == NULL) {
+        return true;
+    }
+    size_t len = strlen(key);
+    if (!valid_idem_key(key, len)) {
+        request_invalid_field(r, "Idempotency-Key", "Idempotency-Key must be 1-64 printable bytes");
+        return false;
+    }
+    assert(len <= HF_IDEM_KEY_BYTES_MAX);
+    memcpy(out, key, len);
+    *len_out = (uint8_t)len;
+    return true;
+}
+
 /* ------------------------------------------------------------------ query */
 
 request_query_t request_query_number(request_t *r, const char *name, uint64_t min, uint64_t max,

@@ -106,6 +106,9 @@ bool request_field_allowed(const char *key, const char *const *allowed);
  * fine unless required. false after the error reply. */
 bool request_int(request_t *r, json_t *obj, const char *key, const char *field, int64_t lo,
                  int64_t hi, bool required, int64_t *out);
+/* The optional Idempotency-Key header, copied to out (HF_IDEM_KEY_BYTES_MAX
+ * bytes) with its length, 0 if absent. false after the error reply. */
+bool request_idem_key(request_t *r, char *out, uint8_t *len_out);
 /* A name member (customer, fingerprint, order_ref, reason): *out NULL if
  * absent and not required. false after the error reply. */
 bool request_name(request_t *r, json_t *obj, const char *key, bool required, const char **out,

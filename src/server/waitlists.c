@@ -110,7 +110,9 @@ static bool join_parse(request_t *r, const route_args_t *a, void *args)
     bool ok = body != NULL &&
               request_name(r, body, "customer", true, &customer, &customer_len) &&
               request_int(r, body, "qty", "qty", 1, HF_QTY_MAX, false, &qty) &&
-              wait_join_who(r, body, op);
+              wait_join_who(r, body, op) &&
+              /* a join retried with its key answers the entry it made */
+              request_idem_key(r, op->u.wait_join.idem_key, &op->u.wait_join.idem_key_len);
     if (ok) {
         memcpy(op->u.wait_join.customer, customer, customer_len);
         op->u.wait_join.customer_len = (uint8_t)customer_len;
@@ -142,6 +144,7 @@ static void join_reply(pipe_t *p, void *args)
     } else if (o->result != GUARD_OK) {
         outcome_reply_guard(p->r, o);
     } else {
+        p->r->replayed = o->replayed ? "true" : NULL;
         reply_wait(p->r, o->id, 201, p->now_ms);
     }
 }

@@ -203,6 +203,7 @@ enum {
     KIND_SWEEP = 22,
     KIND_RECLAIM = 23,
     KIND_ID_SKIP = 24,
+    KIND_WAIT_JOIN_KEYED = 25, /* WAIT_JOIN + its Idempotency-Key */
     /* Not an op: who asked for the op that follows it in the same record
      * (guard_audit_t), so the change and its audit entry are one record. */
     KIND_AUDITED = 32,
@@ -264,6 +265,9 @@ static uint8_t kind_of(const guard_op_t *op)
         return engine_kinds[op->engine.kind];
     }
     assert(op->kind >= GUARD_OP_POLICY_PUT && op->kind <= GUARD_OP_ID_SKIP);
+    if (op->kind == GUARD_OP_WAIT_JOIN && op->u.wait_join.idem_key_len > 0) {
+        return KIND_WAIT_JOIN_KEYED; /* only these: a journal without keys reads everywhere */
+    }
     return guard_kinds[op->kind];
 }
 
@@ -303,6 +307,9 @@ void record_encode_op(store_buf_t *b, const guard_op_t *op)
         put_text(b, op->u.wait_join.ip, op->u.wait_join.ip_len);
         put_text(b, op->u.wait_join.fingerprint, op->u.wait_join.fingerprint_len);
         put_u64(b, op->u.wait_join.qty);
+        if (op->u.wait_join.idem_key_len > 0) { /* KIND_WAIT_JOIN_KEYED */
+            put_text(b, op->u.wait_join.idem_key, op->u.wait_join.idem_key_len);
+        }
         break;
     case GUARD_OP_WAIT_CANCEL:
         put_u64(b, op->u.wait_id);
@@ -435,7 +442,8 @@ static bool decode_guard_op(record_reader_t *r, uint8_t kind, guard_op_t *op)
         op->u.revoke.value_len = get_text(r, op->u.revoke.value, HF_NAME_BYTES_MAX);
         op->reason_len = get_text0(r, op->reason, HF_NAME_BYTES_MAX);
         return r->ok && op->u.revoke.kind < POLICY_ID_KINDS;
-    case KIND_WAIT_JOIN: {
+    case KIND_WAIT_JOIN:
+    case KIND_WAIT_JOIN_KEYED: {
         op->kind = GUARD_OP_WAIT_JOIN;
         op->u.wait_join.id = get_u64(r);
         op->u.wait_join.sku_len = get_text(r, op->u.wait_join.sku, HF_SKU_BYTES_MAX);
@@ -446,6 +454,11 @@ static bool decode_guard_op(record_reader_t *r, uint8_t kind, guard_op_t *op)
             get_text0(r, op->u.wait_join.fingerprint, HF_NAME_BYTES_MAX);
         uint64_t qty = get_u64(r);
         op->u.wait_join.qty = (uint32_t)qty;
+        op->u.wait_join.idem_key_len = 0;
+        if (kind == KIND_WAIT_JOIN_KEYED) { /* get_text: a key has at least one byte */
+            op->u.wait_join.idem_key_len =
+                get_text(r, op->u.wait_join.idem_key, HF_IDEM_KEY_BYTES_MAX);
+        }
         return r->ok && op->u.wait_join.id != 0 && in_range((int64_t)qty, 1, HF_QTY_MAX);
     }
     case KIND_WAIT_CANCEL:

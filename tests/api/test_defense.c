@@ -1161,6 +1161,72 @@ static void wait_cancel(fx_t *fx, const char *id, int status, const char *state)
     hf_response_free(&r);
 }
 
+/* A join with an Idempotency-Key: its reply's id and secret, and whether
+ * it said it was replayed. */
+static void join_keyed(fx_t *fx, const char *key, const char *customer, int status,
+                       char *id, char *secret, bool *replayed)
+{
+    char headers[128];
+    snprintf(headers, sizeof headers, "Idempotency-Key: %s\r\n", key);
+    char body[128];
+    snprintf(body, sizeof body, "{\"customer\": \"%s\", \"qty\": 1}", customer);
+    hf_response_t r = call_h(&fx->cl, "POST", "/v1/skus/gone/waitlist", headers, body);
+    if (status != 201) {
+        assert_true(hf_expect_error(&r, status, "idempotency_mismatch", NULL));
+    } else {
+        assert_true(hf_expect_status(&r, status));
+        snprintf(id, HF_TEST_ID_MAX, "%s", or_missing(hf_json_str(r.json, "id")));
+        snprintf(secret, 128, "%s", or_missing(hf_json_str(r.json, "secret")));
+        const char *h = hf_response_header(&r, "Idempotent-Replayed");
+        *replayed = h != NULL && strcmp(h, "true") == 0;
+    }
+    hf_response_free(&r);
+}
+
+/* A join retried with its Idempotency-Key, as after 503 outcome_unknown,
+ * answers the entry it made with its secret, across a crash too; the key
+ * with another join is refused, and a bad key is a 400. */
+static void test_a_join_retried_with_its_key_answers_its_entry_and_secret(void **state)
+{
+    fx_t *fx = *state;
+    start_with(fx, WAITLIST_ON, NULL);
+    put_sku(fx, "gone", 0);
+    char id[HF_TEST_ID_MAX], again[HF_TEST_ID_MAX], secret[128], secret_again[128];
+    bool replayed = true;
+    join_keyed(fx, "join-1", "u-1", 201, id, secret, &replayed);
+    assert_false(replayed);
+    assert_true(strncmp(secret, "ws_", 3) == 0);
+    join_keyed(fx, "join-1", "u-1", 201, again, secret_again, &replayed);
+    assert_true(replayed);
+    assert_string_equal(again, id);
+    assert_string_equal(secret_again, secret);
+    join_keyed(fx, "join-1", "u-2", 422, NULL, NULL, NULL);
+    json_t *sku = get_json(&fx->cl, "/v1/skus/gone");
+    assert_int_equal(int_of(sku, "waitlist"), 1); /* one entry made in all */
+    json_decref(sku);
+
+    restart(fx, SIGKILL); /* the key comes back from the journal */
+    join_keyed(fx, "join-1", "u-1", 201, again, secret_again, &replayed);
+    assert_true(replayed);
+    assert_string_equal(again, id);
+    assert_string_equal(secret_again, secret);
+    hf_client_t shop = {fx->srv.port, SHOP_KEY, false};
+    char target[HF_TEST_ID_MAX + 16], headers[200];
+    snprintf(target, sizeof target, "/v1/waitlist/%s", id);
+    snprintf(headers, sizeof headers, "Waitlist-Secret: %s\r\n", secret_again);
+    hf_response_t r = call_h(&shop, "GET", target, headers, NULL);
+    assert_true(hf_expect_status(&r, 200)); /* the secret the retry gave opens the entry */
+    hf_response_free(&r);
+
+    char long_key[HF_IDEM_KEY_BYTES_MAX + 2];
+    memset(long_key, 'k', sizeof long_key - 1);
+    long_key[sizeof long_key - 1] = '\0';
+    snprintf(headers, sizeof headers, "Idempotency-Key: %s\r\n", long_key);
+    r = call_h(&fx->cl, "POST", "/v1/skus/gone/waitlist", headers, "{\"customer\": \"u-3\"}");
+    assert_true(hf_expect_error(&r, 400, "invalid_field", "Idempotency-Key"));
+    hf_response_free(&r);
+}
+
 static void test_waitlist_offers_freed_units_first_in_first_out(void **state)
 {
     fx_t *fx = *state;
@@ -2402,6 +2468,7 @@ int main(void)
         T(test_hoarder_one_customer_is_stopped_at_the_second_full_line),
         T(test_hoarder_rotating_ids_from_one_network_is_stopped_within_400_units),
         T(test_waitlist_offers_freed_units_first_in_first_out),
+        T(test_a_join_retried_with_its_key_answers_its_entry_and_secret),
         T(test_waitlist_offer_that_expires_passes_to_the_next),
         T(test_waitlist_entry_too_big_to_serve_does_not_block_the_line),
         T(test_waitlist_turn_is_lost_by_a_network_over_its_caps),

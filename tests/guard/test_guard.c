@@ -755,6 +755,7 @@ static void same_waits(const guard_t *a, const guard_t *b)
         SAME_INT(x->next, y->next, "wait next");
         SAME_INT(x->state, y->state, "wait state");
         SAME_TEXT(x->customer, x->customer_len, y->customer, y->customer_len, "wait customer");
+        SAME_TEXT(x->key, x->key_len, y->key, y->key_len, "wait idempotency key");
         guard_wait_view_t va, vb;
         bool fa = guard_wait_view(a, x->id, &va), fb = guard_wait_view(b, y->id, &vb);
         SAME_INT(fa, fb, "wait view found");
@@ -933,6 +934,8 @@ static void same_outcome(const guard_outcome_t *a, const guard_outcome_t *b)
     SAME_INT(a->engine.result, b->engine.result, "outcome engine result");
     SAME_INT(a->engine.changed, b->engine.changed, "outcome engine changed");
     SAME_INT(a->engine.replayed, b->engine.replayed, "outcome engine replayed");
+    SAME_INT(a->replayed, b->replayed, "outcome replayed");
+    SAME_INT(a->id, b->id, "outcome id");
     SAME_INT(a->engine.created, b->engine.created, "outcome engine created");
     SAME_INT(a->engine.hold_id, b->engine.hold_id, "outcome hold_id");
     SAME_INT(a->engine.sku_index, b->engine.sku_index, "outcome sku_index");
@@ -1264,10 +1267,17 @@ static void step_join(drive_t *d)
     set_text(op.u.wait_join.sku, &op.u.wait_join.sku_len, drive_skus[sku]);
     set_text(op.u.wait_join.customer, &op.u.wait_join.customer_len, customer);
     op.u.wait_join.qty = 1 + (uint32_t)rng_below(&d->rng, 4);
-    snprintf(d->what, sizeof d->what, "join %s for %s x%u", drive_skus[sku], customer,
-             op.u.wait_join.qty);
+    /* Half the joins carry a key from a small pool, so that retries,
+     * mismatches and keys forgotten with their slot all happen. */
+    char key[8] = "";
+    if (rng_percent(&d->rng, 50)) {
+        snprintf(key, sizeof key, "k%u", (unsigned)rng_below(&d->rng, 24));
+        set_text(op.u.wait_join.idem_key, &op.u.wait_join.idem_key_len, key);
+    }
+    snprintf(d->what, sizeof d->what, "join %s for %s x%u key %s", drive_skus[sku], customer,
+             op.u.wait_join.qty, key);
     guard_outcome_t o = live_apply(d, STEP_JOIN, &op);
-    if (o.result == GUARD_OK) {
+    if (o.result == GUARD_OK && !o.replayed) {
         d->waits[d->wait_next++ % RECENT_WAITS] = o.id;
     }
 }
@@ -2791,6 +2801,85 @@ static void test_the_waitlist_table_fills_at_its_max_and_reuses_finished_entries
     guard_free(g);
 }
 
+static guard_outcome_t join_keyed(guard_t *g, int64_t now_ms, const char *sku,
+                                  const char *customer, uint32_t qty, const char *key)
+{
+    guard_op_t op = {.kind = GUARD_OP_WAIT_JOIN, .engine = {.now_ms = now_ms}};
+    set_text(op.u.wait_join.sku, &op.u.wait_join.sku_len, sku);
+    set_text(op.u.wait_join.customer, &op.u.wait_join.customer_len, customer);
+    op.u.wait_join.qty = qty;
+    set_text(op.u.wait_join.idem_key, &op.u.wait_join.idem_key_len, key);
+    return apply(g, &op);
+}
+
+static void expect_join_replayed(guard_t *g, int64_t now_ms, const char *customer, uint64_t id)
+{
+    guard_outcome_t o = join_keyed(g, now_ms, "gone", customer, 2, "key-1");
+    assert_int_equal(o.result, GUARD_OK);
+    assert_true(o.replayed);
+    assert_false(o.changed); /* nothing to journal */
+    assert_int_equal(o.id, id);
+}
+
+/* A join retried with its Idempotency-Key (after a timeout, or an outcome
+ * the journal could not tell) answers the entry it made, whatever has
+ * happened since; the key with another request is refused. */
+static void test_a_join_retried_with_its_key_answers_the_entry_it_made(void **state)
+{
+    (void)state;
+    WHERE();
+    guard_t *g = guard_new(&small);
+    put_sku(g, T0, "gone", 0);
+    guard_outcome_t o = join_keyed(g, T0, "gone", "u-1", 2, "key-1");
+    assert_int_equal(o.result, GUARD_OK);
+    assert_true(o.changed && !o.replayed);
+    uint64_t id = o.id;
+    expect_join_replayed(g, T0 + 1, "u-1", id);
+    assert_int_equal(guard_stats(g).wait_joined, 1);
+    assert_int_equal(join(g, T0 + 1, "gone", "u-1", 2).result, GUARD_WAIT_DUPLICATE); /* no key */
+
+    guard_outcome_t other = join_keyed(g, T0 + 2, "gone", "u-2", 2, "key-1");
+    assert_int_equal(other.result, GUARD_ENGINE);
+    assert_int_equal(other.engine.result, ENGINE_IDEMPOTENCY_MISMATCH);
+    assert_false(other.changed);
+    other = join_keyed(g, T0 + 2, "gone", "u-1", 3, "key-1"); /* another qty */
+    assert_int_equal(other.engine.result, ENGINE_IDEMPOTENCY_MISMATCH);
+
+    put_sku(g, T0 + 3, "gone", 5); /* the entry is offered a hold: units are there now */
+    assert_int_equal(wait_view(g, id).state, GUARD_WAIT_OFFERED);
+    expect_join_replayed(g, T0 + 4, "u-1", id);
+    guard_t *copy = restore_copy(g); /* the key is in the snapshot */
+    expect_join_replayed(copy, T0 + 4, "u-1", id);
+    guard_free(copy);
+    guard_free(g);
+}
+
+/* A finished entry keeps its key until its slot is reused; then the key is
+ * free to make a new entry. */
+static void test_a_joins_key_is_forgotten_when_its_slot_is_reused(void **state)
+{
+    (void)state;
+    WHERE();
+    guard_t *g = guard_new(&small);
+    put_sku(g, T0, "gone", 0);
+    guard_outcome_t o = join_keyed(g, T0, "gone", "u-1", 2, "key-1");
+    uint64_t first = o.id;
+    char name[16];
+    for (uint32_t i = 1; i < small.waitlist_max; i++) {
+        snprintf(name, sizeof name, "c-%u", i);
+        join_ok(g, T0, "gone", name, 1);
+    }
+    assert_int_equal(cancel(g, T0 + 1, first).result, GUARD_OK);
+    expect_join_replayed(g, T0 + 2, "u-1", first); /* cancelled, still kept */
+    uint64_t late = join_ok(g, T0 + 3, "gone", "late", 1); /* takes first's slot */
+    assert_int_equal(cancel(g, T0 + 4, late).result, GUARD_OK);
+    o = join_keyed(g, T0 + 5, "gone", "u-1", 2, "key-1");
+    assert_int_equal(o.result, GUARD_OK);
+    assert_true(o.changed && !o.replayed);
+    assert_true(o.id != first);
+    guard_free(g);
+}
+
 /* One sku's line holds HF_WAITLIST_PER_SKU_MAX; another sku still has room. */
 static void test_one_skus_line_fills_at_its_max(void **state)
 {
@@ -3352,6 +3441,8 @@ int main(void)
         UNIT(test_a_proof_verifies_only_for_its_request_until_it_expires),
         UNIT(test_a_proof_pays_for_one_hold_only),
         UNIT(test_the_waitlist_table_fills_at_its_max_and_reuses_finished_entries),
+        UNIT(test_a_join_retried_with_its_key_answers_the_entry_it_made),
+        UNIT(test_a_joins_key_is_forgotten_when_its_slot_is_reused),
         UNIT(test_one_skus_line_fills_at_its_max),
         UNIT(test_sku_policies_fill_at_their_max),
         UNIT(test_spent_proofs_fill_at_their_max_until_they_expire),

@@ -416,6 +416,47 @@ static void test_reclaim_and_newcomer_records_round_trip_at_their_edges(void **s
     record_buf_free(&b);
 }
 
+/* A join's Idempotency-Key rides in its record; a join without one is
+ * written as before (kind 19), so a journal without keys reads everywhere. */
+static void test_a_joins_idempotency_key_round_trips_and_only_keyed_joins_change_form(void **state)
+{
+    (void)state;
+    guard_op_t op = {.kind = GUARD_OP_WAIT_JOIN};
+    op.engine.now_ms = 5;
+    memcpy(op.u.wait_join.sku, "cap", 3);
+    op.u.wait_join.sku_len = 3;
+    memcpy(op.u.wait_join.customer, "u-1", 3);
+    op.u.wait_join.customer_len = 3;
+    op.u.wait_join.qty = 2;
+    op.u.wait_join.id = 77;
+    store_buf_t plain = {0}, keyed = {0};
+    record_encode_op(&plain, &op);
+    assert_int_equal(plain.data[0], 19);
+    memset(op.u.wait_join.idem_key, 'k', HF_IDEM_KEY_BYTES_MAX); /* the longest key */
+    op.u.wait_join.idem_key_len = HF_IDEM_KEY_BYTES_MAX;
+    record_encode_op(&keyed, &op);
+    assert_int_equal(keyed.data[0], 25);
+    assert_int_equal(keyed.size, plain.size + 1 + HF_IDEM_KEY_BYTES_MAX);
+
+    guard_op_t got;
+    memset(&got, 0xff, sizeof got); /* a decode sets every field a join has */
+    record_reader_t r = {.p = plain.data, .left = plain.size, .ok = true};
+    assert_true(record_decode_op(&r, &got));
+    assert_int_equal(got.u.wait_join.idem_key_len, 0);
+    r = (record_reader_t){.p = keyed.data, .left = keyed.size, .ok = true};
+    assert_true(record_decode_op(&r, &got));
+    assert_int_equal(r.left, 0);
+    assert_int_equal(got.kind, GUARD_OP_WAIT_JOIN);
+    assert_int_equal(got.u.wait_join.id, 77);
+    assert_int_equal(got.u.wait_join.idem_key_len, HF_IDEM_KEY_BYTES_MAX);
+    assert_memory_equal(got.u.wait_join.idem_key, op.u.wait_join.idem_key, HF_IDEM_KEY_BYTES_MAX);
+    keyed.data[keyed.size - HF_IDEM_KEY_BYTES_MAX - 1] = 0; /* an empty key is no key */
+    r = (record_reader_t){.p = keyed.data, .left = keyed.size, .ok = true};
+    assert_false(record_decode_op(&r, &got) && r.left == 0);
+    record_buf_free(&plain);
+    record_buf_free(&keyed);
+}
+
 /* A policy written by an older build has fewer settings: it reads with the
  * rest at their defaults, down to POLICY_FIELD_COUNT_MIN and no further. */
 static void test_an_older_policy_record_reads_with_new_settings_at_defaults(void **state)
@@ -1071,6 +1112,7 @@ int main(void)
         cmocka_unit_test(test_records_round_trip_every_op_kind),
         cmocka_unit_test(test_a_mapped_buffer_grows_and_keeps_its_bytes),
         cmocka_unit_test(test_reclaim_and_newcomer_records_round_trip_at_their_edges),
+        cmocka_unit_test(test_a_joins_idempotency_key_round_trips_and_only_keyed_joins_change_form),
         cmocka_unit_test(test_an_older_policy_record_reads_with_new_settings_at_defaults),
         cmocka_unit_test(test_decoder_refuses_damaged_records),
         cmocka_unit_test(test_recovery_rebuilds_the_acknowledged_state),
