@@ -411,7 +411,7 @@ void server_tick(server_t *s)
         cluster_check_lease(s, server_mono_ms());
     }
     reopen_after_full_disk(s);
-    store_snapshot_poll(&s->store, false);
+    store_snapshot_poll(&s->store, false, server_mono_ms());
     pthread_mutex_lock(&s->engine_lock);
     int64_t now_ms = server_now_ms(s);
     guard_op_t op;

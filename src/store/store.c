@@ -703,7 +703,6 @@ static void forget_failed(store_t *s)
     s->pending_first_seq = s->pending_count = 0;
     s->pending_since_ms = s->inflight_since_ms = INT64_MAX;
     s->snapshot_pid = 0;
-    s->snapshot_failed = false;
     s->snapshot_retry_at_ms = 0;
     s->snapshot_forked_seq = s->snapshot_ready_seq = s->since_snapshot = 0;
     s->trim_seq = 0;
@@ -718,7 +717,7 @@ int store_reopen(store_t *s, guard_t *g, int64_t now_ms, store_recovery_t *info,
                  size_t err_size)
 {
     assert(store_failed(s));
-    store_snapshot_poll(s, true);
+    store_snapshot_poll(s, true, hf_mono_ms());
     if (s->thread_running) {
         pthread_join(s->thread, NULL); /* it ended when the commit failed */
         s->thread_running = false;
@@ -937,10 +936,6 @@ store_reply_t store_reply_state(store_t *s, uint64_t seq, uint64_t generation, i
 bool store_wants_snapshot(store_t *s, int64_t mono_ms)
 {
     pthread_mutex_lock(&s->lock);
-    if (s->snapshot_failed) {
-        s->snapshot_failed = false;
-        s->snapshot_retry_at_ms = mono_ms + STORE_SNAPSHOT_RETRY_MS;
-    }
     bool v = s->compact_records > 0 && s->since_snapshot >= s->compact_records &&
              s->snapshot_pid == 0 && s->snapshot_ready_seq == 0 && !s->failed &&
              mono_ms >= s->snapshot_retry_at_ms;
@@ -1009,6 +1004,7 @@ void store_snapshot(store_t *s, const guard_t *g)
     pthread_mutex_lock(&s->lock);
     s->snapshot_pid = pid;
     s->snapshot_forked_seq = seq;
+    s->snapshot_forked_records = s->since_snapshot;
     s->since_snapshot = 0;
     pthread_mutex_unlock(&s->lock);
 }
@@ -1039,7 +1035,7 @@ static pid_t wait_snapshot_child(pid_t pid, int *status)
     return got;
 }
 
-void store_snapshot_poll(store_t *s, bool wait)
+void store_snapshot_poll(store_t *s, bool wait, int64_t mono_ms)
 {
     pthread_mutex_lock(&s->lock);
     pid_t pid = s->snapshot_pid;
@@ -1056,7 +1052,10 @@ void store_snapshot_poll(store_t *s, bool wait)
         s->snapshot_ready_seq = s->snapshot_forked_seq;
         pthread_cond_signal(&s->wake);
     }
-    s->snapshot_failed = !ok;
+    if (!ok) { /* the records it was to cover still count: it is tried again after the pause */
+        s->since_snapshot += s->snapshot_forked_records;
+        s->snapshot_retry_at_ms = mono_ms + STORE_SNAPSHOT_RETRY_MS;
+    }
     pthread_mutex_unlock(&s->lock);
     if (!ok) {
         fprintf(stderr, "level=warn msg=\"snapshot failed; the journal keeps everything\" "
@@ -1495,7 +1494,7 @@ void store_close(store_t *s)
     if (s->db == NULL && s->pg == NULL) {
         return;
     }
-    store_snapshot_poll(s, true); /* never leave a child behind */
+    store_snapshot_poll(s, true, hf_mono_ms()); /* never leave a child behind */
     if (s->thread_running) {
         pthread_mutex_lock(&s->lock);
         s->stopping = true;

@@ -155,9 +155,9 @@ typedef struct store_s {
     uint64_t fail_after_seq; /* test hook: 0, or fail commits past this seq */
     char dir[PATH_MAX];
     pid_t snapshot_pid;         /* the child writing a snapshot, or 0 */
-    bool snapshot_failed;       /* the last child failed: retry later */
-    int64_t snapshot_retry_at_ms; /* monotonic: no snapshot before */
+    int64_t snapshot_retry_at_ms; /* monotonic: no snapshot before (one failed) */
     uint64_t snapshot_forked_seq;
+    uint64_t snapshot_forked_records; /* since_snapshot when it forked: a failure gives them back */
     uint64_t snapshot_ready_seq; /* written, waiting for the journal to adopt it */
     uint64_t appended_seq, durable_seq, since_snapshot;
     uint64_t trim_seq; /* commit thread: journal rows up to here may be deleted */
@@ -320,8 +320,10 @@ bool store_wants_snapshot(store_t *s, int64_t mono_ms);
  * server's lock). */
 void store_snapshot(store_t *s, const guard_t *g);
 /* Collects a finished snapshot child and hands its file to the commit thread;
- * with wait, blocks until the child is done. Safe to call at any time. */
-void store_snapshot_poll(store_t *s, bool wait);
+ * with wait, blocks until the child is done. A failed child puts the next
+ * snapshot off until STORE_SNAPSHOT_RETRY_MS after mono_ms. Safe to call at
+ * any time. */
+void store_snapshot_poll(store_t *s, bool wait, int64_t mono_ms);
 
 store_stats_t store_stats(store_t *s);
 

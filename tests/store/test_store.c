@@ -596,7 +596,7 @@ static void test_snapshot_replaces_the_journal_it_covers(void **state)
     hold(f, 20, "u-9", "cap-red", 7, 60000, "key-9");
     wait_durable(&f->wait, f->last_seq);
     store_snapshot(&f->store, f->guard);
-    store_snapshot_poll(&f->store, true);
+    store_snapshot_poll(&f->store, true, 0);
     /* Ops after the snapshot are replayed on top of it. */
     uint64_t after = hold(f, 30, "u-3", "cap-red", 2, 60000, NULL);
     hold_op(f, ENGINE_OP_HOLD_COMMIT, 31, after);
@@ -633,7 +633,7 @@ static void test_adopting_a_snapshot_keeps_a_newer_one(void **state)
     fclose(o);
     fclose(n);
     store_snapshot(&f->store, f->guard); /* at seq 2, between the two */
-    store_snapshot_poll(&f->store, true);
+    store_snapshot_poll(&f->store, true, 0);
     hold(f, 2, "u-2", "cap-red", 1, 60000, NULL); /* a commit to adopt it with */
     wait_durable(&f->wait, f->last_seq);
     fixture_close(f);
@@ -1078,7 +1078,7 @@ static void test_rows_left_after_a_trim_are_still_checked(void **state)
         wait_durable(&f->wait, f->last_seq);
     }
     store_snapshot(&f->store, f->guard);
-    store_snapshot_poll(&f->store, true);
+    store_snapshot_poll(&f->store, true, 0);
     hold(f, 400, "u-2", "cap-red", 1, 600000, NULL); /* adopts and trims one step */
     wait_durable(&f->wait, f->last_seq);
     fixture_close(f);
@@ -1103,6 +1103,40 @@ static void test_a_failed_snapshot_write_leaves_no_temporary_file(void **state)
     assert_int_equal(snapshot_write(sub, f->guard, 3), -1);
     snprintf(cmd, sizeof cmd, "test -z \"$(ls %s | grep tmp)\"", f->dir);
     assert_int_equal(system(cmd), 0);
+    fixture_free(f);
+}
+
+/* A snapshot child that fails puts the next snapshot off for
+ * STORE_SNAPSHOT_RETRY_MS from when it was collected (on a full disk,
+ * every tick would fork another), then compaction is asked for again. */
+static void test_a_failed_snapshot_is_tried_again_after_its_pause(void **state)
+{
+    (void)state;
+    fixture_t *f = calloc(1, sizeof *f);
+    snprintf(f->dir, sizeof f->dir, "/tmp/hf-store-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    fixture_open(f, STORE_DURABLE, 2); /* compact every 2 records */
+    put_sku(f, 0, "cap-red", 1000);
+    hold(f, 1, "u-1", "cap-red", 1, 600000, NULL);
+    wait_durable(&f->wait, f->last_seq);
+    const int64_t t_ms = 5000; /* the monotonic clock, as the server passes it */
+    assert_true(store_wants_snapshot(&f->store, t_ms));
+    char blocker[160];
+    snprintf(blocker, sizeof blocker, "%s/snapshot-%020llu.tmp", f->dir,
+             (unsigned long long)f->last_seq);
+    assert_int_equal(mkdir(blocker, 0700), 0); /* the child cannot create its file */
+    store_snapshot(&f->store, f->guard);
+    store_snapshot_poll(&f->store, true, t_ms);
+    assert_false(store_wants_snapshot(&f->store, t_ms));
+    assert_false(store_wants_snapshot(&f->store, t_ms + STORE_SNAPSHOT_RETRY_MS - 1));
+    assert_true(store_wants_snapshot(&f->store, t_ms + STORE_SNAPSHOT_RETRY_MS));
+    assert_int_equal(rmdir(blocker), 0);
+    store_snapshot(&f->store, f->guard);
+    store_snapshot_poll(&f->store, true, t_ms + STORE_SNAPSHOT_RETRY_MS);
+    hold(f, 2, "u-2", "cap-red", 1, 600000, NULL); /* the commit adopts the snapshot */
+    wait_durable(&f->wait, f->last_seq);
+    assert_int_equal(store_stats(&f->store).snapshots, 1);
+    fixture_close(f);
     fixture_free(f);
 }
 
@@ -1136,6 +1170,7 @@ int main(void)
         cmocka_unit_test(test_accept_loss_rebuilds_from_the_last_good_record),
         cmocka_unit_test(test_rows_left_after_a_trim_are_still_checked),
         cmocka_unit_test(test_a_failed_snapshot_write_leaves_no_temporary_file),
+        cmocka_unit_test(test_a_failed_snapshot_is_tried_again_after_its_pause),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
