@@ -91,6 +91,7 @@ struct pgj_s {
      * request asks (pgowners.h). */
     pgowners_t *owners;
     int64_t owners_read_ms; /* lease's thread: when it last read them */
+    bool owners_complained; /* lease's thread: a failed read was logged */
     int64_t lease_ms;
     PGconn *lease_conn;   /* acquire, renewals */
     PGconn *journal_conn; /* recovery, commits */
@@ -323,10 +324,19 @@ static void read_owners(pgj_t *j)
                                1, NULL, params, NULL, NULL, 0);
     free(list);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        if (!j->owners_complained) { /* once until a read succeeds */
+            char msg[512];
+            snprintf(msg, sizeof msg, "%s", PQerrorMessage(j->lease_conn));
+            tidy(msg);
+            fprintf(stderr, "level=warn msg=\"cannot read other shops' owners; retrying\" "
+                            "err=\"%s\"\n", msg);
+        }
+        j->owners_complained = true;
         PQclear(r);
         free(names);
         return;
     }
+    j->owners_complained = false;
     /* Both in bytewise order (pgowners_wanted's, COLLATE "C"): one merge. A
      * shop not in the answer has no live owner. */
     int64_t now_ms = hf_mono_ms();
