@@ -5,16 +5,17 @@
  * What every call does:
  *   1. A write (POST, DELETE) carries an Idempotency-Key: the caller's, or a
  *      new random one. Every retry of the call sends the same key, so the
- *      server applies a hold's create once however often it is sent.
+ *      server applies a hold's create, or a waitlist join, once however
+ *      often it is sent.
  *   2. Each request has its own deadline (timeoutMs, an AbortController),
  *      and the caller's signal ends the call at any point.
  *   3. No answer (a network error, a deadline), a 503 (overloaded,
  *      outcome_unknown, storage_unavailable, not_owner) or another 5xx is
  *      retried after a pause that doubles from backoffMs up to
  *      backoffMaxMs, with jitter (or the server's Retry-After), at most
- *      attemptsMax requests in all. Only calls that are safe to repeat are
- *      retried this way (see RetryKind below); a waitlist join only after
- *      failures that say nothing was applied.
+ *      attemptsMax requests in all. Every call is safe to repeat: a create
+ *      and a join by their key; reads; extend, commit, release and cancel,
+ *      whose repeat changes nothing more.
  *   4. A cluster: baseUrl may list a shop's nodes. Calls go to the node
  *      that answered last. A 307 from a standby is followed to the owner
  *      (same method, body and headers, key included), at most
@@ -171,19 +172,6 @@ const NODES_MAX = 16;
  * who owns the shop, or a loop. */
 const REDIRECT_HOPS_MAX = 3;
 
-/* Which failures a call may be retried after:
- *   'always'    any failure that may pass later (no answer, 5xx): the call
- *               is idempotent (a hold's create by its key; a read; extend,
- *               commit, release and cancel, whose repeat changes nothing
- *               more);
- *   'unapplied' only those that say nothing was applied (the connection
- *               was refused, 503 overloaded, storage_unavailable or
- *               not_owner): a
- *               waitlist join, which the server does not deduplicate by key
- *               (a second join is 409 already_waiting, and the first's
- *               secret would be lost). */
-type RetryKind = 'always' | 'unapplied';
-
 interface Call {
     method: 'GET' | 'POST' | 'DELETE';
     route: string;
@@ -191,7 +179,6 @@ interface Call {
     body?: unknown;
     secretHeader?: string;
     secret?: string | undefined;
-    retry: RetryKind;
     challengeable?: boolean;
 }
 
@@ -362,7 +349,7 @@ export class HoldfastClient {
      * the caller's to keep for the shopper. */
     async createHold(body: HoldCreateRequest, options?: CallOptions): Promise<CreatedHold> {
         return this.#send({ method: 'POST', route: '/v1/holds', path: '/v1/holds', body,
-                            retry: 'always', challengeable: true }, options);
+                            challengeable: true }, options);
     }
 
     /* POST /v1/holds with "commit": true: held and sold in one step. */
@@ -371,7 +358,7 @@ export class HoldfastClient {
     }
 
     async getHold(hold: HoldRef, options?: CallOptions): Promise<Hold> {
-        return this.#send({ method: 'GET', route: '/v1/holds/{id}', retry: 'always',
+        return this.#send({ method: 'GET', route: '/v1/holds/{id}',
                             ...this.#holdPath(hold, '') }, options);
     }
 
@@ -379,40 +366,42 @@ export class HoldfastClient {
     async extendHold(hold: HoldRef, body: HoldExtendRequest,
                      options?: CallOptions): Promise<Hold> {
         return this.#send({ method: 'POST', route: '/v1/holds/{id}/extend', body,
-                            retry: 'always', ...this.#holdPath(hold, '/extend') }, options);
+                            ...this.#holdPath(hold, '/extend') }, options);
     }
 
     /* Held units become sold; committing again returns the hold unchanged. */
     async commitHold(hold: HoldRef, body: HoldCommitRequest = {},
                options?: CallOptions): Promise<Hold> {
         return this.#send({ method: 'POST', route: '/v1/holds/{id}/commit', body,
-                            retry: 'always', ...this.#holdPath(hold, '/commit') }, options);
+                            ...this.#holdPath(hold, '/commit') }, options);
     }
 
     /* Held units become available; releasing again is harmless. */
     async releaseHold(hold: HoldRef, options?: CallOptions): Promise<Hold> {
-        return this.#send({ method: 'DELETE', route: '/v1/holds/{id}', retry: 'always',
+        return this.#send({ method: 'DELETE', route: '/v1/holds/{id}',
                             ...this.#holdPath(hold, '') }, options);
     }
 
     /* ---------------------------------------------------------- waitlist */
 
-    /* POST /v1/skus/{sku}/waitlist; the reply's `secret` is the entry's. */
+    /* POST /v1/skus/{sku}/waitlist; the reply's `secret` is the entry's. A
+     * join whose reply was lost is sent again with its key, and the server
+     * answers the entry it made (Idempotent-Replayed). */
     async joinWaitlist(sku: string, body: WaitlistJoinRequest,
                  options?: CallOptions): Promise<JoinedEntry> {
         const path = `/v1/skus/${segment('sku', sku)}/waitlist`;
-        return this.#send({ method: 'POST', route: '/v1/skus/{sku}/waitlist', path, body,
-                            retry: 'unapplied' }, options);
+        return this.#send({ method: 'POST', route: '/v1/skus/{sku}/waitlist', path, body },
+                          options);
     }
 
     /* An entry that is `offered` carries its hold, with the hold's secret. */
     async getWaitlistEntry(entry: WaitlistRef, options?: CallOptions): Promise<WaitlistEntry> {
-        return this.#send({ method: 'GET', route: '/v1/waitlist/{id}', retry: 'always',
+        return this.#send({ method: 'GET', route: '/v1/waitlist/{id}',
                             ...this.#waitPath(entry) }, options);
     }
 
     async cancelWaitlistEntry(entry: WaitlistRef, options?: CallOptions): Promise<WaitlistEntry> {
-        return this.#send({ method: 'DELETE', route: '/v1/waitlist/{id}', retry: 'always',
+        return this.#send({ method: 'DELETE', route: '/v1/waitlist/{id}',
                             ...this.#waitPath(entry) }, options);
     }
 
@@ -420,7 +409,7 @@ export class HoldfastClient {
 
     async getSku(sku: string, options?: CallOptions): Promise<Sku> {
         return this.#send({ method: 'GET', route: '/v1/skus/{sku}',
-                            path: `/v1/skus/${segment('sku', sku)}`, retry: 'always' }, options);
+                            path: `/v1/skus/${segment('sku', sku)}` }, options);
     }
 
     /* ---------------------------------------------------------- internals */
@@ -616,9 +605,8 @@ export class HoldfastClient {
                         signal: AbortSignal | undefined, node: URL): Promise<void> {
         const write = call.method !== 'GET';
         const may = failure.kind === 'timeout' || failure.kind === 'network';
-        const safe = call.retry === 'always' || failure.refused;
         state.failures++;
-        if (!may || !safe || state.failures >= this.#settings.attemptsMax) {
+        if (!may || state.failures >= this.#settings.attemptsMax) {
             throw noAnswer(state.sent, key, failure.kind, 0, failure.message,
                            write && !failure.refused, failure);
         }
@@ -637,7 +625,7 @@ export class HoldfastClient {
                            signal: AbortSignal | undefined, node: URL): Promise<void> {
         const details = errorBodyOf(reply);
         const unapplied = reply.status === 503 && UNAPPLIED_CODES.has(details.code);
-        const may = reply.status >= 500 && (call.retry === 'always' || unapplied);
+        const may = reply.status >= 500;
         state.failures++;
         if (!may || state.failures >= this.#settings.attemptsMax) {
             throw new HoldfastError({

@@ -17,6 +17,7 @@ before(async () => {
     await putSku(server, sku, { stock: 100 });
   }
   await putSku(server, 'short-a', { stock: 1 });
+  await putSku(server, 'short-b', { stock: 1 });
   await putSku(server, 'err-b', { stock: 2 });
 });
 
@@ -139,6 +140,33 @@ test('a create whose reply is lost is sent again with its key and applied once',
     assert.equal(again.id, hold.id);
   } finally {
     hf.close();
+    await proxy.close();
+  }
+});
+
+test('a join whose reply is lost is sent again with its key and made once', async () => {
+  let dropped = 0;
+  const proxy = await startLossyProxy(server.url,
+    (req) => req.method === 'POST' && req.url.endsWith('/waitlist') && dropped++ === 0);
+  const events = [];
+  const hf = client({ baseUrl: proxy.url, backoffMs: 1, onEvent: (e) => events.push(e) });
+  const holder = client();
+  try {
+    /* The last unit held: the sku has a waitlist to join. */
+    const last = await holder.createHold({ customer: 'wait-lost-0', lines: [{ sku: 'short-b', qty: 1 }] });
+    const entry = await hf.joinWaitlist('short-b', { customer: 'wait-lost-1' });
+    const joins = proxy.requests.filter((r) => r.url.endsWith('/waitlist'));
+    assert.equal(joins.length, 2);
+    assert.equal(joins[0].dropped, true);
+    assert.equal(joins[1].idempotencyKey, joins[0].idempotencyKey);
+    assert.equal(events.at(-1).replayed, true, 'the server replayed the first join');
+    assert.match(entry.secret, /^ws_/);
+    assert.equal(entry.position, 1, 'one entry, not two');
+    assert.equal((await holder.getWaitlistEntry(entry)).state, 'waiting', 'its secret opens it');
+    await holder.releaseHold(last);
+  } finally {
+    hf.close();
+    holder.close();
     await proxy.close();
   }
 });

@@ -99,14 +99,18 @@ test('the server\'s Retry-After is waited out, within a bound', BOUND, async () 
   });
 });
 
-test('a waitlist join is retried only after failures that applied nothing', BOUND, async () => {
-  for (const [code, requests] of [['overloaded', 3], ['outcome_unknown', 1]]) {
+test('a waitlist join is retried with its key, as a create is', BOUND, async () => {
+  for (const [code, unknown] of [['overloaded', false], ['outcome_unknown', true]]) {
     await withServer(startScriptedServer(failing(99, 503, code)), async (server) => {
       const hf = new HoldfastClient({ baseUrl: server.url, backoffMs: 1, attemptsMax: 3 });
       const err = await hf.joinWaitlist('s', { customer: 'c' }).catch((e) => e);
       hf.close();
       assert.equal(err.code, code);
-      assert.equal(server.requests.length, requests, code);
+      assert.equal(err.outcomeUnknown, unknown, code);
+      assert.equal(server.requests.length, 3, code);
+      const keys = new Set(server.requests.map((r) => r.headers['idempotency-key']));
+      assert.equal(keys.size, 1, 'every request of the join carries one key');
+      assert.equal([...keys][0], err.idempotencyKey);
     });
   }
 });
@@ -182,7 +186,7 @@ test('the caller\'s signal ends a call at once, and is not retried', BOUND, asyn
   });
 });
 
-test('a refused connection is retried, even for a join, and then reported', BOUND, async () => {
+test('a refused connection is retried and then reported', BOUND, async () => {
   /* A port that was just free: nothing listens there. */
   const gone = await startSilentServer();
   await gone.close();
