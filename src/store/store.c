@@ -164,6 +164,7 @@ static int open_dir(store_t *s, const char *dir, store_durability_t durability,
     s->compact_records = compact_records;
     s->pending_since_ms = INT64_MAX;
     s->inflight_since_ms = INT64_MAX;
+    s->snapshot_retry_ms = STORE_SNAPSHOT_RETRY_MS;
     if (snprintf(s->dir, sizeof s->dir, "%s", dir) >= (int)sizeof s->dir) {
         snprintf(err, err_size, "data directory path is too long");
         return -1;
@@ -704,6 +705,7 @@ static void forget_failed(store_t *s)
     s->pending_since_ms = s->inflight_since_ms = INT64_MAX;
     s->snapshot_pid = 0;
     s->snapshot_retry_at_ms = 0;
+    s->snapshot_retry_ms = STORE_SNAPSHOT_RETRY_MS;
     s->snapshot_forked_seq = s->snapshot_ready_seq = s->since_snapshot = 0;
     s->trim_seq = 0;
     s->thread_idle = s->stopping = false;
@@ -1050,11 +1052,14 @@ void store_snapshot_poll(store_t *s, bool wait, int64_t mono_ms)
     s->snapshot_pid = 0;
     if (ok) {
         s->snapshot_ready_seq = s->snapshot_forked_seq;
+        s->snapshot_retry_ms = STORE_SNAPSHOT_RETRY_MS;
         pthread_cond_signal(&s->wake);
-    }
-    if (!ok) { /* the records it was to cover still count: it is tried again after the pause */
+    } else { /* the records it was to cover still count: it is tried again after the pause */
         s->since_snapshot += s->snapshot_forked_records;
-        s->snapshot_retry_at_ms = mono_ms + STORE_SNAPSHOT_RETRY_MS;
+        s->snapshot_retry_at_ms = mono_ms + s->snapshot_retry_ms;
+        s->snapshot_retry_ms = s->snapshot_retry_ms * 2 <= STORE_SNAPSHOT_RETRY_MS_MAX
+                                   ? s->snapshot_retry_ms * 2
+                                   : STORE_SNAPSHOT_RETRY_MS_MAX;
     }
     pthread_mutex_unlock(&s->lock);
     if (!ok) {

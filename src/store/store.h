@@ -156,6 +156,7 @@ typedef struct store_s {
     char dir[PATH_MAX];
     pid_t snapshot_pid;         /* the child writing a snapshot, or 0 */
     int64_t snapshot_retry_at_ms; /* monotonic: no snapshot before (one failed) */
+    int64_t snapshot_retry_ms;    /* the pause after the next failure */
     uint64_t snapshot_forked_seq;
     uint64_t snapshot_forked_records; /* since_snapshot when it forked: a failure gives them back */
     uint64_t snapshot_ready_seq; /* written, waiting for the journal to adopt it */
@@ -305,8 +306,11 @@ store_reply_t store_reply_state(store_t *s, uint64_t seq, uint64_t generation, i
 /* Whether a reply revealing state up to seq may be sent now (see above). */
 bool store_reply_may_go(store_t *s, uint64_t seq, int64_t mono_ms);
 
-/* How long after a failed snapshot the next one may start. */
+/* How long after a failed snapshot the next one may start; the pause
+ * doubles with each failure in a row, up to the max, since each try forks
+ * the whole process under the engine lock. */
 #define STORE_SNAPSHOT_RETRY_MS 1000
+#define STORE_SNAPSHOT_RETRY_MS_MAX 64000
 
 /* True at mono_ms when enough has been journaled since the last snapshot,
  * none is being written, and none failed in the last
@@ -321,8 +325,9 @@ bool store_wants_snapshot(store_t *s, int64_t mono_ms);
 void store_snapshot(store_t *s, const guard_t *g);
 /* Collects a finished snapshot child and hands its file to the commit thread;
  * with wait, blocks until the child is done. A failed child puts the next
- * snapshot off until STORE_SNAPSHOT_RETRY_MS after mono_ms. Safe to call at
- * any time. */
+ * snapshot off from mono_ms by STORE_SNAPSHOT_RETRY_MS, twice that after a
+ * second failure in a row, and so on up to STORE_SNAPSHOT_RETRY_MS_MAX.
+ * Safe to call at any time. */
 void store_snapshot_poll(store_t *s, bool wait, int64_t mono_ms);
 
 store_stats_t store_stats(store_t *s);

@@ -1107,8 +1107,9 @@ static void test_a_failed_snapshot_write_leaves_no_temporary_file(void **state)
 }
 
 /* A snapshot child that fails puts the next snapshot off for
- * STORE_SNAPSHOT_RETRY_MS from when it was collected (on a full disk,
- * every tick would fork another), then compaction is asked for again. */
+ * STORE_SNAPSHOT_RETRY_MS from when it was collected, twice that after a
+ * second failure in a row (each try forks the whole server), and the
+ * records it was to cover still count: compaction is asked for again. */
 static void test_a_failed_snapshot_is_tried_again_after_its_pause(void **state)
 {
     (void)state;
@@ -1130,9 +1131,14 @@ static void test_a_failed_snapshot_is_tried_again_after_its_pause(void **state)
     assert_false(store_wants_snapshot(&f->store, t_ms));
     assert_false(store_wants_snapshot(&f->store, t_ms + STORE_SNAPSHOT_RETRY_MS - 1));
     assert_true(store_wants_snapshot(&f->store, t_ms + STORE_SNAPSHOT_RETRY_MS));
+    const int64_t t2_ms = t_ms + STORE_SNAPSHOT_RETRY_MS;
+    store_snapshot(&f->store, f->guard); /* fails again: the pause doubles */
+    store_snapshot_poll(&f->store, true, t2_ms);
+    assert_false(store_wants_snapshot(&f->store, t2_ms + 2 * STORE_SNAPSHOT_RETRY_MS - 1));
+    assert_true(store_wants_snapshot(&f->store, t2_ms + 2 * STORE_SNAPSHOT_RETRY_MS));
     assert_int_equal(rmdir(blocker), 0);
     store_snapshot(&f->store, f->guard);
-    store_snapshot_poll(&f->store, true, t_ms + STORE_SNAPSHOT_RETRY_MS);
+    store_snapshot_poll(&f->store, true, t2_ms + 2 * STORE_SNAPSHOT_RETRY_MS);
     hold(f, 2, "u-2", "cap-red", 1, 600000, NULL); /* the commit adopts the snapshot */
     wait_durable(&f->wait, f->last_seq);
     assert_int_equal(store_stats(&f->store).snapshots, 1);
