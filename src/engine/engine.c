@@ -1411,6 +1411,23 @@ void engine_each_free_slot(const engine_t *e, engine_slot_visit_fn visit, void *
     }
 }
 
+/* Whether each of slots is a free slot below hwm, and none is named twice. */
+static bool free_slots_distinct(const engine_t *e, const uint32_t *slots, uint32_t count)
+{
+    uint64_t *seen = calloc(((size_t)e->hold_hwm + 63) / 64 + 1, sizeof *seen);
+    bool ok = seen != NULL;
+    for (uint32_t i = 0; ok && i < count; i++) {
+        uint32_t s = slots[i];
+        ok = s < e->hold_hwm && e->holds[s].state == ENGINE_HOLD_FREE &&
+             (seen[s / 64] & (1ull << (s % 64))) == 0;
+        if (ok) {
+            seen[s / 64] |= 1ull << (s % 64);
+        }
+    }
+    free(seen);
+    return ok;
+}
+
 bool engine_restore_free_slots(engine_t *e, uint32_t hold_hwm, const uint32_t *slots,
                                uint32_t count)
 {
@@ -1425,13 +1442,8 @@ bool engine_restore_free_slots(engine_t *e, uint32_t hold_hwm, const uint32_t *s
     for (uint32_t slot = e->hold_free; slot != ENGINE_NONE; slot = e->holds[slot].next) {
         free_now++;
     }
-    if (free_now != count) {
+    if (free_now != count || !free_slots_distinct(e, slots, count)) {
         return false;
-    }
-    for (uint32_t i = 0; i < count; i++) {
-        if (slots[i] >= e->hold_hwm || e->holds[slots[i]].state != ENGINE_HOLD_FREE) {
-            return false;
-        }
     }
     /* Rebuilt back to front, so the first listed is taken first again. */
     e->hold_free = ENGINE_NONE;

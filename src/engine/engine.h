@@ -442,6 +442,10 @@ engine_result_t engine_restore_idem(engine_t *e, const engine_idem_t *entry);
  * restore functions assert what these check. */
 bool engine_restore_fits_hold(const engine_t *e, const engine_hold_view_t *v);
 bool engine_restore_fits_idem(const engine_t *e, const engine_idem_t *entry);
+/* Makes the free hold slots below hold_hwm the list slots[0..count), in
+ * that order of reuse. False (the snapshot is damaged: refuse it) unless
+ * slots names every free slot exactly once, since a slot named twice would
+ * make the list a circle; false too without the memory to check that. */
 bool engine_restore_free_slots(engine_t *e, uint32_t hold_hwm, const uint32_t *slots,
                                uint32_t count);
 

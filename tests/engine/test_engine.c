@@ -1722,6 +1722,25 @@ static void snapshot_into(const engine_t *a, engine_t *b, hold_list_t *holds)
     assert_true(engine_check(b));
 }
 
+/* A snapshot's free-slot list must name each free slot once: a slot named
+ * twice (in place of another) would make the list a circle, and the next
+ * walk of it would never end. Such a list is refused, and the engine's
+ * free list stays a list. */
+static void test_a_free_slot_list_naming_a_slot_twice_is_refused(void **state)
+{
+    engine_t *e = *state;
+    assert_true(engine_restore_time(e, T0, 0));
+    const uint32_t twice[] = {1, 1, 2};
+    assert_false(engine_restore_free_slots(e, 3, twice, 3));
+    const uint32_t outside[] = {0, 1, 3};
+    assert_false(engine_restore_free_slots(e, 3, outside, 3));
+    const uint32_t each[] = {2, 0, 1};
+    assert_true(engine_restore_free_slots(e, 3, each, 3));
+    assert_true(engine_check(e));
+    assert_false(engine_restore_free_slots(e, 3, twice, 3)); /* a second list, checked alike */
+    assert_true(engine_check(e));
+}
+
 static void test_snapshot_restores_the_same_engine(void **state)
 {
     engine_t *a = *state;
@@ -1998,6 +2017,7 @@ int main(void)
         cmocka_unit_test(test_hold_id_parse_rejects_garbage),
         SMALL(test_journal_replay_rebuilds_the_same_state_and_ids),
         SMALL(test_snapshot_restores_the_same_engine),
+        SMALL(test_a_free_slot_list_naming_a_slot_twice_is_refused),
         SMALL(test_stats_count_every_transition),
         SMALL(test_check_catches_a_broken_count),
         SMALL(test_check_catches_a_sku_head_that_is_not_its_name),
