@@ -12,6 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "hf_secret_file.h"
+
 int keys_check(const char *what, const char *key)
 {
     size_t n = strlen(key);
@@ -62,47 +64,21 @@ int keys_add_api(server_config_t *c, const char *what, const char *key)
 static int read_key_file(const char *what, const char *path, bool missing_ok, char *buf,
                          size_t size)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0) {
-        if (errno == ENOENT && missing_ok) {
-            return 1;
-        }
-        fprintf(stderr, "holdfast: %s %s: cannot open it: %s\n", what, path, strerror(errno));
-        return -1;
+    size_t len;
+    int open_errno;
+    char why_buf[128];
+    const char *why = hf_secret_file_read(path, buf, size,
+                                          "it is larger than a key file may be (16 KiB)", &len,
+                                          &open_errno, why_buf, sizeof why_buf);
+    if (why == NULL) {
+        return 0;
     }
-    struct stat st;
-    const char *why = NULL;
-    char why_mode[128];
-    if (fstat(fd, &st) != 0) {
-        why = strerror(errno);
-    } else if (!S_ISREG(st.st_mode)) {
-        why = "not a regular file";
-    } else if ((st.st_mode & 077) != 0) {
-        snprintf(why_mode, sizeof why_mode,
-                 "group or others may use it (mode %04o): chmod 600 it, or 400",
-                 (unsigned)(st.st_mode & 07777));
-        why = why_mode;
-    } else if ((size_t)st.st_size >= size) {
-        why = "it is larger than a key file may be (16 KiB)";
+    if (open_errno == ENOENT && missing_ok) {
+        return 1;
     }
-    size_t got = 0;
-    while (why == NULL && got < size - 1) {
-        ssize_t n = read(fd, buf + got, size - 1 - got);
-        if (n < 0 && errno != EINTR) {
-            why = strerror(errno);
-        } else if (n == 0) {
-            break;
-        } else if (n > 0) {
-            got += (size_t)n;
-        }
-    }
-    close(fd);
-    if (why != NULL) {
-        fprintf(stderr, "holdfast: %s %s: %s\n", what, path, why);
-        return -1;
-    }
-    buf[got] = '\0';
-    return 0;
+    fprintf(stderr, "holdfast: %s %s: %s%s\n", what, path,
+            open_errno != 0 ? "cannot open it: " : "", why);
+    return -1;
 }
 
 /* The next key of a key file's text at *p (advanced past its line), or NULL

@@ -25,6 +25,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "hf_secret_file.h"
 #include "webhook.h"
 
 #define SECRET_ENV "HOLDFAST_WEBHOOK_SECRET"
@@ -370,52 +371,18 @@ int webhook_config_key(webhook_config_t *c, const char *key, json_t *v)
     return set_secret(c, key, json_string_value(v), json_string_length(v));
 }
 
-/* Why the open secret file fd may not be used (NULL: it may). The signing
- * secret lets anyone forge the shop's events, so it is kept as a key file
- * is: a regular file that only its owner can read. */
-static const char *secret_file_refusal(int fd, char *why, size_t size)
-{
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        return strerror(errno);
-    }
-    if (!S_ISREG(st.st_mode)) {
-        return "not a regular file";
-    }
-    if ((st.st_mode & 077) != 0) {
-        snprintf(why, size, "group or others may use it (mode %04o): chmod 600 it, or 400",
-                 (unsigned)(st.st_mode & 07777));
-        return why;
-    }
-    if (st.st_size > WEBHOOK_SECRET_BYTES_MAX + 2) {
-        return "larger than a webhook secret may be (256 bytes and a line end)";
-    }
-    return NULL;
-}
-
+/* The signing secret lets anyone forge the shop's events, so its file is
+ * read as a key file is (hf_secret_file.h). */
 static int read_secret_file(webhook_config_t *c)
 {
-    int fd = open(c->secret_file, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0) {
-        fprintf(stderr, "holdfast: webhook_secret_file %s: %s\n", c->secret_file,
-                strerror(errno));
-        return -1;
-    }
-    char mode_why[128];
-    const char *why = secret_file_refusal(fd, mode_why, sizeof mode_why);
-    char text[WEBHOOK_SECRET_BYTES_MAX + 4];
-    size_t n = 0;
-    while (why == NULL && n < sizeof text) {
-        ssize_t got = read(fd, text + n, sizeof text - n);
-        if (got < 0 && errno != EINTR) {
-            why = strerror(errno);
-        } else if (got == 0) {
-            break;
-        } else if (got > 0) {
-            n += (size_t)got;
-        }
-    }
-    close(fd);
+    char text[WEBHOOK_SECRET_BYTES_MAX + 3]; /* the secret and a line end */
+    size_t n;
+    int open_errno;
+    char why_buf[128];
+    const char *why = hf_secret_file_read(
+        c->secret_file, text, sizeof text,
+        "larger than a webhook secret may be (256 bytes and a line end)", &n, &open_errno,
+        why_buf, sizeof why_buf);
     if (why != NULL) {
         fprintf(stderr, "holdfast: webhook_secret_file %s: %s\n", c->secret_file, why);
         return -1;
