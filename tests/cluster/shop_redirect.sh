@@ -96,11 +96,16 @@ sql "INSERT INTO holdfast_shops(shop, epoch, owner, owner_url, expires, key, leg
          snapshot_seq, trim_chain)
      SELECT '$many-' || lpad(i::text, 4, '0'), 1, 'n', 'http://127.0.0.1:9', now() + interval '1 hour',
             '\\x00', 0, 0, 0 FROM generate_series(1, 1100) i" >/dev/null || fail "the shops' rows"
-for i in 0001 0550 1100; do
-    ask "/v1/shops/$many-$i/skus"
-    [ "$code" = 307 ] || fail "shop $many-$i of 1,100: $code"
+# expect_many_redirect SHOP WHEN: node a answers SHOP's path (one of the
+# rows put in by hand) with a 307 to that row's owner url.
+expect_many_redirect() {
+    ask "/v1/shops/$1/skus"
+    [ "$code" = 307 ] || fail "$2, shop $1: $code, not a 307"
     location=$(tr -d '\r' <"$work/head" | sed -n 's/^Location: //Ip')
-    [ "$location" = "http://127.0.0.1:9/v1/shops/$many-$i/skus" ] || fail "shop $many-$i's Location: $location"
+    [ "$location" = "http://127.0.0.1:9/v1/shops/$1/skus" ] || fail "shop $1's Location: $location"
+}
+for i in 0001 0550 1100; do
+    expect_many_redirect "$many-$i" "of 1,100"
 done
 echo "ok: shops beyond the first thousand are found"
 
@@ -119,10 +124,6 @@ until grep -q "cannot read other shops' owners; retrying" "$work/$a.log"; do
                  WHERE application_name = 'holdfast/$a/owner/n-$a'
                    AND (query LIKE 'UPDATE holdfast_shops%' OR query LIKE 'SELECT shop, owner_url%')")
     [ "$ended" = 1 ] || fail "ended $ended lease sessions of $a's node, not 1"
-    shop="$many-077$tries"
-    ask "/v1/shops/$shop/skus"
-    [ "$code" = 307 ] || fail "after the lease session ended, shop $shop: $code, not a 307"
-    location=$(tr -d '\r' <"$work/head" | sed -n 's/^Location: //Ip')
-    [ "$location" = "http://127.0.0.1:9/v1/shops/$shop/skus" ] || fail "shop $shop's Location: $location"
+    expect_many_redirect "$many-077$tries" "after the lease session ended"
 done
 echo "ok: a read of the owners that failed is tried again ($tries tries)"
