@@ -1146,6 +1146,30 @@ static void test_a_failed_snapshot_is_tried_again_after_its_pause(void **state)
     fixture_free(f);
 }
 
+/* A snapshot child that hangs (here its file is a FIFO that nobody reads,
+ * so its open never returns) is killed once a stop has waited
+ * SNAPSHOT_WAIT_MS_MAX (30 s) for it: a stop must end, and the journal
+ * still has everything. The test takes those 30 s. */
+static void test_a_stop_kills_a_snapshot_child_that_hangs(void **state)
+{
+    (void)state;
+    fixture_t *f = calloc(1, sizeof *f);
+    snprintf(f->dir, sizeof f->dir, "/tmp/hf-store-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    fixture_open(f, STORE_DURABLE, 2);
+    put_sku(f, 0, "cap-red", 1000);
+    hold(f, 1, "u-1", "cap-red", 1, 600000, NULL);
+    wait_durable(&f->wait, f->last_seq);
+    char fifo[160];
+    snprintf(fifo, sizeof fifo, "%s/snapshot-%020llu.tmp", f->dir, (unsigned long long)f->last_seq);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    store_snapshot(&f->store, f->guard);
+    fixture_close(f); /* returns: the child was killed */
+    store_recovery_t info;
+    assert_recovers_same(f, 500, &info);
+    fixture_free(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1177,6 +1201,7 @@ int main(void)
         cmocka_unit_test(test_rows_left_after_a_trim_are_still_checked),
         cmocka_unit_test(test_a_failed_snapshot_write_leaves_no_temporary_file),
         cmocka_unit_test(test_a_failed_snapshot_is_tried_again_after_its_pause),
+        cmocka_unit_test(test_a_stop_kills_a_snapshot_child_that_hangs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
