@@ -1106,39 +1106,55 @@ static void test_a_failed_snapshot_write_leaves_no_temporary_file(void **state)
     fixture_free(f);
 }
 
-/* A snapshot child that fails puts the next snapshot off for
- * STORE_SNAPSHOT_RETRY_MS from when it was collected, twice that after a
- * second failure in a row (each try forks the whole server), and the
- * records it was to cover still count: compaction is asked for again. */
-static void test_a_failed_snapshot_is_tried_again_after_its_pause(void **state)
+/* A store that compacts every 2 records, with 2 durable: a snapshot is due. */
+static fixture_t *fixture_due_a_snapshot(void)
 {
-    (void)state;
     fixture_t *f = calloc(1, sizeof *f);
     snprintf(f->dir, sizeof f->dir, "/tmp/hf-store-XXXXXX");
     assert_non_null(mkdtemp(f->dir));
-    fixture_open(f, STORE_DURABLE, 2); /* compact every 2 records */
+    fixture_open(f, STORE_DURABLE, 2);
     put_sku(f, 0, "cap-red", 1000);
     hold(f, 1, "u-1", "cap-red", 1, 600000, NULL);
     wait_durable(&f->wait, f->last_seq);
+    return f;
+}
+
+/* Where the snapshot child of f's next snapshot writes first (snapshot.c). */
+static void snapshot_tmp_path(const fixture_t *f, char *out, size_t size)
+{
+    int n = snprintf(out, size, "%s/snapshot-%020llu.tmp", f->dir, (unsigned long long)f->last_seq);
+    assert_true(n > 0 && (size_t)n < size);
+}
+
+/* A snapshot child that fails puts the next snapshot off for
+ * STORE_SNAPSHOT_RETRY_MS from when it was collected, twice that after a
+ * second failure in a row, and so on up to STORE_SNAPSHOT_RETRY_MS_MAX
+ * (each try forks the whole server); the records it was to cover still
+ * count, so compaction is asked for again, and a success is adopted. */
+static void test_a_failed_snapshot_is_tried_again_after_its_pause(void **state)
+{
+    (void)state;
+    fixture_t *f = fixture_due_a_snapshot();
     const int64_t t_ms = 5000; /* the monotonic clock, as the server passes it */
     assert_true(store_wants_snapshot(&f->store, t_ms));
     char blocker[160];
-    snprintf(blocker, sizeof blocker, "%s/snapshot-%020llu.tmp", f->dir,
-             (unsigned long long)f->last_seq);
+    snapshot_tmp_path(f, blocker, sizeof blocker);
     assert_int_equal(mkdir(blocker, 0700), 0); /* the child cannot create its file */
-    store_snapshot(&f->store, f->guard);
-    store_snapshot_poll(&f->store, true, t_ms);
-    assert_false(store_wants_snapshot(&f->store, t_ms));
-    assert_false(store_wants_snapshot(&f->store, t_ms + STORE_SNAPSHOT_RETRY_MS - 1));
-    assert_true(store_wants_snapshot(&f->store, t_ms + STORE_SNAPSHOT_RETRY_MS));
-    const int64_t t2_ms = t_ms + STORE_SNAPSHOT_RETRY_MS;
-    store_snapshot(&f->store, f->guard); /* fails again: the pause doubles */
-    store_snapshot_poll(&f->store, true, t2_ms);
-    assert_false(store_wants_snapshot(&f->store, t2_ms + 2 * STORE_SNAPSHOT_RETRY_MS - 1));
-    assert_true(store_wants_snapshot(&f->store, t2_ms + 2 * STORE_SNAPSHOT_RETRY_MS));
+    /* Each failure in a row doubles the pause, up to its max and no more. */
+    int64_t at_ms = t_ms, pause_ms = STORE_SNAPSHOT_RETRY_MS;
+    for (int failures = 0; failures < 9; failures++) {
+        store_snapshot(&f->store, f->guard);
+        store_snapshot_poll(&f->store, true, at_ms);
+        assert_false(store_wants_snapshot(&f->store, at_ms + pause_ms - 1));
+        assert_true(store_wants_snapshot(&f->store, at_ms + pause_ms));
+        at_ms += pause_ms;
+        pause_ms = pause_ms * 2 <= STORE_SNAPSHOT_RETRY_MS_MAX ? pause_ms * 2
+                                                                : STORE_SNAPSHOT_RETRY_MS_MAX;
+    }
+    assert_int_equal(pause_ms, STORE_SNAPSHOT_RETRY_MS_MAX); /* the loop reached the max */
     assert_int_equal(rmdir(blocker), 0);
     store_snapshot(&f->store, f->guard);
-    store_snapshot_poll(&f->store, true, t2_ms + 2 * STORE_SNAPSHOT_RETRY_MS);
+    store_snapshot_poll(&f->store, true, at_ms);
     hold(f, 2, "u-2", "cap-red", 1, 600000, NULL); /* the commit adopts the snapshot */
     wait_durable(&f->wait, f->last_seq);
     assert_int_equal(store_stats(&f->store).snapshots, 1);
@@ -1153,15 +1169,9 @@ static void test_a_failed_snapshot_is_tried_again_after_its_pause(void **state)
 static void test_a_stop_kills_a_snapshot_child_that_hangs(void **state)
 {
     (void)state;
-    fixture_t *f = calloc(1, sizeof *f);
-    snprintf(f->dir, sizeof f->dir, "/tmp/hf-store-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    fixture_open(f, STORE_DURABLE, 2);
-    put_sku(f, 0, "cap-red", 1000);
-    hold(f, 1, "u-1", "cap-red", 1, 600000, NULL);
-    wait_durable(&f->wait, f->last_seq);
+    fixture_t *f = fixture_due_a_snapshot();
     char fifo[160];
-    snprintf(fifo, sizeof fifo, "%s/snapshot-%020llu.tmp", f->dir, (unsigned long long)f->last_seq);
+    snapshot_tmp_path(f, fifo, sizeof fifo);
     assert_int_equal(mkfifo(fifo, 0600), 0);
     store_snapshot(&f->store, f->guard);
     fixture_close(f); /* returns: the child was killed */
