@@ -13,14 +13,21 @@
  *   POST /v1/holds   the reply waits until a commit thread has written the
  *                    request's record (64 bytes) and fdatasync'ed the file,
  *                    as holdfast's group commit does; a fixed body, with
- *                    200 (h2o 2.2.5 ends the connection after any other
- *                    status, which would measure reconnects instead)
+ *                    201 as holdfast's create. Every reply carries its
+ *                    Content-Length: without one, h2o 2.2.5's chunked
+ *                    encoder ends the connection after any status but 200.
  *
  * No engine, no JSON, no policy: the probe measures the transport and the
  * wake-ups only, so its hold/healthz ratio is the best a shape can reach,
  * to set beside holdfast's own.
  *
- *   h2o_probe --port P [--threads N] --journal FILE
+ *   h2o_probe --port P [--threads N] --journal FILE [--work-us U] [--commit-work-us C]
+ *
+ * --work-us spends U µs of CPU on the loop for each hold before it waits,
+ * and --commit-work-us C µs on the commit thread for each commit before it
+ * writes: a stand-in for what holdfast itself does per hold (JSON, the
+ * guard, the reply) and per commit (SQLite), to ask what this transport
+ * would give once a server's own work is added.
  *
  * Listens on 127.0.0.1 only; runs until killed.
  */
@@ -34,6 +41,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #define H2O_USE_LIBUV 0
@@ -41,6 +49,8 @@
 
 #define THREADS_MAX 8
 #define RECORD_BYTES 64
+/* The most CPU a hold or a commit may be told to spend. */
+#define WORK_US_MAX 10000
 /* Replies waiting for one commit, at most (the journal's batch). */
 #define BATCH_MAX 4096
 /* The journal file is written once at start and then overwritten in a
@@ -75,6 +85,22 @@ static h2o_globalconf_t config;
 static loop_t loops[THREADS_MAX];
 static int loop_count = 1;
 static int journal_fd = -1;
+static int64_t work_us;        /* CPU spent per hold on the loop */
+static int64_t commit_work_us; /* CPU spent per commit on the commit thread */
+
+static int64_t mono_us(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000;
+}
+
+/* Busy for us microseconds of wall time on this thread. */
+static void spend_us(int64_t us)
+{
+    for (int64_t until = mono_us() + us; us > 0 && mono_us() < until;) {
+    }
+}
 
 /* The commit thread's intake: appended by the loops. */
 static pthread_mutex_t intake_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -90,6 +116,7 @@ static void send_fixed(h2o_req_t *req, int status, const char *reason, const cha
     req->res.reason = reason;
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
                    H2O_STRLIT("application/json"));
+    req->res.content_length = strlen(body);
     h2o_send_inline(req, body, strlen(body));
 }
 
@@ -111,6 +138,7 @@ static int on_holds(h2o_handler_t *self, h2o_req_t *req)
     if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"))) {
         return -1;
     }
+    spend_us(work_us);
     waiter_t *w = calloc(1, sizeof *w);
     if (w == NULL) {
         send_fixed(req, 503, "Service Unavailable", "{\"error\":\"memory\"}");
@@ -149,7 +177,7 @@ static void on_durable(h2o_multithread_receiver_t *receiver, h2o_linklist_t *mes
             if (w->req == NULL) {
                 free(w);
             } else {
-                send_fixed(w->req, 200, "OK", "{\"id\":\"hold_probe\",\"state\":\"active\"}");
+                send_fixed(w->req, 201, "Created", "{\"id\":\"hold_probe\",\"state\":\"active\"}");
             }
         }
         free(m);
@@ -173,6 +201,7 @@ static void *commit_main(void *arg)
         memset(intake, 0, sizeof intake);
         intake_count = 0;
         pthread_mutex_unlock(&intake_lock);
+        spend_us(commit_work_us);
         memset(records, 'r', (size_t)n * RECORD_BYTES);
         if (pwrite(journal_fd, records, (size_t)n * RECORD_BYTES, at) < 0 ||
             fdatasync(journal_fd) != 0) {
@@ -248,10 +277,20 @@ static void route(h2o_hostconf_t *host, const char *path,
     h->on_req = fn;
 }
 
+/* A count of microseconds, or -1 if text is not one. */
+static int64_t parse_us(const char *text)
+{
+    char *end;
+    errno = 0;
+    long long us = strtoll(text, &end, 10);
+    return errno != 0 || end == text || *end != '\0' ? -1 : (int64_t)us;
+}
+
 int main(int argc, char **argv)
 {
     int port = 0;
     const char *journal = NULL;
+    bool unknown = argc % 2 == 0; /* an option without its value */
     for (int i = 1; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--port") == 0) {
             port = atoi(argv[i + 1]);
@@ -259,11 +298,21 @@ int main(int argc, char **argv)
             loop_count = atoi(argv[i + 1]);
         } else if (strcmp(argv[i], "--journal") == 0) {
             journal = argv[i + 1];
+        } else if (strcmp(argv[i], "--work-us") == 0) {
+            work_us = parse_us(argv[i + 1]);
+        } else if (strcmp(argv[i], "--commit-work-us") == 0) {
+            commit_work_us = parse_us(argv[i + 1]);
+        } else {
+            unknown = true;
         }
     }
-    if (port <= 0 || journal == NULL || loop_count < 1 || loop_count > THREADS_MAX) {
-        fprintf(stderr, "usage: h2o_probe --port P [--threads 1..%d] --journal FILE\n",
-                THREADS_MAX);
+    if (unknown || port <= 0 || journal == NULL || loop_count < 1 || loop_count > THREADS_MAX ||
+        work_us < 0 || work_us > WORK_US_MAX || commit_work_us < 0 ||
+        commit_work_us > WORK_US_MAX) {
+        fprintf(stderr,
+                "usage: h2o_probe --port P [--threads 1..%d] --journal FILE [--work-us 0..%d] "
+                "[--commit-work-us 0..%d]\n",
+                THREADS_MAX, WORK_US_MAX, WORK_US_MAX);
         return 2;
     }
     journal_fd = open(journal, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
