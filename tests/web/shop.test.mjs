@@ -1,9 +1,9 @@
 /*
  * shop.test.mjs - the demo storefront in a real browser (Chromium, headless)
  * against the real server: holding, the cart's one countdown, paying, live
- * counts in a second browser, expiry, the waitlist and its offer, a proof
- * of work, a phone-sized screen (the keyboard; the cart below a long
- * catalog), and leaving the page.
+ * counts in a second browser, expiry, the waitlist and its offer, a lost
+ * reply sent again, a proof of work, a phone-sized screen (the keyboard;
+ * the cart below a long catalog), and leaving the page.
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
@@ -128,6 +128,64 @@ test('a sold-out item offers its waitlist, and the offer reaches the cart', asyn
     assert.deepEqual([s.held, s.sold], [0, 1]);
     assert.deepEqual(first.errors, []);
     assert.deepEqual(second.errors, []);
+  } finally {
+    assert.equal(await server.stop(), 0);
+  }
+});
+
+/*
+ * Lets the first POST to a path matching pattern reach the server, then
+ * drops its reply, as a network that fails on the way back; later ones
+ * pass. Returns what was seen: each request's Idempotency-Key, and each
+ * reply that reached the page with its Idempotent-Replayed header.
+ */
+async function loseFirstReply(page, pattern) {
+  const seen = { keys: [], replies: [] };
+  await page.route(pattern, async (route) => {
+    const req = route.request();
+    if (req.method() !== 'POST') return route.continue();
+    seen.keys.push(req.headers()['idempotency-key']);
+    if (seen.keys.length > 1) {
+      const res = await route.fetch();
+      seen.replies.push({ status: res.status(), replayed: res.headers()['idempotent-replayed'] });
+      return route.fulfill({ response: res });
+    }
+    const res = await route.fetch(); /* applied on the server... */
+    seen.replies.push({ status: res.status(), lost: true });
+    return route.abort('connectionreset'); /* ...and the page never hears of it */
+  });
+  return seen;
+}
+
+test('a hold or a join whose reply was lost is sent again with its key, and counts once', async () => {
+  const server = await startServer();
+  try {
+    assert.equal((await call(server, 'PUT', '/v1/skus/cap-red', { stock: 5 })).status, 201);
+    assert.equal((await call(server, 'PUT', '/v1/skus/last-one', { stock: 1 })).status, 201);
+    const page = await open(shared.browser, server.url + '/');
+
+    const holds = await loseFirstReply(page, '**/v1/holds');
+    await page.getByRole('button', { name: 'Add Campaign cap, red to cart' }).click();
+    await page.getByRole('timer').waitFor({ timeout: STEP_MS });
+    assert.equal(holds.keys.length, 2);
+    assert.match(holds.keys[0], /^[0-9a-f]{32}$/);
+    assert.equal(holds.keys[1], holds.keys[0]);
+    assert.deepEqual(holds.replies, [{ status: 201, lost: true }, { status: 201, replayed: 'true' }]);
+    assert.equal((await sku(server, 'cap-red')).held, 1); /* one hold, not two */
+
+    /* Sold out to someone else: the page offers the waitlist. */
+    const taken = await call(server, 'POST', '/v1/holds', { customer: 'c-other', lines: [{ sku: 'last-one', qty: 1 }] });
+    assert.equal(taken.status, 201);
+    const joins = await loseFirstReply(page, '**/v1/skus/last-one/waitlist');
+    const join = page.getByRole('button', { name: 'Join the waitlist for last-one' });
+    await join.waitFor({ timeout: STEP_MS });
+    await join.click();
+    await page.getByText('last-one: number 1 in line').waitFor({ timeout: STEP_MS });
+    assert.equal(joins.keys.length, 2);
+    assert.equal(joins.keys[1], joins.keys[0]);
+    assert.deepEqual(joins.replies, [{ status: 201, lost: true }, { status: 201, replayed: 'true' }]);
+    assert.equal((await sku(server, 'last-one')).waitlist, 1); /* one entry, not a 409 */
+    assert.deepEqual(page.errors, []);
   } finally {
     assert.equal(await server.stop(), 0);
   }

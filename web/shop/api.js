@@ -4,9 +4,28 @@
  * asks for one (solved in a Web Worker), and the server-sent events of
  * GET /v1/events read through fetch, so that the key goes in a header
  * (EventSource cannot send one).
+ *
+ * Writes that get no reply or a 5xx may have been applied: they are sent
+ * again, a few times, with the same Idempotency-Key (docs/INTEGRATION.md,
+ * "Retries and idempotency"), so that a click whose reply was lost holds
+ * once.
  */
 
 const KEY_ITEM = 'holdfast.key';
+
+/* Requests per write at most, and the pause before each retry: doubling
+ * from the first, jittered, or the server's Retry-After up to the last. */
+const WRITE_TRIES = 4;
+const RETRY_FIRST_MS = 100;
+const RETRY_MAX_MS = 2000;
+const RETRY_AFTER_MAX_MS = 5000;
+
+/* 128 random bits as hex: an Idempotency-Key (crypto.getRandomValues works
+ * on plain-http pages too, where crypto.randomUUID does not). */
+export function newIdempotencyKey() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+}
 
 /* The key: from the page's #key=... (then kept for the tab), or kept. */
 export function storedKey() {
@@ -44,23 +63,54 @@ export class Api {
     return h;
   }
 
-  /* One call; the parsed reply, or an ApiError. */
+  /* One call; the parsed reply, or an ApiError (status 0: no reply). */
   async call(method, path, body, extraHeaders = {}) {
     const init = { method, headers: this.headers(extraHeaders) };
     if (body !== undefined) {
       init.headers['Content-Type'] = 'application/json';
       init.body = JSON.stringify(body);
     }
-    const res = await fetch(path, init);
-    const text = await res.text();
+    let res;
+    try {
+      res = await fetch(path, init);
+    } catch (err) {
+      throw new ApiError(0, { error: { code: 'no_reply', message: 'the server did not answer' } });
+    }
+    const text = await res.text().catch(() => '');
     let json = null;
     try {
       json = text ? JSON.parse(text) : null;
     } catch {
       json = null;
     }
-    if (!res.ok) throw new ApiError(res.status, json);
+    if (!res.ok) {
+      const e = new ApiError(res.status, json);
+      e.retryAfterS = Number(res.headers.get('Retry-After')) || 0;
+      throw e;
+    }
     return json;
+  }
+
+  /*
+   * A write: one call, sent again with the same Idempotency-Key while it
+   * gets no reply or a 5xx, WRITE_TRIES requests at most. A 4xx is the
+   * answer (sent again it would get the same); so is the last failure.
+   */
+  async write(method, path, body, extraHeaders = {}, key = newIdempotencyKey()) {
+    let pauseMs = RETRY_FIRST_MS;
+    for (let tries = 1; ; tries++) {
+      try {
+        return await this.call(method, path, body, { ...extraHeaders, 'Idempotency-Key': key });
+      } catch (err) {
+        const unanswered = err instanceof ApiError && (err.status === 0 || err.status >= 500);
+        if (!unanswered || tries >= WRITE_TRIES) throw err;
+        const waitMs = err.retryAfterS
+          ? Math.min(err.retryAfterS * 1000, RETRY_AFTER_MAX_MS)
+          : pauseMs / 2 + Math.random() * (pauseMs / 2);
+        pauseMs = Math.min(pauseMs * 2, RETRY_MAX_MS);
+        await new Promise((resolve) => setTimeout(resolve, waitMs));
+      }
+    }
   }
 
   /*
@@ -69,13 +119,14 @@ export class Api {
    * progress, onProof(null) the end.
    */
   async hold(body, onProof = () => {}) {
+    const key = newIdempotencyKey(); /* one per hold, across its retries and its proof */
     try {
-      return await this.call('POST', '/v1/holds', body);
+      return await this.write('POST', '/v1/holds', body, {}, key);
     } catch (err) {
       if (!(err instanceof ApiError) || err.status !== 428) throw err;
       onProof(0); /* said at once: a lucky proof comes before any progress report */
       const proof = await solveInWorker(err.detail.challenge, onProof);
-      return await this.call('POST', '/v1/holds', body, { 'Holdfast-Proof': proof });
+      return await this.write('POST', '/v1/holds', body, { 'Holdfast-Proof': proof }, key);
     }
   }
 

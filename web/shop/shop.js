@@ -74,6 +74,8 @@ function explain(err) {
     }
     case 'hold_expired':
       return 'That hold had already run out.';
+    case 'no_reply':
+      return 'The shop did not answer. Please try again in a moment.';
     case 'unauthorized':
     case 'forbidden':
       return 'The server needs an API key.';
@@ -347,7 +349,7 @@ async function payBuyNow(order) {
 async function joinWaitlist(sku) {
   const qty = Number(document.querySelector(`#p-${CSS.escape(sku)} .qty`).value);
   try {
-    const w = await api.call('POST', `/v1/skus/${sku}/waitlist`, { customer, fingerprint, qty });
+    const w = await api.write('POST', `/v1/skus/${sku}/waitlist`, { customer, fingerprint, qty });
     waits.set(sku, { id: w.id, secret: w.secret, qty, state: w.state, position: w.position });
     notice(`You are on the waitlist for ${products.get(sku)?.name ?? sku}: we will tell you here.`);
   } catch (err) {
@@ -417,7 +419,7 @@ async function pay(event) {
   for (const [sku, line] of cart) {
     if (line.state !== 'active') continue;
     try {
-      await api.call('POST', `/v1/holds/${line.holdId}/commit`, { order_ref: order }, owner(line));
+      await api.write('POST', `/v1/holds/${line.holdId}/commit`, { order_ref: order }, owner(line));
       bought.push(`${line.qty} × ${products.get(sku)?.name ?? sku}`);
       cart.delete(sku);
       refreshSku(sku);
