@@ -44,8 +44,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define H2O_USE_LIBUV 0
-#include <h2o.h>
+#include "probe_loop.h"
 
 #define THREADS_MAX 8
 #define RECORD_BYTES 64
@@ -72,13 +71,8 @@ typedef struct {
 } durable_msg_t;
 
 typedef struct {
+    probe_loop_t base; /* first: probe_loop_this points here */
     int index;
-    h2o_context_t ctx;
-    h2o_accept_ctx_t accept;
-    h2o_multithread_queue_t *queue;
-    h2o_multithread_receiver_t receiver;
-    pthread_t thread;
-    int listen_fd;
 } loop_t;
 
 static h2o_globalconf_t config;
@@ -108,7 +102,7 @@ static pthread_cond_t intake_cond = PTHREAD_COND_INITIALIZER;
 static waiter_t *intake[THREADS_MAX]; /* per loop, newest first */
 static uint32_t intake_count;
 
-static _Thread_local loop_t *this_loop;
+#define this_loop ((loop_t *)probe_loop_this)
 
 static void send_fixed(h2o_req_t *req, int status, const char *reason, const char *body)
 {
@@ -221,50 +215,8 @@ static void *commit_main(void *arg)
                 exit(1);
             }
             m->head = batch[i];
-            h2o_multithread_send_message(&loops[i].receiver, &m->super);
+            h2o_multithread_send_message(&loops[i].base.receiver, &m->super);
         }
-    }
-    return NULL;
-}
-
-static void on_accept(h2o_socket_t *listener, const char *err)
-{
-    if (err != NULL) {
-        return;
-    }
-    h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
-    if (sock != NULL) {
-        h2o_accept(&this_loop->accept, sock);
-    }
-}
-
-static int listen_on(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int on = 1;
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0 ||
-        bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(fd, 1024) != 0) {
-        perror("h2o_probe: listen");
-        exit(1);
-    }
-    return fd;
-}
-
-static void *loop_main(void *arg)
-{
-    loop_t *l = arg;
-    this_loop = l;
-    h2o_context_init(&l->ctx, h2o_evloop_create(), &config);
-    l->accept.ctx = &l->ctx;
-    l->accept.hosts = config.hosts;
-    l->queue = h2o_multithread_create_queue(l->ctx.loop);
-    h2o_multithread_register_receiver(l->queue, &l->receiver, on_durable);
-    h2o_socket_t *sock = h2o_evloop_socket_create(l->ctx.loop, l->listen_fd,
-                                                  H2O_SOCKET_FLAG_DONT_READ);
-    h2o_socket_read_start(sock, on_accept);
-    while (h2o_evloop_run(l->ctx.loop, INT32_MAX) == 0) {
     }
     return NULL;
 }
@@ -337,10 +289,9 @@ int main(int argc, char **argv)
     pthread_create(&committer, NULL, commit_main, NULL);
     for (int i = 0; i < loop_count; i++) {
         loops[i].index = i;
-        loops[i].listen_fd = listen_on(port);
-        pthread_create(&loops[i].thread, NULL, loop_main, &loops[i]);
+        probe_loop_start(&loops[i].base, &config, port, on_durable, "h2o_probe");
     }
     fprintf(stderr, "h2o_probe: listening on 127.0.0.1:%d, %d loops\n", port, loop_count);
-    pthread_join(loops[0].thread, NULL);
+    pthread_join(loops[0].base.thread, NULL);
     return 0;
 }

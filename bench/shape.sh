@@ -3,7 +3,7 @@
 # holdfast beside a probe of the other threading shape and beside Redis, in
 # one run (docs/BENCHMARKS.md, "What bounds a hold").
 #
-#   scripts/deps.sh bench && make && ./bench/shape.sh     # about 4 minutes
+#   scripts/deps.sh bench && make && ./bench/shape.sh     # about 7 minutes
 #
 # build/bench/h2o_probe (bench/h2o_probe.c; built when scripts/deps.sh bench
 # has installed libh2o-evloop) answers GET /healthz and POST /v1/holds on
@@ -20,6 +20,10 @@
 #                loop, HF_SHAPE_COMMIT_WORK_US on the commit thread): what
 #                holdfast would do on the other shape
 #   holdfast     durable, defenses off as in `make bench`
+#   holdfast-h2o holdfast's own request path on h2o's event loop, waking
+#                each loop once per commit (build/bench/h2o_holdfast: the
+#                router, handlers, guard and journal of the server, without
+#                its listener, caps or event streams), the same settings
 #   redis        Redis 7 + Lua, appendfsync always (bench/peers.sh), if
 #                scripts/deps.sh bench installed it
 # Each runs holds on one hot sku with wrk and bench/holds.lua
@@ -28,7 +32,7 @@
 # this machine's speed drifts by a third within minutes; the last lines give
 # the ratios of the rounds' means.
 #
-# After the rounds, the probe (no work) and holdfast run once more, each
+# After the rounds, the probe (no work) and both holdfasts run once more, each
 # paced by build/bench/hf_load at half its own mean peak: the p99 a reply
 # has here when nothing in the server but the durable wait takes time.
 # Everything listens on 127.0.0.1 and runs for a bounded time.
@@ -40,6 +44,7 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=$ROOT/build/holdfast
 PROBE=$ROOT/build/bench/h2o_probe
+HF_H2O=$ROOT/build/bench/h2o_holdfast
 LOAD=$ROOT/build/bench/hf_load
 ROUNDS=${HF_SHAPE_ROUNDS:-3}
 SECS=${HF_SHAPE_SECONDS:-8}
@@ -58,7 +63,7 @@ for v in "$ROUNDS:1:$ROUNDS_MAX" "$SECS:1:$SECONDS_MAX" "$WORK_US:0:10000" "$COM
         exit 2
     fi
 done
-for f in "$BIN" "$PROBE" "$LOAD"; do
+for f in "$BIN" "$PROBE" "$HF_H2O" "$LOAD"; do
     [ -x "$f" ] || { echo "shape.sh: $f is missing: scripts/deps.sh bench, then make" >&2; exit 2; }
 done
 command -v wrk >/dev/null || { echo "shape.sh: wrk is not installed (scripts/deps.sh)" >&2; exit 2; }
@@ -119,7 +124,7 @@ measure() {
     echo "$hr" >>"$WORK/$1.holds"
     echo "$zr" >>"$WORK/$1.healthz"
     awk -v n="$1" -v hr="$hr" -v hp50="$hp50" -v hp99="$hp99" -v herr="$herr" -v cpu="$SRV_US_PER_REQ" -v zr="$zr" -v zerr="$zerr" \
-        'BEGIN { printf "  %-10s holds %6d/s (p50 %.2f ms, p99 %.2f ms, %s µs of CPU each, errors %d)  healthz %6d/s (errors %d)  holds/healthz %.2f\n",
+        'BEGIN { printf "  %-12s holds %6d/s (p50 %.2f ms, p99 %.2f ms, %s µs of CPU each, errors %d)  healthz %6d/s (errors %d)  holds/healthz %.2f\n",
                  n, hr, hp50 / 1000, hp99 / 1000, cpu, herr, zr, zerr, (zr > 0 ? hr / zr : 0) }'
 }
 
@@ -136,7 +141,7 @@ paced() {
     "$LOAD" holds --port "$2" -c 32 -d 2 --skus 1 >/dev/null 2>&1
     line=$("$LOAD" holds --port "$2" -c 32 -d "$SECS" --skus 1 --rate "$3" 2>&1 | grep 'type=all')
     awk -v n="$1" '{ for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
-        printf "  %-10s paced at %d/s: %d holds/s, p50 %.2f ms, p99 %.2f ms (bad replies %d, errors %d)\n",
+        printf "  %-12s paced at %d/s: %d holds/s, p50 %.2f ms, p99 %.2f ms (bad replies %d, errors %d)\n",
             n, v["rate_target"], v["holds_per_s"], v["p50_us"] / 1000, v["p99_us"] / 1000, v["bad_status"], v["errors"] }' <<<"$line"
 }
 
@@ -181,23 +186,42 @@ EOF
     kill -TERM "$PID"; wait "$PID" 2>/dev/null; PID=
 }
 
+holdfast_h2o_round() { # [PACED_RATE]
+    local port
+    port=$(free_port)
+    rm -rf "$WORK/h2o-data"
+    "$HF_H2O" --port "$port" --data "$WORK/h2o-data" --threads 2 \
+        --policy "$ROOT/bench/policy-off.json" 2>"$WORK/h2o-holdfast.log" &
+    PID=$!
+    wait_http "$port" || { echo "shape.sh: h2o_holdfast did not start:" >&2; cat "$WORK/h2o-holdfast.log" >&2; exit 1; }
+    curl -s -o /dev/null -X PUT -H 'Content-Type: application/json' -d "{\"stock\": $STOCK}" \
+        "http://127.0.0.1:$port/v1/skus/hot"
+    if [ -n "${1:-}" ]; then
+        "$LOAD" skus --port "$port" --count 1 --stock "$STOCK" -c 1 >/dev/null 2>&1
+        paced holdfast-h2o "$port" "$1"
+    else
+        measure holdfast-h2o "http://127.0.0.1:$port"
+    fi
+    kill "$PID"; wait "$PID" 2>/dev/null; PID=
+}
+
 redis_round() {
     REDIS_HOLDS=
     rm -rf "$WORK/peers-redis" # a new server each round, without the last one's file
     peer_redis >"$WORK/redis.out" 2>&1
     if [ -z "$REDIS_HOLDS" ]; then
-        echo "  redis      $(grep -m1 -E 'skipped|BAD' "$WORK/redis.out" | sed 's/^ *//')"
+        echo "  redis        $(grep -m1 -E 'skipped|BAD' "$WORK/redis.out" | sed 's/^ *//')"
         return
     fi
     echo "$REDIS_HOLDS" >>"$WORK/redis.holds"
-    echo "  redis      holds $(printf '%6d' "$REDIS_HOLDS")/s ($(grep -o 'p50 [0-9.]* ms, p99 [0-9.]* ms' "$WORK/redis.out"), $SRV_US_PER_REQ µs of CPU each)"
+    echo "  redis        holds $(printf '%6d' "$REDIS_HOLDS")/s ($(grep -o 'p50 [0-9.]* ms, p99 [0-9.]* ms' "$WORK/redis.out"), $SRV_US_PER_REQ µs of CPU each)"
 }
 
 # ratios ROUND: each server's holds/s over Redis's in that round
 ratios() {
     local line="  to Redis:" n r
     r=$(sed -n "${1}p" "$WORK/redis.holds" 2>/dev/null)
-    for n in probe probe+work holdfast; do
+    for n in probe probe+work holdfast holdfast-h2o; do
         line="$line $n $(ratio "$(sed -n "${1}p" "$WORK/$n.holds")" "$r" x),"
     done
     echo "${line%,}"
@@ -213,20 +237,24 @@ for r in $(seq "$ROUNDS"); do
     probe_round probe 0 0
     probe_round probe+work "$WORK_US" "$COMMIT_WORK_US"
     holdfast_round
+    holdfast_h2o_round
     redis_round
     ratios "$r"
 done
-echo "means of the rounds: holds/s probe $(mean "$WORK/probe.holds"), probe+work $(mean "$WORK/probe+work.holds")," \
-    "holdfast $(mean "$WORK/holdfast.holds"), redis $(mean "$WORK/redis.holds")"
 R=$(mean "$WORK/redis.holds")
-echo "  to Redis: probe $(ratio "$(mean "$WORK/probe.holds")" "$R" x), probe+work $(ratio "$(mean "$WORK/probe+work.holds")" "$R" x)," \
-    "holdfast $(ratio "$(mean "$WORK/holdfast.holds")" "$R" x)"
-echo "  holds/healthz: probe $(ratio "$(mean "$WORK/probe.holds")" "$(mean "$WORK/probe.healthz")")," \
-    "probe+work $(ratio "$(mean "$WORK/probe+work.holds")" "$(mean "$WORK/probe+work.healthz")")," \
-    "holdfast $(ratio "$(mean "$WORK/holdfast.holds")" "$(mean "$WORK/holdfast.healthz")")"
+line1="means of the rounds: holds/s" line2="  to Redis:" line3="  holds/healthz:"
+for n in probe probe+work holdfast holdfast-h2o; do
+    line1="$line1 $n $(mean "$WORK/$n.holds"),"
+    line2="$line2 $n $(ratio "$(mean "$WORK/$n.holds")" "$R" x),"
+    line3="$line3 $n $(ratio "$(mean "$WORK/$n.holds")" "$(mean "$WORK/$n.healthz")"),"
+done
+echo "$line1 redis ${R:--}"
+echo "${line2%,}"
+echo "${line3%,}"
 echo "   disk, 4 KiB overwrite+fdatasync: $(flush_latency "$WORK")"
 echo "paced at half the mean peak (hf_load, 32 connections, $SECS s; latency from each request's planned send)"
 probe_round probe 0 0 "$(($(mean "$WORK/probe.holds") / 2))"
 holdfast_round "$(($(mean "$WORK/holdfast.holds") / 2))"
+holdfast_h2o_round "$(($(mean "$WORK/holdfast-h2o.holds") / 2))"
 echo "   disk, 4 KiB overwrite+fdatasync: $(flush_latency "$WORK")"
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
