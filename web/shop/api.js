@@ -73,7 +73,7 @@ export class Api {
     let res;
     try {
       res = await fetch(path, init);
-    } catch (err) {
+    } catch {
       throw new ApiError(0, { error: { code: 'no_reply', message: 'the server did not answer' } });
     }
     const text = await res.text().catch(() => '');
