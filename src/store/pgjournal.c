@@ -383,6 +383,23 @@ static _Noreturn void lost(const pgj_t *j, const char *why)
     _exit(STORE_EXIT_LEASE_LOST);
 }
 
+/* Names the lease's session as the owner's: a takeover by this node under
+ * the same name ends the sessions so named (end_old_owner). */
+static int name_lease_owner(pgj_t *j, char *err, size_t err_size)
+{
+    char name[APP_NAME_MAX];
+    app_name(j, "owner", name, sizeof name);
+    const char *params[] = {name};
+    PGresult *r = PQexecParams(j->lease_conn, "SELECT set_config('application_name', $1, false)",
+                               1, NULL, params, NULL, NULL, 0);
+    int rc = PQresultStatus(r) == PGRES_TUPLES_OK ? 0 : -1;
+    if (rc != 0) {
+        sql_error(j->lease_conn, r, "cannot name the lease's session", err, err_size);
+    }
+    PQclear(r);
+    return rc;
+}
+
 /* One renewal, and what its failure says (lease's thread). */
 static void renew_once(pgj_t *j, bool *complained)
 {
@@ -400,6 +417,12 @@ static void renew_once(pgj_t *j, bool *complained)
     *complained = rc < 0;
     if (rc < 0 && PQstatus(j->lease_conn) != CONNECTION_OK) {
         PQreset(j->lease_conn); /* bounded by connect_timeout */
+        char ignored[256];
+        /* A new session has the name it connected with, a standby's. If
+         * naming fails, the next renewal fails too, and comes back here. */
+        if (PQstatus(j->lease_conn) == CONNECTION_OK) {
+            name_lease_owner(j, ignored, sizeof ignored);
+        }
     }
 }
 
@@ -563,16 +586,7 @@ static int take(pgj_t *j, const seen_t *seen, int64_t sent_ms, char *err, size_t
  * the renewals. */
 static int become_owner(pgj_t *j, char *err, size_t err_size)
 {
-    char name[APP_NAME_MAX];
-    app_name(j, "owner", name, sizeof name);
-    const char *params[] = {name};
-    PGresult *r = PQexecParams(j->lease_conn, "SELECT set_config('application_name', $1, false)",
-                               1, NULL, params, NULL, NULL, 0);
-    int rc = PQresultStatus(r) == PGRES_TUPLES_OK ? 0 : -1;
-    if (rc != 0) {
-        sql_error(j->lease_conn, r, "cannot name the lease's session", err, err_size);
-    }
-    PQclear(r);
+    int rc = name_lease_owner(j, err, err_size);
     if (rc == 0) {
         j->journal_conn = connect_as(j, "owner", err, err_size);
         rc = j->journal_conn != NULL ? 0 : -1;

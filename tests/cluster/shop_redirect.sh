@@ -116,14 +116,44 @@ echo "ok: shops beyond the first thousand are found"
 # still wanted, is read then (ask() gives up after 5 s of not_owner). If the
 # renewal came first and reconnected before the read (a window of about a
 # twelfth of the time), the read did not fail: another shop, another try.
+#
+# The lease session is told from the journal's (same name) by its last
+# query, a renewal or a read of the owners. A session the last try ended
+# and the renewal replaced has run neither until its next renewal: up to
+# 5 s are given for one to show.
+end_lease_session() {
+    local ended=0
+    for _ in $(seq 100); do
+        ended=$(sql "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+                     WHERE application_name = 'holdfast/$a/owner/n-$a'
+                       AND (query LIKE 'UPDATE holdfast_shops%' OR query LIKE 'SELECT shop, owner_url%')")
+        [ "$ended" = 0 ] || break
+        sleep 0.05
+    done
+    echo "$ended"
+}
 tries=0
 until grep -q "cannot read other shops' owners; retrying" "$work/$a.log"; do
     tries=$((tries + 1))
     [ "$tries" -le 5 ] || fail "in 5 tries, no read of the owners met the ended session"
-    ended=$(sql "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-                 WHERE application_name = 'holdfast/$a/owner/n-$a'
-                   AND (query LIKE 'UPDATE holdfast_shops%' OR query LIKE 'SELECT shop, owner_url%')")
+    ended=$(end_lease_session)
     [ "$ended" = 1 ] || fail "ended $ended lease sessions of $a's node, not 1"
     expect_many_redirect "$many-077$tries" "after the lease session ended"
 done
 echo "ok: a read of the owners that failed is tried again ($tries tries)"
+
+# The lease's new session is named as the owner's again (it connects with a
+# standby's name), so that a restart of this node under the same name can
+# end it: once it has renewed, no session of a's node says standby.
+renewed=0
+for _ in $(seq 100); do
+    renewed=$(sql "SELECT count(*) FROM pg_stat_activity
+                   WHERE application_name = 'holdfast/$a/owner/n-$a'
+                     AND query LIKE 'UPDATE holdfast_shops%'")
+    [ "$renewed" = 0 ] || break
+    sleep 0.05
+done
+[ "$renewed" = 1 ] || fail "no renewal by a session named as $a's owner after the reconnect"
+standby=$(sql "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'holdfast/$a/standby/n-$a'")
+[ "$standby" = 0 ] || fail "$standby sessions of $a's node, its shop's owner, are named standby"
+echo "ok: the lease's new session is named as the owner's"
