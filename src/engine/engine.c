@@ -1014,7 +1014,11 @@ static engine_result_t create_check_lines(const engine_t *e, const engine_hold_c
 {
     for (uint16_t i = 0; i < r->line_count; i++) {
         const engine_line_t *l = &r->lines[i];
-        if (!engine_sku_find(e, l->sku, l->sku_len, &lines[i].sku_index)) {
+        if (r->looked_up) {
+            lines[i].sku_index = r->sku_index[i];
+            assert(r->sku_index[i] < e->sku_count &&
+                   sku_matches(e, r->sku_index[i], l->sku, l->sku_len));
+        } else if (!engine_sku_find(e, l->sku, l->sku_len, &lines[i].sku_index)) {
             o->sku_index = i; /* for an unknown sku: the line's index */
             return ENGINE_SKU_NOT_FOUND;
         }
@@ -1110,7 +1114,7 @@ static void apply_hold_create(engine_t *e, const engine_op_t *op, engine_outcome
     uint64_t request_hash = 0;
     if (r->idem_key_len > 0) {
         request_hash = r->request_hash != 0 ? r->request_hash : engine_hold_request_hash(r);
-        const engine_idem_t *k = idem_find(e, r->idem_key, r->idem_key_len);
+        const engine_idem_t *k = r->looked_up ? NULL : idem_find(e, r->idem_key, r->idem_key_len);
         if (k != NULL) {
             o->result = k->request_hash == request_hash ? ENGINE_OK : ENGINE_IDEMPOTENCY_MISMATCH;
             o->replayed = o->result == ENGINE_OK;

@@ -140,6 +140,12 @@ typedef struct {
     uint64_t hold_id;
     uint16_t line_count;
     engine_line_t lines[HF_LINES_PER_HOLD_MAX];
+    /* Set by a caller that has just, under the same lock, found each
+     * line's sku (sku_index[i] for lines[i]) and no kept Idempotency-Key
+     * equal to idem_key: the guard, while deciding. The engine then does
+     * not look them up again. Never journaled, so a replay looks. */
+    bool looked_up;
+    uint32_t sku_index[HF_LINES_PER_HOLD_MAX];
 } engine_hold_create_t;
 
 typedef struct {

@@ -67,14 +67,17 @@ static uint32_t cs_needed(const guard_t *g, const engine_hold_create_t *c, const
 {
     uint32_t needed = 0;
     for (uint16_t i = 0; i < c->line_count; i++) {
-        uint32_t sku;
-        bool sku_known = engine_sku_find(&g->engine, c->lines[i].sku, c->lines[i].sku_len, &sku);
+        uint32_t sku = GUARD_NONE;
+        bool sku_known = n->cs_known || engine_sku_find(&g->engine, c->lines[i].sku,
+                                                        c->lines[i].sku_len, &sku);
         for (int k = 0; k < POLICY_ID_KINDS; k++) {
             if (n->len[k] == 0) {
                 continue;
             }
-            bool known = sku_known && n->ids[k] != GUARD_NONE &&
-                         ident_cs_find(g, n->ids[k], sku) != GUARD_NONE;
+            /* Deciding found the entries already (n->cs); replay looks. */
+            bool known = n->cs_known ? n->cs[k][i] != GUARD_NONE
+                                     : sku_known && n->ids[k] != GUARD_NONE &&
+                                           ident_cs_find(g, n->ids[k], sku) != GUARD_NONE;
             needed += !known;
         }
     }

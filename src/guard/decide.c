@@ -61,6 +61,7 @@ static bool line_input(const guard_t *g, const engine_line_t *l, ident_names_t *
                            .qty = l->qty,
                            .newcomer_held = g->skus[sku].newcomer_held,
                            .pay_ms = sku_pay_ms(g, sku)};
+    n->sku[i] = sku;
     for (int k = 0; k < POLICY_ID_KINDS; k++) {
         n->cs[k][i] = n->ids[k] == GUARD_NONE ? GUARD_NONE : ident_cs_find(g, n->ids[k], sku);
         line_units(g, n->cs[k][i], now_ms, out, k);
@@ -127,7 +128,8 @@ static policy_decision_t decide(guard_t *g, const guard_hold_request_t *req, int
 /* The op a decision to allow req makes: only the lines it has are copied
  * (a hold create has room for 64). */
 static void hold_op_fill(guard_op_t *op, const guard_hold_request_t *req, int64_t now_ms,
-                         const policy_decision_t *d, const policy_hold_input_t *in, uint64_t hash)
+                         const policy_decision_t *d, const policy_hold_input_t *in,
+                         const ident_names_t *n, uint64_t hash)
 {
     op->kind = GUARD_OP_ENGINE;
     op->buy_now = req->buy_now;
@@ -145,6 +147,10 @@ static void hold_op_fill(guard_op_t *op, const guard_hold_request_t *req, int64_
            offsetof(engine_hold_create_t, lines) + req->create.line_count * sizeof(engine_line_t));
     c->ttl_ms = d->ttl_ms;
     c->request_hash = hash;
+    /* Deciding found every line's sku and no kept key like this one. */
+    assert(n->cs_known);
+    c->looked_up = true;
+    memcpy(c->sku_index, n->sku, c->line_count * sizeof c->sku_index[0]);
 }
 
 /* The units a request asks of a sku. */
@@ -200,7 +206,7 @@ guard_outcome_t guard_hold(guard_t *g, const guard_hold_request_t *req, int64_t 
         return (guard_outcome_t){
             .result = d.verdict == POLICY_DENY ? GUARD_DENIED : GUARD_CHALLENGED, .decision = d};
     }
-    hold_op_fill(op, req, now_ms, &d, &in, hash);
+    hold_op_fill(op, req, now_ms, &d, &in, &names, hash);
     /* Applied as guard_apply would (time is already advanced), with what
      * deciding found: the same state, without finding it all again. */
     bool swept = false;

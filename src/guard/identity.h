@@ -52,15 +52,16 @@ void ident_sweep(guard_t *g, int64_t now_ms, uint32_t steps, bool pressed);
 
 /* What a hold request names, worked out once per request: its identities'
  * texts and where they are in the tables (GUARD_NONE: absent, or not there
- * yet), and each identity's units entry for each line (when cs_known). The
- * live path finds them while deciding and hands them to the apply; replay
- * finds them in the apply. */
+ * yet), and each line's sku and each identity's units entry for it (when
+ * cs_known). The live path finds them while deciding and hands them to the
+ * apply; replay finds them in the apply. */
 typedef struct {
     const char *value[POLICY_ID_KINDS];
     size_t len[POLICY_ID_KINDS]; /* 0: the request does not name it */
     char prefix[POLICY_IP_PREFIX_TEXT_MAX];
     uint32_t ids[POLICY_ID_KINDS];
     bool cs_known;
+    uint32_t sku[HF_LINES_PER_HOLD_MAX];
     uint32_t cs[POLICY_ID_KINDS][HF_LINES_PER_HOLD_MAX];
 } ident_names_t;
 
