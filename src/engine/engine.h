@@ -138,14 +138,16 @@ typedef struct {
     /* 0: the engine picks the id. Recovery passes the id that was recorded,
      * so a replayed hold keeps the id its client was given. */
     uint64_t hold_id;
-    uint16_t line_count;
-    engine_line_t lines[HF_LINES_PER_HOLD_MAX];
     /* Set by a caller that has just, under the same lock, found each
      * line's sku (sku_index[i] for lines[i]) and no kept Idempotency-Key
      * equal to idem_key: the guard, while deciding. The engine then does
-     * not look them up again. Never journaled, so a replay looks. */
+     * not look them up again. Never journaled: a decoded create has it
+     * false, and a replay looks. Before lines[], so that the copies and
+     * clears that stop at lines[] (record.c) take it along. */
     bool looked_up;
-    uint32_t sku_index[HF_LINES_PER_HOLD_MAX];
+    uint16_t line_count;
+    engine_line_t lines[HF_LINES_PER_HOLD_MAX];
+    uint32_t sku_index[HF_LINES_PER_HOLD_MAX]; /* with looked_up */
 } engine_hold_create_t;
 
 typedef struct {

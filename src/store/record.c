@@ -337,6 +337,7 @@ void record_encode_op(store_buf_t *b, const guard_op_t *op)
 
 static bool decode_create(record_reader_t *r, engine_hold_create_t *c)
 {
+    c->looked_up = false; /* a replayed create finds its skus and key itself */
     c->hold_id = get_u64(r);
     c->ttl_ms = (int64_t)get_u64(r);
     c->customer_len = get_text(r, c->customer, HF_NAME_BYTES_MAX);

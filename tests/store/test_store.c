@@ -294,6 +294,8 @@ static void test_records_round_trip_every_op_kind(void **state)
     memcpy(ops[2].u.hold.order_ref, "o-9", 3);
     ops[2].u.hold.order_ref_len = 3;
     c->request_hash = 0xfeedULL;
+    c->looked_up = true; /* as the guard hands it over live: never journaled */
+    c->sku_index[0] = 7;
     store_buf_t b = {0};
     guard_op_t wrapped[5];
     for (int i = 0; i < 5; i++) {
@@ -321,7 +323,11 @@ static void test_records_round_trip_every_op_kind(void **state)
     r = (record_reader_t){.p = b.data, .left = b.size, .ok = true};
     assert_true(record_decode_op(&r, &got));
     assert_int_equal(got.engine.u.sku_put.stock, HF_STOCK_MAX);
+    memset(&got, 0xff, sizeof got); /* a decoder must not leave anything of this */
     assert_true(record_decode_op(&r, &got));
+    uint8_t looked_up;
+    memcpy(&looked_up, &got.engine.u.hold_create.looked_up, 1); /* bytes: 0xff is no bool */
+    assert_int_equal(looked_up, 0); /* a replay finds its skus and key itself */
     assert_int_equal(got.engine.u.hold_create.hold_id, 12345);
     assert_int_equal(got.engine.u.hold_create.line_count, HF_LINES_PER_HOLD_MAX);
     assert_int_equal(got.engine.u.hold_create.lines[63].qty, 64);
