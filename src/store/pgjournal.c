@@ -390,14 +390,10 @@ static int name_lease_owner(pgj_t *j, char *err, size_t err_size)
     char name[APP_NAME_MAX];
     app_name(j, "owner", name, sizeof name);
     const char *params[] = {name};
-    PGresult *r = PQexecParams(j->lease_conn, "SELECT set_config('application_name', $1, false)",
-                               1, NULL, params, NULL, NULL, 0);
-    int rc = PQresultStatus(r) == PGRES_TUPLES_OK ? 0 : -1;
-    if (rc != 0) {
-        sql_error(j->lease_conn, r, "cannot name the lease's session", err, err_size);
-    }
+    PGresult *r = one_row(j->lease_conn, "SELECT set_config('application_name', $1, false)", 1,
+                          params, 0, "cannot name the lease's session", err, err_size);
     PQclear(r);
-    return rc;
+    return r != NULL ? 0 : -1;
 }
 
 /* One renewal, and what its failure says (lease's thread). */
@@ -533,16 +529,12 @@ static int end_old_owner(pgj_t *j, const char *owner, char *err, size_t err_size
     char name[APP_NAME_MAX];
     snprintf(name, sizeof name, "holdfast/%s/owner/%s", j->shop, owner);
     const char *params[] = {name};
-    PGresult *r = PQexecParams(j->lease_conn,
-                               "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                               " WHERE application_name = $1 AND pid <> pg_backend_pid()",
-                               1, NULL, params, NULL, NULL, 0);
-    int rc = PQresultStatus(r) == PGRES_TUPLES_OK ? 0 : -1;
-    if (rc != 0) {
-        sql_error(j->lease_conn, r, "cannot end the old owner's sessions", err, err_size);
-    }
+    PGresult *r = one_row(j->lease_conn,
+                          "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                          " WHERE application_name = $1 AND pid <> pg_backend_pid()",
+                          1, params, 0, "cannot end the old owner's sessions", err, err_size);
     PQclear(r);
-    return rc;
+    return r != NULL ? 0 : -1;
 }
 
 /* Raises the epoch, if it is still the one seen: another standby may have
