@@ -94,6 +94,7 @@ struct pgj_s {
     bool owners_complained; /* lease's thread: a failed read was logged */
     int64_t lease_ms;
     PGconn *lease_conn;   /* acquire, renewals */
+    bool lease_unnamed;   /* reconnected, not yet named as the owner's (lease's thread) */
     PGconn *journal_conn; /* recovery, commits */
     uint64_t epoch;
     bool created;
@@ -392,8 +393,9 @@ static int name_lease_owner(pgj_t *j, char *err, size_t err_size)
     const char *params[] = {name};
     PGresult *r = one_row(j->lease_conn, "SELECT set_config('application_name', $1, false)", 1,
                           params, 0, "cannot name the lease's session", err, err_size);
+    int rc = r != NULL ? 0 : -1;
     PQclear(r);
-    return r != NULL ? 0 : -1;
+    return rc;
 }
 
 /* One renewal, and what its failure says (lease's thread). */
@@ -413,12 +415,11 @@ static void renew_once(pgj_t *j, bool *complained)
     *complained = rc < 0;
     if (rc < 0 && PQstatus(j->lease_conn) != CONNECTION_OK) {
         PQreset(j->lease_conn); /* bounded by connect_timeout */
-        char ignored[256];
-        /* A new session has the name it connected with, a standby's. If
-         * naming fails, the next renewal fails too, and comes back here. */
-        if (PQstatus(j->lease_conn) == CONNECTION_OK) {
-            name_lease_owner(j, ignored, sizeof ignored);
-        }
+        j->lease_unnamed = true; /* a new session has a standby's name */
+    }
+    if (j->lease_unnamed && PQstatus(j->lease_conn) == CONNECTION_OK) {
+        char ignored[256]; /* not named yet: tried again at the next renewal */
+        j->lease_unnamed = name_lease_owner(j, ignored, sizeof ignored) != 0;
     }
 }
 
@@ -533,8 +534,9 @@ static int end_old_owner(pgj_t *j, const char *owner, char *err, size_t err_size
                           "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
                           " WHERE application_name = $1 AND pid <> pg_backend_pid()",
                           1, params, 0, "cannot end the old owner's sessions", err, err_size);
+    int rc = r != NULL ? 0 : -1;
     PQclear(r);
-    return r != NULL ? 0 : -1;
+    return rc;
 }
 
 /* Raises the epoch, if it is still the one seen: another standby may have
