@@ -16,14 +16,10 @@
  * docs/WEBHOOKS.md shows one.
  */
 #include <arpa/inet.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "hf_secret_file.h"
 #include "webhook.h"
