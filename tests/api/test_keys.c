@@ -361,6 +361,38 @@ static void test_a_missing_or_empty_key_file_stops_the_start(void **state)
     expect_refused(fx, with_config, says_config, NULL);
 }
 
+/* A key file may hold up to 16 KiB less a byte (KEYS_FILE_BYTES_MAX): at
+ * that size it is read whole, its last key included; a byte more stops the
+ * start. */
+static void test_a_key_file_at_its_size_limit_is_read_whole(void **state)
+{
+    fx_t *fx = *state;
+    enum { LIMIT = 16 * 1024 };
+    static const char key_line[] = "edge-shop-key\n";
+    char *text = malloc(LIMIT + 1), *over = malloc(LIMIT + 1);
+    assert_non_null(text);
+    assert_non_null(over);
+    size_t pad = LIMIT - 1 - (sizeof key_line - 1) - 3; /* "# " and its line end */
+    text[0] = '#';
+    text[1] = ' ';
+    memset(text + 2, 'x', pad);
+    snprintf(text + 2 + pad, LIMIT + 1 - 2 - pad, "\n%s", key_line);
+    assert_int_equal(strlen(text), LIMIT - 1);
+    snprintf(over, LIMIT + 1, "%s\n", text); /* one byte past the limit */
+    char path[256];
+    write_file(fx, "api_keys_over", over, 0600, path);
+    free(over);
+    const char *over_args[] = {"--api-key-file", path, NULL};
+    const char *says[] = {path, "larger than a key file may be (16 KiB)", NULL};
+    expect_refused(fx, over_args, says, NULL);
+
+    write_file(fx, "api_keys", text, 0600, path);
+    free(text);
+    const char *args[] = {"--api-key-file", path, NULL};
+    start(fx, args);
+    expect_shop(fx, "edge-shop-key");
+}
+
 static void test_a_malformed_key_from_any_source_stops_the_start(void **state)
 {
     fx_t *fx = *state;
@@ -424,6 +456,7 @@ int main(void)
         T(test_the_admin_key_comes_from_the_first_source_and_shop_keys_add_up),
         T(test_a_key_file_others_may_read_stops_the_start),
         T(test_a_missing_or_empty_key_file_stops_the_start),
+        T(test_a_key_file_at_its_size_limit_is_read_whole),
         T(test_a_malformed_key_from_any_source_stops_the_start),
         T(test_an_admin_key_twice_on_one_level_stops_the_start),
     };

@@ -861,7 +861,7 @@ static void test_a_secret_file_others_may_read_is_refused_at_start(void **state)
     } cases[] = {
         {0644, 32, "(mode 0644): chmod 600 it"},
         {0640, 32, "(mode 0640)"},
-        {0600, 300, "larger than a webhook secret"},
+        {0600, 259, "larger than a webhook secret"}, /* 256 and a line end, and one more */
         {0, 0, "not a regular file"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -881,6 +881,36 @@ static void test_a_secret_file_others_may_read_is_refused_at_start(void **state)
     }
 }
 
+/* A secret file at its size limit, the longest secret and a CRLF, is read
+ * whole: the events are signed with all 256 bytes of it. */
+static void test_a_secret_file_at_its_size_limit_is_read_whole(void **state)
+{
+    fx_t *fx = *state;
+    char path[256], secret[257], extra[1024];
+    for (int i = 0; i < 256; i++) {
+        secret[i] = (char)('a' + i % 26);
+    }
+    secret[256] = '\0';
+    snprintf(path, sizeof path, "%s/webhook.secret", fx->srv.root);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f, "%s\r\n", secret); /* 258 bytes: the most the file may have */
+    fclose(f);
+    assert_int_equal(chmod(path, 0600), 0);
+    snprintf(extra, sizeof extra,
+             "{\"webhooks\": [{\"url\": \"http://127.0.0.1:%u/hooks\", \"events\": "
+             "[\"sku.sold_out\"]}], \"webhook_secret_file\": \"%s\", " RETRY "}",
+             rx.port, path);
+    assert_int_equal(hf_server_write_config(&fx->srv, extra), 0);
+    rx_set(0, 0, false);
+    start(fx);
+    char id[HF_TEST_ID_MAX];
+    put(fx, "a", 1);
+    hold(fx, "u-1", "a", 1, 600000, id); /* sold out */
+    assert_true(rx_wait("sku.sold_out", NULL, 200, 1));
+    assert_true(all_signed_well(secret));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -893,6 +923,7 @@ int main(void)
         T(test_a_full_outbox_drops_new_events_and_counts_them),
         T(test_unsafe_or_unsigned_webhooks_are_refused_at_start),
         T(test_a_secret_file_others_may_read_is_refused_at_start),
+        T(test_a_secret_file_at_its_size_limit_is_read_whole),
 #undef T
     };
     return hf_tests_done(cmocka_run_group_tests(tests, NULL, NULL));
